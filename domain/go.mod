@@ -1,0 +1,5 @@
+module github.com/kis-core/runbook/domain
+
+go 1.26
+
+require github.com/goccy/go-yaml v1.19.2 // indirect

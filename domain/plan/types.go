@@ -1,0 +1,328 @@
+// Package plan is the change plan: the seed's change_plan_template.yml, kept
+// field for field, plus the executable parts (preflight, deploy, monitor,
+// test, report). It is pure: no NATS, no database. Every service parses the
+// plan text carried by change.requested with Parse.
+package plan
+
+// Plan is one change plan.
+type Plan struct {
+	// --- the seed's template, unchanged ---
+	ChangeRequest        ChangeRequest         `yaml:"change_request"`
+	Requester            Requester             `yaml:"requester"`
+	Description          Description           `yaml:"description"`
+	Scope                Scope                 `yaml:"scope"`
+	Timeline             Timeline              `yaml:"timeline"`
+	RisksAndMitigations  []Risk                `yaml:"risks_and_mitigations"`
+	RollbackPlan         RollbackPlan          `yaml:"rollback_plan"`
+	Approval             map[string]Approval   `yaml:"approval"`
+	// --- executable parts ---
+	Preflight Preflight `yaml:"preflight"`
+	Deploy    Deploy    `yaml:"deploy"`
+	Monitor   Monitor   `yaml:"monitor"`
+	Test      Test      `yaml:"test"`
+	Report    Report    `yaml:"report"`
+}
+
+type ChangeRequest struct {
+	ID       string `yaml:"id"`
+	Title    string `yaml:"title"`
+	Type     string `yaml:"type"`     // maintenance, bugfix, enhancement, emergency
+	Priority string `yaml:"priority"` // low, medium, high, critical
+}
+
+type Requester struct {
+	Name    string `yaml:"name"`
+	Role    string `yaml:"role"`
+	Contact string `yaml:"contact"`
+}
+
+type Description struct {
+	Summary               string `yaml:"summary"`
+	BusinessJustification string `yaml:"business_justification"`
+	TechnicalDetails      string `yaml:"technical_details"`
+}
+
+type Scope struct {
+	SystemsAffected    []string `yaml:"systems_affected"`
+	ComponentsModified []string `yaml:"components_modified"`
+	DataChanges        []string `yaml:"data_changes"`
+}
+
+type Timeline struct {
+	PlannedStart      string   `yaml:"planned_start"`      // RFC 3339
+	EstimatedDuration Duration `yaml:"estimated_duration"` // "2 hours"
+	PlannedCompletion string   `yaml:"planned_completion"` // RFC 3339
+	Milestones        []string `yaml:"milestones"`
+}
+
+// Risk is one entry of risks_and_mitigations. Probability and impact take
+// the template's words (low/medium/high) or the matrix's
+// (very_low..very_high, negligible..severe).
+type Risk struct {
+	ID          string `yaml:"id"`
+	Risk        string `yaml:"risk"`
+	Probability string `yaml:"probability"`
+	Impact      string `yaml:"impact"`
+	Mitigation  string `yaml:"mitigation"`
+	Owner       string `yaml:"owner"`
+}
+
+type RollbackPlan struct {
+	// Text conditions are shown to people; structured ones feed the monitor.
+	TriggerConditions []TriggerCondition `yaml:"trigger_conditions"`
+	// Text steps are described manual steps; objects run. The seed writes
+	// them as one numbered text ("1. ... 2. ..."), which is split into steps.
+	RollbackSteps         []Step   `yaml:"rollback_steps"`
+	EstimatedRollbackTime Duration `yaml:"estimated_rollback_time"`
+}
+
+// TriggerCondition is either Text or a structured metric rule.
+type TriggerCondition struct {
+	Text   string  `yaml:"-"`
+	Metric string  `yaml:"metric"`
+	Op     string  `yaml:"op"` // >, >=, <, <=
+	Value  float64 `yaml:"value"`
+}
+
+// Approval is one role that must approve, with its named approver. Status
+// and timestamp are accepted (the seed writes them) but never trusted:
+// approvals exist only as events.
+type Approval struct {
+	Approver  string `yaml:"approver"`
+	Status    string `yaml:"status"`
+	Timestamp string `yaml:"timestamp"`
+}
+
+type Preflight struct {
+	Checks []Check  `yaml:"checks"`
+	Backup *Backup  `yaml:"backup"`
+}
+
+// Check is one pre-flight check: exactly one kind field is set.
+type Check struct {
+	Name     string   `yaml:"name"`
+	Timeout  Duration `yaml:"timeout"`  // default 5s
+	Blocking *bool    `yaml:"blocking"` // default true (resources: false)
+
+	HTTP      *HTTPCheck      `yaml:"http"`
+	TCP       *TCPCheck       `yaml:"tcp"`
+	Env       *EnvCheck       `yaml:"env"`
+	Command   *Command        `yaml:"command"`
+	Postgres  *PostgresCheck  `yaml:"postgres"`
+	Redis     *RedisCheck     `yaml:"redis"`
+	NATS      *NATSCheck      `yaml:"nats"`
+	Resources *ResourcesCheck `yaml:"resources"`
+	File      *FileCheck      `yaml:"file"`
+}
+
+type HTTPCheck struct {
+	URL          string            `yaml:"url"`
+	Method       string            `yaml:"method"`        // default GET
+	ExpectStatus int               `yaml:"expect_status"` // default: any 2xx
+	BodyContains string            `yaml:"body_contains"`
+	JSON         map[string]any    `yaml:"json"`   // top-level or dotted field → expected value
+	MaxMS        int               `yaml:"max_ms"` // latency bound
+	HeadersEnv   map[string]string `yaml:"headers_env"` // header → env var name
+}
+
+type TCPCheck struct {
+	Address string `yaml:"address"` // host:port
+}
+
+type EnvCheck struct {
+	Required []string `yaml:"required"`
+}
+
+// Command runs argv directly (never through a shell).
+type Command struct {
+	Argv []string          `yaml:"argv"`
+	Dir  string            `yaml:"dir"`
+	Env  map[string]string `yaml:"env"`
+	// ExpectExit is the exit code that means success (default 0).
+	ExpectExit int `yaml:"expect_exit"`
+}
+
+type PostgresCheck struct {
+	DSNEnv string `yaml:"dsn_env"`
+	Query  string `yaml:"query"`
+}
+
+type RedisCheck struct {
+	Address    string `yaml:"address"`
+	AddressEnv string `yaml:"address_env"`
+}
+
+type NATSCheck struct {
+	URL string `yaml:"url"`
+}
+
+type ResourcesCheck struct {
+	CPUPercent    float64 `yaml:"cpu_percent"`    // default 80
+	MemoryPercent float64 `yaml:"memory_percent"` // default 85
+	DiskPercent   float64 `yaml:"disk_percent"`   // default 90
+	DiskPath      string  `yaml:"disk_path"`      // default /
+}
+
+type FileCheck struct {
+	Path string `yaml:"path"`
+}
+
+type Backup struct {
+	Dir   string       `yaml:"dir"`
+	Steps []BackupStep `yaml:"steps"`
+}
+
+type BackupStep struct {
+	Name    string   `yaml:"name"`
+	Command *Command `yaml:"command"`
+	Files   []string `yaml:"files"`
+}
+
+type Deploy struct {
+	Steps   []Step        `yaml:"steps"`
+	Health  []HealthCheck `yaml:"health"`
+	Finally []Step        `yaml:"finally"`
+}
+
+// Step is one deploy, rollback or finally step: exactly one kind field is
+// set, or Text alone for a described manual step (rollback_steps' strings).
+type Step struct {
+	Text       string   `yaml:"-"`
+	Name       string   `yaml:"name"`
+	Timeout    Duration `yaml:"timeout"` // default 5m
+	Retries    int      `yaml:"retries"`
+	Idempotent bool     `yaml:"idempotent"`
+
+	Command *Command  `yaml:"command"`
+	HTTP    *HTTPStep `yaml:"http"`
+	Wait    *WaitStep `yaml:"wait"`
+}
+
+type HTTPStep struct {
+	Method       string            `yaml:"method"` // default POST
+	URL          string            `yaml:"url"`
+	Body         string            `yaml:"body"`
+	JSON         any               `yaml:"json"`
+	HeadersEnv   map[string]string `yaml:"headers_env"`
+	ExpectStatus int               `yaml:"expect_status"` // default: any 2xx
+}
+
+type WaitStep struct {
+	Duration Duration `yaml:"duration"`
+}
+
+// HealthCheck is the seed's health_check(): GET url until it answers 2xx.
+type HealthCheck struct {
+	URL          string   `yaml:"url"`
+	Attempts     int      `yaml:"attempts"`      // default 10
+	Interval     Duration `yaml:"interval"`      // default 10s
+	InitialDelay Duration `yaml:"initial_delay"` // default 30s
+	ExpectStatus int      `yaml:"expect_status"`
+	Timeout      Duration `yaml:"timeout"` // per attempt, default 5s
+}
+
+type Monitor struct {
+	Window       Duration           `yaml:"window"`   // default 30m
+	Interval     Duration           `yaml:"interval"` // default 30s
+	Sources      []Source           `yaml:"sources"`
+	Thresholds   map[string]float64 `yaml:"thresholds"` // default: the seed's five
+	AutoRollback *AutoRollback      `yaml:"auto_rollback"`
+}
+
+// Source is one metric source: exactly one field is set.
+type Source struct {
+	HTTPProbe        *HTTPProbe        `yaml:"http_probe"`
+	PrometheusScrape *PrometheusScrape `yaml:"prometheus_scrape"`
+}
+
+type HTTPProbe struct {
+	URL      string `yaml:"url"`
+	Method   string `yaml:"method"`   // default GET
+	Requests int    `yaml:"requests"` // per interval, default 10
+}
+
+// PrometheusScrape reads the target's /metrics text format.
+type PrometheusScrape struct {
+	URL string `yaml:"url"`
+	// LatencyHistogram is the request-duration histogram (seconds) the p95 is
+	// computed from, by bucket deltas between scrapes.
+	LatencyHistogram string `yaml:"latency_histogram"`
+	// RequestsCounter and ErrorsCounter give the error rate by counter deltas.
+	// RequestsCounter defaults to the histogram's _count.
+	RequestsCounter string `yaml:"requests_counter"`
+	ErrorsCounter   string `yaml:"errors_counter"`
+}
+
+type AutoRollback struct {
+	Metrics []string `yaml:"metrics"` // default api_response_time_p95, error_rate
+	Factor  float64  `yaml:"factor"`  // default 1.5
+}
+
+type Test struct {
+	Smoke []SmokeTest `yaml:"smoke"`
+	Load  *LoadTest   `yaml:"load"`
+	// RollbackOnFailure asks for a rollback when a test fails (default true).
+	RollbackOnFailure *bool `yaml:"rollback_on_failure"`
+}
+
+type SmokeTest struct {
+	Name    string  `yaml:"name"`
+	Type    string  `yaml:"type"` // smoke (default), regression, performance
+	Request Request `yaml:"request"`
+	Expect  Expect  `yaml:"expect"`
+	Timeout Duration `yaml:"timeout"` // default 10s
+}
+
+type Request struct {
+	Method     string            `yaml:"method"` // default GET
+	URL        string            `yaml:"url"`
+	JSON       any               `yaml:"json"`
+	Body       string            `yaml:"body"`
+	Headers    map[string]string `yaml:"headers"`
+	HeadersEnv map[string]string `yaml:"headers_env"`
+}
+
+type Expect struct {
+	Status int            `yaml:"status"` // default: any 2xx
+	MaxMS  int            `yaml:"max_ms"`
+	JSON   map[string]any `yaml:"json"` // dotted path → expected value ("*" : must exist)
+}
+
+type LoadTest struct {
+	VUs       int       `yaml:"vus"`        // default 50
+	Duration  Duration  `yaml:"duration"`   // default 5m
+	Requests  []Request `yaml:"requests"`   // one iteration, in order
+	ThinkTime Duration  `yaml:"think_time"` // sleep per iteration, default 1s
+	Gates     LoadGates `yaml:"gates"`
+}
+
+type LoadGates struct {
+	P95MS     float64 `yaml:"p95_ms"`     // default 2100
+	ErrorRate float64 `yaml:"error_rate"` // default 0.01
+}
+
+type Report struct {
+	Notify []Notify `yaml:"notify"`
+}
+
+type Notify struct {
+	Slack   *SlackNotify   `yaml:"slack"`
+	Webhook *WebhookNotify `yaml:"webhook"`
+	Email   *EmailNotify   `yaml:"email"`
+}
+
+type SlackNotify struct {
+	WebhookEnv string `yaml:"webhook_env"`
+	When       string `yaml:"when"` // always (default), failure, success
+}
+
+type WebhookNotify struct {
+	URL  string `yaml:"url"`
+	When string `yaml:"when"`
+}
+
+type EmailNotify struct {
+	SMTPEnv string   `yaml:"smtp_env"`
+	To      []string `yaml:"to"`
+	When    string   `yaml:"when"`
+}

@@ -1,0 +1,286 @@
+package eventbus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	runbookv1 "github.com/kis-core/runbook/proto/runbook/v1"
+)
+
+// ErrAlreadyPublished is returned by PublishOnce when the run already has an
+// event of that type: the stream refused the second one.
+var ErrAlreadyPublished = errors.New("already published for this run")
+
+// Bus is one service's handle on the event log: publishing, reading a run's
+// history, and building its consumer. It is safe for concurrent use.
+type Bus struct {
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	audit  jetstream.Stream
+	source string
+	now    func() time.Time
+}
+
+// Options of a Bus.
+type Options struct {
+	// Source names the publisher in every event: "<service>/<instance>".
+	Source string
+	// Provision creates or updates the streams (services do it at start-up;
+	// clients such as the CLI only look them up).
+	Provision bool
+	Streams   StreamOptions
+}
+
+// NewBus wraps a connection. With Provision it creates the streams first.
+func NewBus(ctx context.Context, nc *nats.Conn, o Options) (*Bus, error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	if o.Provision {
+		if err := EnsureStreams(ctx, js, o.Streams); err != nil {
+			return nil, err
+		}
+	}
+	audit, err := js.Stream(ctx, AuditStream)
+	if err != nil {
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			return nil, fmt.Errorf("stream %s does not exist on this NATS server: start `runbook serve` or a runbook service against it first", AuditStream)
+		}
+		return nil, fmt.Errorf("look up stream %s: %w", AuditStream, err)
+	}
+	return &Bus{nc: nc, js: js, audit: audit, source: o.Source, now: time.Now}, nil
+}
+
+// JetStream exposes the underlying context for tools and tests.
+func (b *Bus) JetStream() jetstream.JetStream { return b.js }
+
+// Conn is the NATS connection.
+func (b *Bus) Conn() *nats.Conn { return b.nc }
+
+// Source is the name this bus publishes under.
+func (b *Bus) Source() string { return b.source }
+
+func (b *Bus) message(ev *runbookv1.Event) (*nats.Msg, error) {
+	stamp(ev, b.source, b.now())
+	if ev.Id == "" {
+		return nil, fmt.Errorf("publish %s for run %s: event has no id", ev.Type, ev.RunId)
+	}
+	if err := ValidateRunID(ev.RunId); err != nil {
+		return nil, fmt.Errorf("publish %s: %w", ev.Type, err)
+	}
+	if ev.Type == "" || ev.Type != TypeOf(ev) {
+		return nil, fmt.Errorf("publish %s for run %s: type does not match payload %q", ev.Type, ev.RunId, TypeOf(ev))
+	}
+	data, err := Encode(ev)
+	if err != nil {
+		return nil, err
+	}
+	msg := nats.NewMsg(Subject(ev.RunId, ev.Type))
+	msg.Data = data
+	msg.Header.Set(HeaderContentType, ContentTypeProto)
+	return msg, nil
+}
+
+// Publish stores ev on the audit stream with Nats-Msg-Id = ev.Id, so a
+// re-emission inside the duplicate window is dropped by the server. It returns
+// the stream sequence once the server has stored the event.
+func (b *Bus) Publish(ctx context.Context, ev *runbookv1.Event) (uint64, error) {
+	msg, err := b.message(ev)
+	if err != nil {
+		return 0, err
+	}
+	ack, err := b.js.PublishMsg(ctx, msg, jetstream.WithMsgID(ev.Id))
+	if err != nil {
+		return 0, fmt.Errorf("publish %s (%s): %w", msg.Subject, ev.Id, err)
+	}
+	return ack.Sequence, nil
+}
+
+// PublishOnce stores ev only if its run has no event of this type yet
+// (Nats-Expected-Last-Subject-Sequence: 0). A second attempt, from any
+// process, returns ErrAlreadyPublished.
+func (b *Bus) PublishOnce(ctx context.Context, ev *runbookv1.Event) (uint64, error) {
+	msg, err := b.message(ev)
+	if err != nil {
+		return 0, err
+	}
+	ack, err := b.js.PublishMsg(ctx, msg, jetstream.WithMsgID(ev.Id), jetstream.WithExpectLastSequencePerSubject(0))
+	if err != nil {
+		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
+			return 0, fmt.Errorf("%s for run %s: %w", ev.Type, ev.RunId, ErrAlreadyPublished)
+		}
+		return 0, fmt.Errorf("publish once %s (%s): %w", msg.Subject, ev.Id, err)
+	}
+	if ack.Duplicate {
+		return ack.Sequence, fmt.Errorf("%s for run %s: %w", ev.Type, ev.RunId, ErrAlreadyPublished)
+	}
+	return ack.Sequence, nil
+}
+
+// PublishSample stores a metric sample on RUNBOOK_METRICS.
+func (b *Bus) PublishSample(ctx context.Context, s *runbookv1.MetricSample) error {
+	if s.Time == nil {
+		s.Time = timestamppb.New(b.now())
+	}
+	data, err := proto.Marshal(s)
+	if err != nil {
+		return fmt.Errorf("encode sample %s: %w", s.Metric, err)
+	}
+	msg := nats.NewMsg(MetricSubject(s.RunId, s.Metric))
+	msg.Data = data
+	msg.Header.Set(HeaderContentType, ContentTypeProto)
+	if _, err := b.js.PublishMsg(ctx, msg); err != nil {
+		return fmt.Errorf("publish sample %s for run %s: %w", s.Metric, s.RunId, err)
+	}
+	return nil
+}
+
+// Envelope is an event with where it sits in the stream.
+type Envelope struct {
+	Event   *runbookv1.Event
+	Seq     uint64
+	Subject string
+}
+
+// LastEvent returns the newest event of type typ in run runID, or nil when
+// the run has none.
+func (b *Bus) LastEvent(ctx context.Context, runID, typ string) (*Envelope, error) {
+	raw, err := b.audit.GetLastMsgForSubject(ctx, Subject(runID, typ))
+	if err != nil {
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("read last %s of run %s: %w", typ, runID, err)
+	}
+	ev, err := Decode(raw.Subject, raw.Header, raw.Data)
+	if err != nil {
+		return nil, err
+	}
+	return &Envelope{Event: ev, Seq: raw.Sequence, Subject: raw.Subject}, nil
+}
+
+// RunHistory returns every event of one run in stream order. Events that
+// cannot be decoded are skipped (the consumers dead-letter them).
+func (b *Bus) RunHistory(ctx context.Context, runID string) ([]Envelope, error) {
+	var out []Envelope
+	err := b.Scan(ctx, []string{RunSubjects(runID)}, 0, func(e Envelope) error {
+		out = append(out, e)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read history of run %s: %w", runID, err)
+	}
+	return out, nil
+}
+
+// Scan calls fn for every event on the audit stream matching filters, from
+// sequence startSeq (0: the beginning) up to the end of the stream as it was
+// when Scan started, in order.
+func (b *Bus) Scan(ctx context.Context, filters []string, startSeq uint64, fn func(Envelope) error) error {
+	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: filters, DeliverPolicy: jetstream.DeliverAllPolicy}
+	if startSeq > 0 {
+		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+		cfg.OptStartSeq = startSeq
+	}
+	cons, err := b.audit.OrderedConsumer(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("ordered consumer on %v: %w", filters, err)
+	}
+	info, err := cons.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("consumer info on %v: %w", filters, err)
+	}
+	if info.NumPending == 0 {
+		return nil
+	}
+	for {
+		batch, err := cons.Fetch(512, jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			return fmt.Errorf("fetch %v: %w", filters, err)
+		}
+		got := 0
+		for msg := range batch.Messages() {
+			got++
+			meta, err := msg.Metadata()
+			if err != nil {
+				return fmt.Errorf("metadata: %w", err)
+			}
+			if ev, derr := Decode(msg.Subject(), msg.Headers(), msg.Data()); derr == nil {
+				if err := fn(Envelope{Event: ev, Seq: meta.Sequence.Stream, Subject: msg.Subject()}); err != nil {
+					return err
+				}
+			}
+			if meta.NumPending == 0 {
+				return nil
+			}
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
+			return fmt.Errorf("fetch %v: %w", filters, err)
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if got == 0 {
+			return fmt.Errorf("fetch %v: no messages although %d were pending", filters, info.NumPending)
+		}
+	}
+}
+
+// Follow calls fn for every event matching filters from startSeq on (0: the
+// beginning), live, until ctx ends or fn returns an error (io.EOF from fn
+// ends Follow without error).
+func (b *Bus) Follow(ctx context.Context, filters []string, startSeq uint64, fn func(Envelope) error) error {
+	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: filters, DeliverPolicy: jetstream.DeliverAllPolicy}
+	if startSeq > 0 {
+		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+		cfg.OptStartSeq = startSeq
+	}
+	cons, err := b.audit.OrderedConsumer(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("ordered consumer on %v: %w", filters, err)
+	}
+	it, err := cons.Messages()
+	if err != nil {
+		return fmt.Errorf("follow %v: %w", filters, err)
+	}
+	stop := context.AfterFunc(ctx, it.Stop)
+	defer stop()
+	defer it.Stop()
+	for {
+		msg, err := it.Next()
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("follow %v: %w", filters, err)
+		}
+		meta, err := msg.Metadata()
+		if err != nil {
+			return fmt.Errorf("metadata: %w", err)
+		}
+		ev, derr := Decode(msg.Subject(), msg.Headers(), msg.Data())
+		if derr != nil {
+			continue
+		}
+		if err := fn(Envelope{Event: ev, Seq: meta.Sequence.Stream, Subject: msg.Subject()}); err != nil {
+			if errors.Is(err, errStopFollow) {
+				return nil
+			}
+			return err
+		}
+	}
+}
+
+var errStopFollow = errors.New("stop following")
+
+// StopFollow, returned by a Follow callback, ends Follow without error.
+func StopFollow() error { return errStopFollow }

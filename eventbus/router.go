@@ -1,0 +1,332 @@
+package eventbus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
+
+	runbookv1 "github.com/kis-core/runbook/proto/runbook/v1"
+)
+
+// A Handler reacts to one event type. The contract, the same for every
+// consumer:
+//
+//   - return nil only once the outcome of the event is stored (its events
+//     published and acknowledged by the stream): the message is acked then;
+//   - return Retry(err, d) to have it redelivered after d;
+//   - return Permanent(err) when retrying cannot help: it is dead-lettered;
+//   - any other error is retried with the consumer's backoff, and
+//     dead-lettered after MaxDeliver attempts.
+//
+// A handler may be called again for an event it already handled (redelivery
+// after a crash or a lost ack): it must rebuild where the run stands from the
+// run's history and publish with deterministic ids.
+type Handler func(ctx context.Context, ev *runbookv1.Event) error
+
+// retryError asks for a redelivery after a delay.
+type retryError struct {
+	err   error
+	after time.Duration
+}
+
+func (e *retryError) Error() string { return e.err.Error() }
+func (e *retryError) Unwrap() error { return e.err }
+
+// Retry makes the message redelivered after d.
+func Retry(err error, d time.Duration) error { return &retryError{err: err, after: d} }
+
+type permanentError struct{ err error }
+
+func (e *permanentError) Error() string { return e.err.Error() }
+func (e *permanentError) Unwrap() error { return e.err }
+
+// Permanent marks err as not worth retrying: the message is dead-lettered.
+func Permanent(err error) error { return &permanentError{err: err} }
+
+// ConsumerOptions configure one durable consumer.
+type ConsumerOptions struct {
+	// Durable is the consumer's name. Never rename it: a new name re-consumes
+	// the whole stream.
+	Durable string
+	// Concurrency bounds the messages handled at once (MaxAckPending).
+	Concurrency int
+	// MaxDeliver is how many times a message is tried before it is dead-lettered.
+	MaxDeliver int
+	// AckWait is how long an un-acked message waits before redelivery;
+	// handlers send InProgress every AckWait/3 while they work.
+	AckWait time.Duration
+	// Backoff is the delay before each retry (the last one repeats).
+	Backoff []time.Duration
+	// DrainTimeout is how long in-flight handlers may finish at shutdown
+	// before their context is cancelled and their message handed back.
+	DrainTimeout time.Duration
+	// Fault, for tests only: called before each handler; an error it returns
+	// is treated as the handler's.
+	Fault func(ev *runbookv1.Event) error
+}
+
+func (o *ConsumerOptions) setDefaults() {
+	if o.Concurrency <= 0 {
+		o.Concurrency = 64
+	}
+	if o.MaxDeliver <= 0 {
+		o.MaxDeliver = 5
+	}
+	if o.AckWait <= 0 {
+		o.AckWait = 30 * time.Second
+	}
+	if len(o.Backoff) == 0 {
+		o.Backoff = []time.Duration{200 * time.Millisecond, time.Second, 5 * time.Second, 15 * time.Second}
+	}
+	if o.DrainTimeout <= 0 {
+		o.DrainTimeout = 10 * time.Second
+	}
+}
+
+// Router is one durable consumer and the handlers of its event types: the
+// single adapter between JetStream and typed handlers.
+type Router struct {
+	bus      *Bus
+	opts     ConsumerOptions
+	log      *slog.Logger
+	metrics  *Metrics
+	handlers map[string]Handler
+}
+
+// NewRouter makes a router for one durable consumer.
+func NewRouter(bus *Bus, opts ConsumerOptions, log *slog.Logger, m *Metrics) *Router {
+	opts.setDefaults()
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if m == nil {
+		m = NewMetrics(nil)
+	}
+	return &Router{bus: bus, opts: opts, log: log.With("consumer", opts.Durable), metrics: m, handlers: map[string]Handler{}}
+}
+
+// Handle registers the handler of one event type.
+func (r *Router) Handle(typ string, h Handler) {
+	if !KnownType(typ) {
+		panic(fmt.Sprintf("eventbus: %s handles unknown event type %q", r.opts.Durable, typ))
+	}
+	r.handlers[typ] = h
+}
+
+// On registers a typed handler: fn receives the envelope and its payload.
+func On[T proto.Message](r *Router, typ string, fn func(ctx context.Context, ev *runbookv1.Event, p T) error) {
+	r.Handle(typ, func(ctx context.Context, ev *runbookv1.Event) error {
+		p, ok := Payload(ev).(T)
+		if !ok {
+			return Permanent(fmt.Errorf("%s event %s carries %T", typ, ev.GetId(), Payload(ev)))
+		}
+		return fn(ctx, ev, p)
+	})
+}
+
+// FilterSubjects are the subjects the consumer reads.
+func (r *Router) FilterSubjects() []string {
+	out := make([]string, 0, len(r.handlers))
+	for t := range r.handlers {
+		out = append(out, TypeSubjects(t))
+	}
+	sort.Strings(out)
+	return out
+}
+
+// ConsumerConfig is the durable consumer's configuration.
+func (r *Router) ConsumerConfig() jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{
+		Durable:        r.opts.Durable,
+		Description:    "runbook " + r.opts.Durable,
+		FilterSubjects: r.FilterSubjects(),
+		AckPolicy:      jetstream.AckExplicitPolicy,
+		AckWait:        r.opts.AckWait,
+		MaxDeliver:     r.opts.MaxDeliver,
+		MaxAckPending:  r.opts.Concurrency,
+		DeliverPolicy:  jetstream.DeliverAllPolicy,
+	}
+}
+
+// Run consumes until ctx is cancelled, then stops fetching, lets in-flight
+// handlers finish for up to DrainTimeout, cancels the rest and hands their
+// messages back (nak) so another instance takes them at once.
+func (r *Router) Run(ctx context.Context) error {
+	if len(r.handlers) == 0 {
+		return fmt.Errorf("consumer %s has no handlers", r.opts.Durable)
+	}
+	cons, err := r.bus.audit.CreateOrUpdateConsumer(ctx, r.ConsumerConfig())
+	if err != nil {
+		return fmt.Errorf("create consumer %s: %w", r.opts.Durable, err)
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(r.opts.Concurrency))
+	if err != nil {
+		return fmt.Errorf("consume %s: %w", r.opts.Durable, err)
+	}
+	stopFetch := context.AfterFunc(ctx, it.Stop)
+	defer stopFetch()
+
+	// Handlers run on their own context: shutdown first waits for them.
+	hctx, cancelHandlers := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelHandlers()
+	sem := make(chan struct{}, r.opts.Concurrency)
+	var wg sync.WaitGroup
+	r.log.Info("consumer started", "filters", r.FilterSubjects(), "concurrency", r.opts.Concurrency)
+
+	var runErr error
+	for {
+		msg, err := it.Next()
+		if err != nil {
+			if ctx.Err() == nil && !errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+				runErr = fmt.Errorf("consume %s: %w", r.opts.Durable, err)
+			}
+			break
+		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			r.handle(hctx, msg)
+		}()
+	}
+	it.Stop()
+
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(r.opts.DrainTimeout):
+		r.log.Warn("drain timeout: cancelling in-flight handlers", "timeout", r.opts.DrainTimeout)
+		cancelHandlers()
+		<-done
+	}
+	r.log.Info("consumer stopped")
+	return runErr
+}
+
+func (r *Router) handle(ctx context.Context, msg jetstream.Msg) {
+	start := time.Now()
+	meta, err := msg.Metadata()
+	if err != nil {
+		r.log.Error("message without metadata", "subject", msg.Subject(), "err", err)
+		_ = msg.Term()
+		return
+	}
+	ev, err := Decode(msg.Subject(), msg.Headers(), msg.Data())
+	typ := "unknown"
+	if ev != nil {
+		typ = ev.Type
+	} else if _, t, perr := ParseSubject(msg.Subject()); perr == nil {
+		typ = t
+	}
+	r.metrics.InFlight.WithLabelValues(r.opts.Durable).Inc()
+	defer r.metrics.InFlight.WithLabelValues(r.opts.Durable).Dec()
+
+	if err == nil {
+		h := r.handlers[typ]
+		if h == nil {
+			err = Permanent(fmt.Errorf("no handler for %s", typ))
+		} else {
+			err = r.call(ctx, msg, h, ev)
+		}
+	}
+	r.metrics.Duration.WithLabelValues(r.opts.Durable, typ).Observe(time.Since(start).Seconds())
+	log := r.log.With("subject", msg.Subject(), "seq", meta.Sequence.Stream, "delivery", meta.NumDelivered)
+	if ev != nil {
+		log = log.With("run_id", ev.RunId, "event", ev.Type, "id", ev.Id)
+	}
+
+	var retry *retryError
+	var perm *permanentError
+	switch {
+	case err == nil:
+		if aerr := msg.Ack(); aerr != nil {
+			log.Warn("ack failed; the event will be redelivered and handled idempotently", "err", aerr)
+		}
+		r.metrics.Handled.WithLabelValues(r.opts.Durable, typ, "ack").Inc()
+	case ctx.Err() != nil:
+		// Shutting down: hand the message back at once.
+		_ = msg.Nak()
+		r.metrics.Handled.WithLabelValues(r.opts.Durable, typ, "shutdown").Inc()
+		log.Info("handler interrupted by shutdown; message handed back", "err", err)
+	case errors.Is(err, ErrDecode) || errors.As(err, &perm) || int(meta.NumDelivered) >= r.opts.MaxDeliver:
+		r.deadLetter(msg, meta, typ, err, log)
+	case errors.As(err, &retry):
+		_ = msg.NakWithDelay(retry.after)
+		r.metrics.Handled.WithLabelValues(r.opts.Durable, typ, "retry").Inc()
+		log.Warn("handler asked for a retry", "after", retry.after, "err", err)
+	default:
+		d := r.opts.Backoff[min(int(meta.NumDelivered)-1, len(r.opts.Backoff)-1)]
+		_ = msg.NakWithDelay(d)
+		r.metrics.Handled.WithLabelValues(r.opts.Durable, typ, "retry").Inc()
+		log.Warn("handler failed; will retry", "after", d, "err", err)
+	}
+}
+
+// call runs h, sending InProgress heartbeats while it works so long phases
+// keep their message.
+func (r *Router) call(ctx context.Context, msg jetstream.Msg, h Handler, ev *runbookv1.Event) (err error) {
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		t := time.NewTicker(r.opts.AckWait / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				_ = msg.InProgress()
+			}
+		}
+	}()
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("handler panicked: %v", p)
+		}
+	}()
+	if r.opts.Fault != nil {
+		if err := r.opts.Fault(ev); err != nil {
+			return err
+		}
+	}
+	return h(ctx, ev)
+}
+
+func (r *Router) deadLetter(msg jetstream.Msg, meta *jetstream.MsgMetadata, typ string, cause error, log *slog.Logger) {
+	runID, _, _ := ParseSubject(msg.Subject())
+	ct := ""
+	if msg.Headers() != nil {
+		ct = msg.Headers().Get(HeaderContentType)
+	}
+	dl := New(runID, &runbookv1.Event_EventDeadLettered{EventDeadLettered: &runbookv1.DeadLettered{
+		Consumer:            r.opts.Durable,
+		Reason:              cause.Error(),
+		OriginalSubject:     msg.Subject(),
+		OriginalSequence:    meta.Sequence.Stream,
+		Deliveries:          meta.NumDelivered,
+		OriginalData:        msg.Data(),
+		OriginalContentType: ct,
+	}}, r.opts.Durable, meta.Sequence.Stream)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if ValidateRunID(runID) == nil {
+		if _, err := r.bus.Publish(ctx, dl); err != nil {
+			// Not recorded: keep the message so it is not lost.
+			log.Error("dead-letter publish failed; message kept for redelivery", "err", err, "reason", cause)
+			_ = msg.NakWithDelay(5 * time.Second)
+			return
+		}
+	}
+	_ = msg.Term()
+	r.metrics.DeadLettered.WithLabelValues(r.opts.Durable).Inc()
+	r.metrics.Handled.WithLabelValues(r.opts.Durable, typ, "dead_letter").Inc()
+	log.Error("event dead-lettered", "reason", cause)
+}

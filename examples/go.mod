@@ -1,0 +1,3 @@
+module github.com/kis-core/runbook/examples
+
+go 1.26

@@ -1,0 +1,3 @@
+module github.com/kis-core/runbook/services/reporter
+
+go 1.26

@@ -1,0 +1,3 @@
+module github.com/kis-core/runbook/services/tester
+
+go 1.26
