@@ -1,0 +1,171 @@
+// Package runstate is the fold that turns a run's events into its status.
+// It is the same fold wherever a status is shown: the reporter, the CLI's
+// `runs` and `watch`, the dashboards. Pure: no NATS, no database.
+package runstate
+
+import (
+	runbookv1 "github.com/kis-core/runbook/proto/runbook/v1"
+)
+
+// Status of a run.
+type Status string
+
+// Statuses in the order a run passes through them, then the final ones.
+const (
+	Submitted        Status = "SUBMITTED"
+	Preflight        Status = "PREFLIGHT"
+	AwaitingApproval Status = "AWAITING_APPROVAL"
+	WaitingWindow    Status = "WAITING_WINDOW"
+	Deploying        Status = "DEPLOYING"
+	Verifying        Status = "VERIFYING"
+	RollingBack      Status = "ROLLING_BACK"
+
+	Success        Status = "SUCCESS"
+	RolledBack     Status = "ROLLED_BACK"
+	RollbackFailed Status = "ROLLBACK_FAILED"
+	Failed         Status = "FAILED"
+	Rejected       Status = "REJECTED"
+	Expired        Status = "EXPIRED"
+	Cancelled      Status = "CANCELLED"
+	Invalid        Status = "INVALID"
+)
+
+// Final reports whether s is one of the final statuses.
+func (s Status) Final() bool {
+	switch s {
+	case Success, RolledBack, RollbackFailed, Failed, Rejected, Expired, Cancelled, Invalid:
+		return true
+	}
+	return false
+}
+
+// State is what the fold knows of one run.
+type State struct {
+	RunID     string
+	Status    Status
+	ChangeID  string
+	Title     string
+	Requester string
+
+	DeployDone         bool
+	DeployFailed       bool
+	TestsPassed        bool
+	TestsFailed        bool
+	MonitorCompleted   bool
+	RollbackRequested  bool
+	RollbackReason     string
+	RollbackStarted    bool
+	ReportReady        bool
+	FinalReason        string
+
+	seen map[string]bool
+}
+
+// New starts the fold of one run.
+func New(runID string) *State {
+	return &State{RunID: runID, seen: map[string]bool{}}
+}
+
+// Apply folds one event in. An event id seen before is ignored, so a
+// redelivered or replayed event never counts twice. It reports whether the
+// event changed the state.
+func (s *State) Apply(ev *runbookv1.Event) bool {
+	if s.seen == nil {
+		s.seen = map[string]bool{}
+	}
+	if s.seen[ev.GetId()] {
+		return false
+	}
+	s.seen[ev.GetId()] = true
+	if s.Status == "" {
+		s.Status = Submitted
+	}
+	final := s.Status.Final()
+	switch p := ev.Payload.(type) {
+	case *runbookv1.Event_ChangeRequested:
+		s.ChangeID, s.Title, s.Requester = p.ChangeRequested.GetChangeId(), p.ChangeRequested.GetTitle(), p.ChangeRequested.GetRequester()
+	case *runbookv1.Event_ChangeRejected:
+		s.finish(Invalid, "the plan is invalid")
+	case *runbookv1.Event_PreflightStarted:
+		s.advance(Preflight)
+	case *runbookv1.Event_PreflightFailed:
+		s.finish(Failed, "pre-flight failed: "+p.PreflightFailed.GetReason())
+	case *runbookv1.Event_RunWaiting:
+		if len(p.RunWaiting.GetWaitingFor()) > 0 && p.RunWaiting.GetWaitingFor()[0] == "change_window" {
+			s.advance(WaitingWindow)
+		} else {
+			s.advance(AwaitingApproval)
+		}
+	case *runbookv1.Event_ApprovalRejected:
+		s.finish(Rejected, "rejected by "+p.ApprovalRejected.GetApprover())
+	case *runbookv1.Event_RunExpired:
+		s.finish(Expired, p.RunExpired.GetReason())
+	case *runbookv1.Event_RunCancelled:
+		s.finish(Cancelled, p.RunCancelled.GetReason())
+	case *runbookv1.Event_DeployStarted:
+		s.advance(Deploying)
+	case *runbookv1.Event_DeployDone:
+		s.DeployDone = true
+		s.advance(Verifying)
+	case *runbookv1.Event_DeployFailed:
+		s.DeployFailed = true
+	case *runbookv1.Event_TestPassed:
+		s.TestsPassed = true
+	case *runbookv1.Event_TestFailed:
+		s.TestsFailed = true
+	case *runbookv1.Event_MonitorCompleted:
+		s.MonitorCompleted = true
+	case *runbookv1.Event_RollbackRequested:
+		if !s.RollbackRequested {
+			s.RollbackReason = p.RollbackRequested.GetReason()
+		}
+		s.RollbackRequested = true
+	case *runbookv1.Event_RollbackStarted:
+		s.RollbackStarted = true
+		s.RollbackRequested = true
+		if p.RollbackStarted.GetReason() != "" {
+			s.RollbackReason = p.RollbackStarted.GetReason()
+		}
+		s.advance(RollingBack)
+	case *runbookv1.Event_RollbackDone:
+		s.finish(RolledBack, "rolled back: "+s.RollbackReason)
+	case *runbookv1.Event_RollbackFailed:
+		s.finish(RollbackFailed, "rollback failed: production is in an unknown state")
+	case *runbookv1.Event_ReportReady:
+		s.ReportReady = true
+	}
+	if !s.Status.Final() && !s.RollbackRequested && s.DeployDone && s.MonitorCompleted {
+		switch {
+		case s.TestsPassed:
+			s.finish(Success, "deployed, every test passed, the watch window ended without a rollback")
+		case s.TestsFailed:
+			s.finish(Failed, "tests failed and the plan asked for no rollback")
+		}
+	}
+	_ = final
+	return true
+}
+
+func (s *State) advance(to Status) {
+	if s.Status.Final() {
+		return
+	}
+	s.Status = to
+}
+
+func (s *State) finish(to Status, reason string) {
+	if s.Status.Final() {
+		return
+	}
+	s.Status = to
+	s.FinalReason = reason
+}
+
+// Fold folds a whole history.
+func Fold(runID string, events []*runbookv1.Event) *State {
+	s := New(runID)
+	for _, ev := range events {
+		s.Apply(ev)
+	}
+	return s
+}
