@@ -1,3 +1,5 @@
 module github.com/kis-core/runbook/services/preflight
 
-go 1.26
+go 1.26.0
+
+require github.com/prometheus/client_golang v1.25.0 // indirect

@@ -1,0 +1,279 @@
+package eventbus_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/kis-core/runbook/eventbus"
+	"github.com/kis-core/runbook/eventbus/natstest"
+	runbookv1 "github.com/kis-core/runbook/proto/runbook/v1"
+)
+
+func deployDone(run string, parts ...any) *runbookv1.Event {
+	return eventbus.New(run, &runbookv1.Event_DeployDone{DeployDone: &runbookv1.DeployFinished{StepsSucceeded: 1}}, parts...)
+}
+
+func TestTypeOfCoversEveryPayload(t *testing.T) {
+	types := eventbus.Types()
+	if len(types) < 40 {
+		t.Fatalf("only %d event types", len(types))
+	}
+	for _, want := range []string{"change.requested", "deploy.step.started", "event.dead_lettered", "test.smoke.passed", "report.ready", "rollback.step.failed"} {
+		if !eventbus.KnownType(want) {
+			t.Errorf("type %s unknown", want)
+		}
+	}
+	ev := deployDone("R1")
+	if ev.Type != "deploy.done" || ev.Id != "R1/deploy.done" {
+		t.Fatalf("New: type %q id %q", ev.Type, ev.Id)
+	}
+}
+
+func TestPublishDedupAndOnce(t *testing.T) {
+	t.Parallel()
+	bus := natstest.Bus(t, natstest.Server(t), "test")
+	ctx := context.Background()
+
+	s1, err := bus.Publish(ctx, deployDone("R1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2, err := bus.Publish(ctx, deployDone("R1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s1 != s2 {
+		t.Fatalf("re-published event with the same id was stored twice: seq %d and %d", s1, s2)
+	}
+	hist, err := bus.RunHistory(ctx, "R1")
+	if err != nil || len(hist) != 1 {
+		t.Fatalf("history: %d events, err %v", len(hist), err)
+	}
+
+	// At most once per run, even with a different id (another process).
+	mk := func(id string) *runbookv1.Event {
+		ev := eventbus.New("R2", &runbookv1.Event_RollbackStarted{RollbackStarted: &runbookv1.RollbackStarted{Reason: id}})
+		ev.Id = id
+		return ev
+	}
+	if _, err := bus.PublishOnce(ctx, mk("a")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bus.PublishOnce(ctx, mk("b")); !errors.Is(err, eventbus.ErrAlreadyPublished) {
+		t.Fatalf("second PublishOnce: %v, want ErrAlreadyPublished", err)
+	}
+	last, err := bus.LastEvent(ctx, "R2", "rollback.started")
+	if err != nil || last == nil || last.Event.GetRollbackStarted().GetReason() != "a" {
+		t.Fatalf("LastEvent: %+v %v", last, err)
+	}
+	if none, err := bus.LastEvent(ctx, "R2", "deploy.done"); err != nil || none != nil {
+		t.Fatalf("LastEvent of a missing type: %+v %v", none, err)
+	}
+}
+
+func TestStreamsHaveAuditSettings(t *testing.T) {
+	t.Parallel()
+	bus := natstest.Bus(t, natstest.Server(t), "test")
+	st, err := bus.JetStream().Stream(context.Background(), eventbus.AuditStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := st.CachedInfo().Config
+	if !cfg.DenyDelete || !cfg.DenyPurge || cfg.Duplicates < 2*time.Minute || cfg.Storage != jetstream.FileStorage || cfg.MaxAge != 400*24*time.Hour {
+		t.Fatalf("audit stream config: %+v", cfg)
+	}
+	if err := st.Purge(context.Background()); err == nil {
+		t.Fatal("the audit stream must refuse purges")
+	}
+}
+
+func TestDecodeJSONAndRejectsMismatch(t *testing.T) {
+	ev := deployDone("R9")
+	data, _ := protojson.Marshal(ev)
+	h := nats.Header{}
+	h.Set("Content-Type", "application/json")
+	got, err := eventbus.Decode("runbook.R9.deploy.done", h, data)
+	if err != nil || got.GetDeployDone().GetStepsSucceeded() != 1 {
+		t.Fatalf("json decode: %v %v", got, err)
+	}
+	for name, subj := range map[string]string{
+		"type mismatch": "runbook.R9.deploy.failed",
+		"run mismatch":  "runbook.OTHER.deploy.done",
+		"bad subject":   "runbook.R9",
+	} {
+		if _, err := eventbus.Decode(subj, h, data); !errors.Is(err, eventbus.ErrDecode) {
+			t.Errorf("%s: err %v, want ErrDecode", name, err)
+		}
+	}
+	h.Set("Content-Type", "text/plain")
+	if _, err := eventbus.Decode("runbook.R9.deploy.done", h, data); !errors.Is(err, eventbus.ErrDecode) {
+		t.Errorf("unknown content type: %v", err)
+	}
+}
+
+func TestRouterAcksRetriesAndDeadLetters(t *testing.T) {
+	t.Parallel()
+	s := natstest.Server(t)
+	bus := natstest.Bus(t, s, "test")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	var calls sync.Map // run → *atomic.Int32
+	count := func(run string) *atomic.Int32 {
+		v, _ := calls.LoadOrStore(run, new(atomic.Int32))
+		return v.(*atomic.Int32)
+	}
+	r := eventbus.NewRouter(bus, eventbus.ConsumerOptions{
+		Durable: "t", MaxDeliver: 3, Backoff: []time.Duration{10 * time.Millisecond},
+	}, nil, nil)
+	eventbus.On(r, "deploy.done", func(ctx context.Context, ev *runbookv1.Event, p *runbookv1.DeployFinished) error {
+		n := count(ev.RunId).Add(1)
+		switch ev.RunId {
+		case "flaky":
+			if n == 1 {
+				return errors.New("transient")
+			}
+		case "always":
+			return errors.New("broken for good")
+		case "perm":
+			return eventbus.Permanent(errors.New("cannot ever work"))
+		}
+		out := eventbus.New(ev.RunId, &runbookv1.Event_TestStarted{TestStarted: &runbookv1.TestStarted{}})
+		_, err := bus.Publish(ctx, out)
+		return err
+	})
+	errc := make(chan error, 1)
+	go func() { errc <- r.Run(ctx) }()
+
+	for _, run := range []string{"ok", "flaky", "always", "perm"} {
+		if _, err := bus.Publish(ctx, deployDone(run)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A poison message: garbage bytes from a non-Go publisher.
+	if _, err := bus.JetStream().Publish(ctx, "runbook.poison.deploy.done", []byte("\xff\xfenot protobuf")); err != nil {
+		t.Fatal(err)
+	}
+
+	has := func(run, typ string) bool {
+		e, err := bus.LastEvent(ctx, run, typ)
+		return err == nil && e != nil
+	}
+	natstest.Eventually(t, 10*time.Second, "outcomes", func() bool {
+		return has("ok", "test.started") && has("flaky", "test.started") &&
+			has("always", "event.dead_lettered") && has("perm", "event.dead_lettered") && has("poison", "event.dead_lettered")
+	})
+	if n := count("always").Load(); n != 3 {
+		t.Errorf("always-failing handler called %d times, want MaxDeliver=3", n)
+	}
+	if n := count("perm").Load(); n != 1 {
+		t.Errorf("permanent failure retried: %d calls", n)
+	}
+	if n := count("flaky").Load(); n != 2 {
+		t.Errorf("flaky handler called %d times, want 2", n)
+	}
+	dl, _ := bus.LastEvent(ctx, "poison", "event.dead_lettered")
+	if d := dl.Event.GetEventDeadLettered(); d.GetConsumer() != "t" || d.GetOriginalSubject() != "runbook.poison.deploy.done" || d.GetOriginalSequence() == 0 || string(d.GetOriginalData()) != "\xff\xfenot protobuf" {
+		t.Errorf("dead letter: %+v", d)
+	}
+	cancel()
+	if err := <-errc; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+}
+
+func TestRouterHeartbeatsLongWork(t *testing.T) {
+	t.Parallel()
+	bus := natstest.Bus(t, natstest.Server(t), "test")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var calls atomic.Int32
+	r := eventbus.NewRouter(bus, eventbus.ConsumerOptions{Durable: "slow", AckWait: 300 * time.Millisecond}, nil, nil)
+	eventbus.On(r, "deploy.done", func(ctx context.Context, ev *runbookv1.Event, _ *runbookv1.DeployFinished) error {
+		calls.Add(1)
+		select { // work for 4 × AckWait: without heartbeats it would be redelivered
+		case <-time.After(1200 * time.Millisecond):
+		case <-ctx.Done():
+		}
+		_, err := bus.Publish(ctx, eventbus.New(ev.RunId, &runbookv1.Event_TestStarted{TestStarted: &runbookv1.TestStarted{}}))
+		return err
+	})
+	go func() { _ = r.Run(ctx) }()
+	if _, err := bus.Publish(ctx, deployDone("long")); err != nil {
+		t.Fatal(err)
+	}
+	natstest.Eventually(t, 10*time.Second, "long work done", func() bool {
+		e, _ := bus.LastEvent(ctx, "long", "test.started")
+		return e != nil
+	})
+	if n := calls.Load(); n != 1 {
+		t.Fatalf("long handler ran %d times: the message was redelivered while being worked on", n)
+	}
+}
+
+func TestFollowAndScan(t *testing.T) {
+	t.Parallel()
+	bus := natstest.Bus(t, natstest.Server(t), "test")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for i := range 3 {
+		if _, err := bus.Publish(ctx, deployDone("F", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n := 0
+	if err := bus.Scan(ctx, []string{eventbus.RunSubjects("F")}, 0, func(eventbus.Envelope) error { n++; return nil }); err != nil || n != 3 {
+		t.Fatalf("scan: %d events, %v", n, err)
+	}
+	go func() {
+		_, _ = bus.Publish(ctx, eventbus.New("F", &runbookv1.Event_ReportReady{ReportReady: &runbookv1.ReportReady{Status: "SUCCESS"}}))
+	}()
+	var got []string
+	err := bus.Follow(ctx, []string{eventbus.RunSubjects("F")}, 0, func(e eventbus.Envelope) error {
+		got = append(got, e.Event.Type)
+		if e.Event.Type == "report.ready" {
+			return eventbus.StopFollow()
+		}
+		return nil
+	})
+	if err != nil || len(got) != 4 {
+		t.Fatalf("follow: %v %v", got, err)
+	}
+}
+
+// The machine's own NATS is Debian's 2.9: the refusal must be one clear line.
+func TestConnectRefusesOldServer(t *testing.T) {
+	nc, err := nats.Connect("nats://127.0.0.1:4222", nats.Timeout(time.Second))
+	if err != nil {
+		t.Skipf("no NATS on 127.0.0.1:4222 to try: %v", err)
+	}
+	v := nc.ConnectedServerVersion()
+	nc.Close()
+	_, err = eventbus.Connect("nats://127.0.0.1:4222", "test")
+	if eventbus.CheckServerVersion(v) == nil {
+		if err != nil {
+			t.Fatalf("server %s is new enough but Connect failed: %v", v, err)
+		}
+		return
+	}
+	if err == nil || !strings.Contains(err.Error(), v) || !strings.Contains(err.Error(), eventbus.MinServerVersion) {
+		t.Fatalf("old server %s: error %v should name both versions", v, err)
+	}
+}
+
+func TestServerVersionCheck(t *testing.T) {
+	for v, ok := range map[string]bool{"2.9.25": false, "2.10.0": true, "2.15.2": true, "v2.10.22-RC.1": true, "1.4.1": false} {
+		if err := eventbus.CheckServerVersion(v); (err == nil) != ok {
+			t.Errorf("%s: %v", v, err)
+		}
+	}
+}

@@ -1,0 +1,15 @@
+// Command deployer runs runbook's ACT service (deploy and rollback) on its own.
+package main
+
+import (
+	"os"
+
+	"github.com/kis-core/runbook/eventbus/svcmain"
+	"github.com/kis-core/runbook/services/deployer"
+)
+
+func main() {
+	os.Exit(svcmain.Main("deployer", func(d svcmain.Deps) (svcmain.Service, error) {
+		return deployer.New(d.Bus, deployer.Options{}, d.Log, d.Metrics, d.Registry), nil
+	}))
+}

@@ -1,0 +1,417 @@
+// Package deployer is the ACT phase: once pre-flight passed and the gate is
+// open (approvals), it runs the plan's deploy steps, its health checks and
+// its finally steps; on a failed deploy or on rollback.requested it runs the
+// rollback steps, exactly once per run. After a crash it continues from the
+// run's own events: finished steps are not re-run; a step that started and
+// never finished is re-run only if the plan marks it idempotent.
+package deployer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kis-core/runbook/domain/plan"
+	"github.com/kis-core/runbook/eventbus"
+	"github.com/kis-core/runbook/eventbus/runplan"
+	runbookv1 "github.com/kis-core/runbook/proto/runbook/v1"
+	"github.com/kis-core/runbook/services/deployer/steps"
+)
+
+// Durable is the consumer's name. Never rename it.
+const Durable = "deployer"
+
+// Options of the deployer.
+type Options struct {
+	Consumer eventbus.ConsumerOptions
+	// Env looks up variables named by *_env fields (default os.LookupEnv).
+	Env func(string) (string, bool)
+}
+
+// Service is the deployer.
+type Service struct {
+	bus   *eventbus.Bus
+	o     Options
+	log   *slog.Logger
+	m     *eventbus.Metrics
+	exec  *steps.Executor
+	steps *prometheus.CounterVec
+	stepT *prometheus.HistogramVec
+
+	mu     sync.Mutex
+	active map[string]*activeDeploy
+}
+
+type activeDeploy struct {
+	cancel context.CancelCauseFunc
+	done   chan struct{}
+}
+
+var errRollbackRequested = errors.New("rollback requested")
+
+// New makes the deployer.
+func New(bus *eventbus.Bus, o Options, log *slog.Logger, m *eventbus.Metrics, reg prometheus.Registerer) *Service {
+	if o.Env == nil {
+		o.Env = os.LookupEnv
+	}
+	o.Consumer.Durable = Durable
+	if o.Consumer.Concurrency == 0 {
+		o.Consumer.Concurrency = 256
+	}
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	return &Service{
+		bus: bus, o: o, log: log.With("service", Durable), m: m,
+		exec:   &steps.Executor{HTTP: &http.Client{}, Env: o.Env},
+		active: map[string]*activeDeploy{},
+		steps: eventbus.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "runbook_steps_total", Help: "Deploy and rollback step attempts, by phase, kind and outcome.",
+		}, []string{"phase", "kind", "outcome"})),
+		stepT: eventbus.Register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "runbook_step_duration_seconds", Help: "Duration of step attempts, by phase and kind.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 4, 10),
+		}, []string{"phase", "kind"})),
+	}
+}
+
+// Run consumes until ctx ends.
+func (s *Service) Run(ctx context.Context) error {
+	r := eventbus.NewRouter(s.bus, s.o.Consumer, s.log, s.m)
+	eventbus.On(r, "preflight.passed", func(ctx context.Context, ev *runbookv1.Event, _ *runbookv1.PreflightResult) error {
+		return s.deploy(ctx, ev)
+	})
+	eventbus.On(r, "approval.granted", func(ctx context.Context, ev *runbookv1.Event, _ *runbookv1.Approval) error {
+		return s.deploy(ctx, ev)
+	})
+	eventbus.On(r, "rollback.requested", s.rollback)
+	return r.Run(ctx)
+}
+
+func runEnv(runID string, cr *runbookv1.Event, list string, index int, name string) map[string]string {
+	return map[string]string{
+		"RUNBOOK_RUN_ID":    runID,
+		"RUNBOOK_CHANGE_ID": cr.GetChangeRequested().GetChangeId(),
+		"RUNBOOK_PHASE":     list,
+		"RUNBOOK_STEP":      fmt.Sprint(index),
+		"RUNBOOK_STEP_NAME": name,
+	}
+}
+
+// deploy opens the gate and runs the deploy of ev's run.
+func (s *Service) deploy(ctx context.Context, ev *runbookv1.Event) error {
+	run := ev.RunId
+	log := s.log.With("run_id", run)
+	hist, err := s.bus.RunHistory(ctx, run)
+	if err != nil {
+		return err
+	}
+	v := viewOf(hist)
+	if !v.preflightPassed || v.deployFinished || v.rollbackStarted != nil {
+		return nil // not open yet, or already decided
+	}
+	p, cr, err := runplan.Load(ctx, s.bus, run)
+	if err != nil {
+		return err
+	}
+	if missing := v.missingApprovals(); len(missing) > 0 {
+		w := eventbus.CausedBy(eventbus.New(run, &runbookv1.Event_RunWaiting{RunWaiting: &runbookv1.RunWaiting{
+			Reason:     "waiting for approval by " + strings.Join(missing, ", "),
+			WaitingFor: missing,
+		}}, "approvals", len(v.approved)), ev)
+		if _, err := s.bus.Publish(ctx, w); err != nil {
+			return err
+		}
+		log.Info("gate closed: waiting for approvals", "missing", missing)
+		return nil
+	}
+	start := time.Now()
+	if !v.deployStarted {
+		st := eventbus.CausedBy(eventbus.New(run, &runbookv1.Event_DeployStarted{DeployStarted: &runbookv1.DeployStarted{Steps: int32(len(p.Deploy.Steps))}}), ev)
+		if _, err := s.bus.PublishOnce(ctx, st); err != nil && !errors.Is(err, eventbus.ErrAlreadyPublished) {
+			return err
+		}
+	} else {
+		log.Info("resuming deploy after a restart")
+	}
+
+	dctx, cancel := context.WithCancelCause(ctx)
+	a := &activeDeploy{cancel: cancel, done: make(chan struct{})}
+	s.mu.Lock()
+	s.active[run] = a
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.active, run)
+		s.mu.Unlock()
+		cancel(nil)
+		close(a.done)
+	}()
+
+	var done int32
+	failure := s.runList(dctx, run, cr, "deploy", "steps", p.Deploy.Steps, v, &done)
+	if failure == nil {
+		failure = s.runHealth(dctx, run, p.Deploy.Health, v, &done)
+	}
+	interrupted := errors.Is(context.Cause(dctx), errRollbackRequested)
+	if ctx.Err() != nil {
+		return ctx.Err() // shutting down: the message is handed back, the run resumes
+	}
+	if !interrupted && len(p.Deploy.Finally) > 0 {
+		if ferr := s.runList(ctx, run, cr, "deploy", "finally", p.Deploy.Finally, v, &done); ferr != nil && failure == nil {
+			failure = ferr
+		}
+	}
+	fin := &runbookv1.DeployFinished{StepsSucceeded: done, DurationMs: time.Since(start).Milliseconds()}
+	var out *runbookv1.Event
+	if failure != nil {
+		fin.Error = failure.err.Error()
+		fin.FailedStep = failure.step
+		out = eventbus.New(run, &runbookv1.Event_DeployFailed{DeployFailed: fin})
+	} else {
+		out = eventbus.New(run, &runbookv1.Event_DeployDone{DeployDone: fin})
+	}
+	if _, err := s.bus.Publish(ctx, eventbus.CausedBy(out, ev)); err != nil {
+		return err
+	}
+	log.Info("deploy finished", "event", out.Type, "steps_succeeded", done)
+	if failure != nil && !interrupted {
+		rr := eventbus.CausedBy(eventbus.New(run, &runbookv1.Event_RollbackRequested{RollbackRequested: &runbookv1.RollbackRequested{
+			Reason:      "deploy failed at " + failure.step + ": " + failure.err.Error(),
+			RequestedBy: "deployer",
+		}}, "deployer"), out)
+		if _, err := s.bus.Publish(ctx, rr); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+type stepFailure struct {
+	step string
+	err  error
+}
+
+// runList runs one list of steps, skipping those the run already finished.
+func (s *Service) runList(ctx context.Context, run string, cr *runbookv1.Event, phase, list string, ss []plan.Step, v *runView, done *int32) *stepFailure {
+	for i, st := range ss {
+		k := stepKey{list, int32(i)}
+		name := stepName(st, i)
+		if v.succeeded[k] {
+			*done++
+			continue
+		}
+		attempt := v.started[k]
+		if attempt > v.ended[k] && !st.Idempotent {
+			return &stepFailure{name, fmt.Errorf("step %q started before a crash and never finished; it is not marked idempotent, so it is not re-run", name)}
+		}
+		maxAttempts := int32(st.Retries) + 1
+		for {
+			attempt++
+			if attempt > maxAttempts {
+				return &stepFailure{name, fmt.Errorf("step %q failed after %d attempt(s)", name, maxAttempts)}
+			}
+			if list != "finally" && phase == "deploy" {
+				if rb, err := s.bus.LastEvent(ctx, run, "rollback.started"); err == nil && rb != nil {
+					return &stepFailure{name, errRollbackRequested}
+				}
+			}
+			se := &runbookv1.StepEvent{Index: int32(i), Name: name, Kind: st.Kind(), Attempt: attempt, List: list}
+			if _, err := s.bus.Publish(ctx, stepEvent(run, phase, "started", se)); err != nil {
+				return &stepFailure{name, err}
+			}
+			t0 := time.Now()
+			res := s.exec.Run(ctx, st, runEnv(run, cr, list, i, name))
+			s.stepT.WithLabelValues(phase, st.Kind()).Observe(time.Since(t0).Seconds())
+			end := &runbookv1.StepEvent{Index: int32(i), Name: name, Kind: st.Kind(), Attempt: attempt, List: list,
+				DurationMs: time.Since(t0).Milliseconds(), ExitCode: int32(res.ExitCode), OutputTail: res.OutputTail}
+			if cause := context.Cause(ctx); cause != nil && res.Err != nil {
+				res.Err = fmt.Errorf("%w (%v)", cause, res.Err)
+			}
+			outcome := "succeeded"
+			if res.Err != nil {
+				outcome = "failed"
+				end.Error = res.Err.Error()
+			}
+			s.steps.WithLabelValues(phase, st.Kind(), outcome).Inc()
+			if _, err := s.bus.Publish(context.WithoutCancel(ctx), stepEvent(run, phase, outcome, end)); err != nil {
+				return &stepFailure{name, err}
+			}
+			s.log.Info("step", "run_id", run, "step", name, "list", list, "attempt", attempt, "outcome", outcome, "duration_ms", end.DurationMs)
+			if res.Err == nil {
+				*done++
+				break
+			}
+			if ctx.Err() != nil {
+				return &stepFailure{name, res.Err}
+			}
+			if attempt < maxAttempts {
+				if !sleep(ctx, time.Duration(attempt)*time.Second) {
+					return &stepFailure{name, context.Cause(ctx)}
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// runHealth runs the seed's health_check(): initial delay, then up to
+// attempts GETs at interval.
+func (s *Service) runHealth(ctx context.Context, run string, hs []plan.HealthCheck, v *runView, done *int32) *stepFailure {
+	for i, h := range hs {
+		k := stepKey{"health", int32(i)}
+		name := "health " + h.URL
+		if v.succeeded[k] {
+			*done++
+			continue
+		}
+		attempt := v.started[k] + 1 // health checks only read: always safe to re-run
+		se := &runbookv1.StepEvent{Index: int32(i), Name: name, Kind: "health", Attempt: attempt, List: "health"}
+		if _, err := s.bus.Publish(ctx, stepEvent(run, "deploy", "started", se)); err != nil {
+			return &stepFailure{name, err}
+		}
+		t0 := time.Now()
+		attempts := h.Attempts
+		if attempts <= 0 {
+			attempts = 10
+		}
+		var lines []string
+		var last steps.Result
+		ok := sleep(ctx, h.InitialDelay.Or(0))
+		for n := 1; ok && n <= attempts; n++ {
+			last = s.exec.Health(ctx, h)
+			if last.Err == nil {
+				lines = append(lines, last.OutputTail)
+				break
+			}
+			lines = append(lines, fmt.Sprintf("attempt %d/%d: %v", n, attempts, last.Err))
+			if n < attempts {
+				ok = sleep(ctx, h.Interval.Or(10*time.Second))
+			}
+		}
+		if !ok {
+			last.Err = fmt.Errorf("health check interrupted: %w", context.Cause(ctx))
+		}
+		end := &runbookv1.StepEvent{Index: int32(i), Name: name, Kind: "health", Attempt: attempt, List: "health",
+			DurationMs: time.Since(t0).Milliseconds(), OutputTail: strings.Join(lines, "\n")}
+		outcome := "succeeded"
+		if last.Err != nil {
+			outcome = "failed"
+			end.Error = fmt.Sprintf("%s: UNHEALTHY after %d attempts: %v", h.URL, attempts, last.Err)
+		}
+		s.steps.WithLabelValues("deploy", "health", outcome).Inc()
+		if _, err := s.bus.Publish(context.WithoutCancel(ctx), stepEvent(run, "deploy", outcome, end)); err != nil {
+			return &stepFailure{name, err}
+		}
+		if last.Err != nil {
+			return &stepFailure{name, errors.New(end.Error)}
+		}
+		*done++
+	}
+	return nil
+}
+
+// rollback runs the plan's rollback steps once per run, whoever asked.
+func (s *Service) rollback(ctx context.Context, ev *runbookv1.Event, rr *runbookv1.RollbackRequested) error {
+	run := ev.RunId
+	log := s.log.With("run_id", run)
+	p, cr, err := runplan.Load(ctx, s.bus, run)
+	if err != nil {
+		return err
+	}
+	started := eventbus.CausedBy(eventbus.New(run, &runbookv1.Event_RollbackStarted{RollbackStarted: &runbookv1.RollbackStarted{
+		Reason: rr.GetReason(), RequestedBy: rr.GetRequestedBy(), Steps: int32(len(p.RollbackPlan.RollbackSteps)),
+	}}), ev)
+	if _, err := s.bus.PublishOnce(ctx, started); err != nil {
+		if !errors.Is(err, eventbus.ErrAlreadyPublished) {
+			return err
+		}
+		first, lerr := s.bus.LastEvent(ctx, run, "rollback.started")
+		if lerr != nil {
+			return lerr
+		}
+		if first == nil || first.Event.CausationId != ev.Id {
+			log.Info("rollback already under way for another request", "requested_by", rr.GetRequestedBy())
+			return nil
+		}
+		log.Info("resuming rollback after a restart")
+	}
+	// Stop a deploy of this run that is still running here, and wait for it.
+	s.mu.Lock()
+	a := s.active[run]
+	s.mu.Unlock()
+	if a != nil {
+		a.cancel(errRollbackRequested)
+		select {
+		case <-a.done:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	hist, err := s.bus.RunHistory(ctx, run)
+	if err != nil {
+		return err
+	}
+	v := viewOf(hist)
+	if v.rollbackEnded {
+		return nil
+	}
+	t0 := time.Now()
+	var done int32
+	failure := s.runList(ctx, run, cr, "rollback", "rollback", p.RollbackPlan.RollbackSteps, v, &done)
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	fin := &runbookv1.DeployFinished{StepsSucceeded: done, DurationMs: time.Since(t0).Milliseconds()}
+	var out *runbookv1.Event
+	if failure != nil {
+		fin.Error, fin.FailedStep = failure.err.Error(), failure.step
+		out = eventbus.New(run, &runbookv1.Event_RollbackFailed{RollbackFailed: fin})
+	} else {
+		out = eventbus.New(run, &runbookv1.Event_RollbackDone{RollbackDone: fin})
+	}
+	if _, err := s.bus.Publish(ctx, eventbus.CausedBy(out, ev)); err != nil {
+		return err
+	}
+	if failure != nil {
+		log.Error("ROLLBACK FAILED: production is in an unknown state", "step", failure.step, "err", failure.err)
+	} else {
+		log.Info("rolled back", "steps", done)
+	}
+	return nil
+}
+
+func stepName(st plan.Step, i int) string {
+	switch {
+	case st.Name != "":
+		return st.Name
+	case st.Text != "":
+		return st.Text
+	case st.Command != nil && len(st.Command.Argv) > 0:
+		return strings.Join(st.Command.Argv, " ")
+	}
+	return fmt.Sprintf("step %d", i+1)
+}
+
+// sleep waits d or until ctx ends; it reports whether d passed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
