@@ -1,0 +1,58 @@
+# runbook — one Makefile for the whole workspace (go.work).
+SHELL := /bin/bash
+GO    ?= go
+BIN   := bin
+# Every package of every workspace module.
+PKGS  := ./proto/... ./eventbus/... ./domain/... ./services/... ./cmd/... ./examples/...
+SERVICES := preflight deployer monitor tester reporter
+
+# Demo settings: the embedded NATS must not take 4222 (the machine's own NATS holds it).
+DEMO_NATS   ?= 127.0.0.1:14222
+DEMO_HTTP   ?= 127.0.0.1:19464
+DEMO_DIR    := .demo
+
+.PHONY: all build test test-short proto proto-check lint fmt demo run bench compose-check clean
+
+all: build
+
+build: ## build runbook, the five service binaries and the demo target into bin/
+	@mkdir -p $(BIN)
+	$(GO) build -o $(BIN)/runbook ./cmd/runbook
+	@for s in $(SERVICES); do $(GO) build -o $(BIN)/$$s ./services/$$s/cmd/$$s || exit 1; done
+	$(GO) build -o $(BIN)/estimator ./examples/estimator/cmd/estimator
+
+test: ## every test, with the race detector
+	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+
+test-short:
+	$(GO) test -count=1 -short $(PKGS)
+
+proto: ## regenerate proto/ Go code with the generators pinned in tools/go.mod
+	cd proto && GOWORK=off $(GO) tool -modfile=../tools/go.mod buf generate
+
+proto-check: proto ## fail when the committed generated code drifts from events.proto
+	@git diff --exit-code -- proto/ || { echo "proto/: generated code is stale: run 'make proto' and commit"; exit 1; }
+	@test -z "$$(git status --porcelain -- proto/)" || { git status --porcelain -- proto/; echo "proto/: untracked generated files: run 'make proto' and commit"; exit 1; }
+
+lint: ## gofmt, go vet and buf lint
+	@out=$$(gofmt -l $$(git ls-files '*.go')); test -z "$$out" || { echo "gofmt would change:"; echo "$$out"; exit 1; }
+	$(GO) vet $(PKGS)
+	cd proto && GOWORK=off $(GO) tool -modfile=../tools/go.mod buf lint
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+compose-check: ## check deploy/compose/compose.yaml (docker-compose config; no engine needed)
+	docker-compose -f deploy/compose/compose.yaml config -q
+
+run: build ## runbook serve on the embedded default (NATS on $(DEMO_NATS))
+	$(BIN)/runbook serve --nats-listen $(DEMO_NATS) --http-listen $(DEMO_HTTP) --data-dir .runbook/data
+
+demo: build ## the estimator demo target, runbook serve, and both example plans, live
+	@bash scripts/demo.sh
+
+bench: ## benchmarks; figures go into BENCHMARKS.md
+	$(GO) test -run '^$$' -bench . -benchtime 2s -count 1 ./eventbus/... ./cmd/runbook/...
+
+clean:
+	rm -rf $(BIN) $(DEMO_DIR)
