@@ -34,6 +34,9 @@ type Options struct {
 	Consumer eventbus.ConsumerOptions
 	// Env looks up variables named by *_env fields (default os.LookupEnv).
 	Env func(string) (string, bool)
+	// StepFault, for tests only: called after each step that succeeded; an
+	// error it returns makes the handler fail there, as a crash would.
+	StepFault func(run, list string, index int) error
 }
 
 // Service is the deployer.
@@ -59,6 +62,9 @@ var errRollbackRequested = errors.New("rollback requested")
 
 // New makes the deployer.
 func New(bus *eventbus.Bus, o Options, log *slog.Logger, m *eventbus.Metrics, reg prometheus.Registerer) *Service {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	if o.Env == nil {
 		o.Env = os.LookupEnv
 	}
@@ -161,6 +167,10 @@ func (s *Service) deploy(ctx context.Context, ev *runbookv1.Event) error {
 	if failure == nil {
 		failure = s.runHealth(dctx, run, p.Deploy.Health, v, &done)
 	}
+	var fe *faultError
+	if failure != nil && errors.As(failure.err, &fe) {
+		return fe.err // as if the process died here: no outcome, redelivery resumes
+	}
 	interrupted := errors.Is(context.Cause(dctx), errRollbackRequested)
 	if ctx.Err() != nil {
 		return ctx.Err() // shutting down: the message is handed back, the run resumes
@@ -195,6 +205,13 @@ func (s *Service) deploy(ctx context.Context, ev *runbookv1.Event) error {
 	return nil
 }
 
+// faultError is a test-injected crash: the handler returns it without
+// recording an outcome, so the message is redelivered.
+type faultError struct{ err error }
+
+func (e *faultError) Error() string { return e.err.Error() }
+func (e *faultError) Unwrap() error { return e.err }
+
 type stepFailure struct {
 	step string
 	err  error
@@ -213,7 +230,9 @@ func (s *Service) runList(ctx context.Context, run string, cr *runbookv1.Event, 
 		if attempt > v.ended[k] && !st.Idempotent {
 			return &stepFailure{name, fmt.Errorf("step %q started before a crash and never finished; it is not marked idempotent, so it is not re-run", name)}
 		}
-		maxAttempts := int32(st.Retries) + 1
+		// An attempt cut short by a crash is not a failure of the step: it
+		// does not use up the step's retries.
+		maxAttempts := int32(st.Retries) + 1 + (attempt - v.ended[k])
 		for {
 			attempt++
 			if attempt > maxAttempts {
@@ -248,6 +267,11 @@ func (s *Service) runList(ctx context.Context, run string, cr *runbookv1.Event, 
 			s.log.Info("step", "run_id", run, "step", name, "list", list, "attempt", attempt, "outcome", outcome, "duration_ms", end.DurationMs)
 			if res.Err == nil {
 				*done++
+				if s.o.StepFault != nil {
+					if err := s.o.StepFault(run, list, i); err != nil {
+						return &stepFailure{name, &faultError{err}}
+					}
+				}
 				break
 			}
 			if ctx.Err() != nil {
@@ -279,13 +303,10 @@ func (s *Service) runHealth(ctx context.Context, run string, hs []plan.HealthChe
 			return &stepFailure{name, err}
 		}
 		t0 := time.Now()
-		attempts := h.Attempts
-		if attempts <= 0 {
-			attempts = 10
-		}
+		attempts := h.EffectiveAttempts()
 		var lines []string
 		var last steps.Result
-		ok := sleep(ctx, h.InitialDelay.Or(0))
+		ok := sleep(ctx, h.EffectiveInitialDelay())
 		for n := 1; ok && n <= attempts; n++ {
 			last = s.exec.Health(ctx, h)
 			if last.Err == nil {
@@ -294,7 +315,7 @@ func (s *Service) runHealth(ctx context.Context, run string, hs []plan.HealthChe
 			}
 			lines = append(lines, fmt.Sprintf("attempt %d/%d: %v", n, attempts, last.Err))
 			if n < attempts {
-				ok = sleep(ctx, h.Interval.Or(10*time.Second))
+				ok = sleep(ctx, h.EffectiveInterval())
 			}
 		}
 		if !ok {

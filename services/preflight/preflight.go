@@ -49,6 +49,9 @@ type Service struct {
 
 // New makes the service.
 func New(bus *eventbus.Bus, o Options, log *slog.Logger, m *eventbus.Metrics, reg prometheus.Registerer) *Service {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	if o.Env == nil {
 		o.Env = os.LookupEnv
 	}
@@ -138,4 +141,22 @@ func (s *Service) onChangeRequested(ctx context.Context, ev *runbookv1.Event, cr
 	}
 	log.Info("pre-flight decided", "event", out.Type, "checks", len(results), "failed", len(failed))
 	return nil
+}
+
+func assessedEvent(a risk.Assessment) *runbookv1.PlanAssessed {
+	out := &runbookv1.PlanAssessed{
+		Level:                     a.Level,
+		MaxScore:                  int32(a.MaxScore),
+		RequiresExecutiveApproval: a.RequiresExecutiveApproval,
+		ApprovalsRequired:         a.ApprovalsRequired,
+	}
+	for _, r := range a.Risks {
+		out.Risks = append(out.Risks, &runbookv1.Risk{
+			Id: r.ID, Description: r.Description, Probability: r.Probability, Impact: r.Impact,
+			ProbabilityScore: int32(r.ProbabilityScore), ImpactScore: int32(r.ImpactScore), Score: int32(r.Score),
+			Level: r.Level, RequiresExecutiveApproval: r.RequiresExecutiveApproval, Mitigation: r.Mitigation,
+			ScoringNote: r.ScoringNote,
+		})
+	}
+	return out
 }

@@ -38,13 +38,10 @@ type Executor struct {
 	TailBytes int
 }
 
-// DefaultStepTimeout applies to steps without a timeout.
-const DefaultStepTimeout = 5 * time.Minute
-
 // Run runs one attempt of step s with the run's data in runEnv
 // (RUNBOOK_RUN_ID, ...).
 func (x *Executor) Run(ctx context.Context, s plan.Step, runEnv map[string]string) Result {
-	ctx, cancel := context.WithTimeout(ctx, s.Timeout.Or(DefaultStepTimeout))
+	ctx, cancel := context.WithTimeout(ctx, s.EffectiveTimeout())
 	defer cancel()
 	switch {
 	case s.Command != nil:
@@ -174,7 +171,7 @@ func (x *Executor) lookup(name string) (string, bool) {
 // Health runs one attempt of a health check: GET url, expect 2xx (or the
 // given status).
 func (x *Executor) Health(ctx context.Context, h plan.HealthCheck) Result {
-	ctx, cancel := context.WithTimeout(ctx, h.Timeout.Or(5*time.Second))
+	ctx, cancel := context.WithTimeout(ctx, h.EffectiveTimeout())
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, h.URL, nil)
 	if err != nil {

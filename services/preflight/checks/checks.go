@@ -52,9 +52,9 @@ func (r *Runner) RunAll(ctx context.Context, cs []plan.Check) []*runbookv1.Check
 
 // Run runs one check.
 func (r *Runner) Run(ctx context.Context, index int, c plan.Check) *runbookv1.CheckResult {
-	timeout := c.Timeout.Or(r.DefaultTimeout)
-	if timeout <= 0 {
-		timeout = 5 * time.Second
+	timeout := c.EffectiveTimeout()
+	if c.Timeout.Duration == 0 && r.DefaultTimeout > 0 {
+		timeout = r.DefaultTimeout
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()

@@ -1,0 +1,134 @@
+package plans_test
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/goccy/go-yaml"
+
+	"github.com/kis-core/runbook/domain/plan"
+	"github.com/kis-core/runbook/examples/plans"
+)
+
+// parse runs the real validator and fails on any error (warnings are logged).
+func parse(t *testing.T, name string, data []byte) *plan.Plan {
+	t.Helper()
+	p, issues := plan.Parse(name, data)
+	for _, is := range issues {
+		if is.Warning {
+			t.Logf("%s: warning: %s", name, is)
+			continue
+		}
+		t.Errorf("%s: %s", name, is)
+	}
+	if p == nil {
+		t.Fatalf("%s: plan.Parse returned no plan", name)
+	}
+	return p
+}
+
+func TestExamplePlansAreValid(t *testing.T) {
+	t.Parallel()
+	for _, name := range plans.Names() {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			src, err := plans.Source(name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// A plain decode works as well as the validator.
+			var plain plan.Plan
+			if err := yaml.Unmarshal(src, &plain); err != nil {
+				t.Fatalf("goccy/go-yaml: %v", err)
+			}
+			p := parse(t, name, src)
+			if len(p.Approval) != 0 {
+				t.Error("an example plan must not ask for approvals: the demo would wait")
+			}
+			checkShape(t, name, p)
+		})
+	}
+}
+
+// checkShape pins what the demo and the end-to-end tests rely on.
+func checkShape(t *testing.T, name string, p *plan.Plan) {
+	t.Helper()
+	release := map[string]string{plans.Good: "v2.4.0", plans.BadRelease: "v2.4.1-bad"}[name]
+	want := func(what string, ok bool) {
+		t.Helper()
+		if !ok {
+			t.Errorf("%s: %s", name, what)
+		}
+	}
+	want("4 pre-flight checks (http, tcp, env, command)", len(p.Preflight.Checks) == 4 &&
+		p.Preflight.Checks[0].HTTP != nil && p.Preflight.Checks[1].TCP != nil &&
+		p.Preflight.Checks[2].Env != nil && p.Preflight.Checks[3].Command != nil)
+	want("one deploy step copying "+release, len(p.Deploy.Steps) == 1 && p.Deploy.Steps[0].Command != nil &&
+		p.Deploy.Steps[0].Idempotent && p.Deploy.Steps[0].Timeout.Duration == 30*time.Second &&
+		strings.Join(p.Deploy.Steps[0].Command.Argv, " ") ==
+			fmt.Sprintf("cp .demo/estimator/releases/%s.json .demo/estimator/current-release.json", release))
+	want("one health gate without initial delay", len(p.Deploy.Health) == 1 && p.Deploy.Health[0].Attempts == 5 &&
+		p.Deploy.Health[0].InitialDelay.IsSet() && p.Deploy.Health[0].InitialDelay.Duration == 0)
+
+	var restore, text int
+	for _, s := range p.RollbackPlan.RollbackSteps {
+		switch {
+		case s.Text != "":
+			text++
+		case s.Command != nil && strings.Join(s.Command.Argv, " ") ==
+			"cp .demo/estimator/releases/v2.4.0.json .demo/estimator/current-release.json":
+			restore++
+		}
+	}
+	want("text rollback steps and one restoring v2.4.0", restore == 1 && text > 0)
+	var structured int
+	for _, c := range p.RollbackPlan.TriggerConditions {
+		if c.Metric != "" {
+			structured++
+		}
+	}
+	want("2 structured trigger conditions", structured == 2)
+
+	m := p.Monitor
+	want("a 12s/2s watch window with 2 sources", m.Window.Duration == 12*time.Second &&
+		m.Interval.Duration == 2*time.Second && len(m.Sources) == 2 &&
+		m.Sources[0].HTTPProbe != nil && m.Sources[1].PrometheusScrape != nil)
+	want("the seed's five thresholds", len(m.Thresholds) == 5 && m.Thresholds["api_response_time_p95"] == 2100 &&
+		m.Thresholds["error_rate"] == 0.01)
+	want("auto-rollback at 150 %", m.AutoRollback != nil && m.AutoRollback.Factor == 1.5 && len(m.AutoRollback.Metrics) == 2)
+
+	want("5 smoke tests", len(p.Test.Smoke) == 5)
+	want("a small load test", p.Test.Load != nil && p.Test.Load.VUs == 5 &&
+		p.Test.Load.Duration.Duration == 5*time.Second && len(p.Test.Load.Requests) == 2 &&
+		p.Test.Load.Gates.P95MS == 2100 && p.Test.Load.Gates.ErrorRate == 0.01)
+}
+
+func TestRenderPointsThePlanAtAnotherEstimator(t *testing.T) {
+	t.Parallel()
+	dir := filepath.Join(t.TempDir(), "estimator")
+	for _, name := range plans.Names() {
+		b, err := plans.Render(name, "127.0.0.1:34567", dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s := string(b); strings.Contains(s, plans.Addr) || strings.Contains(s, plans.StateDir) {
+			t.Fatalf("%s: Render left the defaults in place", name)
+		}
+		p := parse(t, name, b)
+		if got := p.Preflight.Checks[0].HTTP.URL; got != "http://127.0.0.1:34567/api/v1/health" {
+			t.Errorf("%s: health check url = %s", name, got)
+		}
+		if got := p.Preflight.Checks[1].TCP.Address; got != "127.0.0.1:34567" {
+			t.Errorf("%s: tcp check = %s", name, got)
+		}
+		if got := p.Deploy.Steps[0].Command.Argv[2]; got != filepath.Join(dir, "current-release.json") {
+			t.Errorf("%s: deploy target = %s", name, got)
+		}
+	}
+	if _, err := plans.Render(plans.Good, `a"b`, "x"); err == nil {
+		t.Error("Render accepted an address that breaks the YAML")
+	}
+}

@@ -1,0 +1,45 @@
+package monitor
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kis-core/runbook/eventbus"
+)
+
+// metrics of the monitor, registered on the process's registry (shared with
+// the other services in `runbook serve`).
+type metrics struct {
+	samples      *prometheus.CounterVec
+	sampleErrors *prometheus.CounterVec
+	violations   *prometheus.CounterVec
+	rollbacks    prometheus.Counter
+	windows      prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	return &metrics{
+		samples: eventbus.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "runbook_monitor_samples_total",
+			Help: "Metric samples taken during watch windows, by source kind and metric.",
+		}, []string{"source", "metric"})),
+		sampleErrors: eventbus.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "runbook_monitor_sample_errors_total",
+			Help: "Sample rounds of a source that measured nothing (probe or scrape failed), by source kind.",
+		}, []string{"source"})),
+		violations: eventbus.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "runbook_monitor_violations_total",
+			Help: "Threshold violations published, by metric and severity.",
+		}, []string{"metric", "severity"})),
+		rollbacks: eventbus.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "runbook_monitor_rollbacks_requested_total",
+			Help: "Rollbacks the monitor asked for (auto-rollback rule met).",
+		})),
+		windows: eventbus.Register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "runbook_monitor_windows_active",
+			Help: "Watch windows running now.",
+		})),
+	}
+}

@@ -1,0 +1,137 @@
+package expect
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/kis-core/runbook/domain/plan"
+)
+
+// Exists is the expected value that only asks for the field to be present.
+const Exists = "*"
+
+// Observation is what one HTTP exchange produced.
+type Observation struct {
+	Status   int
+	Duration time.Duration // from sending the request to the last byte of the body
+	Body     []byte
+}
+
+// Result is the judgement of one observation.
+type Result struct {
+	Pass bool
+	// Details says what was measured, in the seed's words, e.g.
+	// "HTTP 201, Response time: 12ms (threshold: 2100ms), estimateId=EST-1".
+	Details string
+	// Errors lists every unmet expectation; empty when Pass.
+	Errors []string
+}
+
+// Error joins the unmet expectations.
+func (r Result) Error() string { return strings.Join(r.Errors, "; ") }
+
+// StatusOK reports whether got satisfies the expected status: want, or any
+// 2xx when want is 0.
+func StatusOK(want, got int) bool {
+	if want == 0 {
+		return got >= 200 && got <= 299
+	}
+	return got == want
+}
+
+// Millis is d in whole milliseconds, as reports show it.
+func Millis(d time.Duration) int64 { return d.Milliseconds() }
+
+// Evaluate judges o against e. Every expectation is checked (not just the
+// first failing one) so a report shows everything that is wrong at once.
+func Evaluate(e plan.Expect, o Observation) Result {
+	var details, errs []string
+
+	details = append(details, fmt.Sprintf("HTTP %d", o.Status))
+	if !StatusOK(e.Status, o.Status) {
+		want := "2xx"
+		if e.Status != 0 {
+			want = fmt.Sprint(e.Status)
+		}
+		errs = append(errs, fmt.Sprintf("HTTP %d (expected %s)", o.Status, want))
+	}
+
+	ms := Millis(o.Duration)
+	if e.MaxMS > 0 {
+		details = append(details, fmt.Sprintf("Response time: %dms (threshold: %dms)", ms, e.MaxMS))
+		if o.Duration > time.Duration(e.MaxMS)*time.Millisecond {
+			errs = append(errs, fmt.Sprintf("Response time %dms exceeds threshold %dms", ms, e.MaxMS))
+		}
+	} else {
+		details = append(details, fmt.Sprintf("Response time: %dms", ms))
+	}
+
+	if len(e.JSON) > 0 {
+		doc, err := DecodeJSON(o.Body)
+		if err != nil {
+			errs = append(errs, fmt.Sprintf("response body is not JSON: %v", err))
+		} else {
+			d, fe := checkFields(e.JSON, doc)
+			details = append(details, d...)
+			errs = append(errs, fe...)
+		}
+	}
+	return Result{Pass: len(errs) == 0, Details: strings.Join(details, ", "), Errors: errs}
+}
+
+// checkFields checks each expected field in path order, so the details and
+// errors read the same on every run.
+func checkFields(want map[string]any, doc any) (details, errs []string) {
+	paths := make([]string, 0, len(want))
+	for p := range want {
+		paths = append(paths, p)
+	}
+	sort.Strings(paths)
+	for _, p := range paths {
+		w := want[p]
+		got, ok := Lookup(doc, p)
+		switch {
+		case !ok:
+			errs = append(errs, fmt.Sprintf("field %s is missing", p))
+		case w == Exists:
+			details = append(details, fmt.Sprintf("%s=%s", p, Show(got)))
+		case !Equal(w, got):
+			errs = append(errs, fmt.Sprintf("field %s is %s (expected %s)", p, Show(got), Show(w)))
+		default:
+			details = append(details, fmt.Sprintf("%s=%s", p, Show(got)))
+		}
+	}
+	return details, errs
+}
+
+// maxShown bounds a value shown in details and errors.
+const maxShown = 80
+
+// Show renders a value for details: strings as they are, everything else as
+// compact JSON, cut to 80 characters.
+func Show(v any) string {
+	var s string
+	switch x := v.(type) {
+	case string:
+		s = x
+	case json.Number:
+		s = x.String()
+	default:
+		if m, ok := stringMap(v); ok {
+			v = m
+		}
+		b, err := json.Marshal(v)
+		if err != nil {
+			s = fmt.Sprint(v)
+		} else {
+			s = string(b)
+		}
+	}
+	if r := []rune(s); len(r) > maxShown {
+		s = string(r[:maxShown-1]) + "…"
+	}
+	return s
+}
