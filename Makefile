@@ -3,8 +3,8 @@ SHELL := /bin/bash
 GO    ?= go
 BIN   := bin
 # Every package of every workspace module.
-PKGS  := ./proto/... ./eventbus/... ./domain/... ./services/... ./cmd/... ./examples/...
 SERVICES := preflight deployer monitor tester reporter
+PKGS  := ./proto/... ./eventbus/... ./domain/... $(foreach s,$(SERVICES),./services/$(s)/...) ./cmd/runbook/... ./examples/...
 
 # Demo settings: the embedded NATS must not take 4222 (the machine's own NATS holds it).
 DEMO_NATS   ?= 127.0.0.1:14222
@@ -44,6 +44,7 @@ fmt:
 
 compose-check: ## check deploy/compose/compose.yaml (docker-compose config; no engine needed)
 	docker-compose -f deploy/compose/compose.yaml config -q
+	docker-compose -f deploy/compose/compose.yaml -f deploy/compose/compose.cluster.yaml config -q
 
 run: build ## runbook serve on the embedded default (NATS on $(DEMO_NATS))
 	$(BIN)/runbook serve --nats-listen $(DEMO_NATS) --http-listen $(DEMO_HTTP) --data-dir .runbook/data

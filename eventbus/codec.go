@@ -20,8 +20,8 @@ import (
 // Content types accepted on the wire. Go services publish protobuf; scripts
 // and the nats CLI may publish protojson.
 const (
-	ContentTypeProto = "application/protobuf"
-	ContentTypeJSON  = "application/json"
+	ContentTypeProto  = "application/protobuf"
+	ContentTypeJSON   = "application/json"
 	HeaderContentType = "Content-Type"
 )
 
@@ -36,9 +36,9 @@ var typeExceptions = map[protoreflect.Name]string{
 }
 
 var (
-	typeOnce     sync.Once
-	fieldToType  map[protoreflect.Name]string
-	typeToField  map[string]protoreflect.FieldDescriptor
+	typeOnce    sync.Once
+	fieldToType map[protoreflect.Name]string
+	typeToField map[string]protoreflect.FieldDescriptor
 )
 
 func buildTypeTables() {

@@ -2,6 +2,7 @@ package plan
 
 import (
 	"fmt"
+	"math"
 	"regexp"
 	"strconv"
 	"strings"
@@ -41,13 +42,72 @@ func ParseDuration(s string) (time.Duration, error) {
 	case u == "d" || strings.HasPrefix(u, "day"):
 		unit = 24 * time.Hour
 	}
-	return time.Duration(n * float64(unit)), nil
+	if v := n * float64(unit); v < float64(math.MaxInt64) {
+		return time.Duration(v), nil
+	}
+	return 0, fmt.Errorf("%q is too long a duration", s)
 }
 
-// Or returns d, or def when d is not set.
+// IsSet reports whether the duration was written (Raw) or given a non-zero
+// value in code. An explicit "0" or "0s" is set: it means zero, not the
+// default.
+func (d Duration) IsSet() bool {
+	return d.Raw != "" || d.Duration != 0
+}
+
+// Or returns d, or def when d is not set (see IsSet: "0s" written in the
+// plan is set and yields 0).
 func (d Duration) Or(def time.Duration) time.Duration {
-	if d.Duration == 0 {
+	if !d.IsSet() {
 		return def
 	}
 	return d.Duration
+}
+
+// String is the duration as written, or Go's form when built in code.
+func (d Duration) String() string {
+	if d.Raw != "" {
+		return d.Raw
+	}
+	return d.Duration.String()
+}
+
+// UnmarshalYAML lets a plain yaml.Unmarshal read plan durations too (Parse
+// has its own decoder that reports every error with its position).
+func (d *Duration) UnmarshalYAML(unmarshal func(any) error) error {
+	var v any
+	if err := unmarshal(&v); err != nil {
+		return err
+	}
+	if v == nil {
+		*d = Duration{}
+		return nil
+	}
+	raw := fmt.Sprint(v)
+	dur, err := ParseDuration(raw)
+	if err != nil {
+		return err
+	}
+	*d = Duration{Duration: dur, Raw: raw}
+	return nil
+}
+
+// MarshalYAML writes the duration as it was written (or in Go's form).
+func (d Duration) MarshalYAML() (any, error) {
+	if !d.IsSet() {
+		return nil, nil
+	}
+	return d.String(), nil
+}
+
+// FormatDuration prints d without Go's trailing zero units: 30m, 2h, 1h30m.
+func FormatDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
 }

@@ -7,14 +7,14 @@ package plan
 // Plan is one change plan.
 type Plan struct {
 	// --- the seed's template, unchanged ---
-	ChangeRequest        ChangeRequest         `yaml:"change_request"`
-	Requester            Requester             `yaml:"requester"`
-	Description          Description           `yaml:"description"`
-	Scope                Scope                 `yaml:"scope"`
-	Timeline             Timeline              `yaml:"timeline"`
-	RisksAndMitigations  []Risk                `yaml:"risks_and_mitigations"`
-	RollbackPlan         RollbackPlan          `yaml:"rollback_plan"`
-	Approval             map[string]Approval   `yaml:"approval"`
+	ChangeRequest       ChangeRequest       `yaml:"change_request"`
+	Requester           Requester           `yaml:"requester"`
+	Description         Description         `yaml:"description"`
+	Scope               Scope               `yaml:"scope"`
+	Timeline            Timeline            `yaml:"timeline"`
+	RisksAndMitigations []Risk              `yaml:"risks_and_mitigations"`
+	RollbackPlan        RollbackPlan        `yaml:"rollback_plan"`
+	Approval            map[string]Approval `yaml:"approval"`
 	// --- executable parts ---
 	Preflight Preflight `yaml:"preflight"`
 	Deploy    Deploy    `yaml:"deploy"`
@@ -94,8 +94,8 @@ type Approval struct {
 }
 
 type Preflight struct {
-	Checks []Check  `yaml:"checks"`
-	Backup *Backup  `yaml:"backup"`
+	Checks []Check `yaml:"checks"`
+	Backup *Backup `yaml:"backup"`
 }
 
 // Check is one pre-flight check: exactly one kind field is set.
@@ -120,8 +120,8 @@ type HTTPCheck struct {
 	Method       string            `yaml:"method"`        // default GET
 	ExpectStatus int               `yaml:"expect_status"` // default: any 2xx
 	BodyContains string            `yaml:"body_contains"`
-	JSON         map[string]any    `yaml:"json"`   // top-level or dotted field → expected value
-	MaxMS        int               `yaml:"max_ms"` // latency bound
+	JSON         map[string]any    `yaml:"json"`        // top-level or dotted field → expected value
+	MaxMS        int               `yaml:"max_ms"`      // latency bound
 	HeadersEnv   map[string]string `yaml:"headers_env"` // header → env var name
 }
 
@@ -266,10 +266,10 @@ type Test struct {
 }
 
 type SmokeTest struct {
-	Name    string  `yaml:"name"`
-	Type    string  `yaml:"type"` // smoke (default), regression, performance
-	Request Request `yaml:"request"`
-	Expect  Expect  `yaml:"expect"`
+	Name    string   `yaml:"name"`
+	Type    string   `yaml:"type"` // smoke (default), regression, performance
+	Request Request  `yaml:"request"`
+	Expect  Expect   `yaml:"expect"`
 	Timeout Duration `yaml:"timeout"` // default 10s
 }
 
@@ -299,6 +299,10 @@ type LoadTest struct {
 type LoadGates struct {
 	P95MS     float64 `yaml:"p95_ms"`     // default 2100
 	ErrorRate float64 `yaml:"error_rate"` // default 0.01
+
+	// errorRateSet is true when Parse read error_rate, so that an explicit
+	// 0 (no errors allowed) is not taken for the default.
+	errorRateSet bool
 }
 
 type Report struct {

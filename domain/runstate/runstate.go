@@ -47,16 +47,16 @@ type State struct {
 	Title     string
 	Requester string
 
-	DeployDone         bool
-	DeployFailed       bool
-	TestsPassed        bool
-	TestsFailed        bool
-	MonitorCompleted   bool
-	RollbackRequested  bool
-	RollbackReason     string
-	RollbackStarted    bool
-	ReportReady        bool
-	FinalReason        string
+	DeployDone        bool
+	DeployFailed      bool
+	TestsPassed       bool
+	TestsFailed       bool
+	MonitorCompleted  bool
+	RollbackRequested bool
+	RollbackReason    string
+	RollbackStarted   bool
+	ReportReady       bool
+	FinalReason       string
 
 	seen map[string]bool
 }
@@ -80,7 +80,6 @@ func (s *State) Apply(ev *runbookv1.Event) bool {
 	if s.Status == "" {
 		s.Status = Submitted
 	}
-	final := s.Status.Final()
 	switch p := ev.Payload.(type) {
 	case *runbookv1.Event_ChangeRequested:
 		s.ChangeID, s.Title, s.Requester = p.ChangeRequested.GetChangeId(), p.ChangeRequested.GetTitle(), p.ChangeRequested.GetRequester()
@@ -142,7 +141,6 @@ func (s *State) Apply(ev *runbookv1.Event) bool {
 			s.finish(Failed, "tests failed and the plan asked for no rollback")
 		}
 	}
-	_ = final
 	return true
 }
 

@@ -1,0 +1,180 @@
+// Package cli holds the runbook command's subcommands. Every failure an
+// operator can cause (unreachable NATS, unknown run, bad plan) ends in one
+// clear line on stderr and a non-zero exit code, never a stack trace.
+package cli
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kis-core/runbook/domain/plan"
+	"github.com/kis-core/runbook/eventbus"
+	runbookv1 "github.com/kis-core/runbook/proto/runbook/v1"
+)
+
+// exitError carries an exit code through cobra.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+
+type globals struct {
+	natsURL string
+	out     io.Writer
+	errOut  io.Writer
+}
+
+// Execute runs the command line args and returns the exit code.
+func Execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	g := &globals{out: stdout, errOut: stderr}
+	root := &cobra.Command{
+		Use:   "runbook",
+		Short: "Run production changes PRE-FLIGHT → PLAN → ACT → TEST → REPORT, audited and rolled back on their own",
+		Long: `runbook turns a change plan (YAML) into an audited, observable change:
+pre-flight checks and risk assessment, the deploy steps with health checks,
+a watch window on the target's metrics and smoke/load tests, automatic
+rollback when a gate fails, and a report with the 12-line QC summary.
+
+Every decision is an event on the NATS JetStream stream RUNBOOK.
+
+  runbook serve                    start NATS (embedded) and the five services
+  runbook validate plan.yaml       check a plan and print it as it will run
+  runbook submit plan.yaml --watch submit a plan and follow it live
+  runbook runs                     list runs and their status
+  runbook watch RUN                follow a run
+  runbook report RUN [--json]      print a run's QC summary or report JSON`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.PersistentFlags().StringVar(&g.natsURL, "nats-url", envOr("RUNBOOK_NATS_URL", "nats://127.0.0.1:4222"), "NATS server of the runbook you talk to (env RUNBOOK_NATS_URL)")
+	root.AddCommand(serveCmd(g), validateCmd(g), submitCmd(g), watchCmd(g), runsCmd(g), reportCmd(g))
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return 0
+	}
+	var ee *exitError
+	if errors.As(err, &ee) {
+		if ee.err != nil && ee.err.Error() != "" {
+			fmt.Fprintln(stderr, "runbook:", ee.err)
+		}
+		return ee.code
+	}
+	fmt.Fprintln(stderr, "runbook:", err)
+	return 1
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+// connect opens a client bus on g.natsURL.
+func (g *globals) connect(ctx context.Context) (*eventbus.Bus, func(), error) {
+	nc, err := eventbus.Connect(g.natsURL, "runbook-cli")
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w (is `runbook serve` running? set --nats-url or RUNBOOK_NATS_URL)", err)
+	}
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	bus, err := eventbus.NewBus(cctx, nc, eventbus.Options{Source: "cli/" + whoami()})
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return bus, nc.Close, nil
+}
+
+func whoami() string {
+	for _, k := range []string{"RUNBOOK_OPERATOR", "USER", "LOGNAME"} {
+		if v := os.Getenv(k); v != "" {
+			return v
+		}
+	}
+	return "system"
+}
+
+// loadPlan reads and validates a plan file; it prints every issue.
+func loadPlan(path string, w io.Writer) (*plan.Plan, []byte, []plan.Issue, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, nil, nil, &exitError{2, fmt.Errorf("cannot read plan: %w", err)}
+	}
+	p, issues := plan.Parse(path, data)
+	for _, i := range issues {
+		level := "error"
+		if i.Warning {
+			level = "warning"
+		}
+		v := ""
+		if i.Value != "" {
+			v = fmt.Sprintf(" (got %q)", i.Value)
+		}
+		fmt.Fprintf(w, "%s:%d:%d: %s: %s: %s%s\n", path, i.Line, i.Column, level, i.Path, i.Message, v)
+	}
+	if p == nil {
+		n := 0
+		for _, i := range issues {
+			if !i.Warning {
+				n++
+			}
+		}
+		return nil, data, issues, &exitError{1, fmt.Errorf("%s is invalid: %d error(s); nothing was submitted", path, n)}
+	}
+	return p, data, issues, nil
+}
+
+// NewRunID makes a run id that reads like the seed's deployment id,
+// DEPLOY-20250922-143000; a suffix is added when that second is taken.
+func NewRunID(now time.Time, attempt int) string {
+	id := "DEPLOY-" + now.UTC().Format("20060102-150405")
+	if attempt > 0 {
+		b := make([]byte, 2)
+		_, _ = rand.Read(b)
+		id += fmt.Sprintf("-%x", b)
+	}
+	return id
+}
+
+// Submit publishes change.requested for a plan and returns the run id. The
+// run id is taken at most once: the stream refuses a second change.requested
+// on the same subject, and another id is tried.
+func Submit(ctx context.Context, bus *eventbus.Bus, source string, data []byte, p *plan.Plan, actor string) (string, error) {
+	for attempt := 0; attempt < 20; attempt++ {
+		run := NewRunID(time.Now(), attempt)
+		ev := eventbus.New(run, &runbookv1.Event_ChangeRequested{ChangeRequested: &runbookv1.ChangeRequested{
+			PlanYaml: string(data), PlanSource: source,
+			ChangeId: p.ChangeRequest.ID, Title: p.ChangeRequest.Title, Requester: p.Requester.Name,
+		}})
+		ev.Actor = actor
+		_, err := bus.PublishOnce(ctx, ev)
+		if err == nil {
+			return run, nil
+		}
+		if !errors.Is(err, eventbus.ErrAlreadyPublished) {
+			return "", err
+		}
+	}
+	return "", errors.New("could not find a free run id after 20 attempts")
+}
+
+func statusExit(status string) error {
+	if status == "SUCCESS" {
+		return nil
+	}
+	return &exitError{code: 3, err: fmt.Errorf("run ended %s", strings.ToLower(status))}
+}

@@ -1,0 +1,266 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sort"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kis-core/runbook/cmd/runbook/internal/allinone"
+	"github.com/kis-core/runbook/domain/plan/planview"
+	"github.com/kis-core/runbook/domain/risk"
+	"github.com/kis-core/runbook/domain/runstate"
+	"github.com/kis-core/runbook/eventbus"
+	"github.com/kis-core/runbook/eventbus/svcmain"
+)
+
+func serveCmd(g *globals) *cobra.Command {
+	var o allinone.Options
+	var external bool
+	var logLevel string
+	c := &cobra.Command{
+		Use:   "serve",
+		Short: "Run NATS JetStream (embedded) and the five services in this process",
+		Long: `serve starts an embedded NATS server with JetStream on --data-dir and runs
+preflight, deployer, monitor, tester and reporter against it. The same data
+dir after a restart gives back the same runs. Every write is fsynced before
+it is acknowledged (an approval or a rollback decision must survive a power
+cut); --no-sync trades that for speed.
+
+With --external the services connect to --nats-url (a server or cluster,
+NATS 2.10 or newer) instead of starting one.
+
+/metrics and /healthz are served on --http-listen.`,
+		Example: `  runbook serve --nats-listen 127.0.0.1:14222 --data-dir .runbook/data
+  runbook serve --external --nats-url nats://n1:4222,nats://n2:4222 --replicas 3`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.Log = svcmain.NewLogger(logLevel)
+			if external {
+				o.NATSURL = g.natsURL
+			}
+			srv, err := allinone.New(cmd.Context(), o)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(g.errOut, "runbook serving: NATS %s, metrics http://%s/metrics, data %s\n", srv.NATSURL(), srv.HTTPAddr(), o.DataDir)
+			return srv.Run(cmd.Context())
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&o.DataDir, "data-dir", filepath.Join(".runbook", "data"), "JetStream data directory of the embedded server")
+	f.StringVar(&o.NATSListen, "nats-listen", "127.0.0.1:4222", "where the embedded NATS server accepts clients (port 0: any free port)")
+	f.StringVar(&o.HTTPListen, "http-listen", "127.0.0.1:9464", "address of /metrics and /healthz")
+	f.BoolVar(&external, "external", false, "connect to --nats-url instead of embedding a server")
+	f.BoolVar(&o.NoSync, "no-sync", false, "do not fsync every write (faster; loses acknowledged events on power loss)")
+	f.IntVar(&o.Replicas, "replicas", 1, "stream replicas when creating the streams (3 in a cluster)")
+	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	return c
+}
+
+func validateCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "validate PLAN",
+		Short: "Check a change plan and print it as it will run",
+		Long: `validate checks PLAN against the schema every service uses: each error names
+the field, its line and column, the value written and what is allowed. Then
+it prints the plan as it will run: checks, steps, health checks, rollback,
+the watch window and thresholds, tests, the risk report and the approvals
+needed. Exit code 1 when the plan is invalid.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			p, _, issues, err := loadPlan(args[0], g.out)
+			if err != nil {
+				return err
+			}
+			a := risk.Assess(p.RisksAndMitigations, p.Approval)
+			fmt.Fprint(g.out, planview.Describe(p, a))
+			warnings := 0
+			for _, i := range issues {
+				if i.Warning {
+					warnings++
+				}
+			}
+			fmt.Fprintf(g.out, "\n%s is valid (%d warning(s)).\n", args[0], warnings)
+			return nil
+		},
+	}
+}
+
+func submitCmd(g *globals) *cobra.Command {
+	var watch bool
+	c := &cobra.Command{
+		Use:   "submit PLAN",
+		Short: "Validate and submit a change plan; print its run id",
+		Long: `submit validates PLAN (nothing is published when it is invalid), publishes
+change.requested and prints the run id. With --watch it follows the run
+live until its report is ready and exits 0 only when the run ended SUCCESS.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			p, data, _, err := loadPlan(args[0], g.errOut)
+			if err != nil {
+				return err
+			}
+			bus, closeFn, err := g.connect(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer closeFn()
+			run, err := Submit(cmd.Context(), bus, filepath.Base(args[0]), data, p, whoami())
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(g.out, "submitted %s (%s: %s) as run %s\n", args[0], p.ChangeRequest.ID, p.ChangeRequest.Title, run)
+			if !watch {
+				return nil
+			}
+			return watchRun(cmd.Context(), bus, run, g)
+		},
+	}
+	c.Flags().BoolVarP(&watch, "watch", "w", false, "follow the run until its report is ready")
+	return c
+}
+
+func watchCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "watch RUN",
+		Short: "Follow a run live, phase by phase, until its report is ready",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			bus, closeFn, err := g.connect(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer closeFn()
+			if err := requireRun(cmd.Context(), bus, args[0]); err != nil {
+				return err
+			}
+			return watchRun(cmd.Context(), bus, args[0], g)
+		},
+	}
+}
+
+func requireRun(ctx context.Context, bus *eventbus.Bus, run string) error {
+	if err := eventbus.ValidateRunID(run); err != nil {
+		return &exitError{2, err}
+	}
+	e, err := bus.LastEvent(ctx, run, "change.requested")
+	if err != nil {
+		return err
+	}
+	if e == nil {
+		return &exitError{2, fmt.Errorf("no run %s (list runs with `runbook runs`)", run)}
+	}
+	return nil
+}
+
+func watchRun(ctx context.Context, bus *eventbus.Bus, run string, g *globals) error {
+	var start time.Time
+	var final string
+	err := bus.Follow(ctx, []string{eventbus.RunSubjects(run)}, 0, func(e eventbus.Envelope) error {
+		t := e.Event.GetTime().AsTime()
+		if start.IsZero() {
+			start = t
+		}
+		phase, text := Describe(e.Event)
+		fmt.Fprintf(g.out, "%8s  %-10s %s\n", "+"+t.Sub(start).Truncate(10*time.Millisecond).String(), phase, text)
+		if rr := e.Event.GetReportReady(); rr != nil {
+			final = rr.GetStatus()
+			fmt.Fprintf(g.out, "\n%s\n", rr.GetQcSummary())
+			return eventbus.StopFollow()
+		}
+		return nil
+	})
+	if err != nil {
+		if errors.Is(err, context.Canceled) {
+			return &exitError{130, errors.New("stopped watching (the run goes on)")}
+		}
+		return err
+	}
+	return statusExit(final)
+}
+
+func runsCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "runs",
+		Short: "List runs, newest first, with their status",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			bus, closeFn, err := g.connect(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer closeFn()
+			states := map[string]*runstate.State{}
+			started := map[string]time.Time{}
+			err = bus.Scan(cmd.Context(), []string{eventbus.SubjectPrefix + ".>"}, 0, func(e eventbus.Envelope) error {
+				st := states[e.Event.RunId]
+				if st == nil {
+					st = runstate.New(e.Event.RunId)
+					states[e.Event.RunId] = st
+					started[e.Event.RunId] = e.Event.GetTime().AsTime()
+				}
+				st.Apply(e.Event)
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			ids := make([]string, 0, len(states))
+			for id := range states {
+				ids = append(ids, id)
+			}
+			sort.Slice(ids, func(i, j int) bool { return started[ids[i]].After(started[ids[j]]) })
+			tw := tabwriter.NewWriter(g.out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "RUN\tSTATUS\tCHANGE\tTITLE\tSTARTED")
+			for _, id := range ids {
+				st := states[id]
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", id, st.Status, st.ChangeID, st.Title, started[id].Local().Format(time.DateTime))
+			}
+			if len(ids) == 0 {
+				fmt.Fprintln(tw, "(no runs yet: submit one with `runbook submit PLAN`)")
+			}
+			return tw.Flush()
+		},
+	}
+}
+
+func reportCmd(g *globals) *cobra.Command {
+	var asJSON bool
+	c := &cobra.Command{
+		Use:   "report RUN",
+		Short: "Print a run's 12-line QC summary (or its report JSON)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			bus, closeFn, err := g.connect(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer closeFn()
+			if err := requireRun(cmd.Context(), bus, args[0]); err != nil {
+				return err
+			}
+			e, err := bus.LastEvent(cmd.Context(), args[0], "report.ready")
+			if err != nil {
+				return err
+			}
+			if e == nil {
+				return &exitError{4, fmt.Errorf("run %s has no report yet (follow it with `runbook watch %s`)", args[0], args[0])}
+			}
+			rr := e.Event.GetReportReady()
+			if asJSON {
+				fmt.Fprintln(g.out, rr.GetReportJson())
+			} else {
+				fmt.Fprintln(g.out, rr.GetQcSummary())
+			}
+			return nil
+		},
+	}
+	c.Flags().BoolVar(&asJSON, "json", false, "print the full report JSON instead of the QC summary")
+	return c
+}

@@ -1,0 +1,480 @@
+package plan
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// The metrics the monitor measures, by the seed's names.
+const (
+	MetricP95               = "api_response_time_p95" // milliseconds
+	MetricErrorRate         = "error_rate"            // fraction, 0.01 = 1 %
+	MetricCPU               = "cpu_utilization"       // percent
+	MetricMemory            = "memory_usage"          // percent
+	MetricActiveConnections = "active_connections"
+)
+
+// KnownMetrics lists the metric names thresholds, auto_rollback and
+// structured trigger conditions may use.
+func KnownMetrics() []string {
+	return []string{MetricP95, MetricErrorRate, MetricCPU, MetricMemory, MetricActiveConnections}
+}
+
+// DefaultThresholds are the seed's thresholds.
+func DefaultThresholds() map[string]float64 {
+	return map[string]float64{
+		MetricP95:               2100,
+		MetricErrorRate:         0.01,
+		MetricCPU:               80,
+		MetricMemory:            85,
+		MetricActiveConnections: 1000,
+	}
+}
+
+// Defaults of the executable parts (the seed's numbers where it has them).
+const (
+	DefaultCheckTimeout        = 5 * time.Second
+	DefaultStepTimeout         = 5 * time.Minute
+	DefaultHealthAttempts      = 10
+	DefaultHealthInterval      = 10 * time.Second
+	DefaultHealthInitialDelay  = 30 * time.Second
+	DefaultHealthTimeout       = 5 * time.Second
+	DefaultMonitorWindow       = 30 * time.Minute
+	DefaultMonitorInterval     = 30 * time.Second
+	DefaultProbeRequests       = 10
+	DefaultAutoRollbackFactor  = 1.5
+	DefaultSmokeTimeout        = 10 * time.Second
+	DefaultLoadVUs             = 50
+	DefaultLoadDuration        = 5 * time.Minute
+	DefaultLoadThinkTime       = 1 * time.Second
+	DefaultLoadP95MS           = 2100
+	DefaultLoadErrorRate       = 0.01
+	DefaultResourcesCPU        = 80
+	DefaultResourcesMemory     = 85
+	DefaultResourcesDisk       = 90
+	DefaultResourcesDiskPath   = "/"
+	DefaultCheckHTTPMethod     = "GET"
+	DefaultStepHTTPMethod      = "POST"
+	DefaultRequestMethod       = "GET"
+	DefaultSmokeType           = "smoke"
+	DefaultAutoRollbackMetric1 = MetricP95
+	DefaultAutoRollbackMetric2 = MetricErrorRate
+)
+
+// Notify conditions.
+const (
+	NotifyAlways  = "always"
+	NotifyFailure = "failure"
+	NotifySuccess = "success"
+)
+
+// StatusOK reports whether got satisfies expect; expect 0 means any 2xx.
+func StatusOK(expect, got int) bool {
+	if expect == 0 {
+		return got >= 200 && got < 300
+	}
+	return got == expect
+}
+
+// --- checks ---
+
+// Kind is the check's kind: http, tcp, env, command, postgres, redis, nats,
+// resources or file ("" when none is set).
+func (c Check) Kind() string {
+	switch {
+	case c.HTTP != nil:
+		return "http"
+	case c.TCP != nil:
+		return "tcp"
+	case c.Env != nil:
+		return "env"
+	case c.Command != nil:
+		return "command"
+	case c.Postgres != nil:
+		return "postgres"
+	case c.Redis != nil:
+		return "redis"
+	case c.NATS != nil:
+		return "nats"
+	case c.Resources != nil:
+		return "resources"
+	case c.File != nil:
+		return "file"
+	}
+	return ""
+}
+
+// IsBlocking reports whether a failing check fails the pre-flight: blocking
+// unless the plan says otherwise, except resources checks, which only warn
+// by default.
+func (c Check) IsBlocking() bool {
+	if c.Blocking != nil {
+		return *c.Blocking
+	}
+	return c.Kind() != "resources"
+}
+
+// EffectiveTimeout is the check's timeout, default 5s.
+func (c Check) EffectiveTimeout() time.Duration { return c.Timeout.Or(DefaultCheckTimeout) }
+
+// Label names the check: its name, or its kind and index.
+func (c Check) Label(i int) string {
+	if c.Name != "" {
+		return c.Name
+	}
+	return fmt.Sprintf("%s check %d", c.Kind(), i+1)
+}
+
+// EffectiveMethod is the check's method, default GET.
+func (h HTTPCheck) EffectiveMethod() string { return or(h.Method, DefaultCheckHTTPMethod) }
+
+// EffectiveCPU, EffectiveMemory and EffectiveDisk are the limits in percent
+// (defaults 80, 85, 90); EffectiveDiskPath defaults to /.
+func (r ResourcesCheck) EffectiveCPU() float64 { return orF(r.CPUPercent, DefaultResourcesCPU) }
+func (r ResourcesCheck) EffectiveMemory() float64 {
+	return orF(r.MemoryPercent, DefaultResourcesMemory)
+}
+func (r ResourcesCheck) EffectiveDisk() float64 { return orF(r.DiskPercent, DefaultResourcesDisk) }
+func (r ResourcesCheck) EffectiveDiskPath() string {
+	return or(r.DiskPath, DefaultResourcesDiskPath)
+}
+
+// Kind is command or files ("" when none is set).
+func (b BackupStep) Kind() string {
+	switch {
+	case b.Command != nil:
+		return "command"
+	case len(b.Files) > 0:
+		return "files"
+	}
+	return ""
+}
+
+// --- steps ---
+
+// Kind is command, http, wait, or manual for a text step ("" when empty).
+func (s Step) Kind() string {
+	switch {
+	case s.Command != nil:
+		return "command"
+	case s.HTTP != nil:
+		return "http"
+	case s.Wait != nil:
+		return "wait"
+	case s.Text != "":
+		return "manual"
+	}
+	return ""
+}
+
+// IsManual reports a described manual step (a text in rollback_steps):
+// shown to people, never executed.
+func (s Step) IsManual() bool { return s.Kind() == "manual" }
+
+// EffectiveTimeout is the step's timeout, default 5m.
+func (s Step) EffectiveTimeout() time.Duration { return s.Timeout.Or(DefaultStepTimeout) }
+
+// Label names the step for logs and reports: its name, its text, or what it
+// does.
+func (s Step) Label() string {
+	switch {
+	case s.Name != "":
+		return s.Name
+	case s.Text != "":
+		return s.Text
+	case s.Command != nil && len(s.Command.Argv) > 0:
+		return strings.Join(s.Command.Argv, " ")
+	case s.HTTP != nil:
+		return s.HTTP.EffectiveMethod() + " " + s.HTTP.URL
+	case s.Wait != nil:
+		return "wait " + s.Wait.Duration.String()
+	}
+	return "step"
+}
+
+// EffectiveMethod is the step's method, default POST.
+func (h HTTPStep) EffectiveMethod() string { return or(h.Method, DefaultStepHTTPMethod) }
+
+// EffectiveAttempts is the number of tries, default 10.
+func (h HealthCheck) EffectiveAttempts() int {
+	if h.Attempts > 0 {
+		return h.Attempts
+	}
+	return DefaultHealthAttempts
+}
+
+// EffectiveInterval is the pause between tries, default 10s.
+func (h HealthCheck) EffectiveInterval() time.Duration { return h.Interval.Or(DefaultHealthInterval) }
+
+// EffectiveInitialDelay is the wait before the first try, default 30s; an
+// explicit 0 means no wait.
+func (h HealthCheck) EffectiveInitialDelay() time.Duration {
+	return h.InitialDelay.Or(DefaultHealthInitialDelay)
+}
+
+// EffectiveTimeout is the timeout of one try, default 5s.
+func (h HealthCheck) EffectiveTimeout() time.Duration { return h.Timeout.Or(DefaultHealthTimeout) }
+
+// --- rollback ---
+
+// IsText reports a condition written as text: shown, not watched.
+func (t TriggerCondition) IsText() bool { return t.Text != "" }
+
+// Holds reports whether value meets the structured condition (false for a
+// text condition).
+func (t TriggerCondition) Holds(value float64) bool {
+	switch t.Op {
+	case ">":
+		return value > t.Value
+	case ">=":
+		return value >= t.Value
+	case "<":
+		return value < t.Value
+	case "<=":
+		return value <= t.Value
+	}
+	return false
+}
+
+func (t TriggerCondition) String() string {
+	if t.Text != "" {
+		return t.Text
+	}
+	return fmt.Sprintf("%s %s %s", t.Metric, t.Op, strconv.FormatFloat(t.Value, 'g', -1, 64))
+}
+
+// UnmarshalYAML accepts a text or {metric, op, value} for plain
+// yaml.Unmarshal (Parse decodes with its own checks).
+func (t *TriggerCondition) UnmarshalYAML(unmarshal func(any) error) error {
+	var s string
+	if err := unmarshal(&s); err == nil {
+		*t = TriggerCondition{Text: s}
+		return nil
+	}
+	type plain TriggerCondition
+	var p plain
+	if err := unmarshal(&p); err != nil {
+		return err
+	}
+	*t = TriggerCondition(p)
+	return nil
+}
+
+// UnmarshalYAML accepts a text (a manual step) or a step mapping for plain
+// yaml.Unmarshal (Parse decodes with its own checks).
+func (s *Step) UnmarshalYAML(unmarshal func(any) error) error {
+	var text string
+	if err := unmarshal(&text); err == nil {
+		*s = Step{Text: text}
+		return nil
+	}
+	type plain Step
+	var p plain
+	if err := unmarshal(&p); err != nil {
+		return err
+	}
+	*s = Step(p)
+	return nil
+}
+
+// --- monitor ---
+
+// EffectiveWindow is how long the monitor watches, default 30m.
+func (m Monitor) EffectiveWindow() time.Duration { return m.Window.Or(DefaultMonitorWindow) }
+
+// EffectiveInterval is the sampling interval, default 30s.
+func (m Monitor) EffectiveInterval() time.Duration { return m.Interval.Or(DefaultMonitorInterval) }
+
+// EffectiveThresholds are the seed's thresholds overridden by the plan's.
+func (m Monitor) EffectiveThresholds() map[string]float64 {
+	t := DefaultThresholds()
+	for k, v := range m.Thresholds {
+		t[k] = v
+	}
+	return t
+}
+
+// AutoRollbackLimits maps each auto-rollback metric to the value that
+// triggers a rollback: its threshold × factor (p95 2100 × 1.5 = 3150).
+func (m Monitor) AutoRollbackLimits() map[string]float64 {
+	th := m.EffectiveThresholds()
+	f := m.AutoRollback.EffectiveFactor()
+	out := map[string]float64{}
+	for _, name := range m.AutoRollback.EffectiveMetrics() {
+		if v, ok := th[name]; ok {
+			out[name] = v * f
+		}
+	}
+	return out
+}
+
+// EffectiveMetrics are the metrics whose breach of factor × threshold rolls
+// back: the plan's, default p95 and error rate (the seed's 150 % rule). An
+// explicit empty list (metrics: []) turns auto-rollback off.
+func (a *AutoRollback) EffectiveMetrics() []string {
+	if a == nil || a.Metrics == nil {
+		return []string{DefaultAutoRollbackMetric1, DefaultAutoRollbackMetric2}
+	}
+	return slices.Clone(a.Metrics)
+}
+
+// EffectiveFactor is the auto-rollback factor, default 1.5.
+func (a *AutoRollback) EffectiveFactor() float64 {
+	if a == nil || a.Factor == 0 {
+		return DefaultAutoRollbackFactor
+	}
+	return a.Factor
+}
+
+// Kind is http_probe or prometheus_scrape ("" when none is set).
+func (s Source) Kind() string {
+	switch {
+	case s.HTTPProbe != nil:
+		return "http_probe"
+	case s.PrometheusScrape != nil:
+		return "prometheus_scrape"
+	}
+	return ""
+}
+
+// EffectiveMethod is the probe's method, default GET.
+func (h HTTPProbe) EffectiveMethod() string { return or(h.Method, DefaultRequestMethod) }
+
+// EffectiveRequests is the number of probes per interval, default 10.
+func (h HTTPProbe) EffectiveRequests() int {
+	if h.Requests > 0 {
+		return h.Requests
+	}
+	return DefaultProbeRequests
+}
+
+// EffectiveRequestsCounter is the requests counter, default the latency
+// histogram's _count.
+func (p PrometheusScrape) EffectiveRequestsCounter() string {
+	if p.RequestsCounter != "" || p.LatencyHistogram == "" {
+		return p.RequestsCounter
+	}
+	return p.LatencyHistogram + "_count"
+}
+
+// --- tests ---
+
+// RollbackOnFailureOr reports whether a failed test asks for a rollback:
+// the plan's rollback_on_failure, true when unset.
+func (t Test) RollbackOnFailureOr() bool {
+	if t.RollbackOnFailure == nil {
+		return true
+	}
+	return *t.RollbackOnFailure
+}
+
+// IsEmpty reports a plan without smoke or load tests.
+func (t Test) IsEmpty() bool { return len(t.Smoke) == 0 && t.Load == nil }
+
+// EffectiveType is smoke (default), regression or performance.
+func (s SmokeTest) EffectiveType() string { return or(s.Type, DefaultSmokeType) }
+
+// EffectiveTimeout is the test's timeout, default 10s.
+func (s SmokeTest) EffectiveTimeout() time.Duration { return s.Timeout.Or(DefaultSmokeTimeout) }
+
+// EffectiveMethod is the request's method, default GET.
+func (r Request) EffectiveMethod() string { return or(r.Method, DefaultRequestMethod) }
+
+// EffectiveVUs is the number of virtual users, default 50.
+func (l *LoadTest) EffectiveVUs() int {
+	if l == nil || l.VUs <= 0 {
+		return DefaultLoadVUs
+	}
+	return l.VUs
+}
+
+// EffectiveDuration is how long the load runs, default 5m.
+func (l *LoadTest) EffectiveDuration() time.Duration {
+	if l == nil {
+		return DefaultLoadDuration
+	}
+	return l.Duration.Or(DefaultLoadDuration)
+}
+
+// EffectiveThinkTime is the pause per iteration, default 1s; 0 written
+// means none.
+func (l *LoadTest) EffectiveThinkTime() time.Duration {
+	if l == nil {
+		return DefaultLoadThinkTime
+	}
+	return l.ThinkTime.Or(DefaultLoadThinkTime)
+}
+
+// EffectiveGates are the pass gates: p95 ≤ 2100 ms and error rate ≤ 0.01
+// unless the plan says otherwise (error_rate: 0 written means no errors
+// allowed).
+func (l *LoadTest) EffectiveGates() LoadGates {
+	g := LoadGates{P95MS: DefaultLoadP95MS, ErrorRate: DefaultLoadErrorRate}
+	if l == nil {
+		return g
+	}
+	if l.Gates.P95MS > 0 {
+		g.P95MS = l.Gates.P95MS
+	}
+	if l.Gates.ErrorRate > 0 || l.Gates.errorRateSet {
+		g.ErrorRate = l.Gates.ErrorRate
+	}
+	return g
+}
+
+// --- report ---
+
+// Kind is slack, webhook or email ("" when none is set).
+func (n Notify) Kind() string {
+	switch {
+	case n.Slack != nil:
+		return "slack"
+	case n.Webhook != nil:
+		return "webhook"
+	case n.Email != nil:
+		return "email"
+	}
+	return ""
+}
+
+// When is the notification's condition: always (default), failure or success.
+func (n Notify) When() string {
+	var w string
+	switch {
+	case n.Slack != nil:
+		w = n.Slack.When
+	case n.Webhook != nil:
+		w = n.Webhook.When
+	case n.Email != nil:
+		w = n.Email.When
+	}
+	return or(w, NotifyAlways)
+}
+
+// ShouldSend reports whether to notify for a run that succeeded or not.
+func (n Notify) ShouldSend(succeeded bool) bool {
+	switch n.When() {
+	case NotifyFailure:
+		return !succeeded
+	case NotifySuccess:
+		return succeeded
+	}
+	return true
+}
+
+func or(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+func orF(v, def float64) float64 {
+	if v == 0 {
+		return def
+	}
+	return v
+}

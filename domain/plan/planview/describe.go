@@ -1,0 +1,415 @@
+// Package planview renders a validated plan as it will run, with its risk
+// report: the text `runbook validate` prints. It lives apart from package
+// plan because it needs both plan and risk, and risk imports plan (Assess
+// takes the plan's risks).
+package planview
+
+import (
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/kis-core/runbook/domain/plan"
+	"github.com/kis-core/runbook/domain/risk"
+)
+
+// Describe is the plan "as it will run": every check, step, health check,
+// rollback step, the monitor's window, thresholds and auto-rollback limits,
+// the tests, the notifications, the risk report (each risk's score, level
+// and how its words were scored), the overall level, whether executive
+// approval is needed, and the approvals required. Defaults are shown as the
+// values that will apply.
+func Describe(p *plan.Plan, a risk.Assessment) string {
+	var b strings.Builder
+	w := func(indent int, format string, args ...any) {
+		b.WriteString(strings.Repeat("  ", indent))
+		fmt.Fprintf(&b, format, args...)
+		b.WriteByte('\n')
+	}
+
+	cr := p.ChangeRequest
+	title := strings.TrimSpace(strings.Join(nonEmpty(cr.ID, quoted(cr.Title)), " "))
+	if title == "" {
+		title = "(no change_request id or title)"
+	}
+	var kind []string
+	if cr.Type != "" {
+		kind = append(kind, cr.Type)
+	}
+	if cr.Priority != "" {
+		kind = append(kind, "priority "+cr.Priority)
+	}
+	if len(kind) > 0 {
+		title += " — " + strings.Join(kind, ", ")
+	}
+	w(0, "CHANGE %s", title)
+	if r := p.Requester; r.Name != "" || r.Contact != "" {
+		w(1, "requested by %s", strings.Join(nonEmpty(r.Name, paren(strings.Join(nonEmpty(r.Role, r.Contact), ", "))), " "))
+	}
+	if t := p.Timeline; t.PlannedStart != "" || t.EstimatedDuration.IsSet() || t.PlannedCompletion != "" {
+		var parts []string
+		if t.PlannedStart != "" {
+			parts = append(parts, "start "+t.PlannedStart)
+		}
+		if t.EstimatedDuration.IsSet() {
+			parts = append(parts, fmt.Sprintf("estimated %s (%s)", t.EstimatedDuration, dur(t.EstimatedDuration.Duration)))
+		}
+		if t.PlannedCompletion != "" {
+			parts = append(parts, "completion "+t.PlannedCompletion)
+		}
+		w(1, "timeline: %s", strings.Join(parts, ", "))
+		for _, m := range t.Milestones {
+			w(2, "- %s", m)
+		}
+	}
+
+	w(0, "")
+	w(0, "PRE-FLIGHT")
+	if len(p.Preflight.Checks) == 0 {
+		w(1, "checks: none")
+	}
+	for i, c := range p.Preflight.Checks {
+		blocking := "blocking"
+		if !c.IsBlocking() {
+			blocking = "warning only"
+		}
+		w(1, "%d. %s [%s] %s · timeout %s · %s", i+1, c.Label(i), c.Kind(), checkText(c), dur(c.EffectiveTimeout()), blocking)
+	}
+	if bk := p.Preflight.Backup; bk != nil {
+		dir := bk.Dir
+		if dir == "" {
+			dir = "(default directory)"
+		}
+		w(1, "backup to %s, with backup_metadata.json:", dir)
+		for i, s := range bk.Steps {
+			what := ""
+			switch s.Kind() {
+			case "command":
+				what = argv(s.Command)
+			case "files":
+				what = strings.Join(s.Files, ", ")
+			}
+			w(2, "%d. %s [%s] %s", i+1, s.Name, s.Kind(), what)
+		}
+	} else {
+		w(1, "backup: none")
+	}
+
+	w(0, "")
+	w(0, "DEPLOY")
+	if len(p.Deploy.Steps) == 0 {
+		w(1, "steps: none — nothing will be changed")
+	}
+	for i, s := range p.Deploy.Steps {
+		w(1, "%d. %s", i+1, stepText(s))
+	}
+	if len(p.Deploy.Health) > 0 {
+		w(1, "health:")
+	}
+	for i, h := range p.Deploy.Health {
+		w(2, "%d. GET %s until %s: %d attempts every %s after %s (%s each)", i+1, h.URL, statusText(h.ExpectStatus),
+			h.EffectiveAttempts(), dur(h.EffectiveInterval()), dur(h.EffectiveInitialDelay()), dur(h.EffectiveTimeout()))
+	}
+	if len(p.Deploy.Finally) > 0 {
+		w(1, "finally (always, after the steps):")
+	}
+	for i, s := range p.Deploy.Finally {
+		w(2, "%d. %s", i+1, stepText(s))
+	}
+
+	w(0, "")
+	w(0, "ROLLBACK")
+	rp := p.RollbackPlan
+	if len(rp.TriggerConditions) > 0 {
+		w(1, "trigger conditions:")
+	}
+	for _, t := range rp.TriggerConditions {
+		if t.IsText() {
+			w(2, "- %s (text: shown to people, not watched)", t)
+		} else {
+			w(2, "- %s (watched by the monitor)", t)
+		}
+	}
+	if len(rp.RollbackSteps) == 0 {
+		w(1, "steps: none")
+	} else {
+		w(1, "steps:")
+	}
+	for i, s := range rp.RollbackSteps {
+		w(2, "%d. %s", i+1, stepText(s))
+	}
+	if rp.EstimatedRollbackTime.IsSet() {
+		w(1, "estimated rollback time: %s (%s)", rp.EstimatedRollbackTime, dur(rp.EstimatedRollbackTime.Duration))
+	}
+
+	w(0, "")
+	w(0, "MONITOR")
+	m := p.Monitor
+	w(1, "window %s, sample every %s", dur(m.EffectiveWindow()), dur(m.EffectiveInterval()))
+	if len(m.Sources) == 0 {
+		w(1, "sources: none — nothing to watch, the monitor completes at once")
+	}
+	for i, s := range m.Sources {
+		switch s.Kind() {
+		case "http_probe":
+			w(1, "%d. http_probe %s %s, %d requests per sample", i+1, s.HTTPProbe.EffectiveMethod(), s.HTTPProbe.URL, s.HTTPProbe.EffectiveRequests())
+		case "prometheus_scrape":
+			ps := s.PrometheusScrape
+			w(1, "%d. prometheus_scrape %s (%s)", i+1, ps.URL, strings.Join(nonEmpty(
+				prefixed("latency ", ps.LatencyHistogram), prefixed("requests ", ps.EffectiveRequestsCounter()), prefixed("errors ", ps.ErrorsCounter)), ", "))
+		}
+	}
+	th := m.EffectiveThresholds()
+	if len(m.Sources) == 0 {
+		th = nil
+	}
+	var ths []string
+	for _, k := range sortedKeys(th) {
+		def := ""
+		if _, ok := m.Thresholds[k]; !ok {
+			def = " (default)"
+		}
+		ths = append(ths, fmt.Sprintf("%s %s%s", k, num(th[k]), def))
+	}
+	limits := m.AutoRollbackLimits()
+	switch {
+	case len(m.Sources) == 0:
+	case len(limits) == 0:
+		w(1, "thresholds: %s", strings.Join(ths, ", "))
+		w(1, "auto-rollback: off")
+	default:
+		w(1, "thresholds: %s", strings.Join(ths, ", "))
+		var ls []string
+		for _, k := range m.AutoRollback.EffectiveMetrics() {
+			if v, ok := limits[k]; ok {
+				ls = append(ls, fmt.Sprintf("%s > %s (%s × %s)", k, num(v), num(th[k]), num(m.AutoRollback.EffectiveFactor())))
+			}
+		}
+		w(1, "auto-rollback when %s", strings.Join(ls, " or "))
+	}
+
+	w(0, "")
+	w(0, "TEST")
+	t := p.Test
+	if t.IsEmpty() {
+		w(1, "none — the tests pass at once")
+	}
+	for i, s := range t.Smoke {
+		exp := statusText(s.Expect.Status)
+		if s.Expect.MaxMS > 0 {
+			exp += fmt.Sprintf(", ≤ %d ms", s.Expect.MaxMS)
+		}
+		if len(s.Expect.JSON) > 0 {
+			exp += ", json " + strings.Join(sortedKeys(s.Expect.JSON), ", ")
+		}
+		w(1, "%d. %s [%s] %s %s → expect %s · timeout %s", i+1, s.Name, s.EffectiveType(), s.Request.EffectiveMethod(), s.Request.URL, exp, dur(s.EffectiveTimeout()))
+	}
+	if l := t.Load; l != nil {
+		g := l.EffectiveGates()
+		w(1, "load: %d virtual users for %s, %d request(s) per iteration, think %s; pass when p95 ≤ %s ms and error rate ≤ %s",
+			l.EffectiveVUs(), dur(l.EffectiveDuration()), len(l.Requests), dur(l.EffectiveThinkTime()), num(g.P95MS), num(g.ErrorRate))
+		for i, r := range l.Requests {
+			w(2, "%d. %s %s", i+1, r.EffectiveMethod(), r.URL)
+		}
+	}
+	if !t.IsEmpty() {
+		if t.RollbackOnFailureOr() {
+			w(1, "on failure: rollback requested")
+		} else {
+			w(1, "on failure: no rollback (rollback_on_failure: false)")
+		}
+	}
+
+	w(0, "")
+	w(0, "REPORT")
+	if len(p.Report.Notify) == 0 {
+		w(1, "notify: nobody (the report is stored with the run)")
+	}
+	for i, n := range p.Report.Notify {
+		var to string
+		switch n.Kind() {
+		case "slack":
+			to = "slack webhook from $" + n.Slack.WebhookEnv
+		case "webhook":
+			to = "webhook " + n.Webhook.URL
+		case "email":
+			to = fmt.Sprintf("email to %s via $%s", strings.Join(n.Email.To, ", "), n.Email.SMTPEnv)
+		}
+		w(1, "%d. %s (%s)", i+1, to, n.When())
+	}
+
+	w(0, "")
+	w(0, "RISK")
+	if len(a.Risks) == 0 {
+		w(1, "no risks listed")
+	}
+	for _, r := range a.Risks {
+		w(1, "%s %s: %d × %d = %d %s%s", r.ID, quoted(r.Description), r.ProbabilityScore, r.ImpactScore, r.Score, r.Level, execNote(r.RequiresExecutiveApproval))
+		w(2, "scored: %s", r.ScoringNote)
+		if r.Mitigation != "" {
+			w(2, "mitigation: %s", r.Mitigation)
+		}
+	}
+	exec := "not required"
+	if a.RequiresExecutiveApproval {
+		exec = "REQUIRED"
+	}
+	w(1, "overall: %s (max score %d); executive approval %s", a.Level, a.MaxScore, exec)
+
+	w(0, "")
+	w(0, "APPROVALS REQUIRED")
+	if len(a.ApprovalsRequired) == 0 {
+		w(1, "none")
+	}
+	for _, role := range a.ApprovalsRequired {
+		if ap, ok := p.Approval[role]; ok && ap.Approver != "" {
+			w(1, "- %s (approver: %s)", role, ap.Approver)
+		} else if role == risk.ExecutiveApproval && a.RequiresExecutiveApproval {
+			w(1, "- %s (the overall risk is %s)", role, a.Level)
+		} else {
+			w(1, "- %s", role)
+		}
+	}
+	w(1, "approvals count only as `runbook approve` events")
+	return b.String()
+}
+
+func checkText(c plan.Check) string {
+	switch c.Kind() {
+	case "http":
+		s := fmt.Sprintf("%s %s → %s", c.HTTP.EffectiveMethod(), c.HTTP.URL, statusText(c.HTTP.ExpectStatus))
+		if c.HTTP.MaxMS > 0 {
+			s += fmt.Sprintf(", ≤ %d ms", c.HTTP.MaxMS)
+		}
+		if c.HTTP.BodyContains != "" {
+			s += fmt.Sprintf(", body contains %q", c.HTTP.BodyContains)
+		}
+		return s
+	case "tcp":
+		return "connect " + c.TCP.Address
+	case "env":
+		return "set: " + strings.Join(c.Env.Required, ", ")
+	case "command":
+		return argv(c.Command)
+	case "postgres":
+		q := c.Postgres.Query
+		if q == "" {
+			q = "ping"
+		}
+		return fmt.Sprintf("$%s: %s", c.Postgres.DSNEnv, q)
+	case "redis":
+		if c.Redis.AddressEnv != "" {
+			return "PING $" + c.Redis.AddressEnv
+		}
+		return "PING " + c.Redis.Address
+	case "nats":
+		return "connect " + c.NATS.URL
+	case "resources":
+		r := c.Resources
+		return fmt.Sprintf("cpu < %s %%, memory < %s %%, disk %s < %s %%", num(r.EffectiveCPU()), num(r.EffectiveMemory()), r.EffectiveDiskPath(), num(r.EffectiveDisk()))
+	case "file":
+		return "exists " + c.File.Path
+	}
+	return ""
+}
+
+func stepText(s plan.Step) string {
+	if s.IsManual() {
+		return "[manual] " + s.Text + " (described, done by people)"
+	}
+	var what string
+	switch s.Kind() {
+	case "command":
+		what = argv(s.Command)
+	case "http":
+		what = fmt.Sprintf("%s %s → %s", s.HTTP.EffectiveMethod(), s.HTTP.URL, statusText(s.HTTP.ExpectStatus))
+	case "wait":
+		return fmt.Sprintf("%s [wait] %s", s.Label(), dur(s.Wait.Duration.Duration))
+	}
+	idem := "not idempotent"
+	if s.Idempotent {
+		idem = "idempotent"
+	}
+	return fmt.Sprintf("%s [%s] %s · timeout %s · retries %d · %s", s.Label(), s.Kind(), what, dur(s.EffectiveTimeout()), s.Retries, idem)
+}
+
+func argv(c *plan.Command) string {
+	if c == nil {
+		return ""
+	}
+	parts := make([]string, len(c.Argv))
+	for i, a := range c.Argv {
+		if a == "" || strings.ContainsAny(a, " \t\"'") {
+			a = strconv.Quote(a)
+		}
+		parts[i] = a
+	}
+	s := strings.Join(parts, " ")
+	if c.Dir != "" {
+		s += " (in " + c.Dir + ")"
+	}
+	if c.ExpectExit != 0 {
+		s += fmt.Sprintf(" (exit %d expected)", c.ExpectExit)
+	}
+	return s
+}
+
+func dur(d time.Duration) string { return plan.FormatDuration(d) }
+
+func statusText(expect int) string {
+	if expect == 0 {
+		return "2xx"
+	}
+	return strconv.Itoa(expect)
+}
+
+func execNote(b bool) string {
+	if b {
+		return " — executive approval required"
+	}
+	return ""
+}
+
+func num(f float64) string { return strconv.FormatFloat(f, 'f', -1, 64) }
+
+func quoted(s string) string {
+	if s == "" {
+		return ""
+	}
+	return strconv.Quote(s)
+}
+
+func paren(s string) string {
+	if s == "" {
+		return ""
+	}
+	return "(" + s + ")"
+}
+
+func prefixed(prefix, s string) string {
+	if s == "" {
+		return ""
+	}
+	return prefix + s
+}
+
+func nonEmpty(ss ...string) []string {
+	var out []string
+	for _, s := range ss {
+		if s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

@@ -1,0 +1,101 @@
+package planview
+
+import (
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/kis-core/runbook/domain/plan"
+	"github.com/kis-core/runbook/domain/risk"
+)
+
+func describe(t *testing.T, file string) string {
+	t.Helper()
+	data, err := os.ReadFile("../testdata/" + file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, issues := plan.Parse(file, data)
+	if p == nil {
+		t.Fatalf("%s: %v", file, issues)
+	}
+	return Describe(p, risk.Assess(p.RisksAndMitigations, p.Approval))
+}
+
+func contains(t *testing.T, text string, want ...string) {
+	t.Helper()
+	for _, w := range want {
+		if !strings.Contains(text, w) {
+			t.Errorf("description lacks %q:\n%s", w, text)
+		}
+	}
+}
+
+func TestDescribeSeed(t *testing.T) {
+	t.Parallel()
+	d := describe(t, "seed_template.yml")
+	contains(t, d,
+		"CHANGE CR-2025-001",
+		"enhancement, priority medium",
+		"estimated 2 hours (2h)",
+		"steps: none — nothing will be changed",
+		"3. [manual] 서비스 \ufffd시\ufffd",
+		"4. [manual] 테스트 실행 (described, done by people)",
+		"(text: shown to people, not watched)",
+		"estimated rollback time: 30 minutes (30m)",
+		"sources: none — nothing to watch",
+		"none — the tests pass at once",
+		`R001 "AI 모`,
+		"2 × 4 = 8 MEDIUM",
+		`probability "low" = 2; impact "high" (template word) scored as major = 4`,
+		"R002",
+		"3 × 3 = 9 MEDIUM",
+		`impact "medium" (template word) scored as moderate = 3`,
+		"overall: MEDIUM (max score 9); executive approval not required",
+		"- business_approval (approver: ",
+		"- security_approval (approver: Security Officer)",
+		"- technical_approval (approver: Lead Architect)",
+	)
+	if strings.Contains(d, "executive_approval") {
+		t.Error("executive approval listed for a MEDIUM plan")
+	}
+}
+
+func TestDescribeFullPlan(t *testing.T) {
+	t.Parallel()
+	d := describe(t, "full_plan.yml")
+	contains(t, d,
+		"1. api up [http] GET https://api.example.com/health → 200, ≤ 500 ms · timeout 5s · blocking",
+		"8. host [resources] cpu < 90 %, memory < 85 %, disk /var < 90 % · timeout 5s · warning only",
+		"backup to ./backups",
+		"2. deploy model [command] ./scripts/deploy.sh v2.4.0 · timeout 2m · retries 2 · idempotent",
+		"3. warm up [wait] 30s",
+		"5 attempts every 2s after 0s (5s each)",
+		"finally (always, after the steps):",
+		"- error_rate > 0.01 (watched by the monitor)",
+		"window 10m, sample every 15s",
+		"api_response_time_p95 1800, cpu_utilization 80 (default)",
+		"auto-rollback when api_response_time_p95 > 3600 (1800 × 2)",
+		"load: 10 virtual users for 1m",
+		"pass when p95 ≤ 1500 ms and error rate ≤ 0",
+		"on failure: no rollback",
+		"3. email to ops@example.com via $SMTP_URL (failure)",
+		"overall: MEDIUM (max score 8)",
+	)
+}
+
+func TestDescribeExecutiveApproval(t *testing.T) {
+	t.Parallel()
+	p, issues := plan.Parse("x.yml", []byte("risks_and_mitigations:\n  - {risk: db loss, probability: high, impact: critical}\napproval:\n  technical_approval: {approver: Lead}\n"))
+	if p == nil {
+		t.Fatal(issues)
+	}
+	d := Describe(p, risk.Assess(p.RisksAndMitigations, p.Approval))
+	contains(t, d,
+		`R001 "db loss": 4 × 5 = 20 CRITICAL — executive approval required`,
+		`impact "critical" (template word) scored as severe = 5`,
+		"overall: CRITICAL (max score 20); executive approval REQUIRED",
+		"- technical_approval (approver: Lead)",
+		"- executive_approval (the overall risk is CRITICAL)",
+	)
+}

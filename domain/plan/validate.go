@@ -1,0 +1,626 @@
+package plan
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"regexp"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// The words the plan accepts. Risk words are scored by package risk.
+var (
+	changeTypes      = []string{"maintenance", "bugfix", "enhancement", "emergency"}
+	priorities       = []string{"low", "medium", "high", "critical"}
+	probabilityWords = []string{"very_low", "low", "medium", "high", "very_high"}
+	impactWords      = []string{"negligible", "minor", "low", "moderate", "medium", "major", "high", "severe", "critical"}
+	httpMethods      = []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
+	notifyWhens      = []string{NotifyAlways, NotifyFailure, NotifySuccess}
+	smokeTypes       = []string{"smoke", "regression", "performance"}
+	triggerOps       = []string{">", ">=", "<", "<="}
+	checkKinds       = []string{"http", "tcp", "env", "command", "postgres", "redis", "nats", "resources", "file"}
+	stepKinds        = []string{"command", "http", "wait"}
+	sourceKinds      = []string{"http_probe", "prometheus_scrape"}
+	notifyKinds      = []string{"slack", "webhook", "email"}
+	backupStepKinds  = []string{"command", "files"}
+)
+
+// ProbabilityWords are the accepted risk probability words, matrix order.
+func ProbabilityWords() []string { return slices.Clone(probabilityWords) }
+
+// ImpactWords are the accepted risk impact words: the matrix's
+// negligible..severe and the template's low/medium/high/critical.
+func ImpactWords() []string { return slices.Clone(impactWords) }
+
+var (
+	envName    = regexp.MustCompile(`^[A-Z_][A-Z0-9_]*$`)
+	headerName = regexp.MustCompile("^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
+	metricName = regexp.MustCompile(`^[a-zA-Z_:][a-zA-Z0-9_:]*$`)
+)
+
+type checker struct {
+	d      *decoder
+	issues []Issue
+}
+
+// skip is true when path or an enclosing path already has a decode error:
+// one mistake is reported once.
+func (c *checker) skip(path string) bool {
+	for p := path; ; p = parent(p) {
+		if c.d.bad[p] {
+			return true
+		}
+		if p == "" {
+			return false
+		}
+	}
+}
+
+// pos is where path was written, or where its nearest written ancestor
+// starts; 0,0 when only the document itself is there.
+func (c *checker) pos(path string) (line, col int, value string) {
+	for p := path; p != ""; p = parent(p) {
+		n, ok := c.d.nodes[p]
+		if !ok {
+			continue
+		}
+		line, col = nodePos(n)
+		if line == 0 {
+			line, col = nodePos(c.d.keys[p])
+		}
+		if line == 0 {
+			continue
+		}
+		if p == path {
+			value, _ = scalarText(n)
+		}
+		return line, col, value
+	}
+	return 0, 0, ""
+}
+
+func (c *checker) add(warning bool, path, format string, args ...any) {
+	if c.skip(path) {
+		return
+	}
+	if _, written := c.d.nodes[path]; !written && c.d.unknownIn[parent(path)] {
+		// Something missing next to an unknown field is most likely that
+		// field misspelt: the unknown field is the one error to report.
+		return
+	}
+	line, col, value := c.pos(path)
+	c.issues = append(c.issues, Issue{Path: path, Line: line, Column: col, Value: value, Message: fmt.Sprintf(format, args...), Warning: warning})
+}
+
+func (c *checker) errorf(path, format string, args ...any) { c.add(false, path, format, args...) }
+func (c *checker) warnf(path, format string, args ...any)  { c.add(true, path, format, args...) }
+
+// set reports whether path was written with a non-null value.
+func (c *checker) set(path string) bool { return c.d.set(path) }
+
+func quoteList(words []string) string {
+	return strings.Join(words, ", ")
+}
+
+func (c *checker) enum(path, value, what string, allowed []string) {
+	c.enumText(path, value, what, allowed, "one of "+quoteList(allowed))
+}
+
+// enumText is enum with the allowed words explained in allowedText.
+func (c *checker) enumText(path, value, what string, allowed []string, allowedText string) {
+	if value == "" || slices.Contains(allowed, value) {
+		return
+	}
+	hint := ""
+	for _, a := range allowed {
+		if dist := editDistance(strings.ToLower(value), strings.ToLower(a)); dist <= 1 || (dist == 2 && len(value) >= 5) {
+			hint = fmt.Sprintf(" (did you mean %q?)", a)
+			break
+		}
+	}
+	c.errorf(path, "%q is not %s%s: use %s", value, what, hint, allowedText)
+}
+
+// oneOf checks that exactly one of the kind fields under path is written
+// and returns it ("" when none or several).
+func (c *checker) oneOf(path, what string, kinds []string) string {
+	if c.skip(path) {
+		return ""
+	}
+	var set []string
+	for _, k := range kinds {
+		if c.set(joinKey(path, k)) {
+			set = append(set, k)
+		}
+	}
+	switch len(set) {
+	case 1:
+		return set[0]
+	case 0:
+		if !c.d.unknownIn[path] {
+			c.errorf(path, "%s needs exactly one of %s; none is set", what, quoteList(kinds))
+		}
+	default:
+		c.errorf(path, "%s sets %s: exactly one of %s is allowed; split it into %d entries", what, strings.Join(set, " and "), quoteList(kinds), len(set))
+	}
+	return ""
+}
+
+func (c *checker) required(path, value, what string) bool {
+	if strings.TrimSpace(value) == "" {
+		c.errorf(path, "%s is required", what)
+		return false
+	}
+	return true
+}
+
+func (c *checker) httpURL(path, raw string, required bool) {
+	if raw == "" {
+		if required {
+			c.errorf(path, "url is required: an http:// or https:// URL with a host, e.g. https://api.example.com/health")
+		}
+		return
+	}
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Hostname() == "" {
+		c.errorf(path, "%q is not an http:// or https:// URL with a host: write e.g. https://api.example.com/health", raw)
+	}
+}
+
+func (c *checker) natsURL(path, raw string) {
+	if raw == "" {
+		c.errorf(path, "url is required: a NATS URL such as nats://127.0.0.1:4222")
+		return
+	}
+	for _, one := range strings.Split(raw, ",") {
+		u, err := url.Parse(strings.TrimSpace(one))
+		if err != nil || !slices.Contains([]string{"nats", "tls", "ws", "wss"}, u.Scheme) || u.Hostname() == "" {
+			c.errorf(path, "%q is not a NATS URL: write nats://host:4222 (or tls://, ws://, wss://; several separated by commas)", raw)
+			return
+		}
+	}
+}
+
+func (c *checker) hostPort(path, raw, what string) {
+	host, port, err := net.SplitHostPort(raw)
+	if err == nil {
+		n, perr := strconv.Atoi(port)
+		if perr != nil || n < 1 || n > 65535 || host == "" {
+			err = fmt.Errorf("bad port")
+		}
+	}
+	if err != nil {
+		c.errorf(path, "%q is not a %s address: write host:port, e.g. db.internal:5432 or [::1]:6379", raw, what)
+	}
+}
+
+func (c *checker) env(path, name string) {
+	if name == "" {
+		c.errorf(path, "an environment variable name is required (like SLACK_WEBHOOK_URL: capitals, digits and _, not starting with a digit)")
+		return
+	}
+	if !envName.MatchString(name) {
+		c.errorf(path, "%q is not an environment variable name: use capitals, digits and _ ([A-Z_][A-Z0-9_]*), e.g. DATABASE_URL; the value itself never goes in the plan", name)
+	}
+}
+
+func (c *checker) headersEnv(path string, h map[string]string) {
+	for _, k := range sortedKeys(h) {
+		kp := joinKey(path, k)
+		if !headerName.MatchString(k) {
+			c.errorf(kp, "%q is not an HTTP header name: use letters, digits and - (e.g. Authorization, X-Api-Key)", k)
+		}
+		c.env(kp, h[k])
+	}
+}
+
+func (c *checker) method(path, m string) {
+	c.enum(path, m, "an HTTP method", httpMethods)
+}
+
+func (c *checker) status(path string, s int) {
+	if c.set(path) && (s < 100 || s > 599) {
+		c.errorf(path, "%d is not an HTTP status: use 100..599 (leave it out to accept any 2xx)", s)
+	}
+}
+
+func (c *checker) nonNegative(path string, v float64, what string) {
+	if v < 0 {
+		c.errorf(path, "%s must not be negative: use 0 or more", what)
+	}
+}
+
+// duration checks a written duration: > 0, or ≥ 0 when zeroOK.
+func (c *checker) duration(path string, d Duration, zeroOK bool) {
+	if !c.set(path) {
+		return
+	}
+	switch {
+	case d.Duration < 0:
+		c.errorf(path, "%q is negative: a duration must be 0 or more", d.Raw)
+	case d.Duration == 0 && !zeroOK:
+		c.errorf(path, "%q is zero: it must be longer than 0, e.g. 30s or 5m (leave it out for the default)", d.Raw)
+	}
+}
+
+func (c *checker) rfc3339(path, s string) (time.Time, bool) {
+	if s == "" {
+		return time.Time{}, false
+	}
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		c.errorf(path, "%q is not an RFC 3339 time: write e.g. 2025-09-23T02:00:00Z or 2025-09-23T11:00:00+09:00", s)
+		return time.Time{}, false
+	}
+	return t, true
+}
+
+func (c *checker) plan(p *Plan) {
+	c.enum("change_request.type", p.ChangeRequest.Type, "a change type", changeTypes)
+	c.enum("change_request.priority", p.ChangeRequest.Priority, "a priority", priorities)
+	c.timeline(p.Timeline)
+	c.risks(p.RisksAndMitigations)
+	c.rollbackPlan(p.RollbackPlan)
+	c.approvals(p.Approval)
+	c.preflight(p.Preflight)
+	c.deploy(p.Deploy)
+	c.monitor(p.Monitor)
+	c.test(p.Test)
+	c.report(p.Report)
+}
+
+func (c *checker) timeline(t Timeline) {
+	start, okStart := c.rfc3339("timeline.planned_start", t.PlannedStart)
+	end, okEnd := c.rfc3339("timeline.planned_completion", t.PlannedCompletion)
+	if okStart && okEnd && end.Before(start) {
+		c.errorf("timeline.planned_completion", "planned completion %s is before planned start %s", t.PlannedCompletion, t.PlannedStart)
+	}
+	c.duration("timeline.estimated_duration", t.EstimatedDuration, false)
+}
+
+func (c *checker) risks(rs []Risk) {
+	for i, r := range rs {
+		path := joinIndex("risks_and_mitigations", i)
+		if c.required(joinKey(path, "probability"), r.Probability, "probability ("+quoteList(probabilityWords)+")") {
+			c.enum(joinKey(path, "probability"), r.Probability, "a probability", probabilityWords)
+		}
+		if c.required(joinKey(path, "impact"), r.Impact, "impact ("+quoteList(impactWords)+")") {
+			c.enumText(joinKey(path, "impact"), r.Impact, "an impact", impactWords, "one of negligible, minor, moderate, major, severe (the risk matrix) or low, medium, high, critical (the template's words)")
+		}
+	}
+}
+
+func (c *checker) rollbackPlan(r RollbackPlan) {
+	for i, t := range r.TriggerConditions {
+		path := joinIndex("rollback_plan.trigger_conditions", i)
+		if t.Text != "" || !c.set(path) {
+			continue
+		}
+		if c.required(joinKey(path, "metric"), t.Metric, "metric (one of "+quoteList(KnownMetrics())+")") {
+			c.metric(joinKey(path, "metric"), t.Metric)
+		}
+		if c.required(joinKey(path, "op"), t.Op, "op (one of "+quoteList(triggerOps)+")") {
+			c.enum(joinKey(path, "op"), t.Op, "a comparison", triggerOps)
+		}
+		if !c.set(joinKey(path, "value")) {
+			c.errorf(joinKey(path, "value"), "value is required: the number the metric is compared with")
+		}
+	}
+	for i, s := range r.RollbackSteps {
+		c.step(joinIndex("rollback_plan.rollback_steps", i), s, true)
+	}
+	c.duration("rollback_plan.estimated_rollback_time", r.EstimatedRollbackTime, false)
+}
+
+func (c *checker) metric(path, m string) {
+	c.enum(path, m, "a metric the monitor measures", KnownMetrics())
+}
+
+func (c *checker) approvals(a map[string]Approval) {
+	for _, role := range sortedKeys(a) {
+		path := joinKey("approval", role)
+		ap := a[role]
+		var written []string
+		first := ""
+		if ap.Status != "" {
+			written = append(written, fmt.Sprintf("status %q", ap.Status))
+			first = joinKey(path, "status")
+		}
+		if ap.Timestamp != "" {
+			written = append(written, fmt.Sprintf("timestamp %q", ap.Timestamp))
+			if first == "" {
+				first = joinKey(path, "timestamp")
+			}
+		}
+		if len(written) > 0 {
+			c.warnf(first, "%s: never trusted: approvals exist only as `runbook approve` events, so %s is still required (approve with `runbook approve`)", strings.Join(written, " and "), role)
+		}
+	}
+}
+
+func (c *checker) preflight(p Preflight) {
+	for i, ch := range p.Checks {
+		path := joinIndex("preflight.checks", i)
+		c.duration(joinKey(path, "timeout"), ch.Timeout, false)
+		switch c.oneOf(path, "a check", checkKinds) {
+		case "http":
+			h, hp := ch.HTTP, joinKey(path, "http")
+			c.httpURL(joinKey(hp, "url"), h.URL, true)
+			c.method(joinKey(hp, "method"), h.Method)
+			c.status(joinKey(hp, "expect_status"), h.ExpectStatus)
+			c.nonNegative(joinKey(hp, "max_ms"), float64(h.MaxMS), "max_ms")
+			c.headersEnv(joinKey(hp, "headers_env"), h.HeadersEnv)
+		case "tcp":
+			tp := joinKey(path, "tcp")
+			if c.required(joinKey(tp, "address"), ch.TCP.Address, "address (host:port)") {
+				c.hostPort(joinKey(tp, "address"), ch.TCP.Address, "TCP")
+			}
+		case "env":
+			ep := joinKey(path, "env")
+			if len(ch.Env.Required) == 0 {
+				c.errorf(joinKey(ep, "required"), "required must list at least one environment variable name")
+			}
+			for j, name := range ch.Env.Required {
+				c.env(joinIndex(joinKey(ep, "required"), j), name)
+			}
+		case "command":
+			c.command(joinKey(path, "command"), ch.Command)
+		case "postgres":
+			c.env(joinKey(path, "postgres.dsn_env"), ch.Postgres.DSNEnv)
+		case "redis":
+			rp := joinKey(path, "redis")
+			switch {
+			case ch.Redis.Address == "" && ch.Redis.AddressEnv == "":
+				c.errorf(rp, "a redis check needs address (host:port) or address_env (an environment variable name)")
+			case ch.Redis.Address != "" && ch.Redis.AddressEnv != "":
+				c.errorf(rp, "a redis check takes address or address_env, not both")
+			case ch.Redis.Address != "":
+				c.hostPort(joinKey(rp, "address"), ch.Redis.Address, "Redis")
+			default:
+				c.env(joinKey(rp, "address_env"), ch.Redis.AddressEnv)
+			}
+		case "nats":
+			c.natsURL(joinKey(path, "nats.url"), ch.NATS.URL)
+		case "resources":
+			rp := joinKey(path, "resources")
+			for _, f := range []struct {
+				name string
+				v    float64
+			}{{"cpu_percent", ch.Resources.CPUPercent}, {"memory_percent", ch.Resources.MemoryPercent}, {"disk_percent", ch.Resources.DiskPercent}} {
+				if c.set(joinKey(rp, f.name)) && (f.v <= 0 || f.v > 100) {
+					c.errorf(joinKey(rp, f.name), "%s must be a percentage above 0 and at most 100", f.name)
+				}
+			}
+		case "file":
+			c.required(joinKey(path, "file.path"), ch.File.Path, "path (the file that must exist)")
+		}
+	}
+	if b := p.Backup; b != nil {
+		for i, s := range b.Steps {
+			path := joinIndex("preflight.backup.steps", i)
+			switch c.oneOf(path, "a backup step", backupStepKinds) {
+			case "command":
+				c.command(joinKey(path, "command"), s.Command)
+			case "files":
+				if len(s.Files) == 0 {
+					c.errorf(joinKey(path, "files"), "files must list at least one file to copy")
+				}
+				for j, f := range s.Files {
+					c.required(joinIndex(joinKey(path, "files"), j), f, "a file path")
+				}
+			}
+		}
+	}
+}
+
+func (c *checker) command(path string, cmd *Command) {
+	if cmd == nil {
+		return
+	}
+	if len(cmd.Argv) == 0 {
+		c.errorf(joinKey(path, "argv"), "argv must list the program and its arguments, e.g. [kubectl, rollout, status, deploy/api]; it runs without a shell")
+	} else if cmd.Argv[0] == "" {
+		c.errorf(joinIndex(joinKey(path, "argv"), 0), "argv[0] must name the program to run")
+	}
+	for _, k := range sortedKeys(cmd.Env) {
+		if !envName.MatchString(k) {
+			c.errorf(joinKey(joinKey(path, "env"), k), "%q is not an environment variable name: use capitals, digits and _ ([A-Z_][A-Z0-9_]*)", k)
+		}
+	}
+	if cmd.ExpectExit < 0 || cmd.ExpectExit > 255 {
+		c.errorf(joinKey(path, "expect_exit"), "expect_exit %d is not an exit code: use 0..255", cmd.ExpectExit)
+	}
+}
+
+// step checks one deploy, finally or rollback step; text steps are allowed
+// only in rollback_steps.
+func (c *checker) step(path string, s Step, textOK bool) {
+	if c.skip(path) {
+		return
+	}
+	if s.Text != "" {
+		if !textOK {
+			c.errorf(path, "a step here must be a mapping with exactly one of command, http or wait; a text step (a described manual step) is allowed only in rollback_plan.rollback_steps")
+		}
+		return
+	}
+	c.duration(joinKey(path, "timeout"), s.Timeout, false)
+	if s.Retries < 0 {
+		c.errorf(joinKey(path, "retries"), "retries must be 0 or more")
+	}
+	kinds := "a step"
+	if textOK {
+		kinds = "a rollback step (or a text for a manual step)"
+	}
+	switch c.oneOf(path, kinds, stepKinds) {
+	case "command":
+		c.command(joinKey(path, "command"), s.Command)
+	case "http":
+		hp := joinKey(path, "http")
+		c.httpURL(joinKey(hp, "url"), s.HTTP.URL, true)
+		c.method(joinKey(hp, "method"), s.HTTP.Method)
+		c.status(joinKey(hp, "expect_status"), s.HTTP.ExpectStatus)
+		if s.HTTP.Body != "" && s.HTTP.JSON != nil {
+			c.errorf(hp, "an http step takes body or json, not both")
+		}
+		c.headersEnv(joinKey(hp, "headers_env"), s.HTTP.HeadersEnv)
+	case "wait":
+		wp := joinKey(path, "wait.duration")
+		if !c.set(wp) {
+			c.errorf(wp, "wait needs a duration, e.g. {duration: 30s}")
+		} else {
+			c.duration(wp, s.Wait.Duration, false)
+		}
+	}
+}
+
+func (c *checker) deploy(d Deploy) {
+	if len(d.Steps) == 0 {
+		c.warnf("deploy.steps", "nothing executable: the plan has no deploy steps, so a run only checks, watches and reports; add deploy.steps (command, http or wait) to change anything")
+	}
+	for i, s := range d.Steps {
+		c.step(joinIndex("deploy.steps", i), s, false)
+	}
+	for i, h := range d.Health {
+		path := joinIndex("deploy.health", i)
+		c.httpURL(joinKey(path, "url"), h.URL, true)
+		if c.set(joinKey(path, "attempts")) && h.Attempts < 1 {
+			c.errorf(joinKey(path, "attempts"), "attempts must be at least 1 (default 10)")
+		}
+		c.duration(joinKey(path, "interval"), h.Interval, false)
+		c.duration(joinKey(path, "initial_delay"), h.InitialDelay, true)
+		c.duration(joinKey(path, "timeout"), h.Timeout, false)
+		c.status(joinKey(path, "expect_status"), h.ExpectStatus)
+	}
+	for i, s := range d.Finally {
+		c.step(joinIndex("deploy.finally", i), s, false)
+	}
+}
+
+func (c *checker) monitor(m Monitor) {
+	c.duration("monitor.window", m.Window, false)
+	c.duration("monitor.interval", m.Interval, false)
+	if (m.Window.IsSet() || m.Interval.IsSet()) && m.EffectiveWindow() > 0 && m.EffectiveInterval() > m.EffectiveWindow() {
+		c.errorf("monitor.interval", "interval %s is longer than the window %s: the monitor would never sample; make the interval shorter than the window", FormatDuration(m.EffectiveInterval()), FormatDuration(m.EffectiveWindow()))
+	}
+	for i, s := range m.Sources {
+		path := joinIndex("monitor.sources", i)
+		switch c.oneOf(path, "a source", sourceKinds) {
+		case "http_probe":
+			pp := joinKey(path, "http_probe")
+			c.httpURL(joinKey(pp, "url"), s.HTTPProbe.URL, true)
+			c.method(joinKey(pp, "method"), s.HTTPProbe.Method)
+			if c.set(joinKey(pp, "requests")) && s.HTTPProbe.Requests < 1 {
+				c.errorf(joinKey(pp, "requests"), "requests must be at least 1 per interval (default 10)")
+			}
+		case "prometheus_scrape":
+			pp := joinKey(path, "prometheus_scrape")
+			ps := s.PrometheusScrape
+			c.httpURL(joinKey(pp, "url"), ps.URL, true)
+			for _, f := range []struct{ name, v string }{{"latency_histogram", ps.LatencyHistogram}, {"requests_counter", ps.RequestsCounter}, {"errors_counter", ps.ErrorsCounter}} {
+				if f.v != "" && !metricName.MatchString(f.v) {
+					c.errorf(joinKey(pp, f.name), "%q is not a Prometheus metric name: use letters, digits, _ and : ([a-zA-Z_:][a-zA-Z0-9_:]*)", f.v)
+				}
+			}
+			if ps.LatencyHistogram == "" && ps.ErrorsCounter == "" {
+				c.errorf(pp, "a prometheus_scrape source needs latency_histogram (for the p95) and/or errors_counter (for the error rate)")
+			}
+		}
+	}
+	for _, k := range sortedKeys(m.Thresholds) {
+		path := joinKey("monitor.thresholds", k)
+		c.metric(path, k)
+		c.nonNegative(path, m.Thresholds[k], "a threshold")
+	}
+	if a := m.AutoRollback; a != nil {
+		for i, name := range a.Metrics {
+			c.metric(joinIndex("monitor.auto_rollback.metrics", i), name)
+		}
+		if c.set("monitor.auto_rollback.factor") && a.Factor < 1 {
+			c.errorf("monitor.auto_rollback.factor", "factor must be at least 1: 1.5 rolls back when a metric passes 150 %% of its threshold")
+		}
+	}
+}
+
+func (c *checker) request(path string, r Request) {
+	c.httpURL(joinKey(path, "url"), r.URL, true)
+	c.method(joinKey(path, "method"), r.Method)
+	if r.Body != "" && r.JSON != nil {
+		c.errorf(path, "a request takes body or json, not both")
+	}
+	for _, k := range sortedKeys(r.Headers) {
+		if !headerName.MatchString(k) {
+			c.errorf(joinKey(joinKey(path, "headers"), k), "%q is not an HTTP header name: use letters, digits and - (e.g. Content-Type)", k)
+		}
+	}
+	c.headersEnv(joinKey(path, "headers_env"), r.HeadersEnv)
+}
+
+func (c *checker) test(t Test) {
+	for i, s := range t.Smoke {
+		path := joinIndex("test.smoke", i)
+		c.enum(joinKey(path, "type"), s.Type, "a test type", smokeTypes)
+		c.request(joinKey(path, "request"), s.Request)
+		c.status(joinKey(path, "expect.status"), s.Expect.Status)
+		c.nonNegative(joinKey(path, "expect.max_ms"), float64(s.Expect.MaxMS), "max_ms")
+		c.duration(joinKey(path, "timeout"), s.Timeout, false)
+	}
+	if l := t.Load; l != nil {
+		if c.set("test.load.vus") && l.VUs <= 0 {
+			c.errorf("test.load.vus", "vus must be more than 0 virtual users (default 50)")
+		}
+		c.duration("test.load.duration", l.Duration, false)
+		c.duration("test.load.think_time", l.ThinkTime, true)
+		if len(l.Requests) == 0 {
+			c.errorf("test.load.requests", "a load test needs requests: the list of requests one virtual user sends per iteration")
+		}
+		for i, r := range l.Requests {
+			c.request(joinIndex("test.load.requests", i), r)
+		}
+		if c.set("test.load.gates.p95_ms") && l.Gates.P95MS <= 0 {
+			c.errorf("test.load.gates.p95_ms", "p95_ms must be more than 0 milliseconds (default 2100)")
+		}
+		if l.Gates.ErrorRate < 0 || l.Gates.ErrorRate > 1 {
+			c.errorf("test.load.gates.error_rate", "error_rate is a fraction from 0 to 1 (0.01 = 1 %%)")
+		}
+	}
+}
+
+func (c *checker) report(r Report) {
+	for i, n := range r.Notify {
+		path := joinIndex("report.notify", i)
+		switch c.oneOf(path, "a notification", notifyKinds) {
+		case "slack":
+			c.env(joinKey(path, "slack.webhook_env"), n.Slack.WebhookEnv)
+			c.enum(joinKey(path, "slack.when"), n.Slack.When, "a notify condition", notifyWhens)
+		case "webhook":
+			c.httpURL(joinKey(path, "webhook.url"), n.Webhook.URL, true)
+			c.enum(joinKey(path, "webhook.when"), n.Webhook.When, "a notify condition", notifyWhens)
+		case "email":
+			ep := joinKey(path, "email")
+			c.env(joinKey(ep, "smtp_env"), n.Email.SMTPEnv)
+			if len(n.Email.To) == 0 {
+				c.errorf(joinKey(ep, "to"), "to must list at least one address")
+			}
+			for j, a := range n.Email.To {
+				if at := strings.LastIndexByte(a, '@'); at <= 0 || at == len(a)-1 {
+					c.errorf(joinIndex(joinKey(ep, "to"), j), "%q is not an e-mail address: write name@example.com", a)
+				}
+			}
+			c.enum(joinKey(ep, "when"), n.Email.When, "a notify condition", notifyWhens)
+		}
+	}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

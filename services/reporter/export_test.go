@@ -1,0 +1,13 @@
+package reporter
+
+import "github.com/prometheus/client_golang/prometheus"
+
+type TestMetrics struct {
+	Runs    *prometheus.CounterVec
+	Reports prometheus.Counter
+}
+
+// MetricsForTest exposes the service's collectors to the external tests.
+func (s *Service) MetricsForTest() TestMetrics {
+	return TestMetrics{Runs: s.metrics.runs, Reports: s.metrics.reports}
+}

@@ -1,0 +1,47 @@
+package reporter
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kis-core/runbook/eventbus"
+	"github.com/kis-core/runbook/services/reporter/report"
+)
+
+// metrics of the reporter. They count what this process published: each run
+// is counted once, by the instance whose report.ready the stream stored, so
+// a restart (which rebuilds the model from the stream) counts nothing twice.
+type metrics struct {
+	runs    *prometheus.CounterVec
+	phases  *prometheus.HistogramVec
+	reports prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	return &metrics{
+		runs: eventbus.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "runbook_runs_total",
+			Help: "Runs that reached a final status (counted when their report is published), by status.",
+		}, []string{"status"})),
+		phases: eventbus.Register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "runbook_phase_duration_seconds",
+			Help: "How long each phase of a run took: preflight, deploy, verify (deploy.done to the final status), rollback, total.",
+			// From a quick pre-flight to a day-long wait for approvals.
+			Buckets: []float64{1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400, 43200, 86400},
+		}, []string{"phase"})),
+		reports: eventbus.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "runbook_reports_published_total",
+			Help: "report.ready events published by this process.",
+		})),
+	}
+}
+
+func (m *metrics) observe(res *report.Result) {
+	m.reports.Inc()
+	m.runs.WithLabelValues(string(res.Status)).Inc()
+	for _, p := range res.Phases {
+		m.phases.WithLabelValues(p.Name).Observe(p.Duration.Seconds())
+	}
+}

@@ -1,0 +1,702 @@
+package report
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/kis-core/runbook/domain/runstate"
+	runbookv1 "github.com/kis-core/runbook/proto/runbook/v1"
+)
+
+// Metric names the report reads from the monitor (the seed's monitoringMetrics).
+const (
+	MetricP95       = "api_response_time_p95"
+	MetricErrorRate = "error_rate"
+)
+
+// Where a QC metric came from.
+const (
+	SourceMonitor   = "monitor.completed"
+	SourceViolation = "threshold.violated"
+	SourceLoadTest  = "test.load"
+)
+
+// Health words of the QC summary.
+const (
+	Unknown          = "Unknown"
+	Healthy          = "HEALTHY"
+	Unhealthy        = "UNHEALTHY"
+	Connected        = "CONNECTED"
+	ConnectionFailed = "CONNECTION FAILED"
+)
+
+// loadTestKey is the key of the load test among the tests: one entry per run,
+// replaced when the tester reports it again.
+const loadTestKey = "performance\x00\x00load"
+
+type stepKey struct {
+	phase string // deploy, rollback
+	list  string
+	index int32
+}
+
+// draft is an issue and where in the run it happened; a step failure's
+// severity is only known once the fold has seen whether a retry succeeded.
+type draft struct {
+	pos   int
+	issue Issue
+	step  *stepKey // step failure: WARNING when the step later succeeded
+	// runFailure is deploy.failed / rollback.failed: kept only when no step
+	// failure of that phase already explains it.
+	runFailure string
+}
+
+type testEntry struct {
+	tc   TestCase
+	pos  int
+	time time.Time
+}
+
+type fold struct {
+	runID string
+	seen  map[string]bool
+	state *runstate.State
+	pos   int
+	done  bool // the run is final: later events are not part of the report
+
+	requested  *runbookv1.ChangeRequested
+	operator   string
+	start      time.Time
+	haveStart  bool
+	end        time.Time
+	last       time.Time
+	finalEvent *runbookv1.Event
+
+	preflightStart, preflightEnd time.Time
+	checks                       []*runbookv1.CheckResult
+	deployStart, deployEnd       time.Time
+	deployDone                   time.Time
+	rollbackStart, rollbackEnd   time.Time
+	rollbackStarted              *runbookv1.RollbackStarted
+	rollbackRequest              *runbookv1.RollbackRequested
+
+	baseline     map[string]float64
+	post         map[string]float64
+	postMax      map[string]float64
+	violationMax map[string]float64
+
+	tests     []*testEntry
+	testIndex map[string]int
+	load      *runbookv1.LoadResult
+	loadOK    bool
+	testFail  string // test.failed's reason
+	testFailT time.Time
+	testFailP int
+
+	rejectedErrors int
+
+	drafts      []*draft
+	lastSuccess map[stepKey]int  // position of the step's latest success
+	stepOK      map[stepKey]bool // outcome of the step's latest attempt
+	healthSteps map[stepKey]bool // the deploy's health steps
+}
+
+func newFold(runID string) *fold {
+	return &fold{
+		runID:        runID,
+		seen:         map[string]bool{},
+		state:        runstate.New(runID),
+		baseline:     map[string]float64{},
+		post:         map[string]float64{},
+		postMax:      map[string]float64{},
+		violationMax: map[string]float64{},
+		testIndex:    map[string]int{},
+		lastSuccess:  map[stepKey]int{},
+		stepOK:       map[stepKey]bool{},
+		healthSteps:  map[stepKey]bool{},
+	}
+}
+
+func evTime(ev *runbookv1.Event) time.Time {
+	if ev.GetTime() == nil {
+		return time.Time{}
+	}
+	return ev.GetTime().AsTime()
+}
+
+func (f *fold) apply(ev *runbookv1.Event) {
+	if ev.GetRunId() != f.runID || f.seen[ev.GetId()] {
+		return
+	}
+	f.seen[ev.GetId()] = true
+	f.pos++
+	t := evTime(ev)
+	f.last = t
+	if !f.haveStart {
+		f.start, f.haveStart = t, true
+	}
+
+	switch p := ev.Payload.(type) {
+	case *runbookv1.Event_ChangeRequested:
+		f.requested = p.ChangeRequested
+		f.start = t
+		f.operator = ev.GetActor()
+	case *runbookv1.Event_ChangeRejected:
+		for _, e := range p.ChangeRejected.GetErrors() {
+			f.rejectedErrors++
+			f.add(&draft{issue: Issue{Severity: SeverityCritical, Type: "PLAN", Message: planErrorMessage(e)}}, t)
+		}
+		for _, w := range p.ChangeRejected.GetWarnings() {
+			f.add(&draft{issue: Issue{Severity: SeverityWarning, Type: "PLAN", Message: planErrorMessage(w)}}, t)
+		}
+	case *runbookv1.Event_PreflightStarted:
+		f.preflightStart = t
+	case *runbookv1.Event_PreflightPassed:
+		f.preflightResult(p.PreflightPassed, false, t)
+	case *runbookv1.Event_PreflightFailed:
+		f.preflightResult(p.PreflightFailed, true, t)
+	case *runbookv1.Event_ApprovalRefused:
+		a := p.ApprovalRefused
+		f.add(&draft{issue: Issue{Severity: SeverityWarning, Type: "APPROVAL",
+			Message: fmt.Sprintf("approval refused for %s as %s: %s", a.GetApprover(), a.GetRole(), a.GetReason())}}, t)
+	case *runbookv1.Event_DeployStarted:
+		f.deployStart = t
+	case *runbookv1.Event_DeployStepSucceeded:
+		f.stepSucceeded("deploy", p.DeployStepSucceeded)
+	case *runbookv1.Event_DeployStepFailed:
+		f.stepFailed("deploy", "DEPLOY", p.DeployStepFailed, t)
+	case *runbookv1.Event_DeployDone:
+		f.deployEnd, f.deployDone = t, t
+	case *runbookv1.Event_DeployFailed:
+		f.deployEnd = t
+		d := p.DeployFailed
+		msg := "deploy failed"
+		if d.GetFailedStep() != "" {
+			msg += " at step " + d.GetFailedStep()
+		}
+		if d.GetError() != "" {
+			msg += ": " + d.GetError()
+		}
+		f.add(&draft{issue: Issue{Severity: SeverityCritical, Type: "DEPLOY", Message: msg}, runFailure: "deploy"}, t)
+	case *runbookv1.Event_RollbackRequested:
+		if f.rollbackRequest == nil {
+			f.rollbackRequest = p.RollbackRequested
+		}
+	case *runbookv1.Event_RollbackStarted:
+		if f.rollbackStarted == nil {
+			f.rollbackStarted = p.RollbackStarted
+			f.rollbackStart = t
+		}
+	case *runbookv1.Event_RollbackStepSucceeded:
+		f.stepSucceeded("rollback", p.RollbackStepSucceeded)
+	case *runbookv1.Event_RollbackStepFailed:
+		f.stepFailed("rollback", "ROLLBACK", p.RollbackStepFailed, t)
+	case *runbookv1.Event_RollbackDone:
+		f.rollbackEnd = t
+	case *runbookv1.Event_RollbackFailed:
+		f.rollbackEnd = t
+		msg := "rollback failed: production is in an unknown state"
+		if e := p.RollbackFailed.GetError(); e != "" {
+			msg += ": " + e
+		}
+		f.add(&draft{issue: Issue{Severity: SeverityCritical, Type: "ROLLBACK", Message: msg}, runFailure: "rollback"}, t)
+	case *runbookv1.Event_MonitorStarted:
+		clear(f.baseline)
+		for _, s := range p.MonitorStarted.GetBaseline() {
+			if finite(s.GetValue()) && s.GetMetric() != "" {
+				f.baseline[s.GetMetric()] = s.GetValue() // several samples of one metric: the last
+			}
+		}
+	case *runbookv1.Event_ThresholdViolated:
+		v := p.ThresholdViolated
+		sev := strings.ToUpper(strings.TrimSpace(v.GetSeverity()))
+		if sev == "" {
+			sev = SeverityWarning
+		}
+		msg := fmt.Sprintf("%s = %s exceeded its threshold %s", v.GetMetric(), num(v.GetValue()), num(v.GetThreshold()))
+		if v.GetSource() != "" {
+			msg += " (source " + v.GetSource() + ")"
+		}
+		if v.GetAutoRollback() {
+			msg += "; auto-rollback rule met"
+		}
+		f.add(&draft{issue: Issue{Severity: sev, Type: "THRESHOLD", Metric: v.GetMetric(),
+			Value: fptr(v.GetValue()), Threshold: fptr(v.GetThreshold()), Message: msg}}, t)
+		if finite(v.GetValue()) {
+			if old, ok := f.violationMax[v.GetMetric()]; !ok || v.GetValue() > old {
+				f.violationMax[v.GetMetric()] = v.GetValue()
+			}
+		}
+	case *runbookv1.Event_MonitorCompleted:
+		clear(f.post)
+		clear(f.postMax)
+		for k, v := range p.MonitorCompleted.GetLast() {
+			if finite(v) {
+				f.post[k] = v
+			}
+		}
+		for k, v := range p.MonitorCompleted.GetMax() {
+			if finite(v) {
+				f.postMax[k] = v
+			}
+		}
+	case *runbookv1.Event_TestSmokePassed:
+		f.suite(p.TestSmokePassed, t)
+	case *runbookv1.Event_TestSmokeFailed:
+		f.suite(p.TestSmokeFailed, t)
+	case *runbookv1.Event_TestLoadPassed:
+		f.loadResult(p.TestLoadPassed, true, t)
+	case *runbookv1.Event_TestLoadFailed:
+		f.loadResult(p.TestLoadFailed, false, t)
+	case *runbookv1.Event_TestFailed:
+		f.testFail, f.testFailT, f.testFailP = p.TestFailed.GetReason(), t, f.pos
+		if f.testFail == "" {
+			f.testFail = "tests failed"
+		}
+	case *runbookv1.Event_EventDeadLettered:
+		d := p.EventDeadLettered
+		f.add(&draft{issue: Issue{Severity: SeverityWarning, Type: "DEAD_LETTER",
+			Message: fmt.Sprintf("%s (stream sequence %d) dead-lettered by consumer %s after %d deliveries: %s",
+				d.GetOriginalSubject(), d.GetOriginalSequence(), d.GetConsumer(), d.GetDeliveries(), d.GetReason())}}, t)
+	}
+
+	wasFinal := f.state.Status.Final()
+	f.state.Apply(ev)
+	if !wasFinal && f.state.Status.Final() {
+		f.end = t
+		f.finalEvent = ev
+		f.done = true
+	}
+}
+
+func (f *fold) add(d *draft, t time.Time) {
+	d.pos = f.pos
+	d.issue.Time = isoTime(t)
+	f.drafts = append(f.drafts, d)
+}
+
+func (f *fold) preflightResult(r *runbookv1.PreflightResult, failed bool, t time.Time) {
+	f.preflightEnd = t
+	f.checks = r.GetChecks()
+	// A pre-flight run again replaces the earlier findings.
+	f.drafts = slices.DeleteFunc(f.drafts, func(d *draft) bool { return d.issue.Type == "PREFLIGHT" })
+	explained := false
+	for _, c := range r.GetChecks() {
+		var sev, word string
+		switch c.GetStatus() {
+		case runbookv1.CheckStatus_CHECK_STATUS_FAIL:
+			sev, word = SeverityWarning, "failed"
+			if c.GetBlocking() {
+				sev = SeverityCritical
+				explained = true
+			}
+		case runbookv1.CheckStatus_CHECK_STATUS_WARN:
+			sev, word = SeverityWarning, "warned"
+		default:
+			continue
+		}
+		msg := fmt.Sprintf("pre-flight check %s (%s) %s", c.GetName(), c.GetKind(), word)
+		if c.GetMessage() != "" {
+			msg += ": " + c.GetMessage()
+		}
+		if c.GetValue() != "" {
+			msg += " (got " + c.GetValue()
+			if c.GetThreshold() != "" {
+				msg += ", want " + c.GetThreshold()
+			}
+			msg += ")"
+		}
+		f.add(&draft{issue: Issue{Severity: sev, Type: "PREFLIGHT", Message: msg}}, t)
+	}
+	if failed && !explained {
+		reason := r.GetReason()
+		if reason == "" {
+			reason = "no reason given"
+		}
+		f.add(&draft{issue: Issue{Severity: SeverityCritical, Type: "PREFLIGHT", Message: "pre-flight failed: " + reason}}, t)
+	}
+}
+
+func keyOf(phase string, s *runbookv1.StepEvent) stepKey {
+	return stepKey{phase: phase, list: s.GetList(), index: s.GetIndex()}
+}
+
+func isHealth(s *runbookv1.StepEvent) bool {
+	return s.GetList() == "health" || s.GetKind() == "health"
+}
+
+func (f *fold) stepSucceeded(phase string, s *runbookv1.StepEvent) {
+	k := keyOf(phase, s)
+	f.lastSuccess[k] = f.pos
+	f.stepOK[k] = true
+	if phase == "deploy" && isHealth(s) {
+		f.healthSteps[k] = true
+	}
+}
+
+func (f *fold) stepFailed(phase, typ string, s *runbookv1.StepEvent, t time.Time) {
+	k := keyOf(phase, s)
+	f.stepOK[k] = false
+	if phase == "deploy" && isHealth(s) {
+		f.healthSteps[k] = true
+	}
+	name := s.GetName()
+	if name == "" {
+		name = fmt.Sprintf("#%d", s.GetIndex()+1)
+	}
+	msg := fmt.Sprintf("%s step %s", phase, name)
+	if s.GetList() != "" && s.GetList() != "steps" {
+		msg = fmt.Sprintf("%s %s step %s", phase, s.GetList(), name)
+	}
+	msg += fmt.Sprintf(" failed (attempt %d)", max(s.GetAttempt(), 1))
+	if s.GetError() != "" {
+		msg += ": " + s.GetError()
+	}
+	f.add(&draft{issue: Issue{Severity: SeverityCritical, Type: typ, Message: msg}, step: &k}, t)
+}
+
+func (f *fold) putTest(key string, tc TestCase, t time.Time) {
+	e := &testEntry{tc: tc, pos: f.pos, time: t}
+	if i, ok := f.testIndex[key]; ok {
+		f.tests[i] = e
+		return
+	}
+	f.testIndex[key] = len(f.tests)
+	f.tests = append(f.tests, e)
+}
+
+func (f *fold) suite(s *runbookv1.TestSuiteResult, t time.Time) {
+	for _, c := range s.GetTests() {
+		typ := strings.ToLower(strings.TrimSpace(c.GetType()))
+		if typ == "" {
+			typ = "smoke"
+		}
+		f.putTest(typ+"\x00"+c.GetName(), TestCase{
+			Name:       c.GetName(),
+			Type:       typ,
+			Status:     strings.ToUpper(strings.TrimSpace(c.GetStatus())),
+			DurationMS: c.GetDurationMs(),
+			Details:    c.GetDetails(),
+			Error:      c.GetError(),
+		}, t)
+	}
+}
+
+func (f *fold) loadResult(l *runbookv1.LoadResult, passed bool, t time.Time) {
+	f.load, f.loadOK = l, passed
+	status, errText := "PASS", ""
+	if !passed {
+		status, errText = "FAIL", l.GetReason()
+		if errText == "" {
+			errText = "load test gates not met"
+		}
+	}
+	details := fmt.Sprintf("p95 %sms, error rate %s, %d requests, %d errors, %s req/s",
+		num(round(l.GetP95Ms(), 1)), percent(l.GetErrorRate()), l.GetRequests(), l.GetErrors(), num(round(l.GetRps(), 1)))
+	if l.GetGateP95Ms() > 0 || l.GetGateErrorRate() > 0 {
+		details += fmt.Sprintf(" (gates: p95 ≤ %sms, error rate ≤ %s)", num(l.GetGateP95Ms()), percent(l.GetGateErrorRate()))
+	}
+	f.putTest(loadTestKey, TestCase{
+		Name:       fmt.Sprintf("Load test (%d VUs, %s)", l.GetVus(), FormatDuration(time.Duration(l.GetDurationMs())*time.Millisecond)),
+		Type:       "performance",
+		Status:     status,
+		DurationMS: l.GetDurationMs(),
+		Details:    details,
+		Error:      errText,
+	}, t)
+}
+
+// ---- the result ----
+
+func (f *fold) result() *Result {
+	st := f.state
+	final := st.Status.Final()
+	info := readPlan(f.requested.GetPlanYaml())
+	res := &Result{RunID: f.runID, Status: st.Status, Final: final, FinalEvent: f.finalEvent}
+	r := &res.Report
+
+	operator := f.operator
+	if operator == "" {
+		operator = "system"
+	}
+	r.Deployment = Deployment{ID: f.runID, StartTime: isoTime(f.start), Duration: "In Progress", Status: string(st.Status), Operator: operator}
+	if final {
+		r.Deployment.EndTime = ptr(isoTime(f.end))
+		r.Deployment.Duration = FormatDuration(f.end.Sub(f.start))
+	}
+	r.Change = Change{
+		ID:        firstOf(info.id, f.requested.GetChangeId()),
+		Title:     firstOf(info.title, f.requested.GetTitle()),
+		Requester: firstOf(info.requester, f.requested.GetRequester()),
+		Type:      info.typ,
+		Priority:  info.priority,
+	}
+
+	// Tests, by type, in the order the run first reported them.
+	r.Tests = Tests{SmokeTests: []TestCase{}, RegressionTests: []TestCase{}, PerformanceTests: []TestCase{}}
+	var tr TestResults
+	for _, e := range f.tests {
+		switch e.tc.Type {
+		case "regression":
+			r.Tests.RegressionTests = append(r.Tests.RegressionTests, e.tc)
+		case "performance":
+			r.Tests.PerformanceTests = append(r.Tests.PerformanceTests, e.tc)
+		default:
+			r.Tests.SmokeTests = append(r.Tests.SmokeTests, e.tc)
+		}
+		tr.Total++
+		switch e.tc.Status {
+		case "PASS":
+			tr.Passed++
+		case "FAIL":
+			tr.Failed++
+			msg := fmt.Sprintf("%s test %s failed", e.tc.Type, e.tc.Name)
+			if e.tc.Error != "" {
+				msg += ": " + e.tc.Error
+			}
+			f.drafts = append(f.drafts, &draft{pos: e.pos, issue: Issue{Severity: SeverityCritical, Type: "TEST", Message: msg, Time: isoTime(e.time)}})
+		}
+	}
+	if f.testFail != "" && tr.Failed == 0 {
+		f.drafts = append(f.drafts, &draft{pos: f.testFailP, issue: Issue{Severity: SeverityCritical, Type: "TEST", Message: "tests failed: " + f.testFail, Time: isoTime(f.testFailT)}})
+	}
+
+	r.Issues = f.issues()
+	critical := 0
+	for _, i := range r.Issues {
+		if i.Severity == SeverityCritical {
+			critical++
+		}
+	}
+
+	// The QC metrics.
+	cur := Current{APIHealth: f.apiHealth(), DBHealth: f.checkHealth("postgres", "postgresql"), CacheHealth: f.checkHealth("redis")}
+	cur.ResponseTimeP95, cur.ResponseTimeP95Source = f.metric(MetricP95, func(l *runbookv1.LoadResult) float64 { return l.GetP95Ms() })
+	cur.ErrorRate, cur.ErrorRateSource = f.metric(MetricErrorRate, func(l *runbookv1.LoadResult) float64 { return l.GetErrorRate() })
+
+	r.Metrics = Metrics{
+		PreDeployment:  f.baseline,
+		PostDeployment: f.post,
+		Comparison:     compare(f.baseline, f.post),
+		Current:        cur,
+	}
+
+	perf := performanceStatus(cur.ResponseTimeP95, cur.ErrorRate, info.p95Threshold, info.errorRateThreshold, f.load, f.loadOK)
+	r.Summary = Summary{
+		OverallStatus:     overallStatus(st, perf, f.rejectedErrors),
+		CriticalIssues:    critical,
+		PerformanceStatus: perf,
+		TestResults:       tr,
+	}
+
+	r.Rollback = Rollback{Executed: st.Status == runstate.RolledBack || st.Status == runstate.RollbackFailed}
+	if f.rollbackStarted != nil {
+		reason, by := f.rollbackStarted.GetReason(), f.rollbackStarted.GetRequestedBy()
+		if f.rollbackRequest != nil {
+			reason = firstOf(reason, f.rollbackRequest.GetReason())
+			by = firstOf(by, f.rollbackRequest.GetRequestedBy())
+		}
+		r.Rollback.Reason = nonEmpty(reason)
+		r.Rollback.RequestedBy = nonEmpty(by)
+		if !f.rollbackEnd.IsZero() {
+			r.Rollback.Duration = ptr(FormatDuration(f.rollbackEnd.Sub(f.rollbackStart)))
+		}
+	}
+
+	r.Recommendations = recommendations(cur.ResponseTimeP95, cur.ErrorRate, tr.Failed)
+	res.QCSummary = qcSummary(r, f.headerTime(final), tr, f.tests)
+	res.Phases = f.phases(final)
+	return res
+}
+
+func (f *fold) headerTime(final bool) time.Time {
+	if final {
+		return f.end
+	}
+	return f.last
+}
+
+// issues resolves the drafts: a step failure that a later attempt of the
+// same step made good is a WARNING; deploy.failed or rollback.failed is
+// listed only when no step failure of that phase already says why.
+func (f *fold) issues() []Issue {
+	criticalStep := map[string]bool{}
+	for _, d := range f.drafts {
+		if d.step == nil {
+			continue
+		}
+		if f.lastSuccess[*d.step] > d.pos {
+			d.issue.Severity = SeverityWarning
+			d.issue.Message += "; a later attempt succeeded"
+		} else {
+			criticalStep[d.step.phase] = true
+		}
+	}
+	slices.SortStableFunc(f.drafts, func(a, b *draft) int { return a.pos - b.pos })
+	out := []Issue{}
+	for _, d := range f.drafts {
+		if d.runFailure != "" && criticalStep[d.runFailure] {
+			continue
+		}
+		out = append(out, d.issue)
+	}
+	return out
+}
+
+// apiHealth: the deploy's health steps (their latest attempt) and the smoke
+// tests whose name says "health". Any failure → UNHEALTHY, else any success
+// → HEALTHY, else Unknown.
+func (f *fold) apiHealth() string {
+	ok, bad := false, false
+	for k := range f.healthSteps {
+		if f.stepOK[k] {
+			ok = true
+		} else {
+			bad = true
+		}
+	}
+	for _, e := range f.tests {
+		if !strings.Contains(strings.ToLower(e.tc.Name), "health") {
+			continue
+		}
+		switch e.tc.Status {
+		case "PASS":
+			ok = true
+		case "FAIL":
+			bad = true
+		}
+	}
+	switch {
+	case bad:
+		return Unhealthy
+	case ok:
+		return Healthy
+	}
+	return Unknown
+}
+
+// checkHealth: the pre-flight checks of those kinds. Any FAIL → CONNECTION
+// FAILED; otherwise PASS (or WARN: the server answered) → CONNECTED.
+func (f *fold) checkHealth(kinds ...string) string {
+	out := Unknown
+	for _, c := range f.checks {
+		if !slices.Contains(kinds, strings.ToLower(c.GetKind())) {
+			continue
+		}
+		switch c.GetStatus() {
+		case runbookv1.CheckStatus_CHECK_STATUS_FAIL:
+			return ConnectionFailed
+		case runbookv1.CheckStatus_CHECK_STATUS_PASS, runbookv1.CheckStatus_CHECK_STATUS_WARN:
+			out = Connected
+		}
+	}
+	return out
+}
+
+// metric resolves a QC metric: the highest value the monitor saw after the
+// deploy (monitor.completed max), else the highest breach it reported
+// (threshold.violated: a run rolled back before the window ended has no
+// monitor.completed in its report), else the load test's, else unknown.
+func (f *fold) metric(name string, fromLoad func(*runbookv1.LoadResult) float64) (*float64, string) {
+	if v, ok := f.postMax[name]; ok {
+		return ptr(v), SourceMonitor
+	}
+	if v, ok := f.violationMax[name]; ok {
+		return ptr(v), SourceViolation
+	}
+	if f.load != nil && finite(fromLoad(f.load)) {
+		return ptr(fromLoad(f.load)), SourceLoadTest
+	}
+	return nil, ""
+}
+
+func (f *fold) phases(final bool) []Phase {
+	var out []Phase
+	addPhase := func(name string, from, to time.Time) {
+		if !from.IsZero() && !to.IsZero() && !to.Before(from) {
+			out = append(out, Phase{Name: name, Duration: to.Sub(from)})
+		}
+	}
+	addPhase("preflight", f.preflightStart, f.preflightEnd)
+	addPhase("deploy", f.deployStart, f.deployEnd)
+	if final {
+		addPhase("verify", f.deployDone, f.end)
+	}
+	addPhase("rollback", f.rollbackStart, f.rollbackEnd)
+	if final && f.haveStart {
+		addPhase("total", f.start, f.end)
+	}
+	return out
+}
+
+func compare(pre, post map[string]float64) map[string]Comparison {
+	out := map[string]Comparison{}
+	for k, a := range pre {
+		b, ok := post[k]
+		if !ok {
+			continue
+		}
+		if !finite(b - a) {
+			continue // beyond float64: nothing sensible to show
+		}
+		c := Comparison{Pre: a, Post: b, Change: roundSig(b - a)}
+		if a != 0 {
+			c.ChangePercent = fptr(round((b-a)/a*100, 2))
+		}
+		out[k] = c
+	}
+	return out
+}
+
+func planErrorMessage(e *runbookv1.PlanError) string {
+	var b strings.Builder
+	b.WriteString(orDash(e.GetPath()))
+	if e.GetLine() > 0 {
+		fmt.Fprintf(&b, " (line %d:%d)", e.GetLine(), e.GetColumn())
+	}
+	b.WriteString(": ")
+	b.WriteString(e.GetMessage())
+	if e.GetValue() != "" {
+		fmt.Fprintf(&b, " (got %q)", e.GetValue())
+	}
+	return b.String()
+}
+
+// ---- small helpers ----
+
+func finite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
+
+func ptr[T any](v T) *T { return &v }
+
+// fptr is a number for the JSON: nil (null) when it is NaN or infinite,
+// which encoding/json cannot write.
+func fptr(v float64) *float64 {
+	if !finite(v) {
+		return nil
+	}
+	return &v
+}
+
+func firstOf(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+func nonEmpty(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

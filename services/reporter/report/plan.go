@@ -1,0 +1,101 @@
+package report
+
+import (
+	"strconv"
+
+	"github.com/goccy/go-yaml"
+)
+
+// planInfo is what the report reads from the plan text of change.requested.
+type planInfo struct {
+	id, title, typ, priority, requester string
+	p95Threshold, errorRateThreshold    float64
+}
+
+// readPlan picks a few fields out of the plan text leniently: the report of
+// an INVALID run still names its change, and a replay years later does not
+// depend on how strict the plan schema has become since. Anything missing or
+// of the wrong shape is left empty (thresholds: the seed's defaults).
+func readPlan(text string) planInfo {
+	info := planInfo{p95Threshold: DefaultP95ThresholdMS, errorRateThreshold: DefaultErrorRateThreshold}
+	if text == "" {
+		return info
+	}
+	var doc map[string]any
+	if err := yaml.Unmarshal([]byte(text), &doc); err != nil {
+		return info
+	}
+	cr := mapOf(doc["change_request"])
+	info.id = str(cr["id"])
+	info.title = str(cr["title"])
+	info.typ = str(cr["type"])
+	info.priority = str(cr["priority"])
+	info.requester = str(mapOf(doc["requester"])["name"])
+	th := mapOf(mapOf(doc["monitor"])["thresholds"])
+	if v, ok := number(th[MetricP95]); ok && v > 0 {
+		info.p95Threshold = v
+	}
+	if v, ok := number(th[MetricErrorRate]); ok && v > 0 {
+		info.errorRateThreshold = v
+	}
+	return info
+}
+
+func mapOf(v any) map[string]any {
+	switch m := v.(type) {
+	case map[string]any:
+		return m
+	case map[any]any:
+		out := make(map[string]any, len(m))
+		for k, v := range m {
+			if ks, ok := k.(string); ok {
+				out[ks] = v
+			}
+		}
+		return out
+	}
+	return nil
+}
+
+func str(v any) string {
+	switch s := v.(type) {
+	case string:
+		return s
+	case int, int64, uint64, float64, bool:
+		return yamlScalar(s)
+	}
+	return ""
+}
+
+func yamlScalar(v any) string {
+	switch x := v.(type) {
+	case int:
+		return strconv.Itoa(x)
+	case int64:
+		return strconv.FormatInt(x, 10)
+	case uint64:
+		return strconv.FormatUint(x, 10)
+	case float64:
+		return strconv.FormatFloat(x, 'f', -1, 64)
+	case bool:
+		return strconv.FormatBool(x)
+	}
+	return ""
+}
+
+func number(v any) (float64, bool) {
+	switch x := v.(type) {
+	case int:
+		return float64(x), true
+	case int64:
+		return float64(x), true
+	case uint64:
+		return float64(x), true
+	case float64:
+		return x, finite(x)
+	case string:
+		f, err := strconv.ParseFloat(x, 64)
+		return f, err == nil && finite(f)
+	}
+	return 0, false
+}

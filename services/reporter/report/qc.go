@@ -1,0 +1,248 @@
+package report
+
+import (
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/kis-core/runbook/domain/runstate"
+	runbookv1 "github.com/kis-core/runbook/proto/runbook/v1"
+)
+
+// The QC summary is the seed's template line for line: 14 lines, of which
+// the two rules of '=' frame its 12 lines of content (the seed's
+// "12-line" summary counts those: the header, Deployment ID, Status, Smoke
+// Tests, Performance, Critical Issues, API Health, Database, Cache, Error
+// Rate, Response Time P95 and Overall).
+const (
+	QCLines        = 14
+	QCContentLines = 12
+	qcRule         = "============================================"
+)
+
+// Performance statuses (getPerformanceStatus).
+const (
+	PerformancePass     = "PASS"
+	PerformanceDegraded = "DEGRADED"
+	PerformanceFail     = "FAIL"
+)
+
+// Default thresholds of the seed (monitoringMetrics.thresholds), used when
+// the plan's monitor section sets none.
+const (
+	DefaultP95ThresholdMS     = 2100
+	DefaultErrorRateThreshold = 0.01
+	autoRollbackFactor        = 1.5
+	recommendP95AboveMS       = 1500
+	recommendErrorRateAbove   = 0.005
+)
+
+// Recommendation descriptions: English translations of the seed's Korean text.
+const (
+	descPerformance = "API response time exceeds 1.5 seconds. Review the cache settings and optimise the queries."
+	descReliability = "The error rate exceeds 0.5%. Analyse the error logs and find the cause."
+)
+
+func descTesting(n int) string {
+	if n == 1 {
+		return "1 test failed. Fix it before the next deployment."
+	}
+	return fmt.Sprintf("%d tests failed. Fix them before the next deployment.", n)
+}
+
+// qcSummary is generate12LineQCSummary(). Deviations from the seed, each on
+// purpose:
+//   - the timestamp is the time of the event that made the run final (of the
+//     last event while in progress), not the clock: a replay reproduces it;
+//   - "Error Rate" prints the fraction as a percentage with two decimals
+//     (0.003 → "0.30%"); the seed prints the raw fraction before "%", which
+//     reads 100× too small, and its `|| 'Unknown'` turns a perfect 0 into
+//     "Unknown";
+//   - an unknown error rate or p95 prints "Unknown" without the unit
+//     (the seed would print "Unknown%" and "Unknownms");
+//   - every value is one line: newlines in reasons become spaces, so the
+//     summary always has exactly QCLines lines.
+func qcSummary(r *Report, at time.Time, tr TestResults, tests []*testEntry) string {
+	smokePassed, smokeTotal := 0, 0
+	for _, e := range tests {
+		if e.tc.Type == "smoke" {
+			smokeTotal++
+			if e.tc.Status == "PASS" {
+				smokePassed++
+			}
+		}
+	}
+	errorRate, p95 := Unknown, Unknown
+	if v := r.Metrics.Current.ErrorRate; v != nil {
+		errorRate = percent(*v)
+	}
+	if v := r.Metrics.Current.ResponseTimeP95; v != nil {
+		p95 = num(round(*v, 1)) + "ms"
+	}
+	lines := []string{
+		"KIS_CORE_V3 Deployment Report - " + isoTime(at),
+		qcRule,
+		"Deployment ID: " + oneLine(r.Deployment.ID),
+		fmt.Sprintf("Status: %s (Duration: %s)", oneLine(r.Deployment.Status), r.Deployment.Duration),
+		fmt.Sprintf("Smoke Tests: %d/%d passed", smokePassed, smokeTotal),
+		"Performance: " + r.Summary.PerformanceStatus,
+		fmt.Sprintf("Critical Issues: %d", r.Summary.CriticalIssues),
+		"API Health: " + r.Metrics.Current.APIHealth,
+		"Database: " + r.Metrics.Current.DBHealth,
+		"Cache: " + r.Metrics.Current.CacheHealth,
+		"Error Rate: " + errorRate,
+		"Response Time P95: " + p95,
+		qcRule,
+		"Overall: " + oneLine(r.Summary.OverallStatus),
+	}
+	return strings.Join(lines, "\n")
+}
+
+// performanceStatus is getPerformanceStatus(): the run's p95 and error rate
+// against the plan's thresholds (monitor.thresholds, default 2100 ms and
+// 1 %), and the load test's own gates.
+//
+//	Unknown   neither metric is known and no load test ran
+//	FAIL      a metric passed 150 % of its threshold (the auto-rollback
+//	          rule), or the load test failed its gates
+//	DEGRADED  a metric passed its threshold
+//	PASS      otherwise
+func performanceStatus(p95, errorRate *float64, p95Threshold, errorRateThreshold float64, load *runbookv1.LoadResult, loadPassed bool) string {
+	if p95 == nil && errorRate == nil && load == nil {
+		return Unknown
+	}
+	status := PerformancePass
+	judge := func(v *float64, th float64) {
+		if v == nil || th <= 0 {
+			return
+		}
+		switch {
+		case *v > th*autoRollbackFactor:
+			status = PerformanceFail
+		case *v > th && status == PerformancePass:
+			status = PerformanceDegraded
+		}
+	}
+	judge(p95, p95Threshold)
+	judge(errorRate, errorRateThreshold)
+	if load != nil && !loadPassed {
+		status = PerformanceFail
+	}
+	return status
+}
+
+// overallStatus is getOverallStatus(): one word for the outcome, then why.
+//
+//	SUCCESS          PASS - change deployed and verified
+//	                 (PASS WITH WARNINGS - …; performance DEGRADED|FAIL)
+//	ROLLED_BACK      FAIL - rolled back: <reason>
+//	ROLLBACK_FAILED  CRITICAL - rollback failed: production is in an unknown state
+//	FAILED           FAIL - <why>, e.g. pre-flight failed: <reason>
+//	REJECTED         REJECTED - rejected by <approver>
+//	EXPIRED          EXPIRED - <reason>
+//	CANCELLED        CANCELLED - <reason>
+//	INVALID          INVALID - the plan is invalid (<n> errors)
+//	in progress      IN PROGRESS - <status>
+func overallStatus(st *runstate.State, perf string, planErrors int) string {
+	reason := st.FinalReason
+	switch st.Status {
+	case runstate.Success:
+		if perf == PerformanceDegraded || perf == PerformanceFail {
+			return "PASS WITH WARNINGS - change deployed and verified; performance " + perf
+		}
+		return "PASS - change deployed and verified"
+	case runstate.RolledBack:
+		return "FAIL - " + firstOf(reason, "rolled back")
+	case runstate.RollbackFailed:
+		return "CRITICAL - " + firstOf(reason, "rollback failed: production is in an unknown state")
+	case runstate.Failed:
+		return "FAIL - " + firstOf(reason, "the run failed")
+	case runstate.Rejected:
+		return "REJECTED - " + firstOf(reason, "an approver rejected the change")
+	case runstate.Expired:
+		return "EXPIRED - " + firstOf(reason, "approvals or the change window ran out")
+	case runstate.Cancelled:
+		return "CANCELLED - " + firstOf(reason, "an operator cancelled the run")
+	case runstate.Invalid:
+		if planErrors == 1 {
+			return "INVALID - the plan is invalid (1 error); nothing ran"
+		}
+		return fmt.Sprintf("INVALID - the plan is invalid (%d errors); nothing ran", planErrors)
+	}
+	return "IN PROGRESS - " + string(st.Status)
+}
+
+// recommendations is generateRecommendations(), with the seed's rules.
+func recommendations(p95, errorRate *float64, failedTests int) []Recommendation {
+	out := []Recommendation{}
+	if p95 != nil && *p95 > recommendP95AboveMS {
+		out = append(out, Recommendation{Type: "PERFORMANCE", Priority: "MEDIUM", Description: descPerformance})
+	}
+	if errorRate != nil && *errorRate > recommendErrorRateAbove {
+		out = append(out, Recommendation{Type: "RELIABILITY", Priority: "HIGH", Description: descReliability})
+	}
+	if failedTests > 0 {
+		out = append(out, Recommendation{Type: "TESTING", Priority: "HIGH", Description: descTesting(failedTests)})
+	}
+	return out
+}
+
+// FormatDuration is formatDuration(): "1h 2m 3s", "5m 0s", "42s"; hours
+// and minutes appear once they are non-zero, seconds always; below a second
+// (or negative, on clock skew) it is "0s".
+func FormatDuration(d time.Duration) string {
+	if d < time.Second {
+		return "0s"
+	}
+	s := int64(d / time.Second)
+	h, m := s/3600, (s%3600)/60
+	s %= 60
+	switch {
+	case h > 0:
+		return fmt.Sprintf("%dh %dm %ds", h, m, s)
+	case m > 0:
+		return fmt.Sprintf("%dm %ds", m, s)
+	}
+	return fmt.Sprintf("%ds", s)
+}
+
+// isoTime is JavaScript's Date.toISOString(): UTC, milliseconds, "Z".
+func isoTime(t time.Time) string {
+	return t.UTC().Format("2006-01-02T15:04:05.000Z")
+}
+
+// percent prints a fraction as a percentage with two decimals: 0.003 → "0.30%".
+func percent(v float64) string {
+	return strconv.FormatFloat(v*100, 'f', 2, 64) + "%"
+}
+
+// num prints a number without trailing zeros: 812 → "812", 0.25 → "0.25".
+func num(v float64) string {
+	return strconv.FormatFloat(roundSig(v), 'f', -1, 64)
+}
+
+// round rounds to n decimals.
+func round(v float64, n int) float64 {
+	if !finite(v) {
+		return v
+	}
+	p := math.Pow10(n)
+	return math.Round(v*p) / p
+}
+
+// roundSig keeps 10 significant digits, dropping float noise such as
+// 0.30000000000000004.
+func roundSig(v float64) float64 {
+	if !finite(v) || v == 0 {
+		return v
+	}
+	r, _ := strconv.ParseFloat(strconv.FormatFloat(v, 'g', 10, 64), 64)
+	return r
+}
+
+// oneLine folds any whitespace run, newlines included, into one space.
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
+}

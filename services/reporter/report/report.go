@@ -1,0 +1,207 @@
+// Package report folds the events of one run into the seed's deployment
+// report: the JSON of DeploymentReportGenerator.generateReport() and the
+// text of generate12LineQCSummary() (seed 09_Runbook.md, section 5.1).
+//
+// It is pure: no NATS, no database, no clock. The same events give the same
+// bytes, so replaying the audit stream reproduces every report exactly. A
+// report covers a run up to and including the event that made it final
+// (domain/runstate); events after it (a monitor.completed that lands after
+// rollback.done) never change it, so the report does not depend on when it
+// is built.
+package report
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/kis-core/runbook/domain/runstate"
+	runbookv1 "github.com/kis-core/runbook/proto/runbook/v1"
+)
+
+// Report is generateReport()'s object. Field order follows the seed; the
+// change object and the fields marked "addition" are not in the seed.
+type Report struct {
+	Deployment      Deployment       `json:"deployment"`
+	Change          Change           `json:"change"` // addition
+	Summary         Summary          `json:"summary"`
+	Metrics         Metrics          `json:"metrics"`
+	Tests           Tests            `json:"tests"`
+	Issues          []Issue          `json:"issues"`
+	Rollback        Rollback         `json:"rollback"`
+	Recommendations []Recommendation `json:"recommendations"`
+}
+
+// Deployment is the report's deployment object.
+type Deployment struct {
+	ID        string  `json:"id"`        // the run id
+	StartTime string  `json:"startTime"` // change.requested, like JS toISOString()
+	EndTime   *string `json:"endTime"`   // the event that made the run final; null while in progress
+	Duration  string  `json:"duration"`  // formatDuration(end-start), "In Progress" while in progress
+	Status    string  `json:"status"`    // the runstate status
+	Operator  string  `json:"operator"`  // actor of change.requested, else "system"
+}
+
+// Change is the change request the run carried out (addition).
+type Change struct {
+	ID        string `json:"id"`
+	Title     string `json:"title"`
+	Requester string `json:"requester"`
+	Type      string `json:"type"`
+	Priority  string `json:"priority"`
+}
+
+// Summary is the report's summary object.
+type Summary struct {
+	OverallStatus     string      `json:"overall_status"`
+	CriticalIssues    int         `json:"critical_issues"`
+	PerformanceStatus string      `json:"performance_status"`
+	TestResults       TestResults `json:"test_results"`
+}
+
+// TestResults is getTestSummary(): every test of the report, by outcome.
+type TestResults struct {
+	Passed int `json:"passed"`
+	Failed int `json:"failed"`
+	Total  int `json:"total"`
+}
+
+// Metrics is the report's metrics object.
+type Metrics struct {
+	// PreDeployment is the monitor's baseline (monitor.started), by metric.
+	PreDeployment map[string]float64 `json:"pre_deployment"`
+	// PostDeployment is the last value the monitor saw (monitor.completed).
+	PostDeployment map[string]float64 `json:"post_deployment"`
+	// Comparison has every metric found in both.
+	Comparison map[string]Comparison `json:"comparison"`
+	// Current is what the QC summary prints (the seed's this.metrics) (addition).
+	Current Current `json:"current"`
+}
+
+// Comparison of one metric before and after the deploy.
+type Comparison struct {
+	Pre    float64 `json:"pre"`
+	Post   float64 `json:"post"`
+	Change float64 `json:"change"` // post - pre
+	// ChangePercent is change / pre × 100, rounded to 2 decimals; null when pre is 0.
+	ChangePercent *float64 `json:"change_percent"`
+}
+
+// Current holds the values behind the QC summary's health and metric lines
+// (addition). A null number is printed "Unknown".
+type Current struct {
+	APIHealth             string   `json:"api_health"`
+	DBHealth              string   `json:"db_health"`
+	CacheHealth           string   `json:"cache_health"`
+	ErrorRate             *float64 `json:"error_rate"`
+	ErrorRateSource       string   `json:"error_rate_source,omitempty"`
+	ResponseTimeP95       *float64 `json:"response_time_p95"`
+	ResponseTimeP95Source string   `json:"response_time_p95_source,omitempty"`
+}
+
+// Tests is the report's tests object, by type. Never null: [] when empty.
+type Tests struct {
+	SmokeTests       []TestCase `json:"smoke_tests"`
+	RegressionTests  []TestCase `json:"regression_tests"`
+	PerformanceTests []TestCase `json:"performance_tests"`
+}
+
+// TestCase is one test of the report.
+type TestCase struct {
+	Name       string `json:"name"`
+	Type       string `json:"type"`   // smoke, regression, performance
+	Status     string `json:"status"` // PASS, FAIL
+	DurationMS int64  `json:"duration_ms"`
+	Details    string `json:"details,omitempty"`
+	Error      string `json:"error,omitempty"`
+}
+
+// Severities of issues. The QC summary's "Critical Issues" counts CRITICAL.
+const (
+	SeverityCritical = "CRITICAL"
+	SeverityWarning  = "WARNING"
+)
+
+// Issue is one entry of the report's issues.
+type Issue struct {
+	Severity  string   `json:"severity"`
+	Type      string   `json:"type"` // THRESHOLD, PLAN, PREFLIGHT, DEPLOY, ROLLBACK, TEST, APPROVAL, DEAD_LETTER (addition)
+	Metric    string   `json:"metric,omitempty"`
+	Value     *float64 `json:"value,omitempty"`
+	Threshold *float64 `json:"threshold,omitempty"`
+	Message   string   `json:"message"`
+	Time      string   `json:"time"` // of the event that reported it (addition)
+}
+
+// Rollback is the report's rollback object.
+type Rollback struct {
+	Executed    bool    `json:"executed"`     // status ROLLED_BACK or ROLLBACK_FAILED
+	Reason      *string `json:"reason"`       // rollback.started's reason (else the request's), null when none started
+	Duration    *string `json:"duration"`     // rollback.started → rollback.done/failed, null otherwise
+	RequestedBy *string `json:"requested_by"` // monitor, tester, deployer, operator (addition)
+}
+
+// Recommendation is one entry of generateRecommendations().
+type Recommendation struct {
+	Type        string `json:"type"`
+	Priority    string `json:"priority"`
+	Description string `json:"description"`
+}
+
+// Phase is how long one phase of the run took.
+type Phase struct {
+	Name     string // preflight, deploy, verify, rollback, total
+	Duration time.Duration
+}
+
+// Result is everything Generate makes of one run.
+type Result struct {
+	RunID  string
+	Status runstate.Status
+	// Final reports whether the run reached a final status; a report of a
+	// run in progress is a preview.
+	Final bool
+	// FinalEvent is the event that made the run final (nil while in progress).
+	FinalEvent *runbookv1.Event
+	Report     Report
+	// JSON is the report, indented with two spaces, keys in the seed's order.
+	JSON []byte
+	// QCSummary is generate12LineQCSummary()'s text, without a final newline.
+	QCSummary string
+	// Phases are the durations of the phases the run went through, in the
+	// order preflight, deploy, verify, rollback, total.
+	Phases []Phase
+}
+
+// Generate folds the events of run runID, in stream order, into its report.
+// Events of other runs, and repeated event ids, are ignored.
+func Generate(runID string, events []*runbookv1.Event) (*Result, error) {
+	f := newFold(runID)
+	for _, ev := range events {
+		if f.done {
+			break
+		}
+		f.apply(ev)
+	}
+	res := f.result()
+	data, err := encodeJSON(&res.Report)
+	if err != nil {
+		return nil, fmt.Errorf("report of run %s: %w", runID, err)
+	}
+	res.JSON = data
+	return res, nil
+}
+
+// encodeJSON is json.MarshalIndent with two spaces, without HTML escaping
+// (a message "p95 > 2100" stays readable) and without a final newline.
+func encodeJSON(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
+		return nil, fmt.Errorf("encode report: %w", err)
+	}
+	return bytes.TrimRight(buf.Bytes(), "\n"), nil
+}
