@@ -33,7 +33,7 @@ wait_for "runbook serve" curl -fsS "http://$HTTP_ADDR/healthz"
 
 echo
 echo "== 1/2 good release: examples/plans/good.yaml"
-$BIN/runbook validate examples/plans/good.yaml | tail -n 3
+$BIN/runbook validate examples/plans/good.yaml | tail -n 1
 $BIN/runbook submit --watch examples/plans/good.yaml
 good=$?
 

@@ -92,8 +92,9 @@ func examplePlan(t *testing.T, name string, tg *target, edit func(string) string
 }
 
 type pipeline struct {
-	srv *allinone.Server
-	bus *eventbus.Bus
+	srv  *allinone.Server
+	bus  *eventbus.Bus
+	stop func() // shuts the pipeline down and waits; safe to call twice
 }
 
 func startPipeline(t *testing.T, tweak func(*allinone.Options)) *pipeline {
@@ -109,22 +110,26 @@ func startPipeline(t *testing.T, tweak func(*allinone.Options)) *pipeline {
 	}
 	done := make(chan error, 1)
 	go func() { done <- srv.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	})
 	nc, err := eventbus.Connect(srv.NATSURL(), "e2e")
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(nc.Close)
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			nc.Close()
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("serve: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
 	bus, err := eventbus.NewBus(ctx, nc, eventbus.Options{Source: "e2e"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &pipeline{srv: srv, bus: bus}
+	return &pipeline{srv: srv, bus: bus, stop: stop}
 }
 
 func (p *pipeline) submit(t *testing.T, data []byte) string {
@@ -182,6 +187,16 @@ func index(evs []*runbookv1.Event, typ string) int {
 		}
 	}
 	return -1
+}
+
+func countType(evs []*runbookv1.Event, typ string) int {
+	n := 0
+	for _, e := range evs {
+		if e.Type == typ {
+			n++
+		}
+	}
+	return n
 }
 
 func noDuplicateIDs(t *testing.T, evs []*runbookv1.Event) {
