@@ -186,14 +186,9 @@ func (b *Bus) RunHistory(ctx context.Context, runID string) ([]Envelope, error) 
 // sequence startSeq (0: the beginning) up to the end of the stream as it was
 // when Scan started, in order.
 func (b *Bus) Scan(ctx context.Context, filters []string, startSeq uint64, fn func(Envelope) error) error {
-	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: filters, DeliverPolicy: jetstream.DeliverAllPolicy}
-	if startSeq > 0 {
-		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
-		cfg.OptStartSeq = startSeq
-	}
-	cons, err := b.audit.OrderedConsumer(ctx, cfg)
+	cons, err := b.ordered(ctx, filters, startSeq)
 	if err != nil {
-		return fmt.Errorf("ordered consumer on %v: %w", filters, err)
+		return err
 	}
 	info, err := cons.Info(ctx)
 	if err != nil {
@@ -239,14 +234,9 @@ func (b *Bus) Scan(ctx context.Context, filters []string, startSeq uint64, fn fu
 // beginning), live, until ctx ends or fn returns an error (io.EOF from fn
 // ends Follow without error).
 func (b *Bus) Follow(ctx context.Context, filters []string, startSeq uint64, fn func(Envelope) error) error {
-	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: filters, DeliverPolicy: jetstream.DeliverAllPolicy}
-	if startSeq > 0 {
-		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
-		cfg.OptStartSeq = startSeq
-	}
-	cons, err := b.audit.OrderedConsumer(ctx, cfg)
+	cons, err := b.ordered(ctx, filters, startSeq)
 	if err != nil {
-		return fmt.Errorf("ordered consumer on %v: %w", filters, err)
+		return err
 	}
 	it, err := cons.Messages()
 	if err != nil {
@@ -278,6 +268,21 @@ func (b *Bus) Follow(ctx context.Context, filters []string, startSeq uint64, fn 
 			return err
 		}
 	}
+}
+
+// ordered makes an ordered consumer on the audit stream from startSeq (0:
+// the beginning).
+func (b *Bus) ordered(ctx context.Context, filters []string, startSeq uint64) (jetstream.Consumer, error) {
+	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: filters, DeliverPolicy: jetstream.DeliverAllPolicy}
+	if startSeq > 0 {
+		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+		cfg.OptStartSeq = startSeq
+	}
+	cons, err := b.audit.OrderedConsumer(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("ordered consumer on %v: %w", filters, err)
+	}
+	return cons, nil
 }
 
 var errStopFollow = errors.New("stop following")

@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -111,17 +112,16 @@ func run(ctx context.Context, name string, o Options, build func(Deps) (Service,
 	sctx, scancel := context.WithTimeout(context.Background(), o.ShutdownAfter)
 	defer scancel()
 	_ = srv.Shutdown(sctx)
-	if err := drain(sctx, nc); err != nil {
+	if err := Drain(sctx, nc); err != nil {
 		log.Warn("NATS drain", "err", err)
 	}
 	log.Info("stopped")
 	return runErr
 }
 
-func drain(ctx context.Context, nc interface {
-	Drain() error
-	IsClosed() bool
-}) error {
+// Drain drains the NATS connection (pending publishes flushed, subscriptions
+// ended) and waits until it is closed or ctx ends.
+func Drain(ctx context.Context, nc *nats.Conn) error {
 	if err := nc.Drain(); err != nil {
 		return err
 	}

@@ -221,7 +221,7 @@ type stepFailure struct {
 func (s *Service) runList(ctx context.Context, run string, cr *runbookv1.Event, phase, list string, ss []plan.Step, v *runView, done *int32) *stepFailure {
 	for i, st := range ss {
 		k := stepKey{list, int32(i)}
-		name := stepName(st, i)
+		name := st.Label()
 		if v.succeeded[k] {
 			*done++
 			continue
@@ -408,18 +408,6 @@ func (s *Service) rollback(ctx context.Context, ev *runbookv1.Event, rr *runbook
 		log.Info("rolled back", "steps", done)
 	}
 	return nil
-}
-
-func stepName(st plan.Step, i int) string {
-	switch {
-	case st.Name != "":
-		return st.Name
-	case st.Text != "":
-		return st.Text
-	case st.Command != nil && len(st.Command.Argv) > 0:
-		return strings.Join(st.Command.Argv, " ")
-	}
-	return fmt.Sprintf("step %d", i+1)
 }
 
 // sleep waits d or until ctx ends; it reports whether d passed.

@@ -168,11 +168,13 @@ func TestResumeAfterCrash(t *testing.T) {
 			}
 			p := planWith(h.log, step("one", "")+step("two", extra), step("undo", ""))
 			// History as a crashed deployer left it: step one done, step two started.
-			h.publish(t, changeRequested(run, p), preflightPassed(run),
+			// preflight.passed comes last, so the deployer sees the whole history.
+			h.publish(t, changeRequested(run, p),
 				eventbus.New(run, &runbookv1.Event_DeployStarted{DeployStarted: &runbookv1.DeployStarted{Steps: 2}}),
 				eventbus.New(run, &runbookv1.Event_DeployStepStarted{DeployStepStarted: &runbookv1.StepEvent{List: "steps", Index: 0, Attempt: 1}}, "steps", 0, "attempt-1"),
 				eventbus.New(run, &runbookv1.Event_DeployStepSucceeded{DeployStepSucceeded: &runbookv1.StepEvent{List: "steps", Index: 0, Attempt: 1}}, "steps", 0, "attempt-1"),
 				eventbus.New(run, &runbookv1.Event_DeployStepStarted{DeployStepStarted: &runbookv1.StepEvent{List: "steps", Index: 1, Attempt: 1}}, "steps", 1, "attempt-1"),
+				preflightPassed(run),
 			)
 			if idem {
 				h.waitFor(t, run, "deploy.done")

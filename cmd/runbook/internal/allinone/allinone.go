@@ -199,10 +199,8 @@ func (s *Server) close() {
 		_ = s.httpSrv.Shutdown(ctx)
 	}
 	if s.nc != nil {
-		if err := s.nc.Drain(); err == nil {
-			for !s.nc.IsClosed() && ctx.Err() == nil {
-				time.Sleep(5 * time.Millisecond)
-			}
+		if err := svcmain.Drain(ctx, s.nc); err != nil {
+			s.log.Warn("NATS drain", "err", err)
 		}
 		s.nc.Close()
 	}

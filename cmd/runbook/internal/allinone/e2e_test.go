@@ -97,7 +97,7 @@ type pipeline struct {
 	stop func() // shuts the pipeline down and waits; safe to call twice
 }
 
-func startPipeline(t *testing.T, tweak func(*allinone.Options)) *pipeline {
+func startPipeline(t testing.TB, tweak func(*allinone.Options)) *pipeline {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	o := allinone.Options{DataDir: t.TempDir(), NATSListen: "127.0.0.1:0", NoSync: true}
@@ -132,7 +132,7 @@ func startPipeline(t *testing.T, tweak func(*allinone.Options)) *pipeline {
 	return &pipeline{srv: srv, bus: bus, stop: stop}
 }
 
-func (p *pipeline) submit(t *testing.T, data []byte) string {
+func (p *pipeline) submit(t testing.TB, data []byte) string {
 	t.Helper()
 	pl, issues := plan.Parse("test.yaml", data)
 	if pl == nil {
@@ -146,7 +146,7 @@ func (p *pipeline) submit(t *testing.T, data []byte) string {
 }
 
 // report waits for the run's report.ready.
-func (p *pipeline) report(t *testing.T, run string, d time.Duration) *runbookv1.ReportReady {
+func (p *pipeline) report(t testing.TB, run string, d time.Duration) *runbookv1.ReportReady {
 	t.Helper()
 	var rr *runbookv1.ReportReady
 	natstest.Eventually(t, d, "report.ready of "+run, func() bool {
@@ -159,7 +159,7 @@ func (p *pipeline) report(t *testing.T, run string, d time.Duration) *runbookv1.
 	return rr
 }
 
-func (p *pipeline) history(t *testing.T, run string) []*runbookv1.Event {
+func (p *pipeline) history(t testing.TB, run string) []*runbookv1.Event {
 	t.Helper()
 	h, err := p.bus.RunHistory(context.Background(), run)
 	if err != nil {
@@ -199,7 +199,7 @@ func countType(evs []*runbookv1.Event, typ string) int {
 	return n
 }
 
-func noDuplicateIDs(t *testing.T, evs []*runbookv1.Event) {
+func noDuplicateIDs(t testing.TB, evs []*runbookv1.Event) {
 	t.Helper()
 	seen := map[string]bool{}
 	for _, e := range evs {
@@ -415,4 +415,14 @@ deploy:
 			t.Errorf("run %s has %d report.ready", r, c)
 		}
 	}
+}
+
+func natsConn(t testing.TB, url string) *nats.Conn {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
 }

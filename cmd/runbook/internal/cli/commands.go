@@ -132,31 +132,34 @@ func watchCmd(g *globals) *cobra.Command {
 		Short: "Follow a run live, phase by phase, until its report is ready",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			bus, closeFn, err := g.connect(cmd.Context())
+			bus, closeFn, err := g.connectRun(cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}
 			defer closeFn()
-			if err := requireRun(cmd.Context(), bus, args[0]); err != nil {
-				return err
-			}
 			return watchRun(cmd.Context(), bus, args[0], g)
 		},
 	}
 }
 
-func requireRun(ctx context.Context, bus *eventbus.Bus, run string) error {
+// connectRun connects and checks that run exists.
+func (g *globals) connectRun(ctx context.Context, run string) (*eventbus.Bus, func(), error) {
 	if err := eventbus.ValidateRunID(run); err != nil {
-		return &exitError{2, err}
+		return nil, nil, &exitError{2, err}
+	}
+	bus, closeFn, err := g.connect(ctx)
+	if err != nil {
+		return nil, nil, err
 	}
 	e, err := bus.LastEvent(ctx, run, "change.requested")
+	if err == nil && e == nil {
+		err = &exitError{2, fmt.Errorf("no run %s (list runs with `runbook runs`)", run)}
+	}
 	if err != nil {
-		return err
+		closeFn()
+		return nil, nil, err
 	}
-	if e == nil {
-		return &exitError{2, fmt.Errorf("no run %s (list runs with `runbook runs`)", run)}
-	}
-	return nil
+	return bus, closeFn, nil
 }
 
 func watchRun(ctx context.Context, bus *eventbus.Bus, run string, g *globals) error {
@@ -237,14 +240,11 @@ func reportCmd(g *globals) *cobra.Command {
 		Short: "Print a run's 12-line QC summary (or its report JSON)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			bus, closeFn, err := g.connect(cmd.Context())
+			bus, closeFn, err := g.connectRun(cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}
 			defer closeFn()
-			if err := requireRun(cmd.Context(), bus, args[0]); err != nil {
-				return err
-			}
 			e, err := bus.LastEvent(cmd.Context(), args[0], "report.ready")
 			if err != nil {
 				return err

@@ -1,0 +1,177 @@
+package allinone_test
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/kis-core/runbook/cmd/runbook/internal/allinone"
+	"github.com/kis-core/runbook/eventbus/embedded"
+)
+
+// BenchmarkRawJetStream is the ceiling: publish and consume (with acks) on
+// the embedded server, no runbook code, with and without fsync per write.
+func BenchmarkRawJetStream(b *testing.B) {
+	for _, fsync := range []bool{true, false} {
+		b.Run(fmt.Sprintf("sync=%v", fsync), func(b *testing.B) {
+			s, err := embedded.Start(embedded.Options{Port: -1, StoreDir: b.TempDir(), NoSync: !fsync})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Shutdown()
+			nc := natsConn(b, s.ClientURL())
+			js, _ := jetstream.New(nc)
+			ctx := context.Background()
+			st, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "RAW", Subjects: []string{"raw.>"}, Storage: jetstream.FileStorage})
+			if err != nil {
+				b.Fatal(err)
+			}
+			cons, _ := st.CreateConsumer(ctx, jetstream.ConsumerConfig{Durable: "c", AckPolicy: jetstream.AckExplicitPolicy, MaxAckPending: 1024})
+			payload := make([]byte, 300) // about the size of a step event
+			got := make(chan struct{}, 1024)
+			cc, err := cons.Consume(func(m jetstream.Msg) { _ = m.Ack(); got <- struct{}{} })
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer cc.Stop()
+			b.ResetTimer()
+			go func() {
+				for i := 0; i < b.N; i++ {
+					if _, err := js.PublishAsync(fmt.Sprintf("raw.%d", i%64), payload); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			}()
+			for i := 0; i < b.N; i++ {
+				<-got
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+		})
+	}
+}
+
+const benchPlan = `change_request: {id: CR-BENCH, title: "bench", type: maintenance, priority: low}
+requester: {name: bench, role: SRE, contact: bench@example.com}
+preflight:
+  checks:
+    - {name: path, env: {required: [PATH]}}
+deploy:
+  steps:
+%s`
+
+func stepsYAML(n int) string {
+	var b strings.Builder
+	for i := range n {
+		fmt.Fprintf(&b, "    - {name: s%d, command: {argv: [\"true\"]}}\n", i)
+	}
+	return b.String()
+}
+
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	sort.Float64s(xs)
+	return xs[len(xs)/2]
+}
+
+// BenchmarkPipeline submits N runs of a plan with a trivial check and step
+// at once and waits for every report: throughput in runs/s and events/s,
+// plus the median time from change.requested to the first deploy step.
+func BenchmarkPipeline(b *testing.B) {
+	for _, n := range []int{1, 50, 200} {
+		for _, fsync := range []bool{true, false} {
+			b.Run(fmt.Sprintf("runs=%d/sync=%v", n, fsync), func(b *testing.B) {
+				p := startPipeline(b, func(o *allinone.Options) { o.NoSync = !fsync })
+				data := []byte(fmt.Sprintf(benchPlan, stepsYAML(1)))
+				var events int
+				var firstStep []float64
+				lost := 0
+				b.ResetTimer()
+				for range b.N {
+					runs := make([]string, n)
+					var wg sync.WaitGroup
+					for i := range n {
+						wg.Add(1)
+						go func() { defer wg.Done(); runs[i] = p.submit(b, data) }()
+					}
+					wg.Wait()
+					for _, r := range runs {
+						if rr := p.report(b, r, 120*time.Second); rr.Status != "SUCCESS" {
+							lost++
+						}
+					}
+					b.StopTimer()
+					for _, r := range runs {
+						h := p.history(b, r)
+						events += len(h)
+						if c := countType(h, "report.ready"); c != 1 {
+							b.Errorf("run %s: %d reports", r, c)
+						}
+						var req, step time.Time
+						for _, e := range h {
+							if e.Type == "change.requested" {
+								req = e.Time.AsTime()
+							}
+							if e.Type == "deploy.step.started" && step.IsZero() {
+								step = e.Time.AsTime()
+							}
+						}
+						firstStep = append(firstStep, float64(step.Sub(req).Microseconds())/1000)
+					}
+					b.StartTimer()
+				}
+				b.StopTimer()
+				if lost > 0 {
+					b.Fatalf("%d runs did not end SUCCESS", lost)
+				}
+				secs := b.Elapsed().Seconds()
+				b.ReportMetric(float64(n*b.N)/secs, "runs/s")
+				b.ReportMetric(float64(events)/secs, "events/s")
+				b.ReportMetric(median(firstStep), "ms-to-first-step-p50")
+			})
+		}
+	}
+}
+
+// BenchmarkStepOverhead runs a deploy of 50 `true` steps and compares the
+// time per step in the pipeline with running `true` directly.
+func BenchmarkStepOverhead(b *testing.B) {
+	const steps = 50
+	p := startPipeline(b, func(o *allinone.Options) { o.NoSync = false })
+	data := []byte(fmt.Sprintf(benchPlan, stepsYAML(steps)))
+	var direct, piped []float64
+	for range b.N {
+		for range steps {
+			t0 := time.Now()
+			if err := exec.Command("true").Run(); err != nil {
+				b.Fatal(err)
+			}
+			direct = append(direct, float64(time.Since(t0).Microseconds())/1000)
+		}
+		run := p.submit(b, data)
+		p.report(b, run, 120*time.Second)
+		var starts []time.Time
+		for _, e := range p.history(b, run) {
+			if s := e.GetDeployStepStarted(); s != nil && s.GetList() == "steps" {
+				starts = append(starts, e.Time.AsTime())
+			}
+		}
+		for i := 1; i < len(starts); i++ {
+			piped = append(piped, float64(starts[i].Sub(starts[i-1]).Microseconds())/1000)
+		}
+	}
+	d, pp := median(direct), median(piped)
+	b.ReportMetric(d, "ms/step-direct-p50")
+	b.ReportMetric(pp, "ms/step-runbook-p50")
+	b.ReportMetric(pp-d, "ms/step-overhead-p50")
+}
