@@ -53,8 +53,8 @@ demo: build ## the estimator demo target, runbook serve, and both example plans,
 	@bash scripts/demo.sh
 
 bench: ## benchmarks; figures go into BENCHMARKS.md
-	$(GO) test -run '^$$' -bench RawJetStream -benchtime 20000x -count 1 ./cmd/runbook/internal/allinone/
-	$(GO) test -run '^$$' -bench 'Pipeline|StepOverhead' -benchtime 1x -count 1 -timeout 20m ./cmd/runbook/internal/allinone/
+	$(GO) test -run '^$$' -bench RawJetStream -benchtime 10000x -count 1 ./cmd/runbook/internal/allinone/
+	$(GO) test -run '^$$' -bench 'Pipeline|FirstStepLatency|StepOverhead' -benchtime 1x -count 1 -timeout 20m ./cmd/runbook/internal/allinone/
 
 clean:
 	rm -rf $(BIN) $(DEMO_DIR)

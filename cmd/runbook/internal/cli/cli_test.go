@@ -8,6 +8,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/kis-core/runbook/cmd/runbook/internal/cli"
 	"github.com/kis-core/runbook/eventbus"
@@ -126,5 +129,47 @@ func TestNewRunID(t *testing.T) {
 	}
 	if s := cli.NewRunID(mustTime("2025-09-22T14:30:00Z"), 1); !strings.HasPrefix(s, "DEPLOY-20250922-143000-") || eventbus.ValidateRunID(s) != nil {
 		t.Fatalf("%s", s)
+	}
+}
+
+func TestServeAgainstExternalNATS(t *testing.T) {
+	t.Parallel()
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	closedAddr := l.Addr().String()
+	l.Close()
+	code, _, errOut := run(t, "serve", "--nats-url", "nats://"+closedAddr, "--http-listen", "127.0.0.1:0")
+	if code != 1 || !strings.Contains(errOut, "cannot reach NATS") || strings.Count(strings.TrimSpace(errOut), "\n") != 0 {
+		t.Fatalf("unreachable external NATS: exit %d %q", code, errOut)
+	}
+
+	s := natstest.Server(t)
+	nc := natstest.Conn(t, s)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	var errBuf bytes.Buffer
+	go func() {
+		done <- cli.Execute(ctx, []string{"serve", "--nats-url", s.ClientURL(), "--http-listen", "127.0.0.1:0", "--log-level", "error"}, &bytes.Buffer{}, &errBuf)
+	}()
+	// The services provision the streams on the external server and create their consumers.
+	natstest.Eventually(t, 15*time.Second, "consumers on the external server", func() bool {
+		js, _ := jetstream.New(nc)
+		st, err := js.Stream(context.Background(), eventbus.AuditStream)
+		if err != nil {
+			return false
+		}
+		n := 0
+		for range st.ListConsumers(context.Background()).Info() {
+			n++
+		}
+		return n == 5
+	})
+	cancel()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Fatalf("serve exited %d: %s", code, errBuf.String())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("serve did not stop within 20s of its context ending")
 	}
 }

@@ -32,16 +32,17 @@ dir after a restart gives back the same runs. Every write is fsynced before
 it is acknowledged (an approval or a rollback decision must survive a power
 cut); --no-sync trades that for speed.
 
-With --external the services connect to --nats-url (a server or cluster,
-NATS 2.10 or newer) instead of starting one.
+With --nats-url (or --external, to take the URL from RUNBOOK_NATS_URL) the
+services connect to that server or cluster (NATS 2.10 or newer) instead of
+starting one.
 
 /metrics and /healthz are served on --http-listen.`,
 		Example: `  runbook serve --nats-listen 127.0.0.1:14222 --data-dir .runbook/data
-  runbook serve --external --nats-url nats://n1:4222,nats://n2:4222 --replicas 3`,
+  runbook serve --nats-url nats://n1:4222,nats://n2:4222,nats://n3:4222 --replicas 3`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o.Log = svcmain.NewLogger(logLevel)
-			if external {
+			if external || cmd.Flags().Changed("nats-url") {
 				o.NATSURL = g.natsURL
 			}
 			srv, err := allinone.New(cmd.Context(), o)
@@ -56,7 +57,7 @@ NATS 2.10 or newer) instead of starting one.
 	f.StringVar(&o.DataDir, "data-dir", filepath.Join(".runbook", "data"), "JetStream data directory of the embedded server")
 	f.StringVar(&o.NATSListen, "nats-listen", "127.0.0.1:4222", "where the embedded NATS server accepts clients (port 0: any free port)")
 	f.StringVar(&o.HTTPListen, "http-listen", "127.0.0.1:9464", "address of /metrics and /healthz")
-	f.BoolVar(&external, "external", false, "connect to --nats-url instead of embedding a server")
+	f.BoolVar(&external, "external", false, "connect to RUNBOOK_NATS_URL / --nats-url instead of embedding a server")
 	f.BoolVar(&o.NoSync, "no-sync", false, "do not fsync every write (faster; loses acknowledged events on power loss)")
 	f.IntVar(&o.Replicas, "replicas", 1, "stream replicas when creating the streams (3 in a cluster)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
