@@ -143,6 +143,9 @@ func (s *Service) catchUp(ctx context.Context, runID string) error {
 // every event type with the durable consumer until ctx ends.
 func (s *Service) Run(ctx context.Context) error {
 	if err := s.Start(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil // shut down while rebuilding: nothing was left half-done
+		}
 		return err
 	}
 	r := eventbus.NewRouter(s.bus, s.o.Consumer, s.log, s.em)

@@ -157,11 +157,16 @@ func TestServeAgainstExternalNATS(t *testing.T) {
 		if err != nil {
 			return false
 		}
-		n := 0
-		for range st.ListConsumers(context.Background()).Info() {
-			n++
+		durables := map[string]bool{}
+		for ci := range st.ListConsumers(context.Background()).Info() {
+			durables[ci.Config.Durable] = true
 		}
-		return n == 5
+		for _, name := range []string{"preflight", "deployer", "monitor", "tester", "reporter"} {
+			if !durables[name] {
+				return false
+			}
+		}
+		return true
 	})
 	cancel()
 	select {
