@@ -876,7 +876,9 @@ type ChangeRequested struct {
 	Title     string `protobuf:"bytes,4,opt,name=title,proto3" json:"title,omitempty"`
 	Requester string `protobuf:"bytes,5,opt,name=requester,proto3" json:"requester,omitempty"`
 	// Operator options of this run (e.g. shortened windows for a rehearsal).
-	Options       map[string]string `protobuf:"bytes,6,rep,name=options,proto3" json:"options,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Options map[string]string `protobuf:"bytes,6,rep,name=options,proto3" json:"options,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// sha256 (hex) of plan_yaml: approvals bind to it.
+	PlanSha256    string `protobuf:"bytes,7,opt,name=plan_sha256,json=planSha256,proto3" json:"plan_sha256,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -951,6 +953,13 @@ func (x *ChangeRequested) GetOptions() map[string]string {
 		return x.Options
 	}
 	return nil
+}
+
+func (x *ChangeRequested) GetPlanSha256() string {
+	if x != nil {
+		return x.PlanSha256
+	}
+	return ""
 }
 
 type PlanError struct {
@@ -1277,17 +1286,79 @@ func (x *PreflightResult) GetReason() string {
 	return ""
 }
 
+type BackupFile struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"` // relative to the backup directory
+	Size          int64                  `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
+	Sha256        string                 `protobuf:"bytes,3,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BackupFile) Reset() {
+	*x = BackupFile{}
+	mi := &file_runbook_v1_events_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BackupFile) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BackupFile) ProtoMessage() {}
+
+func (x *BackupFile) ProtoReflect() protoreflect.Message {
+	mi := &file_runbook_v1_events_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BackupFile.ProtoReflect.Descriptor instead.
+func (*BackupFile) Descriptor() ([]byte, []int) {
+	return file_runbook_v1_events_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *BackupFile) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *BackupFile) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *BackupFile) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
 type BackupDone struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Dir           string                 `protobuf:"bytes,1,opt,name=dir,proto3" json:"dir,omitempty"`
-	Files         []string               `protobuf:"bytes,2,rep,name=files,proto3" json:"files,omitempty"`
+	Dir           string                 `protobuf:"bytes,1,opt,name=dir,proto3" json:"dir,omitempty"`     // the run's own, timestamped backup directory
+	Files         []string               `protobuf:"bytes,2,rep,name=files,proto3" json:"files,omitempty"` // names, as in backup_metadata.json
+	FileDetails   []*BackupFile          `protobuf:"bytes,3,rep,name=file_details,json=fileDetails,proto3" json:"file_details,omitempty"`
+	MetadataPath  string                 `protobuf:"bytes,4,opt,name=metadata_path,json=metadataPath,proto3" json:"metadata_path,omitempty"` // backup_metadata.json
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *BackupDone) Reset() {
 	*x = BackupDone{}
-	mi := &file_runbook_v1_events_proto_msgTypes[7]
+	mi := &file_runbook_v1_events_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1299,7 +1370,7 @@ func (x *BackupDone) String() string {
 func (*BackupDone) ProtoMessage() {}
 
 func (x *BackupDone) ProtoReflect() protoreflect.Message {
-	mi := &file_runbook_v1_events_proto_msgTypes[7]
+	mi := &file_runbook_v1_events_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1312,7 +1383,7 @@ func (x *BackupDone) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackupDone.ProtoReflect.Descriptor instead.
 func (*BackupDone) Descriptor() ([]byte, []int) {
-	return file_runbook_v1_events_proto_rawDescGZIP(), []int{7}
+	return file_runbook_v1_events_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *BackupDone) GetDir() string {
@@ -1327,6 +1398,20 @@ func (x *BackupDone) GetFiles() []string {
 		return x.Files
 	}
 	return nil
+}
+
+func (x *BackupDone) GetFileDetails() []*BackupFile {
+	if x != nil {
+		return x.FileDetails
+	}
+	return nil
+}
+
+func (x *BackupDone) GetMetadataPath() string {
+	if x != nil {
+		return x.MetadataPath
+	}
+	return ""
 }
 
 type Risk struct {
@@ -1348,7 +1433,7 @@ type Risk struct {
 
 func (x *Risk) Reset() {
 	*x = Risk{}
-	mi := &file_runbook_v1_events_proto_msgTypes[8]
+	mi := &file_runbook_v1_events_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1360,7 +1445,7 @@ func (x *Risk) String() string {
 func (*Risk) ProtoMessage() {}
 
 func (x *Risk) ProtoReflect() protoreflect.Message {
-	mi := &file_runbook_v1_events_proto_msgTypes[8]
+	mi := &file_runbook_v1_events_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1373,7 +1458,7 @@ func (x *Risk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Risk.ProtoReflect.Descriptor instead.
 func (*Risk) Descriptor() ([]byte, []int) {
-	return file_runbook_v1_events_proto_rawDescGZIP(), []int{8}
+	return file_runbook_v1_events_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Risk) GetId() string {
@@ -1466,7 +1551,7 @@ type PlanAssessed struct {
 
 func (x *PlanAssessed) Reset() {
 	*x = PlanAssessed{}
-	mi := &file_runbook_v1_events_proto_msgTypes[9]
+	mi := &file_runbook_v1_events_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1478,7 +1563,7 @@ func (x *PlanAssessed) String() string {
 func (*PlanAssessed) ProtoMessage() {}
 
 func (x *PlanAssessed) ProtoReflect() protoreflect.Message {
-	mi := &file_runbook_v1_events_proto_msgTypes[9]
+	mi := &file_runbook_v1_events_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1491,7 +1576,7 @@ func (x *PlanAssessed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlanAssessed.ProtoReflect.Descriptor instead.
 func (*PlanAssessed) Descriptor() ([]byte, []int) {
-	return file_runbook_v1_events_proto_rawDescGZIP(), []int{9}
+	return file_runbook_v1_events_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *PlanAssessed) GetRisks() []*Risk {
@@ -1530,18 +1615,21 @@ func (x *PlanAssessed) GetApprovalsRequired() []string {
 }
 
 type Approval struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Role          string                 `protobuf:"bytes,1,opt,name=role,proto3" json:"role,omitempty"`
-	Approver      string                 `protobuf:"bytes,2,opt,name=approver,proto3" json:"approver,omitempty"`
-	Comment       string                 `protobuf:"bytes,3,opt,name=comment,proto3" json:"comment,omitempty"`
-	Reason        string                 `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"` // why refused
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Role     string                 `protobuf:"bytes,1,opt,name=role,proto3" json:"role,omitempty"`
+	Approver string                 `protobuf:"bytes,2,opt,name=approver,proto3" json:"approver,omitempty"`
+	Comment  string                 `protobuf:"bytes,3,opt,name=comment,proto3" json:"comment,omitempty"`
+	Reason   string                 `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"` // why refused / why rejected
+	// The plan this decision is about (ChangeRequested.plan_sha256): an
+	// approval binds to the exact plan.
+	PlanSha256    string `protobuf:"bytes,5,opt,name=plan_sha256,json=planSha256,proto3" json:"plan_sha256,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Approval) Reset() {
 	*x = Approval{}
-	mi := &file_runbook_v1_events_proto_msgTypes[10]
+	mi := &file_runbook_v1_events_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1553,7 +1641,7 @@ func (x *Approval) String() string {
 func (*Approval) ProtoMessage() {}
 
 func (x *Approval) ProtoReflect() protoreflect.Message {
-	mi := &file_runbook_v1_events_proto_msgTypes[10]
+	mi := &file_runbook_v1_events_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1566,7 +1654,7 @@ func (x *Approval) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Approval.ProtoReflect.Descriptor instead.
 func (*Approval) Descriptor() ([]byte, []int) {
-	return file_runbook_v1_events_proto_rawDescGZIP(), []int{10}
+	return file_runbook_v1_events_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Approval) GetRole() string {
@@ -1597,17 +1685,29 @@ func (x *Approval) GetReason() string {
 	return ""
 }
 
+func (x *Approval) GetPlanSha256() string {
+	if x != nil {
+		return x.PlanSha256
+	}
+	return ""
+}
+
 type RunWaiting struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Reason        string                 `protobuf:"bytes,1,opt,name=reason,proto3" json:"reason,omitempty"`
-	WaitingFor    []string               `protobuf:"bytes,2,rep,name=waiting_for,json=waitingFor,proto3" json:"waiting_for,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Reason string                 `protobuf:"bytes,1,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Roles still to approve, or "change_window".
+	WaitingFor []string `protobuf:"bytes,2,rep,name=waiting_for,json=waitingFor,proto3" json:"waiting_for,omitempty"`
+	// When the change window opens (waiting for the window).
+	Until *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=until,proto3" json:"until,omitempty"`
+	// When the run expires if still waiting (approval timeout, window end).
+	Deadline      *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=deadline,proto3" json:"deadline,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RunWaiting) Reset() {
 	*x = RunWaiting{}
-	mi := &file_runbook_v1_events_proto_msgTypes[11]
+	mi := &file_runbook_v1_events_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1619,7 +1719,7 @@ func (x *RunWaiting) String() string {
 func (*RunWaiting) ProtoMessage() {}
 
 func (x *RunWaiting) ProtoReflect() protoreflect.Message {
-	mi := &file_runbook_v1_events_proto_msgTypes[11]
+	mi := &file_runbook_v1_events_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1632,7 +1732,7 @@ func (x *RunWaiting) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunWaiting.ProtoReflect.Descriptor instead.
 func (*RunWaiting) Descriptor() ([]byte, []int) {
-	return file_runbook_v1_events_proto_rawDescGZIP(), []int{11}
+	return file_runbook_v1_events_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *RunWaiting) GetReason() string {
@@ -1649,6 +1749,20 @@ func (x *RunWaiting) GetWaitingFor() []string {
 	return nil
 }
 
+func (x *RunWaiting) GetUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Until
+	}
+	return nil
+}
+
+func (x *RunWaiting) GetDeadline() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Deadline
+	}
+	return nil
+}
+
 type RunEnded struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Reason        string                 `protobuf:"bytes,1,opt,name=reason,proto3" json:"reason,omitempty"`
@@ -1658,7 +1772,7 @@ type RunEnded struct {
 
 func (x *RunEnded) Reset() {
 	*x = RunEnded{}
-	mi := &file_runbook_v1_events_proto_msgTypes[12]
+	mi := &file_runbook_v1_events_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1670,7 +1784,7 @@ func (x *RunEnded) String() string {
 func (*RunEnded) ProtoMessage() {}
 
 func (x *RunEnded) ProtoReflect() protoreflect.Message {
-	mi := &file_runbook_v1_events_proto_msgTypes[12]
+	mi := &file_runbook_v1_events_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1683,7 +1797,7 @@ func (x *RunEnded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunEnded.ProtoReflect.Descriptor instead.
 func (*RunEnded) Descriptor() ([]byte, []int) {
-	return file_runbook_v1_events_proto_rawDescGZIP(), []int{12}
+	return file_runbook_v1_events_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RunEnded) GetReason() string {
@@ -1702,7 +1816,7 @@ type DeployStarted struct {
 
 func (x *DeployStarted) Reset() {
 	*x = DeployStarted{}
-	mi := &file_runbook_v1_events_proto_msgTypes[13]
+	mi := &file_runbook_v1_events_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1714,7 +1828,7 @@ func (x *DeployStarted) String() string {
 func (*DeployStarted) ProtoMessage() {}
 
 func (x *DeployStarted) ProtoReflect() protoreflect.Message {
-	mi := &file_runbook_v1_events_proto_msgTypes[13]
+	mi := &file_runbook_v1_events_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1727,7 +1841,7 @@ func (x *DeployStarted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeployStarted.ProtoReflect.Descriptor instead.
 func (*DeployStarted) Descriptor() ([]byte, []int) {
-	return file_runbook_v1_events_proto_rawDescGZIP(), []int{13}
+	return file_runbook_v1_events_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *DeployStarted) GetSteps() int32 {
@@ -1754,7 +1868,7 @@ type StepEvent struct {
 
 func (x *StepEvent) Reset() {
 	*x = StepEvent{}
-	mi := &file_runbook_v1_events_proto_msgTypes[14]
+	mi := &file_runbook_v1_events_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1766,7 +1880,7 @@ func (x *StepEvent) String() string {
 func (*StepEvent) ProtoMessage() {}
 
 func (x *StepEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_runbook_v1_events_proto_msgTypes[14]
+	mi := &file_runbook_v1_events_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1779,7 +1893,7 @@ func (x *StepEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StepEvent.ProtoReflect.Descriptor instead.
 func (*StepEvent) Descriptor() ([]byte, []int) {
-	return file_runbook_v1_events_proto_rawDescGZIP(), []int{14}
+	return file_runbook_v1_events_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *StepEvent) GetIndex() int32 {
@@ -1856,7 +1970,7 @@ type StepOutput struct {
 
 func (x *StepOutput) Reset() {
 	*x = StepOutput{}
-	mi := &file_runbook_v1_events_proto_msgTypes[15]
+	mi := &file_runbook_v1_events_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1868,7 +1982,7 @@ func (x *StepOutput) String() string {
 func (*StepOutput) ProtoMessage() {}
 
 func (x *StepOutput) ProtoReflect() protoreflect.Message {
-	mi := &file_runbook_v1_events_proto_msgTypes[15]
+	mi := &file_runbook_v1_events_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1881,7 +1995,7 @@ func (x *StepOutput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StepOutput.ProtoReflect.Descriptor instead.
 func (*StepOutput) Descriptor() ([]byte, []int) {
-	return file_runbook_v1_events_proto_rawDescGZIP(), []int{15}
+	return file_runbook_v1_events_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *StepOutput) GetIndex() int32 {
@@ -1917,7 +2031,7 @@ type DeployFinished struct {
 
 func (x *DeployFinished) Reset() {
 	*x = DeployFinished{}
-	mi := &file_runbook_v1_events_proto_msgTypes[16]
+	mi := &file_runbook_v1_events_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1929,7 +2043,7 @@ func (x *DeployFinished) String() string {
 func (*DeployFinished) ProtoMessage() {}
 
 func (x *DeployFinished) ProtoReflect() protoreflect.Message {
-	mi := &file_runbook_v1_events_proto_msgTypes[16]
+	mi := &file_runbook_v1_events_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1942,7 +2056,7 @@ func (x *DeployFinished) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeployFinished.ProtoReflect.Descriptor instead.
 func (*DeployFinished) Descriptor() ([]byte, []int) {
-	return file_runbook_v1_events_proto_rawDescGZIP(), []int{16}
+	return file_runbook_v1_events_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *DeployFinished) GetStepsSucceeded() int32 {
@@ -1986,7 +2100,7 @@ type RollbackRequested struct {
 
 func (x *RollbackRequested) Reset() {
 	*x = RollbackRequested{}
-	mi := &file_runbook_v1_events_proto_msgTypes[17]
+	mi := &file_runbook_v1_events_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1998,7 +2112,7 @@ func (x *RollbackRequested) String() string {
 func (*RollbackRequested) ProtoMessage() {}
 
 func (x *RollbackRequested) ProtoReflect() protoreflect.Message {
-	mi := &file_runbook_v1_events_proto_msgTypes[17]
+	mi := &file_runbook_v1_events_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2011,7 +2125,7 @@ func (x *RollbackRequested) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackRequested.ProtoReflect.Descriptor instead.
 func (*RollbackRequested) Descriptor() ([]byte, []int) {
-	return file_runbook_v1_events_proto_rawDescGZIP(), []int{17}
+	return file_runbook_v1_events_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *RollbackRequested) GetReason() string {
@@ -2060,7 +2174,7 @@ type RollbackStarted struct {
 
 func (x *RollbackStarted) Reset() {
 	*x = RollbackStarted{}
-	mi := &file_runbook_v1_events_proto_msgTypes[18]
+	mi := &file_runbook_v1_events_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2072,7 +2186,7 @@ func (x *RollbackStarted) String() string {
 func (*RollbackStarted) ProtoMessage() {}
 
 func (x *RollbackStarted) ProtoReflect() protoreflect.Message {
-	mi := &file_runbook_v1_events_proto_msgTypes[18]
+	mi := &file_runbook_v1_events_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2085,7 +2199,7 @@ func (x *RollbackStarted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackStarted.ProtoReflect.Descriptor instead.
 func (*RollbackStarted) Descriptor() ([]byte, []int) {
-	return file_runbook_v1_events_proto_rawDescGZIP(), []int{18}
+	return file_runbook_v1_events_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *RollbackStarted) GetReason() string {
@@ -2122,7 +2236,7 @@ type MetricSample struct {
 
 func (x *MetricSample) Reset() {
 	*x = MetricSample{}
-	mi := &file_runbook_v1_events_proto_msgTypes[19]
+	mi := &file_runbook_v1_events_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2134,7 +2248,7 @@ func (x *MetricSample) String() string {
 func (*MetricSample) ProtoMessage() {}
 
 func (x *MetricSample) ProtoReflect() protoreflect.Message {
-	mi := &file_runbook_v1_events_proto_msgTypes[19]
+	mi := &file_runbook_v1_events_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2147,7 +2261,7 @@ func (x *MetricSample) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetricSample.ProtoReflect.Descriptor instead.
 func (*MetricSample) Descriptor() ([]byte, []int) {
-	return file_runbook_v1_events_proto_rawDescGZIP(), []int{19}
+	return file_runbook_v1_events_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *MetricSample) GetRunId() string {
@@ -2196,7 +2310,7 @@ type MonitorStarted struct {
 
 func (x *MonitorStarted) Reset() {
 	*x = MonitorStarted{}
-	mi := &file_runbook_v1_events_proto_msgTypes[20]
+	mi := &file_runbook_v1_events_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2208,7 +2322,7 @@ func (x *MonitorStarted) String() string {
 func (*MonitorStarted) ProtoMessage() {}
 
 func (x *MonitorStarted) ProtoReflect() protoreflect.Message {
-	mi := &file_runbook_v1_events_proto_msgTypes[20]
+	mi := &file_runbook_v1_events_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2221,7 +2335,7 @@ func (x *MonitorStarted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MonitorStarted.ProtoReflect.Descriptor instead.
 func (*MonitorStarted) Descriptor() ([]byte, []int) {
-	return file_runbook_v1_events_proto_rawDescGZIP(), []int{20}
+	return file_runbook_v1_events_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *MonitorStarted) GetWindow() string {
@@ -2259,7 +2373,7 @@ type ThresholdViolated struct {
 
 func (x *ThresholdViolated) Reset() {
 	*x = ThresholdViolated{}
-	mi := &file_runbook_v1_events_proto_msgTypes[21]
+	mi := &file_runbook_v1_events_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2271,7 +2385,7 @@ func (x *ThresholdViolated) String() string {
 func (*ThresholdViolated) ProtoMessage() {}
 
 func (x *ThresholdViolated) ProtoReflect() protoreflect.Message {
-	mi := &file_runbook_v1_events_proto_msgTypes[21]
+	mi := &file_runbook_v1_events_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2284,7 +2398,7 @@ func (x *ThresholdViolated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ThresholdViolated.ProtoReflect.Descriptor instead.
 func (*ThresholdViolated) Descriptor() ([]byte, []int) {
-	return file_runbook_v1_events_proto_rawDescGZIP(), []int{21}
+	return file_runbook_v1_events_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ThresholdViolated) GetMetric() string {
@@ -2345,7 +2459,7 @@ type MonitorCompleted struct {
 
 func (x *MonitorCompleted) Reset() {
 	*x = MonitorCompleted{}
-	mi := &file_runbook_v1_events_proto_msgTypes[22]
+	mi := &file_runbook_v1_events_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2357,7 +2471,7 @@ func (x *MonitorCompleted) String() string {
 func (*MonitorCompleted) ProtoMessage() {}
 
 func (x *MonitorCompleted) ProtoReflect() protoreflect.Message {
-	mi := &file_runbook_v1_events_proto_msgTypes[22]
+	mi := &file_runbook_v1_events_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2370,7 +2484,7 @@ func (x *MonitorCompleted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MonitorCompleted.ProtoReflect.Descriptor instead.
 func (*MonitorCompleted) Descriptor() ([]byte, []int) {
-	return file_runbook_v1_events_proto_rawDescGZIP(), []int{22}
+	return file_runbook_v1_events_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *MonitorCompleted) GetSamples() int32 {
@@ -2425,7 +2539,7 @@ type TestStarted struct {
 
 func (x *TestStarted) Reset() {
 	*x = TestStarted{}
-	mi := &file_runbook_v1_events_proto_msgTypes[23]
+	mi := &file_runbook_v1_events_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2437,7 +2551,7 @@ func (x *TestStarted) String() string {
 func (*TestStarted) ProtoMessage() {}
 
 func (x *TestStarted) ProtoReflect() protoreflect.Message {
-	mi := &file_runbook_v1_events_proto_msgTypes[23]
+	mi := &file_runbook_v1_events_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2450,7 +2564,7 @@ func (x *TestStarted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TestStarted.ProtoReflect.Descriptor instead.
 func (*TestStarted) Descriptor() ([]byte, []int) {
-	return file_runbook_v1_events_proto_rawDescGZIP(), []int{23}
+	return file_runbook_v1_events_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *TestStarted) GetSmokeTests() int32 {
@@ -2481,7 +2595,7 @@ type TestCase struct {
 
 func (x *TestCase) Reset() {
 	*x = TestCase{}
-	mi := &file_runbook_v1_events_proto_msgTypes[24]
+	mi := &file_runbook_v1_events_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2493,7 +2607,7 @@ func (x *TestCase) String() string {
 func (*TestCase) ProtoMessage() {}
 
 func (x *TestCase) ProtoReflect() protoreflect.Message {
-	mi := &file_runbook_v1_events_proto_msgTypes[24]
+	mi := &file_runbook_v1_events_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2506,7 +2620,7 @@ func (x *TestCase) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TestCase.ProtoReflect.Descriptor instead.
 func (*TestCase) Descriptor() ([]byte, []int) {
-	return file_runbook_v1_events_proto_rawDescGZIP(), []int{24}
+	return file_runbook_v1_events_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *TestCase) GetName() string {
@@ -2562,7 +2676,7 @@ type TestSuiteResult struct {
 
 func (x *TestSuiteResult) Reset() {
 	*x = TestSuiteResult{}
-	mi := &file_runbook_v1_events_proto_msgTypes[25]
+	mi := &file_runbook_v1_events_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2574,7 +2688,7 @@ func (x *TestSuiteResult) String() string {
 func (*TestSuiteResult) ProtoMessage() {}
 
 func (x *TestSuiteResult) ProtoReflect() protoreflect.Message {
-	mi := &file_runbook_v1_events_proto_msgTypes[25]
+	mi := &file_runbook_v1_events_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2587,7 +2701,7 @@ func (x *TestSuiteResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TestSuiteResult.ProtoReflect.Descriptor instead.
 func (*TestSuiteResult) Descriptor() ([]byte, []int) {
-	return file_runbook_v1_events_proto_rawDescGZIP(), []int{25}
+	return file_runbook_v1_events_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *TestSuiteResult) GetTests() []*TestCase {
@@ -2623,7 +2737,7 @@ type LoadProgress struct {
 
 func (x *LoadProgress) Reset() {
 	*x = LoadProgress{}
-	mi := &file_runbook_v1_events_proto_msgTypes[26]
+	mi := &file_runbook_v1_events_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2635,7 +2749,7 @@ func (x *LoadProgress) String() string {
 func (*LoadProgress) ProtoMessage() {}
 
 func (x *LoadProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_runbook_v1_events_proto_msgTypes[26]
+	mi := &file_runbook_v1_events_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2648,7 +2762,7 @@ func (x *LoadProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LoadProgress.ProtoReflect.Descriptor instead.
 func (*LoadProgress) Descriptor() ([]byte, []int) {
-	return file_runbook_v1_events_proto_rawDescGZIP(), []int{26}
+	return file_runbook_v1_events_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *LoadProgress) GetElapsedMs() int64 {
@@ -2699,7 +2813,7 @@ type LoadResult struct {
 
 func (x *LoadResult) Reset() {
 	*x = LoadResult{}
-	mi := &file_runbook_v1_events_proto_msgTypes[27]
+	mi := &file_runbook_v1_events_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2711,7 +2825,7 @@ func (x *LoadResult) String() string {
 func (*LoadResult) ProtoMessage() {}
 
 func (x *LoadResult) ProtoReflect() protoreflect.Message {
-	mi := &file_runbook_v1_events_proto_msgTypes[27]
+	mi := &file_runbook_v1_events_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2724,7 +2838,7 @@ func (x *LoadResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LoadResult.ProtoReflect.Descriptor instead.
 func (*LoadResult) Descriptor() ([]byte, []int) {
-	return file_runbook_v1_events_proto_rawDescGZIP(), []int{27}
+	return file_runbook_v1_events_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *LoadResult) GetVus() int32 {
@@ -2823,7 +2937,7 @@ type TestOutcome struct {
 
 func (x *TestOutcome) Reset() {
 	*x = TestOutcome{}
-	mi := &file_runbook_v1_events_proto_msgTypes[28]
+	mi := &file_runbook_v1_events_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2835,7 +2949,7 @@ func (x *TestOutcome) String() string {
 func (*TestOutcome) ProtoMessage() {}
 
 func (x *TestOutcome) ProtoReflect() protoreflect.Message {
-	mi := &file_runbook_v1_events_proto_msgTypes[28]
+	mi := &file_runbook_v1_events_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2848,7 +2962,7 @@ func (x *TestOutcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TestOutcome.ProtoReflect.Descriptor instead.
 func (*TestOutcome) Descriptor() ([]byte, []int) {
-	return file_runbook_v1_events_proto_rawDescGZIP(), []int{28}
+	return file_runbook_v1_events_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *TestOutcome) GetPassed() int32 {
@@ -2890,7 +3004,7 @@ type ReportReady struct {
 
 func (x *ReportReady) Reset() {
 	*x = ReportReady{}
-	mi := &file_runbook_v1_events_proto_msgTypes[29]
+	mi := &file_runbook_v1_events_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2902,7 +3016,7 @@ func (x *ReportReady) String() string {
 func (*ReportReady) ProtoMessage() {}
 
 func (x *ReportReady) ProtoReflect() protoreflect.Message {
-	mi := &file_runbook_v1_events_proto_msgTypes[29]
+	mi := &file_runbook_v1_events_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2915,7 +3029,7 @@ func (x *ReportReady) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportReady.ProtoReflect.Descriptor instead.
 func (*ReportReady) Descriptor() ([]byte, []int) {
-	return file_runbook_v1_events_proto_rawDescGZIP(), []int{29}
+	return file_runbook_v1_events_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ReportReady) GetStatus() string {
@@ -2950,7 +3064,7 @@ type Notification struct {
 
 func (x *Notification) Reset() {
 	*x = Notification{}
-	mi := &file_runbook_v1_events_proto_msgTypes[30]
+	mi := &file_runbook_v1_events_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2962,7 +3076,7 @@ func (x *Notification) String() string {
 func (*Notification) ProtoMessage() {}
 
 func (x *Notification) ProtoReflect() protoreflect.Message {
-	mi := &file_runbook_v1_events_proto_msgTypes[30]
+	mi := &file_runbook_v1_events_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2975,7 +3089,7 @@ func (x *Notification) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Notification.ProtoReflect.Descriptor instead.
 func (*Notification) Descriptor() ([]byte, []int) {
-	return file_runbook_v1_events_proto_rawDescGZIP(), []int{30}
+	return file_runbook_v1_events_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Notification) GetChannel() string {
@@ -3014,7 +3128,7 @@ type DeadLettered struct {
 
 func (x *DeadLettered) Reset() {
 	*x = DeadLettered{}
-	mi := &file_runbook_v1_events_proto_msgTypes[31]
+	mi := &file_runbook_v1_events_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3026,7 +3140,7 @@ func (x *DeadLettered) String() string {
 func (*DeadLettered) ProtoMessage() {}
 
 func (x *DeadLettered) ProtoReflect() protoreflect.Message {
-	mi := &file_runbook_v1_events_proto_msgTypes[31]
+	mi := &file_runbook_v1_events_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3039,7 +3153,7 @@ func (x *DeadLettered) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeadLettered.ProtoReflect.Descriptor instead.
 func (*DeadLettered) Descriptor() ([]byte, []int) {
-	return file_runbook_v1_events_proto_rawDescGZIP(), []int{31}
+	return file_runbook_v1_events_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *DeadLettered) GetConsumer() string {
@@ -3153,7 +3267,7 @@ const file_runbook_v1_events_proto_rawDesc = "" +
 	"\x11notification_sent\x18Q \x01(\v2\x18.runbook.v1.NotificationH\x00R\x10notificationSent\x12K\n" +
 	"\x13notification_failed\x18R \x01(\v2\x18.runbook.v1.NotificationH\x00R\x12notificationFailed\x12J\n" +
 	"\x13event_dead_lettered\x18Z \x01(\v2\x18.runbook.v1.DeadLetteredH\x00R\x11eventDeadLetteredB\t\n" +
-	"\apayload\"\xa0\x02\n" +
+	"\apayload\"\xc1\x02\n" +
 	"\x0fChangeRequested\x12\x1b\n" +
 	"\tplan_yaml\x18\x01 \x01(\tR\bplanYaml\x12\x1f\n" +
 	"\vplan_source\x18\x02 \x01(\tR\n" +
@@ -3161,7 +3275,9 @@ const file_runbook_v1_events_proto_rawDesc = "" +
 	"\tchange_id\x18\x03 \x01(\tR\bchangeId\x12\x14\n" +
 	"\x05title\x18\x04 \x01(\tR\x05title\x12\x1c\n" +
 	"\trequester\x18\x05 \x01(\tR\trequester\x12B\n" +
-	"\aoptions\x18\x06 \x03(\v2(.runbook.v1.ChangeRequested.OptionsEntryR\aoptions\x1a:\n" +
+	"\aoptions\x18\x06 \x03(\v2(.runbook.v1.ChangeRequested.OptionsEntryR\aoptions\x12\x1f\n" +
+	"\vplan_sha256\x18\a \x01(\tR\n" +
+	"planSha256\x1a:\n" +
 	"\fOptionsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"{\n" +
@@ -3188,11 +3304,18 @@ const file_runbook_v1_events_proto_rawDesc = "" +
 	"\bblocking\x18\b \x01(\bR\bblocking\"Z\n" +
 	"\x0fPreflightResult\x12/\n" +
 	"\x06checks\x18\x01 \x03(\v2\x17.runbook.v1.CheckResultR\x06checks\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason\"4\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"L\n" +
+	"\n" +
+	"BackupFile\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x16\n" +
+	"\x06sha256\x18\x03 \x01(\tR\x06sha256\"\x94\x01\n" +
 	"\n" +
 	"BackupDone\x12\x10\n" +
 	"\x03dir\x18\x01 \x01(\tR\x03dir\x12\x14\n" +
-	"\x05files\x18\x02 \x03(\tR\x05files\"\xf1\x02\n" +
+	"\x05files\x18\x02 \x03(\tR\x05files\x129\n" +
+	"\ffile_details\x18\x03 \x03(\v2\x16.runbook.v1.BackupFileR\vfileDetails\x12#\n" +
+	"\rmetadata_path\x18\x04 \x01(\tR\fmetadataPath\"\xf1\x02\n" +
 	"\x04Risk\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12 \n" +
 	"\vdescription\x18\x02 \x01(\tR\vdescription\x12 \n" +
@@ -3213,17 +3336,21 @@ const file_runbook_v1_events_proto_rawDesc = "" +
 	"\x05level\x18\x02 \x01(\tR\x05level\x12\x1b\n" +
 	"\tmax_score\x18\x03 \x01(\x05R\bmaxScore\x12>\n" +
 	"\x1brequires_executive_approval\x18\x04 \x01(\bR\x19requiresExecutiveApproval\x12-\n" +
-	"\x12approvals_required\x18\x05 \x03(\tR\x11approvalsRequired\"l\n" +
+	"\x12approvals_required\x18\x05 \x03(\tR\x11approvalsRequired\"\x8d\x01\n" +
 	"\bApproval\x12\x12\n" +
 	"\x04role\x18\x01 \x01(\tR\x04role\x12\x1a\n" +
 	"\bapprover\x18\x02 \x01(\tR\bapprover\x12\x18\n" +
 	"\acomment\x18\x03 \x01(\tR\acomment\x12\x16\n" +
-	"\x06reason\x18\x04 \x01(\tR\x06reason\"E\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\x12\x1f\n" +
+	"\vplan_sha256\x18\x05 \x01(\tR\n" +
+	"planSha256\"\xaf\x01\n" +
 	"\n" +
 	"RunWaiting\x12\x16\n" +
 	"\x06reason\x18\x01 \x01(\tR\x06reason\x12\x1f\n" +
 	"\vwaiting_for\x18\x02 \x03(\tR\n" +
-	"waitingFor\"\"\n" +
+	"waitingFor\x120\n" +
+	"\x05until\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x05until\x126\n" +
+	"\bdeadline\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\bdeadline\"\"\n" +
 	"\bRunEnded\x12\x16\n" +
 	"\x06reason\x18\x01 \x01(\tR\x06reason\"%\n" +
 	"\rDeployStarted\x12\x14\n" +
@@ -3377,7 +3504,7 @@ func file_runbook_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_runbook_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_runbook_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
+var file_runbook_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
 var file_runbook_v1_events_proto_goTypes = []any{
 	(CheckStatus)(0),              // 0: runbook.v1.CheckStatus
 	(*Event)(nil),                 // 1: runbook.v1.Event
@@ -3387,96 +3514,100 @@ var file_runbook_v1_events_proto_goTypes = []any{
 	(*PreflightStarted)(nil),      // 5: runbook.v1.PreflightStarted
 	(*CheckResult)(nil),           // 6: runbook.v1.CheckResult
 	(*PreflightResult)(nil),       // 7: runbook.v1.PreflightResult
-	(*BackupDone)(nil),            // 8: runbook.v1.BackupDone
-	(*Risk)(nil),                  // 9: runbook.v1.Risk
-	(*PlanAssessed)(nil),          // 10: runbook.v1.PlanAssessed
-	(*Approval)(nil),              // 11: runbook.v1.Approval
-	(*RunWaiting)(nil),            // 12: runbook.v1.RunWaiting
-	(*RunEnded)(nil),              // 13: runbook.v1.RunEnded
-	(*DeployStarted)(nil),         // 14: runbook.v1.DeployStarted
-	(*StepEvent)(nil),             // 15: runbook.v1.StepEvent
-	(*StepOutput)(nil),            // 16: runbook.v1.StepOutput
-	(*DeployFinished)(nil),        // 17: runbook.v1.DeployFinished
-	(*RollbackRequested)(nil),     // 18: runbook.v1.RollbackRequested
-	(*RollbackStarted)(nil),       // 19: runbook.v1.RollbackStarted
-	(*MetricSample)(nil),          // 20: runbook.v1.MetricSample
-	(*MonitorStarted)(nil),        // 21: runbook.v1.MonitorStarted
-	(*ThresholdViolated)(nil),     // 22: runbook.v1.ThresholdViolated
-	(*MonitorCompleted)(nil),      // 23: runbook.v1.MonitorCompleted
-	(*TestStarted)(nil),           // 24: runbook.v1.TestStarted
-	(*TestCase)(nil),              // 25: runbook.v1.TestCase
-	(*TestSuiteResult)(nil),       // 26: runbook.v1.TestSuiteResult
-	(*LoadProgress)(nil),          // 27: runbook.v1.LoadProgress
-	(*LoadResult)(nil),            // 28: runbook.v1.LoadResult
-	(*TestOutcome)(nil),           // 29: runbook.v1.TestOutcome
-	(*ReportReady)(nil),           // 30: runbook.v1.ReportReady
-	(*Notification)(nil),          // 31: runbook.v1.Notification
-	(*DeadLettered)(nil),          // 32: runbook.v1.DeadLettered
-	nil,                           // 33: runbook.v1.ChangeRequested.OptionsEntry
-	nil,                           // 34: runbook.v1.MonitorCompleted.LastEntry
-	nil,                           // 35: runbook.v1.MonitorCompleted.MaxEntry
-	(*timestamppb.Timestamp)(nil), // 36: google.protobuf.Timestamp
+	(*BackupFile)(nil),            // 8: runbook.v1.BackupFile
+	(*BackupDone)(nil),            // 9: runbook.v1.BackupDone
+	(*Risk)(nil),                  // 10: runbook.v1.Risk
+	(*PlanAssessed)(nil),          // 11: runbook.v1.PlanAssessed
+	(*Approval)(nil),              // 12: runbook.v1.Approval
+	(*RunWaiting)(nil),            // 13: runbook.v1.RunWaiting
+	(*RunEnded)(nil),              // 14: runbook.v1.RunEnded
+	(*DeployStarted)(nil),         // 15: runbook.v1.DeployStarted
+	(*StepEvent)(nil),             // 16: runbook.v1.StepEvent
+	(*StepOutput)(nil),            // 17: runbook.v1.StepOutput
+	(*DeployFinished)(nil),        // 18: runbook.v1.DeployFinished
+	(*RollbackRequested)(nil),     // 19: runbook.v1.RollbackRequested
+	(*RollbackStarted)(nil),       // 20: runbook.v1.RollbackStarted
+	(*MetricSample)(nil),          // 21: runbook.v1.MetricSample
+	(*MonitorStarted)(nil),        // 22: runbook.v1.MonitorStarted
+	(*ThresholdViolated)(nil),     // 23: runbook.v1.ThresholdViolated
+	(*MonitorCompleted)(nil),      // 24: runbook.v1.MonitorCompleted
+	(*TestStarted)(nil),           // 25: runbook.v1.TestStarted
+	(*TestCase)(nil),              // 26: runbook.v1.TestCase
+	(*TestSuiteResult)(nil),       // 27: runbook.v1.TestSuiteResult
+	(*LoadProgress)(nil),          // 28: runbook.v1.LoadProgress
+	(*LoadResult)(nil),            // 29: runbook.v1.LoadResult
+	(*TestOutcome)(nil),           // 30: runbook.v1.TestOutcome
+	(*ReportReady)(nil),           // 31: runbook.v1.ReportReady
+	(*Notification)(nil),          // 32: runbook.v1.Notification
+	(*DeadLettered)(nil),          // 33: runbook.v1.DeadLettered
+	nil,                           // 34: runbook.v1.ChangeRequested.OptionsEntry
+	nil,                           // 35: runbook.v1.MonitorCompleted.LastEntry
+	nil,                           // 36: runbook.v1.MonitorCompleted.MaxEntry
+	(*timestamppb.Timestamp)(nil), // 37: google.protobuf.Timestamp
 }
 var file_runbook_v1_events_proto_depIdxs = []int32{
-	36, // 0: runbook.v1.Event.time:type_name -> google.protobuf.Timestamp
+	37, // 0: runbook.v1.Event.time:type_name -> google.protobuf.Timestamp
 	2,  // 1: runbook.v1.Event.change_requested:type_name -> runbook.v1.ChangeRequested
 	4,  // 2: runbook.v1.Event.change_rejected:type_name -> runbook.v1.ChangeRejected
 	5,  // 3: runbook.v1.Event.preflight_started:type_name -> runbook.v1.PreflightStarted
 	7,  // 4: runbook.v1.Event.preflight_passed:type_name -> runbook.v1.PreflightResult
 	7,  // 5: runbook.v1.Event.preflight_failed:type_name -> runbook.v1.PreflightResult
-	8,  // 6: runbook.v1.Event.backup_done:type_name -> runbook.v1.BackupDone
-	10, // 7: runbook.v1.Event.plan_assessed:type_name -> runbook.v1.PlanAssessed
-	11, // 8: runbook.v1.Event.approval_granted:type_name -> runbook.v1.Approval
-	11, // 9: runbook.v1.Event.approval_rejected:type_name -> runbook.v1.Approval
-	11, // 10: runbook.v1.Event.approval_refused:type_name -> runbook.v1.Approval
-	12, // 11: runbook.v1.Event.run_waiting:type_name -> runbook.v1.RunWaiting
-	13, // 12: runbook.v1.Event.run_expired:type_name -> runbook.v1.RunEnded
-	13, // 13: runbook.v1.Event.run_cancelled:type_name -> runbook.v1.RunEnded
-	14, // 14: runbook.v1.Event.deploy_started:type_name -> runbook.v1.DeployStarted
-	15, // 15: runbook.v1.Event.deploy_step_started:type_name -> runbook.v1.StepEvent
-	15, // 16: runbook.v1.Event.deploy_step_succeeded:type_name -> runbook.v1.StepEvent
-	15, // 17: runbook.v1.Event.deploy_step_failed:type_name -> runbook.v1.StepEvent
-	16, // 18: runbook.v1.Event.deploy_step_output:type_name -> runbook.v1.StepOutput
-	17, // 19: runbook.v1.Event.deploy_done:type_name -> runbook.v1.DeployFinished
-	17, // 20: runbook.v1.Event.deploy_failed:type_name -> runbook.v1.DeployFinished
-	18, // 21: runbook.v1.Event.rollback_requested:type_name -> runbook.v1.RollbackRequested
-	19, // 22: runbook.v1.Event.rollback_started:type_name -> runbook.v1.RollbackStarted
-	15, // 23: runbook.v1.Event.rollback_step_started:type_name -> runbook.v1.StepEvent
-	15, // 24: runbook.v1.Event.rollback_step_succeeded:type_name -> runbook.v1.StepEvent
-	15, // 25: runbook.v1.Event.rollback_step_failed:type_name -> runbook.v1.StepEvent
-	17, // 26: runbook.v1.Event.rollback_done:type_name -> runbook.v1.DeployFinished
-	17, // 27: runbook.v1.Event.rollback_failed:type_name -> runbook.v1.DeployFinished
-	21, // 28: runbook.v1.Event.monitor_started:type_name -> runbook.v1.MonitorStarted
-	22, // 29: runbook.v1.Event.threshold_violated:type_name -> runbook.v1.ThresholdViolated
-	23, // 30: runbook.v1.Event.monitor_completed:type_name -> runbook.v1.MonitorCompleted
-	24, // 31: runbook.v1.Event.test_started:type_name -> runbook.v1.TestStarted
-	26, // 32: runbook.v1.Event.test_smoke_passed:type_name -> runbook.v1.TestSuiteResult
-	26, // 33: runbook.v1.Event.test_smoke_failed:type_name -> runbook.v1.TestSuiteResult
-	27, // 34: runbook.v1.Event.test_load_progress:type_name -> runbook.v1.LoadProgress
-	28, // 35: runbook.v1.Event.test_load_passed:type_name -> runbook.v1.LoadResult
-	28, // 36: runbook.v1.Event.test_load_failed:type_name -> runbook.v1.LoadResult
-	29, // 37: runbook.v1.Event.test_passed:type_name -> runbook.v1.TestOutcome
-	29, // 38: runbook.v1.Event.test_failed:type_name -> runbook.v1.TestOutcome
-	30, // 39: runbook.v1.Event.report_ready:type_name -> runbook.v1.ReportReady
-	31, // 40: runbook.v1.Event.notification_sent:type_name -> runbook.v1.Notification
-	31, // 41: runbook.v1.Event.notification_failed:type_name -> runbook.v1.Notification
-	32, // 42: runbook.v1.Event.event_dead_lettered:type_name -> runbook.v1.DeadLettered
-	33, // 43: runbook.v1.ChangeRequested.options:type_name -> runbook.v1.ChangeRequested.OptionsEntry
+	9,  // 6: runbook.v1.Event.backup_done:type_name -> runbook.v1.BackupDone
+	11, // 7: runbook.v1.Event.plan_assessed:type_name -> runbook.v1.PlanAssessed
+	12, // 8: runbook.v1.Event.approval_granted:type_name -> runbook.v1.Approval
+	12, // 9: runbook.v1.Event.approval_rejected:type_name -> runbook.v1.Approval
+	12, // 10: runbook.v1.Event.approval_refused:type_name -> runbook.v1.Approval
+	13, // 11: runbook.v1.Event.run_waiting:type_name -> runbook.v1.RunWaiting
+	14, // 12: runbook.v1.Event.run_expired:type_name -> runbook.v1.RunEnded
+	14, // 13: runbook.v1.Event.run_cancelled:type_name -> runbook.v1.RunEnded
+	15, // 14: runbook.v1.Event.deploy_started:type_name -> runbook.v1.DeployStarted
+	16, // 15: runbook.v1.Event.deploy_step_started:type_name -> runbook.v1.StepEvent
+	16, // 16: runbook.v1.Event.deploy_step_succeeded:type_name -> runbook.v1.StepEvent
+	16, // 17: runbook.v1.Event.deploy_step_failed:type_name -> runbook.v1.StepEvent
+	17, // 18: runbook.v1.Event.deploy_step_output:type_name -> runbook.v1.StepOutput
+	18, // 19: runbook.v1.Event.deploy_done:type_name -> runbook.v1.DeployFinished
+	18, // 20: runbook.v1.Event.deploy_failed:type_name -> runbook.v1.DeployFinished
+	19, // 21: runbook.v1.Event.rollback_requested:type_name -> runbook.v1.RollbackRequested
+	20, // 22: runbook.v1.Event.rollback_started:type_name -> runbook.v1.RollbackStarted
+	16, // 23: runbook.v1.Event.rollback_step_started:type_name -> runbook.v1.StepEvent
+	16, // 24: runbook.v1.Event.rollback_step_succeeded:type_name -> runbook.v1.StepEvent
+	16, // 25: runbook.v1.Event.rollback_step_failed:type_name -> runbook.v1.StepEvent
+	18, // 26: runbook.v1.Event.rollback_done:type_name -> runbook.v1.DeployFinished
+	18, // 27: runbook.v1.Event.rollback_failed:type_name -> runbook.v1.DeployFinished
+	22, // 28: runbook.v1.Event.monitor_started:type_name -> runbook.v1.MonitorStarted
+	23, // 29: runbook.v1.Event.threshold_violated:type_name -> runbook.v1.ThresholdViolated
+	24, // 30: runbook.v1.Event.monitor_completed:type_name -> runbook.v1.MonitorCompleted
+	25, // 31: runbook.v1.Event.test_started:type_name -> runbook.v1.TestStarted
+	27, // 32: runbook.v1.Event.test_smoke_passed:type_name -> runbook.v1.TestSuiteResult
+	27, // 33: runbook.v1.Event.test_smoke_failed:type_name -> runbook.v1.TestSuiteResult
+	28, // 34: runbook.v1.Event.test_load_progress:type_name -> runbook.v1.LoadProgress
+	29, // 35: runbook.v1.Event.test_load_passed:type_name -> runbook.v1.LoadResult
+	29, // 36: runbook.v1.Event.test_load_failed:type_name -> runbook.v1.LoadResult
+	30, // 37: runbook.v1.Event.test_passed:type_name -> runbook.v1.TestOutcome
+	30, // 38: runbook.v1.Event.test_failed:type_name -> runbook.v1.TestOutcome
+	31, // 39: runbook.v1.Event.report_ready:type_name -> runbook.v1.ReportReady
+	32, // 40: runbook.v1.Event.notification_sent:type_name -> runbook.v1.Notification
+	32, // 41: runbook.v1.Event.notification_failed:type_name -> runbook.v1.Notification
+	33, // 42: runbook.v1.Event.event_dead_lettered:type_name -> runbook.v1.DeadLettered
+	34, // 43: runbook.v1.ChangeRequested.options:type_name -> runbook.v1.ChangeRequested.OptionsEntry
 	3,  // 44: runbook.v1.ChangeRejected.errors:type_name -> runbook.v1.PlanError
 	3,  // 45: runbook.v1.ChangeRejected.warnings:type_name -> runbook.v1.PlanError
 	0,  // 46: runbook.v1.CheckResult.status:type_name -> runbook.v1.CheckStatus
 	6,  // 47: runbook.v1.PreflightResult.checks:type_name -> runbook.v1.CheckResult
-	9,  // 48: runbook.v1.PlanAssessed.risks:type_name -> runbook.v1.Risk
-	36, // 49: runbook.v1.MetricSample.time:type_name -> google.protobuf.Timestamp
-	20, // 50: runbook.v1.MonitorStarted.baseline:type_name -> runbook.v1.MetricSample
-	34, // 51: runbook.v1.MonitorCompleted.last:type_name -> runbook.v1.MonitorCompleted.LastEntry
-	35, // 52: runbook.v1.MonitorCompleted.max:type_name -> runbook.v1.MonitorCompleted.MaxEntry
-	25, // 53: runbook.v1.TestSuiteResult.tests:type_name -> runbook.v1.TestCase
-	54, // [54:54] is the sub-list for method output_type
-	54, // [54:54] is the sub-list for method input_type
-	54, // [54:54] is the sub-list for extension type_name
-	54, // [54:54] is the sub-list for extension extendee
-	0,  // [0:54] is the sub-list for field type_name
+	8,  // 48: runbook.v1.BackupDone.file_details:type_name -> runbook.v1.BackupFile
+	10, // 49: runbook.v1.PlanAssessed.risks:type_name -> runbook.v1.Risk
+	37, // 50: runbook.v1.RunWaiting.until:type_name -> google.protobuf.Timestamp
+	37, // 51: runbook.v1.RunWaiting.deadline:type_name -> google.protobuf.Timestamp
+	37, // 52: runbook.v1.MetricSample.time:type_name -> google.protobuf.Timestamp
+	21, // 53: runbook.v1.MonitorStarted.baseline:type_name -> runbook.v1.MetricSample
+	35, // 54: runbook.v1.MonitorCompleted.last:type_name -> runbook.v1.MonitorCompleted.LastEntry
+	36, // 55: runbook.v1.MonitorCompleted.max:type_name -> runbook.v1.MonitorCompleted.MaxEntry
+	26, // 56: runbook.v1.TestSuiteResult.tests:type_name -> runbook.v1.TestCase
+	57, // [57:57] is the sub-list for method output_type
+	57, // [57:57] is the sub-list for method input_type
+	57, // [57:57] is the sub-list for extension type_name
+	57, // [57:57] is the sub-list for extension extendee
+	0,  // [0:57] is the sub-list for field type_name
 }
 
 func init() { file_runbook_v1_events_proto_init() }
@@ -3534,7 +3665,7 @@ func file_runbook_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_runbook_v1_events_proto_rawDesc), len(file_runbook_v1_events_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   35,
+			NumMessages:   36,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
