@@ -157,7 +157,7 @@ func Submit(ctx context.Context, bus *eventbus.Bus, source string, data []byte, 
 	for attempt := 0; attempt < 20; attempt++ {
 		run := NewRunID(time.Now(), attempt)
 		ev := eventbus.New(run, &runbookv1.Event_ChangeRequested{ChangeRequested: &runbookv1.ChangeRequested{
-			PlanYaml: string(data), PlanSource: source,
+			PlanYaml: string(data), PlanSource: source, PlanSha256: plan.Hash(data),
 			ChangeId: p.ChangeRequest.ID, Title: p.ChangeRequest.Title, Requester: p.Requester.Name,
 		}})
 		ev.Actor = actor
