@@ -247,7 +247,8 @@ func (s *Service) load(ctx context.Context, cause *runbookv1.Event, lt *plan.Loa
 		return nil, false, errRollbackStarted
 	}
 
-	gates := loadstat.Gates{P95MS: lt.Gates.P95MS, ErrorRate: lt.Gates.ErrorRate}.WithDefaults()
+	eg := lt.EffectiveGates() // the plan's defaults; error_rate: 0 means no error allowed
+	gates := loadstat.Gates{P95MS: eg.P95MS, ErrorRate: eg.ErrorRate}
 	cfg, cerr := loadConfig(lt, s.opts.LookupEnv)
 	res := &runbookv1.LoadResult{Vus: int32(cfg.VUs), DurationMs: cfg.Duration.Milliseconds(), GateP95Ms: gates.P95MS, GateErrorRate: gates.ErrorRate}
 	pass := false

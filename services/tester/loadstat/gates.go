@@ -46,9 +46,10 @@ type Verdict struct {
 
 // Judge applies the gates as the seed's script does: it fails when the p95
 // exceeds its gate or the error rate exceeds its gate (equal passes). A test
-// in which no request completed fails: it proved nothing.
+// in which no request completed fails: it proved nothing. The gates are
+// used as given: an error-rate gate of 0 allows no error (callers fill
+// unset gates with WithDefaults or plan.LoadTest.EffectiveGates).
 func Judge(s Snapshot, g Gates) Verdict {
-	g = g.WithDefaults()
 	if s.Requests == 0 {
 		return Verdict{Reason: "no request completed", Metric: MetricRequests}
 	}

@@ -120,6 +120,7 @@ func TestGatesWithDefaults(t *testing.T) {
 
 func TestJudge(t *testing.T) {
 	t.Parallel()
+	seed := Gates{}.WithDefaults()
 	tests := []struct {
 		name   string
 		s      Snapshot
@@ -128,15 +129,17 @@ func TestJudge(t *testing.T) {
 		metric string
 		reason string
 	}{
-		{"within the seed's gates", Snapshot{Requests: 100, Errors: 1, P95MS: 2100}, Gates{}, true, "", ""},
-		{"p95 over", Snapshot{Requests: 100, P95MS: 2100.5}, Gates{}, false, MetricP95,
+		{"within the seed's gates", Snapshot{Requests: 100, Errors: 1, P95MS: 2100}, seed, true, "", ""},
+		{"p95 over", Snapshot{Requests: 100, P95MS: 2100.5}, seed, false, MetricP95,
 			"P95 response time 2100ms exceeds threshold 2100ms"},
-		{"error rate over", Snapshot{Requests: 100, Errors: 2, P95MS: 10}, Gates{}, false, MetricErrorRate,
+		{"error rate over", Snapshot{Requests: 100, Errors: 2, P95MS: 10}, seed, false, MetricErrorRate,
 			"error rate 2.00% exceeds threshold 1.00% (2 of 100 requests failed)"},
+		{"a zero error gate allows no error", Snapshot{Requests: 100, Errors: 1, P95MS: 10}, Gates{P95MS: 2100, ErrorRate: 0}, false, MetricErrorRate,
+			"error rate 1.00% exceeds threshold 0.00% (1 of 100 requests failed)"},
 		{"both over: p95 named first", Snapshot{Requests: 10, Errors: 10, P95MS: 3000}, Gates{P95MS: 1000, ErrorRate: 0.5}, false, MetricP95,
 			"P95 response time 3000ms exceeds threshold 1000ms; error rate 100.00% exceeds threshold 50.00% (10 of 10 requests failed)"},
 		{"custom gates pass", Snapshot{Requests: 10, Errors: 1, P95MS: 900}, Gates{P95MS: 1000, ErrorRate: 0.1}, true, "", ""},
-		{"nothing completed", Snapshot{}, Gates{}, false, MetricRequests, "no request completed"},
+		{"nothing completed", Snapshot{}, seed, false, MetricRequests, "no request completed"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -144,7 +147,7 @@ func TestJudge(t *testing.T) {
 			if v.Pass != tt.pass || v.Metric != tt.metric || v.Reason != tt.reason {
 				t.Errorf("Judge = %+v, want pass=%v metric=%q reason=%q", v, tt.pass, tt.metric, tt.reason)
 			}
-			if !v.Pass && v.Metric != MetricRequests && (v.Threshold == 0 || v.Value <= v.Threshold) {
+			if !v.Pass && v.Metric != MetricRequests && v.Value <= v.Threshold {
 				t.Errorf("value/threshold not set: %+v", v)
 			}
 			if strings.Contains(v.Reason, "%!") {
