@@ -11,7 +11,7 @@ DEMO_NATS   ?= 127.0.0.1:14222
 DEMO_HTTP   ?= 127.0.0.1:19464
 DEMO_DIR    := .demo
 
-.PHONY: all build test test-short proto proto-check lint fmt demo run bench compose-check clean
+.PHONY: all build test test-short proto proto-check lint fmt demo run bench fuzz compose-check clean
 
 all: build
 
@@ -55,6 +55,9 @@ demo: build ## the estimator demo target, runbook serve, and both example plans,
 bench: ## benchmarks; figures go into BENCHMARKS.md
 	$(GO) test -run '^$$' -bench RawJetStream -benchtime 10000x -count 1 ./cmd/runbook/internal/allinone/
 	$(GO) test -run '^$$' -bench 'Pipeline|FirstStepLatency|StepOverhead' -benchtime 1x -count 1 -timeout 20m ./cmd/runbook/internal/allinone/
+
+fuzz: ## fuzz the plan loader (plan.Parse) for 2 minutes; crashers go to domain/plan/testdata/fuzz/
+	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 2m ./domain/plan/
 
 clean:
 	rm -rf $(BIN) $(DEMO_DIR)

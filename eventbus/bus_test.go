@@ -277,3 +277,24 @@ func TestServerVersionCheck(t *testing.T) {
 		}
 	}
 }
+
+func TestEnsureStreamsIsIdempotentAndUpdates(t *testing.T) {
+	t.Parallel()
+	s := natstest.Server(t)
+	bus := natstest.Bus(t, s, "test")
+	ctx := context.Background()
+	js := bus.JetStream()
+	st, _ := js.Stream(ctx, eventbus.AuditStream)
+	created := st.CachedInfo().Created
+	if err := eventbus.EnsureStreams(ctx, js, eventbus.StreamOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// A changed setting is applied to the existing stream.
+	if err := eventbus.EnsureStreams(ctx, js, eventbus.StreamOptions{AuditMaxAge: 30 * 24 * time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	st, _ = js.Stream(ctx, eventbus.AuditStream)
+	if st.CachedInfo().Config.MaxAge != 30*24*time.Hour || !st.CachedInfo().Created.Equal(created) {
+		t.Fatalf("update not applied in place: %+v", st.CachedInfo().Config)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -78,15 +79,44 @@ func MetricsStreamConfig(o StreamOptions) jetstream.StreamConfig {
 	}
 }
 
-// EnsureStreams creates the two streams, or updates them to these settings.
-// It is safe to call from every service at start-up.
+// EnsureStreams creates the two streams, or updates them when their
+// settings differ from these. It is safe to call from every service at
+// start-up: a stream already as configured is left alone (no update request,
+// so five services starting together do not rewrite the stream's config).
 func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions) error {
 	for _, cfg := range []jetstream.StreamConfig{AuditStreamConfig(o), MetricsStreamConfig(o)} {
-		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
+		if err := ensureStream(ctx, js, cfg); err != nil {
 			return fmt.Errorf("provision stream %s: %w", cfg.Name, err)
 		}
 	}
 	return nil
+}
+
+func ensureStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) error {
+	st, err := js.Stream(ctx, cfg.Name)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		_, err = js.CreateStream(ctx, cfg)
+		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			return nil // another service created it first
+		}
+		return err
+	}
+	if err != nil {
+		return err
+	}
+	if sameSettings(st.CachedInfo().Config, cfg) {
+		return nil
+	}
+	_, err = js.UpdateStream(ctx, cfg)
+	return err
+}
+
+// sameSettings compares the settings runbook sets.
+func sameSettings(a, b jetstream.StreamConfig) bool {
+	return slices.Equal(a.Subjects, b.Subjects) && a.Retention == b.Retention && a.Storage == b.Storage &&
+		a.Replicas == b.Replicas && a.MaxAge == b.MaxAge && a.Duplicates == b.Duplicates &&
+		a.DenyDelete == b.DenyDelete && a.DenyPurge == b.DenyPurge && a.Discard == b.Discard &&
+		a.Description == b.Description
 }
 
 // IsNotFound reports whether err says a stream, consumer or message is missing.

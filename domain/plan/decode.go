@@ -1,6 +1,7 @@
 package plan
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"reflect"
@@ -10,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/goccy/go-yaml/ast"
+	"github.com/goccy/go-yaml/token"
 )
 
 // decoder fills a Plan from the YAML AST by reflection over the yaml tags,
@@ -26,6 +28,17 @@ type decoder struct {
 	unknownIn map[string]bool
 	issues    []Issue
 	depth     int
+	// values counts the values decoded, aliases expanded: an alias bomb
+	// stops at maxValues (tooMany) instead of filling the memory.
+	values  int
+	tooMany bool
+	// tooDeep: "nested too deeply" was reported (once is enough).
+	tooDeep bool
+	// merging holds the mappings whose merge keys (<<) are being expanded:
+	// a mapping met again merges itself.
+	merging map[ast.Node]bool
+	// approvalTimeout is approval.timeout (Plan.ApprovalTimeout).
+	approvalTimeout Duration
 }
 
 func newDecoder() *decoder {
@@ -35,10 +48,39 @@ func newDecoder() *decoder {
 		keys:      map[string]ast.Node{},
 		bad:       map[string]bool{},
 		unknownIn: map[string]bool{},
+		merging:   map[ast.Node]bool{},
 	}
 }
 
 const maxDepth = 64
+
+// maxValues bounds the values a plan expands to with its aliases; plans
+// have a few hundred.
+const maxValues = 20_000
+
+// spend counts one value at path; false once the plan has too many.
+func (d *decoder) spend(n ast.Node, path string) bool {
+	d.values++
+	if d.values <= maxValues {
+		return true
+	}
+	if !d.tooMany {
+		d.tooMany = true
+		d.fail(n, path, "the plan has more than %d values, counting each alias *name as all its anchor &name holds: refused (an alias bomb?); repeat less through aliases", maxValues)
+	}
+	d.bad[path] = true
+	return false
+}
+
+// failDeep reports nesting beyond maxDepth, once per plan.
+func (d *decoder) failDeep(n ast.Node, path, format string, args ...any) {
+	if d.tooDeep {
+		d.bad[path] = true
+		return
+	}
+	d.tooDeep = true
+	d.fail(n, path, format, args...)
+}
 
 var (
 	durationType  = reflect.TypeOf(Duration{})
@@ -46,6 +88,10 @@ var (
 	stepType      = reflect.TypeOf(Step{})
 	stepSliceType = reflect.TypeOf([]Step(nil))
 )
+
+// approvalTimeoutPath is the reserved key of the approval section: the
+// approval timeout, not a role.
+const approvalTimeoutPath = "approval.timeout"
 
 // rollbackStepsPath is the one place a single text is accepted for a list
 // of steps: the seed writes its rollback steps as one numbered text.
@@ -165,6 +211,8 @@ func scalarText(n ast.Node) (string, bool) {
 // describeNode names what was written, for "expected X, got Y" messages.
 func describeNode(n ast.Node) string {
 	switch v := n.(type) {
+	case nil:
+		return "nothing (an alias *name without its anchor &name?)"
 	case *ast.MappingNode, *ast.MappingValueNode:
 		return "a mapping (key: value)"
 	case *ast.SequenceNode:
@@ -177,9 +225,27 @@ func describeNode(n ast.Node) string {
 		return "the number " + n.GetToken().Value
 	case *ast.StringNode, *ast.LiteralNode:
 		s, _ := scalarText(n)
+		if outOfRange(n) {
+			return "the number " + s + ", which is out of range"
+		}
 		return "the text " + strconv.Quote(s)
 	}
 	return "a " + n.Type().String()
+}
+
+// outOfRange: an unquoted number too large for the YAML parser, which
+// then reads it as a text.
+func outOfRange(n ast.Node) bool {
+	sn, ok := n.(*ast.StringNode)
+	if !ok || sn.Token == nil || sn.Token.Type != token.StringType || sn.Value == "" || !strings.ContainsRune("+-.0123456789", rune(sn.Value[0])) {
+		return false
+	}
+	digits := strings.TrimLeft(strings.ReplaceAll(sn.Value, "_", ""), "+-")
+	if len(digits) > 18 && strings.Trim(digits, "0123456789") == "" {
+		return true
+	}
+	_, err := strconv.ParseFloat(digits, 64)
+	return errors.Is(err, strconv.ErrRange)
 }
 
 func (d *decoder) fail(n ast.Node, path, format string, args ...any) {
@@ -196,8 +262,8 @@ func (d *decoder) warnNode(n ast.Node, path, format string, args ...any) {
 }
 
 // entries lists a mapping's key/value pairs with merge keys (<<) expanded:
-// explicit keys win over merged ones.
-func (d *decoder) entries(n ast.Node) ([]*ast.MappingValueNode, bool) {
+// explicit keys win over merged ones. path names n in issues.
+func (d *decoder) entries(n ast.Node, path string) ([]*ast.MappingValueNode, bool) {
 	var values []*ast.MappingValueNode
 	switch v := n.(type) {
 	case *ast.MappingNode:
@@ -221,9 +287,18 @@ func (d *decoder) entries(n ast.Node) ([]*ast.MappingValueNode, bool) {
 				srcs = append(srcs, src)
 			}
 			for _, s := range srcs {
-				if es, ok := d.entries(s); ok {
+				if s == nil || !d.spend(mv, path) {
+					continue
+				}
+				if d.merging[s] || s == n {
+					d.fail(mv, path, "merge key << merges itself (through an alias to the mapping it is in or merges): a mapping cannot include itself")
+					continue
+				}
+				d.merging[s] = true
+				if es, ok := d.entries(s, path); ok {
 					merged = append(merged, es...)
 				}
+				delete(d.merging, s)
 			}
 			continue
 		}
@@ -245,11 +320,18 @@ func (d *decoder) keyText(k ast.MapKeyNode) string {
 	if mk, ok := k.(*ast.MappingKeyNode); ok {
 		n = mk.Value
 	}
-	n = d.resolve(n)
-	if s, ok := scalarText(n); ok {
+	r := d.resolve(n)
+	if s, ok := scalarText(r); ok {
 		return s
 	}
-	return n.String()
+	if r == nil {
+		// An alias to no anchor, or no key at all: the key as written.
+		if n == nil {
+			return ""
+		}
+		return n.String()
+	}
+	return r.String()
 }
 
 type fieldInfo struct {
@@ -278,7 +360,10 @@ func (d *decoder) decode(n ast.Node, v reflect.Value, path string) {
 	d.depth++
 	defer func() { d.depth-- }()
 	if d.depth > maxDepth {
-		d.fail(n, path, "nested too deeply (more than %d levels): aliases that refer to themselves are not allowed", maxDepth)
+		d.failDeep(n, path, "nested too deeply (more than %d levels): aliases that refer to themselves are not allowed", maxDepth)
+		return
+	}
+	if !d.spend(n, path) {
 		return
 	}
 	if al, ok := n.(*ast.AliasNode); ok {
@@ -325,7 +410,7 @@ func (d *decoder) decode(n ast.Node, v reflect.Value, path string) {
 			return
 		}
 		if _, ok := n.(*ast.SequenceNode); ok {
-			d.fail(n, path, "a step is a mapping with name, timeout, retries, idempotent and one of command, http or wait (or, in rollback_steps, a text), got a list")
+			d.fail(n, path, "a step is a mapping with name, timeout, retries, idempotent and one of command, http, wait or restore (or, in rollback_steps, a text), got a list")
 			return
 		}
 	case stepSliceType:
@@ -336,7 +421,7 @@ func (d *decoder) decode(n ast.Node, v reflect.Value, path string) {
 				steps[i] = Step{Text: t}
 			}
 			v.Set(reflect.ValueOf(steps))
-			d.warnNode(n, path, "rollback steps are written as one text, read as %d described manual step(s) by their numbering (1. 2. ...); write a list (- \"...\" per step, or steps with command/http/wait) to have them run", len(steps))
+			d.warnNode(n, path, "rollback steps are written as one text, read as %d described manual step(s) by their numbering (1. 2. ...): a rollback shows them to people and runs none of them; to have a step run, write rollback_steps as a list with command, http, wait or restore steps", len(steps))
 			return
 		}
 	}
@@ -360,7 +445,7 @@ func (d *decoder) decode(n ast.Node, v reflect.Value, path string) {
 		}
 		v.Set(s)
 	case reflect.Map:
-		es, ok := d.entries(n)
+		es, ok := d.entries(n, path)
 		if !ok {
 			d.fail(n, path, "must be a mapping (key: value), got %s", describeNode(n))
 			return
@@ -370,6 +455,11 @@ func (d *decoder) decode(n ast.Node, v reflect.Value, path string) {
 			k := d.keyText(e.Key)
 			kp := joinKey(path, k)
 			d.keys[kp] = e.Key
+			if kp == approvalTimeoutPath {
+				// Reserved key of the approval section: a duration, not a role.
+				d.decode(e.Value, reflect.ValueOf(&d.approvalTimeout).Elem(), kp)
+				continue
+			}
 			ev := reflect.New(v.Type().Elem()).Elem()
 			d.decode(e.Value, ev, kp)
 			m.SetMapIndex(reflect.ValueOf(k), ev)
@@ -435,13 +525,17 @@ func (d *decoder) decode(n ast.Node, v reflect.Value, path string) {
 func (d *decoder) decodeStruct(n ast.Node, v reflect.Value, path string) {
 	t := v.Type()
 	fields := yamlFields(t)
-	es, ok := d.entries(n)
+	es, ok := d.entries(n, path)
 	if !ok {
 		names := make([]string, len(fields))
 		for i, f := range fields {
 			names[i] = f.name
 		}
-		d.fail(n, path, "must be a mapping with the fields %s, got %s", strings.Join(names, ", "), describeNode(n))
+		what := "the fields " + strings.Join(names, ", ")
+		if len(names) == 1 {
+			what = "the field " + names[0]
+		}
+		d.fail(n, path, "must be a mapping with %s, got %s", what, describeNode(n))
 		return
 	}
 	for _, e := range es {
@@ -509,7 +603,10 @@ func (d *decoder) toAny(n ast.Node, path string) any {
 		d.nodes[path] = n
 	}
 	if d.depth > maxDepth {
-		d.fail(n, path, "nested too deeply (more than %d levels)", maxDepth)
+		d.failDeep(n, path, "nested too deeply (more than %d levels): aliases that refer to themselves are not allowed", maxDepth)
+		return nil
+	}
+	if !d.spend(n, path) {
 		return nil
 	}
 	switch v := n.(type) {
@@ -522,7 +619,7 @@ func (d *decoder) toAny(n ast.Node, path string) any {
 		}
 		return out
 	case *ast.MappingNode, *ast.MappingValueNode:
-		es, _ := d.entries(n)
+		es, _ := d.entries(n, path)
 		out := make(map[string]any, len(es))
 		for _, e := range es {
 			k := d.keyText(e.Key)

@@ -56,12 +56,15 @@ const (
 	DefaultResourcesMemory     = 85
 	DefaultResourcesDisk       = 90
 	DefaultResourcesDiskPath   = "/"
+	DefaultPostgresQuery       = "SELECT version()"
 	DefaultCheckHTTPMethod     = "GET"
 	DefaultStepHTTPMethod      = "POST"
 	DefaultRequestMethod       = "GET"
 	DefaultSmokeType           = "smoke"
 	DefaultAutoRollbackMetric1 = MetricP95
 	DefaultAutoRollbackMetric2 = MetricErrorRate
+	DefaultBackupDir           = "backups"
+	DefaultBackupStepTimeout   = 30 * time.Minute
 )
 
 // Notify conditions.
@@ -131,6 +134,9 @@ func (c Check) Label(i int) string {
 // EffectiveMethod is the check's method, default GET.
 func (h HTTPCheck) EffectiveMethod() string { return or(h.Method, DefaultCheckHTTPMethod) }
 
+// EffectiveQuery is the query a postgres check runs, default SELECT version().
+func (p PostgresCheck) EffectiveQuery() string { return or(p.Query, DefaultPostgresQuery) }
+
 // EffectiveCPU, EffectiveMemory and EffectiveDisk are the limits in percent
 // (defaults 80, 85, 90); EffectiveDiskPath defaults to /.
 func (r ResourcesCheck) EffectiveCPU() float64 { return orF(r.CPUPercent, DefaultResourcesCPU) }
@@ -153,9 +159,63 @@ func (b BackupStep) Kind() string {
 	return ""
 }
 
+// EffectiveTimeout is the backup step's timeout, default 30m (a database
+// dump takes a while).
+func (b BackupStep) EffectiveTimeout() time.Duration { return b.Timeout.Or(DefaultBackupStepTimeout) }
+
+// Label names the backup step: its name, or its kind and index.
+func (b BackupStep) Label(i int) string {
+	if b.Name != "" {
+		return b.Name
+	}
+	return fmt.Sprintf("%s backup step %d", b.Kind(), i+1)
+}
+
+// EffectiveDir is where the run's backup directory is made, default
+// "backups" (relative to the preflight service's working directory).
+func (b Backup) EffectiveDir() string { return or(b.Dir, DefaultBackupDir) }
+
+// CommandSteps reports whether a backup step is a command, which may write
+// any file into the backup directory.
+func (b Backup) CommandSteps() bool {
+	for _, s := range b.Steps {
+		if s.Command != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// KnownFiles are the names the backup's files steps (base names) and
+// command steps' stdout files give their files in the backup directory, in
+// plan order.
+func (b Backup) KnownFiles() []string {
+	var out []string
+	for _, s := range b.Steps {
+		if s.Command != nil && s.Stdout != "" {
+			out = append(out, s.Stdout)
+		}
+		for _, f := range s.Files {
+			out = append(out, BackupName(f))
+		}
+	}
+	return out
+}
+
+// BackupName is the name a files step gives path in the backup directory:
+// its base name, as the seed's `cp "$file" "$BACKUP_DIR/"`.
+func BackupName(path string) string {
+	path = strings.TrimRight(path, "/")
+	if i := strings.LastIndexByte(path, '/'); i >= 0 {
+		return path[i+1:]
+	}
+	return path
+}
+
 // --- steps ---
 
-// Kind is command, http, wait, or manual for a text step ("" when empty).
+// Kind is command, http, wait, restore, or manual for a text step ("" when
+// empty).
 func (s Step) Kind() string {
 	switch {
 	case s.Command != nil:
@@ -164,6 +224,8 @@ func (s Step) Kind() string {
 		return "http"
 	case s.Wait != nil:
 		return "wait"
+	case s.Restore != nil:
+		return "restore"
 	case s.Text != "":
 		return "manual"
 	}
@@ -173,6 +235,11 @@ func (s Step) Kind() string {
 // IsManual reports a described manual step (a text in rollback_steps):
 // shown to people, never executed.
 func (s Step) IsManual() bool { return s.Kind() == "manual" }
+
+// SafeToRerun reports whether the step may run again after a crash cut it
+// short: when the plan marks it idempotent, and always for a restore (a
+// verified copy renamed into place gives the same result twice).
+func (s Step) SafeToRerun() bool { return s.Idempotent || s.Restore != nil }
 
 // EffectiveTimeout is the step's timeout, default 5m.
 func (s Step) EffectiveTimeout() time.Duration { return s.Timeout.Or(DefaultStepTimeout) }
@@ -191,6 +258,8 @@ func (s Step) Label() string {
 		return s.HTTP.EffectiveMethod() + " " + s.HTTP.URL
 	case s.Wait != nil:
 		return "wait " + s.Wait.Duration.String()
+	case s.Restore != nil:
+		return "restore " + s.Restore.File + " to " + s.Restore.To
 	}
 	return "step"
 }

@@ -237,7 +237,7 @@ func TestInvalid(t *testing.T) {
 		{"check_two_kinds", []wantIssue{{"preflight.checks[0]", 3, 7, "", []string{"sets http and tcp", "exactly one of"}}}},
 		{"step_no_kind", []wantIssue{{"deploy.steps[0]", 3, 7, "", []string{"exactly one of command, http, wait", "none is set"}}}},
 		{"step_two_kinds", []wantIssue{{"deploy.steps[0]", 3, 7, "", []string{"sets command and wait"}}}},
-		{"step_text_in_deploy", []wantIssue{{"deploy.steps[0]", 3, 7, "restart the service", []string{"must be a mapping with exactly one of command, http or wait", "only in rollback_plan.rollback_steps"}}}},
+		{"step_text_in_deploy", []wantIssue{{"deploy.steps[0]", 3, 7, "restart the service", []string{"must be a mapping with exactly one of command, http, wait or restore", "only in rollback_plan.rollback_steps"}}}},
 		{"finally_text", []wantIssue{{"deploy.finally[0]", 5, 7, "restore traffic", []string{"only in rollback_plan.rollback_steps"}}}},
 		{"argv_empty", []wantIssue{{"deploy.steps[0].command.argv", 4, 23, "", []string{"argv must list the program and its arguments", "without a shell"}}}},
 		{"argv_string", []wantIssue{{"deploy.steps[0].command.argv", 5, 15, "systemctl restart api", []string{"must be a list", `got the text "systemctl restart api"`}}}},
@@ -263,6 +263,17 @@ func TestInvalid(t *testing.T) {
 			{"rollback_plan.trigger_conditions[0].op", 3, 32, "=>", []string{`"=>" is not a comparison`, ">, >=, <, <="}},
 		}},
 		{"wait_no_duration", []wantIssue{{"deploy.steps[0].wait.duration", 3, 27, "", []string{"wait needs a duration"}}}},
+		// References: a restore names a file the run's backup makes.
+		{"restore_not_in_backup", []wantIssue{{"rollback_plan.rollback_steps[1].restore.file", 11, 23, "nginx.cof", []string{`"nginx.cof" is not in the backup`, `did you mean "nginx.conf"?`, "preflight.backup saves nginx.conf, production.json"}}}},
+		{"restore_no_backup", []wantIssue{{"rollback_plan.rollback_steps[0].restore.file", 5, 15, "model.bin", []string{"needs a backup to restore from", "the plan has no preflight.backup"}}}},
+		{"restore_fields", []wantIssue{
+			{"deploy.finally[0].restore.to", 9, 16, "", []string{"to (the path the file is restored to) is required"}},
+			{"deploy.finally[0].restore.file", 9, 23, "../.env", []string{"not a name in the backup directory", "without .."}},
+		}},
+		{"backup_same_name", []wantIssue{
+			{"preflight.backup.steps[1].stdout", 7, 17, "nginx.conf", []string{"already the name of the copy of \"/etc/nginx/nginx.conf\"", "two files cannot share a name"}},
+			{"preflight.backup.steps[2].files[0]", 8, 17, "/srv/backup_metadata.json", []string{"the backup's own metadata file"}},
+		}},
 		// initial_delay: 0 is valid (it means no delay); attempts: 0 is not.
 		{"health_attempts", []wantIssue{{"deploy.health[0].attempts", 5, 51, "0", []string{"attempts must be at least 1"}}}},
 		{"auto_rollback", []wantIssue{
@@ -271,6 +282,8 @@ func TestInvalid(t *testing.T) {
 		}},
 		{"email_to", []wantIssue{{"report.notify[0].email.to[0]", 3, 40, "ops.example.com", []string{"not an e-mail address"}}}},
 		{"redis_both", []wantIssue{{"preflight.checks[0].redis", 3, 14, "", []string{"address or address_env, not both"}}}},
+		{"redis_password_env", []wantIssue{{"preflight.checks[0].redis.password_env", 3, 52, "s3cret", []string{"not an environment variable name", "the value itself never goes in the plan"}}}},
+		{"nats_both", []wantIssue{{"preflight.checks[0].nats", 3, 13, "", []string{"url or url_env, not both"}}}},
 		{"tcp_no_port", []wantIssue{{"preflight.checks[0].tcp.address", 3, 22, "db.internal", []string{"not a TCP address", "host:port"}}}},
 		{"interval_window", []wantIssue{{"monitor.interval", 3, 13, "5m", []string{"interval 5m is longer than the window 1m"}}}},
 		{"status_range", []wantIssue{{"test.smoke[0].expect.status", 4, 24, "999", []string{"not an HTTP status", "100..599"}}}},
@@ -386,6 +399,50 @@ func TestRollbackStepsLiteral(t *testing.T) {
 	if w := warningsOf(issues); len(w) != 2 || w[0].Path != "rollback_plan.rollback_steps" || w[0].Line != 2 {
 		t.Errorf("warnings = %v", w)
 	}
+}
+
+// A restore of any name is accepted when a backup step is a command (it may
+// write any file into BACKUP_DIR); restore is a step kind everywhere.
+func TestRestoreReferences(t *testing.T) {
+	t.Parallel()
+	p, issues := Parse("r.yml", []byte(`preflight:
+  backup:
+    steps:
+      - {name: dump, command: {argv: [pg_dump, --file, db.sql]}, timeout: 1h}
+      - {name: state, command: {argv: [docker, ps]}, stdout: docker_state.txt}
+      - files: [/etc/nginx/nginx.conf]
+deploy:
+  steps:
+    - {command: {argv: ["true"]}}
+rollback_plan:
+  rollback_steps:
+    - {restore: {file: db.sql, to: /tmp/db.sql}}
+    - {restore: {file: nginx.conf, to: /etc/nginx/nginx.conf}}
+`))
+	if p == nil || len(issues) != 0 {
+		t.Fatalf("issues: %v", issues)
+	}
+	b := p.Preflight.Backup
+	if got := strings.Join(b.KnownFiles(), ","); got != "docker_state.txt,nginx.conf" || !b.CommandSteps() || b.EffectiveDir() != DefaultBackupDir {
+		t.Errorf("backup = %+v (known %s)", b, got)
+	}
+	if b.Steps[0].EffectiveTimeout() != time.Hour || b.Steps[2].EffectiveTimeout() != DefaultBackupStepTimeout || b.Steps[2].Label(2) != "files backup step 3" {
+		t.Errorf("backup steps = %+v", b.Steps)
+	}
+	r := p.RollbackPlan.RollbackSteps[1]
+	if r.Kind() != "restore" || r.Label() != "restore nginx.conf to /etc/nginx/nginx.conf" {
+		t.Errorf("restore step kind %s label %s", r.Kind(), r.Label())
+	}
+	// Without the command steps, db.sql is a name nothing makes.
+	_, issues = Parse("r.yml", []byte(`preflight:
+  backup:
+    steps:
+      - files: [/etc/nginx/nginx.conf]
+rollback_plan:
+  rollback_steps:
+    - {restore: {file: db.sql, to: /tmp/db.sql}}
+`))
+	checkIssues(t, errorsOf(issues), []wantIssue{{"rollback_plan.rollback_steps[0].restore.file", 7, 24, "db.sql", []string{`"db.sql" is not in the backup: preflight.backup saves nginx.conf`}}})
 }
 
 // Only rollback_steps accepts one text for a list.

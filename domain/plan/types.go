@@ -15,6 +15,10 @@ type Plan struct {
 	RisksAndMitigations []Risk              `yaml:"risks_and_mitigations"`
 	RollbackPlan        RollbackPlan        `yaml:"rollback_plan"`
 	Approval            map[string]Approval `yaml:"approval"`
+	// ApprovalTimeout is approval.timeout, a reserved key of the approval
+	// section (not a role): how long after pre-flight passed the required
+	// approvals may take; a run still missing one then expires. 0: no limit.
+	ApprovalTimeout Duration `yaml:"-"`
 	// --- executable parts ---
 	Preflight Preflight `yaml:"preflight"`
 	Deploy    Deploy    `yaml:"deploy"`
@@ -53,6 +57,10 @@ type Timeline struct {
 	EstimatedDuration Duration `yaml:"estimated_duration"` // "2 hours"
 	PlannedCompletion string   `yaml:"planned_completion"` // RFC 3339
 	Milestones        []string `yaml:"milestones"`
+	// WindowEnd (RFC 3339) ends the change window: a run that has not
+	// started its deploy by then expires. PlannedStart opens the window
+	// (an emergency change ignores it); a started deploy is not cut short.
+	WindowEnd string `yaml:"window_end"`
 }
 
 // Risk is one entry of risks_and_mitigations. Probability and impact take
@@ -129,6 +137,8 @@ type TCPCheck struct {
 	Address string `yaml:"address"` // host:port
 }
 
+// EnvCheck passes when every Required variable is set and not empty; only
+// SET / NOT SET is reported, never a value.
 type EnvCheck struct {
 	Required []string `yaml:"required"`
 }
@@ -142,20 +152,37 @@ type Command struct {
 	ExpectExit int `yaml:"expect_exit"`
 }
 
+// PostgresCheck connects with the DSN held by the environment variable
+// DSNEnv (a postgres:// URL or key=value pairs; never written in the plan)
+// and runs Query (default SELECT version()); its first row is the value.
 type PostgresCheck struct {
 	DSNEnv string `yaml:"dsn_env"`
 	Query  string `yaml:"query"`
 }
 
+// RedisCheck sends PING (after AUTH when there is a password) to Address
+// (host:port) or to the address held by AddressEnv: host:port or a
+// redis:// / rediss:// URL, redis://[user]:password@host:port/db.
+// PasswordEnv names the variable holding the password (it wins over a
+// password in the URL).
 type RedisCheck struct {
-	Address    string `yaml:"address"`
-	AddressEnv string `yaml:"address_env"`
+	Address     string `yaml:"address"`
+	AddressEnv  string `yaml:"address_env"`
+	PasswordEnv string `yaml:"password_env"`
 }
 
+// NATSCheck connects to URL, or to the URL held by URLEnv (for a URL with
+// credentials, nats://user:password@host:4222), and reports the server's
+// version.
 type NATSCheck struct {
-	URL string `yaml:"url"`
+	URL    string `yaml:"url"`
+	URLEnv string `yaml:"url_env"`
 }
 
+// ResourcesCheck compares this machine's CPU (two /proc/stat samples 200ms
+// apart), memory ((MemTotal-MemAvailable)/MemTotal) and disk (statfs of
+// DiskPath, as df's Use%) with the limits; over a limit is a warning unless
+// the check says blocking: true.
 type ResourcesCheck struct {
 	CPUPercent    float64 `yaml:"cpu_percent"`    // default 80
 	MemoryPercent float64 `yaml:"memory_percent"` // default 85
@@ -163,6 +190,9 @@ type ResourcesCheck struct {
 	DiskPath      string  `yaml:"disk_path"`      // default /
 }
 
+// FileCheck passes when Path exists and is readable: a file whose first
+// byte can be read, a directory that can be listed, or a special file
+// (device, pipe, socket) that access(2) says is readable.
 type FileCheck struct {
 	Path string `yaml:"path"`
 }
@@ -172,10 +202,17 @@ type Backup struct {
 	Steps []BackupStep `yaml:"steps"`
 }
 
+// BackupStep is one backup step: a command (run with BACKUP_DIR in its
+// environment) or files copied into the backup directory by base name.
 type BackupStep struct {
 	Name    string   `yaml:"name"`
+	Timeout Duration `yaml:"timeout"` // default 30m
 	Command *Command `yaml:"command"`
-	Files   []string `yaml:"files"`
+	// Stdout, for a command step, is the file in the backup directory its
+	// standard output is written to (the seed's `docker ps > docker_state.txt`
+	// without a shell).
+	Stdout string   `yaml:"stdout"`
+	Files  []string `yaml:"files"`
 }
 
 type Deploy struct {
@@ -193,9 +230,10 @@ type Step struct {
 	Retries    int      `yaml:"retries"`
 	Idempotent bool     `yaml:"idempotent"`
 
-	Command *Command  `yaml:"command"`
-	HTTP    *HTTPStep `yaml:"http"`
-	Wait    *WaitStep `yaml:"wait"`
+	Command *Command     `yaml:"command"`
+	HTTP    *HTTPStep    `yaml:"http"`
+	Wait    *WaitStep    `yaml:"wait"`
+	Restore *RestoreStep `yaml:"restore"`
 }
 
 type HTTPStep struct {
@@ -209,6 +247,14 @@ type HTTPStep struct {
 
 type WaitStep struct {
 	Duration Duration `yaml:"duration"`
+}
+
+// RestoreStep copies a file back from the run's own backup directory
+// (preflight.backup) without a shell: File is its name in the backup (a
+// files step's base name, or a name a command step wrote), To where it goes.
+type RestoreStep struct {
+	File string `yaml:"file"`
+	To   string `yaml:"to"`
 }
 
 // HealthCheck is the seed's health_check(): GET url until it answers 2xx.

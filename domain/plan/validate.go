@@ -23,7 +23,7 @@ var (
 	smokeTypes       = []string{"smoke", "regression", "performance"}
 	triggerOps       = []string{">", ">=", "<", "<="}
 	checkKinds       = []string{"http", "tcp", "env", "command", "postgres", "redis", "nats", "resources", "file"}
-	stepKinds        = []string{"command", "http", "wait"}
+	stepKinds        = []string{"command", "http", "wait", "restore"}
 	sourceKinds      = []string{"http_probe", "prometheus_scrape"}
 	notifyKinds      = []string{"slack", "webhook", "email"}
 	backupStepKinds  = []string{"command", "files"}
@@ -45,6 +45,8 @@ var (
 type checker struct {
 	d      *decoder
 	issues []Issue
+	// backup is the plan's preflight.backup, which restore steps refer to.
+	backup *Backup
 }
 
 // skip is true when path or an enclosing path already has a decode error:
@@ -173,7 +175,7 @@ func (c *checker) httpURL(path, raw string, required bool) {
 
 func (c *checker) natsURL(path, raw string) {
 	if raw == "" {
-		c.errorf(path, "url is required: a NATS URL such as nats://127.0.0.1:4222")
+		c.errorf(path, "url is required: a NATS URL such as nats://127.0.0.1:4222 (or url_env: the environment variable holding one with credentials)")
 		return
 	}
 	for _, one := range strings.Split(raw, ",") {
@@ -260,12 +262,14 @@ func (c *checker) rfc3339(path, s string) (time.Time, bool) {
 }
 
 func (c *checker) plan(p *Plan) {
+	c.backup = p.Preflight.Backup
 	c.enum("change_request.type", p.ChangeRequest.Type, "a change type", changeTypes)
 	c.enum("change_request.priority", p.ChangeRequest.Priority, "a priority", priorities)
 	c.timeline(p.Timeline)
 	c.risks(p.RisksAndMitigations)
 	c.rollbackPlan(p.RollbackPlan)
 	c.approvals(p.Approval)
+	c.approvalRules(p)
 	c.preflight(p.Preflight)
 	c.deploy(p.Deploy)
 	c.monitor(p.Monitor)
@@ -280,6 +284,34 @@ func (c *checker) timeline(t Timeline) {
 		c.errorf("timeline.planned_completion", "planned completion %s is before planned start %s", t.PlannedCompletion, t.PlannedStart)
 	}
 	c.duration("timeline.estimated_duration", t.EstimatedDuration, false)
+	if wend, ok := c.rfc3339("timeline.window_end", t.WindowEnd); ok && okStart && !wend.After(start) {
+		c.errorf("timeline.window_end", "the change window ends (%s) before it opens (planned_start %s): window_end must be after planned_start", t.WindowEnd, t.PlannedStart)
+	}
+}
+
+// approvalRules checks the approval timeout and that the approvers the plan
+// names can approve at all: the requester cannot approve their own change
+// and one person cannot fill two roles of the same run.
+func (c *checker) approvalRules(p *Plan) {
+	c.duration(approvalTimeoutPath, p.ApprovalTimeout, false)
+	norm := func(s string) string { return strings.ToLower(strings.Join(strings.Fields(s), " ")) }
+	byPerson := map[string]string{}
+	for _, role := range sortedKeys(p.Approval) {
+		name := norm(p.Approval[role].Approver)
+		if name == "" {
+			continue
+		}
+		path := joinKey(joinKey("approval", role), "approver")
+		if name == norm(p.Requester.Name) {
+			c.errorf(path, "%q is the requester (requester.name): the requester cannot approve their own change; name another approver for %s", p.Approval[role].Approver, role)
+			continue
+		}
+		if other, ok := byPerson[name]; ok {
+			c.errorf(path, "%q is also the approver of %s: one person cannot fill two roles of the same run; name another approver for %s", p.Approval[role].Approver, other, role)
+			continue
+		}
+		byPerson[name] = role
+	}
 }
 
 func (c *checker) risks(rs []Risk) {
@@ -383,8 +415,19 @@ func (c *checker) preflight(p Preflight) {
 			default:
 				c.env(joinKey(rp, "address_env"), ch.Redis.AddressEnv)
 			}
+			if c.set(joinKey(rp, "password_env")) {
+				c.env(joinKey(rp, "password_env"), ch.Redis.PasswordEnv)
+			}
 		case "nats":
-			c.natsURL(joinKey(path, "nats.url"), ch.NATS.URL)
+			np := joinKey(path, "nats")
+			switch {
+			case ch.NATS.URL != "" && ch.NATS.URLEnv != "":
+				c.errorf(np, "a nats check takes url or url_env, not both")
+			case ch.NATS.URLEnv != "":
+				c.env(joinKey(np, "url_env"), ch.NATS.URLEnv)
+			default:
+				c.natsURL(joinKey(np, "url"), ch.NATS.URL)
+			}
 		case "resources":
 			rp := joinKey(path, "resources")
 			for _, f := range []struct {
@@ -400,21 +443,100 @@ func (c *checker) preflight(p Preflight) {
 		}
 	}
 	if b := p.Backup; b != nil {
-		for i, s := range b.Steps {
-			path := joinIndex("preflight.backup.steps", i)
-			switch c.oneOf(path, "a backup step", backupStepKinds) {
-			case "command":
-				c.command(joinKey(path, "command"), s.Command)
-			case "files":
-				if len(s.Files) == 0 {
-					c.errorf(joinKey(path, "files"), "files must list at least one file to copy")
+		c.backupSteps(b)
+	}
+}
+
+// BackupMetadataFile is the seed's metadata file in every backup directory.
+const BackupMetadataFile = "backup_metadata.json"
+
+// backupSteps checks the backup steps and that no two of them give a file
+// the same name in the backup directory.
+func (c *checker) backupSteps(b *Backup) {
+	names := map[string]string{} // name in the backup → what produces it
+	name := func(path, n, from, what string) {
+		switch {
+		case n == "" || n == "." || n == "..":
+			c.errorf(path, "%q names no file: a file in the backup directory needs a name", from)
+		case n == BackupMetadataFile:
+			c.errorf(path, "%q would be saved as %s, the backup's own metadata file: save it under another name with a command step", from, BackupMetadataFile)
+		case names[n] != "":
+			c.errorf(path, "%q would be saved as %s, which is already the name of %s: two files cannot share a name in the backup directory; save one of them under another name with a command step", from, n, names[n])
+		default:
+			names[n] = what
+		}
+	}
+	for i, s := range b.Steps {
+		path := joinIndex("preflight.backup.steps", i)
+		c.duration(joinKey(path, "timeout"), s.Timeout, false)
+		switch c.oneOf(path, "a backup step", backupStepKinds) {
+		case "command":
+			c.command(joinKey(path, "command"), s.Command)
+			if s.Stdout != "" {
+				sp := joinKey(path, "stdout")
+				if strings.ContainsRune(s.Stdout, '/') {
+					c.errorf(sp, "%q is not a file name: stdout names a file directly in the backup directory, without /, e.g. docker_state.txt", s.Stdout)
+				} else {
+					name(sp, s.Stdout, s.Stdout, fmt.Sprintf("the output of %s", path))
 				}
-				for j, f := range s.Files {
-					c.required(joinIndex(joinKey(path, "files"), j), f, "a file path")
+			}
+		case "files":
+			if c.set(joinKey(path, "stdout")) {
+				c.errorf(joinKey(path, "stdout"), "stdout belongs to a command step: a files step copies files as they are")
+			}
+			if len(s.Files) == 0 {
+				c.errorf(joinKey(path, "files"), "files must list at least one file to copy")
+			}
+			for j, f := range s.Files {
+				fp := joinIndex(joinKey(path, "files"), j)
+				if c.required(fp, f, "a file path") {
+					name(fp, BackupName(f), f, fmt.Sprintf("the copy of %q", f))
 				}
 			}
 		}
 	}
+}
+
+// restore checks a restore step: its file must be one the plan's backup
+// produces (any name is possible when a backup step is a command).
+func (c *checker) restore(path string, r *RestoreStep) {
+	fp := joinKey(path, "file")
+	if c.required(fp, r.File, "file (the file's name in the run's backup directory, e.g. nginx.conf)") {
+		switch {
+		case !validBackupName(r.File):
+			c.errorf(fp, "%q is not a name in the backup directory: write it relative to that directory, without .. (e.g. nginx.conf)", r.File)
+		case c.backup == nil:
+			c.errorf(fp, "restore of %q needs a backup to restore from, and the plan has no preflight.backup: add preflight.backup with a files step listing the file (e.g. files: [/etc/nginx/nginx.conf])", r.File)
+		case !c.backup.CommandSteps() && !slices.Contains(c.backup.KnownFiles(), r.File):
+			known := c.backup.KnownFiles()
+			have := "no file"
+			if len(known) > 0 {
+				have = strings.Join(known, ", ")
+			}
+			hint := ""
+			for _, k := range known {
+				if dist := editDistance(strings.ToLower(r.File), strings.ToLower(k)); dist <= 1 || (dist == 2 && len(r.File) >= 5) {
+					hint = fmt.Sprintf(" (did you mean %q?)", k)
+					break
+				}
+			}
+			c.errorf(fp, "%q is not in the backup%s: preflight.backup saves %s (files are saved by their base name)", r.File, hint, have)
+		}
+	}
+	c.required(joinKey(path, "to"), r.To, "to (the path the file is restored to)")
+}
+
+// validBackupName: relative, clean, and not leaving the backup directory.
+func validBackupName(n string) bool {
+	if n == "" || strings.HasPrefix(n, "/") {
+		return false
+	}
+	for _, part := range strings.Split(n, "/") {
+		if part == "" || part == "." || part == ".." {
+			return false
+		}
+	}
+	return true
 }
 
 func (c *checker) command(path string, cmd *Command) {
@@ -444,7 +566,7 @@ func (c *checker) step(path string, s Step, textOK bool) {
 	}
 	if s.Text != "" {
 		if !textOK {
-			c.errorf(path, "a step here must be a mapping with exactly one of command, http or wait; a text step (a described manual step) is allowed only in rollback_plan.rollback_steps")
+			c.errorf(path, "a step here must be a mapping with exactly one of command, http, wait or restore; a text step (a described manual step) is allowed only in rollback_plan.rollback_steps")
 		}
 		return
 	}
@@ -468,6 +590,8 @@ func (c *checker) step(path string, s Step, textOK bool) {
 			c.errorf(hp, "an http step takes body or json, not both")
 		}
 		c.headersEnv(joinKey(hp, "headers_env"), s.HTTP.HeadersEnv)
+	case "restore":
+		c.restore(joinKey(path, "restore"), s.Restore)
 	case "wait":
 		wp := joinKey(path, "wait.duration")
 		if !c.set(wp) {

@@ -4,6 +4,10 @@
 package runstate
 
 import (
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
 	runbookv1 "github.com/kis-core/runbook/proto/runbook/v1"
 )
 
@@ -58,7 +62,16 @@ type State struct {
 	ReportReady       bool
 	FinalReason       string
 
-	seen map[string]bool
+	// WaitingFor is what a waiting run waits for, from its latest
+	// run.waiting: the roles still to approve, or "change_window". Empty
+	// unless Status is AWAITING_APPROVAL or WAITING_WINDOW.
+	WaitingFor []string
+	// WaitingUntil is when the change window opens, WaitingDeadline when
+	// the run expires if it still waits (zero when none).
+	WaitingUntil, WaitingDeadline time.Time
+
+	seen          map[string]bool
+	deployStarted bool
 }
 
 // New starts the fold of one run.
@@ -90,18 +103,35 @@ func (s *State) Apply(ev *runbookv1.Event) bool {
 	case *runbookv1.Event_PreflightFailed:
 		s.finish(Failed, "pre-flight failed: "+p.PreflightFailed.GetReason())
 	case *runbookv1.Event_RunWaiting:
-		if len(p.RunWaiting.GetWaitingFor()) > 0 && p.RunWaiting.GetWaitingFor()[0] == "change_window" {
+		w := p.RunWaiting
+		if s.deployStarted {
+			break
+		}
+		if len(w.GetWaitingFor()) > 0 && w.GetWaitingFor()[0] == "change_window" {
 			s.advance(WaitingWindow)
 		} else {
 			s.advance(AwaitingApproval)
 		}
+		s.WaitingFor = w.GetWaitingFor()
+		s.WaitingUntil, s.WaitingDeadline = timeOf(w.GetUntil()), timeOf(w.GetDeadline())
 	case *runbookv1.Event_ApprovalRejected:
-		s.finish(Rejected, "rejected by "+p.ApprovalRejected.GetApprover())
+		// A rejection ends the run unless its deploy started first (the
+		// deployer goes by the same stream order).
+		if !s.deployStarted {
+			a := p.ApprovalRejected
+			who := or(a.GetApprover(), ev.GetActor())
+			reason := "rejected by " + or(who, "an unnamed approver")
+			if a.GetRole() != "" {
+				reason += " as " + a.GetRole()
+			}
+			s.finish(Rejected, reason+": "+or(a.GetReason(), "no reason given"))
+		}
 	case *runbookv1.Event_RunExpired:
 		s.finish(Expired, p.RunExpired.GetReason())
 	case *runbookv1.Event_RunCancelled:
 		s.finish(Cancelled, p.RunCancelled.GetReason())
 	case *runbookv1.Event_DeployStarted:
+		s.deployStarted = true
 		s.advance(Deploying)
 	case *runbookv1.Event_DeployDone:
 		s.DeployDone = true
@@ -133,6 +163,9 @@ func (s *State) Apply(ev *runbookv1.Event) bool {
 	case *runbookv1.Event_ReportReady:
 		s.ReportReady = true
 	}
+	if s.Status != AwaitingApproval && s.Status != WaitingWindow {
+		s.WaitingFor, s.WaitingUntil, s.WaitingDeadline = nil, time.Time{}, time.Time{}
+	}
 	if !s.Status.Final() && !s.RollbackRequested && s.DeployDone && s.MonitorCompleted {
 		switch {
 		case s.TestsPassed:
@@ -157,6 +190,20 @@ func (s *State) finish(to Status, reason string) {
 	}
 	s.Status = to
 	s.FinalReason = reason
+}
+
+func timeOf(t *timestamppb.Timestamp) time.Time {
+	if t == nil {
+		return time.Time{}
+	}
+	return t.AsTime()
+}
+
+func or(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
 }
 
 // Fold folds a whole history.

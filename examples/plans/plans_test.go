@@ -81,9 +81,16 @@ func checkShape(t *testing.T, name string, p *plan.Plan) {
 		case s.Command != nil && strings.Join(s.Command.Argv, " ") ==
 			"cp .demo/estimator/releases/v2.4.0.json .demo/estimator/current-release.json":
 			restore++
+		case s.Restore != nil && s.Restore.File == "current-release.json" && s.Restore.To == ".demo/estimator/current-release.json":
+			restore++ // from the run's own backup (bad-release.yaml)
 		}
 	}
-	want("text rollback steps and one restoring v2.4.0", restore == 1 && text > 0)
+	want("text rollback steps and one restoring the release", restore == 1 && text > 0)
+	if name == plans.BadRelease {
+		b := p.Preflight.Backup
+		want("a backup of the release switch that the restore step uses", b != nil && b.Dir == ".demo/estimator/backups" &&
+			len(b.Steps) == 1 && strings.Join(b.Steps[0].Files, " ") == ".demo/estimator/current-release.json")
+	}
 	var structured int
 	for _, c := range p.RollbackPlan.TriggerConditions {
 		if c.Metric != "" {

@@ -23,6 +23,7 @@ import (
 	"github.com/kis-core/runbook/eventbus"
 	"github.com/kis-core/runbook/eventbus/runplan"
 	runbookv1 "github.com/kis-core/runbook/proto/runbook/v1"
+	"github.com/kis-core/runbook/services/deployer/gate"
 	"github.com/kis-core/runbook/services/deployer/steps"
 )
 
@@ -37,6 +38,11 @@ type Options struct {
 	// StepFault, for tests only: called after each step that succeeded; an
 	// error it returns makes the handler fail there, as a crash would.
 	StepFault func(run, list string, index int) error
+	// Now is the clock of the gate (default time.Now).
+	Now func() time.Time
+	// PollInterval is how often a run waiting at the gate is re-read
+	// (default 500ms); events of the run handled here wake it at once.
+	PollInterval time.Duration
 }
 
 // Service is the deployer.
@@ -51,6 +57,12 @@ type Service struct {
 
 	mu     sync.Mutex
 	active map[string]*activeDeploy
+	// holders are the runs whose gate a handler of this process holds,
+	// with the channel that wakes it.
+	holders map[string]chan struct{}
+	// stopping is closed when Run's context ends: waits give their
+	// message back at once instead of holding the shutdown.
+	stopping <-chan struct{}
 }
 
 type activeDeploy struct {
@@ -72,13 +84,25 @@ func New(bus *eventbus.Bus, o Options, log *slog.Logger, m *eventbus.Metrics, re
 	if o.Consumer.Concurrency == 0 {
 		o.Consumer.Concurrency = 256
 	}
+	if o.Consumer.MaxDeliver == 0 {
+		// A run waiting at the gate holds its message across restarts of
+		// the process, each one a delivery: allow many.
+		o.Consumer.MaxDeliver = 100
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.PollInterval <= 0 {
+		o.PollInterval = 500 * time.Millisecond
+	}
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 	}
 	return &Service{
 		bus: bus, o: o, log: log.With("service", Durable), m: m,
-		exec:   &steps.Executor{HTTP: &http.Client{}, Env: o.Env},
-		active: map[string]*activeDeploy{},
+		exec:    &steps.Executor{HTTP: &http.Client{}, Env: o.Env},
+		active:  map[string]*activeDeploy{},
+		holders: map[string]chan struct{}{},
 		steps: eventbus.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "runbook_steps_total", Help: "Deploy and rollback step attempts, by phase, kind and outcome.",
 		}, []string{"phase", "kind", "outcome"})),
@@ -91,11 +115,17 @@ func New(bus *eventbus.Bus, o Options, log *slog.Logger, m *eventbus.Metrics, re
 
 // Run consumes until ctx ends.
 func (s *Service) Run(ctx context.Context) error {
+	s.mu.Lock()
+	s.stopping = ctx.Done()
+	s.mu.Unlock()
 	r := eventbus.NewRouter(s.bus, s.o.Consumer, s.log, s.m)
 	eventbus.On(r, "preflight.passed", func(ctx context.Context, ev *runbookv1.Event, _ *runbookv1.PreflightResult) error {
 		return s.deploy(ctx, ev)
 	})
 	eventbus.On(r, "approval.granted", func(ctx context.Context, ev *runbookv1.Event, _ *runbookv1.Approval) error {
+		return s.deploy(ctx, ev)
+	})
+	eventbus.On(r, "approval.rejected", func(ctx context.Context, ev *runbookv1.Event, _ *runbookv1.Approval) error {
 		return s.deploy(ctx, ev)
 	})
 	eventbus.On(r, "rollback.requested", s.rollback)
@@ -112,32 +142,57 @@ func runEnv(runID string, cr *runbookv1.Event, list string, index int, name stri
 	}
 }
 
-// deploy opens the gate and runs the deploy of ev's run.
+// deploy opens the gate (package gate) and runs the deploy of ev's run.
+//
+// While the gate is closed the handler holds ev (the router keeps the
+// message with heartbeats) and re-reads the run every PollInterval, or at
+// once when another event of the run arrives here, until the gate opens,
+// the run is rejected or it expires. Deadlines come from the run's events
+// (pre-flight passed, the plan's window), never from when the wait began,
+// so the message redelivered after a restart resumes the same wait.
 func (s *Service) deploy(ctx context.Context, ev *runbookv1.Event) error {
 	run := ev.RunId
 	log := s.log.With("run_id", run)
-	hist, err := s.bus.RunHistory(ctx, run)
-	if err != nil {
-		return err
+	wake, mine := s.hold(run)
+	if !mine {
+		return nil // another handler here holds this run's gate: it was woken up
 	}
-	v := viewOf(hist)
-	if !v.preflightPassed || v.deployFinished || v.rollbackStarted != nil {
-		return nil // not open yet, or already decided
-	}
-	p, cr, err := runplan.Load(ctx, s.bus, run)
-	if err != nil {
-		return err
-	}
-	if missing := v.missingApprovals(); len(missing) > 0 {
-		w := eventbus.CausedBy(eventbus.New(run, &runbookv1.Event_RunWaiting{RunWaiting: &runbookv1.RunWaiting{
-			Reason:     "waiting for approval by " + strings.Join(missing, ", "),
-			WaitingFor: missing,
-		}}, "approvals", len(v.approved)), ev)
-		if _, err := s.bus.Publish(ctx, w); err != nil {
+	defer s.release(run)
+	var v *runView
+	var p *plan.Plan
+	var cr *runbookv1.Event
+waitLoop:
+	for {
+		hist, err := s.bus.RunHistory(ctx, run)
+		if err != nil {
 			return err
 		}
-		log.Info("gate closed: waiting for approvals", "missing", missing)
-		return nil
+		v = viewOf(hist)
+		if !v.preflightPassed || v.deployFinished || v.rollbackStarted != nil || v.stopped != "" {
+			return nil // not open yet, or already decided
+		}
+		if p == nil {
+			if p, cr, err = runplan.Load(ctx, s.bus, run); err != nil {
+				return err
+			}
+		}
+		if v.deployStarted {
+			break
+		}
+		verdict, err := s.judge(ctx, ev, v, p, cr)
+		if err != nil {
+			return err
+		}
+		switch verdict.State {
+		case gate.Open:
+			break waitLoop
+		case gate.Rejected, gate.Expired:
+			log.Info("gate closed for good", "state", verdict.State, "reason", verdict.Reason)
+			return nil
+		}
+		if err := s.wait(ctx, wake, verdict.Next()); err != nil {
+			return err
+		}
 	}
 	start := time.Now()
 	if !v.deployStarted {
@@ -145,8 +200,23 @@ func (s *Service) deploy(ctx context.Context, ev *runbookv1.Event) error {
 		if _, err := s.bus.PublishOnce(ctx, st); err != nil && !errors.Is(err, eventbus.ErrAlreadyPublished) {
 			return err
 		}
+		// The stream's order decides a race with a rejection (or a
+		// cancel) published while the gate opened: read it again.
+		hist, err := s.bus.RunHistory(ctx, run)
+		if err != nil {
+			return err
+		}
+		v = viewOf(hist)
 	} else {
 		log.Info("resuming deploy after a restart")
+	}
+	if v.stopped != "" {
+		log.Warn("the run was stopped before its deploy started: no step runs", "event", v.stopped)
+		return nil
+	}
+	if v.deployStartedBy != "" && v.deployStartedBy != ev.Id {
+		log.Info("the deploy of this run belongs to the handler of another event", "deploy_caused_by", v.deployStartedBy)
+		return nil
 	}
 
 	dctx, cancel := context.WithCancelCause(ctx)
@@ -227,7 +297,7 @@ func (s *Service) runList(ctx context.Context, run string, cr *runbookv1.Event, 
 			continue
 		}
 		attempt := v.started[k]
-		if attempt > v.ended[k] && !st.Idempotent {
+		if attempt > v.ended[k] && !st.SafeToRerun() {
 			return &stepFailure{name, fmt.Errorf("step %q started before a crash and never finished; it is not marked idempotent, so it is not re-run", name)}
 		}
 		// An attempt cut short by a crash is not a failure of the step: it
@@ -248,7 +318,11 @@ func (s *Service) runList(ctx context.Context, run string, cr *runbookv1.Event, 
 				return &stepFailure{name, err}
 			}
 			t0 := time.Now()
-			res := s.exec.Run(ctx, st, runEnv(run, cr, list, i, name))
+			env := runEnv(run, cr, list, i, name)
+			if v.backupDir != "" {
+				env[steps.BackupDirEnv] = v.backupDir // the run's own backup, for restore steps and commands
+			}
+			res := s.exec.Run(ctx, st, env)
 			s.stepT.WithLabelValues(phase, st.Kind()).Observe(time.Since(t0).Seconds())
 			end := &runbookv1.StepEvent{Index: int32(i), Name: name, Kind: st.Kind(), Attempt: attempt, List: list,
 				DurationMs: time.Since(t0).Milliseconds(), ExitCode: int32(res.ExitCode), OutputTail: res.OutputTail}

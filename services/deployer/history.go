@@ -2,9 +2,11 @@ package deployer
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/kis-core/runbook/eventbus"
 	runbookv1 "github.com/kis-core/runbook/proto/runbook/v1"
+	"github.com/kis-core/runbook/services/deployer/gate"
 )
 
 // stepKey names one step of one list ("steps", "health", "finally", "rollback").
@@ -17,9 +19,19 @@ type stepKey struct {
 // deployer needs to continue after a crash without redoing finished work.
 type runView struct {
 	preflightPassed bool
+	// backupDir is the run's own backup directory (backup.done), "" when
+	// the plan has none.
+	backupDir       string
 	approvalsNeeded []string
-	approved        map[string]bool
+	readyAt         time.Time       // when pre-flight passed
+	decisions       []gate.Decision // approvals and rejections, in stream order
+	ids             map[string]bool // every event id of the run
+	// stopped is the event type (approval.rejected, run.cancelled,
+	// run.expired) that ended the run before its deploy started, if any:
+	// in stream order, the first of a stop and deploy.started wins.
+	stopped         string
 	deployStarted   bool
+	deployStartedBy string // causation id of deploy.started: the event whose handler deploys
 	deployFinished  bool
 	rollbackStarted *runbookv1.Event
 	rollbackEnded   bool
@@ -29,17 +41,31 @@ type runView struct {
 }
 
 func viewOf(hist []eventbus.Envelope) *runView {
-	v := &runView{approved: map[string]bool{}, started: map[stepKey]int32{}, ended: map[stepKey]int32{}, succeeded: map[stepKey]bool{}}
+	v := &runView{ids: map[string]bool{}, started: map[stepKey]int32{}, ended: map[stepKey]int32{}, succeeded: map[stepKey]bool{}}
 	for _, e := range hist {
 		ev := e.Event
+		v.ids[ev.GetId()] = true
+		if d, ok := gate.DecisionOf(ev); ok {
+			v.decisions = append(v.decisions, d)
+		}
 		switch p := ev.Payload.(type) {
 		case *runbookv1.Event_PreflightPassed:
+			if !v.preflightPassed && ev.GetTime() != nil {
+				v.readyAt = ev.GetTime().AsTime()
+			}
 			v.preflightPassed = true
+		case *runbookv1.Event_BackupDone:
+			v.backupDir = p.BackupDone.GetDir()
 		case *runbookv1.Event_PlanAssessed:
 			v.approvalsNeeded = p.PlanAssessed.GetApprovalsRequired()
-		case *runbookv1.Event_ApprovalGranted:
-			v.approved[p.ApprovalGranted.GetRole()] = true
+		case *runbookv1.Event_ApprovalRejected, *runbookv1.Event_RunCancelled, *runbookv1.Event_RunExpired:
+			if !v.deployStarted && v.stopped == "" {
+				v.stopped = ev.GetType()
+			}
 		case *runbookv1.Event_DeployStarted:
+			if !v.deployStarted {
+				v.deployStartedBy = ev.GetCausationId()
+			}
 			v.deployStarted = true
 		case *runbookv1.Event_DeployDone, *runbookv1.Event_DeployFailed:
 			v.deployFinished = true
@@ -79,17 +105,6 @@ func (v *runView) stepEnded(s *runbookv1.StepEvent, ok bool) {
 	if ok {
 		v.succeeded[k] = true
 	}
-}
-
-// missingApprovals lists the roles that must still approve.
-func (v *runView) missingApprovals() []string {
-	var out []string
-	for _, r := range v.approvalsNeeded {
-		if !v.approved[r] {
-			out = append(out, r)
-		}
-	}
-	return out
 }
 
 // stepEvent wraps a StepEvent in the payload of the given phase

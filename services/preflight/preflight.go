@@ -1,7 +1,8 @@
 // Package preflight is the PRE-FLIGHT and PLAN phases: it validates the plan
 // of every change.requested (an invalid plan becomes change.rejected with
 // every error), runs the plan's checks concurrently, scores the risks with
-// the seed's matrix (plan.assessed) and ends in preflight.passed or
+// the seed's matrix (plan.assessed), backs up when the checks passed
+// (backup.done, package backup) and ends in preflight.passed or
 // preflight.failed.
 package preflight
 
@@ -21,6 +22,7 @@ import (
 	"github.com/kis-core/runbook/domain/risk"
 	"github.com/kis-core/runbook/eventbus"
 	runbookv1 "github.com/kis-core/runbook/proto/runbook/v1"
+	"github.com/kis-core/runbook/services/preflight/backup"
 	"github.com/kis-core/runbook/services/preflight/checks"
 )
 
@@ -35,6 +37,10 @@ type Options struct {
 	Env checks.Env
 	// CheckTimeout applies to checks without their own (default 5s).
 	CheckTimeout time.Duration
+	// Environment is backup_metadata.json's environment: the seed's
+	// ${ENVIRONMENT:-production} (default: Env("ENVIRONMENT"), else
+	// "production").
+	Environment string
 }
 
 // Service is the preflight service.
@@ -44,6 +50,7 @@ type Service struct {
 	log     *slog.Logger
 	m       *eventbus.Metrics
 	runner  *checks.Runner
+	backup  *backup.Runner
 	results *prometheus.CounterVec
 }
 
@@ -55,6 +62,12 @@ func New(bus *eventbus.Bus, o Options, log *slog.Logger, m *eventbus.Metrics, re
 	if o.Env == nil {
 		o.Env = os.LookupEnv
 	}
+	if o.Environment == "" {
+		o.Environment, _ = o.Env("ENVIRONMENT")
+	}
+	if o.Environment == "" {
+		o.Environment = backup.DefaultEnvironment
+	}
 	o.Consumer.Durable = Durable
 	if reg == nil {
 		reg = prometheus.NewRegistry()
@@ -62,6 +75,7 @@ func New(bus *eventbus.Bus, o Options, log *slog.Logger, m *eventbus.Metrics, re
 	return &Service{
 		bus: bus, o: o, log: log.With("service", Durable), m: m,
 		runner: &checks.Runner{HTTP: &http.Client{}, Env: o.Env, DefaultTimeout: o.CheckTimeout},
+		backup: &backup.Runner{},
 		results: eventbus.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "runbook_preflight_checks_total",
 			Help: "Pre-flight checks run, by kind and status.",
@@ -129,9 +143,22 @@ func (s *Service) onChangeRequested(ctx context.Context, ev *runbookv1.Event, cr
 		log.Info("check", "step", r.Name, "kind", r.Kind, "status", r.Status.String(), "value", r.Value, "duration_ms", r.DurationMs)
 	}
 	res := &runbookv1.PreflightResult{Checks: results}
+	// The backup is the last part of pre-flight, only when the checks
+	// passed (the seed backs up once the system is known to be fit).
+	var backupErr *backup.StepError
+	if len(failed) == 0 && p.Preflight.Backup != nil {
+		steps, err := s.runBackup(ctx, ev, cr, p)
+		if err != nil && !errors.As(err, &backupErr) {
+			return err // shutting down or the bus failed: redelivery retries
+		}
+		res.Checks = append(res.Checks, steps...)
+	}
 	var out *runbookv1.Event
 	if len(failed) > 0 {
 		res.Reason = fmt.Sprintf("%d blocking check(s) failed: %s", len(failed), strings.Join(failed, "; "))
+		out = eventbus.New(run, &runbookv1.Event_PreflightFailed{PreflightFailed: res})
+	} else if backupErr != nil {
+		res.Reason = backupErr.Error()
 		out = eventbus.New(run, &runbookv1.Event_PreflightFailed{PreflightFailed: res})
 	} else {
 		out = eventbus.New(run, &runbookv1.Event_PreflightPassed{PreflightPassed: res})
@@ -141,6 +168,71 @@ func (s *Service) onChangeRequested(ctx context.Context, ev *runbookv1.Event, cr
 	}
 	log.Info("pre-flight decided", "event", out.Type, "checks", len(results), "failed", len(failed))
 	return nil
+}
+
+// runBackup backs the run up once: when backup.done is already in the run's
+// history (a redelivery after a crash), it is not done again. The result
+// has one check of kind "backup" per step; the error is a
+// *backup.StepError when a step failed.
+func (s *Service) runBackup(ctx context.Context, ev *runbookv1.Event, cr *runbookv1.ChangeRequested, p *plan.Plan) ([]*runbookv1.CheckResult, error) {
+	run := ev.RunId
+	log := s.log.With("run_id", run)
+	prev, err := s.bus.LastEvent(ctx, run, "backup.done")
+	if err != nil {
+		return nil, err
+	}
+	if prev != nil {
+		bd := prev.Event.GetBackupDone()
+		log.Info("backup already done; not backing up again", "event", "backup.done", "dir", bd.GetDir())
+		return []*runbookv1.CheckResult{{
+			Name: "backup", Kind: "backup", Status: runbookv1.CheckStatus_CHECK_STATUS_PASS, Blocking: true,
+			Value: fmt.Sprintf("%d file(s)", len(bd.GetFiles())), Message: "backed up before a restart to " + bd.GetDir(),
+		}}, nil
+	}
+	changeID := p.ChangeRequest.ID
+	if changeID == "" {
+		changeID = cr.GetChangeId()
+	}
+	res, berr := s.backup.Run(ctx, *p.Preflight.Backup, backup.Run{
+		RunID: run, ChangeID: changeID, Operator: ev.GetActor(), Environment: s.o.Environment,
+	})
+	var out []*runbookv1.CheckResult
+	for _, st := range res.Steps {
+		status := runbookv1.CheckStatus_CHECK_STATUS_PASS
+		switch st.Status {
+		case backup.Warn:
+			status = runbookv1.CheckStatus_CHECK_STATUS_WARN
+		case backup.Fail:
+			status = runbookv1.CheckStatus_CHECK_STATUS_FAIL
+		}
+		s.results.WithLabelValues("backup", st.Status.String()).Inc()
+		out = append(out, &runbookv1.CheckResult{
+			Name: "backup: " + st.Name, Kind: "backup", Status: status, Blocking: true,
+			Value: fmt.Sprintf("%d file(s)", len(st.Files)), Message: st.Message, DurationMs: st.Duration.Milliseconds(),
+		})
+		log.Info("backup step", "step", st.Name, "kind", st.Kind, "status", st.Status.String(), "files", len(st.Files), "warnings", len(st.Warnings), "duration_ms", st.Duration.Milliseconds())
+	}
+	if berr != nil {
+		var se *backup.StepError
+		if errors.As(berr, &se) && se.Index < 0 {
+			out = append(out, &runbookv1.CheckResult{Name: "backup: " + se.Name, Kind: "backup", Status: runbookv1.CheckStatus_CHECK_STATUS_FAIL, Blocking: true, Message: se.Err.Error()})
+		}
+		log.Error("BACKUP FAILED", "dir", res.Dir, "err", berr)
+		return out, berr
+	}
+	bd := &runbookv1.BackupDone{Dir: res.Dir, Files: res.Metadata.Files, MetadataPath: res.MetadataPath}
+	for _, d := range res.Metadata.FileDetails {
+		bd.FileDetails = append(bd.FileDetails, &runbookv1.BackupFile{Name: d.Name, Size: d.Size, Sha256: d.SHA256})
+	}
+	done := eventbus.CausedBy(eventbus.New(run, &runbookv1.Event_BackupDone{BackupDone: bd}), ev)
+	if _, err := s.bus.PublishOnce(ctx, done); err != nil {
+		if !errors.Is(err, eventbus.ErrAlreadyPublished) {
+			return out, err
+		}
+		log.Warn("backup.done was already published by an earlier attempt; this directory is unused", "dir", res.Dir)
+	}
+	log.Info("backup done", "event", "backup.done", "dir", res.Dir, "files", len(bd.Files))
+	return out, nil
 }
 
 func assessedEvent(a risk.Assessment) *runbookv1.PlanAssessed {

@@ -48,7 +48,7 @@ func Describe(p *plan.Plan, a risk.Assessment) string {
 	if r := p.Requester; r.Name != "" || r.Contact != "" {
 		w(1, "requested by %s", strings.Join(nonEmpty(r.Name, paren(strings.Join(nonEmpty(r.Role, r.Contact), ", "))), " "))
 	}
-	if t := p.Timeline; t.PlannedStart != "" || t.EstimatedDuration.IsSet() || t.PlannedCompletion != "" {
+	if t := p.Timeline; t.PlannedStart != "" || t.EstimatedDuration.IsSet() || t.PlannedCompletion != "" || t.WindowEnd != "" {
 		var parts []string
 		if t.PlannedStart != "" {
 			parts = append(parts, "start "+t.PlannedStart)
@@ -58,6 +58,9 @@ func Describe(p *plan.Plan, a risk.Assessment) string {
 		}
 		if t.PlannedCompletion != "" {
 			parts = append(parts, "completion "+t.PlannedCompletion)
+		}
+		if t.WindowEnd != "" {
+			parts = append(parts, "window end "+t.WindowEnd+" (not started by then: EXPIRED)")
 		}
 		w(1, "timeline: %s", strings.Join(parts, ", "))
 		for _, m := range t.Milestones {
@@ -78,11 +81,7 @@ func Describe(p *plan.Plan, a risk.Assessment) string {
 		w(1, "%d. %s [%s] %s · timeout %s · %s", i+1, c.Label(i), c.Kind(), checkText(c), dur(c.EffectiveTimeout()), blocking)
 	}
 	if bk := p.Preflight.Backup; bk != nil {
-		dir := bk.Dir
-		if dir == "" {
-			dir = "(default directory)"
-		}
-		w(1, "backup to %s, with backup_metadata.json:", dir)
+		w(1, "backup to %s/<run id>-YYYYMMDD_HHMMSS (a new directory per run), with backup_metadata.json:", bk.EffectiveDir())
 		for i, s := range bk.Steps {
 			what := ""
 			switch s.Kind() {
@@ -91,7 +90,10 @@ func Describe(p *plan.Plan, a risk.Assessment) string {
 			case "files":
 				what = strings.Join(s.Files, ", ")
 			}
-			w(2, "%d. %s [%s] %s", i+1, s.Name, s.Kind(), what)
+			if s.Stdout != "" {
+				what += " > " + s.Stdout
+			}
+			w(2, "%d. %s [%s] %s · timeout %s", i+1, s.Label(i), s.Kind(), what, dur(s.EffectiveTimeout()))
 		}
 	} else {
 		w(1, "backup: none")
@@ -272,6 +274,9 @@ func Describe(p *plan.Plan, a risk.Assessment) string {
 			w(1, "- %s", role)
 		}
 	}
+	if p.ApprovalTimeout.IsSet() && len(a.ApprovalsRequired) > 0 {
+		w(1, "timeout %s after pre-flight passed: a run still missing an approval then EXPIRES", dur(p.ApprovalTimeout.Duration))
+	}
 	w(1, "approvals count only as `runbook approve` events")
 	return b.String()
 }
@@ -294,23 +299,26 @@ func checkText(c plan.Check) string {
 	case "command":
 		return argv(c.Command)
 	case "postgres":
-		q := c.Postgres.Query
-		if q == "" {
-			q = "ping"
-		}
-		return fmt.Sprintf("$%s: %s", c.Postgres.DSNEnv, q)
+		return fmt.Sprintf("connect $%s, run %s", c.Postgres.DSNEnv, c.Postgres.EffectiveQuery())
 	case "redis":
+		s := "PING " + c.Redis.Address
 		if c.Redis.AddressEnv != "" {
-			return "PING $" + c.Redis.AddressEnv
+			s = "PING $" + c.Redis.AddressEnv
 		}
-		return "PING " + c.Redis.Address
+		if c.Redis.PasswordEnv != "" {
+			s += ", AUTH with $" + c.Redis.PasswordEnv
+		}
+		return s
 	case "nats":
+		if c.NATS.URLEnv != "" {
+			return "connect $" + c.NATS.URLEnv
+		}
 		return "connect " + c.NATS.URL
 	case "resources":
 		r := c.Resources
-		return fmt.Sprintf("cpu < %s %%, memory < %s %%, disk %s < %s %%", num(r.EffectiveCPU()), num(r.EffectiveMemory()), r.EffectiveDiskPath(), num(r.EffectiveDisk()))
+		return fmt.Sprintf("CPU ≤ %s%%, memory ≤ %s%%, disk %s ≤ %s%%", num(r.EffectiveCPU()), num(r.EffectiveMemory()), r.EffectiveDiskPath(), num(r.EffectiveDisk()))
 	case "file":
-		return "exists " + c.File.Path
+		return "exists and readable " + c.File.Path
 	}
 	return ""
 }
@@ -327,9 +335,11 @@ func stepText(s plan.Step) string {
 		what = fmt.Sprintf("%s %s → %s", s.HTTP.EffectiveMethod(), s.HTTP.URL, statusText(s.HTTP.ExpectStatus))
 	case "wait":
 		return fmt.Sprintf("%s [wait] %s", s.Label(), dur(s.Wait.Duration.Duration))
+	case "restore":
+		what = fmt.Sprintf("%s from the run's backup → %s", s.Restore.File, s.Restore.To)
 	}
 	idem := "not idempotent"
-	if s.Idempotent {
+	if s.SafeToRerun() {
 		idem = "idempotent"
 	}
 	return fmt.Sprintf("%s [%s] %s · timeout %s · retries %d · %s", s.Label(), s.Kind(), what, dur(s.EffectiveTimeout()), s.Retries, idem)

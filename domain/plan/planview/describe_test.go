@@ -66,7 +66,11 @@ func TestDescribeFullPlan(t *testing.T) {
 	d := describe(t, "full_plan.yml")
 	contains(t, d,
 		"1. api up [http] GET https://api.example.com/health → 200, ≤ 500 ms · timeout 5s · blocking",
-		"8. host [resources] cpu < 90 %, memory < 85 %, disk /var < 90 % · timeout 5s · warning only",
+		"5. db [postgres] connect $DATABASE_URL, run select 1 · timeout 5s · blocking",
+		"6. cache [redis] PING $REDIS_ADDR, AUTH with $REDIS_PASSWORD · timeout 5s · blocking",
+		"7. bus [nats] connect nats://127.0.0.1:4222 · timeout 5s · blocking",
+		"8. host [resources] CPU ≤ 90%, memory ≤ 85%, disk /var ≤ 90% · timeout 5s · warning only",
+		"9. model file [file] exists and readable ./model.bin · timeout 5s · warning only",
 		"backup to ./backups",
 		"2. deploy model [command] ./scripts/deploy.sh v2.4.0 · timeout 2m · retries 2 · idempotent",
 		"3. warm up [wait] 30s",

@@ -20,6 +20,10 @@ import (
 	"github.com/kis-core/runbook/domain/plan"
 )
 
+// BackupDirEnv is the variable that holds the run's own backup directory
+// (from its backup.done) in runEnv, and so in every command's environment.
+const BackupDirEnv = "RUNBOOK_BACKUP_DIR"
+
 // Result of one attempt.
 type Result struct {
 	ExitCode   int
@@ -48,6 +52,8 @@ func (x *Executor) Run(ctx context.Context, s plan.Step, runEnv map[string]strin
 		return x.command(ctx, s.Command, runEnv)
 	case s.HTTP != nil:
 		return x.http(ctx, s.HTTP)
+	case s.Restore != nil:
+		return restore(ctx, s.Restore, runEnv[BackupDirEnv])
 	case s.Wait != nil:
 		t := time.NewTimer(s.Wait.Duration.Duration)
 		defer t.Stop()

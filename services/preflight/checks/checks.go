@@ -1,23 +1,26 @@
 // Package checks runs the pre-flight checks of a plan: each kind with its
 // timeout, all of them concurrently, each result with what was measured
 // and what it was judged against. Values of environment variables are never
-// reported, only SET / NOT SET.
+// reported, only SET / NOT SET; secrets read for a check (a DSN, a password,
+// a URL with credentials) are kept out of every result field.
 package checks
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/kis-core/runbook/domain/plan"
@@ -33,6 +36,67 @@ type Runner struct {
 	Env  Env
 	// DefaultTimeout applies to checks without a timeout (default 5s).
 	DefaultTimeout time.Duration
+	// Proc is where the resources check reads stat and meminfo (default
+	// /proc); tests point it at fixture files.
+	Proc string
+	// CPUSample is the gap between the two /proc/stat samples the CPU usage
+	// is computed from (default 200ms).
+	CPUSample time.Duration
+
+	// pause waits between the two CPU samples; tests swap the fixture
+	// files in it. nil means sleep (cancelled with ctx).
+	pause func(ctx context.Context, d time.Duration) error
+}
+
+// failure is a check's failure in the seed's words: "PostgreSQL: CONNECTION
+// FAILED" and what went wrong. A timeout keeps the words and says after how
+// long.
+type failure struct {
+	what   string // "PostgreSQL: CONNECTION FAILED"
+	detail string
+}
+
+func (f *failure) Error() string {
+	if f.detail == "" {
+		return f.what
+	}
+	return f.what + ": " + f.detail
+}
+
+func fail(what, format string, args ...any) error {
+	return &failure{what: what, detail: fmt.Sprintf(format, args...)}
+}
+
+// job is one check being run: its result and the secrets that must not
+// appear in it.
+type job struct {
+	res     *runbookv1.CheckResult
+	secrets []string
+}
+
+// secret marks s (a password, a DSN, a URL with credentials) as never to be
+// reported.
+// Values shorter than 4 characters are not scrubbed: replacing them would
+// garble every message, and the messages are built without secrets anyway.
+func (j *job) secret(s string) {
+	if len(s) >= 4 {
+		j.secrets = append(j.secrets, s)
+	}
+}
+
+// scrub replaces every secret in the result's text fields: the last guard
+// behind messages that are built without them.
+func (j *job) scrub() {
+	if len(j.secrets) == 0 {
+		return
+	}
+	// Longest first, so that a DSN goes before the password inside it.
+	slices.SortFunc(j.secrets, func(a, b string) int { return len(b) - len(a) })
+	for _, f := range []*string{&j.res.Message, &j.res.Value, &j.res.Threshold, &j.res.Name} {
+		for _, s := range j.secrets {
+			*f = strings.ReplaceAll(*f, s, "[REDACTED]")
+		}
+	}
 }
 
 // RunAll runs every check concurrently and returns the results in plan order.
@@ -63,40 +127,69 @@ func (r *Runner) Run(ctx context.Context, index int, c plan.Check) *runbookv1.Ch
 	if name == "" {
 		name = fmt.Sprintf("%s check #%d", kind, index+1)
 	}
-	res := &runbookv1.CheckResult{Name: name, Kind: kind, Blocking: c.IsBlocking()}
+	j := &job{res: &runbookv1.CheckResult{Name: name, Kind: kind, Blocking: c.IsBlocking()}}
+	res := j.res
 	start := time.Now()
 	var err error
+	// Every kind of plan.Check is here; validation refuses a check without
+	// one, so the last case only guards against a plan built by hand.
 	switch {
 	case c.HTTP != nil:
-		err = r.http(ctx, c.HTTP, res)
+		err = r.http(ctx, c.HTTP, j)
 	case c.TCP != nil:
 		err = tcp(ctx, c.TCP, res)
 	case c.Env != nil:
 		err = r.env(c.Env, res)
 	case c.Command != nil:
 		err = command(ctx, c.Command, res)
-	case c.File != nil:
-		err = file(c.File, res)
+	case c.Postgres != nil:
+		err = r.postgres(ctx, c.Postgres, j)
 	case c.Redis != nil:
-		err = r.redis(ctx, c.Redis, res)
+		err = r.redis(ctx, c.Redis, j)
+	case c.NATS != nil:
+		err = r.nats(ctx, c.NATS, j)
+	case c.Resources != nil:
+		err = r.resources(ctx, c.Resources, res)
+	case c.File != nil:
+		err = file(ctx, c.File, res)
 	default:
-		err = fmt.Errorf("check kind %q is not supported by this version of runbook (supported: http, tcp, env, command, file, redis)", kind)
+		err = errors.New("the check sets no kind: write one of http, tcp, env, command, postgres, redis, nats, resources, file")
 	}
 	res.DurationMs = time.Since(start).Milliseconds()
+	var f *failure
 	switch {
 	case err == nil:
 		res.Status = runbookv1.CheckStatus_CHECK_STATUS_PASS
 		if res.Message == "" {
 			res.Message = "ok"
 		}
-	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+	case expired(ctx) && errors.As(err, &f):
+		res.Status = failOrWarn(res.Blocking)
+		res.Message = fmt.Sprintf("%s: timed out after %s", f.what, timeout)
+		if f.detail != "" {
+			res.Message += " (" + f.detail + ")"
+		}
+	case expired(ctx):
 		res.Status = failOrWarn(res.Blocking)
 		res.Message = fmt.Sprintf("timed out after %s: %v", timeout, err)
 	default:
+		// Blocking checks fail, the others warn (resources by default).
 		res.Status = failOrWarn(res.Blocking)
 		res.Message = err.Error()
 	}
+	j.scrub()
 	return res
+}
+
+// expired reports that the check's time ran out: its context says so, or
+// its deadline has passed (a socket deadline set to the same instant can
+// fire before the context's timer does).
+func expired(ctx context.Context) bool {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return true
+	}
+	dl, ok := ctx.Deadline()
+	return ok && !time.Now().Before(dl)
 }
 
 func failOrWarn(blocking bool) runbookv1.CheckStatus {
@@ -113,7 +206,8 @@ func (r *Runner) lookup(name string) (string, bool) {
 	return r.Env(name)
 }
 
-func (r *Runner) http(ctx context.Context, c *plan.HTTPCheck, res *runbookv1.CheckResult) error {
+func (r *Runner) http(ctx context.Context, c *plan.HTTPCheck, j *job) error {
+	res := j.res
 	method := c.Method
 	if method == "" {
 		method = http.MethodGet
@@ -124,6 +218,7 @@ func (r *Runner) http(ctx context.Context, c *plan.HTTPCheck, res *runbookv1.Che
 	}
 	for h, env := range c.HeadersEnv {
 		if v, ok := r.lookup(env); ok {
+			j.secret(v)
 			req.Header.Set(h, v)
 		} else {
 			return fmt.Errorf("header %s: environment variable %s is NOT SET", h, env)
@@ -254,57 +349,94 @@ func command(ctx context.Context, c *plan.Command, res *runbookv1.CheckResult) e
 	return nil
 }
 
-func file(c *plan.FileCheck, res *runbookv1.CheckResult) error {
-	f, err := os.Open(c.Path)
-	if err != nil {
-		return fmt.Errorf("%s: %w", c.Path, err)
+// file checks that the path exists and is readable: a regular file is
+// opened and its first byte read (an empty file is fine), a directory is
+// opened and its first entry listed; anything else (a device, a pipe, a
+// socket) is checked with access(2), since reading it could block. The
+// work runs aside so that a hung file system ends at the check's timeout.
+func file(ctx context.Context, c *plan.FileCheck, res *runbookv1.CheckResult) error {
+	type outcome struct {
+		value, msg string
+		err        error
 	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return fmt.Errorf("%s: %w", c.Path, err)
+	done := make(chan outcome, 1)
+	go func() {
+		v, m, err := probeFile(c.Path)
+		done <- outcome{v, m, err}
+	}()
+	select {
+	case o := <-done:
+		res.Value = o.value
+		if o.err != nil {
+			return o.err
+		}
+		res.Message = o.msg
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("%s: no answer from the file system: %w", c.Path, ctx.Err())
 	}
-	res.Value = fmt.Sprintf("%d bytes", st.Size())
-	res.Message = "exists and is readable"
-	return nil
 }
 
-func (r *Runner) redis(ctx context.Context, c *plan.RedisCheck, res *runbookv1.CheckResult) error {
-	addr := c.Address
-	if c.AddressEnv != "" {
-		v, ok := r.lookup(c.AddressEnv)
-		if !ok || v == "" {
-			return fmt.Errorf("environment variable %s is NOT SET", c.AddressEnv)
-		}
-		addr = strings.TrimPrefix(v, "redis://")
-		if i := strings.IndexByte(addr, '/'); i >= 0 {
-			addr = addr[:i]
-		}
-	}
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", addr)
+func probeFile(path string) (value, msg string, err error) {
+	st, err := os.Stat(path)
 	if err != nil {
-		return fmt.Errorf("Redis: CONNECTION FAILED: %w", err)
+		if errors.Is(err, fs.ErrNotExist) {
+			return "", "", fileErr(path, "does not exist", err)
+		}
+		return "", "", fileErr(path, "cannot be reached", err)
 	}
-	defer conn.Close()
-	if dl, ok := ctx.Deadline(); ok {
-		_ = conn.SetDeadline(dl)
+	mode := st.Mode()
+	switch {
+	case mode.IsRegular():
+		f, err := os.Open(path)
+		if err != nil {
+			return fmt.Sprintf("file, %d bytes", st.Size()), "", fileErr(path, "exists but cannot be opened", err)
+		}
+		defer f.Close()
+		var one [1]byte
+		if _, err := f.Read(one[:]); err != nil && !errors.Is(err, io.EOF) {
+			return fmt.Sprintf("file, %d bytes", st.Size()), "", fileErr(path, "exists but cannot be read", err)
+		}
+		return fmt.Sprintf("file, %d bytes", st.Size()), "exists and is readable", nil
+	case mode.IsDir():
+		f, err := os.Open(path)
+		if err != nil {
+			return "directory", "", fileErr(path, "is a directory that cannot be opened", err)
+		}
+		defer f.Close()
+		if _, err := f.ReadDir(1); err != nil && !errors.Is(err, io.EOF) {
+			return "directory", "", fileErr(path, "is a directory that cannot be listed", err)
+		}
+		return "directory", "exists and is readable (a directory: its entries can be listed)", nil
+	default:
+		kind := fileType(mode)
+		if err := syscall.Access(path, 4 /* R_OK */); err != nil {
+			return kind, "", fileErr(path, "exists ("+kind+") but is not readable", err)
+		}
+		return kind, "exists and is readable (" + kind + ", not read)", nil
 	}
-	if _, err := conn.Write([]byte("PING\r\n")); err != nil {
-		return fmt.Errorf("Redis: CONNECTION FAILED: %w", err)
+}
+
+func fileErr(path, what string, err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		err = pe.Err // the path is already in the message
 	}
-	line, err := bufio.NewReader(conn).ReadString('\n')
-	if err != nil {
-		return fmt.Errorf("Redis: CONNECTION FAILED: %w", err)
+	return fmt.Errorf("%s %s: %w", path, what, err)
+}
+
+func fileType(m fs.FileMode) string {
+	switch {
+	case m&fs.ModeNamedPipe != 0:
+		return "named pipe"
+	case m&fs.ModeSocket != 0:
+		return "socket"
+	case m&fs.ModeCharDevice != 0:
+		return "character device"
+	case m&fs.ModeDevice != 0:
+		return "block device"
 	}
-	line = strings.TrimSpace(line)
-	res.Value = line
-	res.Threshold = "+PONG"
-	if line != "+PONG" {
-		return fmt.Errorf("Redis answered %q to PING", line)
-	}
-	res.Message = "CONNECTED"
-	return nil
+	return "special file"
 }
 
 func tail(s string, n int) string {

@@ -5,7 +5,11 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"reflect"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -93,4 +97,83 @@ func TestRunAllIsConcurrent(t *testing.T) {
 			t.Fatalf("%+v", r)
 		}
 	}
+}
+
+func TestFile(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	empty := filepath.Join(dir, "empty")
+	if err := os.WriteFile(empty, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	unreadable := filepath.Join(dir, "secret")
+	if err := os.WriteFile(unreadable, []byte("x"), 0o000); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name, path string
+		status     runbookv1.CheckStatus
+		value, msg string
+	}{
+		{"regular file", "checks.go", pass, "file, ", "exists and is readable"},
+		{"empty file", empty, pass, "file, 0 bytes", "exists and is readable"},
+		{"directory", dir, pass, "directory", "exists and is readable (a directory: its entries can be listed)"},
+		// A named pipe is not opened: that would wait for a writer.
+		{"named pipe", fifo, pass, "named pipe", "exists and is readable (named pipe, not read)"},
+		{"missing", filepath.Join(dir, "nope"), bad, "", "/nope does not exist: no such file or directory"},
+		{"below a file", filepath.Join(empty, "x"), bad, "", "/empty/x cannot be reached: not a directory"},
+		// Opening /proc/self/mem works; reading its first byte does not.
+		{"opens but cannot be read", "/proc/self/mem", bad, "file, 0 bytes", "/proc/self/mem exists but cannot be read: input/output error"},
+	}
+	if os.Geteuid() != 0 { // root reads a mode 000 file
+		cases = append(cases, struct {
+			name, path string
+			status     runbookv1.CheckStatus
+			value, msg string
+		}{"no permission", unreadable, bad, "file, 1 bytes", "exists but cannot be opened: permission denied"})
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			res := (&Runner{}).Run(context.Background(), 0, plan.Check{File: &plan.FileCheck{Path: c.path}})
+			expect(t, res, c.status, nil, c.msg)
+			if !strings.Contains(res.Value, c.value) {
+				t.Errorf("value %q does not contain %q", res.Value, c.value)
+			}
+		})
+	}
+}
+
+// TestEveryKindIsImplemented sets each kind field of plan.Check in turn
+// (found by reflection, so that a new kind cannot be forgotten) and runs it:
+// none may answer that it sets no kind.
+func TestEveryKindIsImplemented(t *testing.T) {
+	t.Parallel()
+	ct := reflect.TypeOf(plan.Check{})
+	n := 0
+	for i := range ct.NumField() {
+		f := ct.Field(i)
+		if f.Type.Kind() != reflect.Pointer || f.Type.Elem().Kind() != reflect.Struct {
+			continue
+		}
+		n++
+		var c plan.Check
+		v := reflect.ValueOf(&c).Elem().Field(i)
+		v.Set(reflect.New(f.Type.Elem()))
+		c.Timeout = plan.Duration{Duration: 200 * time.Millisecond}
+		c.Blocking = new(false)
+		res := (&Runner{Proc: t.TempDir(), CPUSample: time.Millisecond}).Run(context.Background(), 0, c)
+		if res.Kind == "" || strings.Contains(res.Message, "sets no kind") || strings.Contains(res.Message, "not supported") {
+			t.Errorf("%s: kind %q, message %q", f.Name, res.Kind, res.Message)
+		}
+	}
+	if n != 9 {
+		t.Errorf("%d kinds in plan.Check, this test knew 9: check that each new one is run", n)
+	}
+	res := (&Runner{}).Run(context.Background(), 0, plan.Check{})
+	expect(t, res, bad, nil, "the check sets no kind")
 }

@@ -214,7 +214,7 @@ func noDuplicateIDs(t testing.TB, evs []*runbookv1.Event) {
 // and load test.
 func shorten(s string) string {
 	s = strings.Replace(s, "window: 12s", "window: 4s", 1)
-	s = strings.Replace(s, "interval: 2s", "interval: 500ms", 1)
+	s = strings.Replace(s, "interval: 2s", "interval: 1s", 1)
 	s = strings.Replace(s, "duration: 5s", "duration: 1s", 1)
 	return s
 }

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -52,7 +53,9 @@ Every decision is an event on the NATS JetStream stream RUNBOOK.
   runbook submit plan.yaml --watch submit a plan and follow it live
   runbook runs                     list runs and their status
   runbook watch RUN                follow a run
-  runbook report RUN [--json]      print a run's QC summary or report JSON`,
+  runbook report RUN [--json]      print a run's QC summary or report JSON
+  runbook approve RUN --role R --as NAME   approve a run as one of its roles
+  runbook reject RUN --role R --as NAME --reason TEXT   reject it`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
@@ -60,7 +63,7 @@ Every decision is an event on the NATS JetStream stream RUNBOOK.
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.PersistentFlags().StringVar(&g.natsURL, "nats-url", envOr("RUNBOOK_NATS_URL", "nats://127.0.0.1:4222"), "NATS server of the runbook you talk to (env RUNBOOK_NATS_URL)")
-	root.AddCommand(serveCmd(g), validateCmd(g), submitCmd(g), watchCmd(g), runsCmd(g), reportCmd(g))
+	root.AddCommand(serveCmd(g), validateCmd(g), submitCmd(g), watchCmd(g), runsCmd(g), reportCmd(g), approveCmd(g), rejectCmd(g))
 	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return 0
@@ -116,15 +119,7 @@ func loadPlan(path string, w io.Writer) (*plan.Plan, []byte, []plan.Issue, error
 	}
 	p, issues := plan.Parse(path, data)
 	for _, i := range issues {
-		level := "error"
-		if i.Warning {
-			level = "warning"
-		}
-		v := ""
-		if i.Value != "" {
-			v = fmt.Sprintf(" (got %q)", i.Value)
-		}
-		fmt.Fprintf(w, "%s:%d:%d: %s: %s: %s%s\n", path, i.Line, i.Column, level, i.Path, i.Message, v)
+		fmt.Fprintln(w, issueLine(path, i))
 	}
 	if p == nil {
 		n := 0
@@ -133,9 +128,39 @@ func loadPlan(path string, w io.Writer) (*plan.Plan, []byte, []plan.Issue, error
 				n++
 			}
 		}
-		return nil, data, issues, &exitError{1, fmt.Errorf("%s is invalid: %d error(s); nothing was submitted", path, n)}
+		return nil, data, issues, &exitError{1, fmt.Errorf("%s is invalid: %d error(s) above; a plan with errors is never submitted", path, n)}
 	}
 	return p, data, issues, nil
+}
+
+// issueLine is one issue as compilers write them:
+// file:line:col: error|warning: path: message (got "value"). The position
+// is left out when unknown, the path when it is the file itself (syntax
+// errors), the value when the message already quotes it; a long value is
+// cut.
+func issueLine(file string, i plan.Issue) string {
+	var b strings.Builder
+	b.WriteString(file)
+	if i.Line > 0 {
+		fmt.Fprintf(&b, ":%d:%d", i.Line, i.Column)
+	}
+	if i.Warning {
+		b.WriteString(": warning: ")
+	} else {
+		b.WriteString(": error: ")
+	}
+	if i.Path != "" && i.Path != file {
+		b.WriteString(i.Path + ": ")
+	}
+	b.WriteString(i.Message)
+	if i.Value != "" && !strings.Contains(i.Message, strconv.Quote(i.Value)) && (len(i.Value) < 4 || !strings.Contains(i.Message, i.Value)) {
+		v := i.Value
+		if r := []rune(v); len(r) > 60 {
+			v = string(r[:57]) + "..."
+		}
+		fmt.Fprintf(&b, " (got %q)", v)
+	}
+	return b.String()
 }
 
 // NewRunID makes a run id that reads like the seed's deployment id,

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"sort"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"github.com/kis-core/runbook/domain/runstate"
 	"github.com/kis-core/runbook/eventbus"
 	"github.com/kis-core/runbook/eventbus/svcmain"
+	"github.com/kis-core/runbook/services/deployer/gate"
 )
 
 func serveCmd(g *globals) *cobra.Command {
@@ -190,10 +192,15 @@ func watchRun(ctx context.Context, bus *eventbus.Bus, run string, g *globals) er
 }
 
 func runsCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
+	var waitingOnly bool
+	c := &cobra.Command{
 		Use:   "runs",
-		Short: "List runs, newest first, with their status",
-		Args:  cobra.NoArgs,
+		Short: "List runs, newest first, with their status and what waiting runs wait for",
+		Long: `runs lists every run, newest first, with its status (the fold the reporter
+uses). WAITING FOR shows what a run held at the gate waits for: the roles
+still to approve (runbook approve), or the change window and when it opens;
+"expires" is when it ends EXPIRED if still waiting.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			bus, closeFn, err := g.connect(cmd.Context())
 			if err != nil {
@@ -221,17 +228,48 @@ func runsCmd(g *globals) *cobra.Command {
 			}
 			sort.Slice(ids, func(i, j int) bool { return started[ids[i]].After(started[ids[j]]) })
 			tw := tabwriter.NewWriter(g.out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "RUN\tSTATUS\tCHANGE\tTITLE\tSTARTED")
+			fmt.Fprintln(tw, "RUN\tSTATUS\tWAITING FOR\tCHANGE\tTITLE\tSTARTED")
+			shown := 0
 			for _, id := range ids {
 				st := states[id]
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", id, st.Status, st.ChangeID, st.Title, started[id].Local().Format(time.DateTime))
+				w := waitingText(st)
+				if waitingOnly && w == "-" {
+					continue
+				}
+				shown++
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", id, st.Status, w, st.ChangeID, st.Title, started[id].Local().Format(time.DateTime))
 			}
-			if len(ids) == 0 {
+			switch {
+			case len(ids) == 0:
 				fmt.Fprintln(tw, "(no runs yet: submit one with `runbook submit PLAN`)")
+			case shown == 0:
+				fmt.Fprintln(tw, "(no run is waiting)")
 			}
 			return tw.Flush()
 		},
 	}
+	c.Flags().BoolVar(&waitingOnly, "waiting", false, "list only the runs waiting for approval or for their change window")
+	return c
+}
+
+// waitingText is the WAITING FOR column: "-" when the run does not wait.
+func waitingText(st *runstate.State) string {
+	if len(st.WaitingFor) == 0 || (st.Status != runstate.AwaitingApproval && st.Status != runstate.WaitingWindow) {
+		return "-"
+	}
+	var s string
+	if st.WaitingFor[0] == gate.WindowRole {
+		s = "window until " + st.WaitingUntil.Local().Format(time.DateTime)
+	} else {
+		s = "approval: " + strings.Join(st.WaitingFor, ", ")
+		if !st.WaitingUntil.IsZero() {
+			s += "; window " + st.WaitingUntil.Local().Format(time.DateTime)
+		}
+	}
+	if !st.WaitingDeadline.IsZero() {
+		s += "; expires " + st.WaitingDeadline.Local().Format(time.DateTime)
+	}
+	return s
 }
 
 func reportCmd(g *globals) *cobra.Command {

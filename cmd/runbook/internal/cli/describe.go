@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 
+	"google.golang.org/protobuf/types/known/timestamppb"
+
 	runbookv1 "github.com/kis-core/runbook/proto/runbook/v1"
 )
 
@@ -31,14 +33,25 @@ func Describe(ev *runbookv1.Event) (phase, text string) {
 		return "PLAN", fmt.Sprintf("risk %s (max score %d), approvals needed: %s", a.GetLevel(), a.GetMaxScore(), appr)
 	case *runbookv1.Event_PreflightPassed:
 		return "PRE-FLIGHT", "✔ passed: " + checkLine(p.PreflightPassed)
+	case *runbookv1.Event_BackupDone:
+		return "PRE-FLIGHT", fmt.Sprintf("backup: %d file(s) in %s", len(p.BackupDone.GetFiles()), p.BackupDone.GetDir())
 	case *runbookv1.Event_PreflightFailed:
 		return "PRE-FLIGHT", "✗ FAILED: " + p.PreflightFailed.GetReason()
 	case *runbookv1.Event_RunWaiting:
-		return "PLAN", "waiting: " + p.RunWaiting.GetReason()
+		return "GATE", waitingLine(p.RunWaiting)
 	case *runbookv1.Event_ApprovalGranted:
-		return "PLAN", fmt.Sprintf("approved as %s by %s", p.ApprovalGranted.GetRole(), p.ApprovalGranted.GetApprover())
+		a := p.ApprovalGranted
+		return "GATE", fmt.Sprintf("✔ approved as %s by %s%s", a.GetRole(), or(a.GetApprover(), ev.GetActor()), suffix(a.GetComment()))
 	case *runbookv1.Event_ApprovalRejected:
-		return "PLAN", fmt.Sprintf("✗ rejected as %s by %s", p.ApprovalRejected.GetRole(), p.ApprovalRejected.GetApprover())
+		a := p.ApprovalRejected
+		return "GATE", fmt.Sprintf("✗ REJECTED as %s by %s%s", a.GetRole(), or(a.GetApprover(), ev.GetActor()), suffix(a.GetReason()))
+	case *runbookv1.Event_ApprovalRefused:
+		a := p.ApprovalRefused
+		return "GATE", fmt.Sprintf("⚠ approval refused: %s as %s — %s", or(a.GetApprover(), ev.GetActor()), a.GetRole(), a.GetReason())
+	case *runbookv1.Event_RunExpired:
+		return "GATE", "✗ EXPIRED: " + p.RunExpired.GetReason()
+	case *runbookv1.Event_RunCancelled:
+		return "GATE", "✗ CANCELLED: " + p.RunCancelled.GetReason()
 	case *runbookv1.Event_DeployStarted:
 		return "ACT", fmt.Sprintf("deploy started: %d step(s)", p.DeployStarted.GetSteps())
 	case *runbookv1.Event_DeployStepStarted:
@@ -102,6 +115,31 @@ func Describe(ev *runbookv1.Event) (phase, text string) {
 		return "PLUMBING", fmt.Sprintf("⚠ dead-lettered by %s: %s", p.EventDeadLettered.GetConsumer(), p.EventDeadLettered.GetReason())
 	}
 	return strings.ToUpper(strings.SplitN(ev.GetType(), ".", 2)[0]), ev.GetType()
+}
+
+// waitingLine says what a run held at the gate waits for, in local time.
+func waitingLine(w *runbookv1.RunWaiting) string {
+	f := w.GetWaitingFor()
+	if len(f) == 0 {
+		return "⏸ waiting: " + w.GetReason()
+	}
+	var s string
+	if f[0] == "change_window" {
+		s = "⏸ waiting for the change window until " + localTime(w.GetUntil())
+	} else {
+		s = "⏸ waiting for approval by " + strings.Join(f, ", ")
+		if w.GetUntil() != nil {
+			s += "; the window opens at " + localTime(w.GetUntil())
+		}
+	}
+	if w.GetDeadline() != nil {
+		s += "; expires at " + localTime(w.GetDeadline())
+	}
+	return s
+}
+
+func localTime(t *timestamppb.Timestamp) string {
+	return t.AsTime().Local().Format("2006-01-02 15:04:05 MST")
 }
 
 func checkLine(r *runbookv1.PreflightResult) string {

@@ -27,6 +27,7 @@ func TestDescribe(t *testing.T) {
 		{&runbookv1.Event_PreflightFailed{PreflightFailed: &runbookv1.PreflightResult{Reason: "api down"}}, "PRE-FLIGHT", "FAILED: api down"},
 		{&runbookv1.Event_DeployStepFailed{DeployStepFailed: &runbookv1.StepEvent{List: "steps", Index: 1, Name: "migrate", Attempt: 2, DurationMs: 40, Error: "exit 1"}}, "ACT", "✗ [steps 2] migrate (attempt 2) 40 ms: exit 1"},
 		{&runbookv1.Event_ThresholdViolated{ThresholdViolated: &runbookv1.ThresholdViolated{Metric: "error_rate", Value: 0.3, Threshold: 0.01, Severity: "CRITICAL"}}, "MONITOR", "CRITICAL error_rate = 0.3 > threshold 0.01"},
+		{&runbookv1.Event_BackupDone{BackupDone: &runbookv1.BackupDone{Dir: "/b/R-1", Files: []string{"a", "b"}}}, "PRE-FLIGHT", "backup: 2 file(s) in /b/R-1"},
 		{&runbookv1.Event_RollbackFailed{RollbackFailed: &runbookv1.DeployFinished{Error: "restore failed"}}, "ROLLBACK", "ROLLBACK FAILED"},
 		{&runbookv1.Event_ChangeRejected{ChangeRejected: &runbookv1.ChangeRejected{Errors: []*runbookv1.PlanError{{Path: "deploy.steps[0]", Line: 7, Message: "unknown field"}}}}, "SUBMIT", "line 7: deploy.steps[0]: unknown field"},
 	}

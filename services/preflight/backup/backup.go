@@ -1,0 +1,567 @@
+// Package backup is the last part of pre-flight, the seed's
+// preflight-backup.sh: it makes a new directory for the run, runs the plan's
+// backup steps into it in order (commands with BACKUP_DIR in their
+// environment, files copied by base name) and writes backup_metadata.json
+// as the seed writes it, plus each file's size and sha256.
+//
+// Commands run from argv, never through a shell. A listed file that does not
+// exist is a warning (the seed's "FILE NOT FOUND"), not a failure; a command
+// that fails, a copy that fails or metadata that cannot be written fails the
+// backup, and with it the pre-flight.
+package backup
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/kis-core/runbook/domain/plan"
+)
+
+// Formats the seed fixes.
+const (
+	// MetadataFile is written last into every backup directory.
+	MetadataFile = plan.BackupMetadataFile
+	// Type is backup_metadata.json's backup_type.
+	Type = "pre-flight"
+	// TimestampLayout is backup_metadata.json's timestamp (UTC): the seed's
+	// `date -u +%Y-%m-%dT%H:%M:%SZ`.
+	TimestampLayout = "2006-01-02T15:04:05Z"
+	// DirLayout is the directory's time part: the seed's
+	// `date +%Y%m%d_%H%M%S` (in UTC here).
+	DirLayout = "20060102_150405"
+	// DefaultOperator is the operator when the change has no actor.
+	DefaultOperator = "system"
+	// DefaultEnvironment is the seed's ${ENVIRONMENT:-production}.
+	DefaultEnvironment = "production"
+)
+
+// Metadata is backup_metadata.json. The first five keys are the seed's, in
+// its order; run_id, change_id and file_details (each file's size and
+// sha256) are runbook's additions, after them.
+type Metadata struct {
+	Timestamp   string       `json:"timestamp"`
+	Operator    string       `json:"operator"`
+	Environment string       `json:"environment"`
+	BackupType  string       `json:"backup_type"`
+	Files       []string     `json:"files"`
+	RunID       string       `json:"run_id"`
+	ChangeID    string       `json:"change_id"`
+	FileDetails []FileDetail `json:"file_details"`
+}
+
+// FileDetail is one file of the backup.
+type FileDetail struct {
+	Name   string `json:"name"` // relative to the backup directory, / separated
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256"` // hex
+}
+
+// Marshal is the metadata as the seed's heredoc writes it: two-space
+// indent, one key per line, a newline at the end.
+func (m Metadata) Marshal() ([]byte, error) {
+	if m.Files == nil {
+		m.Files = []string{}
+	}
+	if m.FileDetails == nil {
+		m.FileDetails = []FileDetail{}
+	}
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(m); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
+
+// Run is the run a backup is for.
+type Run struct {
+	RunID    string
+	ChangeID string
+	// Operator goes into the metadata (default "system").
+	Operator string
+	// Environment goes into the metadata (default "production").
+	Environment string
+}
+
+// Status of one step.
+type Status int
+
+const (
+	Pass Status = iota
+	Warn        // done, with warnings (a listed file not found)
+	Fail
+)
+
+func (s Status) String() string {
+	return [...]string{"PASS", "WARN", "FAIL"}[s]
+}
+
+// StepResult is what one backup step did.
+type StepResult struct {
+	Index    int
+	Name     string // the step's label
+	Kind     string // command or files
+	Status   Status
+	Message  string   // what happened, one line per file or the command's outcome
+	Files    []string // names it added to the directory
+	Warnings []string // e.g. "/app/.env: FILE NOT FOUND"
+	Duration time.Duration
+}
+
+// Result is a finished (or failed) backup.
+type Result struct {
+	Dir          string // absolute
+	MetadataPath string // absolute, "" until written
+	Metadata     Metadata
+	Steps        []StepResult
+}
+
+// StepError is a failed backup step; Index is -1 for the metadata.
+type StepError struct {
+	Index int
+	Name  string
+	Err   error
+}
+
+func (e *StepError) Error() string {
+	if e.Index < 0 {
+		return fmt.Sprintf("backup %s: %v", e.Name, e.Err)
+	}
+	return fmt.Sprintf("backup step %d (%s) failed: %v", e.Index+1, e.Name, e.Err)
+}
+
+func (e *StepError) Unwrap() error { return e.Err }
+
+// Runner runs backups.
+type Runner struct {
+	// BaseEnv is the environment every command starts from (default
+	// os.Environ()).
+	BaseEnv []string
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// TailBytes of a command's output are kept in its result (default 2 KiB).
+	TailBytes int
+}
+
+func (r *Runner) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	return time.Now()
+}
+
+// Run makes a new directory <b.Dir>/<run id>-YYYYMMDD_HHMMSS, runs b's steps
+// into it in order and writes backup_metadata.json. On error the result
+// holds what was done so far and the error is a *StepError naming the step
+// (or ctx's error when ctx ended).
+func (r *Runner) Run(ctx context.Context, b plan.Backup, run Run) (*Result, error) {
+	if run.Operator == "" {
+		run.Operator = DefaultOperator
+	}
+	if run.Environment == "" {
+		run.Environment = DefaultEnvironment
+	}
+	res := &Result{}
+	dir, err := r.makeDir(b.EffectiveDir(), run.RunID)
+	if err != nil {
+		return res, &StepError{Index: -1, Name: "directory", Err: err}
+	}
+	res.Dir = dir
+	seen := map[string]bool{}
+	var order []string
+	for i, s := range b.Steps {
+		sr := StepResult{Index: i, Name: s.Label(i), Kind: s.Kind()}
+		t0 := time.Now()
+		sctx, cancel := context.WithTimeout(ctx, s.EffectiveTimeout())
+		switch {
+		case s.Command != nil:
+			err = r.command(sctx, dir, i, s, run, &sr)
+		case len(s.Files) > 0:
+			err = copyFiles(sctx, dir, s.Files, &sr)
+		default:
+			err = errors.New("the step has nothing to do (neither command nor files)")
+		}
+		if err != nil && errors.Is(sctx.Err(), context.DeadlineExceeded) && ctx.Err() == nil {
+			err = fmt.Errorf("timed out after %s: %w", s.EffectiveTimeout(), err)
+		}
+		cancel()
+		sr.Duration = time.Since(t0)
+		// What the step left in the directory, in the order it came: the
+		// files it named (files steps in list order, a command's stdout),
+		// then any other new file by name.
+		before := len(order)
+		for _, n := range sr.Files {
+			if !seen[n] {
+				seen[n] = true
+				order = append(order, n)
+			}
+		}
+		added, serr := newFiles(dir, seen)
+		if err == nil && serr != nil {
+			err = serr
+		}
+		for _, n := range added {
+			seen[n] = true
+			order = append(order, n)
+		}
+		sr.Files = slices.Clone(order[before:])
+		switch {
+		case err != nil:
+			sr.Status = Fail
+			if sr.Message == "" {
+				sr.Message = err.Error()
+			} else {
+				sr.Message = err.Error() + "\n" + sr.Message
+			}
+		case len(sr.Warnings) > 0:
+			sr.Status = Warn
+		}
+		res.Steps = append(res.Steps, sr)
+		if err != nil {
+			if ctx.Err() != nil {
+				return res, ctx.Err()
+			}
+			return res, &StepError{Index: i, Name: sr.Name, Err: err}
+		}
+	}
+	md := Metadata{
+		Operator: run.Operator, Environment: run.Environment, BackupType: Type,
+		RunID: run.RunID, ChangeID: run.ChangeID,
+		Files: order,
+	}
+	for _, n := range order {
+		fd, err := detail(dir, n)
+		if err != nil {
+			return res, &StepError{Index: -1, Name: "verification", Err: err}
+		}
+		md.FileDetails = append(md.FileDetails, fd)
+	}
+	md.Timestamp = r.now().UTC().Format(TimestampLayout)
+	res.Metadata = md
+	path, err := writeMetadata(dir, md)
+	if err != nil {
+		return res, &StepError{Index: -1, Name: "metadata (" + MetadataFile + ")", Err: err}
+	}
+	res.MetadataPath = path
+	return res, nil
+}
+
+// makeDir creates the run's new directory under root. The name is unique
+// per run and second; should it exist (a retry within the same second), a
+// -2, -3 ... suffix makes a fresh one: a backup never writes into an old
+// directory.
+func (r *Runner) makeDir(root, runID string) (string, error) {
+	if runID == "" {
+		return "", errors.New("no run id")
+	}
+	abs, err := filepath.Abs(root)
+	if err != nil {
+		return "", fmt.Errorf("backup dir %s: %w", root, err)
+	}
+	if err := os.MkdirAll(abs, 0o750); err != nil {
+		return "", fmt.Errorf("create backup dir %s: %w", abs, err)
+	}
+	base := filepath.Join(abs, runID+"-"+r.now().UTC().Format(DirLayout))
+	dir := base
+	for n := 2; ; n++ {
+		err := os.Mkdir(dir, 0o700)
+		if err == nil {
+			return dir, nil
+		}
+		if !errors.Is(err, fs.ErrExist) || n > 100 {
+			return "", fmt.Errorf("create %s: %w", dir, err)
+		}
+		dir = fmt.Sprintf("%s-%d", base, n)
+	}
+}
+
+// command runs one command step with BACKUP_DIR set; its stdout goes to
+// Stdout (a file in the directory) when the plan says so.
+func (r *Runner) command(ctx context.Context, dir string, index int, s plan.BackupStep, run Run, sr *StepResult) error {
+	c := s.Command
+	if len(c.Argv) == 0 {
+		return errors.New("command has no argv")
+	}
+	cmd := exec.CommandContext(ctx, c.Argv[0], c.Argv[1:]...)
+	cmd.Dir = c.Dir
+	env := r.BaseEnv
+	if env == nil {
+		env = os.Environ()
+	}
+	env = slices.Clone(env)
+	for k, v := range c.Env {
+		env = append(env, k+"="+v)
+	}
+	// Run data last: the plan's env cannot override it.
+	env = append(env,
+		"BACKUP_DIR="+dir,
+		"RUNBOOK_BACKUP_DIR="+dir,
+		"RUNBOOK_RUN_ID="+run.RunID,
+		"RUNBOOK_CHANGE_ID="+run.ChangeID,
+		"RUNBOOK_PHASE=backup",
+		fmt.Sprintf("RUNBOOK_STEP=%d", index),
+		"RUNBOOK_STEP_NAME="+s.Label(index),
+	)
+	cmd.Env = env
+	out := &tailBuffer{max: r.tailBytes()}
+	cmd.Stdout, cmd.Stderr = out, out
+	var stdout *os.File
+	if s.Stdout != "" {
+		f, err := os.OpenFile(filepath.Join(dir, s.Stdout), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			return fmt.Errorf("stdout file: %w", err)
+		}
+		stdout = f
+		cmd.Stdout = f
+		sr.Files = append(sr.Files, s.Stdout)
+	}
+	cmd.WaitDelay = 2 * time.Second
+	err := cmd.Run()
+	if stdout != nil {
+		if serr := syncClose(stdout); serr != nil && err == nil {
+			return fmt.Errorf("stdout file %s: %w", s.Stdout, serr)
+		}
+	}
+	sr.Message = out.String()
+	argv := strings.Join(c.Argv, " ")
+	code := 0
+	if err != nil {
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) {
+			return fmt.Errorf("%s: %w", argv, err)
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("%s: %w", argv, context.Cause(ctx))
+		}
+		code = ee.ExitCode()
+	}
+	if code != c.ExpectExit {
+		return fmt.Errorf("%s exited %d, want %d", argv, code, c.ExpectExit)
+	}
+	if sr.Message == "" {
+		sr.Message = fmt.Sprintf("%s: exit %d", argv, code)
+	}
+	return nil
+}
+
+func (r *Runner) tailBytes() int {
+	if r.TailBytes > 0 {
+		return r.TailBytes
+	}
+	return 2048
+}
+
+// copyFiles is the seed's loop: each regular file is copied into dir by its
+// base name; one that is not there is a warning, and the loop goes on.
+func copyFiles(ctx context.Context, dir string, files []string, sr *StepResult) error {
+	var lines []string
+	for _, f := range files {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		fi, err := os.Stat(f)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			w := f + ": FILE NOT FOUND"
+			sr.Warnings = append(sr.Warnings, w)
+			lines = append(lines, w)
+			continue
+		case err != nil:
+			sr.Message = strings.Join(lines, "\n")
+			return fmt.Errorf("%s: %w", f, err)
+		case !fi.Mode().IsRegular():
+			// The seed's [ -f "$file" ] is false for a directory too.
+			w := fmt.Sprintf("%s: FILE NOT FOUND (not a regular file: %s)", f, fi.Mode().Type())
+			sr.Warnings = append(sr.Warnings, w)
+			lines = append(lines, w)
+			continue
+		}
+		name := plan.BackupName(f)
+		n, err := copyFile(ctx, f, filepath.Join(dir, name), fi.Mode().Perm())
+		if err != nil {
+			sr.Message = strings.Join(lines, "\n")
+			return fmt.Errorf("copy %s: %w", f, err)
+		}
+		sr.Files = append(sr.Files, name)
+		lines = append(lines, fmt.Sprintf("%s: BACKED UP as %s (%d bytes)", f, name, n))
+	}
+	sr.Message = strings.Join(lines, "\n")
+	return nil
+}
+
+// copyFile copies src to dst (which must not exist) with mode perm, and
+// syncs it.
+func copyFile(ctx context.Context, src, dst string, perm fs.FileMode) (int64, error) {
+	in, err := os.Open(src)
+	if err != nil {
+		return 0, err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
+	if err != nil {
+		return 0, err
+	}
+	n, err := io.Copy(out, ctxReader{ctx, in})
+	if err != nil {
+		out.Close()
+		return n, err
+	}
+	return n, syncClose(out)
+}
+
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}
+
+func syncClose(f *os.File) error {
+	err := f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// newFiles lists the regular files under dir not in seen, sorted by name.
+func newFiles(dir string, seen map[string]bool) ([]string, error) {
+	var out []string
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		rel, err := filepath.Rel(dir, p)
+		if err != nil {
+			return err
+		}
+		rel = filepath.ToSlash(rel)
+		if !seen[rel] && rel != MetadataFile {
+			out = append(out, rel)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", dir, err)
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+// detail measures one file of the backup as it is on disk.
+func detail(dir, name string) (FileDetail, error) {
+	f, err := os.Open(filepath.Join(dir, filepath.FromSlash(name)))
+	if err != nil {
+		return FileDetail{}, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return FileDetail{}, fmt.Errorf("checksum %s: %w", name, err)
+	}
+	return FileDetail{Name: name, Size: n, SHA256: hex.EncodeToString(h.Sum(nil))}, nil
+}
+
+// writeMetadata writes backup_metadata.json atomically (temp file, sync,
+// rename, sync the directory): its presence means the backup is complete.
+func writeMetadata(dir string, md Metadata) (string, error) {
+	b, err := md.Marshal()
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, MetadataFile)
+	tmp, err := os.CreateTemp(dir, "."+MetadataFile+".*")
+	if err != nil {
+		return "", err
+	}
+	if _, err := tmp.Write(b); err != nil {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return "", err
+	}
+	if err := tmp.Chmod(0o644); err != nil {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return "", err
+	}
+	if err := syncClose(tmp); err != nil {
+		os.Remove(tmp.Name())
+		return "", err
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		os.Remove(tmp.Name())
+		return "", err
+	}
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+	return path, nil
+}
+
+// ReadMetadata reads dir's backup_metadata.json.
+func ReadMetadata(dir string) (*Metadata, error) {
+	b, err := os.ReadFile(filepath.Join(dir, MetadataFile))
+	if err != nil {
+		return nil, err
+	}
+	var md Metadata
+	if err := json.Unmarshal(b, &md); err != nil {
+		return nil, fmt.Errorf("%s: %w", MetadataFile, err)
+	}
+	return &md, nil
+}
+
+// tailBuffer keeps the last max bytes written to it.
+type tailBuffer struct {
+	mu   sync.Mutex
+	buf  []byte
+	max  int
+	lost bool
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.buf = append(t.buf, p...)
+	if len(t.buf) > t.max {
+		t.buf = append(t.buf[:0], t.buf[len(t.buf)-t.max:]...)
+		t.lost = true
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s := strings.TrimSpace(string(t.buf))
+	if t.lost {
+		return "…" + s
+	}
+	return s
+}
