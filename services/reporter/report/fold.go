@@ -97,6 +97,7 @@ type fold struct {
 	testFailP int
 
 	rejectedErrors int
+	approvals      []Approval
 
 	drafts      []*draft
 	lastSuccess map[stepKey]int  // position of the step's latest success
@@ -118,6 +119,11 @@ func newFold(runID string) *fold {
 		stepOK:       map[stepKey]bool{},
 		healthSteps:  map[stepKey]bool{},
 	}
+}
+
+func (f *fold) approval(decision string, a *runbookv1.Approval, t time.Time) {
+	f.approvals = append(f.approvals, Approval{Decision: decision, Role: a.GetRole(), Approver: a.GetApprover(),
+		Comment: a.GetComment(), Reason: a.GetReason(), PlanSHA256: a.GetPlanSha256(), Time: isoTime(t)})
 }
 
 func evTime(ev *runbookv1.Event) time.Time {
@@ -158,8 +164,13 @@ func (f *fold) apply(ev *runbookv1.Event) {
 		f.preflightResult(p.PreflightPassed, false, t)
 	case *runbookv1.Event_PreflightFailed:
 		f.preflightResult(p.PreflightFailed, true, t)
+	case *runbookv1.Event_ApprovalGranted:
+		f.approval("GRANTED", p.ApprovalGranted, t)
+	case *runbookv1.Event_ApprovalRejected:
+		f.approval("REJECTED", p.ApprovalRejected, t)
 	case *runbookv1.Event_ApprovalRefused:
 		a := p.ApprovalRefused
+		f.approval("REFUSED", a, t)
 		f.add(&draft{issue: Issue{Severity: SeverityWarning, Type: "APPROVAL",
 			Message: fmt.Sprintf("approval refused for %s as %s: %s", a.GetApprover(), a.GetRole(), a.GetReason())}}, t)
 	case *runbookv1.Event_DeployStarted:
@@ -434,6 +445,8 @@ func (f *fold) result() *Result {
 		Type:      info.typ,
 		Priority:  info.priority,
 	}
+
+	r.Approvals = append([]Approval{}, f.approvals...)
 
 	// Tests, by type, in the order the run first reported them.
 	r.Tests = Tests{SmokeTests: []TestCase{}, RegressionTests: []TestCase{}, PerformanceTests: []TestCase{}}

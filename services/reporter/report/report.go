@@ -24,7 +24,8 @@ import (
 // change object and the fields marked "addition" are not in the seed.
 type Report struct {
 	Deployment      Deployment       `json:"deployment"`
-	Change          Change           `json:"change"` // addition
+	Change          Change           `json:"change"`    // addition
+	Approvals       []Approval       `json:"approvals"` // addition: every decision, in stream order
 	Summary         Summary          `json:"summary"`
 	Metrics         Metrics          `json:"metrics"`
 	Tests           Tests            `json:"tests"`
@@ -50,6 +51,18 @@ type Change struct {
 	Requester string `json:"requester"`
 	Type      string `json:"type"`
 	Priority  string `json:"priority"`
+}
+
+// Approval is one approval decision of the run (addition): granted,
+// rejected, or refused (separation of duties, wrong plan, wrong role).
+type Approval struct {
+	Decision   string `json:"decision"` // GRANTED, REJECTED, REFUSED
+	Role       string `json:"role"`
+	Approver   string `json:"approver"`
+	Comment    string `json:"comment,omitempty"`
+	Reason     string `json:"reason,omitempty"`
+	PlanSHA256 string `json:"plan_sha256,omitempty"`
+	Time       string `json:"time"`
 }
 
 // Summary is the report's summary object.

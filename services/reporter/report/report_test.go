@@ -624,3 +624,34 @@ func TestNonFiniteNumbers(t *testing.T) {
 		t.Errorf("an overflowing comparison should be left out")
 	}
 }
+
+// A rejected run: the report lists every approval decision, and says who
+// rejected it and why.
+func TestRejectedRunReportsApprovals(t *testing.T) {
+	t.Parallel()
+	h := &history{}
+	requested(h)
+	h.at(time.Second, "preflight.passed", &runbookv1.Event_PreflightPassed{PreflightPassed: &runbookv1.PreflightResult{}})
+	h.at(2*time.Second, "approval.granted", &runbookv1.Event_ApprovalGranted{ApprovalGranted: &runbookv1.Approval{
+		Role: "technical_approval", Approver: "Lead Architect", PlanSha256: "abc"}}, "Lead Architect")
+	h.at(3*time.Second, "approval.refused", &runbookv1.Event_ApprovalRefused{ApprovalRefused: &runbookv1.Approval{
+		Role: "business_approval", Approver: "Kim Operator", Reason: "the requester cannot approve their own change"}})
+	h.at(4*time.Second, "approval.rejected", &runbookv1.Event_ApprovalRejected{ApprovalRejected: &runbookv1.Approval{
+		Role: "security_approval", Approver: "Security Officer", Reason: "no pen-test report"}}, "Security Officer")
+	res := generate(t, h)
+	if res.Status != "REJECTED" {
+		t.Fatalf("status %s", res.Status)
+	}
+	got := []string{}
+	for _, a := range res.Report.Approvals {
+		got = append(got, a.Decision+":"+a.Role+":"+a.Approver)
+	}
+	want := "GRANTED:technical_approval:Lead Architect REFUSED:business_approval:Kim Operator REJECTED:security_approval:Security Officer"
+	if strings.Join(got, " ") != want {
+		t.Fatalf("approvals %v, want %s", got, want)
+	}
+	last := strings.Split(res.QCSummary, "\n")
+	if o := last[len(last)-1]; !strings.Contains(o, "Security Officer") || !strings.Contains(o, "no pen-test report") {
+		t.Fatalf("Overall line does not say who rejected and why: %q", o)
+	}
+}
