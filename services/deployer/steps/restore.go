@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/kis-core/runbook/domain/plan"
+	"github.com/kis-core/runbook/eventbus/procio"
 )
 
 // backupMetadata is the part of backup_metadata.json (written by the
@@ -122,7 +123,7 @@ func replaceFile(ctx context.Context, src, dst, want string) (int64, string, err
 		}
 	}()
 	h := sha256.New()
-	n, err := io.Copy(io.MultiWriter(tmp, h), ctxReader{ctx, in})
+	n, err := io.Copy(io.MultiWriter(tmp, h), procio.ContextReader{Ctx: ctx, R: in})
 	if err != nil {
 		return n, "", err
 	}
@@ -148,16 +149,4 @@ func replaceFile(ctx context.Context, src, dst, want string) (int64, string, err
 		d.Close()
 	}
 	return n, got, nil
-}
-
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }

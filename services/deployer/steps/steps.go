@@ -14,10 +14,10 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/kis-core/runbook/domain/plan"
+	"github.com/kis-core/runbook/eventbus/procio"
 )
 
 // BackupDirEnv is the variable that holds the run's own backup directory
@@ -87,7 +87,7 @@ func (x *Executor) command(ctx context.Context, c *plan.Command, runEnv map[stri
 		env = append(env, k+"="+v)
 	}
 	cmd.Env = env
-	out := &tailBuffer{max: x.tailBytes()}
+	out := procio.NewTailBuffer(x.tailBytes())
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.WaitDelay = 2 * time.Second
 	err := cmd.Run()
@@ -207,33 +207,4 @@ func wantStatus(want int) string {
 		return "2xx"
 	}
 	return fmt.Sprint(want)
-}
-
-// tailBuffer keeps the last max bytes written to it.
-type tailBuffer struct {
-	mu   sync.Mutex
-	buf  []byte
-	max  int
-	lost bool
-}
-
-func (t *tailBuffer) Write(p []byte) (int, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.buf = append(t.buf, p...)
-	if len(t.buf) > t.max {
-		t.buf = append(t.buf[:0], t.buf[len(t.buf)-t.max:]...)
-		t.lost = true
-	}
-	return len(p), nil
-}
-
-func (t *tailBuffer) String() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	s := strings.TrimSpace(string(t.buf))
-	if t.lost {
-		return "…" + s
-	}
-	return s
 }

@@ -25,10 +25,10 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/kis-core/runbook/domain/plan"
+	"github.com/kis-core/runbook/eventbus/procio"
 )
 
 // Formats the seed fixes.
@@ -319,7 +319,7 @@ func (r *Runner) command(ctx context.Context, dir string, index int, s plan.Back
 		"RUNBOOK_STEP_NAME="+s.Label(index),
 	)
 	cmd.Env = env
-	out := &tailBuffer{max: r.tailBytes()}
+	out := procio.NewTailBuffer(r.tailBytes())
 	cmd.Stdout, cmd.Stderr = out, out
 	var stdout *os.File
 	if s.Stdout != "" {
@@ -417,24 +417,12 @@ func copyFile(ctx context.Context, src, dst string, perm fs.FileMode) (int64, er
 	if err != nil {
 		return 0, err
 	}
-	n, err := io.Copy(out, ctxReader{ctx, in})
+	n, err := io.Copy(out, procio.ContextReader{Ctx: ctx, R: in})
 	if err != nil {
 		out.Close()
 		return n, err
 	}
 	return n, syncClose(out)
-}
-
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }
 
 func syncClose(f *os.File) error {
@@ -535,33 +523,4 @@ func ReadMetadata(dir string) (*Metadata, error) {
 		return nil, fmt.Errorf("%s: %w", MetadataFile, err)
 	}
 	return &md, nil
-}
-
-// tailBuffer keeps the last max bytes written to it.
-type tailBuffer struct {
-	mu   sync.Mutex
-	buf  []byte
-	max  int
-	lost bool
-}
-
-func (t *tailBuffer) Write(p []byte) (int, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.buf = append(t.buf, p...)
-	if len(t.buf) > t.max {
-		t.buf = append(t.buf[:0], t.buf[len(t.buf)-t.max:]...)
-		t.lost = true
-	}
-	return len(p), nil
-}
-
-func (t *tailBuffer) String() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	s := strings.TrimSpace(string(t.buf))
-	if t.lost {
-		return "…" + s
-	}
-	return s
 }
