@@ -26,6 +26,8 @@ const (
 // A wrong password cannot be tested here: the server trusts every local
 // connection, and trust authentication accepts any password for an
 // existing role (the role below has a password and any password logs in).
+// TestPostgresWrongPassword (pgauth_test.go) covers the refusal with a peer
+// that speaks the protocol of a server with password authentication.
 // The nearest failures the server can produce are tested instead: a
 // database and a role that do not exist, a closed port, a server that never
 // answers, and a query the server refuses.
