@@ -11,7 +11,7 @@ DEMO_NATS   ?= 127.0.0.1:14222
 DEMO_HTTP   ?= 127.0.0.1:19464
 DEMO_DIR    := .demo
 
-.PHONY: all build test test-short proto proto-check lint fmt demo run bench fuzz compose-check clean
+.PHONY: all build test test-short kill-test proto proto-check lint fmt demo run bench fuzz compose-check clean
 
 all: build
 
@@ -23,6 +23,9 @@ build: ## build runbook, the five service binaries and the demo target into bin/
 
 test: ## every test, with the race detector
 	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+
+kill-test: ## the deployer process killed with SIGKILL 20 times during runs (make test does 5)
+	RUNBOOK_KILLS=20 $(GO) test -race -count=1 -timeout 10m -run TestDeployerKill9 -v ./cmd/runbook/internal/allinone/
 
 test-short:
 	$(GO) test -count=1 -short $(PKGS)
@@ -54,7 +57,7 @@ demo: build ## the estimator demo target, runbook serve, and both example plans,
 
 bench: ## benchmarks; figures go into BENCHMARKS.md
 	$(GO) test -run '^$$' -bench RawJetStream -benchtime 10000x -count 1 ./cmd/runbook/internal/allinone/
-	$(GO) test -run '^$$' -bench 'Pipeline|FirstStepLatency|StepOverhead' -benchtime 1x -count 1 -timeout 20m ./cmd/runbook/internal/allinone/
+	$(GO) test -run '^$$' -bench 'Pipeline|FirstStepLatency|StepOverhead|RollbackLatency' -benchtime 1x -count 1 -timeout 20m ./cmd/runbook/internal/allinone/
 
 fuzz: ## fuzz the plan loader (plan.Parse) for 2 minutes; crashers go to domain/plan/testdata/fuzz/
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 2m ./domain/plan/

@@ -226,11 +226,27 @@ func (s Step) Kind() string {
 		return "wait"
 	case s.Restore != nil:
 		return "restore"
+	case s.SQL != nil:
+		return "sql"
 	case s.Text != "":
 		return "manual"
 	}
 	return ""
 }
+
+// Step retry backoff: RetryDelay (default 1s) before the first retry,
+// doubled for each next one, at most DefaultStepRetryDelayCap.
+const (
+	DefaultStepRetryDelay    = time.Second
+	DefaultStepRetryDelayCap = time.Minute
+	DefaultWaitUntilInterval = 5 * time.Second
+)
+
+// EffectiveRetryDelay is the step's retry_delay, default 1s.
+func (s Step) EffectiveRetryDelay() time.Duration { return s.RetryDelay.Or(DefaultStepRetryDelay) }
+
+// EffectiveInterval is the wait's polling interval, default 5s.
+func (u WaitUntil) EffectiveInterval() time.Duration { return u.Interval.Or(DefaultWaitUntilInterval) }
 
 // IsManual reports a described manual step (a text in rollback_steps):
 // shown to people, never executed.
@@ -254,10 +270,22 @@ func (s Step) Label() string {
 		return s.Text
 	case s.Command != nil && len(s.Command.Argv) > 0:
 		return strings.Join(s.Command.Argv, " ")
+	case s.Command != nil && s.Command.Shell != "":
+		line, _, more := strings.Cut(strings.TrimSpace(s.Command.Shell), "\n")
+		if more || len(line) > 60 {
+			line = strings.TrimSpace(line[:min(len(line), 60)]) + " …"
+		}
+		return "sh -c " + line
 	case s.HTTP != nil:
 		return s.HTTP.EffectiveMethod() + " " + s.HTTP.URL
+	case s.Wait != nil && s.Wait.Until != nil:
+		return "wait until " + s.Wait.Until.URL
 	case s.Wait != nil:
 		return "wait " + s.Wait.Duration.String()
+	case s.SQL != nil && s.SQL.File != "":
+		return "sql " + s.SQL.File
+	case s.SQL != nil:
+		return fmt.Sprintf("sql (%d statements)", len(s.SQL.Statements))
 	case s.Restore != nil:
 		return "restore " + s.Restore.File + " to " + s.Restore.To
 	}

@@ -222,7 +222,7 @@ func TestInvalid(t *testing.T) {
 		{"unknown_top", []wantIssue{{"chnage_request", 1, 1, "chnage_request", []string{`unknown field "chnage_request" at the top level`, `did you mean "change_request"?`, "allowed fields are change_request, requester"}}}},
 		{"unknown_nested", []wantIssue{{"deploy.steps[0].timout", 5, 7, "timout", []string{`unknown field "timout" in deploy.steps[0]`, `did you mean "timeout"?`, "name, timeout, retries, idempotent, command, http, wait"}}}},
 		// The typo is the one error: argv is not also reported missing.
-		{"unknown_in_command", []wantIssue{{"preflight.checks[0].command.args", 5, 9, "args", []string{`did you mean "argv"?`, "allowed fields are argv, dir, env, expect_exit"}}}},
+		{"unknown_in_command", []wantIssue{{"preflight.checks[0].command.args", 5, 9, "args", []string{`did you mean "argv"?`, "allowed fields are argv, shell, dir, env, expect_exit"}}}},
 		{"enum_type", []wantIssue{{"change_request.type", 3, 9, "feature", []string{`"feature" is not a change type`, "maintenance, bugfix, enhancement, emergency"}}}},
 		{"enum_priority", []wantIssue{{"change_request.priority", 2, 13, "urgent", []string{`"urgent" is not a priority`, "low, medium, high, critical"}}}},
 		{"enum_probability", []wantIssue{{"risks_and_mitigations[0].probability", 3, 18, "likely", []string{`"likely" is not a probability`, "very_low, low, medium, high, very_high"}}}},
@@ -262,6 +262,20 @@ func TestInvalid(t *testing.T) {
 			{"rollback_plan.trigger_conditions[0].value", 3, 7, "", []string{"value is required"}},
 			{"rollback_plan.trigger_conditions[0].op", 3, 32, "=>", []string{`"=>" is not a comparison`, ">, >=, <, <="}},
 		}},
+		{"command_argv_and_shell", []wantIssue{{"deploy.steps[0].command", 4, 16, "", []string{"argv or shell, not both"}}}},
+		{"shell_in_check", []wantIssue{{"preflight.checks[0].command.shell", 3, 24, "test -f /etc/app.conf", []string{"shell is allowed only in deploy, rollback and finally steps", "argv"}}}},
+		{"sql_no_source", []wantIssue{{"deploy.steps[0].sql", 3, 12, "", []string{"needs file", "or statements", "one transaction"}}}},
+		{"sql_both", []wantIssue{
+			{"deploy.steps[0].sql", 4, 9, "", []string{"file or statements, not both"}},
+			{"deploy.steps[0].sql.dsn_env", 4, 18, "postgres://u:p@db/app", []string{"not an environment variable name", "the value itself never goes in the plan"}},
+		}},
+		{"wait_until", []wantIssue{
+			{"deploy.steps[0].wait.until.url", 3, 27, "ftp://api.internal/ready", []string{"not an http:// or https:// URL"}},
+			{"deploy.steps[0].wait.until.expect_status", 3, 70, "999", []string{"not an HTTP status"}},
+			{"deploy.steps[0].wait.until.interval", 3, 85, "0s", []string{"is zero"}},
+		}},
+		{"wait_both", []wantIssue{{"deploy.steps[0].wait", 3, 13, "", []string{"duration or until, not both"}}}},
+		{"retry_delay", []wantIssue{{"deploy.steps[0].retry_delay", 3, 48, "-1s", []string{"negative"}}}},
 		{"wait_no_duration", []wantIssue{{"deploy.steps[0].wait.duration", 3, 27, "", []string{"wait needs a duration"}}}},
 		// References: a restore names a file the run's backup makes.
 		{"restore_not_in_backup", []wantIssue{{"rollback_plan.rollback_steps[1].restore.file", 11, 23, "nginx.cof", []string{`"nginx.cof" is not in the backup`, `did you mean "nginx.conf"?`, "preflight.backup saves nginx.conf, production.json"}}}},

@@ -143,11 +143,14 @@ type EnvCheck struct {
 	Required []string `yaml:"required"`
 }
 
-// Command runs argv directly (never through a shell).
+// Command runs argv directly (never through a shell). A deploy, rollback or
+// finally step may give Shell instead: the plan author's own script, run as
+// /bin/sh -c <script>; run data still reaches it only as environment.
 type Command struct {
-	Argv []string          `yaml:"argv"`
-	Dir  string            `yaml:"dir"`
-	Env  map[string]string `yaml:"env"`
+	Argv  []string          `yaml:"argv"`
+	Shell string            `yaml:"shell"`
+	Dir   string            `yaml:"dir"`
+	Env   map[string]string `yaml:"env"`
 	// ExpectExit is the exit code that means success (default 0).
 	ExpectExit int `yaml:"expect_exit"`
 }
@@ -234,6 +237,20 @@ type Step struct {
 	HTTP    *HTTPStep    `yaml:"http"`
 	Wait    *WaitStep    `yaml:"wait"`
 	Restore *RestoreStep `yaml:"restore"`
+	SQL     *SQLStep     `yaml:"sql"`
+
+	// RetryDelay is the pause before the first retry, doubled for each
+	// next one (default 1s, capped at 1m).
+	RetryDelay Duration `yaml:"retry_delay"`
+}
+
+// SQLStep runs File (a path read when the step runs) or Statements in one
+// transaction on the database whose DSN is in the environment variable
+// DSNEnv (never written in the plan).
+type SQLStep struct {
+	DSNEnv     string   `yaml:"dsn_env"`
+	File       string   `yaml:"file"`
+	Statements []string `yaml:"statements"`
 }
 
 type HTTPStep struct {
@@ -245,8 +262,20 @@ type HTTPStep struct {
 	ExpectStatus int               `yaml:"expect_status"` // default: any 2xx
 }
 
+// WaitStep waits Duration, or Until an HTTP check passes.
 type WaitStep struct {
-	Duration Duration `yaml:"duration"`
+	Duration Duration   `yaml:"duration"`
+	Until    *WaitUntil `yaml:"until"`
+}
+
+// WaitUntil GETs URL every Interval (default 5s) until it answers
+// ExpectStatus (default any 2xx), for at most Timeout (default: the
+// step's timeout).
+type WaitUntil struct {
+	URL          string   `yaml:"url"`
+	ExpectStatus int      `yaml:"expect_status"`
+	Interval     Duration `yaml:"interval"`
+	Timeout      Duration `yaml:"timeout"`
 }
 
 // RestoreStep copies a file back from the run's own backup directory

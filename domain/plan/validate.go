@@ -23,7 +23,7 @@ var (
 	smokeTypes       = []string{"smoke", "regression", "performance"}
 	triggerOps       = []string{">", ">=", "<", "<="}
 	checkKinds       = []string{"http", "tcp", "env", "command", "postgres", "redis", "nats", "resources", "file"}
-	stepKinds        = []string{"command", "http", "wait", "restore"}
+	stepKinds        = []string{"command", "http", "wait", "restore", "sql"}
 	sourceKinds      = []string{"http_probe", "prometheus_scrape"}
 	notifyKinds      = []string{"slack", "webhook", "email"}
 	backupStepKinds  = []string{"command", "files"}
@@ -543,11 +543,43 @@ func (c *checker) command(path string, cmd *Command) {
 	if cmd == nil {
 		return
 	}
+	if cmd.Shell != "" {
+		c.errorf(joinKey(path, "shell"), "shell is allowed only in deploy, rollback and finally steps; here write the command as argv (it runs without a shell)")
+		c.commandEnv(path, cmd)
+		return
+	}
+	c.commandBody(path, cmd)
+}
+
+// stepCommand checks a step's command: exactly one of argv or shell.
+func (c *checker) stepCommand(path string, cmd *Command) {
+	if cmd == nil {
+		return
+	}
+	switch {
+	case len(cmd.Argv) > 0 && c.set(joinKey(path, "shell")):
+		c.errorf(path, "a command takes argv or shell, not both: argv runs the program directly, shell runs your script with /bin/sh -c")
+		return
+	case c.set(joinKey(path, "shell")):
+		if strings.TrimSpace(cmd.Shell) == "" {
+			c.errorf(joinKey(path, "shell"), "shell must be a script, e.g. \"set -e; make deploy\"; run data reaches it as RUNBOOK_* environment variables")
+		}
+		c.commandEnv(path, cmd)
+		return
+	}
+	c.commandBody(path, cmd)
+}
+
+func (c *checker) commandBody(path string, cmd *Command) {
 	if len(cmd.Argv) == 0 {
 		c.errorf(joinKey(path, "argv"), "argv must list the program and its arguments, e.g. [kubectl, rollout, status, deploy/api]; it runs without a shell")
 	} else if cmd.Argv[0] == "" {
 		c.errorf(joinIndex(joinKey(path, "argv"), 0), "argv[0] must name the program to run")
 	}
+	c.commandEnv(path, cmd)
+}
+
+func (c *checker) commandEnv(path string, cmd *Command) {
 	for _, k := range sortedKeys(cmd.Env) {
 		if !envName.MatchString(k) {
 			c.errorf(joinKey(joinKey(path, "env"), k), "%q is not an environment variable name: use capitals, digits and _ ([A-Z_][A-Z0-9_]*)", k)
@@ -578,9 +610,12 @@ func (c *checker) step(path string, s Step, textOK bool) {
 	if textOK {
 		kinds = "a rollback step (or a text for a manual step)"
 	}
+	c.duration(joinKey(path, "retry_delay"), s.RetryDelay, false)
 	switch c.oneOf(path, kinds, stepKinds) {
 	case "command":
-		c.command(joinKey(path, "command"), s.Command)
+		c.stepCommand(joinKey(path, "command"), s.Command)
+	case "sql":
+		c.sql(joinKey(path, "sql"), s.SQL)
 	case "http":
 		hp := joinKey(path, "http")
 		c.httpURL(joinKey(hp, "url"), s.HTTP.URL, true)
@@ -594,12 +629,57 @@ func (c *checker) step(path string, s Step, textOK bool) {
 		c.restore(joinKey(path, "restore"), s.Restore)
 	case "wait":
 		wp := joinKey(path, "wait.duration")
-		if !c.set(wp) {
-			c.errorf(wp, "wait needs a duration, e.g. {duration: 30s}")
-		} else {
+		up := joinKey(path, "wait.until")
+		switch {
+		case c.set(wp) && c.set(up):
+			c.errorf(joinKey(path, "wait"), "a wait takes duration or until, not both")
+		case c.set(up):
+			c.waitUntil(up, s.Wait.Until)
+		case !c.set(wp):
+			c.errorf(wp, "wait needs a duration, e.g. {duration: 30s}, or until: {url: ...} to wait for an HTTP check")
+		default:
 			c.duration(wp, s.Wait.Duration, false)
 		}
 	}
+}
+
+// sql checks an sql step: a DSN variable and exactly one of file or
+// statements.
+func (c *checker) sql(path string, q *SQLStep) {
+	if q == nil {
+		return
+	}
+	c.env(joinKey(path, "dsn_env"), q.DSNEnv)
+	fileSet, stmtSet := c.set(joinKey(path, "file")), c.set(joinKey(path, "statements"))
+	switch {
+	case fileSet && stmtSet:
+		c.errorf(path, "an sql step takes file or statements, not both")
+	case fileSet:
+		c.required(joinKey(path, "file"), q.File, "file (a .sql file run in one transaction)")
+	case stmtSet:
+		if len(q.Statements) == 0 {
+			c.errorf(joinKey(path, "statements"), "statements must list at least one SQL statement")
+		}
+		for i, st := range q.Statements {
+			if strings.TrimSpace(st) == "" {
+				c.errorf(joinIndex(joinKey(path, "statements"), i), "a statement must not be empty")
+			}
+		}
+	default:
+		c.errorf(path, "an sql step needs file (a .sql file) or statements (a list), run in one transaction")
+	}
+}
+
+// waitUntil checks a wait's HTTP condition.
+func (c *checker) waitUntil(path string, u *WaitUntil) {
+	if u == nil {
+		c.errorf(path, "until needs url, e.g. {url: https://api.example.com/health}")
+		return
+	}
+	c.httpURL(joinKey(path, "url"), u.URL, true)
+	c.status(joinKey(path, "expect_status"), u.ExpectStatus)
+	c.duration(joinKey(path, "interval"), u.Interval, false)
+	c.duration(joinKey(path, "timeout"), u.Timeout, false)
 }
 
 func (c *checker) deploy(d Deploy) {

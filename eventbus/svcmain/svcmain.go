@@ -31,6 +31,9 @@ type Deps struct {
 	Log      *slog.Logger
 	Registry prometheus.Registerer
 	Metrics  *eventbus.Metrics
+	// AckWait is --ack-wait: how long the service's consumer waits for an
+	// ack before redelivery (0: the router's default, 30s).
+	AckWait time.Duration
 }
 
 // Service is a runbook service: Run blocks until ctx ends and its consumers
@@ -46,6 +49,7 @@ type Options struct {
 	Replicas      int
 	LogLevel      string
 	ShutdownAfter time.Duration
+	AckWait       time.Duration
 }
 
 // Main runs the service binary name; build makes the service from its deps.
@@ -58,6 +62,7 @@ func Main(name string, build func(Deps) (Service, error)) int {
 	fs.IntVar(&o.Replicas, "replicas", 1, "stream replicas when this service creates the streams (3 in a cluster)")
 	fs.StringVar(&o.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.DurationVar(&o.ShutdownAfter, "shutdown-timeout", 15*time.Second, "how long shutdown may take")
+	fs.DurationVar(&o.AckWait, "ack-wait", 0, "how long an un-acked message waits before redelivery to another instance (0: 30s)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: %s [flags]\n\nRuns runbook's %s service against a NATS JetStream server.\n\n", name, name)
 		fs.PrintDefaults()
@@ -93,7 +98,7 @@ func run(ctx context.Context, name string, o Options, build func(Deps) (Service,
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	svc, err := build(Deps{Bus: bus, Log: log, Registry: reg, Metrics: eventbus.NewMetrics(reg)})
+	svc, err := build(Deps{Bus: bus, Log: log, Registry: reg, Metrics: eventbus.NewMetrics(reg), AckWait: o.AckWait})
 	if err != nil {
 		return err
 	}

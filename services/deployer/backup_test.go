@@ -52,6 +52,7 @@ deploy:
 `, filepath.Dir(dir), h.log, target)
 	h.publish(t, changeRequested(run, planYAML),
 		eventbus.New(run, &runbookv1.Event_BackupDone{BackupDone: &runbookv1.BackupDone{Dir: dir, Files: []string{"current-release.json"}}}),
+		eventbus.New(run, &runbookv1.Event_DeployStarted{DeployStarted: &runbookv1.DeployStarted{Steps: 1}}),
 		rollbackRequested(run, "operator"))
 	h.waitFor(t, run, "rollback.done")
 	if got := h.ran(t); len(got) != 1 || got[0] != dir {

@@ -132,13 +132,18 @@ func (s *Service) Run(ctx context.Context) error {
 	return r.Run(ctx)
 }
 
-func runEnv(runID string, cr *runbookv1.Event, list string, index int, name string) map[string]string {
+// runEnv is the run data a step gets as environment (never as code):
+// RUNBOOK_IDEMPOTENCY_KEY (<run>/<list>/<index>/<attempt>) lets a step's
+// target recognise a repeated attempt.
+func runEnv(runID string, cr *runbookv1.Event, list string, index int, name string, attempt int32) map[string]string {
 	return map[string]string{
-		"RUNBOOK_RUN_ID":    runID,
-		"RUNBOOK_CHANGE_ID": cr.GetChangeRequested().GetChangeId(),
-		"RUNBOOK_PHASE":     list,
-		"RUNBOOK_STEP":      fmt.Sprint(index),
-		"RUNBOOK_STEP_NAME": name,
+		"RUNBOOK_RUN_ID":          runID,
+		"RUNBOOK_CHANGE_ID":       cr.GetChangeRequested().GetChangeId(),
+		"RUNBOOK_PHASE":           list,
+		"RUNBOOK_STEP":            fmt.Sprint(index),
+		"RUNBOOK_STEP_NAME":       name,
+		"RUNBOOK_ATTEMPT":         fmt.Sprint(attempt),
+		"RUNBOOK_IDEMPOTENCY_KEY": fmt.Sprintf("%s/%s/%d/%d", runID, list, index, attempt),
 	}
 }
 
@@ -318,7 +323,7 @@ func (s *Service) runList(ctx context.Context, run string, cr *runbookv1.Event, 
 				return &stepFailure{name, err}
 			}
 			t0 := time.Now()
-			env := runEnv(run, cr, list, i, name)
+			env := runEnv(run, cr, list, i, name, attempt)
 			if v.backupDir != "" {
 				env[steps.BackupDirEnv] = v.backupDir // the run's own backup, for restore steps and commands
 			}
@@ -352,7 +357,7 @@ func (s *Service) runList(ctx context.Context, run string, cr *runbookv1.Event, 
 				return &stepFailure{name, res.Err}
 			}
 			if attempt < maxAttempts {
-				if !sleep(ctx, time.Duration(attempt)*time.Second) {
+				if !sleep(ctx, steps.Backoff(attempt, st.EffectiveRetryDelay())) {
 					return &stepFailure{name, context.Cause(ctx)}
 				}
 			}
@@ -422,8 +427,20 @@ func (s *Service) rollback(ctx context.Context, ev *runbookv1.Event, rr *runbook
 	if err != nil {
 		return err
 	}
+	// A run that never deployed anything has nothing to roll back: the
+	// rollback is recorded (it also stops the run) and runs no step.
+	deployed, err := s.bus.LastEvent(ctx, run, "deploy.started")
+	if err != nil {
+		return err
+	}
+	rbSteps := p.RollbackPlan.RollbackSteps
+	reason := rr.GetReason()
+	if deployed == nil {
+		rbSteps = nil
+		reason += " (nothing was deployed: no rollback step runs)"
+	}
 	started := eventbus.CausedBy(eventbus.New(run, &runbookv1.Event_RollbackStarted{RollbackStarted: &runbookv1.RollbackStarted{
-		Reason: rr.GetReason(), RequestedBy: rr.GetRequestedBy(), Steps: int32(len(p.RollbackPlan.RollbackSteps)),
+		Reason: reason, RequestedBy: rr.GetRequestedBy(), Steps: int32(len(rbSteps)),
 	}}), ev)
 	if _, err := s.bus.PublishOnce(ctx, started); err != nil {
 		if !errors.Is(err, eventbus.ErrAlreadyPublished) {
@@ -461,7 +478,10 @@ func (s *Service) rollback(ctx context.Context, ev *runbookv1.Event, rr *runbook
 	}
 	t0 := time.Now()
 	var done int32
-	failure := s.runList(ctx, run, cr, "rollback", "rollback", p.RollbackPlan.RollbackSteps, v, &done)
+	if first, _ := s.bus.LastEvent(ctx, run, "rollback.started"); first != nil && first.Event.GetRollbackStarted().GetSteps() == 0 {
+		rbSteps = nil // the rollback was recorded as one of a run that never deployed
+	}
+	failure := s.runList(ctx, run, cr, "rollback", "rollback", rbSteps, v, &done)
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}

@@ -138,7 +138,8 @@ func TestRollbackRequestedTwiceRunsOnce(t *testing.T) {
 	t.Parallel()
 	h := start(t)
 	p := planWith(h.log, step("one", ""), step("undo", ""))
-	h.publish(t, changeRequested("R3", p), rollbackRequested("R3", "monitor"), rollbackRequested("R3", "tester"))
+	h.publish(t, changeRequested("R3", p), eventbus.New("R3", &runbookv1.Event_DeployStarted{DeployStarted: &runbookv1.DeployStarted{Steps: 1}}),
+		rollbackRequested("R3", "monitor"), rollbackRequested("R3", "tester"))
 	h.waitFor(t, "R3", "rollback.done")
 	// Give the second request every chance to (wrongly) run too: wait until
 	// the consumer has acked both.
@@ -197,4 +198,33 @@ func TestResumeAfterCrash(t *testing.T) {
 
 func testLog(t *testing.T) *slog.Logger {
 	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// Rollback of a run that never deployed anything is a no-op that says so.
+func TestRollbackOfUndeployedRunIsNoop(t *testing.T) {
+	t.Parallel()
+	h := start(t)
+	p := planWith(h.log, step("one", ""), step("undo", ""))
+	h.publish(t, changeRequested("R5", p), rollbackRequested("R5", "operator"))
+	h.waitFor(t, "R5", "rollback.done")
+	if got := h.ran(t); len(got) != 0 {
+		t.Fatalf("ran %v for a run that never deployed", got)
+	}
+	rs, _ := h.bus.LastEvent(context.Background(), "R5", "rollback.started")
+	if r := rs.Event.GetRollbackStarted(); r.GetSteps() != 0 || !strings.Contains(r.GetReason(), "nothing was deployed") {
+		t.Fatalf("rollback.started: %+v", r)
+	}
+	// The run is stopped: a late preflight.passed deploys nothing.
+	h.publish(t, preflightPassed("R5"))
+	natstest.Eventually(t, 5*time.Second, "consumer caught up", func() bool {
+		info, err := h.bus.JetStream().Consumer(context.Background(), eventbus.AuditStream, deployer.Durable)
+		if err != nil {
+			return false
+		}
+		ci, err := info.Info(context.Background())
+		return err == nil && ci.NumPending == 0 && ci.NumAckPending == 0
+	})
+	if got := h.ran(t); len(got) != 0 {
+		t.Fatalf("deployed %v after the rollback", got)
+	}
 }

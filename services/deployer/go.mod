@@ -2,4 +2,10 @@ module github.com/kis-core/runbook/services/deployer
 
 go 1.26.0
 
-require github.com/prometheus/client_golang v1.25.0 // indirect
+require (
+	github.com/jackc/pgpassfile v1.0.0 // indirect
+	github.com/jackc/pgservicefile v0.0.0-20240606120523-5a60cdf6a761 // indirect
+	github.com/jackc/pgx/v5 v5.12.0
+	github.com/prometheus/client_golang v1.25.0 // indirect
+	golang.org/x/text v0.42.0 // indirect
+)

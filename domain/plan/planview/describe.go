@@ -334,7 +334,20 @@ func stepText(s plan.Step) string {
 	case "http":
 		what = fmt.Sprintf("%s %s → %s", s.HTTP.EffectiveMethod(), s.HTTP.URL, statusText(s.HTTP.ExpectStatus))
 	case "wait":
+		if u := s.Wait.Until; u != nil {
+			limit := dur(s.EffectiveTimeout())
+			if u.Timeout.IsSet() {
+				limit = dur(u.Timeout.Duration)
+			}
+			return fmt.Sprintf("%s [wait] until GET %s → %s, every %s, at most %s", s.Label(), u.URL, statusText(u.ExpectStatus), dur(u.EffectiveInterval()), limit)
+		}
 		return fmt.Sprintf("%s [wait] %s", s.Label(), dur(s.Wait.Duration.Duration))
+	case "sql":
+		src := s.SQL.File
+		if src == "" {
+			src = fmt.Sprintf("%d statement(s)", len(s.SQL.Statements))
+		}
+		what = fmt.Sprintf("%s in one transaction on $%s (rolled back on any error)", src, s.SQL.DSNEnv)
 	case "restore":
 		what = fmt.Sprintf("%s from the run's backup → %s", s.Restore.File, s.Restore.To)
 	}
@@ -342,12 +355,19 @@ func stepText(s plan.Step) string {
 	if s.SafeToRerun() {
 		idem = "idempotent"
 	}
-	return fmt.Sprintf("%s [%s] %s · timeout %s · retries %d · %s", s.Label(), s.Kind(), what, dur(s.EffectiveTimeout()), s.Retries, idem)
+	retries := fmt.Sprintf("retries %d", s.Retries)
+	if s.Retries > 0 && s.RetryDelay.IsSet() {
+		retries += fmt.Sprintf(" (backoff %s, doubling)", dur(s.EffectiveRetryDelay()))
+	}
+	return fmt.Sprintf("%s [%s] %s · timeout %s · %s · %s", s.Label(), s.Kind(), what, dur(s.EffectiveTimeout()), retries, idem)
 }
 
 func argv(c *plan.Command) string {
 	if c == nil {
 		return ""
+	}
+	if c.Shell != "" {
+		return "/bin/sh -c " + strconv.Quote(strings.TrimSpace(c.Shell)) + " (the plan's own script; run data only as RUNBOOK_* environment)"
 	}
 	parts := make([]string, len(c.Argv))
 	for i, a := range c.Argv {

@@ -103,3 +103,16 @@ func TestDescribeExecutiveApproval(t *testing.T) {
 		"- executive_approval (the overall risk is CRITICAL)",
 	)
 }
+
+func TestDescribeStepKinds(t *testing.T) {
+	t.Parallel()
+	text := describe(t, "step_kinds.yml")
+	contains(t, text,
+		"migrate [sql] migrations/001.sql in one transaction on $DATABASE_URL (rolled back on any error)",
+		"sql (2 statements) [sql] 2 statement(s) in one transaction",
+		`[command] /bin/sh -c "set -e; systemctl restart api"`,
+		"retries 2 (backoff 3s, doubling)",
+		"[wait] until GET https://api.example.com/ready → 204, every 2s, at most 1m",
+		"[wait] 5s",
+	)
+}

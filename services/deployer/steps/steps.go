@@ -1,6 +1,8 @@
 // Package steps executes deploy, rollback and finally steps and health
-// checks. Commands run from argv, never through a shell; run data reaches
-// them as RUNBOOK_* environment variables.
+// checks. Commands run from argv, or a plan's own shell script; run data
+// reaches them only as RUNBOOK_* environment variables, never as code. Each
+// command runs in its own process group, killed whole on cancel or timeout.
+// Secret values are redacted from every step's output and error.
 package steps
 
 import (
@@ -40,11 +42,78 @@ type Executor struct {
 	BaseEnv []string
 	// TailBytes is how much output is kept in the step event (default 2 KiB).
 	TailBytes int
+	// OnStart, when set, is told the pid (= process group id) of each
+	// command as it starts (tests watch the group with it).
+	OnStart func(pid int)
+	// KillGrace is how long a cancelled command's process group has after
+	// SIGTERM before SIGKILL (default 200ms).
+	KillGrace time.Duration
+}
+
+// Backoff is the pause before retry number attempt (1 = after the first
+// failed attempt): base (default plan.DefaultStepRetryDelay) doubled for
+// each further attempt, at most plan.DefaultStepRetryDelayCap.
+func Backoff(attempt int32, base time.Duration) time.Duration {
+	if base <= 0 {
+		base = plan.DefaultStepRetryDelay
+	}
+	d := base
+	for i := int32(1); i < attempt && d < plan.DefaultStepRetryDelayCap; i++ {
+		d *= 2
+	}
+	return min(d, max(base, plan.DefaultStepRetryDelayCap))
 }
 
 // Run runs one attempt of step s with the run's data in runEnv
-// (RUNBOOK_RUN_ID, ...).
+// (RUNBOOK_RUN_ID, ...). Secrets the step refers to are redacted from the
+// result (see Secrets).
 func (x *Executor) Run(ctx context.Context, s plan.Step, runEnv map[string]string) Result {
+	return x.Secrets(s).RedactResult(x.run(ctx, s, runEnv))
+}
+
+// Secrets is the redactor for step s: the values of the variables its
+// *_env fields name, of its own env entries whose name looks secret
+// (SecretName), and of the secret-looking variables of the environment its
+// commands start from.
+func (x *Executor) Secrets(s plan.Step) *Redactor {
+	sec := map[string]string{}
+	if s.HTTP != nil {
+		for _, n := range s.HTTP.HeadersEnv {
+			if v, ok := x.lookup(n); ok {
+				sec[n] = v
+			}
+		}
+	}
+	if s.SQL != nil && s.SQL.DSNEnv != "" {
+		if v, ok := x.lookup(s.SQL.DSNEnv); ok {
+			sec[s.SQL.DSNEnv] = v
+		}
+	}
+	if s.Command != nil {
+		for k, v := range s.Command.Env {
+			if SecretName(k, v) {
+				sec[k] = v
+			}
+		}
+		for _, kv := range x.baseEnv() {
+			if k, v, ok := strings.Cut(kv, "="); ok && SecretName(k, v) {
+				if _, have := sec[k]; !have {
+					sec[k] = v
+				}
+			}
+		}
+	}
+	return NewRedactor(sec)
+}
+
+func (x *Executor) baseEnv() []string {
+	if x.BaseEnv == nil {
+		return os.Environ()
+	}
+	return x.BaseEnv
+}
+
+func (x *Executor) run(ctx context.Context, s plan.Step, runEnv map[string]string) Result {
 	ctx, cancel := context.WithTimeout(ctx, s.EffectiveTimeout())
 	defer cancel()
 	switch {
@@ -54,6 +123,10 @@ func (x *Executor) Run(ctx context.Context, s plan.Step, runEnv map[string]strin
 		return x.http(ctx, s.HTTP)
 	case s.Restore != nil:
 		return restore(ctx, s.Restore, runEnv[BackupDirEnv])
+	case s.SQL != nil:
+		return x.sql(ctx, s.SQL)
+	case s.Wait != nil && s.Wait.Until != nil:
+		return x.waitUntil(ctx, s.Wait.Until)
 	case s.Wait != nil:
 		t := time.NewTimer(s.Wait.Duration.Duration)
 		defer t.Stop()
@@ -70,16 +143,18 @@ func (x *Executor) Run(ctx context.Context, s plan.Step, runEnv map[string]strin
 }
 
 func (x *Executor) command(ctx context.Context, c *plan.Command, runEnv map[string]string) Result {
-	if len(c.Argv) == 0 {
+	argv := c.Argv
+	if c.Shell != "" {
+		// The plan author's own script; run data stays in the environment.
+		argv = []string{"/bin/sh", "-c", c.Shell}
+	}
+	if len(argv) == 0 {
 		return Result{Err: errors.New("command has no argv")}
 	}
-	cmd := exec.CommandContext(ctx, c.Argv[0], c.Argv[1:]...)
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Dir = c.Dir
-	env := x.BaseEnv
-	if env == nil {
-		env = os.Environ()
-	}
-	env = append([]string(nil), env...)
+	inGroup(cmd, x.killGrace())
+	env := append([]string(nil), x.baseEnv()...)
 	for k, v := range c.Env {
 		env = append(env, k+"="+v)
 	}
@@ -90,23 +165,45 @@ func (x *Executor) command(ctx context.Context, c *plan.Command, runEnv map[stri
 	out := procio.NewTailBuffer(x.tailBytes())
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.WaitDelay = 2 * time.Second
-	err := cmd.Run()
+	err := cmd.Start()
+	if err == nil {
+		if x.OnStart != nil {
+			x.OnStart(cmd.Process.Pid)
+		}
+		err = cmd.Wait()
+	}
 	res := Result{OutputTail: out.String()}
 	if err != nil {
 		var ee *exec.ExitError
 		if errors.As(err, &ee) {
 			res.ExitCode = ee.ExitCode()
 			if ctx.Err() != nil {
-				res.Err = fmt.Errorf("%s: %w", strings.Join(c.Argv, " "), context.Cause(ctx))
+				res.Err = fmt.Errorf("%s: %w", commandText(argv), context.Cause(ctx))
 			} else {
-				res.Err = fmt.Errorf("%s exited %d", strings.Join(c.Argv, " "), res.ExitCode)
+				res.Err = fmt.Errorf("%s exited %d", commandText(argv), res.ExitCode)
 			}
 		} else {
 			res.ExitCode = -1
-			res.Err = fmt.Errorf("%s: %w", strings.Join(c.Argv, " "), err)
+			res.Err = fmt.Errorf("%s: %w", commandText(argv), err)
 		}
 	}
 	return res
+}
+
+// commandText names a command in errors: its argv on one line, short.
+func commandText(argv []string) string {
+	t := strings.Join(strings.Fields(strings.Join(argv, " ")), " ")
+	if len(t) > 120 {
+		t = t[:120] + " …"
+	}
+	return t
+}
+
+func (x *Executor) killGrace() time.Duration {
+	if x.KillGrace > 0 {
+		return x.KillGrace
+	}
+	return 200 * time.Millisecond
 }
 
 func (x *Executor) tailBytes() int {

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -54,6 +55,9 @@ type Options struct {
 	Preflight, Deployer, Monitor, Tester, Reporter eventbus.ConsumerOptions
 	// DeployerStepFault, for tests only: see deployer.Options.StepFault.
 	DeployerStepFault func(run, list string, index int) error
+	// Without names services not to run here (tests run them elsewhere,
+	// e.g. the deployer as a separate process).
+	Without []string
 }
 
 // Server is a running all-in-one runbook.
@@ -116,6 +120,9 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	}
 	s.services = map[string]svcmain.Service{}
 	for _, name := range []string{"preflight", "deployer", "monitor", "tester", "reporter"} {
+		if slices.Contains(o.Without, name) {
+			continue
+		}
 		b, err := bus(name)
 		if err != nil {
 			s.close()

@@ -426,3 +426,12 @@ func natsConn(t testing.TB, url string) *nats.Conn {
 	t.Cleanup(nc.Close)
 	return nc
 }
+
+// waitFor waits until run has an event of type typ.
+func (p *pipeline) waitFor(t testing.TB, run, typ string) {
+	t.Helper()
+	natstest.Eventually(t, 30*time.Second, run+" "+typ, func() bool {
+		e, err := p.bus.LastEvent(context.Background(), run, typ)
+		return err == nil && e != nil
+	})
+}

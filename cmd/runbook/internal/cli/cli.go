@@ -55,7 +55,9 @@ Every decision is an event on the NATS JetStream stream RUNBOOK.
   runbook watch RUN                follow a run
   runbook report RUN [--json]      print a run's QC summary or report JSON
   runbook approve RUN --role R --as NAME   approve a run as one of its roles
-  runbook reject RUN --role R --as NAME --reason TEXT   reject it`,
+  runbook reject RUN --role R --as NAME --reason TEXT   reject it
+  runbook rollback RUN --reason TEXT   roll a run back (operator)
+  runbook cancel RUN               stop a run (cancelled before ACT, rolled back during)`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
@@ -63,7 +65,7 @@ Every decision is an event on the NATS JetStream stream RUNBOOK.
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.PersistentFlags().StringVar(&g.natsURL, "nats-url", envOr("RUNBOOK_NATS_URL", "nats://127.0.0.1:4222"), "NATS server of the runbook you talk to (env RUNBOOK_NATS_URL)")
-	root.AddCommand(serveCmd(g), validateCmd(g), submitCmd(g), watchCmd(g), runsCmd(g), reportCmd(g), approveCmd(g), rejectCmd(g))
+	root.AddCommand(serveCmd(g), validateCmd(g), submitCmd(g), watchCmd(g), runsCmd(g), reportCmd(g), approveCmd(g), rejectCmd(g), rollbackCmd(g), cancelCmd(g))
 	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return 0

@@ -4,12 +4,13 @@ package main
 import (
 	"os"
 
+	"github.com/kis-core/runbook/eventbus"
 	"github.com/kis-core/runbook/eventbus/svcmain"
 	"github.com/kis-core/runbook/services/deployer"
 )
 
 func main() {
 	os.Exit(svcmain.Main("deployer", func(d svcmain.Deps) (svcmain.Service, error) {
-		return deployer.New(d.Bus, deployer.Options{}, d.Log, d.Metrics, d.Registry), nil
+		return deployer.New(d.Bus, deployer.Options{Consumer: eventbus.ConsumerOptions{AckWait: d.AckWait}}, d.Log, d.Metrics, d.Registry), nil
 	}))
 }

@@ -1,0 +1,108 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kis-core/runbook/domain/runstate"
+	"github.com/kis-core/runbook/eventbus"
+	runbookv1 "github.com/kis-core/runbook/proto/runbook/v1"
+)
+
+func rollbackCmd(g *globals) *cobra.Command {
+	var reason, as string
+	c := &cobra.Command{
+		Use:   "rollback RUN --reason TEXT",
+		Short: "Ask for the rollback of a run (by an operator)",
+		Long: `rollback publishes rollback.requested for RUN, requested by an operator with
+the reason given. The deployer stops a deploy step that is running, then runs
+the plan's rollback steps — once per run, whoever asked first. A run that
+never deployed anything is stopped and its rollback runs no step (it says so).
+Exit 6 when the run has already ended.`,
+		Example: `  runbook rollback DEPLOY-20250922-143000 --reason "customers report wrong estimates"`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return operatorStop(cmd.Context(), g, args[0], as, reason, false)
+		},
+	}
+	c.Flags().StringVar(&reason, "reason", "", "why (kept in the audit log and the report)")
+	c.Flags().StringVar(&as, "as", whoami(), "your name")
+	_ = c.MarkFlagRequired("reason")
+	return c
+}
+
+func cancelCmd(g *globals) *cobra.Command {
+	var reason, as string
+	c := &cobra.Command{
+		Use:   "cancel RUN [--reason TEXT]",
+		Short: "Stop a run: cancelled before ACT, rolled back during ACT",
+		Long: `cancel stops RUN. Before its deploy started, the run ends CANCELLED
+(run.cancelled) and nothing is changed. Once the deploy started, cancelling
+means rolling back: rollback.requested is published for the operator (see
+runbook rollback). Exit 6 when the run has already ended.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return operatorStop(cmd.Context(), g, args[0], as, reason, true)
+		},
+	}
+	c.Flags().StringVar(&reason, "reason", "cancelled by an operator", "why")
+	c.Flags().StringVar(&as, "as", whoami(), "your name")
+	return c
+}
+
+// operatorStop publishes run.cancelled (cancel before ACT) or
+// rollback.requested (rollback, or cancel once the deploy started).
+func operatorStop(ctx context.Context, g *globals, run, as, reason string, cancel bool) error {
+	bus, closeFn, err := g.connectRun(ctx, run)
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	hist, err := bus.RunHistory(ctx, run)
+	if err != nil {
+		return err
+	}
+	st := runstate.New(run)
+	deployed := false
+	for _, e := range hist {
+		st.Apply(e.Event)
+		if e.Event.GetType() == "deploy.started" {
+			deployed = true
+		}
+	}
+	if st.Status.Final() {
+		return &exitError{exitTooLate, fmt.Errorf("run %s already ended %s: nothing to stop", run, st.Status)}
+	}
+	var ev *runbookv1.Event
+	if cancel && !deployed {
+		ev = eventbus.New(run, &runbookv1.Event_RunCancelled{RunCancelled: &runbookv1.RunEnded{
+			Reason: fmt.Sprintf("cancelled by %s: %s", as, reason)}})
+	} else {
+		verb := "rollback requested"
+		if cancel {
+			verb = "cancelled during ACT"
+		}
+		ev = eventbus.New(run, &runbookv1.Event_RollbackRequested{RollbackRequested: &runbookv1.RollbackRequested{
+			RequestedBy: "operator", Reason: fmt.Sprintf("%s by %s: %s", verb, as, reason)}},
+			"operator", time.Now().UTC().Format("20060102T150405.000"))
+	}
+	ev.Actor = as
+	if ev.Type == "run.cancelled" {
+		_, err = bus.PublishOnce(ctx, ev)
+		if errors.Is(err, eventbus.ErrAlreadyPublished) {
+			err = nil
+		}
+	} else {
+		_, err = bus.Publish(ctx, ev)
+	}
+	if err != nil {
+		return err
+	}
+	_, text := Describe(ev)
+	fmt.Fprintf(g.out, "%s: %s\n", run, text)
+	return nil
+}

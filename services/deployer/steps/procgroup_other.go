@@ -1,0 +1,12 @@
+//go:build !unix
+
+package steps
+
+import (
+	"os/exec"
+	"time"
+)
+
+// inGroup: without process groups, cancel kills the command itself (the
+// exec.CommandContext default).
+func inGroup(*exec.Cmd, time.Duration) {}
