@@ -192,8 +192,13 @@ func BenchmarkStepOverhead(b *testing.B) {
 	const steps = 50
 	p := startPipeline(b, func(o *allinone.Options) { o.NoSync = false })
 	data := []byte(fmt.Sprintf(benchPlan, stepsYAML(steps)))
-	var direct, piped []float64
+	var direct, piped, shellLoop []float64
 	for range b.N {
+		t0 := time.Now()
+		if err := exec.Command("sh", "-c", fmt.Sprintf("i=0; while [ $i -lt %d ]; do /bin/true; i=$((i+1)); done", steps)).Run(); err != nil {
+			b.Fatal(err)
+		}
+		shellLoop = append(shellLoop, float64(time.Since(t0).Microseconds())/1000/steps)
 		for range steps {
 			t0 := time.Now()
 			if err := exec.Command("true").Run(); err != nil {
@@ -214,6 +219,7 @@ func BenchmarkStepOverhead(b *testing.B) {
 		}
 	}
 	d, pp := median(direct), median(piped)
+	b.ReportMetric(median(shellLoop), "ms/step-shell-loop")
 	b.ReportMetric(d, "ms/step-direct-p50")
 	b.ReportMetric(pp, "ms/step-runbook-p50")
 	b.ReportMetric(pp-d, "ms/step-overhead-p50")
