@@ -54,6 +54,8 @@ type Service struct {
 	exec  *steps.Executor
 	steps *prometheus.CounterVec
 	stepT *prometheus.HistogramVec
+	// rollbackFailed counts rollbacks that failed: production in an unknown state.
+	rollbackFailed prometheus.Counter
 
 	mu     sync.Mutex
 	active map[string]*activeDeploy
@@ -106,6 +108,10 @@ func New(bus *eventbus.Bus, o Options, log *slog.Logger, m *eventbus.Metrics, re
 		steps: eventbus.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "runbook_steps_total", Help: "Deploy and rollback step attempts, by phase, kind and outcome.",
 		}, []string{"phase", "kind", "outcome"})),
+		rollbackFailed: eventbus.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "runbook_rollbacks_failed_total",
+			Help: "Rollbacks that failed: production is in an unknown state. Alert on any increase.",
+		})),
 		stepT: eventbus.Register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "runbook_step_duration_seconds", Help: "Duration of step attempts, by phase and kind.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 4, 10),
@@ -303,7 +309,7 @@ func (s *Service) runList(ctx context.Context, run string, cr *runbookv1.Event, 
 		}
 		attempt := v.started[k]
 		if attempt > v.ended[k] && !st.SafeToRerun() {
-			return &stepFailure{name, fmt.Errorf("step %q started before a crash and never finished; it is not marked idempotent, so it is not re-run", name)}
+			return &stepFailure{name, fmt.Errorf("interrupted during step %d (%q): it started before a crash and never finished; it is not marked idempotent, so it is not re-run", i+1, name)}
 		}
 		// An attempt cut short by a crash is not a failure of the step: it
 		// does not use up the step's retries.
@@ -327,7 +333,9 @@ func (s *Service) runList(ctx context.Context, run string, cr *runbookv1.Event, 
 			if v.backupDir != "" {
 				env[steps.BackupDirEnv] = v.backupDir // the run's own backup, for restore steps and commands
 			}
-			res := s.exec.Run(ctx, st, env)
+			out := s.startOutput(ctx, run, list, i, attempt, s.exec.Secrets(st))
+			res := s.exec.RunOutput(ctx, st, env, out.write)
+			out.close() // its last output event goes before the outcome
 			s.stepT.WithLabelValues(phase, st.Kind()).Observe(time.Since(t0).Seconds())
 			end := &runbookv1.StepEvent{Index: int32(i), Name: name, Kind: st.Kind(), Attempt: attempt, List: list,
 				DurationMs: time.Since(t0).Milliseconds(), ExitCode: int32(res.ExitCode), OutputTail: res.OutputTail}
@@ -497,6 +505,7 @@ func (s *Service) rollback(ctx context.Context, ev *runbookv1.Event, rr *runbook
 		return err
 	}
 	if failure != nil {
+		s.rollbackFailed.Inc()
 		log.Error("ROLLBACK FAILED: production is in an unknown state", "step", failure.step, "err", failure.err)
 	} else {
 		log.Info("rolled back", "steps", done)

@@ -68,7 +68,31 @@ func Backoff(attempt int32, base time.Duration) time.Duration {
 // (RUNBOOK_RUN_ID, ...). Secrets the step refers to are redacted from the
 // result (see Secrets).
 func (x *Executor) Run(ctx context.Context, s plan.Step, runEnv map[string]string) Result {
-	return x.Secrets(s).RedactResult(x.run(ctx, s, runEnv))
+	return x.Secrets(s).RedactResult(x.run(ctx, s, runEnv, nil))
+}
+
+// Output receives a command's output as the command writes it: stream is
+// "stdout" or "stderr", p the raw bytes (NOT redacted; the receiver must
+// redact with Secrets before the text leaves the process). It is called
+// from the goroutines that copy the command's pipes, for both streams
+// concurrently; p is only valid during the call; it must not block.
+type Output func(stream string, p []byte)
+
+// RunOutput is Run that also hands a command step's output to out as it is
+// written (other kinds of step write nothing to out). out may be nil.
+func (x *Executor) RunOutput(ctx context.Context, s plan.Step, runEnv map[string]string, out Output) Result {
+	return x.Secrets(s).RedactResult(x.run(ctx, s, runEnv, out))
+}
+
+// outputWriter hands one stream of a command to an Output.
+type outputWriter struct {
+	stream string
+	out    Output
+}
+
+func (w outputWriter) Write(p []byte) (int, error) {
+	w.out(w.stream, p)
+	return len(p), nil
 }
 
 // Secrets is the redactor for step s: the values of the variables its
@@ -113,12 +137,12 @@ func (x *Executor) baseEnv() []string {
 	return x.BaseEnv
 }
 
-func (x *Executor) run(ctx context.Context, s plan.Step, runEnv map[string]string) Result {
+func (x *Executor) run(ctx context.Context, s plan.Step, runEnv map[string]string, stream Output) Result {
 	ctx, cancel := context.WithTimeout(ctx, s.EffectiveTimeout())
 	defer cancel()
 	switch {
 	case s.Command != nil:
-		return x.command(ctx, s.Command, runEnv)
+		return x.command(ctx, s.Command, runEnv, stream)
 	case s.HTTP != nil:
 		return x.http(ctx, s.HTTP)
 	case s.Restore != nil:
@@ -142,7 +166,7 @@ func (x *Executor) run(ctx context.Context, s plan.Step, runEnv map[string]strin
 	return Result{Err: errors.New("step has nothing to run")}
 }
 
-func (x *Executor) command(ctx context.Context, c *plan.Command, runEnv map[string]string) Result {
+func (x *Executor) command(ctx context.Context, c *plan.Command, runEnv map[string]string, stream Output) Result {
 	argv := c.Argv
 	if c.Shell != "" {
 		// The plan author's own script; run data stays in the environment.
@@ -164,6 +188,11 @@ func (x *Executor) command(ctx context.Context, c *plan.Command, runEnv map[stri
 	cmd.Env = env
 	out := procio.NewTailBuffer(x.tailBytes())
 	cmd.Stdout, cmd.Stderr = out, out
+	if stream != nil {
+		// Two pipes then, so the streams stay apart; the tail keeps both.
+		cmd.Stdout = io.MultiWriter(out, outputWriter{"stdout", stream})
+		cmd.Stderr = io.MultiWriter(out, outputWriter{"stderr", stream})
+	}
 	cmd.WaitDelay = 2 * time.Second
 	err := cmd.Start()
 	if err == nil {

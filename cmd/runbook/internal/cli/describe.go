@@ -60,6 +60,11 @@ func Describe(ev *runbookv1.Event) (phase, text string) {
 		return "ACT", stepLine("✔", p.DeployStepSucceeded)
 	case *runbookv1.Event_DeployStepFailed:
 		return "ACT", stepLine("✗", p.DeployStepFailed)
+	case *runbookv1.Event_DeployStepOutput:
+		if outputList(ev) == "rollback" {
+			return "ROLLBACK", outputLines(p.DeployStepOutput)
+		}
+		return "ACT", outputLines(p.DeployStepOutput)
 	case *runbookv1.Event_DeployDone:
 		return "ACT", fmt.Sprintf("✔ deploy done: %d step(s) in %d ms", p.DeployDone.GetStepsSucceeded(), p.DeployDone.GetDurationMs())
 	case *runbookv1.Event_DeployFailed:
@@ -171,6 +176,30 @@ func stepLine(mark string, s *runbookv1.StepEvent) string {
 		line += ": " + s.GetError()
 	}
 	return line
+}
+
+// outputLines shows a step's live output one line per output line,
+// indented under the step and marked with its stream.
+func outputLines(o *runbookv1.StepOutput) string {
+	var b strings.Builder
+	for i, l := range strings.Split(strings.TrimRight(o.GetText(), "\n"), "\n") {
+		if i > 0 {
+			fmt.Fprintf(&b, "\n%21s", "") // under the text column of watch
+		}
+		fmt.Fprintf(&b, "  │ %s: %s", or(o.GetStream(), "stdout"), strings.TrimRight(l, "\r"))
+	}
+	return b.String()
+}
+
+// outputList is the step list (steps, finally, rollback) of an output
+// event, the first of its id parts: <run>/deploy.step.output/<list>/...
+func outputList(ev *runbookv1.Event) string {
+	rest, ok := strings.CutPrefix(ev.GetId(), ev.GetRunId()+"/"+ev.GetType()+"/")
+	if !ok {
+		return ""
+	}
+	list, _, _ := strings.Cut(rest, "/")
+	return list
 }
 
 func loadLine(l *runbookv1.LoadResult) string {

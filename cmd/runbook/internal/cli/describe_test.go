@@ -38,3 +38,15 @@ func TestDescribe(t *testing.T) {
 		}
 	}
 }
+
+func TestDescribeStepOutput(t *testing.T) {
+	out := &runbookv1.Event_DeployStepOutput{DeployStepOutput: &runbookv1.StepOutput{Index: 1, Stream: "stderr", Text: "one\r\ntwo\n"}}
+	phase, text := cli.Describe(eventbus.New("R", out, "steps", 1, "attempt-1", 1))
+	want := "  │ stderr: one\n" + strings.Repeat(" ", 21) + "  │ stderr: two"
+	if phase != "ACT" || text != want {
+		t.Errorf("%s %q, want ACT %q", phase, text, want)
+	}
+	if phase, _ := cli.Describe(eventbus.New("R", out, "rollback", 0, "attempt-1", 1)); phase != "ROLLBACK" {
+		t.Errorf("rollback step output in phase %s", phase)
+	}
+}
