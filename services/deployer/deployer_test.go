@@ -43,10 +43,16 @@ type harness struct {
 
 func start(t *testing.T) *harness {
 	t.Helper()
+	return startLogged(t, testLog(t))
+}
+
+// startLogged starts the deployer logging to log.
+func startLogged(t *testing.T, log *slog.Logger) *harness {
+	t.Helper()
 	s := natstest.Server(t)
 	bus := natstest.Bus(t, s, "test")
 	ctx, cancel := context.WithCancel(context.Background())
-	svc := deployer.New(natstest.Bus(t, s, "deployer"), deployer.Options{Consumer: eventbus.ConsumerOptions{Backoff: []time.Duration{20 * time.Millisecond}}}, testLog(t), nil, nil)
+	svc := deployer.New(natstest.Bus(t, s, "deployer"), deployer.Options{Consumer: eventbus.ConsumerOptions{Backoff: []time.Duration{20 * time.Millisecond}}}, log, nil, nil)
 	done := make(chan error, 1)
 	go func() { done <- svc.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
