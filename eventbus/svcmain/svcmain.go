@@ -55,8 +55,17 @@ type Options struct {
 // Main runs the service binary name; build makes the service from its deps.
 // It returns the process exit code.
 func Main(name string, build func(Deps) (Service, error)) int {
+	return MainWithFlags(name, nil, build)
+}
+
+// MainWithFlags is Main for a service with flags of its own: flags adds
+// them to the flag set (they appear in --help); build runs after parsing.
+func MainWithFlags(name string, flags func(*flag.FlagSet), build func(Deps) (Service, error)) int {
 	var o Options
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	if flags != nil {
+		flags(fs)
+	}
 	fs.StringVar(&o.NATSURL, "nats-url", envOr("RUNBOOK_NATS_URL", "nats://127.0.0.1:4222"), "NATS server or cluster (comma-separated URLs); env RUNBOOK_NATS_URL")
 	fs.StringVar(&o.MetricsListen, "metrics-listen", envOr("RUNBOOK_METRICS_LISTEN", "127.0.0.1:0"), "address of /metrics and /healthz; env RUNBOOK_METRICS_LISTEN")
 	fs.IntVar(&o.Replicas, "replicas", 1, "stream replicas when this service creates the streams (3 in a cluster)")

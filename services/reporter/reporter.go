@@ -13,6 +13,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -40,6 +42,11 @@ type Options struct {
 	CatchUpAttempts int
 	// CatchUpBackoff is the wait between those attempts (default 1s).
 	CatchUpBackoff time.Duration
+	// ReportsDir, when set, receives <run_id>-report.json (the exact
+	// report_json bytes of report.ready) each time the reporter publishes a
+	// report, written atomically (temp file + rename), like the seed's
+	// /var/log/deployments/<id>-report.json. Empty: no files.
+	ReportsDir string
 }
 
 func (o *Options) setDefaults() {
@@ -54,6 +61,15 @@ func (o *Options) setDefaults() {
 		o.CatchUpBackoff = time.Second
 	}
 }
+
+// BatchApplier is a ReadModel that can apply several events of the stream
+// at once (one transaction): the start-up rebuild uses it when the model has it.
+type BatchApplier interface {
+	ApplyBatch(ctx context.Context, envs []eventbus.Envelope) error
+}
+
+// rebuildBatch is how many events the rebuild applies at once.
+const rebuildBatch = 500
 
 // Service is the reporter.
 type Service struct {
@@ -96,11 +112,30 @@ func (s *Service) RunByID(ctx context.Context, runID string) (*Run, error) {
 func (s *Service) Start(ctx context.Context) error {
 	started := time.Now()
 	n := 0
+	batcher, _ := s.model.(BatchApplier)
+	var batch []eventbus.Envelope
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		err := batcher.ApplyBatch(ctx, batch)
+		batch = batch[:0]
+		return err
+	}
 	err := s.bus.Scan(ctx, []string{eventbus.SubjectPrefix + ".>"}, 0, func(env eventbus.Envelope) error {
 		n++
-		_, err := s.model.Apply(ctx, env)
-		return err
+		if batcher == nil {
+			_, err := s.model.Apply(ctx, env)
+			return err
+		}
+		if batch = append(batch, env); len(batch) >= rebuildBatch {
+			return flush()
+		}
+		return nil
 	})
+	if err == nil && batcher != nil {
+		err = flush()
+	}
 	if err != nil {
 		return fmt.Errorf("rebuild the read model from the audit stream: %w", err)
 	}
@@ -231,8 +266,46 @@ func (s *Service) report(ctx context.Context, runID string) error {
 		return fmt.Errorf("fold the report of run %s: %w", runID, err)
 	}
 	s.metrics.observe(res)
+	if err := s.writeReportFile(runID, res.JSON); err != nil {
+		// The report is published (the stream is the record); a missing
+		// file is worth a loud log, not a retry that cannot republish.
+		s.log.Error("cannot write the report file", "run_id", runID, "event", "report.ready", "err", err)
+	}
 	s.log.Info("report published", "run_id", runID, "event", "report.ready", "status", res.Status,
 		"critical_issues", res.Report.Summary.CriticalIssues, "seq", seq)
+	return nil
+}
+
+// writeReportFile writes data to <ReportsDir>/<runID>-report.json through
+// a temporary file renamed into place, so a reader never sees half a report.
+// Run ids are subject-safe (no "/"), so the name stays inside the dir.
+func (s *Service) writeReportFile(runID string, data []byte) error {
+	if s.o.ReportsDir == "" {
+		return nil
+	}
+	if err := os.MkdirAll(s.o.ReportsDir, 0o750); err != nil {
+		return fmt.Errorf("reports dir: %w", err)
+	}
+	name := filepath.Join(s.o.ReportsDir, runID+"-report.json")
+	tmp, err := os.CreateTemp(s.o.ReportsDir, "."+runID+"-report-*.tmp")
+	if err != nil {
+		return fmt.Errorf("report file: %w", err)
+	}
+	defer os.Remove(tmp.Name()) // no-op after the rename
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", tmp.Name(), err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("sync %s: %w", tmp.Name(), err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("close %s: %w", tmp.Name(), err)
+	}
+	if err := os.Rename(tmp.Name(), name); err != nil {
+		return fmt.Errorf("rename to %s: %w", name, err)
+	}
 	return nil
 }
 

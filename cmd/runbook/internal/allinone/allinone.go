@@ -27,6 +27,7 @@ import (
 	"github.com/kis-core/runbook/services/monitor"
 	"github.com/kis-core/runbook/services/preflight"
 	"github.com/kis-core/runbook/services/reporter"
+	"github.com/kis-core/runbook/services/reporter/pgstore"
 	"github.com/kis-core/runbook/services/tester"
 )
 
@@ -45,6 +46,12 @@ type Options struct {
 	NoSync bool
 	// Replicas of the streams when they are created (3 in a cluster).
 	Replicas int
+	// ReportsDir receives <run_id>-report.json for every report the
+	// reporter publishes (see reporter.Options.ReportsDir); "" writes none.
+	ReportsDir string
+	// DatabaseURL keeps the reporter's read model in PostgreSQL (runs,
+	// events, reports); empty keeps it in memory.
+	DatabaseURL string
 	// ShutdownTimeout bounds the shutdown (default 15s).
 	ShutdownTimeout time.Duration
 
@@ -70,6 +77,7 @@ type Server struct {
 	httpAddr string
 	httpSrv  *http.Server
 	services map[string]svcmain.Service
+	store    *pgstore.Store
 	Reporter *reporter.Service
 }
 
@@ -139,7 +147,16 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		case "tester":
 			s.services[name] = tester.New(b, tester.Options{Consumer: o.Tester}, log, m, o.Registry)
 		case "reporter":
-			s.Reporter = reporter.New(b, reporter.Options{Consumer: o.Reporter}, log, m, o.Registry)
+			ro := reporter.Options{Consumer: o.Reporter, ReportsDir: o.ReportsDir}
+			if o.DatabaseURL != "" {
+				st, err := pgstore.Open(ctx, o.DatabaseURL)
+				if err != nil {
+					s.close()
+					return nil, err
+				}
+				s.store, ro.Model = st, st
+			}
+			s.Reporter = reporter.New(b, ro, log, m, o.Registry)
 			s.services[name] = s.Reporter
 		}
 	}
@@ -212,6 +229,9 @@ func (s *Server) close() {
 		s.nc.Close()
 	}
 	s.shutdownNATS()
+	if s.store != nil {
+		s.store.Close() // last: the reporter's consumer has drained
+	}
 }
 
 func (s *Server) shutdownNATS() {

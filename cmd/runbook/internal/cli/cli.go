@@ -53,7 +53,9 @@ Every decision is an event on the NATS JetStream stream RUNBOOK.
   runbook submit plan.yaml --watch submit a plan and follow it live
   runbook runs                     list runs and their status
   runbook watch RUN                follow a run
-  runbook report RUN [--json]      print a run's QC summary or report JSON
+  runbook report RUN --format markdown   print a run's report (summary, json or markdown)
+  runbook retro RUN                print the run's retrospective, prefilled (YAML)
+  runbook audit verify --database-url URL   reconcile the stream with PostgreSQL
   runbook approve RUN --role R --as NAME   approve a run as one of its roles
   runbook reject RUN --role R --as NAME --reason TEXT   reject it
   runbook rollback RUN --reason TEXT   roll a run back (operator)
@@ -65,7 +67,7 @@ Every decision is an event on the NATS JetStream stream RUNBOOK.
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.PersistentFlags().StringVar(&g.natsURL, "nats-url", envOr("RUNBOOK_NATS_URL", "nats://127.0.0.1:4222"), "NATS server of the runbook you talk to (env RUNBOOK_NATS_URL)")
-	root.AddCommand(serveCmd(g), validateCmd(g), submitCmd(g), watchCmd(g), runsCmd(g), reportCmd(g), approveCmd(g), rejectCmd(g), rollbackCmd(g), cancelCmd(g))
+	root.AddCommand(serveCmd(g), validateCmd(g), submitCmd(g), watchCmd(g), runsCmd(g), reportCmd(g), retroCmd(g), approveCmd(g), rejectCmd(g), rollbackCmd(g), cancelCmd(g), auditCmd(g))
 	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return 0

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -19,6 +20,7 @@ import (
 	"github.com/kis-core/runbook/eventbus"
 	"github.com/kis-core/runbook/eventbus/svcmain"
 	"github.com/kis-core/runbook/services/deployer/gate"
+	"github.com/kis-core/runbook/services/reporter/report"
 )
 
 func serveCmd(g *globals) *cobra.Command {
@@ -37,6 +39,9 @@ cut); --no-sync trades that for speed.
 With --nats-url (or --external, to take the URL from RUNBOOK_NATS_URL) the
 services connect to that server or cluster (NATS 2.10 or newer) instead of
 starting one.
+
+Each report the reporter publishes is also written to --reports-dir as
+<run>-report.json (the report JSON byte for byte); --reports-dir "" writes none.
 
 /metrics and /healthz are served on --http-listen.`,
 		Example: `  runbook serve --nats-listen 127.0.0.1:14222 --data-dir .runbook/data
@@ -62,6 +67,8 @@ starting one.
 	f.BoolVar(&external, "external", false, "connect to RUNBOOK_NATS_URL / --nats-url instead of embedding a server")
 	f.BoolVar(&o.NoSync, "no-sync", false, "do not fsync every write (faster; loses acknowledged events on power loss)")
 	f.IntVar(&o.Replicas, "replicas", 1, "stream replicas when creating the streams (3 in a cluster)")
+	f.StringVar(&o.DatabaseURL, "database-url", envOr("RUNBOOK_DATABASE_URL", ""), "PostgreSQL URL for the reporter's read model (runs, events, reports); env RUNBOOK_DATABASE_URL; empty keeps it in memory")
+	f.StringVar(&o.ReportsDir, "reports-dir", filepath.Join(".runbook", "reports"), "where each published report is also written as <run>-report.json (\"\" for none)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	return c
 }
@@ -274,11 +281,28 @@ func waitingText(st *runstate.State) string {
 
 func reportCmd(g *globals) *cobra.Command {
 	var asJSON bool
+	var format string
 	c := &cobra.Command{
 		Use:   "report RUN",
-		Short: "Print a run's 12-line QC summary (or its report JSON)",
-		Args:  cobra.ExactArgs(1),
+		Short: "Print a run's 12-line QC summary, its report JSON or a Markdown report",
+		Long: `report prints the report the reporter published for RUN (report.ready):
+--format summary (default) the 12-line QC summary, json the full report JSON
+(the same bytes as <reports-dir>/RUN-report.json), markdown a readable report
+with the QC summary and tables of tests, issues, approvals, rollback and
+recommendations. --json is --format json.`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if asJSON {
+				if cmd.Flags().Changed("format") && format != "json" {
+					return &exitError{2, fmt.Errorf("--json and --format %s contradict each other", format)}
+				}
+				format = "json"
+			}
+			switch format {
+			case "summary", "json", "markdown":
+			default:
+				return &exitError{2, fmt.Errorf("--format %q: want summary, json or markdown", format)}
+			}
 			bus, closeFn, err := g.connectRun(cmd.Context(), args[0])
 			if err != nil {
 				return err
@@ -292,14 +316,22 @@ func reportCmd(g *globals) *cobra.Command {
 				return &exitError{4, fmt.Errorf("run %s has no report yet (follow it with `runbook watch %s`)", args[0], args[0])}
 			}
 			rr := e.Event.GetReportReady()
-			if asJSON {
+			switch format {
+			case "json":
 				fmt.Fprintln(g.out, rr.GetReportJson())
-			} else {
+			case "markdown":
+				var r report.Report
+				if err := json.Unmarshal([]byte(rr.GetReportJson()), &r); err != nil {
+					return fmt.Errorf("read the report JSON of run %s: %w", args[0], err)
+				}
+				fmt.Fprint(g.out, report.Markdown(&r, rr.GetQcSummary()))
+			default:
 				fmt.Fprintln(g.out, rr.GetQcSummary())
 			}
 			return nil
 		},
 	}
-	c.Flags().BoolVar(&asJSON, "json", false, "print the full report JSON instead of the QC summary")
+	c.Flags().StringVar(&format, "format", "summary", "summary, json or markdown")
+	c.Flags().BoolVar(&asJSON, "json", false, "print the full report JSON (same as --format json)")
 	return c
 }

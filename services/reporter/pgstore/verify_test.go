@@ -1,0 +1,71 @@
+package pgstore_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/kis-core/runbook/eventbus"
+	runbookv1 "github.com/kis-core/runbook/proto/runbook/v1"
+	"github.com/kis-core/runbook/services/reporter/report"
+)
+
+func TestVerify(t *testing.T) {
+	ctx := context.Background()
+	s := open(t)
+	t0 := time.Date(2025, 9, 22, 14, 30, 0, 0, time.UTC)
+	var stream []eventbus.Envelope
+	add := func(p any) *runbookv1.Event {
+		ev := eventbus.New("R", p)
+		ev.Time = timestamppb.New(t0.Add(time.Duration(len(stream)) * time.Second))
+		stream = append(stream, eventbus.Envelope{Event: ev, Seq: uint64(len(stream) + 1), Subject: eventbus.Subject("R", ev.Type)})
+		return ev
+	}
+	add(&runbookv1.Event_ChangeRequested{ChangeRequested: &runbookv1.ChangeRequested{ChangeId: "CR-1", Title: "t"}})
+	add(&runbookv1.Event_ChangeRejected{ChangeRejected: &runbookv1.ChangeRejected{}})
+	evs := []*runbookv1.Event{stream[0].Event, stream[1].Event}
+	res, err := report.Generate("R", evs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	add(&runbookv1.Event_ReportReady{ReportReady: &runbookv1.ReportReady{Status: string(res.Status), ReportJson: string(res.JSON), QcSummary: res.QCSummary}})
+	if err := s.ApplyBatch(ctx, stream); err != nil {
+		t.Fatal(err)
+	}
+	verify := func() []string {
+		t.Helper()
+		ms, err := s.Verify(ctx, stream)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, m := range ms {
+			out = append(out, m.String())
+		}
+		return out
+	}
+	if ms := verify(); len(ms) != 0 {
+		t.Fatalf("a faithful database has mismatches: %v", ms)
+	}
+	exec := func(sql string) {
+		t.Helper()
+		if _, err := s.Pool().Exec(ctx, sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	exec(`UPDATE events SET payload = jsonb_set(payload, '{changeRequested,title}', '"edited"') WHERE event_id = 'R/change.requested'`)
+	if ms := verify(); len(ms) != 1 || !strings.Contains(ms[0], "run R event R/change.requested: stored payload differs") {
+		t.Errorf("edited payload: %v", ms)
+	}
+	exec(`DELETE FROM events WHERE event_id = 'R/change.rejected'`)
+	if ms := verify(); len(ms) != 2 || !strings.Contains(strings.Join(ms, "\n"), "run R event R/change.rejected: missing from the database") {
+		t.Errorf("deleted row: %v", ms)
+	}
+	exec(`UPDATE reports SET report_json = report_json || ' '`)
+	if ms := verify(); len(ms) != 4 || !strings.Contains(strings.Join(ms, "\n"), "re-derived") {
+		t.Errorf("edited report: %v", ms)
+	}
+}
