@@ -214,3 +214,19 @@ func Fold(runID string, events []*runbookv1.Event) *State {
 	}
 	return s
 }
+
+// Phase is the runbook phase a run with status s is in: PRE-FLIGHT, PLAN,
+// ACT, TEST, or REPORT once it is final.
+func (s Status) Phase() string {
+	switch s {
+	case Submitted, Preflight, "":
+		return "PRE-FLIGHT"
+	case AwaitingApproval, WaitingWindow:
+		return "PLAN"
+	case Deploying, RollingBack:
+		return "ACT"
+	case Verifying:
+		return "TEST"
+	}
+	return "REPORT"
+}

@@ -14,6 +14,11 @@ type metrics struct {
 	runs    *prometheus.CounterVec
 	phases  *prometheus.HistogramVec
 	reports prometheus.Counter
+
+	projected   prometheus.Counter
+	batch       prometheus.Histogram
+	position    prometheus.Gauge
+	storeErrors prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -34,6 +39,23 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		reports: eventbus.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "runbook_reports_published_total",
 			Help: "report.ready events published by this process.",
+		})),
+		projected: eventbus.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "runbook_projection_events_total",
+			Help: "Events of the audit stream this process applied to its read model.",
+		})),
+		batch: eventbus.Register(reg, prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "runbook_projection_batch_seconds",
+			Help:    "How long storing one batch of events in the read model took (retries included).",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+		})),
+		position: eventbus.Register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "runbook_projection_position",
+			Help: "The last stream sequence applied to the read model.",
+		})),
+		storeErrors: eventbus.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "runbook_projection_store_errors_total",
+			Help: "Failed attempts to store a batch in the read model (each is retried).",
 		})),
 	}
 }

@@ -13,49 +13,81 @@ import (
 )
 
 // ReadModel is the reporter's projection of the audit stream: every run, its
-// status (the runstate fold) and the events its report needs. It is rebuilt
-// from the stream at start-up, so it can always be thrown away. Memory is the
-// in-process implementation; a PostgreSQL one (runs, events, reports tables)
-// satisfies the same interface and runs the same test suite.
+// status (the runstate fold) and its events. It is fed in stream order by
+// the projector (ApplyBatch) and remembers how far it got (Position), so a
+// restart goes on from there and a redelivery never applies an event twice.
+// Memory is the in-process implementation (its position starts at 0: it is
+// rebuilt from the stream at every start); pgstore.Store keeps it in
+// PostgreSQL. Both pass the suite in package readmodeltest.
 //
-// Every method is safe for concurrent use. Apply and Reconcile are
-// idempotent: an event already stored (same id) changes nothing.
+// Every method is safe for concurrent use.
 type ReadModel interface {
-	// Apply stores one event of the audit stream and folds it into its run.
-	// env.Seq is the stream sequence, 0 when the caller does not know it (a
-	// consumer delivery); events then keep their arrival order until
-	// Reconcile puts them in stream order.
-	Apply(ctx context.Context, env eventbus.Envelope) (Applied, error)
-	// Reconcile replaces what the model holds of one run with its history as
-	// read from the stream (stream order, sequences known), keeping any event
-	// the history does not have yet, and folds the run again.
-	Reconcile(ctx context.Context, runID string, history []eventbus.Envelope) error
+	// Position is the last stream sequence applied: every event of the
+	// stream up to it is stored, none after it. 0 when none is.
+	Position(ctx context.Context) (uint64, error)
+	// ApplyBatch stores events of the audit stream, given in stream order
+	// (Seq ascending), and folds them into their runs; those at or below
+	// Position are skipped. Atomic: the events and the new position are
+	// stored together or not at all.
+	ApplyBatch(ctx context.Context, envs []eventbus.Envelope) error
 	// Run returns one run, or nil when the model has none by that id.
 	Run(ctx context.Context, runID string) (*Run, error)
-	// Runs lists every run, newest first (by start, then run id).
-	Runs(ctx context.Context) ([]RunSummary, error)
+	// Runs lists runs matching f, newest first (by start, then run id).
+	Runs(ctx context.Context, f RunFilter) ([]RunSummary, error)
+	// Events returns up to limit events of one run with a sequence above
+	// afterSeq, in stream order, including deploy.step.output and
+	// test.load.progress. limit <= 0 means no limit.
+	Events(ctx context.Context, runID string, afterSeq uint64, limit int) ([]eventbus.Envelope, error)
 	// Unreported lists the runs that are final and have no report.ready, by run id.
 	Unreported(ctx context.Context) ([]string, error)
 }
 
-// Applied is what Apply did.
-type Applied struct {
-	New         bool            // the event was not stored before
-	Status      runstate.Status // the run's status after it
-	ReportReady bool            // the run has its report.ready
+// RunFilter selects runs. Zero fields match every run.
+type RunFilter struct {
+	Status   runstate.Status
+	ChangeID string
+	// Since and Until bound the run's start: Since <= Started < Until.
+	Since, Until time.Time
+	// Limit is the page size (0: every run); Offset skips that many runs.
+	Limit, Offset int
+}
+
+// Match reports whether r passes the filter (ignoring Limit and Offset).
+func (f RunFilter) Match(r RunSummary) bool {
+	switch {
+	case f.Status != "" && r.Status != f.Status:
+		return false
+	case f.ChangeID != "" && r.ChangeID != f.ChangeID:
+		return false
+	case !f.Since.IsZero() && r.Started.Before(f.Since):
+		return false
+	case !f.Until.IsZero() && !r.Started.Before(f.Until):
+		return false
+	}
+	return true
 }
 
 // RunSummary is one line of a run listing.
 type RunSummary struct {
-	RunID    string          `json:"run_id"`
-	ChangeID string          `json:"change_id"`
-	Title    string          `json:"title"`
-	Status   runstate.Status `json:"status"`
+	RunID     string          `json:"run_id"`
+	ChangeID  string          `json:"change_id"`
+	Title     string          `json:"title"`
+	Requester string          `json:"requester"`
+	RiskLevel string          `json:"risk_level,omitempty"`
+	Status    runstate.Status `json:"status"`
+	// Phase is the runbook phase of the status (runstate.Status.Phase).
+	Phase string `json:"phase"`
 	// Started is the time of change.requested (of the first event seen
 	// until change.requested is).
 	Started time.Time `json:"started"`
 	// Ended is the time of the event that made the run final; zero while in progress.
 	Ended time.Time `json:"ended,omitzero"`
+	// Events is how many events of the run are stored.
+	Events int `json:"events"`
+	// LastSeq is the stream sequence of the run's latest event.
+	LastSeq uint64 `json:"last_seq"`
+	// Reported: the run has its report.ready.
+	Reported bool `json:"reported"`
 }
 
 // Run is one run in detail.
@@ -63,35 +95,117 @@ type Run struct {
 	RunSummary
 	// State is the run's fold: a fresh copy, the caller's to keep.
 	State *runstate.State
-	// Events of the run the report is built from (deploy.step.output and
-	// test.load.progress are not kept): stream order once the run is
-	// reported, arrival order before.
+	// Events of the run the report is built from, in stream order
+	// (deploy.step.output and test.load.progress are left out: see
+	// ReadModel.Events).
 	Events []eventbus.Envelope
 	// Report is the run's report.ready payload, nil until there is one.
 	Report *runbookv1.ReportReady
 }
 
-// noise are event types that say nothing a report or a status needs and
-// can be many (a step's output, a load test's progress): counted as seen,
-// not kept.
-func noise(typ string) bool {
+// Noise are event types that say nothing a report or a status needs and
+// can be many (a step's output, a load test's progress): stored, but not
+// part of Run.Events.
+func Noise(typ string) bool {
 	return typ == "deploy.step.output" || typ == "test.load.progress"
+}
+
+// Fold is what a read model keeps of one run besides its events: the
+// status fold and the summary fields, updated one event at a time. Both
+// implementations use it, so a run reads the same from either.
+type Fold struct {
+	State   *runstate.State
+	Started time.Time
+	HasCR   bool // Started comes from change.requested
+	Ended   time.Time
+	Risk    string
+	Count   int
+	LastSeq uint64
+	Report  *runbookv1.ReportReady
+}
+
+// NewFold starts the fold of one run.
+func NewFold(runID string) *Fold { return &Fold{State: runstate.New(runID)} }
+
+// Apply folds one event in.
+func (f *Fold) Apply(env eventbus.Envelope) {
+	ev := env.Event
+	f.Count++
+	if env.Seq > f.LastSeq {
+		f.LastSeq = env.Seq
+	}
+	t := ev.GetTime().AsTime()
+	switch p := ev.Payload.(type) {
+	case *runbookv1.Event_ChangeRequested:
+		f.Started, f.HasCR = t, true
+	case *runbookv1.Event_PlanAssessed:
+		f.Risk = p.PlanAssessed.GetLevel()
+	case *runbookv1.Event_ReportReady:
+		if f.Report == nil {
+			f.Report = p.ReportReady
+		}
+	}
+	if !f.HasCR && (f.Started.IsZero() || t.Before(f.Started)) {
+		f.Started = t
+	}
+	if Noise(ev.GetType()) {
+		return
+	}
+	wasFinal := f.State.Status.Final()
+	f.State.Apply(ev)
+	if !wasFinal && f.State.Status.Final() {
+		f.Ended = t
+	}
+}
+
+// Summary is the run's listing line.
+func (f *Fold) Summary() RunSummary {
+	st := f.State
+	status := st.Status
+	if status == "" {
+		status = runstate.Submitted
+	}
+	return RunSummary{
+		RunID: st.RunID, ChangeID: st.ChangeID, Title: st.Title, Requester: st.Requester,
+		RiskLevel: f.Risk, Status: status, Phase: status.Phase(),
+		Started: f.Started, Ended: f.Ended, Events: f.Count, LastSeq: f.LastSeq, Reported: st.ReportReady,
+	}
+}
+
+// SortRuns orders runs newest first (by start, then run id).
+func SortRuns(runs []RunSummary) {
+	slices.SortFunc(runs, func(a, b RunSummary) int {
+		if c := b.Started.Compare(a.Started); c != 0 {
+			return c
+		}
+		return strings.Compare(a.RunID, b.RunID)
+	})
+}
+
+// Page applies f's Offset and Limit to sorted runs.
+func (f RunFilter) Page(runs []RunSummary) []RunSummary {
+	if f.Offset > 0 {
+		if f.Offset >= len(runs) {
+			return []RunSummary{}
+		}
+		runs = runs[f.Offset:]
+	}
+	if f.Limit > 0 && len(runs) > f.Limit {
+		runs = runs[:f.Limit]
+	}
+	return runs
 }
 
 // Memory is the in-memory ReadModel.
 type Memory struct {
 	mu   sync.RWMutex
+	pos  uint64
 	runs map[string]*memRun
 }
 
 type memRun struct {
-	state   *runstate.State
-	events  []eventbus.Envelope
-	ids     map[string]bool
-	started time.Time
-	hasCR   bool // started comes from change.requested
-	ended   time.Time
-	report  *runbookv1.ReportReady
+	fold   *Fold
+	events []eventbus.Envelope // every event, stream order
 }
 
 // NewMemory returns an empty in-memory read model.
@@ -101,86 +215,31 @@ func NewMemory() *Memory {
 
 var _ ReadModel = (*Memory)(nil)
 
-func newMemRun(runID string) *memRun {
-	return &memRun{state: runstate.New(runID), ids: map[string]bool{}}
+// Position implements ReadModel.
+func (m *Memory) Position(context.Context) (uint64, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.pos, nil
 }
 
-func (r *memRun) applied(isNew bool) Applied {
-	return Applied{New: isNew, Status: r.state.Status, ReportReady: r.state.ReportReady}
-}
-
-// add folds one event in, if its id is new.
-func (r *memRun) add(env eventbus.Envelope) bool {
-	ev := env.Event
-	if r.ids[ev.GetId()] {
-		return false
-	}
-	r.ids[ev.GetId()] = true
-	if !noise(ev.GetType()) {
+// ApplyBatch implements ReadModel.
+func (m *Memory) ApplyBatch(_ context.Context, envs []eventbus.Envelope) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, env := range envs {
+		if env.Seq <= m.pos {
+			continue
+		}
+		m.pos = env.Seq
+		runID := env.Event.GetRunId()
+		r := m.runs[runID]
+		if r == nil {
+			r = &memRun{fold: NewFold(runID)}
+			m.runs[runID] = r
+		}
 		r.events = append(r.events, env)
+		r.fold.Apply(env)
 	}
-	t := ev.GetTime().AsTime()
-	switch p := ev.Payload.(type) {
-	case *runbookv1.Event_ChangeRequested:
-		r.started, r.hasCR = t, true
-	case *runbookv1.Event_ReportReady:
-		r.report = p.ReportReady
-	}
-	if !r.hasCR && (r.started.IsZero() || t.Before(r.started)) {
-		r.started = t
-	}
-	wasFinal := r.state.Status.Final()
-	r.state.Apply(ev)
-	if !wasFinal && r.state.Status.Final() {
-		r.ended = t
-	}
-	return true
-}
-
-func (r *memRun) summary() RunSummary {
-	return RunSummary{
-		RunID:    r.state.RunID,
-		ChangeID: r.state.ChangeID,
-		Title:    r.state.Title,
-		Status:   r.state.Status,
-		Started:  r.started,
-		Ended:    r.ended,
-	}
-}
-
-// Apply implements ReadModel.
-func (m *Memory) Apply(_ context.Context, env eventbus.Envelope) (Applied, error) {
-	runID := env.Event.GetRunId()
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	r := m.runs[runID]
-	if r == nil {
-		r = newMemRun(runID)
-		m.runs[runID] = r
-	}
-	return r.applied(r.add(env)), nil
-}
-
-// Reconcile implements ReadModel.
-func (m *Memory) Reconcile(_ context.Context, runID string, history []eventbus.Envelope) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	old := m.runs[runID]
-	r := newMemRun(runID)
-	for _, env := range history {
-		r.add(env)
-	}
-	if old != nil {
-		// Events the history did not have yet (applied while it was read)
-		// keep their place after it; ids seen but not kept (noise) stay seen.
-		for _, env := range old.events {
-			r.add(env)
-		}
-		for id := range old.ids {
-			r.ids[id] = true
-		}
-	}
-	m.runs[runID] = r
 	return nil
 }
 
@@ -192,29 +251,52 @@ func (m *Memory) Run(_ context.Context, runID string) (*Run, error) {
 	if r == nil {
 		return nil, nil
 	}
-	evs := slices.Clone(r.events)
-	fold := runstate.New(runID)
-	for _, env := range evs {
-		fold.Apply(env.Event)
+	out := &Run{RunSummary: r.fold.Summary(), State: runstate.New(runID), Report: r.fold.Report}
+	for _, env := range r.events {
+		if !Noise(env.Event.GetType()) {
+			out.Events = append(out.Events, env)
+			out.State.Apply(env.Event)
+		}
 	}
-	return &Run{RunSummary: r.summary(), State: fold, Events: evs, Report: r.report}, nil
+	return out, nil
 }
 
 // Runs implements ReadModel.
-func (m *Memory) Runs(context.Context) ([]RunSummary, error) {
+func (m *Memory) Runs(_ context.Context, f RunFilter) ([]RunSummary, error) {
 	m.mu.RLock()
 	out := make([]RunSummary, 0, len(m.runs))
 	for _, r := range m.runs {
-		out = append(out, r.summary())
+		if s := r.fold.Summary(); f.Match(s) {
+			out = append(out, s)
+		}
 	}
 	m.mu.RUnlock()
-	slices.SortFunc(out, func(a, b RunSummary) int {
-		if c := b.Started.Compare(a.Started); c != 0 {
-			return c
+	SortRuns(out)
+	return f.Page(out), nil
+}
+
+// Events implements ReadModel.
+func (m *Memory) Events(_ context.Context, runID string, afterSeq uint64, limit int) ([]eventbus.Envelope, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	r := m.runs[runID]
+	if r == nil {
+		return nil, nil
+	}
+	i, _ := slices.BinarySearchFunc(r.events, afterSeq+1, func(e eventbus.Envelope, seq uint64) int {
+		switch {
+		case e.Seq < seq:
+			return -1
+		case e.Seq > seq:
+			return 1
 		}
-		return strings.Compare(a.RunID, b.RunID)
+		return 0
 	})
-	return out, nil
+	evs := r.events[i:]
+	if limit > 0 && len(evs) > limit {
+		evs = evs[:limit]
+	}
+	return slices.Clone(evs), nil
 }
 
 // Unreported implements ReadModel.
@@ -222,7 +304,7 @@ func (m *Memory) Unreported(context.Context) ([]string, error) {
 	m.mu.RLock()
 	var out []string
 	for id, r := range m.runs {
-		if r.state.Status.Final() && !r.state.ReportReady {
+		if st := r.fold.State; st.Status.Final() && !st.ReportReady {
 			out = append(out, id)
 		}
 	}

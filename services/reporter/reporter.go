@@ -1,11 +1,17 @@
-// Package reporter is the REPORT phase: it consumes every event of every
-// run, keeps a read model of the runs (status by the runstate fold), and
-// when a run reaches a final status publishes its report.ready once — the
-// seed's report JSON and QC summary, built by the pure package report.
+// Package reporter is the REPORT phase: it projects every event of the
+// audit stream, in stream order, into a read model of the runs (status by
+// the runstate fold) and, when a run is final, publishes its report.ready
+// once — the seed's report JSON and QC summary, built by the pure package
+// report from the run's history as the stream holds it.
 //
-// At start-up, before consuming, it rebuilds the read model from the whole
-// audit stream and reports every final run that has no report.ready yet
-// (one that ended while the reporter was down).
+// The projector reads the stream with an ordered consumer from the model's
+// Position on, in batches (ApplyBatch stores a batch and the new position
+// together), so a crash or a restart never applies an event twice and never
+// skips one. The in-memory model starts at 0 (rebuilt from the stream at
+// every start); the PostgreSQL one (package pgstore) goes on where it
+// stopped. Whenever the projector has caught up with the stream it reports
+// the final runs that have no report.ready (one that ended while the
+// reporter was down is reported then, too).
 package reporter
 
 import (
@@ -28,20 +34,16 @@ import (
 // errBuild marks a report that cannot be built: retrying will not help.
 var errBuild = errors.New("report cannot be built")
 
-// Durable is the reporter's consumer. Never rename it: a new name
-// re-consumes the whole stream.
-const Durable = "reporter"
-
 // Options of the reporter.
 type Options struct {
-	Consumer eventbus.ConsumerOptions
 	// Model is the read model; default a new in-memory one.
 	Model ReadModel
-	// CatchUpAttempts is how often start-up tries to publish a missing
-	// report before Run gives up with an error (default 3).
-	CatchUpAttempts int
-	// CatchUpBackoff is the wait between those attempts (default 1s).
-	CatchUpBackoff time.Duration
+	// Batch is the most events applied at once (default 1000).
+	Batch int
+	// RetryMin and RetryMax bound the wait between attempts to store a
+	// batch the model refused (database down): doubling from RetryMin
+	// (default 200ms) up to RetryMax (default 10s), for as long as it takes.
+	RetryMin, RetryMax time.Duration
 	// ReportsDir, when set, receives <run_id>-report.json (the exact
 	// report_json bytes of report.ready) each time the reporter publishes a
 	// report, written atomically (temp file + rename), like the seed's
@@ -50,165 +52,173 @@ type Options struct {
 }
 
 func (o *Options) setDefaults() {
-	o.Consumer.Durable = Durable
 	if o.Model == nil {
 		o.Model = NewMemory()
 	}
-	if o.CatchUpAttempts <= 0 {
-		o.CatchUpAttempts = 3
+	if o.Batch <= 0 {
+		o.Batch = 1000
 	}
-	if o.CatchUpBackoff <= 0 {
-		o.CatchUpBackoff = time.Second
+	if o.RetryMin <= 0 {
+		o.RetryMin = 200 * time.Millisecond
+	}
+	if o.RetryMax <= 0 {
+		o.RetryMax = 10 * time.Second
 	}
 }
-
-// BatchApplier is a ReadModel that can apply several events of the stream
-// at once (one transaction): the start-up rebuild uses it when the model has it.
-type BatchApplier interface {
-	ApplyBatch(ctx context.Context, envs []eventbus.Envelope) error
-}
-
-// rebuildBatch is how many events the rebuild applies at once.
-const rebuildBatch = 500
 
 // Service is the reporter.
 type Service struct {
 	bus     *eventbus.Bus
 	o       Options
 	log     *slog.Logger
-	em      *eventbus.Metrics
 	metrics *metrics
 	model   ReadModel
 
-	// reportMu makes report building one at a time: a run is reported once,
-	// and two handlers of the same run must not both read its history.
+	// reportMu makes report building one at a time: a run is reported once.
 	reportMu sync.Mutex
+	// published are runs this process reported whose report.ready the
+	// model has not applied yet: not reported again meanwhile.
+	published map[string]bool
+
+	ready chan struct{} // closed once the projector first caught up
+	once  sync.Once
 }
 
-// New makes the reporter. reg may be nil (metrics then go nowhere).
-func New(bus *eventbus.Bus, o Options, log *slog.Logger, m *eventbus.Metrics, reg prometheus.Registerer) *Service {
+// New makes the reporter. reg may be nil (metrics then go nowhere). The
+// eventbus metrics are not used: the projector is not a Router.
+func New(bus *eventbus.Bus, o Options, log *slog.Logger, _ *eventbus.Metrics, reg prometheus.Registerer) *Service {
 	o.setDefaults()
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Service{bus: bus, o: o, log: log.With("service", "reporter"), em: m, metrics: newMetrics(reg), model: o.Model}
+	return &Service{bus: bus, o: o, log: log.With("service", "reporter"), metrics: newMetrics(reg), model: o.Model,
+		published: map[string]bool{}, ready: make(chan struct{})}
 }
 
 // Model is the service's read model, for the CLI and the HTTP API.
 func (s *Service) Model() ReadModel { return s.model }
 
-// Runs lists every run the reporter knows, newest first.
-func (s *Service) Runs(ctx context.Context) ([]RunSummary, error) { return s.model.Runs(ctx) }
+// Ready is closed once the projector has caught up with the stream for the
+// first time (the read model then holds every event published before).
+func (s *Service) Ready() <-chan struct{} { return s.ready }
 
-// RunByID returns one run, or nil when there is none by that id. (Run is
-// the service's run loop.)
-func (s *Service) RunByID(ctx context.Context, runID string) (*Run, error) {
-	return s.model.Run(ctx, runID)
-}
-
-// Start rebuilds the read model and reports the runs that ended unreported;
-// Run calls it. It is exported for callers (tests, `runbook serve`) that
-// want the model ready before consuming starts.
-func (s *Service) Start(ctx context.Context) error {
+// Run projects the stream into the read model and reports final runs until
+// ctx ends.
+func (s *Service) Run(ctx context.Context) error {
+	pos, err := s.position(ctx)
+	if err != nil {
+		return nil // ctx ended
+	}
 	started := time.Now()
-	n := 0
-	batcher, _ := s.model.(BatchApplier)
-	var batch []eventbus.Envelope
-	flush := func() error {
-		if len(batch) == 0 {
+	s.log.Info("projecting the audit stream", "from_seq", pos+1)
+	err = s.bus.Tail(ctx, pos+1, s.o.Batch, func(b Batch) error {
+		if len(b.Events) > 0 {
+			if err := s.apply(ctx, b.Events); err != nil {
+				return err
+			}
+		}
+		if !b.CaughtUp {
 			return nil
 		}
-		err := batcher.ApplyBatch(ctx, batch)
-		batch = batch[:0]
-		return err
-	}
-	err := s.bus.Scan(ctx, []string{eventbus.SubjectPrefix + ".>"}, 0, func(env eventbus.Envelope) error {
-		n++
-		if batcher == nil {
-			_, err := s.model.Apply(ctx, env)
-			return err
-		}
-		if batch = append(batch, env); len(batch) >= rebuildBatch {
-			return flush()
-		}
+		s.once.Do(func() {
+			s.log.Info("read model caught up with the stream", "seq", b.LastSeq, "took", time.Since(started).Round(time.Millisecond))
+			close(s.ready)
+		})
+		s.reportPending(ctx)
 		return nil
 	})
-	if err == nil && batcher != nil {
-		err = flush()
+	if ctx.Err() != nil {
+		return nil
 	}
+	return err
+}
+
+// Batch is eventbus.Batch, named here for the projector's callback.
+type Batch = eventbus.Batch
+
+// position reads the model's position, retrying while the model is down.
+func (s *Service) position(ctx context.Context) (uint64, error) {
+	var pos uint64
+	err := s.retry(ctx, "read the projection's position", func() error {
+		var err error
+		pos, err = s.model.Position(ctx)
+		return err
+	})
+	return pos, err
+}
+
+// apply stores a batch, retrying with backoff while the model refuses it
+// (PostgreSQL down): nothing is read past what is not stored.
+func (s *Service) apply(ctx context.Context, envs []eventbus.Envelope) error {
+	t0 := time.Now()
+	err := s.retry(ctx, "store events", func() error { return s.model.ApplyBatch(ctx, envs) })
 	if err != nil {
-		return fmt.Errorf("rebuild the read model from the audit stream: %w", err)
+		return err
 	}
-	pending, err := s.model.Unreported(ctx)
-	if err != nil {
-		return fmt.Errorf("list unreported runs: %w", err)
-	}
-	s.log.Info("read model rebuilt", "events", n, "took", time.Since(started).Round(time.Millisecond), "unreported", len(pending))
-	for _, runID := range pending {
-		if err := s.catchUp(ctx, runID); err != nil {
-			return err
+	s.metrics.projected.Add(float64(len(envs)))
+	s.metrics.batch.Observe(time.Since(t0).Seconds())
+	s.metrics.position.Set(float64(envs[len(envs)-1].Seq))
+	for _, env := range envs {
+		if env.Event.GetReportReady() != nil {
+			s.reportMu.Lock()
+			delete(s.published, env.Event.GetRunId())
+			s.reportMu.Unlock()
 		}
 	}
 	return nil
 }
 
-func (s *Service) catchUp(ctx context.Context, runID string) error {
-	var err error
-	for attempt := 1; attempt <= s.o.CatchUpAttempts; attempt++ {
-		if err = s.report(ctx, runID); err == nil {
+// retry calls fn until it succeeds or ctx ends, logging each failure.
+func (s *Service) retry(ctx context.Context, what string, fn func() error) error {
+	wait := s.o.RetryMin
+	for attempt := 1; ; attempt++ {
+		err := fn()
+		if err == nil {
+			if attempt > 1 {
+				s.log.Info("read model back", "op", what, "attempts", attempt)
+			}
 			return nil
 		}
-		if errors.Is(err, errBuild) {
-			// A report that cannot be built will not build on retry either:
-			// say so loudly and go on with the other runs.
-			s.log.Error("cannot build the report of a final run", "run_id", runID, "err", err)
-			return nil
+		if ctx.Err() != nil {
+			return ctx.Err()
 		}
-		s.log.Warn("catch-up report failed", "run_id", runID, "attempt", attempt, "err", err)
+		s.metrics.storeErrors.Inc()
+		s.log.Error("read model unavailable; retrying", "op", what, "attempt", attempt, "retry_in", wait, "err", err)
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(s.o.CatchUpBackoff):
+		case <-time.After(wait):
 		}
+		wait = min(2*wait, s.o.RetryMax)
 	}
-	return fmt.Errorf("report run %s that ended while the reporter was down: %w", runID, err)
 }
 
-// Run rebuilds the read model, catches up on unreported runs, then consumes
-// every event type with the durable consumer until ctx ends.
-func (s *Service) Run(ctx context.Context) error {
-	if err := s.Start(ctx); err != nil {
-		if ctx.Err() != nil {
-			return nil // shut down while rebuilding: nothing was left half-done
-		}
-		return err
-	}
-	r := eventbus.NewRouter(s.bus, s.o.Consumer, s.log, s.em)
-	for _, typ := range eventbus.Types() {
-		r.Handle(typ, s.handle)
-	}
-	return r.Run(ctx)
-}
-
-// handle folds one delivered event into the read model; when its run is
-// final and unreported, it reports it. A redelivered event is folded once,
-// but still checked: a report whose publication failed is tried again.
-func (s *Service) handle(ctx context.Context, ev *runbookv1.Event) error {
-	a, err := s.model.Apply(ctx, eventbus.Envelope{Event: ev, Subject: eventbus.Subject(ev.GetRunId(), ev.GetType())})
+// reportPending reports every final run without a report.ready.
+func (s *Service) reportPending(ctx context.Context) {
+	pending, err := s.model.Unreported(ctx)
 	if err != nil {
-		return fmt.Errorf("fold %s into run %s: %w", ev.GetType(), ev.GetRunId(), err)
+		s.log.Error("cannot list unreported runs", "err", err)
+		return
 	}
-	if !a.Status.Final() || a.ReportReady {
-		return nil
+	for _, runID := range pending {
+		s.reportMu.Lock()
+		skip := s.published[runID]
+		s.reportMu.Unlock()
+		if skip {
+			continue
+		}
+		err := s.report(ctx, runID)
+		switch {
+		case errors.Is(err, errBuild):
+			s.log.Error("cannot build the report of a final run", "run_id", runID, "err", err)
+			s.reportMu.Lock()
+			s.published[runID] = true // will not build on retry either
+			s.reportMu.Unlock()
+		case err != nil && ctx.Err() == nil:
+			// Tried again the next time the projector catches up.
+			s.log.Error("cannot publish the report of a final run", "run_id", runID, "err", err)
+		}
 	}
-	err = s.report(ctx, ev.GetRunId())
-	if errors.Is(err, errBuild) {
-		// Not this event's fault, and dead-lettering it would add an event
-		// to the run that fails the same way: log it loudly instead.
-		s.log.Error("cannot build the report of a final run", "run_id", ev.GetRunId(), "event", ev.GetType(), "err", err)
-		return nil
-	}
-	return err
 }
 
 // report builds the report of a final run from its history as the stream
@@ -217,23 +227,15 @@ func (s *Service) handle(ctx context.Context, ev *runbookv1.Event) error {
 func (s *Service) report(ctx context.Context, runID string) error {
 	s.reportMu.Lock()
 	defer s.reportMu.Unlock()
-	if run, err := s.model.Run(ctx, runID); err != nil {
-		return fmt.Errorf("read run %s: %w", runID, err)
-	} else if run != nil && run.Report != nil {
-		return nil // reported meanwhile
-	}
-
 	history, err := s.bus.RunHistory(ctx, runID)
 	if err != nil {
 		return err
 	}
-	if err := s.model.Reconcile(ctx, runID, history); err != nil {
-		return fmt.Errorf("reconcile run %s: %w", runID, err)
-	}
 	events := make([]*runbookv1.Event, 0, len(history))
 	for _, env := range history {
 		if env.Event.GetReportReady() != nil {
-			return nil // reported by another instance; now in the model
+			s.published[runID] = true // by another instance; the projector will apply it
+			return nil
 		}
 		events = append(events, env.Event)
 	}
@@ -242,9 +244,8 @@ func (s *Service) report(ctx context.Context, runID string) error {
 		return fmt.Errorf("%w: %w", errBuild, err)
 	}
 	if !res.Final {
-		// The model saw the events in another order than the stream holds
-		// them; in stream order the run is not over yet. A later event
-		// will end it.
+		// The stream holds more of the run than the model applied and
+		// in stream order the run is not over; a later event will end it.
 		s.log.Info("run not final in stream order yet; report deferred", "run_id", runID, "status", res.Status)
 		return nil
 	}
@@ -257,14 +258,13 @@ func (s *Service) report(ctx context.Context, runID string) error {
 	seq, err := s.bus.PublishOnce(ctx, ev)
 	if errors.Is(err, eventbus.ErrAlreadyPublished) {
 		s.log.Info("report already published", "run_id", runID, "event", "report.ready")
-		return s.foldExisting(ctx, runID)
+		s.published[runID] = true
+		return nil
 	}
 	if err != nil {
 		return fmt.Errorf("publish the report of run %s: %w", runID, err)
 	}
-	if _, err := s.model.Apply(ctx, eventbus.Envelope{Event: ev, Seq: seq, Subject: eventbus.Subject(runID, ev.GetType())}); err != nil {
-		return fmt.Errorf("fold the report of run %s: %w", runID, err)
-	}
+	s.published[runID] = true
 	s.metrics.observe(res)
 	if err := s.writeReportFile(runID, res.JSON); err != nil {
 		// The report is published (the stream is the record); a missing
@@ -307,18 +307,4 @@ func (s *Service) writeReportFile(runID string, data []byte) error {
 		return fmt.Errorf("rename to %s: %w", name, err)
 	}
 	return nil
-}
-
-// foldExisting folds the run's report.ready as stored, so the model stops
-// asking for it.
-func (s *Service) foldExisting(ctx context.Context, runID string) error {
-	env, err := s.bus.LastEvent(ctx, runID, "report.ready")
-	if err != nil {
-		return err
-	}
-	if env == nil {
-		return fmt.Errorf("run %s: report.ready refused as a duplicate but not found", runID)
-	}
-	_, err = s.model.Apply(ctx, *env)
-	return err
 }

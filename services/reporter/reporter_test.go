@@ -86,9 +86,15 @@ type running struct {
 // start runs a reporter on s until stop (or the test's end).
 func start(t *testing.T, s *server.Server) *running {
 	t.Helper()
+	return startWith(t, s, nil)
+}
+
+// startWith runs a reporter with the given read model (nil: a new one).
+func startWith(t *testing.T, s *server.Server, model reporter.ReadModel) *running {
+	t.Helper()
 	bus := natstest.Bus(t, s, "reporter/test")
 	reg := prometheus.NewRegistry()
-	svc := reporter.New(bus, reporter.Options{Consumer: eventbus.ConsumerOptions{DrainTimeout: 2 * time.Second}, CatchUpBackoff: 50 * time.Millisecond},
+	svc := reporter.New(bus, reporter.Options{Model: model, RetryMin: 50 * time.Millisecond},
 		slog.New(slog.NewTextHandler(tWriter{t}, nil)), eventbus.NewMetrics(reg), reg)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -191,12 +197,12 @@ func TestReporter(t *testing.T) {
 	// 1. Live: a successful run and an invalid one, published while the
 	// reporter runs.
 	r1 := start(t, s)
-	// The durable consumer exists once the start-up rebuild is over: from
-	// then on, runs are reported by the consumer, not the catch-up.
-	natstest.Eventually(t, 10*time.Second, "the reporter's consumer", func() bool {
-		_, err := bus.JetStream().Consumer(context.Background(), eventbus.AuditStream, reporter.Durable)
-		return err == nil
-	})
+	// Caught up with the (empty) stream: from then on, runs are reported live.
+	select {
+	case <-r1.svc.Ready():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the reporter did not catch up with an empty stream")
+	}
 	publish(t, bus, successRun("RUN-ok")...)
 	publish(t, bus, invalidRun("RUN-bad")...)
 	ok := waitReport(t, bus, "RUN-ok")
@@ -214,7 +220,7 @@ func TestReporter(t *testing.T) {
 	checkReplay(t, bus, "RUN-bad", bad)
 
 	natstest.Eventually(t, 5*time.Second, "the model to fold its own report.ready", func() bool {
-		run, err := r1.svc.RunByID(context.Background(), "RUN-ok")
+		run, err := r1.svc.Model().Run(context.Background(), "RUN-ok")
 		return err == nil && run != nil && run.Report != nil && run.State.ReportReady
 	})
 	if got := testutil.ToFloat64(r1.svc.MetricsForTest().Runs.WithLabelValues("SUCCESS")); got != 1 {
@@ -228,7 +234,7 @@ func TestReporter(t *testing.T) {
 	// 2. A run that ends while the reporter is down.
 	publish(t, bus, successRun("RUN-late")...)
 
-	// 3. Restart: same durable, a new process's read model.
+	// 3. Restart: a new process's read model, rebuilt from the stream.
 	r2 := start(t, s)
 	late := waitReport(t, bus, "RUN-late")
 	checkSummary(t, late, "RUN-late", runstate.Success)
@@ -246,7 +252,7 @@ func TestReporter(t *testing.T) {
 	}
 
 	natstest.Eventually(t, 5*time.Second, "the read model to hold every run", func() bool {
-		runs, err := r2.svc.Runs(context.Background())
+		runs, err := r2.svc.Model().Runs(context.Background(), reporter.RunFilter{})
 		if err != nil || len(runs) != 4 {
 			return false
 		}
@@ -255,7 +261,7 @@ func TestReporter(t *testing.T) {
 			if want[r.RunID] != r.Status || r.ChangeID != "CR-2025-001" || r.Title != "Order API v2" || r.Started.IsZero() || r.Ended.IsZero() {
 				return false
 			}
-			run, err := r2.svc.RunByID(context.Background(), r.RunID)
+			run, err := r2.svc.Model().Run(context.Background(), r.RunID)
 			if err != nil || run.Report == nil {
 				return false
 			}
@@ -265,22 +271,32 @@ func TestReporter(t *testing.T) {
 
 	r2.stop()
 
-	// 4. Catch-up happens in Start, before any consuming.
+	// 4. A model that survives the restart (as PostgreSQL does) goes on
+	// from its position: the events before it are not applied again.
+	model := reporter.NewMemory()
+	r3 := startWith(t, s, model)
+	<-r3.svc.Ready()
+	pos, err := model.Position(context.Background())
+	if err != nil || pos == 0 {
+		t.Fatalf("position after catching up: %d, %v", pos, err)
+	}
+	r3.stop()
 	publish(t, bus, successRun("RUN-late2")...)
-	svc3 := reporter.New(natstest.Bus(t, s, "reporter/3"), reporter.Options{}, nil, nil, nil)
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	if err := svc3.Start(ctx); err != nil {
-		t.Fatalf("start: %v", err)
+	r4 := startWith(t, s, model)
+	waitReport(t, bus, "RUN-late2")
+	natstest.Eventually(t, 5*time.Second, "every run reported in the surviving model", func() bool {
+		runs, err := model.Runs(context.Background(), reporter.RunFilter{})
+		if err != nil || len(runs) != 5 {
+			return false
+		}
+		again, _ := model.Unreported(context.Background())
+		return len(again) == 0
+	})
+	for _, r := range []string{"RUN-ok", "RUN-late2"} {
+		run, _ := model.Run(context.Background(), r)
+		if n := len(run.Events); n != len(successRun(r))+1 {
+			t.Errorf("run %s holds %d events, want %d: applied twice?", r, n, len(successRun(r))+1)
+		}
 	}
-	if n := len(reports(t, bus, "RUN-late2")); n != 1 {
-		t.Fatalf("after Start, RUN-late2 has %d report.ready events, want 1", n)
-	}
-	runs, err := svc3.Runs(ctx)
-	if err != nil || len(runs) != 5 {
-		t.Fatalf("rebuilt model: %d runs (%v), want 5", len(runs), err)
-	}
-	if again, _ := svc3.Model().Unreported(ctx); len(again) != 0 {
-		t.Errorf("unreported after catch-up: %v", again)
-	}
+	r4.stop()
 }

@@ -2,14 +2,14 @@
 // reports, approvals and the projection's stream position, so the history
 // of every run outlives the reporter and can be queried with SQL.
 //
-// Events are keyed by their id: a consumer delivery does not carry the
-// stream sequence, so Apply dedupes by event id (a redelivery never writes
-// twice) and stores the sequence when it is known (the rebuild scan,
-// Reconcile, the reporter's own report.ready). projection_state.last_seq
-// only moves by one, in the transaction that stores that sequence, so every
-// sequence up to it is stored: an Apply with a sequence at or below it is
-// skipped without reading the event. A run's status is the runstate fold of
-// its stored events, refolded in the transaction that stores a new one.
+// The projector hands it events in stream order. ApplyBatch locks
+// projection_state, skips what is at or below last_seq, COPYs the rest into
+// events, upserts the touched runs (their fold, summary and hash-chain
+// head) and moves last_seq, all in one transaction: a crash or a second
+// reporter never stores an event twice and never skips one. The folds of
+// recently touched runs are cached between batches while this store is the
+// only writer (last_seq is where it left it); otherwise they are reloaded
+// from the events table.
 package pgstore
 
 import (
@@ -18,9 +18,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io/fs"
-	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -43,6 +43,23 @@ const migrationLock = 0x72756e626f6f6b // "runbook"
 // Store is the PostgreSQL ReadModel.
 type Store struct {
 	pool *pgxpool.Pool
+
+	// mu serialises ApplyBatch in this process and guards the cache.
+	mu sync.Mutex
+	// cache holds the folds of runs as of position cachePos.
+	cache    map[string]*runFold
+	cachePos int64
+}
+
+// maxCachedRuns bounds the fold cache: past it, the folds of final runs
+// are dropped (reloaded from the events table if such a run gets another
+// event), so memory stays flat over a long rebuild.
+const maxCachedRuns = 20000
+
+// runFold is a run's fold plus the head of its hash chain.
+type runFold struct {
+	*reporter.Fold
+	chain []byte
 }
 
 var _ reporter.ReadModel = (*Store)(nil)
@@ -71,7 +88,7 @@ func Connect(ctx context.Context, url string) (*Store, error) {
 		pool.Close()
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
-	return &Store{pool: pool}, nil
+	return &Store{pool: pool, cache: map[string]*runFold{}, cachePos: -1}, nil
 }
 
 // Close closes the connection pool.
@@ -126,253 +143,242 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
 	return nil
 }
 
-func noise(typ string) bool {
-	return typ == "deploy.step.output" || typ == "test.load.progress"
-}
-
 var marshal = protojson.MarshalOptions{}
 
-// Apply implements reporter.ReadModel.
-func (s *Store) Apply(ctx context.Context, env eventbus.Envelope) (reporter.Applied, error) {
-	var a reporter.Applied
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		var err error
-		a, err = apply(ctx, tx, env)
-		return err
-	})
-	if err != nil {
-		return reporter.Applied{}, fmt.Errorf("apply %s: %w", env.Event.GetId(), err)
+// Position implements reporter.ReadModel.
+func (s *Store) Position(ctx context.Context) (uint64, error) {
+	var n int64
+	if err := s.pool.QueryRow(ctx, `SELECT last_seq FROM projection_state`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("projection position: %w", err)
 	}
-	return a, nil
+	return uint64(n), nil
 }
 
-// ApplyBatch applies several envelopes in one transaction (a rebuild).
+// ApplyBatch implements reporter.ReadModel.
 func (s *Store) ApplyBatch(ctx context.Context, envs []eventbus.Envelope) error {
-	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var newPos int64
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var last int64
+		if err := tx.QueryRow(ctx, `SELECT last_seq FROM projection_state FOR UPDATE`).Scan(&last); err != nil {
+			return fmt.Errorf("lock the projection: %w", err)
+		}
+		newPos = last
+		i := sort.Search(len(envs), func(i int) bool { return int64(envs[i].Seq) > last })
+		envs := envs[i:]
+		if len(envs) == 0 {
+			return nil
+		}
+		if s.cachePos != last {
+			clear(s.cache) // another writer moved the projection (or a failed batch)
+		}
+		if err := s.loadFolds(ctx, tx, envs); err != nil {
+			return err
+		}
+		touched := map[string]*runFold{}
+		rows := make([][]any, 0, len(envs))
+		batch := &pgx.Batch{}
 		for _, env := range envs {
-			if _, err := apply(ctx, tx, env); err != nil {
-				return fmt.Errorf("apply %s: %w", env.Event.GetId(), err)
+			ev := env.Event
+			f := s.cache[ev.GetRunId()]
+			f.Apply(env)
+			chain, err := ChainNext(f.chain, env.Seq, ev)
+			if err != nil {
+				return err
 			}
+			f.chain = chain
+			touched[ev.GetRunId()] = f
+			payload, err := marshal.Marshal(ev)
+			if err != nil {
+				return fmt.Errorf("event %s: %w", ev.GetId(), err)
+			}
+			rows = append(rows, []any{int64(env.Seq), ev.GetId(), ev.GetRunId(), ev.GetType(), env.Subject,
+				ev.GetTime().AsTime(), ev.GetActor(), !reporter.Noise(ev.GetType()), string(payload), chain})
+			queueSide(batch, env)
+		}
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"events"},
+			[]string{"stream_seq", "event_id", "run_id", "type", "subject", "time", "actor", "kept", "payload", "chain"},
+			pgx.CopyFromRows(rows)); err != nil {
+			return fmt.Errorf("copy %d events from sequence %d: %w", len(rows), envs[0].Seq, err)
+		}
+		upsertRuns(batch, touched)
+		newPos = int64(envs[len(envs)-1].Seq)
+		batch.Queue(`UPDATE projection_state SET last_seq = $1`, newPos)
+		if err := tx.SendBatch(ctx, batch).Close(); err != nil {
+			return fmt.Errorf("store runs of the batch: %w", err)
 		}
 		return nil
 	})
+	if err != nil {
+		clear(s.cache) // the folds moved past what was committed
+		s.cachePos = -1
+		return fmt.Errorf("apply events: %w", err)
+	}
+	s.cachePos = newPos
+	if len(s.cache) > maxCachedRuns {
+		for id, f := range s.cache {
+			if f.State.Status.Final() {
+				delete(s.cache, id)
+			}
+		}
+		if len(s.cache) > maxCachedRuns {
+			clear(s.cache)
+		}
+	}
+	return nil
 }
 
-func apply(ctx context.Context, tx pgx.Tx, env eventbus.Envelope) (reporter.Applied, error) {
+// loadFolds puts the fold of every run of envs into the cache, refolding
+// the stored events of runs it does not hold.
+func (s *Store) loadFolds(ctx context.Context, tx pgx.Tx, envs []eventbus.Envelope) error {
+	var missing []string
+	for _, env := range envs {
+		id := env.Event.GetRunId()
+		if _, ok := s.cache[id]; !ok {
+			s.cache[id] = &runFold{Fold: reporter.NewFold(id)}
+			missing = append(missing, id)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	rows, err := tx.Query(ctx, `SELECT stream_seq, subject, payload::text, chain FROM events WHERE run_id = ANY($1) ORDER BY stream_seq`, missing)
+	if err != nil {
+		return fmt.Errorf("load runs: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var seq int64
+		var subject, payload string
+		var chain []byte
+		if err := rows.Scan(&seq, &subject, &payload, &chain); err != nil {
+			return fmt.Errorf("load runs: %w", err)
+		}
+		ev := &runbookv1.Event{}
+		if err := protojson.Unmarshal([]byte(payload), ev); err != nil {
+			return fmt.Errorf("load event at sequence %d: %w", seq, err)
+		}
+		f := s.cache[ev.GetRunId()]
+		f.Apply(eventbus.Envelope{Event: ev, Seq: uint64(seq), Subject: subject})
+		f.chain = chain
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("load runs: %w", err)
+	}
+	return nil
+}
+
+// queueSide queues the rows an event adds besides its own: a report, an approval.
+func queueSide(b *pgx.Batch, env eventbus.Envelope) {
 	ev := env.Event
-	runID := ev.GetRunId()
-	// The projection's row first, then the run's: always in this order, so
-	// a batch (which keeps the first) and a single Apply cannot deadlock.
-	var last int64
-	if err := tx.QueryRow(ctx, `SELECT last_seq FROM projection_state FOR UPDATE`).Scan(&last); err != nil {
-		return reporter.Applied{}, err
-	}
-	if _, err := tx.Exec(ctx, `INSERT INTO runs (run_id, status) VALUES ($1, $2) ON CONFLICT (run_id) DO NOTHING`, runID, string(runstate.New(runID).Status)); err != nil {
-		return reporter.Applied{}, err
-	}
-	var status string
-	var ready bool
-	if err := tx.QueryRow(ctx, `SELECT status, report_ready FROM runs WHERE run_id = $1 FOR UPDATE`, runID).Scan(&status, &ready); err != nil {
-		return reporter.Applied{}, err
-	}
 	seq := int64(env.Seq)
-	old := reporter.Applied{Status: runstate.Status(status), ReportReady: ready}
-	if seq > 0 && seq <= last {
-		return old, nil // stored: every sequence up to last_seq is
-	}
-	isNew, err := insertEvent(ctx, tx, env)
-	if err != nil {
-		return reporter.Applied{}, err
-	}
-	if seq == last+1 {
-		if _, err := tx.Exec(ctx, `UPDATE projection_state SET last_seq = $1`, seq); err != nil {
-			return reporter.Applied{}, err
-		}
-	}
-	if !isNew {
-		return old, nil
-	}
-	if noise(ev.GetType()) {
-		// The fold ignores them: only a run's start may move.
-		_, err := tx.Exec(ctx, `UPDATE runs SET started = $2 WHERE run_id = $1 AND NOT has_cr AND (started IS NULL OR started > $2)`, runID, ev.GetTime().AsTime())
-		old.New = true
-		return old, err
-	}
-	return refold(ctx, tx, runID)
-}
-
-// insertEvent stores one event unless its id is stored; a known sequence is
-// recorded on an event stored without one.
-func insertEvent(ctx context.Context, tx pgx.Tx, env eventbus.Envelope) (bool, error) {
-	ev := env.Event
-	var seq any
-	if env.Seq > 0 {
-		seq = int64(env.Seq)
-	}
-	payload, err := marshal.Marshal(ev)
-	if err != nil {
-		return false, err
-	}
-	tag, err := tx.Exec(ctx, `INSERT INTO events (event_id, stream_seq, run_id, type, subject, time, actor, kept, payload)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (event_id) DO NOTHING`,
-		ev.GetId(), seq, ev.GetRunId(), ev.GetType(), env.Subject, ev.GetTime().AsTime(), ev.GetActor(), !noise(ev.GetType()), string(payload))
-	if err != nil {
-		return false, err
-	}
-	if tag.RowsAffected() == 0 {
-		if seq != nil {
-			_, err = tx.Exec(ctx, `UPDATE events SET stream_seq = $2 WHERE event_id = $1 AND stream_seq IS NULL`, ev.GetId(), seq)
-		}
-		return false, err
-	}
 	switch p := ev.Payload.(type) {
 	case *runbookv1.Event_ReportReady:
 		r := p.ReportReady
 		var js any
-		if js0 := r.GetReportJson(); js0 != "" && json.Valid([]byte(js0)) {
-			js = js0
+		if j := r.GetReportJson(); j != "" && json.Valid([]byte(j)) {
+			js = j
 		}
-		_, err = tx.Exec(ctx, `INSERT INTO reports (run_id, event_id, status, report_json, report, qc_summary) VALUES ($1, $2, $3, $4, $5, $6)
-			ON CONFLICT (run_id) DO NOTHING`, ev.GetRunId(), ev.GetId(), r.GetStatus(), r.GetReportJson(), js, r.GetQcSummary())
+		// The run's first report.ready is its report (the stream refuses a
+		// second one; a replayed stream keeps the first).
+		b.Queue(`INSERT INTO reports (run_id, stream_seq, event_id, status, report_json, report, qc_summary)
+			VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (run_id) DO NOTHING`,
+			ev.GetRunId(), seq, ev.GetId(), r.GetStatus(), r.GetReportJson(), js, r.GetQcSummary())
 	case *runbookv1.Event_ApprovalGranted:
-		err = insertApproval(ctx, tx, ev, p.ApprovalGranted, "granted")
+		queueApproval(b, env, p.ApprovalGranted, "granted")
 	case *runbookv1.Event_ApprovalRejected:
-		err = insertApproval(ctx, tx, ev, p.ApprovalRejected, "rejected")
+		queueApproval(b, env, p.ApprovalRejected, "rejected")
 	case *runbookv1.Event_ApprovalRefused:
-		err = insertApproval(ctx, tx, ev, p.ApprovalRefused, "refused")
+		queueApproval(b, env, p.ApprovalRefused, "refused")
 	}
-	return true, err
 }
 
-func insertApproval(ctx context.Context, tx pgx.Tx, ev *runbookv1.Event, a *runbookv1.Approval, decision string) error {
-	_, err := tx.Exec(ctx, `INSERT INTO approvals (event_id, run_id, role, approver, decision, time) VALUES ($1, $2, $3, $4, $5, $6)
-		ON CONFLICT (event_id) DO NOTHING`, ev.GetId(), ev.GetRunId(), a.GetRole(), a.GetApprover(), decision, ev.GetTime().AsTime())
-	return err
+func queueApproval(b *pgx.Batch, env eventbus.Envelope, a *runbookv1.Approval, decision string) {
+	ev := env.Event
+	b.Queue(`INSERT INTO approvals (stream_seq, event_id, run_id, role, approver, decision, comment, reason, time)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+		int64(env.Seq), ev.GetId(), ev.GetRunId(), a.GetRole(), a.GetApprover(), decision, a.GetComment(), a.GetReason(), ev.GetTime().AsTime())
 }
 
-// loadEvents is a run's kept events (not deploy.step.output nor
-// test.load.progress, which the fold ignores) in the model's order.
-func loadEvents(ctx context.Context, q pgx.Tx, runID string) ([]eventbus.Envelope, error) {
-	rows, err := q.Query(ctx, `SELECT stream_seq, subject, payload::text FROM events WHERE run_id = $1 AND kept ORDER BY ord`, runID)
+// upsertRuns writes the summary of every touched run in one statement.
+func upsertRuns(b *pgx.Batch, touched map[string]*runFold) {
+	n := len(touched)
+	var (
+		ids, statuses, phases, changes, titles, requesters, risks = make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n)
+		started, ended                                            = make([]*time.Time, 0, n), make([]*time.Time, 0, n)
+		hasCR, final, ready                                       = make([]bool, 0, n), make([]bool, 0, n), make([]bool, 0, n)
+		counts                                                    = make([]int32, 0, n)
+		lasts                                                     = make([]int64, 0, n)
+		chains                                                    = make([][]byte, 0, n)
+	)
+	for id, f := range touched {
+		sum := f.Summary()
+		ids = append(ids, id)
+		statuses = append(statuses, string(sum.Status))
+		phases = append(phases, sum.Phase)
+		changes = append(changes, sum.ChangeID)
+		titles = append(titles, sum.Title)
+		requesters = append(requesters, sum.Requester)
+		risks = append(risks, sum.RiskLevel)
+		started = append(started, timePtr(sum.Started))
+		ended = append(ended, timePtr(sum.Ended))
+		hasCR = append(hasCR, f.HasCR)
+		final = append(final, sum.Status.Final())
+		ready = append(ready, sum.Reported)
+		counts = append(counts, int32(sum.Events))
+		lasts = append(lasts, int64(sum.LastSeq))
+		chains = append(chains, f.chain)
+	}
+	b.Queue(`INSERT INTO runs (run_id, status, phase, change_id, title, requester, risk_level, started, ended, has_cr, final, report_ready, events, last_seq, chain)
+		SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+			$8::timestamptz[], $9::timestamptz[], $10::bool[], $11::bool[], $12::bool[], $13::int[], $14::bigint[], $15::bytea[])
+		ON CONFLICT (run_id) DO UPDATE SET status = excluded.status, phase = excluded.phase, change_id = excluded.change_id,
+			title = excluded.title, requester = excluded.requester, risk_level = excluded.risk_level, started = excluded.started,
+			ended = excluded.ended, has_cr = excluded.has_cr, final = excluded.final, report_ready = excluded.report_ready,
+			events = excluded.events, last_seq = excluded.last_seq, chain = excluded.chain`,
+		ids, statuses, phases, changes, titles, requesters, risks, started, ended, hasCR, final, ready, counts, lasts, chains)
+}
+
+func timePtr(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
+
+// loadEvents reads events of a run in stream order: kept ones only, or all
+// after afterSeq (limit <= 0: no limit).
+func loadEvents(ctx context.Context, q interface {
+	Query(context.Context, string, ...any) (pgx.Rows, error)
+}, runID string, keptOnly bool, afterSeq uint64, limit int) ([]eventbus.Envelope, error) {
+	sql := `SELECT stream_seq, subject, payload::text FROM events WHERE run_id = $1 AND stream_seq > $2`
+	if keptOnly {
+		sql += ` AND kept`
+	}
+	sql += ` ORDER BY stream_seq`
+	if limit > 0 {
+		sql += fmt.Sprintf(` LIMIT %d`, limit)
+	}
+	rows, err := q.Query(ctx, sql, runID, int64(afterSeq))
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
 	var envs []eventbus.Envelope
 	for rows.Next() {
-		var seq *int64
+		var seq int64
 		var subject, payload string
 		if err := rows.Scan(&seq, &subject, &payload); err != nil {
 			return nil, err
 		}
 		ev := &runbookv1.Event{}
 		if err := protojson.Unmarshal([]byte(payload), ev); err != nil {
-			return nil, fmt.Errorf("event of run %s: %w", runID, err)
+			return nil, fmt.Errorf("event at sequence %d of run %s: %w", seq, runID, err)
 		}
-		env := eventbus.Envelope{Event: ev, Subject: subject}
-		if seq != nil {
-			env.Seq = uint64(*seq)
-		}
-		envs = append(envs, env)
+		envs = append(envs, eventbus.Envelope{Event: ev, Seq: uint64(seq), Subject: subject})
 	}
 	return envs, rows.Err()
-}
-
-// refold folds the run's stored events and writes its row.
-func refold(ctx context.Context, tx pgx.Tx, runID string) (reporter.Applied, error) {
-	envs, err := loadEvents(ctx, tx, runID)
-	if err != nil {
-		return reporter.Applied{}, err
-	}
-	st := runstate.New(runID)
-	var started, ended time.Time
-	hasCR := false
-	risk := ""
-	for _, env := range envs {
-		ev := env.Event
-		t := ev.GetTime().AsTime()
-		switch p := ev.Payload.(type) {
-		case *runbookv1.Event_ChangeRequested:
-			started, hasCR = t, true
-		case *runbookv1.Event_PlanAssessed:
-			risk = p.PlanAssessed.GetLevel()
-		}
-		if !hasCR && (started.IsZero() || t.Before(started)) {
-			started = t
-		}
-		wasFinal := st.Status.Final()
-		st.Apply(ev)
-		if !wasFinal && st.Status.Final() {
-			ended = t
-		}
-	}
-	_, err = tx.Exec(ctx, `UPDATE runs SET status = $2, change_id = $3, title = $4, requester = $5, risk_level = $6,
-		started = CASE WHEN $8 THEN $7 ELSE (SELECT min(time) FROM events WHERE run_id = $1) END, has_cr = $8, ended = $9, report_ready = $10, final = $11 WHERE run_id = $1`,
-		runID, string(st.Status), st.ChangeID, st.Title, st.Requester, risk, nullTime(started), hasCR, nullTime(ended), st.ReportReady, st.Status.Final())
-	if err != nil {
-		return reporter.Applied{}, err
-	}
-	return reporter.Applied{New: true, Status: st.Status, ReportReady: st.ReportReady}, nil
-}
-
-func nullTime(t time.Time) any {
-	if t.IsZero() {
-		return nil
-	}
-	return t
-}
-
-// Reconcile implements reporter.ReadModel: the history's events (sequences
-// known) come first in stream order, then the events it does not have yet,
-// in their previous order.
-func (s *Store) Reconcile(ctx context.Context, runID string, history []eventbus.Envelope) error {
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `INSERT INTO runs (run_id, status) VALUES ($1, $2) ON CONFLICT (run_id) DO NOTHING`, runID, string(runstate.New(runID).Status)); err != nil {
-			return err
-		}
-		if _, err := tx.Exec(ctx, `SELECT 1 FROM runs WHERE run_id = $1 FOR UPDATE`, runID); err != nil {
-			return err
-		}
-		ids := make([]string, 0, len(history))
-		for _, env := range history {
-			if _, err := insertEvent(ctx, tx, env); err != nil {
-				return err
-			}
-			ids = append(ids, env.Event.GetId())
-		}
-		rows, err := tx.Query(ctx, `SELECT event_id FROM events WHERE run_id = $1 ORDER BY ord`, runID)
-		if err != nil {
-			return err
-		}
-		var rest []string
-		for rows.Next() {
-			var id string
-			if err := rows.Scan(&id); err != nil {
-				rows.Close()
-				return err
-			}
-			if !slices.Contains(ids, id) {
-				rest = append(rest, id)
-			}
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return err
-		}
-		order := append(ids, rest...)
-		// New positions -len..-1 in the new order: below every position
-		// the sequence hands out later, so later arrivals still come after.
-		if _, err := tx.Exec(ctx, `UPDATE events e SET ord = o.n - $2 - 1 FROM
-			unnest($1::text[]) WITH ORDINALITY AS o(id, n) WHERE e.event_id = o.id`, order, len(order)); err != nil {
-			return err
-		}
-		_, err = refold(ctx, tx, runID)
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("reconcile run %s: %w", runID, err)
-	}
-	return nil
 }
 
 // Run implements reporter.ReadModel.
@@ -387,15 +393,14 @@ func (s *Store) Run(ctx context.Context, runID string) (*reporter.Run, error) {
 		if err != nil || len(sums) == 0 {
 			return err
 		}
-		envs, err := loadEvents(ctx, tx, runID)
+		envs, err := loadEvents(ctx, tx, runID, true, 0, 0)
 		if err != nil {
 			return err
 		}
-		run := &reporter.Run{RunSummary: sums[0], State: runstate.New(runID)}
+		run := &reporter.Run{RunSummary: sums[0], State: runstate.New(runID), Events: envs}
 		for _, env := range envs {
-			run.Events = append(run.Events, env)
 			run.State.Apply(env.Event)
-			if r := env.Event.GetReportReady(); r != nil {
+			if r := env.Event.GetReportReady(); r != nil && run.Report == nil {
 				run.Report = r
 			}
 		}
@@ -408,7 +413,16 @@ func (s *Store) Run(ctx context.Context, runID string) (*reporter.Run, error) {
 	return out, nil
 }
 
-const runSelect = `SELECT run_id, change_id, title, status, started, ended FROM runs`
+// Events implements reporter.ReadModel.
+func (s *Store) Events(ctx context.Context, runID string, afterSeq uint64, limit int) ([]eventbus.Envelope, error) {
+	envs, err := loadEvents(ctx, s.pool, runID, false, afterSeq, limit)
+	if err != nil {
+		return nil, fmt.Errorf("read events of run %s: %w", runID, err)
+	}
+	return envs, nil
+}
+
+const runSelect = `SELECT run_id, change_id, title, requester, risk_level, status, phase, started, ended, events, last_seq, report_ready FROM runs`
 
 func scanSummaries(rows pgx.Rows) ([]reporter.RunSummary, error) {
 	defer rows.Close()
@@ -417,10 +431,12 @@ func scanSummaries(rows pgx.Rows) ([]reporter.RunSummary, error) {
 		var r reporter.RunSummary
 		var status string
 		var started, ended *time.Time
-		if err := rows.Scan(&r.RunID, &r.ChangeID, &r.Title, &status, &started, &ended); err != nil {
+		var last int64
+		if err := rows.Scan(&r.RunID, &r.ChangeID, &r.Title, &r.Requester, &r.RiskLevel, &status, &r.Phase, &started, &ended, &r.Events, &last, &r.Reported); err != nil {
 			return nil, err
 		}
 		r.Status = runstate.Status(status)
+		r.LastSeq = uint64(last)
 		if started != nil {
 			r.Started = started.UTC()
 		}
@@ -433,8 +449,37 @@ func scanSummaries(rows pgx.Rows) ([]reporter.RunSummary, error) {
 }
 
 // Runs implements reporter.ReadModel.
-func (s *Store) Runs(ctx context.Context) ([]reporter.RunSummary, error) {
-	rows, err := s.pool.Query(ctx, runSelect+` ORDER BY started DESC NULLS LAST, run_id`)
+func (s *Store) Runs(ctx context.Context, f reporter.RunFilter) ([]reporter.RunSummary, error) {
+	var where []string
+	var args []any
+	arg := func(v any) string {
+		args = append(args, v)
+		return fmt.Sprintf("$%d", len(args))
+	}
+	if f.Status != "" {
+		where = append(where, "status = "+arg(string(f.Status)))
+	}
+	if f.ChangeID != "" {
+		where = append(where, "change_id = "+arg(f.ChangeID))
+	}
+	if !f.Since.IsZero() {
+		where = append(where, "started >= "+arg(f.Since))
+	}
+	if !f.Until.IsZero() {
+		where = append(where, "started < "+arg(f.Until))
+	}
+	sql := runSelect
+	if len(where) > 0 {
+		sql += " WHERE " + strings.Join(where, " AND ")
+	}
+	sql += ` ORDER BY started DESC NULLS LAST, run_id`
+	if f.Limit > 0 {
+		sql += " LIMIT " + arg(f.Limit)
+	}
+	if f.Offset > 0 {
+		sql += " OFFSET " + arg(f.Offset)
+	}
+	rows, err := s.pool.Query(ctx, sql, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list runs: %w", err)
 	}
@@ -458,9 +503,26 @@ func (s *Store) Unreported(ctx context.Context) ([]string, error) {
 	return ids, nil
 }
 
-// LastSeq is the projection's position: every stream sequence up to it is stored.
-func (s *Store) LastSeq(ctx context.Context) (uint64, error) {
-	var n int64
-	err := s.pool.QueryRow(ctx, `SELECT last_seq FROM projection_state`).Scan(&n)
-	return uint64(n), err
+// Reset empties the projection (runs, events, reports, approvals) and sets
+// its position to 0, in one transaction: the next projector re-projects the
+// whole stream (`runbook replay --rebuild`).
+func (s *Store) Reset(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT last_seq FROM projection_state FOR UPDATE`); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `TRUNCATE runs, events, reports, approvals`); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `UPDATE projection_state SET last_seq = 0`)
+		return err
+	})
+	clear(s.cache)
+	s.cachePos = -1
+	if err != nil {
+		return fmt.Errorf("reset the projection: %w", err)
+	}
+	return nil
 }

@@ -37,7 +37,14 @@ func TestVerify(t *testing.T) {
 	}
 	verify := func() []string {
 		t.Helper()
-		ms, err := s.Verify(ctx, stream)
+		ms, _, err := s.Verify(ctx, func(fn func(eventbus.Envelope) error) error {
+			for _, e := range stream {
+				if err := fn(e); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -57,15 +64,21 @@ func TestVerify(t *testing.T) {
 		}
 	}
 	exec(`UPDATE events SET payload = jsonb_set(payload, '{changeRequested,title}', '"edited"') WHERE event_id = 'R/change.requested'`)
-	if ms := verify(); len(ms) != 1 || !strings.Contains(ms[0], "run R event R/change.requested: stored payload differs") {
+	if ms := verify(); len(ms) != 1 || ms[0] != "run R event R/change.requested (seq 1): stored payload differs from the stream" {
 		t.Errorf("edited payload: %v", ms)
 	}
 	exec(`DELETE FROM events WHERE event_id = 'R/change.rejected'`)
-	if ms := verify(); len(ms) != 2 || !strings.Contains(strings.Join(ms, "\n"), "run R event R/change.rejected: missing from the database") {
+	if ms := strings.Join(verify(), "\n"); !strings.Contains(ms, "run R event R/change.rejected (seq 2): missing from the database") {
 		t.Errorf("deleted row: %v", ms)
 	}
 	exec(`UPDATE reports SET report_json = report_json || ' '`)
-	if ms := verify(); len(ms) != 4 || !strings.Contains(strings.Join(ms, "\n"), "re-derived") {
+	if ms := strings.Join(verify(), "\n"); !strings.Contains(ms, "re-derived") {
 		t.Errorf("edited report: %v", ms)
+	}
+	// A row edited together with its chain link cannot hide: the next
+	// link, and the run's head, no longer follow from the stream.
+	exec(`UPDATE events SET chain = '\x00' WHERE stream_seq = 3`)
+	if ms := strings.Join(verify(), "\n"); !strings.Contains(ms, "run R event R/report.ready (seq 3): hash chain broken") {
+		t.Errorf("broken chain: %v", ms)
 	}
 }

@@ -37,6 +37,14 @@ func reportReady(runID string, at time.Duration, seq uint64) eventbus.Envelope {
 	return env(runID, at, seq, &runbookv1.Event_ReportReady{ReportReady: &runbookv1.ReportReady{Status: "INVALID", QcSummary: "qc"}})
 }
 
+func output(runID string, at time.Duration, seq uint64, text string) eventbus.Envelope {
+	return env(runID, at, seq, &runbookv1.Event_DeployStepOutput{DeployStepOutput: &runbookv1.StepOutput{Text: text}}, seq)
+}
+
+func assessed(runID string, at time.Duration, seq uint64, level string) eventbus.Envelope {
+	return env(runID, at, seq, &runbookv1.Event_PlanAssessed{PlanAssessed: &runbookv1.PlanAssessed{Level: level}})
+}
+
 // Run runs the suite; newModel returns an empty model for each case.
 func Run(t *testing.T, newModel func(t *testing.T) reporter.ReadModel) {
 	ctx := context.Background()
@@ -46,26 +54,54 @@ func Run(t *testing.T, newModel func(t *testing.T) reporter.ReadModel) {
 			t.Fatal(err)
 		}
 	}
-	apply := func(t *testing.T, m reporter.ReadModel, e eventbus.Envelope) reporter.Applied {
+	apply := func(t *testing.T, m reporter.ReadModel, envs ...eventbus.Envelope) {
 		t.Helper()
-		a, err := m.Apply(ctx, e)
-		must(t, err)
-		return a
+		must(t, m.ApplyBatch(ctx, envs))
+	}
+	ids := func(runs []reporter.RunSummary) []string {
+		var out []string
+		for _, r := range runs {
+			out = append(out, r.RunID)
+		}
+		return out
 	}
 
-	t.Run("apply is idempotent", func(t *testing.T) {
+	t.Run("a batch is applied once and moves the position", func(t *testing.T) {
 		m := newModel(t)
-		cr := requested("A", 0, 1)
-		if a := apply(t, m, cr); !a.New || a.Status != runstate.Submitted {
-			t.Errorf("first apply: %+v", a)
+		pos, err := m.Position(ctx)
+		must(t, err)
+		if pos != 0 {
+			t.Fatalf("empty model at position %d", pos)
 		}
-		if a := apply(t, m, cr); a.New {
-			t.Errorf("second apply of the same event is new: %+v", a)
+		cr, out := requested("A", 0, 1), output("A", time.Second, 2, "x")
+		apply(t, m, cr, out)
+		// Redelivered, and with one new event after it: only that one is new.
+		apply(t, m, cr, out, rejected("A", 2*time.Second, 3))
+		pos, err = m.Position(ctx)
+		must(t, err)
+		if pos != 3 {
+			t.Errorf("position = %d, want 3", pos)
 		}
 		run, err := m.Run(ctx, "A")
 		must(t, err)
-		if run == nil || len(run.Events) != 1 || run.ChangeID != "CR-A" || run.Title != "title A" {
-			t.Errorf("run: %+v", run)
+		if run == nil || len(run.Events) != 2 || run.ChangeID != "CR-A" || run.Title != "title A" || run.Events != nil && run.Events[0].Seq != 1 {
+			t.Fatalf("run: %+v", run)
+		}
+		if run.RunSummary.Events != 3 || run.LastSeq != 3 || run.Status != runstate.Invalid || run.Phase != "REPORT" {
+			t.Errorf("summary: %+v", run.RunSummary)
+		}
+		all, err := m.Events(ctx, "A", 0, 0)
+		must(t, err)
+		if len(all) != 3 || all[1].Event.GetDeployStepOutput().GetText() != "x" {
+			t.Errorf("events: %v", all)
+		}
+		after, err := m.Events(ctx, "A", 1, 1)
+		must(t, err)
+		if len(after) != 1 || after[0].Seq != 2 {
+			t.Errorf("events after 1, limit 1: %v", after)
+		}
+		if none, err := m.Events(ctx, "nope", 0, 0); err != nil || len(none) != 0 {
+			t.Errorf("events of an unknown run: %v %v", none, err)
 		}
 	})
 
@@ -79,84 +115,59 @@ func Run(t *testing.T, newModel func(t *testing.T) reporter.ReadModel) {
 
 	t.Run("final runs are unreported until report.ready", func(t *testing.T) {
 		m := newModel(t)
-		apply(t, m, requested("A", 0, 1))
-		apply(t, m, requested("B", time.Second, 2))
-		a := apply(t, m, rejected("A", 2*time.Second, 3))
-		if a.Status != runstate.Invalid || a.ReportReady {
-			t.Errorf("after change.rejected: %+v", a)
-		}
-		ids, err := m.Unreported(ctx)
+		apply(t, m, requested("A", 0, 1), requested("B", time.Second, 2), rejected("A", 2*time.Second, 3))
+		got, err := m.Unreported(ctx)
 		must(t, err)
-		if !slices.Equal(ids, []string{"A"}) {
-			t.Errorf("unreported: %v", ids)
+		if !slices.Equal(got, []string{"A"}) {
+			t.Errorf("unreported: %v", got)
 		}
-		if a := apply(t, m, reportReady("A", 3*time.Second, 4)); !a.ReportReady {
-			t.Errorf("after report.ready: %+v", a)
-		}
-		ids, err = m.Unreported(ctx)
+		apply(t, m, reportReady("A", 3*time.Second, 4))
+		got, err = m.Unreported(ctx)
 		must(t, err)
-		if len(ids) != 0 {
-			t.Errorf("unreported after report.ready: %v", ids)
+		if len(got) != 0 {
+			t.Errorf("unreported after report.ready: %v", got)
 		}
 		run, err := m.Run(ctx, "A")
 		must(t, err)
-		if run.Report == nil || run.Report.GetQcSummary() != "qc" || !run.State.ReportReady || !run.Ended.Equal(t0.Add(2*time.Second)) {
+		if run.Report == nil || run.Report.GetQcSummary() != "qc" || !run.State.ReportReady || !run.Reported || !run.Ended.Equal(t0.Add(2*time.Second)) {
 			t.Errorf("reported run: %+v", run)
 		}
 	})
 
-	t.Run("runs newest first, started at change.requested", func(t *testing.T) {
+	t.Run("runs newest first, filtered and paged", func(t *testing.T) {
 		m := newModel(t)
-		// B's first event seen is a later one; its change.requested sets the start.
-		apply(t, m, rejected("B", 5*time.Second, 5))
-		apply(t, m, requested("A", time.Second, 1))
-		apply(t, m, requested("B", 2*time.Second, 2))
-		apply(t, m, requested("C", 2*time.Second, 3))
-		runs, err := m.Runs(ctx)
+		// B's first event is a later one; its change.requested sets the start.
+		apply(t, m, rejected("B", 5*time.Second, 1), requested("A", time.Second, 2), requested("B", 2*time.Second, 3),
+			requested("C", 2*time.Second, 4), assessed("C", 3*time.Second, 5, "HIGH"))
+		runs, err := m.Runs(ctx, reporter.RunFilter{})
 		must(t, err)
-		var ids []string
-		for _, r := range runs {
-			ids = append(ids, r.RunID)
-		}
-		if !slices.Equal(ids, []string{"B", "C", "A"}) {
-			t.Errorf("order: %v", ids)
+		if got := ids(runs); !slices.Equal(got, []string{"B", "C", "A"}) {
+			t.Fatalf("order: %v", got)
 		}
 		if !runs[0].Started.Equal(t0.Add(2*time.Second)) || runs[0].Status != runstate.Invalid || !runs[0].Ended.Equal(t0.Add(5*time.Second)) {
 			t.Errorf("B: %+v", runs[0])
 		}
-		if !runs[1].Ended.IsZero() {
-			t.Errorf("C is not over: %+v", runs[1])
+		if !runs[1].Ended.IsZero() || runs[1].RiskLevel != "HIGH" || runs[1].Phase != "PRE-FLIGHT" || runs[1].Status != runstate.Submitted {
+			t.Errorf("C: %+v", runs[1])
 		}
-	})
-
-	t.Run("reconcile puts events in stream order and keeps newer ones", func(t *testing.T) {
-		m := newModel(t)
-		cr, out, rej := requested("A", 0, 1),
-			env("A", time.Second, 2, &runbookv1.Event_DeployStepOutput{DeployStepOutput: &runbookv1.StepOutput{Text: "x"}}),
-			rejected("A", 2*time.Second, 3)
-		// Delivered out of order, without sequences; then one event the
-		// history below has not seen yet.
-		for _, e := range []eventbus.Envelope{rej, cr} {
-			e.Seq = 0
-			apply(t, m, e)
-		}
-		extra := reportReady("A", 3*time.Second, 0)
-		apply(t, m, extra)
-		must(t, m.Reconcile(ctx, "A", []eventbus.Envelope{cr, out, rej}))
-		run, err := m.Run(ctx, "A")
-		must(t, err)
-		var got []string
-		for _, e := range run.Events {
-			got = append(got, e.Event.GetType())
-		}
-		if !slices.Equal(got, []string{"change.requested", "change.rejected", "report.ready"}) {
-			t.Errorf("events after reconcile: %v (output is not kept)", got)
-		}
-		if run.Events[0].Seq != 1 || run.Status != runstate.Invalid || run.Report == nil {
-			t.Errorf("run after reconcile: %+v", run)
-		}
-		if a := apply(t, m, out); a.New {
-			t.Errorf("an event of the history is new again after reconcile")
+		for _, c := range []struct {
+			name string
+			f    reporter.RunFilter
+			want []string
+		}{
+			{"status", reporter.RunFilter{Status: runstate.Invalid}, []string{"B"}},
+			{"change id", reporter.RunFilter{ChangeID: "CR-A"}, []string{"A"}},
+			{"since", reporter.RunFilter{Since: t0.Add(2 * time.Second)}, []string{"B", "C"}},
+			{"until", reporter.RunFilter{Until: t0.Add(2 * time.Second)}, []string{"A"}},
+			{"limit", reporter.RunFilter{Limit: 2}, []string{"B", "C"}},
+			{"offset", reporter.RunFilter{Limit: 2, Offset: 2}, []string{"A"}},
+			{"past the end", reporter.RunFilter{Offset: 5}, nil},
+		} {
+			runs, err := m.Runs(ctx, c.f)
+			must(t, err)
+			if got := ids(runs); !slices.Equal(got, c.want) {
+				t.Errorf("%s: %v, want %v", c.name, got, c.want)
+			}
 		}
 	})
 }

@@ -59,7 +59,7 @@ type Options struct {
 	Registry *prometheus.Registry
 
 	// Per-service consumer options (tests inject fault hooks here).
-	Preflight, Deployer, Monitor, Tester, Reporter eventbus.ConsumerOptions
+	Preflight, Deployer, Monitor, Tester eventbus.ConsumerOptions
 	// DeployerStepFault, for tests only: see deployer.Options.StepFault.
 	DeployerStepFault func(run, list string, index int) error
 	// Without names services not to run here (tests run them elsewhere,
@@ -147,7 +147,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		case "tester":
 			s.services[name] = tester.New(b, tester.Options{Consumer: o.Tester}, log, m, o.Registry)
 		case "reporter":
-			ro := reporter.Options{Consumer: o.Reporter, ReportsDir: o.ReportsDir}
+			ro := reporter.Options{ReportsDir: o.ReportsDir}
 			if o.DatabaseURL != "" {
 				st, err := pgstore.Open(ctx, o.DatabaseURL)
 				if err != nil {

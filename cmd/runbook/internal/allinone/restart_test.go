@@ -34,7 +34,7 @@ func TestDataSurvivesRestart(t *testing.T) {
 		t.Fatalf("after restart the run has %d events, had %d", len(after), len(before))
 	}
 	natstest.Eventually(t, 10*time.Second, "reporter read model rebuilt", func() bool {
-		r, err := second.srv.Reporter.RunByID(context.Background(), run)
+		r, err := second.srv.Reporter.Model().Run(context.Background(), run)
 		return err == nil && r != nil && r.Status == "SUCCESS"
 	})
 	next := second.submit(t, []byte(trivialPlan))

@@ -19,12 +19,19 @@ func auditCmd(g *globals) *cobra.Command {
 	verify := &cobra.Command{
 		Use:   "verify",
 		Short: "Check that PostgreSQL holds every stream event once, unchanged, and every report as derived",
-		Long: `verify reads the whole audit stream and the reporter's PostgreSQL database
-(--database-url, env RUNBOOK_DATABASE_URL): every event of the stream must be
-stored once with an equal payload, nothing else stored, and every stored report
-equal byte for byte to the run's report.ready and to the report re-derived from
-the run's events. Each mismatch is printed as "run R event E: problem"; the exit
-code is 1 when there is any.`,
+		Long: `verify reads the whole audit stream side by side with the reporter's PostgreSQL
+database (--database-url, env RUNBOOK_DATABASE_URL) and checks that:
+
+  - every event of the stream is stored once, at its stream sequence, under its
+    run, with an equal payload, and nothing else is stored;
+  - each run's hash chain (sha256 over its events in stream order) stored with
+    every event and on the run row is the one recomputed from the stream;
+  - every stored report equals the run's report.ready byte for byte and the
+    report re-derived from the run's events.
+
+Each mismatch is printed as "run R event E (seq N): problem". The exit code is
+1 when there is any, 2 when the check could not run. Run it after the reporter
+has caught up (events published since it last projected are reported missing).`,
 		Example: `  runbook audit verify --database-url postgres://runbook@db/runbook`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -42,15 +49,9 @@ code is 1 when there is any.`,
 				return &exitError{2, err}
 			}
 			defer store.Close()
-			var stream []eventbus.Envelope
-			err = bus.Scan(ctx, []string{eventbus.SubjectPrefix + ".>"}, 0, func(env eventbus.Envelope) error {
-				stream = append(stream, env)
-				return nil
+			ms, st, err := store.Verify(ctx, func(fn func(eventbus.Envelope) error) error {
+				return bus.Scan(ctx, []string{eventbus.SubjectPrefix + ".>"}, 0, fn)
 			})
-			if err != nil {
-				return &exitError{2, fmt.Errorf("read the audit stream: %w", err)}
-			}
-			ms, err := store.Verify(ctx, stream)
 			if err != nil {
 				return &exitError{2, err}
 			}
@@ -60,7 +61,7 @@ code is 1 when there is any.`,
 			if len(ms) > 0 {
 				return &exitError{1, fmt.Errorf("audit: %d mismatches between the stream and the database", len(ms))}
 			}
-			fmt.Fprintf(g.out, "audit ok: %d events stored once and unchanged, every report re-derived\n", len(stream))
+			fmt.Fprintf(g.out, "audit ok: %d events of %d runs stored once and unchanged, hash chains intact, %d reports re-derived\n", st.Events, st.Runs, st.Reports)
 			return nil
 		},
 	}

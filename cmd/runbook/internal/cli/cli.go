@@ -56,6 +56,8 @@ Every decision is an event on the NATS JetStream stream RUNBOOK.
   runbook report RUN --format markdown   print a run's report (summary, json or markdown)
   runbook retro RUN                print the run's retrospective, prefilled (YAML)
   runbook audit verify --database-url URL   reconcile the stream with PostgreSQL
+  runbook replay --run RUN         print a run's full timeline from the stream
+  runbook replay --rebuild --database-url URL   rebuild the PostgreSQL projection
   runbook approve RUN --role R --as NAME   approve a run as one of its roles
   runbook reject RUN --role R --as NAME --reason TEXT   reject it
   runbook rollback RUN --reason TEXT   roll a run back (operator)
@@ -67,7 +69,7 @@ Every decision is an event on the NATS JetStream stream RUNBOOK.
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.PersistentFlags().StringVar(&g.natsURL, "nats-url", envOr("RUNBOOK_NATS_URL", "nats://127.0.0.1:4222"), "NATS server of the runbook you talk to (env RUNBOOK_NATS_URL)")
-	root.AddCommand(serveCmd(g), validateCmd(g), submitCmd(g), watchCmd(g), runsCmd(g), reportCmd(g), retroCmd(g), approveCmd(g), rejectCmd(g), rollbackCmd(g), cancelCmd(g), auditCmd(g))
+	root.AddCommand(serveCmd(g), validateCmd(g), submitCmd(g), watchCmd(g), runsCmd(g), reportCmd(g), retroCmd(g), approveCmd(g), rejectCmd(g), rollbackCmd(g), cancelCmd(g), auditCmd(g), replayCmd(g))
 	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return 0

@@ -161,7 +161,8 @@ func TestServeAgainstExternalNATS(t *testing.T) {
 		for ci := range st.ListConsumers(context.Background()).Info() {
 			durables[ci.Config.Durable] = true
 		}
-		for _, name := range []string{"preflight", "deployer", "monitor", "tester", "reporter"} {
+		// The reporter reads the stream with an ordered consumer, not a durable.
+		for _, name := range []string{"preflight", "deployer", "monitor", "tester"} {
 			if !durables[name] {
 				return false
 			}
