@@ -21,8 +21,9 @@ build: ## build runbook, the five service binaries and the demo target into bin/
 	@for s in $(SERVICES); do $(GO) build -o $(BIN)/$$s ./services/$$s/cmd/$$s || exit 1; done
 	$(GO) build -o $(BIN)/estimator ./examples/estimator/cmd/estimator
 
-test: ## every test, with the race detector
+test: ## every test, with the race detector; then, alone, the one that restarts the machine's PostgreSQL
 	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+	RUNBOOK_PG_RESTART=1 $(GO) test -race -count=1 -timeout 5m -run TestReporterKilledAndPostgresRestarted ./cmd/runbook/internal/allinone/
 
 kill-test: ## the deployer process killed with SIGKILL 20 times during runs (make test does 5)
 	RUNBOOK_KILLS=20 $(GO) test -race -count=1 -timeout 10m -run TestDeployerKill9 -v ./cmd/runbook/internal/allinone/
