@@ -201,6 +201,9 @@ type Memory struct {
 	mu   sync.RWMutex
 	pos  uint64
 	runs map[string]*memRun
+	// unreported are the final runs without report.ready, kept as events
+	// come so Unreported (asked after every caught-up batch) is cheap.
+	unreported map[string]bool
 }
 
 type memRun struct {
@@ -210,7 +213,7 @@ type memRun struct {
 
 // NewMemory returns an empty in-memory read model.
 func NewMemory() *Memory {
-	return &Memory{runs: map[string]*memRun{}}
+	return &Memory{runs: map[string]*memRun{}, unreported: map[string]bool{}}
 }
 
 var _ ReadModel = (*Memory)(nil)
@@ -239,6 +242,11 @@ func (m *Memory) ApplyBatch(_ context.Context, envs []eventbus.Envelope) error {
 		}
 		r.events = append(r.events, env)
 		r.fold.Apply(env)
+		if st := r.fold.State; st.Status.Final() && !st.ReportReady {
+			m.unreported[runID] = true
+		} else {
+			delete(m.unreported, runID)
+		}
 	}
 	return nil
 }
@@ -302,11 +310,9 @@ func (m *Memory) Events(_ context.Context, runID string, afterSeq uint64, limit 
 // Unreported implements ReadModel.
 func (m *Memory) Unreported(context.Context) ([]string, error) {
 	m.mu.RLock()
-	var out []string
-	for id, r := range m.runs {
-		if st := r.fold.State; st.Status.Final() && !st.ReportReady {
-			out = append(out, id)
-		}
+	out := make([]string, 0, len(m.unreported))
+	for id := range m.unreported {
+		out = append(out, id)
 	}
 	m.mu.RUnlock()
 	slices.Sort(out)
