@@ -190,6 +190,45 @@ func (b *Bus) Scan(ctx context.Context, filters []string, startSeq uint64, fn fu
 	if err != nil {
 		return err
 	}
+	return drain(ctx, cons, filters, func(msg jetstream.Msg, seq uint64) error {
+		if ev, derr := Decode(msg.Subject(), msg.Headers(), msg.Data()); derr == nil {
+			return fn(Envelope{Event: ev, Seq: seq, Subject: msg.Subject()})
+		}
+		return nil
+	})
+}
+
+// RunSamples returns the metric samples of one run kept on RUNBOOK_METRICS
+// (subjects runbook_metrics.<run_id>.<metric>), in stream order. Samples
+// that cannot be decoded are skipped.
+func (b *Bus) RunSamples(ctx context.Context, runID string) ([]*runbookv1.MetricSample, error) {
+	filters := []string{MetricsPrefix + "." + runID + ".>"}
+	st, err := b.js.Stream(ctx, MetricsStream)
+	if err != nil {
+		return nil, fmt.Errorf("look up stream %s: %w", MetricsStream, err)
+	}
+	cons, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: filters, DeliverPolicy: jetstream.DeliverAllPolicy})
+	if err != nil {
+		return nil, fmt.Errorf("ordered consumer on %v: %w", filters, err)
+	}
+	var out []*runbookv1.MetricSample
+	err = drain(ctx, cons, filters, func(msg jetstream.Msg, _ uint64) error {
+		s := &runbookv1.MetricSample{}
+		if proto.Unmarshal(msg.Data(), s) == nil {
+			out = append(out, s)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read samples of run %s: %w", runID, err)
+	}
+	return out, nil
+}
+
+// drain calls fn for every message of an ordered consumer up to the end
+// of its stream as it was when drain started, in order, with the message's
+// stream sequence.
+func drain(ctx context.Context, cons jetstream.Consumer, filters []string, fn func(jetstream.Msg, uint64) error) error {
 	info, err := cons.Info(ctx)
 	if err != nil {
 		return fmt.Errorf("consumer info on %v: %w", filters, err)
@@ -209,10 +248,8 @@ func (b *Bus) Scan(ctx context.Context, filters []string, startSeq uint64, fn fu
 			if err != nil {
 				return fmt.Errorf("metadata: %w", err)
 			}
-			if ev, derr := Decode(msg.Subject(), msg.Headers(), msg.Data()); derr == nil {
-				if err := fn(Envelope{Event: ev, Seq: meta.Sequence.Stream, Subject: msg.Subject()}); err != nil {
-					return err
-				}
+			if err := fn(msg, meta.Sequence.Stream); err != nil {
+				return err
 			}
 			if meta.NumPending == 0 {
 				return nil

@@ -42,6 +42,14 @@ type Service interface {
 	Run(ctx context.Context) error
 }
 
+// HTTPService is a Service that also serves HTTP (the reporter's read API
+// and dashboard): Main mounts its Handler at "/" on the --metrics-listen
+// server, next to /metrics and /healthz.
+type HTTPService interface {
+	Service
+	Handler() http.Handler
+}
+
 // Options of a service binary.
 type Options struct {
 	NATSURL       string
@@ -111,12 +119,16 @@ func run(ctx context.Context, name string, o Options, build func(Deps) (Service,
 	if err != nil {
 		return err
 	}
+	var extra []http.Handler
+	if hs, ok := svc.(HTTPService); ok {
+		extra = append(extra, hs.Handler())
+	}
 	srv, addr, err := ServeMetrics(o.MetricsListen, reg, func() error {
 		if !nc.IsConnected() {
 			return errors.New("NATS disconnected")
 		}
 		return nil
-	})
+	}, extra...)
 	if err != nil {
 		return err
 	}
@@ -149,8 +161,9 @@ func Drain(ctx context.Context, nc *nats.Conn) error {
 	return nil
 }
 
-// ServeMetrics serves /metrics from reg and /healthz from healthy on addr.
-func ServeMetrics(addr string, reg *prometheus.Registry, healthy func() error) (*http.Server, string, error) {
+// ServeMetrics serves /metrics from reg and /healthz from healthy on addr,
+// and extra (at most one: the reporter's read API and dashboard) at "/".
+func ServeMetrics(addr string, reg *prometheus.Registry, healthy func() error, extra ...http.Handler) (*http.Server, string, error) {
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, "", fmt.Errorf("metrics listener on %s: %w", addr, err)
@@ -164,6 +177,9 @@ func ServeMetrics(addr string, reg *prometheus.Registry, healthy func() error) (
 		}
 		_, _ = w.Write([]byte("ok\n"))
 	})
+	for _, h := range extra {
+		mux.Handle("/", h)
+	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(l) }()
 	return srv, l.Addr().String(), nil

@@ -3055,9 +3055,11 @@ func (x *ReportReady) GetQcSummary() string {
 
 type Notification struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Channel       string                 `protobuf:"bytes,1,opt,name=channel,proto3" json:"channel,omitempty"`
-	Target        string                 `protobuf:"bytes,2,opt,name=target,proto3" json:"target,omitempty"`
-	Error         string                 `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	Channel       string                 `protobuf:"bytes,1,opt,name=channel,proto3" json:"channel,omitempty"`         // slack, webhook, email
+	Target        string                 `protobuf:"bytes,2,opt,name=target,proto3" json:"target,omitempty"`           // where it went, without secrets: env:SLACK_WEBHOOK_URL, a URL without credentials, host:port + recipients
+	Error         string                 `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`             // notification.failed: the last attempt's error
+	Destination   string                 `protobuf:"bytes,4,opt,name=destination,proto3" json:"destination,omitempty"` // the destination's key (slack:SLACK_WEBHOOK_URL, webhook:<url>, email:<smtp env>:<to,...>): one outcome per run and key
+	Attempts      int32                  `protobuf:"varint,5,opt,name=attempts,proto3" json:"attempts,omitempty"`      // how many deliveries were tried
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3111,6 +3113,20 @@ func (x *Notification) GetError() string {
 		return x.Error
 	}
 	return ""
+}
+
+func (x *Notification) GetDestination() string {
+	if x != nil {
+		return x.Destination
+	}
+	return ""
+}
+
+func (x *Notification) GetAttempts() int32 {
+	if x != nil {
+		return x.Attempts
+	}
+	return 0
 }
 
 type DeadLettered struct {
@@ -3470,11 +3486,13 @@ const file_runbook_v1_events_proto_rawDesc = "" +
 	"\vreport_json\x18\x02 \x01(\tR\n" +
 	"reportJson\x12\x1d\n" +
 	"\n" +
-	"qc_summary\x18\x03 \x01(\tR\tqcSummary\"V\n" +
+	"qc_summary\x18\x03 \x01(\tR\tqcSummary\"\x94\x01\n" +
 	"\fNotification\x12\x18\n" +
 	"\achannel\x18\x01 \x01(\tR\achannel\x12\x16\n" +
 	"\x06target\x18\x02 \x01(\tR\x06target\x12\x14\n" +
-	"\x05error\x18\x03 \x01(\tR\x05error\"\x93\x02\n" +
+	"\x05error\x18\x03 \x01(\tR\x05error\x12 \n" +
+	"\vdestination\x18\x04 \x01(\tR\vdestination\x12\x1a\n" +
+	"\battempts\x18\x05 \x01(\x05R\battempts\"\x93\x02\n" +
 	"\fDeadLettered\x12\x1a\n" +
 	"\bconsumer\x18\x01 \x01(\tR\bconsumer\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12)\n" +

@@ -27,6 +27,8 @@ import (
 	"github.com/kis-core/runbook/services/monitor"
 	"github.com/kis-core/runbook/services/preflight"
 	"github.com/kis-core/runbook/services/reporter"
+	"github.com/kis-core/runbook/services/reporter/api"
+	"github.com/kis-core/runbook/services/reporter/notify"
 	"github.com/kis-core/runbook/services/reporter/pgstore"
 	"github.com/kis-core/runbook/services/tester"
 )
@@ -40,7 +42,8 @@ type Options struct {
 	// NATSListen is where the embedded server accepts NATS clients
 	// ("127.0.0.1:4222"; port 0 or -1 picks a free one).
 	NATSListen string
-	// HTTPListen serves /metrics and /healthz ("" to not serve).
+	// HTTPListen serves /metrics, /healthz, and with the reporter the read
+	// API and dashboard (package services/reporter/api) at / ("" to not serve).
 	HTTPListen string
 	// NoSync turns off fsync-per-write on the embedded server (benchmarks).
 	NoSync bool
@@ -52,6 +55,10 @@ type Options struct {
 	// DatabaseURL keeps the reporter's read model in PostgreSQL (runs,
 	// events, reports); empty keeps it in memory.
 	DatabaseURL string
+	// Notify configures the notifier that runs with the reporter (the
+	// server's own destinations, Getenv for their secrets, retries); the
+	// plan's report.notify adds per-run destinations.
+	Notify notify.Options
 	// ShutdownTimeout bounds the shutdown (default 15s).
 	ShutdownTimeout time.Duration
 
@@ -158,10 +165,26 @@ func New(ctx context.Context, o Options) (*Server, error) {
 			}
 			s.Reporter = reporter.New(b, ro, log, m, o.Registry)
 			s.services[name] = s.Reporter
+			if !slices.Contains(o.Without, "notifier") {
+				s.services["notifier"] = notify.New(b, o.Notify, o.Log, m, o.Registry)
+			}
 		}
 	}
 	if o.HTTPListen != "" {
-		srv, addr, err := svcmain.ServeMetrics(o.HTTPListen, o.Registry, s.healthy)
+		var extra []http.Handler
+		if s.Reporter != nil {
+			// The read API, live stream and dashboard; its hub runs
+			// (and closes its SSE clients) with the services.
+			b, err := bus("api")
+			if err != nil {
+				s.close()
+				return nil, err
+			}
+			a := api.New(api.Options{Model: s.Reporter.Model(), Bus: b, Log: o.Log.With("component", "api")})
+			s.services["api"] = a
+			extra = append(extra, a.Handler())
+		}
+		srv, addr, err := svcmain.ServeMetrics(o.HTTPListen, o.Registry, s.healthy, extra...)
 		if err != nil {
 			s.close()
 			return nil, err

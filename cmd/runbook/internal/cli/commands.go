@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -20,6 +21,7 @@ import (
 	"github.com/kis-core/runbook/eventbus"
 	"github.com/kis-core/runbook/eventbus/svcmain"
 	"github.com/kis-core/runbook/services/deployer/gate"
+	"github.com/kis-core/runbook/services/reporter/notify"
 	"github.com/kis-core/runbook/services/reporter/report"
 )
 
@@ -27,6 +29,8 @@ func serveCmd(g *globals) *cobra.Command {
 	var o allinone.Options
 	var external bool
 	var logLevel string
+	var notifySlackEnv, notifyWebhook, notifySMTPEnv string
+	var notifyEmailTo []string
 	c := &cobra.Command{
 		Use:   "serve",
 		Short: "Run NATS JetStream (embedded) and the five services in this process",
@@ -43,12 +47,22 @@ starting one.
 Each report the reporter publishes is also written to --reports-dir as
 <run>-report.json (the report JSON byte for byte); --reports-dir "" writes none.
 
-/metrics and /healthz are served on --http-listen.`,
+Every report is also notified to the plan's report.notify destinations and
+to the --notify-* ones (Slack, a webhook, e-mail for runs that failed,
+rolled back or had issues), once per run and destination.
+
+/metrics, /healthz, the read API (/api/v1/...), its live stream
+(/api/v1/stream) and the web dashboard (/) are served on --http-listen.`,
 		Example: `  runbook serve --nats-listen 127.0.0.1:14222 --data-dir .runbook/data
   runbook serve --nats-url nats://n1:4222,nats://n2:4222,nats://n3:4222 --replicas 3`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o.Log = svcmain.NewLogger(logLevel)
+			dests, err := notify.ServerDestinations(notifySlackEnv, notifyWebhook, notifySMTPEnv, notifyEmailTo)
+			if err != nil {
+				return err
+			}
+			o.Notify.Destinations, o.Notify.Getenv = dests, os.LookupEnv
 			if external || cmd.Flags().Changed("nats-url") {
 				o.NATSURL = g.natsURL
 			}
@@ -63,13 +77,17 @@ Each report the reporter publishes is also written to --reports-dir as
 	f := c.Flags()
 	f.StringVar(&o.DataDir, "data-dir", filepath.Join(".runbook", "data"), "JetStream data directory of the embedded server")
 	f.StringVar(&o.NATSListen, "nats-listen", "127.0.0.1:4222", "where the embedded NATS server accepts clients (port 0: any free port)")
-	f.StringVar(&o.HTTPListen, "http-listen", "127.0.0.1:9464", "address of /metrics and /healthz")
+	f.StringVar(&o.HTTPListen, "http-listen", "127.0.0.1:9464", "address of /metrics, /healthz, the read API and the dashboard")
 	f.BoolVar(&external, "external", false, "connect to RUNBOOK_NATS_URL / --nats-url instead of embedding a server")
 	f.BoolVar(&o.NoSync, "no-sync", false, "do not fsync every write (faster; loses acknowledged events on power loss)")
 	f.IntVar(&o.Replicas, "replicas", 1, "stream replicas when creating the streams (3 in a cluster)")
 	f.StringVar(&o.DatabaseURL, "database-url", envOr("RUNBOOK_DATABASE_URL", ""), "PostgreSQL URL for the reporter's read model (runs, events, reports); env RUNBOOK_DATABASE_URL; empty keeps it in memory")
 	f.StringVar(&o.ReportsDir, "reports-dir", filepath.Join(".runbook", "reports"), "where each published report is also written as <run>-report.json (\"\" for none)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	f.StringVar(&notifySlackEnv, "notify-slack-env", "", "NAME of the env var holding a Slack webhook URL notified of every run (the plan's report.notify adds its own)")
+	f.StringVar(&notifyWebhook, "notify-webhook", "", "URL receiving every run's report JSON (POST)")
+	f.StringSliceVar(&notifyEmailTo, "notify-email-to", nil, "recipients of the e-mail report (runs that failed, rolled back or had issues), comma-separated; needs --notify-smtp-env")
+	f.StringVar(&notifySMTPEnv, "notify-smtp-env", "", "NAME of the env var holding smtp://user:pass@host:port?from=... for --notify-email-to")
 	return c
 }
 

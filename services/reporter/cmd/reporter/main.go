@@ -4,26 +4,49 @@
 //
 // --database-url (env RUNBOOK_DATABASE_URL) keeps the read model in
 // PostgreSQL (package pgstore) instead of memory.
+//
+// The read API, its live stream and the web dashboard (package api) are
+// served on --metrics-listen: http://<addr>/ next to /metrics.
+//
+// The notifier (package notify) runs beside it: the Slack, webhook and
+// e-mail notifications of each report.ready, to the plan's report.notify
+// destinations and to the --notify-* ones.
 package main
 
 import (
 	"context"
+	"errors"
 	"flag"
+	"net/http"
 	"os"
+	"strings"
+	"sync"
 	"time"
 
+	"github.com/kis-core/runbook/eventbus"
 	"github.com/kis-core/runbook/eventbus/svcmain"
 	"github.com/kis-core/runbook/services/reporter"
+	"github.com/kis-core/runbook/services/reporter/api"
+	"github.com/kis-core/runbook/services/reporter/notify"
 	"github.com/kis-core/runbook/services/reporter/pgstore"
 )
 
 func main() {
 	var dbURL, reportsDir string
+	var slackEnv, webhookURL, smtpEnv, emailTo string
 	var store *pgstore.Store
 	code := svcmain.MainWithFlags("reporter", func(fs *flag.FlagSet) {
 		fs.StringVar(&dbURL, "database-url", os.Getenv("RUNBOOK_DATABASE_URL"), "PostgreSQL for the read model and history (env RUNBOOK_DATABASE_URL); empty: in memory, rebuilt from the stream")
 		fs.StringVar(&reportsDir, "reports-dir", os.Getenv("RUNBOOK_REPORTS_DIR"), "also write each report as <dir>/<run>-report.json (env RUNBOOK_REPORTS_DIR); empty: no files")
+		fs.StringVar(&slackEnv, "notify-slack-env", "", "NAME of the env var holding a Slack webhook URL notified of every run (the plan's report.notify adds its own)")
+		fs.StringVar(&webhookURL, "notify-webhook", "", "URL receiving every run's report JSON (POST)")
+		fs.StringVar(&emailTo, "notify-email-to", "", "comma-separated recipients of the e-mail report (runs that failed, rolled back or had issues); needs --notify-smtp-env")
+		fs.StringVar(&smtpEnv, "notify-smtp-env", "", "NAME of the env var holding smtp://user:pass@host:port?from=... for --notify-email-to")
 	}, func(d svcmain.Deps) (svcmain.Service, error) {
+		dests, err := notify.ServerDestinations(slackEnv, webhookURL, smtpEnv, strings.Split(emailTo, ","))
+		if err != nil {
+			return nil, err
+		}
 		o := reporter.Options{ReportsDir: reportsDir}
 		if dbURL != "" {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -35,11 +58,56 @@ func main() {
 			store, o.Model = s, s
 			d.Log.Info("read model in PostgreSQL")
 		}
-		return reporter.New(d.Bus, o, d.Log, d.Metrics, d.Registry), nil
+		rep := reporter.New(d.Bus, o, d.Log, d.Metrics, d.Registry)
+		n := notify.New(d.Bus, notify.Options{Consumer: eventbus.ConsumerOptions{AckWait: d.AckWait}, Destinations: dests, Getenv: os.LookupEnv}, d.Log, d.Metrics, d.Registry)
+		// The read API and dashboard (package api) run with the reporter,
+		// on --metrics-listen next to /metrics and /healthz.
+		a := api.New(api.Options{Model: rep.Model(), Bus: d.Bus, Log: d.Log.With("component", "api")})
+		return sideBySide(httpServices{services: services{rep, a}, h: a.Handler()}, n), nil
 	})
 	// svcmain returns after the consumers and NATS drained: the pool closes last.
 	if store != nil {
 		store.Close()
 	}
 	os.Exit(code)
+}
+
+// services runs several services until ctx ends; the first to fail stops
+// the others (never half a REPORT phase).
+type services []svcmain.Service
+
+func (ss services) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make([]error, len(ss))
+	var wg sync.WaitGroup
+	for i, s := range ss {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if errs[i] = s.Run(ctx); errs[i] != nil {
+				cancel()
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// httpServices keeps the first service's HTTP handler (the reporter's read
+// API) visible to svcmain.
+type httpServices struct {
+	services
+	h http.Handler
+}
+
+func (s httpServices) Handler() http.Handler { return s.h }
+
+// sideBySide runs the reporter and the notifier in one process.
+func sideBySide(rep, n svcmain.Service) svcmain.Service {
+	ss := services{rep, n}
+	if hs, ok := rep.(svcmain.HTTPService); ok {
+		return httpServices{services: ss, h: hs.Handler()}
+	}
+	return ss
 }

@@ -1,0 +1,275 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/kis-core/runbook/domain/runstate"
+	"github.com/kis-core/runbook/eventbus"
+	"github.com/kis-core/runbook/services/reporter"
+)
+
+// keepFinal is how many final runs the hub keeps folded, so the events
+// that trail a final status (report.ready, notifications) need no re-read.
+const keepFinal = 1024
+
+// RunChange is the data of an SSE `event: run`: a run's status changed
+// (a new run appears with SUBMITTED).
+type RunChange struct {
+	RunID  string          `json:"run_id"`
+	Status runstate.Status `json:"status"`
+	Phase  string          `json:"phase"`
+	// Type and Seq are the event that changed it.
+	Type string    `json:"type"`
+	Seq  uint64    `json:"seq"`
+	Time time.Time `json:"time"`
+}
+
+// EventNote is the data of an SSE `event: event`: any event of a run
+// except step output and load-test progress, so a run page can refresh.
+type EventNote struct {
+	RunID string    `json:"run_id"`
+	Type  string    `json:"type"`
+	Seq   uint64    `json:"seq"`
+	Time  time.Time `json:"time"`
+}
+
+// hub follows the audit stream once per process and fans it out to the
+// SSE clients.
+type hub struct {
+	o     Options
+	log   *slog.Logger
+	ready chan struct{} // closed once the follower's start position is fixed
+
+	mu      sync.Mutex
+	clients map[*client]struct{}
+	closed  bool
+
+	// Only the follower goroutine touches these.
+	folds      map[string]*runstate.State
+	finalOrder []string
+}
+
+type client struct {
+	ch chan []byte
+}
+
+func newHub(o Options) *hub {
+	return &hub{o: o, log: o.Log, ready: make(chan struct{}), clients: map[*client]struct{}{}, folds: map[string]*runstate.State{}}
+}
+
+// Ready is closed once the live stream follows the audit stream: every
+// event published after it reaches the SSE clients.
+func (a *API) Ready() <-chan struct{} { return a.hub.ready }
+
+func (h *hub) run(ctx context.Context) error {
+	defer h.shutdown()
+	if h.o.Bus == nil {
+		close(h.ready)
+		<-ctx.Done()
+		return nil
+	}
+	var next uint64
+	for {
+		if next == 0 {
+			last, err := h.lastSeq(ctx)
+			if err == nil {
+				next = last + 1
+				close(h.ready)
+			} else {
+				if ctx.Err() != nil {
+					return nil
+				}
+				h.log.Warn("live stream: audit stream position", "err", err)
+				if !sleep(ctx, time.Second) {
+					return nil
+				}
+				continue
+			}
+		}
+		err := h.o.Bus.Follow(ctx, []string{eventbus.SubjectPrefix + ".>"}, next, func(env eventbus.Envelope) error {
+			next = env.Seq + 1
+			h.handle(ctx, env)
+			return nil
+		})
+		if ctx.Err() != nil {
+			return nil
+		}
+		h.log.Warn("live stream: follow ended, resuming", "next_seq", next, "err", err)
+		if !sleep(ctx, time.Second) {
+			return nil
+		}
+	}
+}
+
+// lastSeq is the audit stream's last sequence: the live stream starts
+// after it (new events only).
+func (h *hub) lastSeq(ctx context.Context) (uint64, error) {
+	st, err := h.o.Bus.JetStream().Stream(ctx, eventbus.AuditStream)
+	if err != nil {
+		return 0, fmt.Errorf("look up stream %s: %w", eventbus.AuditStream, err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("stream %s info: %w", eventbus.AuditStream, err)
+	}
+	return info.State.LastSeq, nil
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// handle turns one event into SSE messages.
+func (h *hub) handle(ctx context.Context, env eventbus.Envelope) {
+	ev := env.Event
+	typ := ev.GetType()
+	if typ == "threshold.violated" {
+		h.broadcast("alert", env.Seq, violation(env))
+	}
+	if reporter.Noise(typ) {
+		return
+	}
+	runID := ev.GetRunId()
+	h.broadcast("event", env.Seq, EventNote{RunID: runID, Type: typ, Seq: env.Seq, Time: ev.GetTime().AsTime()})
+	st := h.fold(ctx, runID, env.Seq)
+	before := st.Status
+	st.Apply(ev)
+	if st.Status != before {
+		h.broadcast("run", env.Seq, RunChange{RunID: runID, Status: st.Status, Phase: st.Status.Phase(), Type: typ, Seq: env.Seq, Time: ev.GetTime().AsTime()})
+		if st.Status.Final() {
+			h.finalOrder = append(h.finalOrder, runID)
+			if len(h.finalOrder) > keepFinal {
+				delete(h.folds, h.finalOrder[0])
+				h.finalOrder = h.finalOrder[1:]
+			}
+		}
+	}
+}
+
+// fold returns the run's status fold as it was before stream sequence
+// seq: from memory, or, the first time the run is seen, from its history.
+func (h *hub) fold(ctx context.Context, runID string, seq uint64) *runstate.State {
+	if st := h.folds[runID]; st != nil {
+		return st
+	}
+	st := runstate.New(runID)
+	hist, err := h.o.Bus.RunHistory(ctx, runID)
+	if err != nil {
+		h.log.Warn("live stream: run history", "run_id", runID, "err", err)
+	}
+	for _, e := range hist {
+		if e.Seq < seq && !reporter.Noise(e.Event.GetType()) {
+			st.Apply(e.Event)
+		}
+	}
+	h.folds[runID] = st
+	return st
+}
+
+// broadcast sends one message to every client. A client whose buffer is
+// full is dropped (its stream ends; EventSource reconnects), never waited for.
+func (h *hub) broadcast(event string, seq uint64, data any) {
+	b, err := json.Marshal(data)
+	if err != nil {
+		h.log.Error("live stream: encode", "event", event, "err", err)
+		return
+	}
+	msg := fmt.Appendf(nil, "id: %d\nevent: %s\ndata: %s\n\n", seq, event, b)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for c := range h.clients {
+		select {
+		case c.ch <- msg:
+		default:
+			delete(h.clients, c)
+			close(c.ch)
+			h.log.Warn("live stream: slow client dropped", "buffer", cap(c.ch))
+		}
+	}
+}
+
+func (h *hub) add() *client {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return nil
+	}
+	c := &client{ch: make(chan []byte, h.o.ClientBuffer)}
+	h.clients[c] = struct{}{}
+	return c
+}
+
+func (h *hub) remove(c *client) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if _, ok := h.clients[c]; ok {
+		delete(h.clients, c)
+		close(c.ch)
+	}
+}
+
+func (h *hub) shutdown() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.closed = true
+	for c := range h.clients {
+		delete(h.clients, c)
+		close(c.ch)
+	}
+}
+
+// serve is GET /api/v1/stream.
+func (h *hub) serve(w http.ResponseWriter, r *http.Request) {
+	rc := http.NewResponseController(w)
+	c := h.add()
+	if c == nil {
+		writeError(w, http.StatusServiceUnavailable, apiError{Error: "the live stream is shutting down"})
+		return
+	}
+	defer h.remove(c)
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.Header().Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	if _, err := fmt.Fprint(w, "retry: 2000\n: connected\n\n"); err != nil {
+		return
+	}
+	if err := rc.Flush(); err != nil {
+		return
+	}
+	beat := time.NewTicker(h.o.Heartbeat)
+	defer beat.Stop()
+	for {
+		var out []byte
+		select {
+		case <-r.Context().Done():
+			return
+		case msg, ok := <-c.ch:
+			if !ok {
+				return // dropped as too slow, or shutting down
+			}
+			out = msg
+		case <-beat.C:
+			out = []byte(": heartbeat\n\n")
+		}
+		if _, err := w.Write(out); err != nil {
+			return
+		}
+		if err := rc.Flush(); err != nil {
+			return
+		}
+	}
+}

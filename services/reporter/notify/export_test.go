@@ -1,0 +1,7 @@
+package notify
+
+// Unexported senders, for the tests of the retry classification.
+var (
+	PostJSON = postJSON
+	SendMail = sendMail
+)
