@@ -63,7 +63,7 @@ func main() {
 		// The read API and dashboard (package api) run with the reporter,
 		// on --metrics-listen next to /metrics and /healthz.
 		a := api.New(api.Options{Model: rep.Model(), Bus: d.Bus, Log: d.Log.With("component", "api")})
-		return sideBySide(httpServices{services: services{rep, a}, h: a.Handler()}, n), nil
+		return httpServices{services: services{rep, n, a}, h: a.Handler()}, nil
 	})
 	// svcmain returns after the consumers and NATS drained: the pool closes last.
 	if store != nil {
@@ -94,20 +94,11 @@ func (ss services) Run(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// httpServices keeps the first service's HTTP handler (the reporter's read
-// API) visible to svcmain.
+// httpServices runs the reporter, the notifier and the read API in one
+// process and hands svcmain the API's handler to mount at "/".
 type httpServices struct {
 	services
 	h http.Handler
 }
 
 func (s httpServices) Handler() http.Handler { return s.h }
-
-// sideBySide runs the reporter and the notifier in one process.
-func sideBySide(rep, n svcmain.Service) svcmain.Service {
-	ss := services{rep, n}
-	if hs, ok := rep.(svcmain.HTTPService); ok {
-		return httpServices{services: ss, h: hs.Handler()}
-	}
-	return ss
-}
