@@ -11,7 +11,7 @@ DEMO_NATS   ?= 127.0.0.1:14222
 DEMO_HTTP   ?= 127.0.0.1:19464
 DEMO_DIR    := .demo
 
-.PHONY: all build test test-short kill-test proto proto-check lint fmt demo run bench fuzz compose-check clean
+.PHONY: all build test test-short kill-test proto proto-check lint fmt demo run bench bench-projection fuzz compose-check clean
 
 all: build
 
@@ -56,9 +56,12 @@ run: build ## runbook serve on the embedded default (NATS on $(DEMO_NATS))
 demo: build ## the estimator demo target, runbook serve, and both example plans, live
 	@bash scripts/demo.sh
 
-bench: ## benchmarks; figures go into BENCHMARKS.md
+bench: bench-projection ## benchmarks; figures go into BENCHMARKS.md
 	$(GO) test -run '^$$' -bench RawJetStream -benchtime 10000x -count 1 ./cmd/runbook/internal/allinone/
 	$(GO) test -run '^$$' -bench 'Pipeline|FirstStepLatency|StepOverhead|RollbackLatency' -benchtime 1x -count 1 -timeout 20m ./cmd/runbook/internal/allinone/
+
+bench-projection: ## reporter projection: raw stream read vs PostgreSQL / memory projection and replay --rebuild of 1M events (RUNBOOK_BENCH_EVENTS)
+	$(GO) test -run '^$$' -bench Projection -benchtime 1x -count 1 -timeout 30m ./services/reporter/pgstore/
 
 fuzz: ## fuzz the plan loader (plan.Parse) for 2 minutes; crashers go to domain/plan/testdata/fuzz/
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 2m ./domain/plan/

@@ -38,7 +38,7 @@ var errBuild = errors.New("report cannot be built")
 type Options struct {
 	// Model is the read model; default a new in-memory one.
 	Model ReadModel
-	// Batch is the most events applied at once (default 1000).
+	// Batch is the most events applied at once (default 5000; see BENCHMARKS.md).
 	Batch int
 	// RetryMin and RetryMax bound the wait between attempts to store a
 	// batch the model refused (database down): doubling from RetryMin
@@ -56,7 +56,7 @@ func (o *Options) setDefaults() {
 		o.Model = NewMemory()
 	}
 	if o.Batch <= 0 {
-		o.Batch = 1000
+		o.Batch = 5000
 	}
 	if o.RetryMin <= 0 {
 		o.RetryMin = 200 * time.Millisecond

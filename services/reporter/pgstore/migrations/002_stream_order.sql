@@ -45,7 +45,6 @@ CREATE TABLE events (
     chain      bytea NOT NULL
 );
 CREATE INDEX events_run_seq ON events (run_id, stream_seq);
-CREATE INDEX events_event_id ON events (event_id);
 
 CREATE TABLE reports (
     run_id      text PRIMARY KEY,
