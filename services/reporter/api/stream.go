@@ -77,7 +77,7 @@ func (h *hub) run(ctx context.Context) error {
 	var next uint64
 	for {
 		if next == 0 {
-			last, err := h.lastSeq(ctx)
+			last, err := h.o.Bus.LastSeq(ctx)
 			if err == nil {
 				next = last + 1
 				close(h.ready)
@@ -105,20 +105,6 @@ func (h *hub) run(ctx context.Context) error {
 			return nil
 		}
 	}
-}
-
-// lastSeq is the audit stream's last sequence: the live stream starts
-// after it (new events only).
-func (h *hub) lastSeq(ctx context.Context) (uint64, error) {
-	st, err := h.o.Bus.JetStream().Stream(ctx, eventbus.AuditStream)
-	if err != nil {
-		return 0, fmt.Errorf("look up stream %s: %w", eventbus.AuditStream, err)
-	}
-	info, err := st.Info(ctx)
-	if err != nil {
-		return 0, fmt.Errorf("stream %s info: %w", eventbus.AuditStream, err)
-	}
-	return info.State.LastSeq, nil
 }
 
 func sleep(ctx context.Context, d time.Duration) bool {
