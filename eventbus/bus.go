@@ -190,12 +190,26 @@ func (b *Bus) Scan(ctx context.Context, filters []string, startSeq uint64, fn fu
 	if err != nil {
 		return err
 	}
+	defer b.dropConsumer(cons)
 	return drain(ctx, cons, filters, func(msg jetstream.Msg, seq uint64) error {
 		if ev, derr := Decode(msg.Subject(), msg.Headers(), msg.Data()); derr == nil {
 			return fn(Envelope{Event: ev, Seq: seq, Subject: msg.Subject()})
 		}
 		return nil
 	})
+}
+
+// dropConsumer deletes a finished scan's ordered consumer at once instead
+// of leaving it to the server's inactivity threshold: a caller polling
+// RunHistory would otherwise pile consumers up to the server's limit.
+func (b *Bus) dropConsumer(cons jetstream.Consumer) {
+	info := cons.CachedInfo()
+	if info == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = b.js.DeleteConsumer(ctx, info.Stream, info.Name) // best effort: the threshold still applies
 }
 
 // RunSamples returns the metric samples of one run kept on RUNBOOK_METRICS
@@ -211,6 +225,7 @@ func (b *Bus) RunSamples(ctx context.Context, runID string) ([]*runbookv1.Metric
 	if err != nil {
 		return nil, fmt.Errorf("ordered consumer on %v: %w", filters, err)
 	}
+	defer b.dropConsumer(cons)
 	var out []*runbookv1.MetricSample
 	err = drain(ctx, cons, filters, func(msg jetstream.Msg, _ uint64) error {
 		s := &runbookv1.MetricSample{}

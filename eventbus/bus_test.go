@@ -234,11 +234,29 @@ func TestFollowAndScan(t *testing.T) {
 	if err := bus.Scan(ctx, []string{eventbus.RunSubjects("F")}, 0, func(eventbus.Envelope) error { n++; return nil }); err != nil || n != 3 {
 		t.Fatalf("scan: %d events, %v", n, err)
 	}
+	// A finished scan leaves no consumer behind: polling RunHistory must
+	// not pile them up to the server's limit.
+	for range 20 {
+		if h, err := bus.RunHistory(ctx, "F"); err != nil || len(h) != 3 {
+			t.Fatalf("history: %d events, %v", len(h), err)
+		}
+	}
+	st, err := bus.JetStream().Stream(ctx, eventbus.AuditStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	left := 0
+	for range st.ListConsumers(ctx).Info() {
+		left++
+	}
+	if left != 0 {
+		t.Errorf("%d consumers left behind by 21 scans", left)
+	}
 	go func() {
 		_, _ = bus.Publish(ctx, eventbus.New("F", &runbookv1.Event_ReportReady{ReportReady: &runbookv1.ReportReady{Status: "SUCCESS"}}))
 	}()
 	var got []string
-	err := bus.Follow(ctx, []string{eventbus.RunSubjects("F")}, 0, func(e eventbus.Envelope) error {
+	err = bus.Follow(ctx, []string{eventbus.RunSubjects("F")}, 0, func(e eventbus.Envelope) error {
 		got = append(got, e.Event.Type)
 		if e.Event.Type == "report.ready" {
 			return eventbus.StopFollow()
