@@ -11,7 +11,7 @@ DEMO_NATS   ?= 127.0.0.1:14222
 DEMO_HTTP   ?= 127.0.0.1:19464
 DEMO_DIR    := .demo
 
-.PHONY: all build test test-short kill-test proto proto-check lint fmt demo run bench bench-projection fuzz compose-check clean
+.PHONY: all build test test-short test-load kill-test proto proto-check lint fmt demo run bench bench-projection bench-load fuzz compose-check clean
 
 all: build
 
@@ -21,9 +21,13 @@ build: ## build runbook, the five service binaries and the demo target into bin/
 	@for s in $(SERVICES); do $(GO) build -o $(BIN)/$$s ./services/$$s/cmd/$$s || exit 1; done
 	$(GO) build -o $(BIN)/estimator ./examples/estimator/cmd/estimator
 
-test: ## every test, with the race detector; then, alone, the one that restarts the machine's PostgreSQL
+test: ## every test, with the race detector; then, alone, the one that restarts the machine's PostgreSQL; then test-load
 	$(GO) test -race -count=1 -timeout 15m $(PKGS)
 	RUNBOOK_PG_RESTART=1 $(GO) test -race -count=1 -timeout 5m -run TestReporterKilledAndPostgresRestarted ./cmd/runbook/internal/allinone/
+	$(MAKE) test-load
+
+test-load: ## the open-model check (2,000 req/s for 10 s, a 1 s stall in p99): too heavy for -race on 2 cores, so run here without it
+	$(GO) test -count=1 -timeout 5m -run 'TestOpenModelRateAndStall' -v ./services/tester/httprun/
 
 kill-test: ## the deployer process killed with SIGKILL 20 times during runs (make test does 5)
 	RUNBOOK_KILLS=20 $(GO) test -race -count=1 -timeout 10m -run TestDeployerKill9 -v ./cmd/runbook/internal/allinone/
@@ -56,9 +60,13 @@ run: build ## runbook serve on the embedded default (NATS on $(DEMO_NATS))
 demo: build ## the estimator demo target, runbook serve, and both example plans, live
 	@bash scripts/demo.sh
 
-bench: bench-projection ## benchmarks; figures go into BENCHMARKS.md
+bench: bench-projection bench-load ## benchmarks; figures go into BENCHMARKS.md
 	$(GO) test -run '^$$' -bench RawJetStream -benchtime 10000x -count 1 ./cmd/runbook/internal/allinone/
-	$(GO) test -run '^$$' -bench 'Pipeline|FirstStepLatency|StepOverhead|RollbackLatency' -benchtime 1x -count 1 -timeout 20m ./cmd/runbook/internal/allinone/
+	$(GO) test -run '^$$' -bench 'Pipeline|FirstStepLatency|StepOverhead|RollbackLatency|MonitorBreachToRollback' -benchtime 1x -count 1 -timeout 20m ./cmd/runbook/internal/allinone/
+	$(GO) test -run '^$$' -bench MonitorScale -benchtime 1x -count 1 -timeout 20m ./cmd/runbook/internal/allinone/
+
+bench-load: ## the load engine's max req/s and CPU time per request beside wrk and hey, same local target (RUNBOOK_BENCH_SECONDS, RUNBOOK_BENCH_CONNS)
+	$(GO) test -run '^$$' -bench LoadEngineVsWrkHey -benchtime 1x -count 1 -timeout 5m ./services/tester/httprun/
 
 bench-projection: ## reporter projection: raw stream read vs PostgreSQL / memory projection and replay --rebuild of 1M events (RUNBOOK_BENCH_EVENTS)
 	$(GO) test -run '^$$' -bench Projection -benchtime 1x -count 1 -timeout 30m ./services/reporter/pgstore/

@@ -131,6 +131,7 @@ func (b *Bus) tailFrom(ctx context.Context, start uint64, max int, announce bool
 			select {
 			case msgs <- m:
 			case <-rctx.Done():
+				readErr <- rctx.Err() // the only send: readErr has room
 				return
 			}
 		}
@@ -144,7 +145,13 @@ func (b *Bus) tailFrom(ctx context.Context, start uint64, max int, announce bool
 		bt.CaughtUp = m.pending == 0
 	}
 	for {
-		m, ok := <-msgs
+		var m tailMsg
+		var ok bool
+		select {
+		case m, ok = <-msgs:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 		if !ok {
 			return fmt.Errorf("tail: %w", <-readErr)
 		}

@@ -426,13 +426,20 @@ func (a *AutoRollback) EffectiveFactor() float64 {
 	return a.Factor
 }
 
-// Kind is http_probe or prometheus_scrape ("" when none is set).
+// Kind is http_probe, prometheus_scrape, prometheus_query, system or
+// alertmanager: the first set ("" when none is set).
 func (s Source) Kind() string {
 	switch {
 	case s.HTTPProbe != nil:
 		return "http_probe"
 	case s.PrometheusScrape != nil:
 		return "prometheus_scrape"
+	case s.PrometheusQuery != nil:
+		return "prometheus_query"
+	case s.System != nil:
+		return "system"
+	case s.Alertmanager != nil:
+		return "alertmanager"
 	}
 	return ""
 }
@@ -469,7 +476,7 @@ func (t Test) RollbackOnFailureOr() bool {
 }
 
 // IsEmpty reports a plan without smoke or load tests.
-func (t Test) IsEmpty() bool { return len(t.Smoke) == 0 && t.Load == nil }
+func (t Test) IsEmpty() bool { return len(t.SmokeSteps()) == 0 && t.Load == nil }
 
 // EffectiveType is smoke (default), regression or performance.
 func (s SmokeTest) EffectiveType() string { return or(s.Type, DefaultSmokeType) }

@@ -173,7 +173,7 @@ func TestTestDefaults(t *testing.T) {
 		t.Error("rollback_on_failure default true, false honoured")
 	}
 	var l *LoadTest
-	if l.EffectiveVUs() != 50 || l.EffectiveDuration() != 5*time.Minute || l.EffectiveThinkTime() != time.Second || l.EffectiveGates() != (LoadGates{P95MS: 2100, ErrorRate: 0.01}) {
+	if l.EffectiveVUs() != 50 || l.EffectiveDuration() != 5*time.Minute || l.EffectiveThinkTime() != time.Second || !reflect.DeepEqual(l.EffectiveGates(), LoadGates{P95MS: 2100, ErrorRate: 0.01}) {
 		t.Error("load defaults")
 	}
 	l = &LoadTest{Gates: LoadGates{ErrorRate: 0}}

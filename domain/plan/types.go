@@ -302,12 +302,20 @@ type Monitor struct {
 	Sources      []Source           `yaml:"sources"`
 	Thresholds   map[string]float64 `yaml:"thresholds"` // default: the seed's five
 	AutoRollback *AutoRollback      `yaml:"auto_rollback"`
+	// Gates, Baseline and Mode: see monitor_gates.go.
+	Gates    map[string]Gate `yaml:"gates"`
+	Baseline Duration        `yaml:"baseline"`
+	Mode     string          `yaml:"mode"`
 }
 
-// Source is one metric source: exactly one field is set.
+// Source is one metric source: exactly one field is set. The kinds beyond
+// http_probe and prometheus_scrape are in monitor_sources.go.
 type Source struct {
-	HTTPProbe        *HTTPProbe        `yaml:"http_probe"`
-	PrometheusScrape *PrometheusScrape `yaml:"prometheus_scrape"`
+	HTTPProbe        *HTTPProbe          `yaml:"http_probe"`
+	PrometheusScrape *PrometheusScrape   `yaml:"prometheus_scrape"`
+	PrometheusQuery  *PrometheusQuery    `yaml:"prometheus_query"`
+	System           *SystemSource       `yaml:"system"`
+	Alertmanager     *AlertmanagerSource `yaml:"alertmanager"`
 }
 
 type HTTPProbe struct {
@@ -326,6 +334,9 @@ type PrometheusScrape struct {
 	// RequestsCounter defaults to the histogram's _count.
 	RequestsCounter string `yaml:"requests_counter"`
 	ErrorsCounter   string `yaml:"errors_counter"`
+	// Metrics are further series read from the scrape: gauges, counter
+	// rates, histogram quantiles, with label matchers (monitor_sources.go).
+	Metrics []ScrapeMetric `yaml:"metrics"`
 }
 
 type AutoRollback struct {
@@ -335,7 +346,10 @@ type AutoRollback struct {
 
 type Test struct {
 	Smoke []SmokeTest `yaml:"smoke"`
-	Load  *LoadTest   `yaml:"load"`
+	// Suites are named groups of smoke tests run after Smoke, in order
+	// (smoke.go).
+	Suites []SmokeSuite `yaml:"suites"`
+	Load   *LoadTest    `yaml:"load"`
 	// RollbackOnFailure asks for a rollback when a test fails (default true).
 	RollbackOnFailure *bool `yaml:"rollback_on_failure"`
 }
@@ -346,9 +360,16 @@ type SmokeTest struct {
 	Request Request  `yaml:"request"`
 	Expect  Expect   `yaml:"expect"`
 	Timeout Duration `yaml:"timeout"` // default 10s
+	// Capture names values taken from the response, used by later steps as
+	// ${name}: name → JSON path, "header:Name" or {json|header, secret}
+	// (see Capture in smoke.go).
+	Capture map[string]any `yaml:"capture"`
 }
 
 type Request struct {
+	// Name names a load-test request in its per-request latencies (default
+	// "METHOD path"); smoke tests are named by their test's name.
+	Name       string            `yaml:"name"`
 	Method     string            `yaml:"method"` // default GET
 	URL        string            `yaml:"url"`
 	JSON       any               `yaml:"json"`
@@ -357,10 +378,22 @@ type Request struct {
 	HeadersEnv map[string]string `yaml:"headers_env"`
 }
 
+// Expect is what a smoke test's response must show. Every assertion is
+// checked and every unmet one reported.
 type Expect struct {
 	Status int            `yaml:"status"` // default: any 2xx
-	MaxMS  int            `yaml:"max_ms"`
-	JSON   map[string]any `yaml:"json"` // dotted path → expected value ("*" : must exist)
+	MaxMS  int            `yaml:"max_ms"` // latency bound, request sent to last byte read
+	JSON   map[string]any `yaml:"json"`   // dotted path → expected value ("*" : must exist)
+	// JSONMatch: dotted path → regular expression the value's text must match.
+	JSONMatch map[string]string `yaml:"json_match"`
+	// JSONAbsent: dotted paths that must not exist.
+	JSONAbsent []string `yaml:"json_absent"`
+	// Headers: header → exact value ("*": must be present).
+	Headers map[string]string `yaml:"headers"`
+	// HeadersMatch: header → regular expression the value must match.
+	HeadersMatch map[string]string `yaml:"headers_match"`
+	// BodyContains: texts the response body must contain.
+	BodyContains []string `yaml:"body_contains"`
 }
 
 type LoadTest struct {
@@ -369,11 +402,24 @@ type LoadTest struct {
 	Requests  []Request `yaml:"requests"`   // one iteration, in order
 	ThinkTime Duration  `yaml:"think_time"` // sleep per iteration, default 1s
 	Gates     LoadGates `yaml:"gates"`
+	// Stages ramp the closed model's virtual users instead of vus and
+	// duration (see load.go).
+	Stages []LoadStage `yaml:"stages"`
+	// Rate (iterations started per second) selects the open model.
+	Rate float64 `yaml:"rate"`
+	// MaxInFlight bounds the open model's iterations in flight (default 1000).
+	MaxInFlight int `yaml:"max_in_flight"`
+	// AbortEarly stops a test whose gate has clearly failed (default true).
+	AbortEarly *bool `yaml:"abort_early"`
+	// Regression judges latencies against the last passing run (default on).
+	Regression *LoadRegression `yaml:"regression"`
 }
 
 type LoadGates struct {
 	P95MS     float64 `yaml:"p95_ms"`     // default 2100
 	ErrorRate float64 `yaml:"error_rate"` // default 0.01
+	// Percentiles gate any percentile: "p99: 3000", "p99.9: 5000", "max: 10000" (ms).
+	Percentiles map[string]float64 `yaml:"percentiles"`
 
 	// errorRateSet is true when Parse read error_rate, so that an explicit
 	// 0 (no errors allowed) is not taken for the default.

@@ -24,7 +24,7 @@ var (
 	triggerOps       = []string{">", ">=", "<", "<="}
 	checkKinds       = []string{"http", "tcp", "env", "command", "postgres", "redis", "nats", "resources", "file"}
 	stepKinds        = []string{"command", "http", "wait", "restore", "sql"}
-	sourceKinds      = []string{"http_probe", "prometheus_scrape"}
+	sourceKinds      = []string{"http_probe", "prometheus_scrape", "prometheus_query", "system", "alertmanager"}
 	notifyKinds      = []string{"slack", "webhook", "email"}
 	backupStepKinds  = []string{"command", "files"}
 )
@@ -711,30 +711,7 @@ func (c *checker) monitor(m Monitor) {
 	if (m.Window.IsSet() || m.Interval.IsSet()) && m.EffectiveWindow() > 0 && m.EffectiveInterval() > m.EffectiveWindow() {
 		c.errorf("monitor.interval", "interval %s is longer than the window %s: the monitor would never sample; make the interval shorter than the window", FormatDuration(m.EffectiveInterval()), FormatDuration(m.EffectiveWindow()))
 	}
-	for i, s := range m.Sources {
-		path := joinIndex("monitor.sources", i)
-		switch c.oneOf(path, "a source", sourceKinds) {
-		case "http_probe":
-			pp := joinKey(path, "http_probe")
-			c.httpURL(joinKey(pp, "url"), s.HTTPProbe.URL, true)
-			c.method(joinKey(pp, "method"), s.HTTPProbe.Method)
-			if c.set(joinKey(pp, "requests")) && s.HTTPProbe.Requests < 1 {
-				c.errorf(joinKey(pp, "requests"), "requests must be at least 1 per interval (default 10)")
-			}
-		case "prometheus_scrape":
-			pp := joinKey(path, "prometheus_scrape")
-			ps := s.PrometheusScrape
-			c.httpURL(joinKey(pp, "url"), ps.URL, true)
-			for _, f := range []struct{ name, v string }{{"latency_histogram", ps.LatencyHistogram}, {"requests_counter", ps.RequestsCounter}, {"errors_counter", ps.ErrorsCounter}} {
-				if f.v != "" && !metricName.MatchString(f.v) {
-					c.errorf(joinKey(pp, f.name), "%q is not a Prometheus metric name: use letters, digits, _ and : ([a-zA-Z_:][a-zA-Z0-9_:]*)", f.v)
-				}
-			}
-			if ps.LatencyHistogram == "" && ps.ErrorsCounter == "" {
-				c.errorf(pp, "a prometheus_scrape source needs latency_histogram (for the p95) and/or errors_counter (for the error rate)")
-			}
-		}
-	}
+	c.sources(m.Sources)
 	for _, k := range sortedKeys(m.Thresholds) {
 		path := joinKey("monitor.thresholds", k)
 		c.metric(path, k)
@@ -748,6 +725,7 @@ func (c *checker) monitor(m Monitor) {
 			c.errorf("monitor.auto_rollback.factor", "factor must be at least 1: 1.5 rolls back when a metric passes 150 %% of its threshold")
 		}
 	}
+	c.monitorGates(m)
 }
 
 func (c *checker) request(path string, r Request) {
@@ -765,14 +743,7 @@ func (c *checker) request(path string, r Request) {
 }
 
 func (c *checker) test(t Test) {
-	for i, s := range t.Smoke {
-		path := joinIndex("test.smoke", i)
-		c.enum(joinKey(path, "type"), s.Type, "a test type", smokeTypes)
-		c.request(joinKey(path, "request"), s.Request)
-		c.status(joinKey(path, "expect.status"), s.Expect.Status)
-		c.nonNegative(joinKey(path, "expect.max_ms"), float64(s.Expect.MaxMS), "max_ms")
-		c.duration(joinKey(path, "timeout"), s.Timeout, false)
-	}
+	c.smokeTests(t) // smoke.go
 	if l := t.Load; l != nil {
 		if c.set("test.load.vus") && l.VUs <= 0 {
 			c.errorf("test.load.vus", "vus must be more than 0 virtual users (default 50)")
@@ -791,6 +762,7 @@ func (c *checker) test(t Test) {
 		if l.Gates.ErrorRate < 0 || l.Gates.ErrorRate > 1 {
 			c.errorf("test.load.gates.error_rate", "error_rate is a fraction from 0 to 1 (0.01 = 1 %%)")
 		}
+		c.loadModel(l)
 	}
 }
 

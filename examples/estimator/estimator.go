@@ -39,7 +39,7 @@ const (
 var latencyBuckets = []float64{.005, .01, .025, .05, .1, .25, .5, .75, 1, 1.5, 2, 2.5, 3, 4, 5, 7.5, 10}
 
 // routes are the paths of the API, as the metrics label them.
-var routes = []string{"/api/v1/health", "/api/v1/estimates", "/api/v1/estimate", "/api/v1/templates"}
+var routes = []string{"/api/v1/health", "/api/v1/estimates", "/api/v1/estimate", "/api/v1/templates", "/api/v1/auth/login", "/api/v1/auth/me"}
 
 const (
 	maxEstimates = 1000 // kept in memory; the oldest go first
@@ -66,6 +66,7 @@ type Server struct {
 	failAcc   int   // error spreading accumulator, in 1/1000
 	seq       int
 	estimates []Estimate
+	tokens    tokens // issued by POST /api/v1/auth/login (auth.go)
 }
 
 // New returns the estimator serving the release named in stateDir (see
@@ -119,6 +120,8 @@ func NewServer(stateDir string, log *slog.Logger) (*Server, error) {
 	mux.Handle("GET /api/v1/estimates", s.api(s.listEstimates))
 	mux.Handle("POST /api/v1/estimate", s.api(s.createEstimate))
 	mux.Handle("GET /api/v1/templates", s.api(s.listTemplates))
+	mux.Handle("POST /api/v1/auth/login", s.api(s.login))
+	mux.Handle("GET /api/v1/auth/me", s.api(s.me))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": "not found: " + r.URL.Path})
 	})
@@ -297,6 +300,9 @@ type Estimate struct {
 	Currency      string         `json:"currency"`
 	CreatedAt     time.Time      `json:"createdAt"`
 	Release       string         `json:"release"`
+	// CreatedBy is the user of the bearer token the estimate was created
+	// with (none without a token).
+	CreatedBy string `json:"createdBy,omitempty"`
 }
 
 // EstimateRequest is the body of POST /api/v1/estimate (the seed's smoke test).
@@ -315,6 +321,12 @@ var unitPrices = map[string]float64{"HARDWARE": 1200, "SOFTWARE": 450, "SERVICE"
 const defaultUnitPrice = 100
 
 func (s *Server) createEstimate(w http.ResponseWriter, r *http.Request, rel Release) {
+	// A token is optional (the load test posts without one); a bad one is refused.
+	createdBy, withToken, known := s.user(r)
+	if withToken && !known {
+		unauthorized(w)
+		return
+	}
 	var req EstimateRequest
 	dec := json.NewDecoder(io.LimitReader(r.Body, maxBody))
 	if err := dec.Decode(&req); err != nil {
@@ -328,7 +340,7 @@ func (s *Server) createEstimate(w http.ResponseWriter, r *http.Request, rel Rele
 	if len(req.EstimateItems) == 0 {
 		problems = append(problems, "estimateItems needs at least one item")
 	}
-	est := Estimate{CustomerID: req.CustomerID, ProjectName: req.ProjectName, Currency: "KRW", Release: rel.Version}
+	est := Estimate{CustomerID: req.CustomerID, ProjectName: req.ProjectName, Currency: "KRW", Release: rel.Version, CreatedBy: createdBy}
 	for i, it := range req.EstimateItems {
 		if it.Quantity <= 0 {
 			problems = append(problems, fmt.Sprintf("estimateItems[%d].quantity must be > 0", i))

@@ -107,7 +107,11 @@ func checkShape(t *testing.T, name string, p *plan.Plan) {
 		m.Thresholds["error_rate"] == 0.01)
 	want("auto-rollback at 150 %", m.AutoRollback != nil && m.AutoRollback.Factor == 1.5 && len(m.AutoRollback.Metrics) == 2)
 
-	want("5 smoke tests", len(p.Test.Smoke) == 5)
+	steps := p.Test.SmokeSteps()
+	want("the seed's smoke suites: 9 tests in 5 suites, the token captured by the login and used after it",
+		len(steps) == 9 && len(p.Test.Suites) == 5 && p.Test.Suites[0].Name == "critical_paths" &&
+			steps[0].Capture["token"] == "$.token" && steps[1].Request.Headers["Authorization"] == "Bearer ${token}" &&
+			p.Test.Suites[4].Type == "performance")
 	want("a small load test", p.Test.Load != nil && p.Test.Load.VUs == 5 &&
 		p.Test.Load.Duration.Duration == 5*time.Second && len(p.Test.Load.Requests) == 2 &&
 		p.Test.Load.Gates.P95MS == 2100 && p.Test.Load.Gates.ErrorRate == 0.01)

@@ -14,6 +14,11 @@ type metrics struct {
 	violations   *prometheus.CounterVec
 	rollbacks    prometheus.Counter
 	windows      prometheus.Gauge
+	// scrapesInFlight: source rounds holding a scrape slot.
+	scrapesInFlight prometheus.Gauge
+	// decisionSeconds: from a round's end to its breach and rollback
+	// events stored.
+	decisionSeconds prometheus.Histogram
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -40,6 +45,15 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		windows: eventbus.Register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "runbook_monitor_windows_active",
 			Help: "Watch windows running now.",
+		})),
+		scrapesInFlight: eventbus.Register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "runbook_monitor_scrapes_in_flight",
+			Help: "Source rounds (probes, scrapes, queries) holding one of the monitor's MaxScrapes slots.",
+		})),
+		decisionSeconds: eventbus.Register(reg, prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "runbook_monitor_decision_seconds",
+			Help:    "Time from the end of a round to its threshold.violated / rollback.requested events stored.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
 		})),
 	}
 }

@@ -20,9 +20,11 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/kis-core/runbook/domain/plan"
 	"github.com/kis-core/runbook/eventbus"
 	"github.com/kis-core/runbook/eventbus/runplan"
 	runbookv1 "github.com/kis-core/runbook/proto/runbook/v1"
+	"github.com/kis-core/runbook/services/monitor/source"
 )
 
 // Durable is the consumer's name. Never rename it: a new name re-consumes
@@ -47,7 +49,25 @@ type Options struct {
 	// RequestTimeout bounds one probe request or scrape (default 5s, and
 	// never more than the window's interval, so a round fits in its tick).
 	RequestTimeout time.Duration
+	// Sources is the base configuration of every source (e.g. Getenv for
+	// auth_env, the Alertmanager receiver); Client and Timeout above win.
+	Sources source.Config
+	// MaxScrapes bounds the source rounds (probes, scrapes, queries) in
+	// flight across all windows (default 64): many runs at once queue for
+	// a slot instead of opening thousands of connections.
+	MaxScrapes int
+	// Jitter spreads the windows' ticks: each run's ticks are offset by a
+	// fixed fraction of its interval in [0, Jitter), from its run id
+	// (default 0.2, at most 0.5; negative: none).
+	Jitter float64
 }
+
+// DefaultConcurrency is how many windows (and baselines) one monitor
+// holds at once by default: its consumer's MaxAckPending.
+const DefaultConcurrency = 4096
+
+// DefaultMaxScrapes is Options.MaxScrapes' default.
+const DefaultMaxScrapes = 64
 
 // Service is the monitor.
 type Service struct {
@@ -56,6 +76,8 @@ type Service struct {
 	log *slog.Logger
 	m   *eventbus.Metrics
 	met *metrics
+	// scrapes holds one token per source round in flight.
+	scrapes chan struct{}
 }
 
 // New makes the monitor.
@@ -63,8 +85,9 @@ func New(bus *eventbus.Bus, o Options, log *slog.Logger, m *eventbus.Metrics, re
 	o.Consumer.Durable = Durable
 	if o.Consumer.Concurrency == 0 {
 		// Each run's window holds its deploy.started for up to the window's
-		// length: allow many side by side.
-		o.Consumer.Concurrency = 256
+		// length: allow many side by side (a window is a goroutine and a
+		// timer; the I/O is bounded by MaxScrapes).
+		o.Consumer.Concurrency = DefaultConcurrency
 	}
 	if o.HTTPClient == nil {
 		o.HTTPClient = &http.Client{}
@@ -72,15 +95,61 @@ func New(bus *eventbus.Bus, o Options, log *slog.Logger, m *eventbus.Metrics, re
 	if o.RequestTimeout <= 0 {
 		o.RequestTimeout = 5 * time.Second
 	}
+	if o.MaxScrapes <= 0 {
+		o.MaxScrapes = DefaultMaxScrapes
+	}
+	if o.Sources.Alerts == nil {
+		// The Alertmanager receiver (Handler) feeds the alertmanager sources.
+		o.Sources.Alerts = source.NewAlerts(nil)
+	}
+	if o.Jitter == 0 {
+		o.Jitter = 0.2
+	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Service{bus: bus, o: o, log: log, m: m, met: newMetrics(reg)}
+	return &Service{bus: bus, o: o, log: log, m: m, met: newMetrics(reg), scrapes: make(chan struct{}, o.MaxScrapes)}
 }
 
-// Run consumes deploy.started until ctx ends.
+// acquire takes a scrape slot, waiting while MaxScrapes rounds are in
+// flight; release gives it back.
+func (s *Service) acquire(ctx context.Context) error {
+	select {
+	case s.scrapes <- struct{}{}:
+		s.met.scrapesInFlight.Inc()
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (s *Service) release() {
+	<-s.scrapes
+	s.met.scrapesInFlight.Dec()
+}
+
+// sources builds a plan's sources. A source that cannot be built is kept
+// as a broken one: each of its rounds is a sample error and its metrics
+// are missing (fail closed).
+func (s *Service) sources(m plan.Monitor, interval time.Duration, log *slog.Logger) []source.Source {
+	cfg := s.o.Sources
+	cfg.Client, cfg.Timeout = s.o.HTTPClient, min(s.o.RequestTimeout, interval)
+	var out []source.Source
+	for i, ps := range m.Sources {
+		src, err := source.New(ps, cfg)
+		if err != nil {
+			log.Warn("monitor source is invalid", "source", i, "err", err)
+		}
+		out = append(out, src)
+	}
+	return out
+}
+
+// Run consumes change.requested (the pre-deployment baseline) and
+// deploy.started (the window) until ctx ends.
 func (s *Service) Run(ctx context.Context) error {
 	r := eventbus.NewRouter(s.bus, s.o.Consumer, s.log, s.m)
+	eventbus.On(r, "change.requested", s.onChangeRequested)
 	eventbus.On(r, "deploy.started", s.onDeployStarted)
 	return r.Run(ctx)
 }

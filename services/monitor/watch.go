@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"maps"
+	"math"
+	"slices"
 	"sync"
 	"time"
 
@@ -16,6 +19,7 @@ import (
 	runbookv1 "github.com/kis-core/runbook/proto/runbook/v1"
 	"github.com/kis-core/runbook/services/monitor/rules"
 	"github.com/kis-core/runbook/services/monitor/source"
+	"github.com/kis-core/runbook/services/monitor/stats"
 )
 
 // RequestedBy is rollback.requested's requested_by for the monitor.
@@ -23,43 +27,63 @@ const RequestedBy = "monitor"
 
 // watch is one run's window.
 type watch struct {
-	s        *Service
-	runID    string
-	cause    *runbookv1.Event // the run's deploy.started
-	log      *slog.Logger
-	rules    rules.Rules
-	sources  []source.Source
-	window   time.Duration
-	interval time.Duration
+	s     *Service
+	runID string
+	cause *runbookv1.Event // the run's deploy.started
+	log   *slog.Logger
+	judge *rules.Judge
+	// alertsShadow: alert samples (rules.AlertDecisions) only record.
+	alertsShadow bool
+	sources      []source.Source
+	window       time.Duration
+	interval     time.Duration
+	offset       time.Duration // the run's jitter: ticks at start + offset + n·interval
+	baseline     time.Duration // the plan's pre-deployment baseline window
 
 	// Tallies for monitor.completed.
-	samples      int
-	sampleErrors int
-	violations   int
-	last, max    map[string]float64
-	rollback     bool
-	startedAt    time.Time
+	samples        int
+	sampleErrors   int
+	violations     int
+	last, max      map[string]float64
+	values         map[string][]float64 // judged value of each tick, per metric
+	missing        map[string]int
+	rollback       bool
+	shadowRollback string
+	startedAt      time.Time
 }
 
 func newWatch(s *Service, cause *runbookv1.Event, m plan.Monitor, log *slog.Logger) *watch {
 	w := &watch{
 		s: s, runID: cause.RunId, cause: cause, log: log,
-		rules:    rules.FromPlan(m),
-		window:   m.EffectiveWindow(),
-		interval: max(m.EffectiveInterval(), MinInterval),
-		last:     map[string]float64{},
-		max:      map[string]float64{},
+		judge:        rules.NewJudge(m),
+		alertsShadow: m.Mode == plan.ModeShadow,
+		window:       m.EffectiveWindow(),
+		interval:     max(m.EffectiveInterval(), MinInterval),
+		baseline:     m.EffectiveBaseline(),
+		last:         map[string]float64{},
+		max:          map[string]float64{},
+		values:       map[string][]float64{},
+		missing:      map[string]int{},
 	}
-	cfg := source.Config{Client: s.o.HTTPClient, Timeout: min(s.o.RequestTimeout, w.interval)}
-	for i, ps := range m.Sources {
-		src, err := source.New(ps, cfg)
-		if err != nil {
-			// Kept as a broken source: each of its rounds is a sample error.
-			log.Warn("monitor source is invalid", "source", i, "err", err)
-		}
-		w.sources = append(w.sources, src)
-	}
+	w.offset = jitter(w.runID, w.interval, s.o.Jitter)
+	w.sources = s.sources(m, w.interval, log)
 	return w
+}
+
+// jitter is the run's fixed offset in [0, frac·interval): many windows that
+// start together do not scrape together, and a restarted monitor keeps the
+// same schedule (it depends on the run id only).
+func jitter(runID string, interval time.Duration, frac float64) time.Duration {
+	if frac <= 0 {
+		return 0
+	}
+	h := fnv.New64a()
+	h.Write([]byte(runID))
+	span := time.Duration(float64(interval) * min(frac, 0.5))
+	if span <= 0 {
+		return 0
+	}
+	return time.Duration(h.Sum64() % uint64(span))
 }
 
 // history is what the run's events say about its window so far.
@@ -69,6 +93,7 @@ type history struct {
 	max             map[string]float64
 	rollbackByUs    *runbookv1.Event
 	rollbackStarted *runbookv1.Event
+	shadowRollback  string
 }
 
 func readHistory(evs []eventbus.Envelope) history {
@@ -81,6 +106,12 @@ func readHistory(evs []eventbus.Envelope) history {
 			}
 		case *runbookv1.ThresholdViolated:
 			h.violations++
+			if p.GetShadow() && p.GetGateFailed() && p.GetAutoRollback() && h.shadowRollback == "" {
+				h.shadowRollback = p.Metric
+			}
+			if math.IsNaN(p.Value) {
+				continue
+			}
 			if v, ok := h.max[p.Metric]; !ok || p.Value > v {
 				h.max[p.Metric] = p.Value
 			}
@@ -103,21 +134,15 @@ func (w *watch) run(ctx context.Context) error {
 		return err
 	}
 	h := readHistory(evs)
-	if h.started != nil {
-		// A redelivery: continue the same window. Samples taken before the
-		// restart are on RUNBOOK_METRICS, not in these tallies; violations
-		// are rebuilt from their events.
-		w.violations = h.violations
-		maps.Copy(w.max, h.max)
-		w.log.Info("continuing the window after a restart", "started", h.started.GetTime().AsTime(), "violations", h.violations)
-	}
 	switch {
 	case h.rollbackByUs != nil:
 		w.rollback = true
+		w.violations = h.violations
 		return w.complete(ctx, "stopped early: rollback requested: "+h.rollbackByUs.GetRollbackRequested().GetReason())
 	case h.rollbackStarted != nil:
 		// Already rolling back (e.g. the deploy failed at once): the
 		// change is being undone, there is nothing left to watch.
+		w.violations = h.violations
 		return w.complete(ctx, stoppedByRollback(h.rollbackStarted))
 	}
 	started := h.started
@@ -126,18 +151,31 @@ func (w *watch) run(ctx context.Context) error {
 			return err
 		}
 	}
-
 	w.startedAt = started.GetTime().AsTime()
-	start, end := w.startedAt, w.startedAt.Add(w.window)
+	for _, b := range started.GetMonitorStarted().GetBaseline() {
+		w.judge.Seen(b.Metric)
+	}
+	if h.started != nil {
+		// A redelivery: continue the same window, replaying its samples
+		// so the N-of-M windows and the statistics carry on.
+		if err := w.resume(ctx, h); err != nil {
+			return err
+		}
+	}
+
+	start, end := w.startedAt.Add(w.offset), w.startedAt.Add(w.window)
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	<-timer.C
 	// Ticks are numbered from the window's start, so a continued window
 	// picks up at the next tick due and never reuses a tick's event ids.
-	for tick := w.tickAt(time.Now()) + 1; ; tick++ {
+	// The last tick is at the window's end (the jitter only moves the
+	// ones before it), so the window ends on time.
+	final := !time.Now().Before(end)
+	for tick := w.tickAt(time.Now()) + 1; !final; tick++ {
 		at := start.Add(time.Duration(tick) * w.interval)
-		if at.After(end) {
-			break
+		if !at.Before(end) {
+			at, final = end, true
 		}
 		timer.Reset(time.Until(at))
 		select {
@@ -165,18 +203,57 @@ func (w *watch) run(ctx context.Context) error {
 	return w.complete(ctx, fmt.Sprintf("watch window of %s ended", w.window))
 }
 
-// reading is the worst value of one metric in a round, and its source.
+// resume rebuilds the window's state after a restart: violations from
+// their events, the samples since monitor.started from RUNBOOK_METRICS
+// (replayed tick by tick through the gates, their decisions already
+// published).
+func (w *watch) resume(ctx context.Context, h history) error {
+	w.violations = h.violations
+	maps.Copy(w.max, h.max)
+	if h.shadowRollback != "" {
+		w.shadowRollback = h.shadowRollback + " (shadow)"
+	}
+	samples, err := w.s.bus.RunSamples(ctx, w.runID)
+	if err != nil {
+		return err
+	}
+	ticks := map[int][]*runbookv1.MetricSample{}
+	for _, smp := range samples {
+		if t := smp.GetTime().AsTime(); !t.Before(w.startedAt) {
+			n := w.tickAt(t)
+			ticks[n] = append(ticks[n], smp)
+		}
+	}
+	for _, n := range slices.Sorted(maps.Keys(ticks)) {
+		if n == 0 {
+			continue // the baseline round taken at deploy.started
+		}
+		w.samples += len(ticks[n])
+		w.judgeRound(n, readings(ticks[n]), true)
+	}
+	w.log.Info("continuing the window after a restart", "started", w.startedAt, "violations", h.violations, "ticks_replayed", len(ticks))
+	return nil
+}
+
+// reading is one value of one metric in a round, and its source.
 type reading struct {
 	value  float64
 	source string
 }
 
-// round takes one sample from every source at once and publishes each
-// sample. It returns the worst value of each metric (every metric the
-// monitor judges is worse when higher) and the samples. A source whose
-// round fails is logged and counted, never read as a value. The error is
-// only ever the context's.
-func (w *watch) round(ctx context.Context) (map[string]reading, []*runbookv1.MetricSample, error) {
+func readings(ss []*runbookv1.MetricSample) map[string][]reading {
+	out := map[string][]reading{}
+	for _, s := range ss {
+		out[s.Metric] = append(out[s.Metric], reading{value: s.Value, source: s.Source})
+	}
+	return out
+}
+
+// round takes one sample from every source at once (each holding one of
+// the monitor's scrape slots) and publishes each sample. A source whose
+// round fails is logged and counted, never read as a value; its metrics
+// are missing this round. The error is only ever the context's.
+func (w *watch) round(ctx context.Context) (map[string][]reading, []*runbookv1.MetricSample, error) {
 	type result struct {
 		samples []source.Sample
 		err     error
@@ -186,6 +263,11 @@ func (w *watch) round(ctx context.Context) (map[string]reading, []*runbookv1.Met
 	var wg sync.WaitGroup
 	for i, src := range w.sources {
 		wg.Go(func() {
+			if err := w.s.acquire(ctx); err != nil {
+				results[i] = result{err: err, at: time.Now()}
+				return
+			}
+			defer w.s.release()
 			ss, err := src.Collect(ctx)
 			results[i] = result{samples: ss, err: err, at: time.Now()}
 		})
@@ -194,18 +276,18 @@ func (w *watch) round(ctx context.Context) (map[string]reading, []*runbookv1.Met
 	if err := ctx.Err(); err != nil {
 		return nil, nil, err
 	}
-	worst := map[string]reading{}
+	by := map[string][]reading{}
 	var out []*runbookv1.MetricSample
 	for i, src := range w.sources {
 		r := results[i]
 		if r.err != nil {
 			w.sampleErrors++
 			w.s.met.sampleErrors.WithLabelValues(src.Kind()).Inc()
-			w.log.Warn("sample error: the source measured nothing this round", "source", src.Name(), "err", r.err)
-			continue
+			w.log.Warn("sample error: the source measured nothing or not everything this round", "source", src.Name(), "err", r.err)
 		}
 		for _, smp := range r.samples {
-			ms := &runbookv1.MetricSample{RunId: w.runID, Metric: smp.Metric, Value: smp.Value, Source: src.Name(), Time: timestamppb.New(r.at)}
+			name := source.SampleSource(src, smp)
+			ms := &runbookv1.MetricSample{RunId: w.runID, Metric: smp.Metric, Value: smp.Value, Source: name, Time: timestamppb.New(r.at)}
 			if err := w.s.bus.PublishSample(ctx, ms); err != nil {
 				// Samples are not the audit record (breaches are): a lost
 				// sample is logged, and the round still counts.
@@ -213,55 +295,112 @@ func (w *watch) round(ctx context.Context) (map[string]reading, []*runbookv1.Met
 			}
 			w.s.met.samples.WithLabelValues(src.Kind(), smp.Metric).Inc()
 			out = append(out, ms)
-			if cur, ok := worst[smp.Metric]; !ok || smp.Value > cur.value {
-				worst[smp.Metric] = reading{value: smp.Value, source: src.Name()}
+			if !math.IsNaN(smp.Value) {
+				by[smp.Metric] = append(by[smp.Metric], reading{value: smp.Value, source: name})
 			}
 		}
 	}
-	return worst, out, nil
+	return by, out, nil
 }
 
-// tick is one round of the window: sample, judge, publish the breaches, and
-// ask for a rollback when the auto-rollback rule holds. stop is the reason
-// to end the window early, "" to go on.
-func (w *watch) tick(ctx context.Context, n int) (stop string, err error) {
-	worst, samples, err := w.round(ctx)
-	if err != nil {
-		return "", err
+// worst is the value a gate judges: the highest of a max gate's readings,
+// the lowest of a min gate's (several sources, one metric).
+func (w *watch) worst(metric string, rs []reading) reading {
+	g, _ := w.judge.Gate(metric)
+	best := rs[0]
+	for _, r := range rs[1:] {
+		if (g.Below && r.value < best.value) || (!g.Below && r.value > best.value) {
+			best = r
+		}
 	}
-	w.samples += len(samples)
-	values := make(map[string]float64, len(worst))
-	for metric, r := range worst {
-		values[metric] = r.value
+	return best
+}
+
+// judgeRound feeds one tick's readings to the gates and keeps the tallies.
+// replay: rebuilding after a restart, the decisions are not returned.
+func (w *watch) judgeRound(n int, by map[string][]reading, replay bool) ([]rules.Decision, map[string]reading) {
+	worst := make(map[string]reading, len(by))
+	values := make(map[string]float64, len(by))
+	for metric, rs := range by {
+		r := w.worst(metric, rs)
+		worst[metric], values[metric] = r, r.value
 		w.last[metric] = r.value
+		w.values[metric] = append(w.values[metric], r.value)
 		if m, ok := w.max[metric]; !ok || r.value > m {
 			w.max[metric] = r.value
 		}
 	}
-	w.log.Debug("round", "tick", n, "values", values)
-	vs := w.rules.Evaluate(values)
-	byMetric := map[string]*runbookv1.Event{}
-	for _, v := range vs {
+	// Missing: a gated metric expected (explicit, or seen before) without a
+	// value this tick.
+	for _, metric := range w.judge.Metrics() {
+		if _, ok := values[metric]; !ok && w.judge.Expected(metric) {
+			w.missing[metric]++
+		}
+	}
+	elapsed := time.Duration(n)*w.interval + w.offset
+	// Alerts from Alertmanager first: a firing alert rolls back at once.
+	ds := append(rules.AlertDecisions(values, w.alertsShadow), w.judge.Observe(elapsed, values)...)
+	if replay {
+		return nil, worst
+	}
+	return ds, worst
+}
+
+// tick is one round of the window: sample, judge, publish the breaches, and
+// ask for a rollback when a gate that rolls back failed. stop is the
+// reason to end the window early, "" to go on.
+func (w *watch) tick(ctx context.Context, n int) (stop string, err error) {
+	by, samples, err := w.round(ctx)
+	if err != nil {
+		return "", err
+	}
+	w.samples += len(samples)
+	judged := time.Now()
+	ds, worst := w.judgeRound(n, by, false)
+	if len(ds) > 0 {
+		defer func() { w.s.met.decisionSeconds.Observe(time.Since(judged).Seconds()) }()
+	}
+	w.log.Debug("round", "tick", n, "samples", len(samples), "decisions", len(ds))
+	var (
+		rollback *rules.Decision
+		cause    *runbookv1.Event
+	)
+	for _, d := range ds {
+		src := worst[d.Metric].source
+		if d.NoData {
+			src = "no data"
+		}
 		ev := eventbus.CausedBy(eventbus.New(w.runID, &runbookv1.Event_ThresholdViolated{ThresholdViolated: &runbookv1.ThresholdViolated{
-			Metric: v.Metric, Value: v.Value, Threshold: v.Threshold, Severity: v.Severity,
-			Source: worst[v.Metric].source, AutoRollback: v.AutoRollback,
-		}}, v.Metric, n), w.cause)
+			Metric: d.Metric, Value: d.Value, Threshold: d.Threshold, Severity: d.Severity,
+			Source: src, AutoRollback: d.AutoRollback, Shadow: d.Shadow, NoData: d.NoData,
+			WindowCritical: int32(d.Critical), WindowSize: int32(d.Size), WindowNeeded: int32(d.Needed),
+			GateFailed: d.GateFailed, Below: d.Below,
+		}}, d.Metric, n), w.cause)
 		if _, err := w.s.bus.Publish(ctx, ev); err != nil {
 			return "", err
 		}
-		byMetric[v.Metric] = ev
 		w.violations++
-		w.s.met.violations.WithLabelValues(v.Metric, v.Severity).Inc()
-		w.log.Warn("threshold violated", "tick", n, "metric", v.Metric, "value", v.Value, "threshold", v.Threshold, "severity", v.Severity, "source", worst[v.Metric].source)
+		w.s.met.violations.WithLabelValues(d.Metric, d.Severity).Inc()
+		w.log.Warn("threshold violated", "tick", n, "metric", d.Metric, "value", d.Value, "threshold", d.Threshold,
+			"severity", d.Severity, "source", src, "window", fmt.Sprintf("%d of %d (needs %d)", d.Critical, d.Size, d.Needed),
+			"gate_failed", d.GateFailed, "shadow", d.Shadow, "no_data", d.NoData)
+		switch {
+		case d.Rollback && rollback == nil:
+			rollback, cause = &d, ev
+		case d.WouldRollback && w.shadowRollback == "":
+			w.shadowRollback = w.judge.Explain(d) + " (shadow)"
+			w.log.Warn("shadow mode: a gate failed that would have rolled back", "tick", n, "reason", w.shadowRollback)
+		}
 	}
-	v, ok := w.rules.ShouldAutoRollback(vs)
-	if !ok {
+	if rollback == nil {
 		return "", nil
 	}
-	reason := w.rules.Reason(v)
+	d := *rollback
+	reason := w.judge.Explain(d)
 	rr := eventbus.CausedBy(eventbus.New(w.runID, &runbookv1.Event_RollbackRequested{RollbackRequested: &runbookv1.RollbackRequested{
-		Reason: reason, RequestedBy: RequestedBy, Metric: v.Metric, Value: v.Value, Threshold: v.Threshold,
-	}}, RequestedBy), byMetric[v.Metric])
+		Reason: reason, RequestedBy: RequestedBy, Metric: d.Metric, Value: d.Value, Threshold: d.Threshold,
+		Rule: d.Rule, WindowValues: d.Window, NoData: d.NoData,
+	}}, RequestedBy), cause)
 	if _, err := w.s.bus.Publish(ctx, rr); err != nil {
 		return "", err
 	}
@@ -276,15 +415,30 @@ func (w *watch) complete(ctx context.Context, reason string) error {
 	if w.sampleErrors > 0 {
 		reason = fmt.Sprintf("%s (%d sample errors)", reason, w.sampleErrors)
 	}
+	if w.shadowRollback != "" {
+		reason += "; shadow mode: would have rolled back: " + w.shadowRollback
+	}
+	st := map[string]*runbookv1.MetricStats{}
+	for metric, vs := range w.values {
+		if s, ok := stats.Summarize(vs); ok {
+			st[metric] = &runbookv1.MetricStats{Min: s.Min, Max: s.Max, Mean: s.Mean, P95: s.P95, Samples: int32(s.N)}
+		}
+	}
+	for metric, n := range w.missing {
+		if st[metric] == nil {
+			st[metric] = &runbookv1.MetricStats{}
+		}
+		st[metric].Missing = int32(n)
+	}
 	return w.s.complete(ctx, w.cause, &runbookv1.MonitorCompleted{
 		Samples: int32(w.samples), Violations: int32(w.violations), RollbackRequested: w.rollback,
-		Reason: reason, Last: w.last, Max: w.max,
+		Reason: reason, Last: w.last, Max: w.max, Stats: st, ShadowRollback: w.shadowRollback,
 	}, w.log)
 }
 
 // tickAt is the number of the last tick due at t.
 func (w *watch) tickAt(t time.Time) int {
-	return max(int(t.Sub(w.startedAt)/w.interval), 0)
+	return max(int(t.Sub(w.startedAt.Add(w.offset))/w.interval), 0)
 }
 
 func stoppedByRollback(rs *runbookv1.Event) string {
@@ -292,15 +446,22 @@ func stoppedByRollback(rs *runbookv1.Event) string {
 	return fmt.Sprintf("stopped early: rollback started (requested by %s)", p.GetRequestedBy())
 }
 
-// start takes the baseline round and publishes monitor.started, whose time
-// is the window's start.
+// start publishes monitor.started, whose time is the window's start, with
+// the baseline: the pre-deployment samples (baseline.go), or one round
+// taken now when there are none.
 func (w *watch) start(ctx context.Context) (*runbookv1.Event, error) {
-	_, baseline, err := w.round(ctx)
+	baseline, span, err := w.s.preDeployBaseline(ctx, w.runID, w.cause.GetTime().AsTime())
 	if err != nil {
 		return nil, err
 	}
+	how := "one round at deploy.started"
+	if len(baseline) > 0 {
+		how = span.Round(time.Millisecond).String()
+	} else if _, baseline, err = w.round(ctx); err != nil {
+		return nil, err
+	}
 	ev := eventbus.CausedBy(eventbus.New(w.runID, &runbookv1.Event_MonitorStarted{MonitorStarted: &runbookv1.MonitorStarted{
-		Window: w.window.String(), Interval: w.interval.String(), Baseline: baseline,
+		Window: w.window.String(), Interval: w.interval.String(), Baseline: baseline, BaselineWindow: how,
 	}}), w.cause)
 	if _, err := w.s.bus.PublishOnce(ctx, ev); err != nil {
 		if !errors.Is(err, eventbus.ErrAlreadyPublished) {
@@ -316,6 +477,6 @@ func (w *watch) start(ctx context.Context) (*runbookv1.Event, error) {
 		}
 		return env.Event, nil
 	}
-	w.log.Info("window started", "window", w.window, "interval", w.interval, "sources", len(w.sources), "baseline", len(baseline))
+	w.log.Info("window started", "window", w.window, "interval", w.interval, "offset", w.offset, "sources", len(w.sources), "baseline", len(baseline), "baseline_window", how)
 	return ev, nil
 }

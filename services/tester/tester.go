@@ -1,8 +1,10 @@
 // Package tester is runbook's TEST phase. On deploy.done it runs the plan's
-// smoke tests one after another, then its load test (a closed model of
-// virtual users), publishes each suite's result, and ends the phase with
-// test.passed or test.failed — asking for a rollback first when a test failed
-// and the plan does not say otherwise.
+// smoke tests one after another, then its load test (virtual users, ramped
+// by stages, or a constant arrival rate), judges the load test against its
+// gates and against the last passed run of the same change (a Mann-Whitney
+// regression check), writes its k6-shaped summary, publishes each suite's
+// result, and ends the phase with test.passed or test.failed — asking for a
+// rollback first when a test failed and the plan does not say otherwise.
 //
 // The judging is pure (packages expect and loadstat); sending requests is
 // package httprun; this file translates between events and those packages.
@@ -16,6 +18,7 @@ import (
 	"math"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -26,7 +29,9 @@ import (
 	"github.com/kis-core/runbook/eventbus/runplan"
 	runbookv1 "github.com/kis-core/runbook/proto/runbook/v1"
 	"github.com/kis-core/runbook/services/tester/httprun"
+	"github.com/kis-core/runbook/services/tester/k6summary"
 	"github.com/kis-core/runbook/services/tester/loadstat"
+	"github.com/kis-core/runbook/services/tester/regress"
 )
 
 // Durable is the tester's consumer name. Never rename it: a new name would
@@ -54,6 +59,9 @@ type Options struct {
 	ProgressEvery time.Duration
 	// MaxBody bounds the response body read for JSON checks (default 10 MiB).
 	MaxBody int64
+	// SummaryDir, when set, receives each load test's k6-shaped summary as
+	// <dir>/<run>-k6-summary.json (the LoadResult event carries it anyway).
+	SummaryDir string
 }
 
 func (o *Options) setDefaults() {
@@ -147,21 +155,22 @@ func (s *Service) onDeployDone(ctx context.Context, ev *runbookv1.Event, _ *runb
 		return fmt.Errorf("load plan of run %s: %w", run, err)
 	}
 	t := pl.Test
-	if len(t.Smoke) == 0 && t.Load == nil {
+	steps := t.SmokeSteps() // test.smoke, then test.suites in order
+	if len(steps) == 0 && t.Load == nil {
 		log.Info("no tests in the plan")
 		return s.finish(ctx, ev, t, verdict{pass: true, reason: "no tests in the plan"}, log)
 	}
 
 	if h["test.started"] == nil {
-		started := &runbookv1.TestStarted{SmokeTests: int32(len(t.Smoke)), LoadTest: t.Load != nil}
+		started := &runbookv1.TestStarted{SmokeTests: int32(len(steps)), LoadTest: t.Load != nil}
 		if err := s.publishOnce(ctx, eventbus.CausedBy(eventbus.New(run, &runbookv1.Event_TestStarted{TestStarted: started}), ev)); err != nil {
 			return err
 		}
 	}
 
 	var v verdict
-	if len(t.Smoke) > 0 {
-		suite, err := s.smoke(ctx, ev, t.Smoke, h, log)
+	if len(steps) > 0 {
+		suite, err := s.smoke(ctx, ev, steps, h, log)
 		if err != nil {
 			return err
 		}
@@ -172,7 +181,7 @@ func (s *Service) onDeployDone(ctx context.Context, ev *runbookv1.Event, _ *runb
 			v.failures = append(v.failures, "load test skipped")
 			log.Info("load test skipped: smoke tests failed")
 		} else {
-			res, pass, err := s.load(ctx, ev, t.Load, h, log)
+			res, pass, err := s.load(ctx, ev, t.Load, pl.ChangeRequest.ID, h, log)
 			if errors.Is(err, errRollbackStarted) {
 				log.Info("rollback started during the load test; test phase abandoned")
 				return nil
@@ -192,8 +201,11 @@ func (s *Service) onDeployDone(ctx context.Context, ev *runbookv1.Event, _ *runb
 	return s.finish(ctx, ev, t, v, log)
 }
 
-// smoke runs the smoke suite, or returns the one already recorded.
-func (s *Service) smoke(ctx context.Context, cause *runbookv1.Event, tests []plan.SmokeTest, h history, log *slog.Logger) (*runbookv1.TestSuiteResult, error) {
+// smoke runs the smoke tests and suites in order (values captured by one
+// step are used by later ones), or returns the result already recorded.
+// Details and errors come redacted from httprun: no captured secret is
+// logged or published.
+func (s *Service) smoke(ctx context.Context, cause *runbookv1.Event, steps []plan.SmokeStep, h history, log *slog.Logger) (*runbookv1.TestSuiteResult, error) {
 	if prev := h.first("test.smoke.failed", "test.smoke.passed"); prev != nil {
 		log.Info("smoke suite already recorded; not re-running it", "outcome", prev.GetType())
 		if r := prev.GetTestSmokeFailed(); r != nil {
@@ -203,20 +215,20 @@ func (s *Service) smoke(ctx context.Context, cause *runbookv1.Event, tests []pla
 	}
 	runner := &httprun.Smoke{Client: s.opts.SmokeClient, Env: s.opts.LookupEnv, MaxBody: s.opts.MaxBody}
 	suite := &runbookv1.TestSuiteResult{}
-	for _, st := range tests {
-		c, err := runner.Run(ctx, st)
-		if err != nil {
-			return nil, err
-		}
-		tc := &runbookv1.TestCase{Name: c.Name, Type: c.Type, Status: status(c.Pass), DurationMs: c.Duration.Milliseconds(), Details: c.Details, Error: c.Error}
+	err := runner.RunSteps(ctx, steps, func(c httprun.CaseResult) {
+		tc := &runbookv1.TestCase{Name: c.Name, Type: c.Type, Status: c.Status(), DurationMs: c.Duration.Milliseconds(), Details: c.Details, Error: c.Error}
 		suite.Tests = append(suite.Tests, tc)
-		if c.Pass {
+		switch {
+		case c.Pass:
 			suite.Passed++
-		} else {
+		case !c.Skipped: // a skip follows the failure that caused it
 			suite.Failed++
 		}
 		s.m.tests.WithLabelValues(tc.Type, tc.Status).Inc()
-		log.Info("smoke test", "step", tc.Name, "status", tc.Status, "duration_ms", tc.DurationMs, "error", tc.Error)
+		log.Info("smoke test", "suite", c.Suite, "step", tc.Name, "status", tc.Status, "duration_ms", tc.DurationMs, "error", tc.Error)
+	})
+	if err != nil {
+		return nil, err
 	}
 	var ev *runbookv1.Event
 	if suite.Failed > 0 {
@@ -231,8 +243,10 @@ func (s *Service) smoke(ctx context.Context, cause *runbookv1.Event, tests []pla
 }
 
 // load runs the load test, or returns the result already recorded. It returns
-// errRollbackStarted when a rollback began meanwhile.
-func (s *Service) load(ctx context.Context, cause *runbookv1.Event, lt *plan.LoadTest, h history, log *slog.Logger) (*runbookv1.LoadResult, bool, error) {
+// errRollbackStarted when a rollback began meanwhile. changeID and the load
+// test's target find the regression baseline: the last passed load test of
+// the same change or the same target.
+func (s *Service) load(ctx context.Context, cause *runbookv1.Event, lt *plan.LoadTest, changeID string, h history, log *slog.Logger) (*runbookv1.LoadResult, bool, error) {
 	run := cause.GetRunId()
 	if prev := h.first("test.load.failed", "test.load.passed"); prev != nil {
 		log.Info("load test already recorded; not re-running it", "outcome", prev.GetType())
@@ -247,26 +261,57 @@ func (s *Service) load(ctx context.Context, cause *runbookv1.Event, lt *plan.Loa
 		return nil, false, errRollbackStarted
 	}
 
-	eg := lt.EffectiveGates() // the plan's defaults; error_rate: 0 means no error allowed
-	gates := loadstat.Gates{P95MS: eg.P95MS, ErrorRate: eg.ErrorRate}
+	gates := loadGates(lt)
 	cfg, cerr := loadConfig(lt, s.opts.LookupEnv)
-	res := &runbookv1.LoadResult{Vus: int32(cfg.VUs), DurationMs: cfg.Duration.Milliseconds(), GateP95Ms: gates.P95MS, GateErrorRate: gates.ErrorRate}
+	res := &runbookv1.LoadResult{Vus: int32(cfg.VUs), DurationMs: cfg.Duration.Milliseconds(), GateP95Ms: gates.P95MS, GateErrorRate: gates.ErrorRate,
+		Model: lt.EffectiveModel(), TargetRate: lt.Rate, ChangeId: changeID, Target: loadTarget(lt)}
+	for _, p := range gates.Percentiles {
+		res.GatePercentiles = append(res.GatePercentiles, p.Percentile)
+		res.GatePercentileMs = append(res.GatePercentileMs, p.MaxMS)
+	}
 	pass := false
 	if cerr != nil {
 		res.Reason = cerr.Error()
 	} else {
 		cfg.RequestTimeout, cfg.GracefulStop, cfg.ProgressEvery = s.opts.LoadRequestTimeout, s.opts.GracefulStop, s.opts.ProgressEvery
-		log.Info("load test started", "vus", cfg.VUs, "duration", cfg.Duration.String(), "requests", len(cfg.Requests))
+		cfg.Gates, cfg.AbortEarly = &gates, lt.EffectiveAbortEarly()
+		log.Info("load test started", "model", res.Model, "vus", cfg.VUs, "rate", cfg.Rate, "duration", cfg.Duration.String(), "requests", len(cfg.Requests))
 		rep, err := s.runLoad(ctx, cause, cfg, log)
 		if err != nil {
 			return nil, false, err
 		}
-		v := loadstat.Judge(rep.Snapshot, gates)
+		v := loadstat.Judge(rep.Snapshot, gates, rep.Stats.Quantile)
 		pass = v.Pass
-		res.DurationMs = rep.Elapsed.Milliseconds()
-		res.Requests, res.Errors, res.ErrorRate = rep.Requests, rep.Errors, rep.ErrorRate()
-		res.AvgMs, res.P95Ms, res.MaxMs, res.Rps = round2(rep.AvgMS), round2(rep.P95MS), round2(rep.MaxMS), round2(rep.RPS)
+		fillLoadResult(res, rep)
 		res.Reason = v.Reason
+		if rep.Aborted != "" {
+			pass = false
+			if res.Reason == "" {
+				res.Reason = "aborted early: " + rep.Aborted
+			} else {
+				res.Reason += " (aborted early: " + rep.Aborted + ")"
+			}
+		}
+		if lt.RegressionEnabled() {
+			r, err := s.regression(ctx, run, lt, res, rep.Samples)
+			if err != nil {
+				return nil, false, err
+			}
+			res.Regression, res.RegressionClass, res.BaselineRun = r.String(), r.Class.String(), r.BaselineRun
+			if r.Regressed() {
+				pass = false
+				res.Reason = strings.TrimPrefix(res.Reason+"; "+r.String(), "; ")
+			}
+			log.Info("load regression", "class", res.RegressionClass, "baseline_run", r.BaselineRun, "result", res.Regression)
+		}
+		if js, err := k6Summary(rep, gates); err != nil {
+			log.Warn("k6 summary not built", "err", err)
+		} else {
+			res.K6SummaryJson = string(js)
+			if err := s.writeSummary(run, js); err != nil {
+				log.Warn("k6 summary not written", "err", err)
+			}
+		}
 	}
 	s.m.tests.WithLabelValues("load", status(pass)).Inc()
 	log.Info("load test", "status", status(pass), "requests", res.Requests, "errors", res.Errors, "p95_ms", res.P95Ms, "reason", res.Reason)
@@ -282,34 +327,143 @@ func (s *Service) load(ctx context.Context, cause *runbookv1.Event, lt *plan.Loa
 	return res, pass, nil
 }
 
+// fillLoadResult copies the engine's report into the event.
+func fillLoadResult(res *runbookv1.LoadResult, rep httprun.LoadReport) {
+	res.Vus = int32(rep.VUs)
+	res.DurationMs = rep.Elapsed.Milliseconds()
+	res.Requests, res.Errors, res.ErrorRate = rep.Requests, rep.Errors, rep.ErrorRate()
+	res.AvgMs, res.P95Ms, res.MaxMs, res.Rps = round2(rep.AvgMS), round2(rep.P95MS), round2(rep.MaxMS), round2(rep.RPS)
+	res.Overall = latencyStats(rep.Stats.Overall)
+	for _, n := range rep.Stats.ByName {
+		res.ByRequest = append(res.ByRequest, latencyStats(n))
+	}
+	res.ErrorsByKind = rep.Stats.ErrorsByKind
+	res.Aborted = rep.Aborted != ""
+	res.LatencySamplesMs = make([]float64, 0, len(rep.Samples))
+	for _, v := range rep.Samples {
+		res.LatencySamplesMs = append(res.LatencySamplesMs, math.Round(v*1000)/1000) // µs are enough
+	}
+}
+
+func latencyStats(l loadstat.Latency) *runbookv1.LatencyStats {
+	return &runbookv1.LatencyStats{Name: l.Name, Requests: l.Requests, Errors: l.Errors, AvgMs: round2(l.AvgMS),
+		P50Ms: round2(l.P50MS), P90Ms: round2(l.P90MS), P95Ms: round2(l.P95MS), P99Ms: round2(l.P99MS), MaxMs: round2(l.MaxMS), MinMs: round2(l.MinMS)}
+}
+
+// k6Summary is the run's summary in the shape of k6's handleSummary data.
+func k6Summary(rep httprun.LoadReport, g loadstat.Gates) ([]byte, error) {
+	sum, err := k6summary.Build(k6summary.FromReport(rep, g))
+	if err != nil {
+		return nil, err
+	}
+	return sum.JSON()
+}
+
+// writeSummary writes <SummaryDir>/<run>-k6-summary.json (atomically) when
+// a summary directory is set.
+func (s *Service) writeSummary(run string, js []byte) error {
+	if s.opts.SummaryDir == "" {
+		return nil
+	}
+	if err := os.MkdirAll(s.opts.SummaryDir, 0o755); err != nil {
+		return fmt.Errorf("summary dir %s: %w", s.opts.SummaryDir, err)
+	}
+	path := SummaryPath(s.opts.SummaryDir, run)
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, append(js, '\n'), 0o644); err != nil {
+		return fmt.Errorf("write k6 summary %s: %w", tmp, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("write k6 summary %s: %w", path, err)
+	}
+	return nil
+}
+
+// SummaryPath is where a run's k6-shaped summary is written in dir.
+func SummaryPath(dir, run string) string { return filepath.Join(dir, run+"-k6-summary.json") }
+
+// regression compares this run's latency samples with its baseline's: the
+// last passed load test, before this run, of the same change id or the same
+// target.
+func (s *Service) regression(ctx context.Context, run string, lt *plan.LoadTest, res *runbookv1.LoadResult, samples []float64) (regress.Result, error) {
+	var base *runbookv1.LoadResult
+	var baseRun string
+	err := s.bus.Scan(ctx, []string{eventbus.TypeSubjects("test.load.passed")}, 0, func(e eventbus.Envelope) error {
+		r := e.Event.GetTestLoadPassed()
+		if e.Event.GetRunId() == run || r == nil || len(r.GetLatencySamplesMs()) == 0 {
+			return nil
+		}
+		if (res.GetChangeId() != "" && r.GetChangeId() == res.GetChangeId()) || r.GetTarget() == res.GetTarget() {
+			base, baseRun = r, e.Event.GetRunId()
+		}
+		return nil
+	})
+	if err != nil {
+		return regress.Result{}, fmt.Errorf("find the regression baseline of run %s: %w", run, err)
+	}
+	o := regress.Options{BaselineRun: baseRun}
+	if r := lt.Regression; r != nil {
+		o.Alpha, o.EffectFloor = r.Alpha, r.EffectFloor
+	}
+	return regress.Compare(base.GetLatencySamplesMs(), samples, o), nil
+}
+
 // runLoad runs one load test, publishing its progress, and aborts it with
 // errRollbackStarted when the run's rollback begins.
 func (s *Service) runLoad(ctx context.Context, cause *runbookv1.Event, cfg httprun.LoadConfig, log *slog.Logger) (httprun.LoadReport, error) {
 	run := cause.GetRunId()
 	lctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
+	ok, failed := s.m.loadRequests.WithLabelValues("ok"), s.m.loadRequests.WithLabelValues("error")
 	obs := httprun.LoadObserver{
-		OnRequest: func(_ *httprun.Prepared, d time.Duration, failed bool) {
-			outcome := "ok"
-			if failed {
-				outcome = "error"
+		OnRequest: func(_ string, d time.Duration, kind loadstat.Kind) {
+			if kind != loadstat.KindOK {
+				failed.Inc()
+			} else {
+				ok.Inc()
 			}
-			s.m.loadRequests.WithLabelValues(outcome).Inc()
-			s.m.loadLatency.Observe(d.Seconds())
+			if kind != loadstat.KindDropped {
+				s.m.loadLatency.Observe(d.Seconds())
+			}
 		},
 		OnProgress: func(p httprun.Progress) {
 			if rb, err := s.bus.LastEvent(lctx, run, "rollback.started"); err == nil && rb != nil {
 				cancel(errRollbackStarted)
 				return
 			}
-			pr := &runbookv1.LoadProgress{ElapsedMs: p.Elapsed.Milliseconds(), Requests: p.Requests, Errors: p.Errors, P95Ms: round2(p.P95MS)}
+			pr := &runbookv1.LoadProgress{ElapsedMs: p.Elapsed.Milliseconds(), Requests: p.Requests, Errors: p.Errors, P95Ms: round2(p.P95MS),
+				Vus: int32(p.VUs), Rps: round2(p.RPS), P99Ms: round2(p.P99MS), InFlight: p.InFlight}
 			ev := eventbus.CausedBy(eventbus.New(run, &runbookv1.Event_TestLoadProgress{TestLoadProgress: pr}, p.Second), cause)
 			if _, err := s.bus.Publish(lctx, ev); err != nil && lctx.Err() == nil {
 				log.Warn("load progress not published", "err", err)
 			}
 		},
 	}
-	return httprun.RunLoad(lctx, cfg, loadstat.NewRecorder(), obs)
+	return httprun.RunLoad(lctx, cfg, obs)
+}
+
+// loadGates are the plan's gates, with the seed's defaults.
+func loadGates(lt *plan.LoadTest) loadstat.Gates {
+	eg := lt.EffectiveGates() // error_rate: 0 means no error allowed
+	g := loadstat.Gates{P95MS: eg.P95MS, ErrorRate: eg.ErrorRate}
+	for _, p := range lt.Gates.PercentileGates() {
+		g.Percentiles = append(g.Percentiles, loadstat.PercentileGate{Percentile: p.Percentile, MaxMS: p.MaxMS})
+	}
+	return g
+}
+
+// loadTarget names what a load test hits, for matching a baseline: its
+// requests' methods and URLs, in order.
+func loadTarget(lt *plan.LoadTest) string {
+	parts := make([]string, len(lt.Requests))
+	for i, r := range lt.Requests {
+		m := strings.ToUpper(strings.TrimSpace(r.Method))
+		if m == "" {
+			m = http.MethodGet
+		}
+		parts[i] = m + " " + r.URL
+	}
+	return strings.Join(parts, " | ")
 }
 
 // loadConfig turns the plan's load test into a runnable one, with the seed's
@@ -320,8 +474,20 @@ func loadConfig(lt *plan.LoadTest, env httprun.LookupEnv) (httprun.LoadConfig, e
 		VUs:       lt.VUs,
 		Duration:  lt.Duration.Or(httprun.DefaultLoadDuration),
 		ThinkTime: lt.ThinkTime.Or(httprun.DefaultThinkTime),
+		Rate:      lt.Rate,
 	}
-	if cfg.VUs <= 0 {
+	for _, st := range lt.Stages {
+		cfg.Stages = append(cfg.Stages, httprun.Stage{Duration: st.Duration.Duration, Target: st.Target})
+	}
+	switch {
+	case cfg.Rate > 0:
+		cfg.VUs, cfg.ThinkTime, cfg.MaxInFlight = 0, 0, lt.EffectiveMaxInFlight()
+	case len(cfg.Stages) > 0:
+		cfg.VUs, cfg.Duration = 0, lt.StagesDuration()
+		for _, st := range cfg.Stages {
+			cfg.VUs = max(cfg.VUs, st.Target)
+		}
+	case cfg.VUs <= 0:
 		cfg.VUs = httprun.DefaultVUs
 	}
 	if len(lt.Requests) == 0 {
@@ -333,6 +499,7 @@ func loadConfig(lt *plan.LoadTest, env httprun.LookupEnv) (httprun.LoadConfig, e
 			return cfg, fmt.Errorf("load request %d: %w", i+1, err)
 		}
 		cfg.Requests = append(cfg.Requests, p)
+		cfg.Names = append(cfg.Names, r.Name)
 	}
 	return cfg, nil
 }
@@ -351,14 +518,22 @@ type verdict struct {
 func (v *verdict) addSmoke(s *runbookv1.TestSuiteResult) {
 	v.passed += s.GetPassed()
 	v.failed += s.GetFailed()
-	var names []string
+	var names, skipped []string
 	for _, c := range s.GetTests() {
-		if c.GetStatus() != "PASS" {
+		switch c.GetStatus() {
+		case httprun.StatusPass:
+		case httprun.StatusSkip:
+			skipped = append(skipped, c.GetName())
+		default:
 			names = append(names, fmt.Sprintf("%s (%s)", c.GetName(), c.GetError()))
 		}
 	}
 	if len(names) > 0 {
-		v.failures = append(v.failures, fmt.Sprintf("%d of %d smoke tests failed: %s", len(names), len(s.GetTests()), strings.Join(names, ", ")))
+		msg := fmt.Sprintf("%d of %d smoke tests failed: %s", len(names), len(s.GetTests()), strings.Join(names, ", "))
+		if len(skipped) > 0 {
+			msg += fmt.Sprintf("; %d skipped: %s", len(skipped), strings.Join(skipped, ", "))
+		}
+		v.failures = append(v.failures, msg)
 	}
 }
 
@@ -370,9 +545,33 @@ func (v *verdict) addLoad(r *runbookv1.LoadResult, pass bool) {
 	v.failed++
 	v.failures = append(v.failures, "load test failed: "+r.GetReason())
 	if r.GetRequests() > 0 {
-		j := loadstat.Judge(loadstat.Snapshot{Requests: r.GetRequests(), Errors: r.GetErrors(), P95MS: r.GetP95Ms()},
-			loadstat.Gates{P95MS: r.GetGateP95Ms(), ErrorRate: r.GetGateErrorRate()})
+		g := loadstat.Gates{P95MS: r.GetGateP95Ms(), ErrorRate: r.GetGateErrorRate()}
+		for i, q := range r.GetGatePercentiles() {
+			if i < len(r.GetGatePercentileMs()) {
+				g.Percentiles = append(g.Percentiles, loadstat.PercentileGate{Percentile: q, MaxMS: r.GetGatePercentileMs()[i]})
+			}
+		}
+		o := r.GetOverall()
+		quantile := func(q float64) float64 {
+			switch q {
+			case 50:
+				return o.GetP50Ms()
+			case 90:
+				return o.GetP90Ms()
+			case 95:
+				return o.GetP95Ms()
+			case 99:
+				return o.GetP99Ms()
+			case 100:
+				return o.GetMaxMs()
+			}
+			return math.NaN() // not in the event: never over its gate here
+		}
+		j := loadstat.Judge(loadstat.Snapshot{Requests: r.GetRequests(), Errors: r.GetErrors(), P95MS: r.GetP95Ms()}, g, quantile)
 		v.metric, v.value, v.threshold = j.Metric, j.Value, j.Threshold
+		if j.Pass && r.GetRegressionClass() == regress.High.String() {
+			v.metric, v.value, v.threshold = "latency_regression", r.GetP95Ms(), 0
+		}
 	}
 }
 

@@ -199,15 +199,34 @@ func Describe(p *plan.Plan, a risk.Assessment) string {
 	if t.IsEmpty() {
 		w(1, "none — the tests pass at once")
 	}
-	for i, s := range t.Smoke {
+	suite, depth := "", 1
+	for i, s := range t.SmokeSteps() {
+		if s.Suite != suite {
+			suite, depth = s.Suite, 2
+			w(1, "suite %s:", suite)
+		}
 		exp := statusText(s.Expect.Status)
 		if s.Expect.MaxMS > 0 {
 			exp += fmt.Sprintf(", ≤ %d ms", s.Expect.MaxMS)
 		}
-		if len(s.Expect.JSON) > 0 {
-			exp += ", json " + strings.Join(sortedKeys(s.Expect.JSON), ", ")
+		if n := len(s.Expect.JSON) + len(s.Expect.JSONMatch) + len(s.Expect.JSONAbsent); n > 0 {
+			keys := append(sortedKeys(s.Expect.JSON), sortedKeys(s.Expect.JSONMatch)...)
+			for _, a := range s.Expect.JSONAbsent {
+				keys = append(keys, "no "+a)
+			}
+			exp += ", json " + strings.Join(keys, ", ")
 		}
-		w(1, "%d. %s [%s] %s %s → expect %s · timeout %s", i+1, s.Name, s.EffectiveType(), s.Request.EffectiveMethod(), s.Request.URL, exp, dur(s.EffectiveTimeout()))
+		if n := len(s.Expect.Headers) + len(s.Expect.HeadersMatch); n > 0 {
+			exp += ", headers " + strings.Join(append(sortedKeys(s.Expect.Headers), sortedKeys(s.Expect.HeadersMatch)...), ", ")
+		}
+		if len(s.Expect.BodyContains) > 0 {
+			exp += fmt.Sprintf(", body contains %d text(s)", len(s.Expect.BodyContains))
+		}
+		line := fmt.Sprintf("%d. %s [%s] %s %s → expect %s · timeout %s", i+1, s.EffectiveName(), s.Type, s.Request.EffectiveMethod(), s.Request.URL, exp, dur(s.EffectiveTimeout()))
+		if len(s.Capture) > 0 {
+			line += " · captures " + strings.Join(sortedKeys(s.Capture), ", ")
+		}
+		w(depth, "%s", line)
 	}
 	if l := t.Load; l != nil {
 		g := l.EffectiveGates()

@@ -2088,12 +2088,18 @@ func (x *DeployFinished) GetFailedStep() string {
 }
 
 type RollbackRequested struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Reason        string                 `protobuf:"bytes,1,opt,name=reason,proto3" json:"reason,omitempty"`
-	RequestedBy   string                 `protobuf:"bytes,2,opt,name=requested_by,json=requestedBy,proto3" json:"requested_by,omitempty"` // monitor, tester, deployer, operator
-	Metric        string                 `protobuf:"bytes,3,opt,name=metric,proto3" json:"metric,omitempty"`
-	Value         float64                `protobuf:"fixed64,4,opt,name=value,proto3" json:"value,omitempty"`
-	Threshold     float64                `protobuf:"fixed64,5,opt,name=threshold,proto3" json:"threshold,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Reason      string                 `protobuf:"bytes,1,opt,name=reason,proto3" json:"reason,omitempty"`
+	RequestedBy string                 `protobuf:"bytes,2,opt,name=requested_by,json=requestedBy,proto3" json:"requested_by,omitempty"` // monitor, tester, deployer, operator
+	Metric      string                 `protobuf:"bytes,3,opt,name=metric,proto3" json:"metric,omitempty"`
+	Value       float64                `protobuf:"fixed64,4,opt,name=value,proto3" json:"value,omitempty"`
+	Threshold   float64                `protobuf:"fixed64,5,opt,name=threshold,proto3" json:"threshold,omitempty"`
+	// The monitor's gate: the rule text (e.g. "api_response_time_p95 > 3150
+	// for 3 of 5 samples"), the values of its N-of-M window, oldest first
+	// (NaN: no sample), and whether missing data failed it.
+	Rule          string    `protobuf:"bytes,6,opt,name=rule,proto3" json:"rule,omitempty"`
+	WindowValues  []float64 `protobuf:"fixed64,7,rep,packed,name=window_values,json=windowValues,proto3" json:"window_values,omitempty"`
+	NoData        bool      `protobuf:"varint,8,opt,name=no_data,json=noData,proto3" json:"no_data,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2161,6 +2167,27 @@ func (x *RollbackRequested) GetThreshold() float64 {
 		return x.Threshold
 	}
 	return 0
+}
+
+func (x *RollbackRequested) GetRule() string {
+	if x != nil {
+		return x.Rule
+	}
+	return ""
+}
+
+func (x *RollbackRequested) GetWindowValues() []float64 {
+	if x != nil {
+		return x.WindowValues
+	}
+	return nil
+}
+
+func (x *RollbackRequested) GetNoData() bool {
+	if x != nil {
+		return x.NoData
+	}
+	return false
 }
 
 type RollbackStarted struct {
@@ -2300,12 +2327,16 @@ func (x *MetricSample) GetTime() *timestamppb.Timestamp {
 }
 
 type MonitorStarted struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Window        string                 `protobuf:"bytes,1,opt,name=window,proto3" json:"window,omitempty"`
-	Interval      string                 `protobuf:"bytes,2,opt,name=interval,proto3" json:"interval,omitempty"`
-	Baseline      []*MetricSample        `protobuf:"bytes,3,rep,name=baseline,proto3" json:"baseline,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Window   string                 `protobuf:"bytes,1,opt,name=window,proto3" json:"window,omitempty"`
+	Interval string                 `protobuf:"bytes,2,opt,name=interval,proto3" json:"interval,omitempty"`
+	Baseline []*MetricSample        `protobuf:"bytes,3,rep,name=baseline,proto3" json:"baseline,omitempty"`
+	// How the baseline was taken: the pre-deployment window it covers
+	// (e.g. "6s", from change.requested until deploy.started) or
+	// "one round at deploy.started".
+	BaselineWindow string `protobuf:"bytes,4,opt,name=baseline_window,json=baselineWindow,proto3" json:"baseline_window,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *MonitorStarted) Reset() {
@@ -2359,16 +2390,35 @@ func (x *MonitorStarted) GetBaseline() []*MetricSample {
 	return nil
 }
 
+func (x *MonitorStarted) GetBaselineWindow() string {
+	if x != nil {
+		return x.BaselineWindow
+	}
+	return ""
+}
+
 type ThresholdViolated struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Metric        string                 `protobuf:"bytes,1,opt,name=metric,proto3" json:"metric,omitempty"`
-	Value         float64                `protobuf:"fixed64,2,opt,name=value,proto3" json:"value,omitempty"`
-	Threshold     float64                `protobuf:"fixed64,3,opt,name=threshold,proto3" json:"threshold,omitempty"`
-	Severity      string                 `protobuf:"bytes,4,opt,name=severity,proto3" json:"severity,omitempty"` // WARNING, CRITICAL
-	Source        string                 `protobuf:"bytes,5,opt,name=source,proto3" json:"source,omitempty"`
-	AutoRollback  bool                   `protobuf:"varint,6,opt,name=auto_rollback,json=autoRollback,proto3" json:"auto_rollback,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Metric       string                 `protobuf:"bytes,1,opt,name=metric,proto3" json:"metric,omitempty"`
+	Value        float64                `protobuf:"fixed64,2,opt,name=value,proto3" json:"value,omitempty"`
+	Threshold    float64                `protobuf:"fixed64,3,opt,name=threshold,proto3" json:"threshold,omitempty"`
+	Severity     string                 `protobuf:"bytes,4,opt,name=severity,proto3" json:"severity,omitempty"` // WARNING, CRITICAL
+	Source       string                 `protobuf:"bytes,5,opt,name=source,proto3" json:"source,omitempty"`
+	AutoRollback bool                   `protobuf:"varint,6,opt,name=auto_rollback,json=autoRollback,proto3" json:"auto_rollback,omitempty"`
+	// shadow: the gate is in shadow mode: recorded, never rolls back.
+	Shadow bool `protobuf:"varint,7,opt,name=shadow,proto3" json:"shadow,omitempty"`
+	// no_data: the metric had no sample for no_data_after ticks in a row
+	// (source error, NaN, or not reported); value is NaN.
+	NoData bool `protobuf:"varint,8,opt,name=no_data,json=noData,proto3" json:"no_data,omitempty"`
+	// The gate's N-of-M window at this sample: critical samples in it, its
+	// size M and N; gate_failed when N of M held.
+	WindowCritical int32 `protobuf:"varint,9,opt,name=window_critical,json=windowCritical,proto3" json:"window_critical,omitempty"`
+	WindowSize     int32 `protobuf:"varint,10,opt,name=window_size,json=windowSize,proto3" json:"window_size,omitempty"`
+	WindowNeeded   int32 `protobuf:"varint,11,opt,name=window_needed,json=windowNeeded,proto3" json:"window_needed,omitempty"`
+	GateFailed     bool  `protobuf:"varint,12,opt,name=gate_failed,json=gateFailed,proto3" json:"gate_failed,omitempty"`
+	Below          bool  `protobuf:"varint,13,opt,name=below,proto3" json:"below,omitempty"` // a min gate: the value fell below the threshold
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *ThresholdViolated) Reset() {
@@ -2443,6 +2493,55 @@ func (x *ThresholdViolated) GetAutoRollback() bool {
 	return false
 }
 
+func (x *ThresholdViolated) GetShadow() bool {
+	if x != nil {
+		return x.Shadow
+	}
+	return false
+}
+
+func (x *ThresholdViolated) GetNoData() bool {
+	if x != nil {
+		return x.NoData
+	}
+	return false
+}
+
+func (x *ThresholdViolated) GetWindowCritical() int32 {
+	if x != nil {
+		return x.WindowCritical
+	}
+	return 0
+}
+
+func (x *ThresholdViolated) GetWindowSize() int32 {
+	if x != nil {
+		return x.WindowSize
+	}
+	return 0
+}
+
+func (x *ThresholdViolated) GetWindowNeeded() int32 {
+	if x != nil {
+		return x.WindowNeeded
+	}
+	return 0
+}
+
+func (x *ThresholdViolated) GetGateFailed() bool {
+	if x != nil {
+		return x.GateFailed
+	}
+	return false
+}
+
+func (x *ThresholdViolated) GetBelow() bool {
+	if x != nil {
+		return x.Below
+	}
+	return false
+}
+
 type MonitorCompleted struct {
 	state             protoimpl.MessageState `protogen:"open.v1"`
 	Samples           int32                  `protobuf:"varint,1,opt,name=samples,proto3" json:"samples,omitempty"`
@@ -2452,9 +2551,14 @@ type MonitorCompleted struct {
 	// Last value seen for each metric.
 	Last map[string]float64 `protobuf:"bytes,5,rep,name=last,proto3" json:"last,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
 	// Highest value seen for each metric.
-	Max           map[string]float64 `protobuf:"bytes,6,rep,name=max,proto3" json:"max,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Max map[string]float64 `protobuf:"bytes,6,rep,name=max,proto3" json:"max,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
+	// Per metric: min / max / mean / p95 over the window's samples, and how
+	// many ticks had no sample.
+	Stats map[string]*MetricStats `protobuf:"bytes,7,rep,name=stats,proto3" json:"stats,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Shadow mode: the rule that would have rolled back ("" if none).
+	ShadowRollback string `protobuf:"bytes,8,opt,name=shadow_rollback,json=shadowRollback,proto3" json:"shadow_rollback,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *MonitorCompleted) Reset() {
@@ -2529,6 +2633,105 @@ func (x *MonitorCompleted) GetMax() map[string]float64 {
 	return nil
 }
 
+func (x *MonitorCompleted) GetStats() map[string]*MetricStats {
+	if x != nil {
+		return x.Stats
+	}
+	return nil
+}
+
+func (x *MonitorCompleted) GetShadowRollback() string {
+	if x != nil {
+		return x.ShadowRollback
+	}
+	return ""
+}
+
+// MetricStats summarise one metric's samples in a watch window.
+type MetricStats struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Min           float64                `protobuf:"fixed64,1,opt,name=min,proto3" json:"min,omitempty"`
+	Max           float64                `protobuf:"fixed64,2,opt,name=max,proto3" json:"max,omitempty"`
+	Mean          float64                `protobuf:"fixed64,3,opt,name=mean,proto3" json:"mean,omitempty"`
+	P95           float64                `protobuf:"fixed64,4,opt,name=p95,proto3" json:"p95,omitempty"`
+	Samples       int32                  `protobuf:"varint,5,opt,name=samples,proto3" json:"samples,omitempty"`
+	Missing       int32                  `protobuf:"varint,6,opt,name=missing,proto3" json:"missing,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MetricStats) Reset() {
+	*x = MetricStats{}
+	mi := &file_runbook_v1_events_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MetricStats) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MetricStats) ProtoMessage() {}
+
+func (x *MetricStats) ProtoReflect() protoreflect.Message {
+	mi := &file_runbook_v1_events_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MetricStats.ProtoReflect.Descriptor instead.
+func (*MetricStats) Descriptor() ([]byte, []int) {
+	return file_runbook_v1_events_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *MetricStats) GetMin() float64 {
+	if x != nil {
+		return x.Min
+	}
+	return 0
+}
+
+func (x *MetricStats) GetMax() float64 {
+	if x != nil {
+		return x.Max
+	}
+	return 0
+}
+
+func (x *MetricStats) GetMean() float64 {
+	if x != nil {
+		return x.Mean
+	}
+	return 0
+}
+
+func (x *MetricStats) GetP95() float64 {
+	if x != nil {
+		return x.P95
+	}
+	return 0
+}
+
+func (x *MetricStats) GetSamples() int32 {
+	if x != nil {
+		return x.Samples
+	}
+	return 0
+}
+
+func (x *MetricStats) GetMissing() int32 {
+	if x != nil {
+		return x.Missing
+	}
+	return 0
+}
+
 type TestStarted struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	SmokeTests    int32                  `protobuf:"varint,1,opt,name=smoke_tests,json=smokeTests,proto3" json:"smoke_tests,omitempty"`
@@ -2539,7 +2742,7 @@ type TestStarted struct {
 
 func (x *TestStarted) Reset() {
 	*x = TestStarted{}
-	mi := &file_runbook_v1_events_proto_msgTypes[24]
+	mi := &file_runbook_v1_events_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2551,7 +2754,7 @@ func (x *TestStarted) String() string {
 func (*TestStarted) ProtoMessage() {}
 
 func (x *TestStarted) ProtoReflect() protoreflect.Message {
-	mi := &file_runbook_v1_events_proto_msgTypes[24]
+	mi := &file_runbook_v1_events_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2564,7 +2767,7 @@ func (x *TestStarted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TestStarted.ProtoReflect.Descriptor instead.
 func (*TestStarted) Descriptor() ([]byte, []int) {
-	return file_runbook_v1_events_proto_rawDescGZIP(), []int{24}
+	return file_runbook_v1_events_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *TestStarted) GetSmokeTests() int32 {
@@ -2595,7 +2798,7 @@ type TestCase struct {
 
 func (x *TestCase) Reset() {
 	*x = TestCase{}
-	mi := &file_runbook_v1_events_proto_msgTypes[25]
+	mi := &file_runbook_v1_events_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2607,7 +2810,7 @@ func (x *TestCase) String() string {
 func (*TestCase) ProtoMessage() {}
 
 func (x *TestCase) ProtoReflect() protoreflect.Message {
-	mi := &file_runbook_v1_events_proto_msgTypes[25]
+	mi := &file_runbook_v1_events_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2620,7 +2823,7 @@ func (x *TestCase) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TestCase.ProtoReflect.Descriptor instead.
 func (*TestCase) Descriptor() ([]byte, []int) {
-	return file_runbook_v1_events_proto_rawDescGZIP(), []int{25}
+	return file_runbook_v1_events_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *TestCase) GetName() string {
@@ -2676,7 +2879,7 @@ type TestSuiteResult struct {
 
 func (x *TestSuiteResult) Reset() {
 	*x = TestSuiteResult{}
-	mi := &file_runbook_v1_events_proto_msgTypes[26]
+	mi := &file_runbook_v1_events_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2688,7 +2891,7 @@ func (x *TestSuiteResult) String() string {
 func (*TestSuiteResult) ProtoMessage() {}
 
 func (x *TestSuiteResult) ProtoReflect() protoreflect.Message {
-	mi := &file_runbook_v1_events_proto_msgTypes[26]
+	mi := &file_runbook_v1_events_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2701,7 +2904,7 @@ func (x *TestSuiteResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TestSuiteResult.ProtoReflect.Descriptor instead.
 func (*TestSuiteResult) Descriptor() ([]byte, []int) {
-	return file_runbook_v1_events_proto_rawDescGZIP(), []int{26}
+	return file_runbook_v1_events_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *TestSuiteResult) GetTests() []*TestCase {
@@ -2731,13 +2934,17 @@ type LoadProgress struct {
 	Requests      int64                  `protobuf:"varint,2,opt,name=requests,proto3" json:"requests,omitempty"`
 	Errors        int64                  `protobuf:"varint,3,opt,name=errors,proto3" json:"errors,omitempty"`
 	P95Ms         float64                `protobuf:"fixed64,4,opt,name=p95_ms,json=p95Ms,proto3" json:"p95_ms,omitempty"`
+	Vus           int32                  `protobuf:"varint,5,opt,name=vus,proto3" json:"vus,omitempty"`  // closed model: virtual users running now
+	Rps           float64                `protobuf:"fixed64,6,opt,name=rps,proto3" json:"rps,omitempty"` // requests per second since the previous point
+	P99Ms         float64                `protobuf:"fixed64,7,opt,name=p99_ms,json=p99Ms,proto3" json:"p99_ms,omitempty"`
+	InFlight      int64                  `protobuf:"varint,8,opt,name=in_flight,json=inFlight,proto3" json:"in_flight,omitempty"` // requests sent and not answered yet
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *LoadProgress) Reset() {
 	*x = LoadProgress{}
-	mi := &file_runbook_v1_events_proto_msgTypes[27]
+	mi := &file_runbook_v1_events_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2749,7 +2956,7 @@ func (x *LoadProgress) String() string {
 func (*LoadProgress) ProtoMessage() {}
 
 func (x *LoadProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_runbook_v1_events_proto_msgTypes[27]
+	mi := &file_runbook_v1_events_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2762,7 +2969,7 @@ func (x *LoadProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LoadProgress.ProtoReflect.Descriptor instead.
 func (*LoadProgress) Descriptor() ([]byte, []int) {
-	return file_runbook_v1_events_proto_rawDescGZIP(), []int{27}
+	return file_runbook_v1_events_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *LoadProgress) GetElapsedMs() int64 {
@@ -2793,6 +3000,34 @@ func (x *LoadProgress) GetP95Ms() float64 {
 	return 0
 }
 
+func (x *LoadProgress) GetVus() int32 {
+	if x != nil {
+		return x.Vus
+	}
+	return 0
+}
+
+func (x *LoadProgress) GetRps() float64 {
+	if x != nil {
+		return x.Rps
+	}
+	return 0
+}
+
+func (x *LoadProgress) GetP99Ms() float64 {
+	if x != nil {
+		return x.P99Ms
+	}
+	return 0
+}
+
+func (x *LoadProgress) GetInFlight() int64 {
+	if x != nil {
+		return x.InFlight
+	}
+	return 0
+}
+
 type LoadResult struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Vus           int32                  `protobuf:"varint,1,opt,name=vus,proto3" json:"vus,omitempty"`
@@ -2807,13 +3042,35 @@ type LoadResult struct {
 	GateP95Ms     float64                `protobuf:"fixed64,10,opt,name=gate_p95_ms,json=gateP95Ms,proto3" json:"gate_p95_ms,omitempty"`
 	GateErrorRate float64                `protobuf:"fixed64,11,opt,name=gate_error_rate,json=gateErrorRate,proto3" json:"gate_error_rate,omitempty"`
 	Reason        string                 `protobuf:"bytes,12,opt,name=reason,proto3" json:"reason,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// The summary in the shape of k6's handleSummary data (JSON), so that it
+	// survives without a summary directory.
+	K6SummaryJson string `protobuf:"bytes,13,opt,name=k6_summary_json,json=k6SummaryJson,proto3" json:"k6_summary_json,omitempty"`
+	// A bounded uniform sample of this run's request latencies (ms), the
+	// next run's regression baseline.
+	LatencySamplesMs []float64        `protobuf:"fixed64,14,rep,packed,name=latency_samples_ms,json=latencySamplesMs,proto3" json:"latency_samples_ms,omitempty"`
+	Model            string           `protobuf:"bytes,15,opt,name=model,proto3" json:"model,omitempty"`                               // closed or open
+	TargetRate       float64          `protobuf:"fixed64,16,opt,name=target_rate,json=targetRate,proto3" json:"target_rate,omitempty"` // open model: iterations per second asked for
+	Overall          *LatencyStats    `protobuf:"bytes,17,opt,name=overall,proto3" json:"overall,omitempty"`
+	ByRequest        []*LatencyStats  `protobuf:"bytes,18,rep,name=by_request,json=byRequest,proto3" json:"by_request,omitempty"`
+	ErrorsByKind     map[string]int64 `protobuf:"bytes,19,rep,name=errors_by_kind,json=errorsByKind,proto3" json:"errors_by_kind,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"` // 4xx, 5xx, timeout, connection, dropped, ...
+	Aborted          bool             `protobuf:"varint,20,opt,name=aborted,proto3" json:"aborted,omitempty"`                                                                                                           // stopped early: a gate had clearly failed
+	// The regression judgement against the baseline run (or why none was made).
+	Regression      string `protobuf:"bytes,21,opt,name=regression,proto3" json:"regression,omitempty"`
+	RegressionClass string `protobuf:"bytes,22,opt,name=regression_class,json=regressionClass,proto3" json:"regression_class,omitempty"` // High, Low, Pass, NoBaseline, NotEnoughSamples, Invalid, or "" (off)
+	BaselineRun     string `protobuf:"bytes,23,opt,name=baseline_run,json=baselineRun,proto3" json:"baseline_run,omitempty"`
+	// What a later run's baseline is matched by: the change id and the load
+	// test's target (its requests' methods and URLs).
+	ChangeId         string    `protobuf:"bytes,24,opt,name=change_id,json=changeId,proto3" json:"change_id,omitempty"`
+	Target           string    `protobuf:"bytes,25,opt,name=target,proto3" json:"target,omitempty"`
+	GatePercentiles  []float64 `protobuf:"fixed64,26,rep,packed,name=gate_percentiles,json=gatePercentiles,proto3" json:"gate_percentiles,omitempty"`      // percentile gates: percentile ...
+	GatePercentileMs []float64 `protobuf:"fixed64,27,rep,packed,name=gate_percentile_ms,json=gatePercentileMs,proto3" json:"gate_percentile_ms,omitempty"` // ... and its limit (ms), pairwise
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *LoadResult) Reset() {
 	*x = LoadResult{}
-	mi := &file_runbook_v1_events_proto_msgTypes[28]
+	mi := &file_runbook_v1_events_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2825,7 +3082,7 @@ func (x *LoadResult) String() string {
 func (*LoadResult) ProtoMessage() {}
 
 func (x *LoadResult) ProtoReflect() protoreflect.Message {
-	mi := &file_runbook_v1_events_proto_msgTypes[28]
+	mi := &file_runbook_v1_events_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2838,7 +3095,7 @@ func (x *LoadResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LoadResult.ProtoReflect.Descriptor instead.
 func (*LoadResult) Descriptor() ([]byte, []int) {
-	return file_runbook_v1_events_proto_rawDescGZIP(), []int{28}
+	return file_runbook_v1_events_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *LoadResult) GetVus() int32 {
@@ -2925,6 +3182,228 @@ func (x *LoadResult) GetReason() string {
 	return ""
 }
 
+func (x *LoadResult) GetK6SummaryJson() string {
+	if x != nil {
+		return x.K6SummaryJson
+	}
+	return ""
+}
+
+func (x *LoadResult) GetLatencySamplesMs() []float64 {
+	if x != nil {
+		return x.LatencySamplesMs
+	}
+	return nil
+}
+
+func (x *LoadResult) GetModel() string {
+	if x != nil {
+		return x.Model
+	}
+	return ""
+}
+
+func (x *LoadResult) GetTargetRate() float64 {
+	if x != nil {
+		return x.TargetRate
+	}
+	return 0
+}
+
+func (x *LoadResult) GetOverall() *LatencyStats {
+	if x != nil {
+		return x.Overall
+	}
+	return nil
+}
+
+func (x *LoadResult) GetByRequest() []*LatencyStats {
+	if x != nil {
+		return x.ByRequest
+	}
+	return nil
+}
+
+func (x *LoadResult) GetErrorsByKind() map[string]int64 {
+	if x != nil {
+		return x.ErrorsByKind
+	}
+	return nil
+}
+
+func (x *LoadResult) GetAborted() bool {
+	if x != nil {
+		return x.Aborted
+	}
+	return false
+}
+
+func (x *LoadResult) GetRegression() string {
+	if x != nil {
+		return x.Regression
+	}
+	return ""
+}
+
+func (x *LoadResult) GetRegressionClass() string {
+	if x != nil {
+		return x.RegressionClass
+	}
+	return ""
+}
+
+func (x *LoadResult) GetBaselineRun() string {
+	if x != nil {
+		return x.BaselineRun
+	}
+	return ""
+}
+
+func (x *LoadResult) GetChangeId() string {
+	if x != nil {
+		return x.ChangeId
+	}
+	return ""
+}
+
+func (x *LoadResult) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
+}
+
+func (x *LoadResult) GetGatePercentiles() []float64 {
+	if x != nil {
+		return x.GatePercentiles
+	}
+	return nil
+}
+
+func (x *LoadResult) GetGatePercentileMs() []float64 {
+	if x != nil {
+		return x.GatePercentileMs
+	}
+	return nil
+}
+
+// LatencyStats are one request name's (or all requests') latencies.
+type LatencyStats struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Requests      int64                  `protobuf:"varint,2,opt,name=requests,proto3" json:"requests,omitempty"`
+	Errors        int64                  `protobuf:"varint,3,opt,name=errors,proto3" json:"errors,omitempty"`
+	AvgMs         float64                `protobuf:"fixed64,4,opt,name=avg_ms,json=avgMs,proto3" json:"avg_ms,omitempty"`
+	P50Ms         float64                `protobuf:"fixed64,5,opt,name=p50_ms,json=p50Ms,proto3" json:"p50_ms,omitempty"`
+	P90Ms         float64                `protobuf:"fixed64,6,opt,name=p90_ms,json=p90Ms,proto3" json:"p90_ms,omitempty"`
+	P95Ms         float64                `protobuf:"fixed64,7,opt,name=p95_ms,json=p95Ms,proto3" json:"p95_ms,omitempty"`
+	P99Ms         float64                `protobuf:"fixed64,8,opt,name=p99_ms,json=p99Ms,proto3" json:"p99_ms,omitempty"`
+	MaxMs         float64                `protobuf:"fixed64,9,opt,name=max_ms,json=maxMs,proto3" json:"max_ms,omitempty"`
+	MinMs         float64                `protobuf:"fixed64,10,opt,name=min_ms,json=minMs,proto3" json:"min_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LatencyStats) Reset() {
+	*x = LatencyStats{}
+	mi := &file_runbook_v1_events_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LatencyStats) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LatencyStats) ProtoMessage() {}
+
+func (x *LatencyStats) ProtoReflect() protoreflect.Message {
+	mi := &file_runbook_v1_events_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LatencyStats.ProtoReflect.Descriptor instead.
+func (*LatencyStats) Descriptor() ([]byte, []int) {
+	return file_runbook_v1_events_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *LatencyStats) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *LatencyStats) GetRequests() int64 {
+	if x != nil {
+		return x.Requests
+	}
+	return 0
+}
+
+func (x *LatencyStats) GetErrors() int64 {
+	if x != nil {
+		return x.Errors
+	}
+	return 0
+}
+
+func (x *LatencyStats) GetAvgMs() float64 {
+	if x != nil {
+		return x.AvgMs
+	}
+	return 0
+}
+
+func (x *LatencyStats) GetP50Ms() float64 {
+	if x != nil {
+		return x.P50Ms
+	}
+	return 0
+}
+
+func (x *LatencyStats) GetP90Ms() float64 {
+	if x != nil {
+		return x.P90Ms
+	}
+	return 0
+}
+
+func (x *LatencyStats) GetP95Ms() float64 {
+	if x != nil {
+		return x.P95Ms
+	}
+	return 0
+}
+
+func (x *LatencyStats) GetP99Ms() float64 {
+	if x != nil {
+		return x.P99Ms
+	}
+	return 0
+}
+
+func (x *LatencyStats) GetMaxMs() float64 {
+	if x != nil {
+		return x.MaxMs
+	}
+	return 0
+}
+
+func (x *LatencyStats) GetMinMs() float64 {
+	if x != nil {
+		return x.MinMs
+	}
+	return 0
+}
+
 type TestOutcome struct {
 	state             protoimpl.MessageState `protogen:"open.v1"`
 	Passed            int32                  `protobuf:"varint,1,opt,name=passed,proto3" json:"passed,omitempty"`
@@ -2937,7 +3416,7 @@ type TestOutcome struct {
 
 func (x *TestOutcome) Reset() {
 	*x = TestOutcome{}
-	mi := &file_runbook_v1_events_proto_msgTypes[29]
+	mi := &file_runbook_v1_events_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2949,7 +3428,7 @@ func (x *TestOutcome) String() string {
 func (*TestOutcome) ProtoMessage() {}
 
 func (x *TestOutcome) ProtoReflect() protoreflect.Message {
-	mi := &file_runbook_v1_events_proto_msgTypes[29]
+	mi := &file_runbook_v1_events_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2962,7 +3441,7 @@ func (x *TestOutcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TestOutcome.ProtoReflect.Descriptor instead.
 func (*TestOutcome) Descriptor() ([]byte, []int) {
-	return file_runbook_v1_events_proto_rawDescGZIP(), []int{29}
+	return file_runbook_v1_events_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *TestOutcome) GetPassed() int32 {
@@ -3004,7 +3483,7 @@ type ReportReady struct {
 
 func (x *ReportReady) Reset() {
 	*x = ReportReady{}
-	mi := &file_runbook_v1_events_proto_msgTypes[30]
+	mi := &file_runbook_v1_events_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3016,7 +3495,7 @@ func (x *ReportReady) String() string {
 func (*ReportReady) ProtoMessage() {}
 
 func (x *ReportReady) ProtoReflect() protoreflect.Message {
-	mi := &file_runbook_v1_events_proto_msgTypes[30]
+	mi := &file_runbook_v1_events_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3029,7 +3508,7 @@ func (x *ReportReady) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportReady.ProtoReflect.Descriptor instead.
 func (*ReportReady) Descriptor() ([]byte, []int) {
-	return file_runbook_v1_events_proto_rawDescGZIP(), []int{30}
+	return file_runbook_v1_events_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ReportReady) GetStatus() string {
@@ -3066,7 +3545,7 @@ type Notification struct {
 
 func (x *Notification) Reset() {
 	*x = Notification{}
-	mi := &file_runbook_v1_events_proto_msgTypes[31]
+	mi := &file_runbook_v1_events_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3078,7 +3557,7 @@ func (x *Notification) String() string {
 func (*Notification) ProtoMessage() {}
 
 func (x *Notification) ProtoReflect() protoreflect.Message {
-	mi := &file_runbook_v1_events_proto_msgTypes[31]
+	mi := &file_runbook_v1_events_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3091,7 +3570,7 @@ func (x *Notification) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Notification.ProtoReflect.Descriptor instead.
 func (*Notification) Descriptor() ([]byte, []int) {
-	return file_runbook_v1_events_proto_rawDescGZIP(), []int{31}
+	return file_runbook_v1_events_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *Notification) GetChannel() string {
@@ -3144,7 +3623,7 @@ type DeadLettered struct {
 
 func (x *DeadLettered) Reset() {
 	*x = DeadLettered{}
-	mi := &file_runbook_v1_events_proto_msgTypes[32]
+	mi := &file_runbook_v1_events_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3156,7 +3635,7 @@ func (x *DeadLettered) String() string {
 func (*DeadLettered) ProtoMessage() {}
 
 func (x *DeadLettered) ProtoReflect() protoreflect.Message {
-	mi := &file_runbook_v1_events_proto_msgTypes[32]
+	mi := &file_runbook_v1_events_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3169,7 +3648,7 @@ func (x *DeadLettered) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeadLettered.ProtoReflect.Descriptor instead.
 func (*DeadLettered) Descriptor() ([]byte, []int) {
-	return file_runbook_v1_events_proto_rawDescGZIP(), []int{32}
+	return file_runbook_v1_events_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *DeadLettered) GetConsumer() string {
@@ -3394,13 +3873,16 @@ const file_runbook_v1_events_proto_rawDesc = "" +
 	"durationMs\x12\x14\n" +
 	"\x05error\x18\x03 \x01(\tR\x05error\x12\x1f\n" +
 	"\vfailed_step\x18\x04 \x01(\tR\n" +
-	"failedStep\"\x9a\x01\n" +
+	"failedStep\"\xec\x01\n" +
 	"\x11RollbackRequested\x12\x16\n" +
 	"\x06reason\x18\x01 \x01(\tR\x06reason\x12!\n" +
 	"\frequested_by\x18\x02 \x01(\tR\vrequestedBy\x12\x16\n" +
 	"\x06metric\x18\x03 \x01(\tR\x06metric\x12\x14\n" +
 	"\x05value\x18\x04 \x01(\x01R\x05value\x12\x1c\n" +
-	"\tthreshold\x18\x05 \x01(\x01R\tthreshold\"b\n" +
+	"\tthreshold\x18\x05 \x01(\x01R\tthreshold\x12\x12\n" +
+	"\x04rule\x18\x06 \x01(\tR\x04rule\x12#\n" +
+	"\rwindow_values\x18\a \x03(\x01R\fwindowValues\x12\x17\n" +
+	"\ano_data\x18\b \x01(\bR\x06noData\"b\n" +
 	"\x0fRollbackStarted\x12\x16\n" +
 	"\x06reason\x18\x01 \x01(\tR\x06reason\x12!\n" +
 	"\frequested_by\x18\x02 \x01(\tR\vrequestedBy\x12\x14\n" +
@@ -3410,18 +3892,29 @@ const file_runbook_v1_events_proto_rawDesc = "" +
 	"\x06metric\x18\x02 \x01(\tR\x06metric\x12\x14\n" +
 	"\x05value\x18\x03 \x01(\x01R\x05value\x12\x16\n" +
 	"\x06source\x18\x04 \x01(\tR\x06source\x12.\n" +
-	"\x04time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"z\n" +
+	"\x04time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"\xa3\x01\n" +
 	"\x0eMonitorStarted\x12\x16\n" +
 	"\x06window\x18\x01 \x01(\tR\x06window\x12\x1a\n" +
 	"\binterval\x18\x02 \x01(\tR\binterval\x124\n" +
-	"\bbaseline\x18\x03 \x03(\v2\x18.runbook.v1.MetricSampleR\bbaseline\"\xb8\x01\n" +
+	"\bbaseline\x18\x03 \x03(\v2\x18.runbook.v1.MetricSampleR\bbaseline\x12'\n" +
+	"\x0fbaseline_window\x18\x04 \x01(\tR\x0ebaselineWindow\"\x8f\x03\n" +
 	"\x11ThresholdViolated\x12\x16\n" +
 	"\x06metric\x18\x01 \x01(\tR\x06metric\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x01R\x05value\x12\x1c\n" +
 	"\tthreshold\x18\x03 \x01(\x01R\tthreshold\x12\x1a\n" +
 	"\bseverity\x18\x04 \x01(\tR\bseverity\x12\x16\n" +
 	"\x06source\x18\x05 \x01(\tR\x06source\x12#\n" +
-	"\rauto_rollback\x18\x06 \x01(\bR\fautoRollback\"\xf9\x02\n" +
+	"\rauto_rollback\x18\x06 \x01(\bR\fautoRollback\x12\x16\n" +
+	"\x06shadow\x18\a \x01(\bR\x06shadow\x12\x17\n" +
+	"\ano_data\x18\b \x01(\bR\x06noData\x12'\n" +
+	"\x0fwindow_critical\x18\t \x01(\x05R\x0ewindowCritical\x12\x1f\n" +
+	"\vwindow_size\x18\n" +
+	" \x01(\x05R\n" +
+	"windowSize\x12#\n" +
+	"\rwindow_needed\x18\v \x01(\x05R\fwindowNeeded\x12\x1f\n" +
+	"\vgate_failed\x18\f \x01(\bR\n" +
+	"gateFailed\x12\x14\n" +
+	"\x05below\x18\r \x01(\bR\x05below\"\xb4\x04\n" +
 	"\x10MonitorCompleted\x12\x18\n" +
 	"\asamples\x18\x01 \x01(\x05R\asamples\x12\x1e\n" +
 	"\n" +
@@ -3430,13 +3923,26 @@ const file_runbook_v1_events_proto_rawDesc = "" +
 	"\x12rollback_requested\x18\x03 \x01(\bR\x11rollbackRequested\x12\x16\n" +
 	"\x06reason\x18\x04 \x01(\tR\x06reason\x12:\n" +
 	"\x04last\x18\x05 \x03(\v2&.runbook.v1.MonitorCompleted.LastEntryR\x04last\x127\n" +
-	"\x03max\x18\x06 \x03(\v2%.runbook.v1.MonitorCompleted.MaxEntryR\x03max\x1a7\n" +
+	"\x03max\x18\x06 \x03(\v2%.runbook.v1.MonitorCompleted.MaxEntryR\x03max\x12=\n" +
+	"\x05stats\x18\a \x03(\v2'.runbook.v1.MonitorCompleted.StatsEntryR\x05stats\x12'\n" +
+	"\x0fshadow_rollback\x18\b \x01(\tR\x0eshadowRollback\x1a7\n" +
 	"\tLastEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\x1a6\n" +
 	"\bMaxEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"K\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\x1aQ\n" +
+	"\n" +
+	"StatsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12-\n" +
+	"\x05value\x18\x02 \x01(\v2\x17.runbook.v1.MetricStatsR\x05value:\x028\x01\"\x8b\x01\n" +
+	"\vMetricStats\x12\x10\n" +
+	"\x03min\x18\x01 \x01(\x01R\x03min\x12\x10\n" +
+	"\x03max\x18\x02 \x01(\x01R\x03max\x12\x12\n" +
+	"\x04mean\x18\x03 \x01(\x01R\x04mean\x12\x10\n" +
+	"\x03p95\x18\x04 \x01(\x01R\x03p95\x12\x18\n" +
+	"\asamples\x18\x05 \x01(\x05R\asamples\x12\x18\n" +
+	"\amissing\x18\x06 \x01(\x05R\amissing\"K\n" +
 	"\vTestStarted\x12\x1f\n" +
 	"\vsmoke_tests\x18\x01 \x01(\x05R\n" +
 	"smokeTests\x12\x1b\n" +
@@ -3452,13 +3958,17 @@ const file_runbook_v1_events_proto_rawDesc = "" +
 	"\x0fTestSuiteResult\x12*\n" +
 	"\x05tests\x18\x01 \x03(\v2\x14.runbook.v1.TestCaseR\x05tests\x12\x16\n" +
 	"\x06passed\x18\x02 \x01(\x05R\x06passed\x12\x16\n" +
-	"\x06failed\x18\x03 \x01(\x05R\x06failed\"x\n" +
+	"\x06failed\x18\x03 \x01(\x05R\x06failed\"\xd0\x01\n" +
 	"\fLoadProgress\x12\x1d\n" +
 	"\n" +
 	"elapsed_ms\x18\x01 \x01(\x03R\telapsedMs\x12\x1a\n" +
 	"\brequests\x18\x02 \x01(\x03R\brequests\x12\x16\n" +
 	"\x06errors\x18\x03 \x01(\x03R\x06errors\x12\x15\n" +
-	"\x06p95_ms\x18\x04 \x01(\x01R\x05p95Ms\"\xc9\x02\n" +
+	"\x06p95_ms\x18\x04 \x01(\x01R\x05p95Ms\x12\x10\n" +
+	"\x03vus\x18\x05 \x01(\x05R\x03vus\x12\x10\n" +
+	"\x03rps\x18\x06 \x01(\x01R\x03rps\x12\x15\n" +
+	"\x06p99_ms\x18\a \x01(\x01R\x05p99Ms\x12\x1b\n" +
+	"\tin_flight\x18\b \x01(\x03R\binFlight\"\xea\a\n" +
 	"\n" +
 	"LoadResult\x12\x10\n" +
 	"\x03vus\x18\x01 \x01(\x05R\x03vus\x12\x1f\n" +
@@ -3475,7 +3985,41 @@ const file_runbook_v1_events_proto_rawDesc = "" +
 	"\vgate_p95_ms\x18\n" +
 	" \x01(\x01R\tgateP95Ms\x12&\n" +
 	"\x0fgate_error_rate\x18\v \x01(\x01R\rgateErrorRate\x12\x16\n" +
-	"\x06reason\x18\f \x01(\tR\x06reason\"\x84\x01\n" +
+	"\x06reason\x18\f \x01(\tR\x06reason\x12&\n" +
+	"\x0fk6_summary_json\x18\r \x01(\tR\rk6SummaryJson\x12,\n" +
+	"\x12latency_samples_ms\x18\x0e \x03(\x01R\x10latencySamplesMs\x12\x14\n" +
+	"\x05model\x18\x0f \x01(\tR\x05model\x12\x1f\n" +
+	"\vtarget_rate\x18\x10 \x01(\x01R\n" +
+	"targetRate\x122\n" +
+	"\aoverall\x18\x11 \x01(\v2\x18.runbook.v1.LatencyStatsR\aoverall\x127\n" +
+	"\n" +
+	"by_request\x18\x12 \x03(\v2\x18.runbook.v1.LatencyStatsR\tbyRequest\x12N\n" +
+	"\x0eerrors_by_kind\x18\x13 \x03(\v2(.runbook.v1.LoadResult.ErrorsByKindEntryR\ferrorsByKind\x12\x18\n" +
+	"\aaborted\x18\x14 \x01(\bR\aaborted\x12\x1e\n" +
+	"\n" +
+	"regression\x18\x15 \x01(\tR\n" +
+	"regression\x12)\n" +
+	"\x10regression_class\x18\x16 \x01(\tR\x0fregressionClass\x12!\n" +
+	"\fbaseline_run\x18\x17 \x01(\tR\vbaselineRun\x12\x1b\n" +
+	"\tchange_id\x18\x18 \x01(\tR\bchangeId\x12\x16\n" +
+	"\x06target\x18\x19 \x01(\tR\x06target\x12)\n" +
+	"\x10gate_percentiles\x18\x1a \x03(\x01R\x0fgatePercentiles\x12,\n" +
+	"\x12gate_percentile_ms\x18\x1b \x03(\x01R\x10gatePercentileMs\x1a?\n" +
+	"\x11ErrorsByKindEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\xf7\x01\n" +
+	"\fLatencyStats\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
+	"\brequests\x18\x02 \x01(\x03R\brequests\x12\x16\n" +
+	"\x06errors\x18\x03 \x01(\x03R\x06errors\x12\x15\n" +
+	"\x06avg_ms\x18\x04 \x01(\x01R\x05avgMs\x12\x15\n" +
+	"\x06p50_ms\x18\x05 \x01(\x01R\x05p50Ms\x12\x15\n" +
+	"\x06p90_ms\x18\x06 \x01(\x01R\x05p90Ms\x12\x15\n" +
+	"\x06p95_ms\x18\a \x01(\x01R\x05p95Ms\x12\x15\n" +
+	"\x06p99_ms\x18\b \x01(\x01R\x05p99Ms\x12\x15\n" +
+	"\x06max_ms\x18\t \x01(\x01R\x05maxMs\x12\x15\n" +
+	"\x06min_ms\x18\n" +
+	" \x01(\x01R\x05minMs\"\x84\x01\n" +
 	"\vTestOutcome\x12\x16\n" +
 	"\x06passed\x18\x01 \x01(\x05R\x06passed\x12\x16\n" +
 	"\x06failed\x18\x02 \x01(\x05R\x06failed\x12\x16\n" +
@@ -3522,7 +4066,7 @@ func file_runbook_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_runbook_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_runbook_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
+var file_runbook_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
 var file_runbook_v1_events_proto_goTypes = []any{
 	(CheckStatus)(0),              // 0: runbook.v1.CheckStatus
 	(*Event)(nil),                 // 1: runbook.v1.Event
@@ -3549,22 +4093,26 @@ var file_runbook_v1_events_proto_goTypes = []any{
 	(*MonitorStarted)(nil),        // 22: runbook.v1.MonitorStarted
 	(*ThresholdViolated)(nil),     // 23: runbook.v1.ThresholdViolated
 	(*MonitorCompleted)(nil),      // 24: runbook.v1.MonitorCompleted
-	(*TestStarted)(nil),           // 25: runbook.v1.TestStarted
-	(*TestCase)(nil),              // 26: runbook.v1.TestCase
-	(*TestSuiteResult)(nil),       // 27: runbook.v1.TestSuiteResult
-	(*LoadProgress)(nil),          // 28: runbook.v1.LoadProgress
-	(*LoadResult)(nil),            // 29: runbook.v1.LoadResult
-	(*TestOutcome)(nil),           // 30: runbook.v1.TestOutcome
-	(*ReportReady)(nil),           // 31: runbook.v1.ReportReady
-	(*Notification)(nil),          // 32: runbook.v1.Notification
-	(*DeadLettered)(nil),          // 33: runbook.v1.DeadLettered
-	nil,                           // 34: runbook.v1.ChangeRequested.OptionsEntry
-	nil,                           // 35: runbook.v1.MonitorCompleted.LastEntry
-	nil,                           // 36: runbook.v1.MonitorCompleted.MaxEntry
-	(*timestamppb.Timestamp)(nil), // 37: google.protobuf.Timestamp
+	(*MetricStats)(nil),           // 25: runbook.v1.MetricStats
+	(*TestStarted)(nil),           // 26: runbook.v1.TestStarted
+	(*TestCase)(nil),              // 27: runbook.v1.TestCase
+	(*TestSuiteResult)(nil),       // 28: runbook.v1.TestSuiteResult
+	(*LoadProgress)(nil),          // 29: runbook.v1.LoadProgress
+	(*LoadResult)(nil),            // 30: runbook.v1.LoadResult
+	(*LatencyStats)(nil),          // 31: runbook.v1.LatencyStats
+	(*TestOutcome)(nil),           // 32: runbook.v1.TestOutcome
+	(*ReportReady)(nil),           // 33: runbook.v1.ReportReady
+	(*Notification)(nil),          // 34: runbook.v1.Notification
+	(*DeadLettered)(nil),          // 35: runbook.v1.DeadLettered
+	nil,                           // 36: runbook.v1.ChangeRequested.OptionsEntry
+	nil,                           // 37: runbook.v1.MonitorCompleted.LastEntry
+	nil,                           // 38: runbook.v1.MonitorCompleted.MaxEntry
+	nil,                           // 39: runbook.v1.MonitorCompleted.StatsEntry
+	nil,                           // 40: runbook.v1.LoadResult.ErrorsByKindEntry
+	(*timestamppb.Timestamp)(nil), // 41: google.protobuf.Timestamp
 }
 var file_runbook_v1_events_proto_depIdxs = []int32{
-	37, // 0: runbook.v1.Event.time:type_name -> google.protobuf.Timestamp
+	41, // 0: runbook.v1.Event.time:type_name -> google.protobuf.Timestamp
 	2,  // 1: runbook.v1.Event.change_requested:type_name -> runbook.v1.ChangeRequested
 	4,  // 2: runbook.v1.Event.change_rejected:type_name -> runbook.v1.ChangeRejected
 	5,  // 3: runbook.v1.Event.preflight_started:type_name -> runbook.v1.PreflightStarted
@@ -3595,37 +4143,42 @@ var file_runbook_v1_events_proto_depIdxs = []int32{
 	22, // 28: runbook.v1.Event.monitor_started:type_name -> runbook.v1.MonitorStarted
 	23, // 29: runbook.v1.Event.threshold_violated:type_name -> runbook.v1.ThresholdViolated
 	24, // 30: runbook.v1.Event.monitor_completed:type_name -> runbook.v1.MonitorCompleted
-	25, // 31: runbook.v1.Event.test_started:type_name -> runbook.v1.TestStarted
-	27, // 32: runbook.v1.Event.test_smoke_passed:type_name -> runbook.v1.TestSuiteResult
-	27, // 33: runbook.v1.Event.test_smoke_failed:type_name -> runbook.v1.TestSuiteResult
-	28, // 34: runbook.v1.Event.test_load_progress:type_name -> runbook.v1.LoadProgress
-	29, // 35: runbook.v1.Event.test_load_passed:type_name -> runbook.v1.LoadResult
-	29, // 36: runbook.v1.Event.test_load_failed:type_name -> runbook.v1.LoadResult
-	30, // 37: runbook.v1.Event.test_passed:type_name -> runbook.v1.TestOutcome
-	30, // 38: runbook.v1.Event.test_failed:type_name -> runbook.v1.TestOutcome
-	31, // 39: runbook.v1.Event.report_ready:type_name -> runbook.v1.ReportReady
-	32, // 40: runbook.v1.Event.notification_sent:type_name -> runbook.v1.Notification
-	32, // 41: runbook.v1.Event.notification_failed:type_name -> runbook.v1.Notification
-	33, // 42: runbook.v1.Event.event_dead_lettered:type_name -> runbook.v1.DeadLettered
-	34, // 43: runbook.v1.ChangeRequested.options:type_name -> runbook.v1.ChangeRequested.OptionsEntry
+	26, // 31: runbook.v1.Event.test_started:type_name -> runbook.v1.TestStarted
+	28, // 32: runbook.v1.Event.test_smoke_passed:type_name -> runbook.v1.TestSuiteResult
+	28, // 33: runbook.v1.Event.test_smoke_failed:type_name -> runbook.v1.TestSuiteResult
+	29, // 34: runbook.v1.Event.test_load_progress:type_name -> runbook.v1.LoadProgress
+	30, // 35: runbook.v1.Event.test_load_passed:type_name -> runbook.v1.LoadResult
+	30, // 36: runbook.v1.Event.test_load_failed:type_name -> runbook.v1.LoadResult
+	32, // 37: runbook.v1.Event.test_passed:type_name -> runbook.v1.TestOutcome
+	32, // 38: runbook.v1.Event.test_failed:type_name -> runbook.v1.TestOutcome
+	33, // 39: runbook.v1.Event.report_ready:type_name -> runbook.v1.ReportReady
+	34, // 40: runbook.v1.Event.notification_sent:type_name -> runbook.v1.Notification
+	34, // 41: runbook.v1.Event.notification_failed:type_name -> runbook.v1.Notification
+	35, // 42: runbook.v1.Event.event_dead_lettered:type_name -> runbook.v1.DeadLettered
+	36, // 43: runbook.v1.ChangeRequested.options:type_name -> runbook.v1.ChangeRequested.OptionsEntry
 	3,  // 44: runbook.v1.ChangeRejected.errors:type_name -> runbook.v1.PlanError
 	3,  // 45: runbook.v1.ChangeRejected.warnings:type_name -> runbook.v1.PlanError
 	0,  // 46: runbook.v1.CheckResult.status:type_name -> runbook.v1.CheckStatus
 	6,  // 47: runbook.v1.PreflightResult.checks:type_name -> runbook.v1.CheckResult
 	8,  // 48: runbook.v1.BackupDone.file_details:type_name -> runbook.v1.BackupFile
 	10, // 49: runbook.v1.PlanAssessed.risks:type_name -> runbook.v1.Risk
-	37, // 50: runbook.v1.RunWaiting.until:type_name -> google.protobuf.Timestamp
-	37, // 51: runbook.v1.RunWaiting.deadline:type_name -> google.protobuf.Timestamp
-	37, // 52: runbook.v1.MetricSample.time:type_name -> google.protobuf.Timestamp
+	41, // 50: runbook.v1.RunWaiting.until:type_name -> google.protobuf.Timestamp
+	41, // 51: runbook.v1.RunWaiting.deadline:type_name -> google.protobuf.Timestamp
+	41, // 52: runbook.v1.MetricSample.time:type_name -> google.protobuf.Timestamp
 	21, // 53: runbook.v1.MonitorStarted.baseline:type_name -> runbook.v1.MetricSample
-	35, // 54: runbook.v1.MonitorCompleted.last:type_name -> runbook.v1.MonitorCompleted.LastEntry
-	36, // 55: runbook.v1.MonitorCompleted.max:type_name -> runbook.v1.MonitorCompleted.MaxEntry
-	26, // 56: runbook.v1.TestSuiteResult.tests:type_name -> runbook.v1.TestCase
-	57, // [57:57] is the sub-list for method output_type
-	57, // [57:57] is the sub-list for method input_type
-	57, // [57:57] is the sub-list for extension type_name
-	57, // [57:57] is the sub-list for extension extendee
-	0,  // [0:57] is the sub-list for field type_name
+	37, // 54: runbook.v1.MonitorCompleted.last:type_name -> runbook.v1.MonitorCompleted.LastEntry
+	38, // 55: runbook.v1.MonitorCompleted.max:type_name -> runbook.v1.MonitorCompleted.MaxEntry
+	39, // 56: runbook.v1.MonitorCompleted.stats:type_name -> runbook.v1.MonitorCompleted.StatsEntry
+	27, // 57: runbook.v1.TestSuiteResult.tests:type_name -> runbook.v1.TestCase
+	31, // 58: runbook.v1.LoadResult.overall:type_name -> runbook.v1.LatencyStats
+	31, // 59: runbook.v1.LoadResult.by_request:type_name -> runbook.v1.LatencyStats
+	40, // 60: runbook.v1.LoadResult.errors_by_kind:type_name -> runbook.v1.LoadResult.ErrorsByKindEntry
+	25, // 61: runbook.v1.MonitorCompleted.StatsEntry.value:type_name -> runbook.v1.MetricStats
+	62, // [62:62] is the sub-list for method output_type
+	62, // [62:62] is the sub-list for method input_type
+	62, // [62:62] is the sub-list for extension type_name
+	62, // [62:62] is the sub-list for extension extendee
+	0,  // [0:62] is the sub-list for field type_name
 }
 
 func init() { file_runbook_v1_events_proto_init() }
@@ -3683,7 +4236,7 @@ func file_runbook_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_runbook_v1_events_proto_rawDesc), len(file_runbook_v1_events_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   36,
+			NumMessages:   40,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -15,13 +15,15 @@ import (
 const maxScrapeBody = 32 << 20
 
 // PrometheusScrape reads a target's /metrics text each round and reports
-// the p95 latency and error rate of the traffic since the previous round.
+// the p95 latency and error rate of the traffic since the previous round,
+// and the plan's metrics entries (gauges, counter rates, quantiles).
 type PrometheusScrape struct {
 	url     string
 	name    string
 	query   ScrapeQuery
 	client  *http.Client
 	timeout time.Duration
+	now     func() time.Time
 	prev    *Scrape
 }
 
@@ -36,13 +38,22 @@ func NewPrometheusScrape(p plan.PrometheusScrape, c Config) (*PrometheusScrape, 
 	if u.Path == "" || u.Path == "/" {
 		u.Path = "/metrics"
 	}
-	if strings.TrimSpace(p.LatencyHistogram) == "" {
-		return nil, fmt.Errorf("prometheus_scrape %s: latency_histogram is required", displayURL(u))
+	q := ScrapeQuery{Histogram: strings.TrimSpace(p.LatencyHistogram), Requests: p.EffectiveRequestsCounter(), Errors: p.ErrorsCounter}
+	for _, m := range p.Metrics {
+		q.Metrics = append(q.Metrics, MetricQuery{
+			Name: m.Name, Type: m.EffectiveType(), Quantile: m.EffectiveQuantile(), Match: m.Match,
+			Scale: m.EffectiveScale(), As: m.EffectiveAs(),
+		})
+	}
+	switch {
+	case q.Histogram == "" && q.Errors == "" && len(q.Metrics) == 0:
+		return nil, fmt.Errorf("prometheus_scrape %s: set latency_histogram, errors_counter or metrics", displayURL(u))
+	case q.Errors != "" && q.Requests == "":
+		return nil, fmt.Errorf("prometheus_scrape %s: errors_counter needs requests_counter or latency_histogram", displayURL(u))
 	}
 	return &PrometheusScrape{
 		url: u.String(), name: KindPrometheusScrape + " " + displayURL(u),
-		query:  ScrapeQuery{Histogram: p.LatencyHistogram, Requests: p.RequestsCounter, Errors: p.ErrorsCounter},
-		client: c.Client, timeout: c.Timeout,
+		query: q, client: c.Client, timeout: c.Timeout, now: c.Now,
 	}, nil
 }
 
@@ -50,16 +61,22 @@ func (p *PrometheusScrape) Kind() string { return KindPrometheusScrape }
 func (p *PrometheusScrape) Name() string { return p.name }
 
 // Collect scrapes once. The first successful scrape only sets the baseline
-// (no samples); each later one yields the samples of the traffic since the
-// previous successful scrape. A failed scrape keeps the previous baseline.
+// of the deltas (only gauges have samples); each later one yields the
+// samples of the traffic since the previous successful scrape. A failed
+// scrape keeps the previous baseline. A metrics entry that cannot be read
+// (absent, no label set matching) comes back in a *MissingError next to the
+// other samples.
 func (p *PrometheusScrape) Collect(ctx context.Context) ([]Sample, error) {
 	cur, err := p.scrape(ctx)
 	if err != nil {
 		return nil, err
 	}
+	cur.At = p.now()
 	prev := p.prev
 	p.prev = cur
-	return CompareScrapes(prev, cur, p.query.Errors != ""), nil
+	out := CompareScrapes(prev, cur, p.query.Errors != "")
+	more, miss := CompareMetrics(prev, cur, p.query.Metrics)
+	return append(out, more...), missing(p.name, miss)
 }
 
 func (p *PrometheusScrape) scrape(ctx context.Context) (*Scrape, error) {

@@ -116,3 +116,32 @@ func Ratio(part, whole float64) (v float64, ok bool) {
 	}
 	return part / whole, true
 }
+
+// Summary is min / max / mean / p95 (nearest rank) of a metric's values.
+type Summary struct {
+	Min, Max, Mean, P95 float64
+	N                   int
+}
+
+// Summarize summarises values; NaN values are skipped. ok is false when
+// no value is left.
+func Summarize(values []float64) (s Summary, ok bool) {
+	finite := make([]float64, 0, len(values))
+	for _, v := range values {
+		if !math.IsNaN(v) {
+			finite = append(finite, v)
+		}
+	}
+	if len(finite) == 0 {
+		return Summary{}, false
+	}
+	s = Summary{Min: finite[0], Max: finite[0], N: len(finite)}
+	sum := 0.0
+	for _, v := range finite {
+		s.Min, s.Max = math.Min(s.Min, v), math.Max(s.Max, v)
+		sum += v
+	}
+	s.Mean = sum / float64(len(finite))
+	s.P95, _ = NearestRank(finite, 0.95)
+	return s, true
+}

@@ -143,3 +143,24 @@ func TestRatio(t *testing.T) {
 		}
 	}
 }
+
+func TestSummarize(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		in   []float64
+		want Summary
+		ok   bool
+	}{
+		{"empty", nil, Summary{}, false},
+		{"only NaN", []float64{math.NaN()}, Summary{}, false},
+		{"one", []float64{5}, Summary{Min: 5, Max: 5, Mean: 5, P95: 5, N: 1}, true},
+		{"twenty, NaN skipped", append([]float64{math.NaN()}, seq(20)...), Summary{Min: 1, Max: 20, Mean: 10.5, P95: 19, N: 20}, true},
+	}
+	for _, tt := range tests {
+		got, ok := Summarize(tt.in)
+		if ok != tt.ok || got != tt.want {
+			t.Errorf("%s: Summarize = %+v, %v; want %+v, %v", tt.name, got, ok, tt.want, tt.ok)
+		}
+	}
+}

@@ -228,10 +228,22 @@ func (f *fold) apply(ev *runbookv1.Event) {
 			sev = SeverityWarning
 		}
 		msg := fmt.Sprintf("%s = %s exceeded its threshold %s", v.GetMetric(), num(v.GetValue()), num(v.GetThreshold()))
-		if v.GetSource() != "" {
+		switch {
+		case v.GetNoData():
+			msg = fmt.Sprintf("%s: no data (the sources stopped reporting it; fail closed)", v.GetMetric())
+		case v.GetBelow():
+			msg = fmt.Sprintf("%s = %s fell below its threshold %s", v.GetMetric(), num(v.GetValue()), num(v.GetThreshold()))
+		}
+		if v.GetSource() != "" && !v.GetNoData() {
 			msg += " (source " + v.GetSource() + ")"
 		}
-		if v.GetAutoRollback() {
+		if v.GetWindowSize() > 1 {
+			msg += fmt.Sprintf("; %d of the last %d samples critical (gate needs %d)", v.GetWindowCritical(), v.GetWindowSize(), v.GetWindowNeeded())
+		}
+		switch {
+		case v.GetShadow():
+			msg += "; shadow mode: recorded, not enforced (no rollback)"
+		case v.GetAutoRollback():
 			msg += "; auto-rollback rule met"
 		}
 		f.add(&draft{issue: Issue{Severity: sev, Type: "THRESHOLD", Metric: v.GetMetric(),

@@ -1,8 +1,13 @@
 package expect
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"net/http"
+	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -18,6 +23,7 @@ type Observation struct {
 	Status   int
 	Duration time.Duration // from sending the request to the last byte of the body
 	Body     []byte
+	Header   http.Header // the response's headers (nil: none)
 }
 
 // Result is the judgement of one observation.
@@ -69,7 +75,11 @@ func Evaluate(e plan.Expect, o Observation) Result {
 		details = append(details, fmt.Sprintf("Response time: %dms", ms))
 	}
 
-	if len(e.JSON) > 0 {
+	d, he := checkHeaders(e, o.Header)
+	details = append(details, d...)
+	errs = append(errs, he...)
+
+	if len(e.JSON) > 0 || len(e.JSONMatch) > 0 || len(e.JSONAbsent) > 0 {
 		doc, err := DecodeJSON(o.Body)
 		if err != nil {
 			errs = append(errs, fmt.Sprintf("response body is not JSON: %v", err))
@@ -77,9 +87,107 @@ func Evaluate(e plan.Expect, o Observation) Result {
 			d, fe := checkFields(e.JSON, doc)
 			details = append(details, d...)
 			errs = append(errs, fe...)
+			d, fe = checkMatches(e.JSONMatch, doc)
+			details = append(details, d...)
+			errs = append(errs, fe...)
+			errs = append(errs, checkAbsent(e.JSONAbsent, doc)...)
+		}
+	}
+	for _, want := range e.BodyContains {
+		if !bytes.Contains(o.Body, []byte(want)) {
+			errs = append(errs, fmt.Sprintf("body does not contain %q", Show(want)))
 		}
 	}
 	return Result{Pass: len(errs) == 0, Details: strings.Join(details, ", "), Errors: errs}
+}
+
+// checkHeaders checks headers (exact value, "*": present) and headers_match
+// (regular expression), header by header in name order.
+func checkHeaders(e plan.Expect, h http.Header) (details, errs []string) {
+	for _, k := range sortedKeys(e.Headers) {
+		w := e.Headers[k]
+		vals := h.Values(k)
+		switch {
+		case len(vals) == 0:
+			errs = append(errs, fmt.Sprintf("header %s is missing", k))
+		case w == Exists || slices.Contains(vals, w):
+			details = append(details, fmt.Sprintf("%s: %s", k, Show(vals[0])))
+		default:
+			errs = append(errs, fmt.Sprintf("header %s is %q (expected %q)", k, Show(strings.Join(vals, ", ")), w))
+		}
+	}
+	for _, k := range sortedKeys(e.HeadersMatch) {
+		re, err := regexp.Compile(e.HeadersMatch[k])
+		if err != nil {
+			errs = append(errs, fmt.Sprintf("headers_match %s: %v", k, err))
+			continue
+		}
+		vals := h.Values(k)
+		switch {
+		case len(vals) == 0:
+			errs = append(errs, fmt.Sprintf("header %s is missing", k))
+		case slices.ContainsFunc(vals, re.MatchString):
+			details = append(details, fmt.Sprintf("%s: %s", k, Show(vals[0])))
+		default:
+			errs = append(errs, fmt.Sprintf("header %s is %q (does not match %s)", k, Show(strings.Join(vals, ", ")), re))
+		}
+	}
+	return details, errs
+}
+
+// checkMatches checks json_match: each path's value, as text, against its
+// regular expression.
+func checkMatches(want map[string]string, doc any) (details, errs []string) {
+	for _, p := range sortedKeys(want) {
+		re, err := regexp.Compile(want[p])
+		if err != nil {
+			errs = append(errs, fmt.Sprintf("json_match %s: %v", p, err))
+			continue
+		}
+		got, ok := Lookup(doc, p)
+		switch {
+		case !ok:
+			errs = append(errs, fmt.Sprintf("field %s is missing", p))
+		case !re.MatchString(Text(got)):
+			errs = append(errs, fmt.Sprintf("field %s is %s (does not match %s)", p, Show(got), re))
+		default:
+			details = append(details, fmt.Sprintf("%s=%s", p, Show(got)))
+		}
+	}
+	return details, errs
+}
+
+// checkAbsent checks json_absent: none of the paths may exist.
+func checkAbsent(paths []string, doc any) (errs []string) {
+	for _, p := range paths {
+		if got, ok := Lookup(doc, p); ok {
+			errs = append(errs, fmt.Sprintf("field %s is present (expected absent): %s", p, Show(got)))
+		}
+	}
+	return errs
+}
+
+// Text is a JSON value as a text, uncut: strings as they are, numbers as
+// written, everything else as compact JSON. json_match and captures use it.
+func Text(v any) string {
+	switch x := v.(type) {
+	case string:
+		return x
+	case json.Number:
+		return x.String()
+	}
+	if m, ok := stringMap(v); ok {
+		v = m
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Sprint(v)
+	}
+	return string(b)
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	return slices.Sorted(maps.Keys(m))
 }
 
 // checkFields checks each expected field in path order, so the details and

@@ -15,7 +15,11 @@ import (
 // ("items.0.code"), and "items[0].code" is accepted too. A top-level key that
 // itself contains dots is found when written whole ("a.b" → doc["a.b"]).
 // It reports whether the field exists (a JSON null exists).
+//
+// A leading "$." (or a path of just "$", the whole document) is accepted and
+// ignored, so JSONPath-style "$.data.token" reads like "data.token".
 func Lookup(doc any, path string) (any, bool) {
+	path = trimRoot(path)
 	if m, ok := doc.(map[string]any); ok {
 		if v, ok := m[path]; ok {
 			return v, true
@@ -44,6 +48,19 @@ func Lookup(doc any, path string) (any, bool) {
 		}
 	}
 	return cur, true
+}
+
+// trimRoot drops a JSONPath root: "$" → "", "$.a" → "a", "$[0]" → "[0]".
+func trimRoot(path string) string {
+	switch {
+	case path == "$":
+		return ""
+	case strings.HasPrefix(path, "$."):
+		return path[2:]
+	case strings.HasPrefix(path, "$["):
+		return path[1:]
+	}
+	return path
 }
 
 // splitPath turns "a.b[0].c" into [a b 0 c].

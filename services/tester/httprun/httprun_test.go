@@ -7,12 +7,10 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/kis-core/runbook/domain/plan"
-	"github.com/kis-core/runbook/services/tester/loadstat"
 )
 
 const secret = "s3cr3t-token-value"
@@ -183,72 +181,5 @@ func TestSmokeRunInterrupted(t *testing.T) {
 	s := &Smoke{Client: srv.Client(), Env: env(nil)}
 	if _, err := s.Run(ctx, plan.SmokeTest{Request: plan.Request{URL: srv.URL + "/slow"}}); err == nil {
 		t.Fatal("an interrupted smoke test must return an error, not a FAIL")
-	}
-}
-
-func TestRunLoad(t *testing.T) {
-	t.Parallel()
-	srv := target(t)
-	health, _ := Prepare(plan.Request{URL: srv.URL + "/health"}, env(nil))
-	fail, _ := Prepare(plan.Request{URL: srv.URL + "/fail"}, env(nil))
-	var onReq atomic.Int64
-	var progress []Progress
-	rec := loadstat.NewRecorder()
-	rep, err := RunLoad(context.Background(), LoadConfig{
-		VUs: 2, Duration: 1200 * time.Millisecond, ThinkTime: 50 * time.Millisecond,
-		Requests: []*Prepared{health, fail},
-	}, rec, LoadObserver{
-		OnRequest:  func(*Prepared, time.Duration, bool) { onReq.Add(1) },
-		OnProgress: func(p Progress) { progress = append(progress, p) },
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if rep.Requests < 4 || rep.Requests != onReq.Load() || rep.VUs != 2 {
-		t.Fatalf("report %+v, OnRequest %d", rep, onReq.Load())
-	}
-	// Every iteration sends one good and one failing request, in order.
-	if rep.Errors < rep.Requests/2-2 || rep.Errors > rep.Requests/2+2 {
-		t.Errorf("errors %d of %d, want about half", rep.Errors, rep.Requests)
-	}
-	if rep.Iterations < 2 || rep.RPS <= 0 || rep.P95MS <= 0 || rep.MaxMS < rep.P95MS || rep.Elapsed < 1200*time.Millisecond {
-		t.Errorf("report %+v", rep)
-	}
-	// A tick at 1s, and the last point at the end (1.2s; its id second is the next one).
-	if len(progress) != 2 || progress[0].Second != 1 || progress[1].Second != 2 || progress[0].Requests == 0 || progress[1].Requests != rep.Requests {
-		t.Errorf("progress %+v, want points 1 and 2", progress)
-	}
-}
-
-func TestRunLoadGracefulStopAndInterrupt(t *testing.T) {
-	t.Parallel()
-	srv := target(t)
-	slow, _ := Prepare(plan.Request{URL: srv.URL + "/slow"}, env(nil))
-	// Requests in flight at the end are cut at the graceful stop and not counted.
-	rep, err := RunLoad(context.Background(), LoadConfig{
-		VUs: 2, Duration: 100 * time.Millisecond, GracefulStop: 50 * time.Millisecond, Requests: []*Prepared{slow},
-	}, loadstat.NewRecorder(), LoadObserver{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if rep.Requests != 0 || rep.Interrupted != 2 {
-		t.Errorf("report %+v, want 0 requests and 2 interrupted", rep)
-	}
-	// A cancelled context interrupts the test with its cause.
-	ctx, cancel := context.WithCancelCause(context.Background())
-	time.AfterFunc(50*time.Millisecond, func() { cancel(context.Canceled) })
-	if _, err := RunLoad(ctx, LoadConfig{VUs: 1, Duration: 10 * time.Second, Requests: []*Prepared{slow}}, loadstat.NewRecorder(), LoadObserver{}); err == nil {
-		t.Error("interrupted load test returned no error")
-	}
-	if _, err := RunLoad(context.Background(), LoadConfig{}, loadstat.NewRecorder(), LoadObserver{}); err == nil {
-		t.Error("load test without requests returned no error")
-	}
-}
-
-func TestNewLoadClient(t *testing.T) {
-	t.Parallel()
-	c := NewLoadClient(50)
-	if tr := c.Transport.(*http.Transport); tr.MaxIdleConnsPerHost < 50 {
-		t.Errorf("MaxIdleConnsPerHost = %d", tr.MaxIdleConnsPerHost)
 	}
 }

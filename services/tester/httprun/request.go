@@ -100,6 +100,8 @@ type Response struct {
 	Body   []byte // at most the reader's limit
 	// Duration runs from sending the request to reading the last byte.
 	Duration time.Duration
+	// Header is the response's headers (kept when keepBody is true).
+	Header http.Header
 }
 
 // Send sends p once with client and reads at most maxBody bytes of the
@@ -118,6 +120,7 @@ func Send(ctx context.Context, client *http.Client, p *Prepared, maxBody int64, 
 	defer resp.Body.Close()
 	out := Response{Status: resp.StatusCode}
 	if keepBody {
+		out.Header = resp.Header
 		out.Body, err = io.ReadAll(io.LimitReader(resp.Body, maxBody))
 	}
 	if err == nil {

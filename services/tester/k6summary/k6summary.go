@@ -67,36 +67,51 @@ type Load struct {
 	// unknown, and the iterations metric is left out.
 	Iterations int64
 	Latency    Trend
-	Checks     []Check
+	// ByName are the latencies of each named request, written as the
+	// sub-metric http_req_duration{name:<name>}.
+	ByName map[string]Trend
+	Checks []Check
 	// Gates, when set, are written as k6 thresholds with their outcome:
 	// "p(95)<=2100" on http_req_duration and "rate<=0.01" on
 	// http_req_failed (loadstat.Judge lets a value equal to its gate pass).
 	Gates *loadstat.Gates
 }
 
-// FromReport builds the Load of a finished load test from the engine's report
-// and the recorder it filled (for the median, p90 and minimum, which the
-// report does not carry).
-func FromReport(rep httprun.LoadReport, rec *loadstat.Recorder, g loadstat.Gates) Load {
-	return Load{
+// FromReport builds the Load of a finished load test from the engine's
+// report: its overall latencies and, per request name, a
+// http_req_duration{name:<name>} sub-metric as k6 writes for tagged
+// requests.
+func FromReport(rep httprun.LoadReport, g loadstat.Gates) Load {
+	l := Load{
 		VUs: rep.VUs, Duration: rep.Elapsed, Requests: rep.Requests, Errors: rep.Errors,
-		Iterations: rep.Iterations, Latency: TrendOf(rec),
+		Iterations: rep.Iterations, Latency: TrendOfStats(rep.Stats),
 		Checks: []Check{StatusCheck(rep.Requests, rep.Errors)}, Gates: &g,
 	}
+	for _, n := range rep.Stats.ByName {
+		if n.Name != "" && n.Requests > 0 {
+			if l.ByName == nil {
+				l.ByName = map[string]Trend{}
+			}
+			l.ByName[n.Name] = trendOf(n)
+		}
+	}
+	return l
 }
 
 // TrendOf reads a recorder's latency distribution. Quantiles come from its
-// HDR histogram (within 0.1 %), the average and maximum are exact.
-func TrendOf(rec *loadstat.Recorder) Trend {
-	s := rec.Snapshot()
-	if s.Requests == 0 {
+// HDR histogram (within 0.1 %), the average, minimum and maximum are exact.
+func TrendOf(rec *loadstat.Recorder) Trend { return TrendOfStats(rec.Stats()) }
+
+// TrendOfStats is TrendOf of a recorder's merged statistics.
+func TrendOfStats(st loadstat.Stats) Trend {
+	if st.Overall.Requests == 0 {
 		return Trend{}
 	}
-	return Trend{
-		Avg: s.AvgMS, Max: s.MaxMS, P95: s.P95MS,
-		// A quantile this small is the first recorded value's bucket.
-		Min: rec.Quantile(1e-9), Med: rec.Quantile(50), P90: rec.Quantile(90),
-	}
+	return trendOf(st.Overall)
+}
+
+func trendOf(l loadstat.Latency) Trend {
+	return Trend{Avg: l.AvgMS, Min: l.MinMS, Med: l.P50MS, Max: l.MaxMS, P90: l.P90MS, P95: l.P95MS}
 }
 
 // FromLoadResult builds a Load from the event the tester publishes. The
@@ -195,12 +210,7 @@ func Build(l Load) (Summary, error) {
 	}
 	if l.Requests > 0 {
 		t := l.Latency
-		v := map[string]float64{}
-		for k, x := range map[string]float64{"avg": t.Avg, "min": t.Min, "med": t.Med, "max": t.Max, "p(90)": t.P90, "p(95)": t.P95, "p95": t.P95} {
-			if !math.IsNaN(x) {
-				v[k] = x
-			}
-		}
+		v := trendValues(t)
 		dur := Metric{Type: "trend", Contains: "time", Values: v}
 		rate := float64(l.Errors) / float64(l.Requests)
 		// A Rate counts non-zero samples as passes: for http_req_failed a
@@ -214,6 +224,9 @@ func Build(l Load) (Summary, error) {
 			failed.Thresholds = map[string]Threshold{fmt.Sprintf("rate<=%g", g.ErrorRate): {OK: rate <= g.ErrorRate}}
 		}
 		m["http_req_duration"], m["http_req_failed"] = dur, failed
+		for name, t := range l.ByName {
+			m["http_req_duration{name:"+name+"}"] = Metric{Type: "trend", Contains: "time", Values: trendValues(t)}
+		}
 	}
 
 	root := Group{ID: id(""), Groups: []Group{}, Checks: []GroupCheck{}}
@@ -234,6 +247,18 @@ func Build(l Load) (Summary, error) {
 		State:     State{TestRunDurationMs: float64(l.Duration) / float64(time.Millisecond)},
 		Metrics:   m,
 	}, nil
+}
+
+// trendValues are a trend's values, k6's names and the seed's "p95"; NaN
+// (unknown) ones are left out.
+func trendValues(t Trend) map[string]float64 {
+	v := map[string]float64{}
+	for k, x := range map[string]float64{"avg": t.Avg, "min": t.Min, "med": t.Med, "max": t.Max, "p(90)": t.P90, "p(95)": t.P95, "p95": t.P95} {
+		if !math.IsNaN(x) {
+			v[k] = x
+		}
+	}
+	return v
 }
 
 // JSON is the summary as k6's JSON.stringify(data) writes it: compact, and

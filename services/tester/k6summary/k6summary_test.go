@@ -207,8 +207,8 @@ func TestFromReportReadsTheRecorder(t *testing.T) {
 	for i := 1; i <= 100; i++ {
 		rec.Record(time.Duration(i)*time.Millisecond, i%25 == 0)
 	}
-	rep := httprun.LoadReport{Snapshot: rec.Snapshot(), VUs: 4, Elapsed: 10 * time.Second, Iterations: 50}
-	l := FromReport(rep, rec, loadstat.Gates{P95MS: 2100, ErrorRate: 0.01})
+	rep := httprun.LoadReport{Snapshot: rec.Snapshot(), Stats: rec.Stats(), VUs: 4, Elapsed: 10 * time.Second, Iterations: 50}
+	l := FromReport(rep, loadstat.Gates{P95MS: 2100, ErrorRate: 0.01})
 	near := func(name string, got, want float64) {
 		if math.Abs(got-want) > want*0.002 {
 			t.Errorf("%s = %v, want %v (±0.2 %%)", name, got, want)

@@ -3,6 +3,7 @@ package loadstat
 import (
 	"math"
 	"math/rand/v2"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -110,10 +111,10 @@ func TestRecorderConcurrent(t *testing.T) {
 
 func TestGatesWithDefaults(t *testing.T) {
 	t.Parallel()
-	if g := (Gates{}).WithDefaults(); g != (Gates{P95MS: 2100, ErrorRate: 0.01}) {
+	if g := (Gates{}).WithDefaults(); !reflect.DeepEqual(g, Gates{P95MS: 2100, ErrorRate: 0.01}) {
 		t.Errorf("defaults = %+v", g)
 	}
-	if g := (Gates{P95MS: 500, ErrorRate: 0.05}).WithDefaults(); g != (Gates{P95MS: 500, ErrorRate: 0.05}) {
+	if g := (Gates{P95MS: 500, ErrorRate: 0.05}).WithDefaults(); !reflect.DeepEqual(g, Gates{P95MS: 500, ErrorRate: 0.05}) {
 		t.Errorf("explicit gates changed: %+v", g)
 	}
 }

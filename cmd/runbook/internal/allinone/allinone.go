@@ -25,6 +25,7 @@ import (
 	"github.com/kis-core/runbook/eventbus/svcmain"
 	"github.com/kis-core/runbook/services/deployer"
 	"github.com/kis-core/runbook/services/monitor"
+	"github.com/kis-core/runbook/services/monitor/source"
 	"github.com/kis-core/runbook/services/preflight"
 	"github.com/kis-core/runbook/services/reporter"
 	"github.com/kis-core/runbook/services/reporter/api"
@@ -61,6 +62,9 @@ type Options struct {
 	Notify notify.Options
 	// ShutdownTimeout bounds the shutdown (default 15s).
 	ShutdownTimeout time.Duration
+	// LoadSummaryDir receives each load test's k6-shaped summary as
+	// <dir>/<run>-k6-summary.json ("" for none; the event carries it anyway).
+	LoadSummaryDir string
 
 	Log      *slog.Logger
 	Registry *prometheus.Registry
@@ -150,9 +154,9 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		case "deployer":
 			s.services[name] = deployer.New(b, deployer.Options{Consumer: o.Deployer, StepFault: o.DeployerStepFault}, log, m, o.Registry)
 		case "monitor":
-			s.services[name] = monitor.New(b, monitor.Options{Consumer: o.Monitor}, log, m, o.Registry)
+			s.services[name] = monitor.New(b, monitor.Options{Consumer: o.Monitor, Sources: source.Config{Getenv: os.LookupEnv}}, log, m, o.Registry)
 		case "tester":
-			s.services[name] = tester.New(b, tester.Options{Consumer: o.Tester}, log, m, o.Registry)
+			s.services[name] = tester.New(b, tester.Options{Consumer: o.Tester, SummaryDir: o.LoadSummaryDir}, log, m, o.Registry)
 		case "reporter":
 			ro := reporter.Options{ReportsDir: o.ReportsDir}
 			if o.DatabaseURL != "" {
@@ -172,6 +176,13 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	}
 	if o.HTTPListen != "" {
 		var extra []http.Handler
+		// One handler at "/": the monitor's Alertmanager receiver at its
+		// own path, the read API and dashboard at every other.
+		app := http.NewServeMux()
+		extra = append(extra, app)
+		if mon, ok := s.services["monitor"].(*monitor.Service); ok {
+			app.Handle(monitor.AlertmanagerPath, mon.Handler())
+		}
 		if s.Reporter != nil {
 			// The read API, live stream and dashboard; its hub runs
 			// (and closes its SSE clients) with the services.
@@ -182,7 +193,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 			}
 			a := api.New(api.Options{Model: s.Reporter.Model(), Bus: b, Log: o.Log.With("component", "api")})
 			s.services["api"] = a
-			extra = append(extra, a.Handler())
+			app.Handle("/", a.Handler())
 		}
 		srv, addr, err := svcmain.ServeMetrics(o.HTTPListen, o.Registry, s.healthy, extra...)
 		if err != nil {

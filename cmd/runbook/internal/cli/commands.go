@@ -83,6 +83,7 @@ rolled back or had issues), once per run and destination.
 	f.IntVar(&o.Replicas, "replicas", 1, "stream replicas when creating the streams (3 in a cluster)")
 	f.StringVar(&o.DatabaseURL, "database-url", envOr("RUNBOOK_DATABASE_URL", ""), "PostgreSQL URL for the reporter's read model (runs, events, reports); env RUNBOOK_DATABASE_URL; empty keeps it in memory")
 	f.StringVar(&o.ReportsDir, "reports-dir", filepath.Join(".runbook", "reports"), "where each published report is also written as <run>-report.json (\"\" for none)")
+	f.StringVar(&o.LoadSummaryDir, "load-summary-dir", "", "where each load test's k6-shaped summary is written as <run>-k6-summary.json (\"\" for none; the test.load event carries it)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&notifySlackEnv, "notify-slack-env", "", "NAME of the env var holding a Slack webhook URL notified of every run (the plan's report.notify adds its own)")
 	f.StringVar(&notifyWebhook, "notify-webhook", "", "URL receiving every run's report JSON (POST)")

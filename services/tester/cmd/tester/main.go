@@ -3,6 +3,7 @@
 package main
 
 import (
+	"flag"
 	"os"
 
 	"github.com/kis-core/runbook/eventbus/svcmain"
@@ -10,7 +11,12 @@ import (
 )
 
 func main() {
-	os.Exit(svcmain.Main("tester", func(d svcmain.Deps) (svcmain.Service, error) {
-		return tester.New(d.Bus, tester.Options{}, d.Log, d.Metrics, d.Registry), nil
+	var o tester.Options
+	flags := func(fs *flag.FlagSet) {
+		fs.StringVar(&o.SummaryDir, "load-summary-dir", os.Getenv("RUNBOOK_LOAD_SUMMARY_DIR"),
+			`where each load test's k6-shaped summary is written as <run>-k6-summary.json ("" for none; the test.load event carries it); env RUNBOOK_LOAD_SUMMARY_DIR`)
+	}
+	os.Exit(svcmain.MainWithFlags("tester", flags, func(d svcmain.Deps) (svcmain.Service, error) {
+		return tester.New(d.Bus, o, d.Log, d.Metrics, d.Registry), nil
 	}))
 }

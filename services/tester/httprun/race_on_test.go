@@ -1,0 +1,5 @@
+//go:build race
+
+package httprun
+
+const raceEnabled = true
