@@ -493,10 +493,15 @@ func (e *engine) open() {
 			timer.Reset(wait)
 			select {
 			case <-e.stop.Done():
+				if errors.Is(context.Cause(e.stop), errDurationOver) {
+					<-timer.C // due before the end: it still starts, on time
+				}
 			case <-timer.C:
 			}
 		}
-		if e.stop.Err() != nil {
+		// The duration ending while this loop slept past a due time does
+		// not cancel an iteration due before it; an abort or interrupt does.
+		if e.stop.Err() != nil && !errors.Is(context.Cause(e.stop), errDurationOver) {
 			break
 		}
 		e.iterations.Add(1)
