@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -27,19 +26,15 @@ type pgCluster struct{ version string }
 
 func machinePostgres(t *testing.T) *pgCluster {
 	t.Helper()
-	fail := t.Skipf
-	if os.Getenv("CI") == "true" {
-		fail = t.Fatalf
-	}
 	if _, err := exec.LookPath("pg_ctlcluster"); err != nil {
-		fail("SKIPPED: pg_ctlcluster not found: this test restarts the machine's PostgreSQL")
+		missing(t, "pg_ctlcluster not found: this test restarts the machine's PostgreSQL")
 	}
 	if os.Geteuid() != 0 {
-		fail("SKIPPED: restarting the machine's PostgreSQL needs root")
+		missing(t, "restarting the machine's PostgreSQL needs root")
 	}
 	vs, err := os.ReadDir("/etc/postgresql")
 	if err != nil || len(vs) == 0 {
-		fail("SKIPPED: no cluster under /etc/postgresql: %v", err)
+		missing(t, "no cluster under /etc/postgresql: %v", err)
 	}
 	return &pgCluster{version: vs[0].Name()}
 }
@@ -53,37 +48,10 @@ func (c *pgCluster) ctl(t *testing.T, action string, extra ...string) {
 	}
 }
 
-// reporterProc is the reporter as its own process, to be killed with SIGKILL.
-type reporterProc struct {
-	cmd *exec.Cmd
-	log string
-	mu  sync.Mutex
-}
-
-func startReporter(t *testing.T, bin, natsURL, dbURL string, n int) *reporterProc {
+func startReporter(t *testing.T, bin, natsURL, dbURL string, n int) *proc {
 	t.Helper()
-	log := filepath.Join(filepath.Dir(bin), fmt.Sprintf("reporter-%d.log", n))
-	f, err := os.Create(log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "--nats-url", natsURL, "--database-url", dbURL, "--metrics-listen", "127.0.0.1:0")
-	cmd.Stdout, cmd.Stderr = f, f
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &reporterProc{cmd: cmd, log: log}
-	t.Cleanup(func() { p.kill(); f.Close() })
-	return p
-}
-
-func (p *reporterProc) kill() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.cmd.ProcessState == nil {
-		_ = p.cmd.Process.Kill()
-		_ = p.cmd.Wait()
-	}
+	return startProc(t, bin, filepath.Join(filepath.Dir(bin), fmt.Sprintf("reporter-%d.log", n)),
+		"--nats-url", natsURL, "--database-url", dbURL, "--metrics-listen", "127.0.0.1:0")
 }
 
 // 20 runs while the reporter (its own process, PostgreSQL read model) is
@@ -132,10 +100,10 @@ func TestReporterKilledAndPostgresRestarted(t *testing.T) {
 		}
 		return n
 	}
-	logs := func(procs ...*reporterProc) {
+	logs := func(procs ...*proc) {
 		for _, pr := range procs {
-			b, _ := os.ReadFile(pr.log)
-			t.Logf("%s:\n%s", filepath.Base(pr.log), b)
+			b, _ := os.ReadFile(pr.log.Name())
+			t.Logf("%s:\n%s", filepath.Base(pr.log.Name()), b)
 		}
 	}
 
@@ -228,7 +196,7 @@ func TestReporterKilledAndPostgresRestarted(t *testing.T) {
 	}
 	t.Log(strings.TrimSpace(out.String()))
 	// The reporter logged the outage and its recovery.
-	b, _ := os.ReadFile(r2.log)
+	b, _ := os.ReadFile(r2.log.Name())
 	if !strings.Contains(string(b), "read model unavailable; retrying") {
 		t.Errorf("the second reporter did not report the outage in its log")
 	}

@@ -113,33 +113,15 @@ func TestDeployerKill9(t *testing.T) {
 
 	dir := t.TempDir()
 	logPath := filepath.Join(dir, "deployer.log")
-	logf, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { logf.Close() })
-	var dep *exec.Cmd
-	start := func() {
-		dep = exec.Command(depBin, "--nats-url", s.ClientURL(), "--metrics-listen", "127.0.0.1:0", "--ack-wait", "2s")
-		dep.Stdout, dep.Stderr = logf, logf
-		if err := dep.Start(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	start()
-	t.Cleanup(func() { _ = dep.Process.Kill(); _ = dep.Wait() })
+	dep := startProc(t, depBin, logPath, "--nats-url", s.ClientURL(), "--metrics-listen", "127.0.0.1:0", "--ack-wait", "2s")
 
 	effects := filepath.Join(dir, "steps.log")
 	data := []byte(fmt.Sprintf(killPlan, effects))
 	var runs []string
 	runs = append(runs, p.submit(t, data), p.submit(t, data))
-	for i := range kills {
+	for range kills {
 		time.Sleep(time.Duration(rng.Int63n(int64(1500 * time.Millisecond)))) // a random moment, not a wait for anything
-		if err := dep.Process.Kill(); err != nil {
-			t.Fatalf("kill %d: %v", i, err)
-		}
-		_ = dep.Wait()
-		start()
+		dep.restart()                                                         // SIGKILL, then a new process
 		runs = append(runs, p.submit(t, data))
 	}
 

@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -197,21 +196,7 @@ func TestMonitorKilledMidWindow(t *testing.T) {
 	})
 	p := &pipeline{bus: natstest.Bus(t, s, "kill-monitor")}
 	logPath := filepath.Join(t.TempDir(), "monitor.log")
-	logf, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { logf.Close() })
-	var mon *exec.Cmd
-	start := func() {
-		mon = exec.Command(bin, "--nats-url", s.ClientURL(), "--metrics-listen", "127.0.0.1:0", "--ack-wait", "1s")
-		mon.Stdout, mon.Stderr = logf, logf
-		if err := mon.Start(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	start()
-	t.Cleanup(func() { _ = mon.Process.Kill(); _ = mon.Wait() })
+	mon := startProc(t, bin, logPath, "--nats-url", s.ClientURL(), "--metrics-listen", "127.0.0.1:0", "--ack-wait", "1s")
 
 	tg := newGateTarget(t)
 	run := p.submit(t, []byte(gatePlan+fmt.Sprintf(`  window: 8s
@@ -225,11 +210,7 @@ func TestMonitorKilledMidWindow(t *testing.T) {
 		ss, err := p.bus.RunSamples(context.Background(), run)
 		return err == nil && len(ss) >= 6
 	})
-	if err := mon.Process.Kill(); err != nil {
-		t.Fatal(err)
-	}
-	_ = mon.Wait()
-	start()
+	mon.restart() // SIGKILL mid-window, then a new process
 
 	rr := p.report(t, run, 60*time.Second)
 	evs := p.history(t, run)

@@ -1,0 +1,74 @@
+package allinone_test
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"sync"
+	"testing"
+)
+
+// missing fails the test in CI (CI=true), where every tool the tests need
+// is installed by .ci/run, and skips it loudly elsewhere.
+func missing(t testing.TB, format string, args ...any) {
+	t.Helper()
+	msg := fmt.Sprintf(format, args...)
+	if os.Getenv("CI") == "true" {
+		t.Fatal(msg)
+	}
+	t.Skip("SKIPPED (not CI): " + msg)
+}
+
+// proc is a service binary run as its own process (to be killed with
+// SIGKILL and started again); every start appends to the same log file.
+type proc struct {
+	t    testing.TB
+	bin  string
+	args []string
+	log  *os.File
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+}
+
+// startProc starts bin with args, its output appended to logPath; the
+// process is killed when the test ends.
+func startProc(t testing.TB, bin, logPath string, args ...string) *proc {
+	t.Helper()
+	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &proc{t: t, bin: bin, args: args, log: f}
+	p.start()
+	t.Cleanup(func() { p.kill(); f.Close() })
+	return p
+}
+
+func (p *proc) start() {
+	p.t.Helper()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	cmd := exec.Command(p.bin, p.args...)
+	cmd.Stdout, cmd.Stderr = p.log, p.log
+	if err := cmd.Start(); err != nil {
+		p.t.Fatal(err)
+	}
+	p.cmd = cmd
+}
+
+// kill sends SIGKILL and waits for the process; a no-op once it exited.
+func (p *proc) kill() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd != nil && p.cmd.ProcessState == nil {
+		_ = p.cmd.Process.Kill()
+		_ = p.cmd.Wait()
+	}
+}
+
+// restart kills the process (SIGKILL) and starts it again.
+func (p *proc) restart() {
+	p.t.Helper()
+	p.kill()
+	p.start()
+}
