@@ -316,3 +316,17 @@ func TestEnsureStreamsIsIdempotentAndUpdates(t *testing.T) {
 		t.Fatalf("update not applied in place: %+v", st.CachedInfo().Config)
 	}
 }
+
+// A service stopped while its consumer is being created stops cleanly:
+// `runbook serve` cancelled during start-up must not exit with an error.
+func TestRouterStoppedWhileStarting(t *testing.T) {
+	t.Parallel()
+	bus := natstest.Bus(t, natstest.Server(t), "test")
+	r := eventbus.NewRouter(bus, eventbus.ConsumerOptions{Durable: "starting"}, nil, nil)
+	r.Handle("deploy.done", func(context.Context, *runbookv1.Event) error { return nil })
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := r.Run(ctx); err != nil {
+		t.Fatalf("Run on a cancelled context: %v, want nil", err)
+	}
+}

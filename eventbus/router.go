@@ -164,6 +164,9 @@ func (r *Router) Run(ctx context.Context) error {
 	}
 	cons, err := r.bus.audit.CreateOrUpdateConsumer(ctx, r.ConsumerConfig())
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil // shut down while starting: nothing was consumed
+		}
 		return fmt.Errorf("create consumer %s: %w", r.opts.Durable, err)
 	}
 	it, err := cons.Messages(jetstream.PullMaxMessages(r.opts.Concurrency))
