@@ -43,6 +43,29 @@ type LoadRegression struct {
 	EffectFloor float64 `yaml:"effect_floor"`
 }
 
+// Defaults of the regression judgement (the tester's regress package and
+// `runbook validate` both use them).
+const (
+	DefaultRegressionAlpha       = 0.01
+	DefaultRegressionEffectFloor = 0.10
+)
+
+// EffectiveAlpha is the significance level the regression check uses.
+func (r *LoadRegression) EffectiveAlpha() float64 {
+	if r == nil || r.Alpha <= 0 {
+		return DefaultRegressionAlpha
+	}
+	return r.Alpha
+}
+
+// EffectiveEffectFloor is the smallest relative change the check counts.
+func (r *LoadRegression) EffectiveEffectFloor() float64 {
+	if r == nil || r.EffectFloor <= 0 {
+		return DefaultRegressionEffectFloor
+	}
+	return r.EffectFloor
+}
+
 // EffectiveModel is open when a rate is set, closed otherwise.
 func (l *LoadTest) EffectiveModel() string {
 	if l != nil && l.Rate > 0 {

@@ -352,6 +352,26 @@ func (c *checker) metric(path, m string) {
 	c.enum(path, m, "a metric the monitor measures", KnownMetrics())
 }
 
+// MonitoredMetrics are the metric names monitor.thresholds and
+// monitor.auto_rollback.metrics may use: the seed's five, then the others
+// the plan's sources report (Monitor.SourceMetrics, sorted).
+func MonitoredMetrics(m Monitor) []string {
+	out := KnownMetrics()
+	for _, s := range m.SourceMetrics() {
+		if !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// monitoredMetric checks a metric name of thresholds or auto_rollback
+// against measured (MonitoredMetrics).
+func (c *checker) monitoredMetric(path, m string, measured []string) {
+	c.enumText(path, m, "a metric the monitor measures", measured,
+		"one of "+quoteList(measured)+" (the seed's five and the metrics this plan's monitor.sources report)")
+}
+
 func (c *checker) approvals(a map[string]Approval) {
 	for _, role := range sortedKeys(a) {
 		path := joinKey("approval", role)
@@ -712,14 +732,15 @@ func (c *checker) monitor(m Monitor) {
 		c.errorf("monitor.interval", "interval %s is longer than the window %s: the monitor would never sample; make the interval shorter than the window", FormatDuration(m.EffectiveInterval()), FormatDuration(m.EffectiveWindow()))
 	}
 	c.sources(m.Sources)
+	measured := MonitoredMetrics(m)
 	for _, k := range sortedKeys(m.Thresholds) {
 		path := joinKey("monitor.thresholds", k)
-		c.metric(path, k)
+		c.monitoredMetric(path, k, measured)
 		c.nonNegative(path, m.Thresholds[k], "a threshold")
 	}
 	if a := m.AutoRollback; a != nil {
 		for i, name := range a.Metrics {
-			c.metric(joinIndex("monitor.auto_rollback.metrics", i), name)
+			c.monitoredMetric(joinIndex("monitor.auto_rollback.metrics", i), name, measured)
 		}
 		if c.set("monitor.auto_rollback.factor") && a.Factor < 1 {
 			c.errorf("monitor.auto_rollback.factor", "factor must be at least 1: 1.5 rolls back when a metric passes 150 %% of its threshold")

@@ -17,11 +17,12 @@ import (
 )
 
 // Describe is the plan "as it will run": every check, step, health check,
-// rollback step, the monitor's window, thresholds and auto-rollback limits,
-// the tests, the notifications, the risk report (each risk's score, level
-// and how its words were scored), the overall level, whether executive
-// approval is needed, and the approvals required. Defaults are shown as the
-// values that will apply.
+// rollback step, the monitor's window, baseline, sources and each metric's
+// effective gate with the auto-rollback rule they make, the smoke tests,
+// the load test's model and gates, the notifications, the risk report (each
+// risk's score, level and how its words were scored), the overall level,
+// whether executive approval is needed, and the approvals required.
+// Defaults are shown as the values that will apply.
 func Describe(p *plan.Plan, a risk.Assessment) string {
 	var b strings.Builder
 	w := func(indent int, format string, args ...any) {
@@ -149,49 +150,7 @@ func Describe(p *plan.Plan, a risk.Assessment) string {
 
 	w(0, "")
 	w(0, "MONITOR")
-	m := p.Monitor
-	w(1, "window %s, sample every %s", dur(m.EffectiveWindow()), dur(m.EffectiveInterval()))
-	if len(m.Sources) == 0 {
-		w(1, "sources: none — nothing to watch, the monitor completes at once")
-	}
-	for i, s := range m.Sources {
-		switch s.Kind() {
-		case "http_probe":
-			w(1, "%d. http_probe %s %s, %d requests per sample", i+1, s.HTTPProbe.EffectiveMethod(), s.HTTPProbe.URL, s.HTTPProbe.EffectiveRequests())
-		case "prometheus_scrape":
-			ps := s.PrometheusScrape
-			w(1, "%d. prometheus_scrape %s (%s)", i+1, ps.URL, strings.Join(nonEmpty(
-				prefixed("latency ", ps.LatencyHistogram), prefixed("requests ", ps.EffectiveRequestsCounter()), prefixed("errors ", ps.ErrorsCounter)), ", "))
-		}
-	}
-	th := m.EffectiveThresholds()
-	if len(m.Sources) == 0 {
-		th = nil
-	}
-	var ths []string
-	for _, k := range sortedKeys(th) {
-		def := ""
-		if _, ok := m.Thresholds[k]; !ok {
-			def = " (default)"
-		}
-		ths = append(ths, fmt.Sprintf("%s %s%s", k, num(th[k]), def))
-	}
-	limits := m.AutoRollbackLimits()
-	switch {
-	case len(m.Sources) == 0:
-	case len(limits) == 0:
-		w(1, "thresholds: %s", strings.Join(ths, ", "))
-		w(1, "auto-rollback: off")
-	default:
-		w(1, "thresholds: %s", strings.Join(ths, ", "))
-		var ls []string
-		for _, k := range m.AutoRollback.EffectiveMetrics() {
-			if v, ok := limits[k]; ok {
-				ls = append(ls, fmt.Sprintf("%s > %s (%s × %s)", k, num(v), num(th[k]), num(m.AutoRollback.EffectiveFactor())))
-			}
-		}
-		w(1, "auto-rollback when %s", strings.Join(ls, " or "))
-	}
+	describeMonitor(w, p.Monitor)
 
 	w(0, "")
 	w(0, "TEST")
@@ -229,12 +188,7 @@ func Describe(p *plan.Plan, a risk.Assessment) string {
 		w(depth, "%s", line)
 	}
 	if l := t.Load; l != nil {
-		g := l.EffectiveGates()
-		w(1, "load: %d virtual users for %s, %d request(s) per iteration, think %s; pass when p95 ≤ %s ms and error rate ≤ %s",
-			l.EffectiveVUs(), dur(l.EffectiveDuration()), len(l.Requests), dur(l.EffectiveThinkTime()), num(g.P95MS), num(g.ErrorRate))
-		for i, r := range l.Requests {
-			w(2, "%d. %s %s", i+1, r.EffectiveMethod(), r.URL)
-		}
+		describeLoad(w, l)
 	}
 	if !t.IsEmpty() {
 		if t.RollbackOnFailureOr() {

@@ -19,12 +19,14 @@ import (
 	"math"
 	"slices"
 	"strings"
+
+	"github.com/kis-core/runbook/domain/plan"
 )
 
-// Defaults of Options.
+// Defaults of Options (the plan's, so `runbook validate` shows what runs).
 const (
-	DefaultAlpha       = 0.01
-	DefaultEffectFloor = 0.10
+	DefaultAlpha       = plan.DefaultRegressionAlpha
+	DefaultEffectFloor = plan.DefaultRegressionEffectFloor
 	DefaultMinSamples  = 8
 )
 

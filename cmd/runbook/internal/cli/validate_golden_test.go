@@ -108,3 +108,33 @@ func TestValidateSeedTemplate(t *testing.T) {
 	}
 	checkGolden(t, "testdata/seed_template.golden", got)
 }
+
+// TestValidateDescribeGolden: each valid plan under testdata/describe prints
+// the plan as it will run — monitor sources, baseline, each metric's
+// effective gate, the auto-rollback rule, the load model and its gates —
+// exactly, and exits 0.
+func TestValidateDescribeGolden(t *testing.T) {
+	t.Parallel()
+	plans, err := filepath.Glob("testdata/describe/*.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(plans) == 0 {
+		t.Fatal("no plans under testdata/describe")
+	}
+	for _, path := range plans {
+		t.Run(strings.TrimSuffix(filepath.Base(path), ".yaml"), func(t *testing.T) {
+			t.Parallel()
+			got := validateOutput(path)
+			if !strings.HasSuffix(got, "--- exit code 0 ---\n") {
+				t.Errorf("a valid plan must exit 0:\n%s", got)
+			}
+			for _, section := range []string{"\nMONITOR\n", "\nTEST\n"} {
+				if !strings.Contains(got, section) {
+					t.Errorf("no %q section:\n%s", strings.TrimSpace(section), got)
+				}
+			}
+			checkGolden(t, strings.TrimSuffix(path, ".yaml")+".golden", got)
+		})
+	}
+}
