@@ -20,7 +20,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	return &metrics{
 		tests: eventbus.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "runbook_tester_tests_total",
-			Help: "Tests run by the tester, by type (smoke, regression, performance, load) and status (PASS, FAIL).",
+			Help: "Tests run by the tester, by type (smoke, regression, performance, load) and status (PASS, FAIL; STOPPED: a load test the run's rollback stopped).",
 		}, []string{"type", "status"})),
 		loadRequests: eventbus.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "runbook_tester_load_requests_total",

@@ -5,6 +5,9 @@
 // regression check), writes its k6-shaped summary, publishes each suite's
 // result, and ends the phase with test.passed or test.failed — asking for a
 // rollback first when a test failed and the plan does not say otherwise.
+// When the run's rollback begins meanwhile (the monitor, an operator) it
+// stops at once and ends the phase with a stopped test.failed carrying what
+// was measured before the stop (stop.go).
 //
 // The judging is pure (packages expect and loadstat); sending requests is
 // package httprun; this file translates between events and those packages.
@@ -105,7 +108,8 @@ func (s *Service) Run(ctx context.Context) error {
 	return r.Run(ctx)
 }
 
-// errRollbackStarted aborts a load test: the release under test is going away.
+// errRollbackStarted is what a *stopError is: the release under test is
+// going away, so the tests stop.
 var errRollbackStarted = errors.New("rollback started")
 
 // history indexes a run's events by type (the last of each).
@@ -120,22 +124,22 @@ func (h history) first(types ...string) *runbookv1.Event {
 	return nil
 }
 
-func (s *Service) history(ctx context.Context, runID string) (history, error) {
+func (s *Service) history(ctx context.Context, runID string) (history, []eventbus.Envelope, error) {
 	envs, err := s.bus.RunHistory(ctx, runID)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	h := history{}
 	for _, e := range envs {
 		h[e.Event.GetType()] = e.Event
 	}
-	return h, nil
+	return h, envs, nil
 }
 
 func (s *Service) onDeployDone(ctx context.Context, ev *runbookv1.Event, _ *runbookv1.DeployFinished) error {
 	run := ev.GetRunId()
 	log := s.log.With("run_id", run, "event", ev.GetType())
-	h, err := s.history(ctx, run)
+	h, envs, err := s.history(ctx, run)
 	if err != nil {
 		return err
 	}
@@ -143,8 +147,11 @@ func (s *Service) onDeployDone(ctx context.Context, ev *runbookv1.Event, _ *runb
 		log.Info("run already tested; nothing to do", "outcome", done.GetType())
 		return nil
 	}
-	if h["rollback.started"] != nil {
-		log.Info("rollback already started; not testing a release that is going away")
+	if st := stopIn(envs); st != nil {
+		if h["test.started"] != nil { // a redelivery: the tests had begun
+			return s.finishStopped(ctx, ev, st, recorded(h), nil, 0, nil, log)
+		}
+		log.Info("rollback already under way; not testing a release that is going away", "by", st.by)
 		return nil
 	}
 	pl, _, err := runplan.Load(ctx, s.bus, run)
@@ -168,9 +175,17 @@ func (s *Service) onDeployDone(ctx context.Context, ev *runbookv1.Event, _ *runb
 		}
 	}
 
+	// From here on a rollback of the run (asked for by the monitor, an
+	// operator, ...) stops the tests: tctx is cancelled with a *stopError.
+	tctx, stopWatch := s.watchRollback(ctx, run, envs[len(envs)-1].Seq+1, log)
+	defer stopWatch()
+
 	var v verdict
 	if len(steps) > 0 {
-		suite, err := s.smoke(ctx, ev, steps, h, log)
+		suite, err := s.smoke(tctx, ev, steps, h, log)
+		if st := (*stopError)(nil); errors.As(err, &st) {
+			return s.finishStopped(ctx, ev, st, v, suite, int32(len(steps)-len(suite.GetTests())), nil, log)
+		}
 		if err != nil {
 			return err
 		}
@@ -181,10 +196,9 @@ func (s *Service) onDeployDone(ctx context.Context, ev *runbookv1.Event, _ *runb
 			v.failures = append(v.failures, "load test skipped")
 			log.Info("load test skipped: smoke tests failed")
 		} else {
-			res, pass, err := s.load(ctx, ev, t.Load, pl.ChangeRequest.ID, h, log)
-			if errors.Is(err, errRollbackStarted) {
-				log.Info("rollback started during the load test; test phase abandoned")
-				return nil
+			res, pass, err := s.load(tctx, ev, t.Load, pl.ChangeRequest.ID, h, log)
+			if st := (*stopError)(nil); errors.As(err, &st) {
+				return s.finishStopped(ctx, ev, st, v, nil, 0, res, log)
 			}
 			if err != nil {
 				return err
@@ -216,6 +230,9 @@ func (s *Service) smoke(ctx context.Context, cause *runbookv1.Event, steps []pla
 	runner := &httprun.Smoke{Client: s.opts.SmokeClient, Env: s.opts.LookupEnv, MaxBody: s.opts.MaxBody}
 	suite := &runbookv1.TestSuiteResult{}
 	err := runner.RunSteps(ctx, steps, func(c httprun.CaseResult) {
+		if ctx.Err() != nil {
+			return // it ended as the tests stopped: not a result of this release
+		}
 		tc := &runbookv1.TestCase{Name: c.Name, Type: c.Type, Status: c.Status(), DurationMs: c.Duration.Milliseconds(), Details: c.Details, Error: c.Error}
 		suite.Tests = append(suite.Tests, tc)
 		switch {
@@ -227,6 +244,11 @@ func (s *Service) smoke(ctx context.Context, cause *runbookv1.Event, steps []pla
 		s.m.tests.WithLabelValues(tc.Type, tc.Status).Inc()
 		log.Info("smoke test", "suite", c.Suite, "step", tc.Name, "status", tc.Status, "duration_ms", tc.DurationMs, "error", tc.Error)
 	})
+	if st := stopped(ctx); st != nil {
+		// Stopped by the rollback: what completed before it is reported
+		// with the stopped outcome, not as the suite's result.
+		return suite, st
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -242,8 +264,10 @@ func (s *Service) smoke(ctx context.Context, cause *runbookv1.Event, steps []pla
 	return suite, nil
 }
 
-// load runs the load test, or returns the result already recorded. It returns
-// errRollbackStarted when a rollback began meanwhile. changeID and the load
+// load runs the load test, or returns the result already recorded. When the
+// run's rollback stops it (ctx cancelled with a *stopError) it returns that
+// error with what was measured until the last progress point before the stop
+// (partialLoad), unpublished. changeID and the load
 // test's target find the regression baseline: the last passed load test of
 // the same change or the same target.
 func (s *Service) load(ctx context.Context, cause *runbookv1.Event, lt *plan.LoadTest, changeID string, h history, log *slog.Logger) (*runbookv1.LoadResult, bool, error) {
@@ -255,12 +279,6 @@ func (s *Service) load(ctx context.Context, cause *runbookv1.Event, lt *plan.Loa
 		}
 		return prev.GetTestLoadPassed(), true, nil
 	}
-	if rb, err := s.bus.LastEvent(ctx, run, "rollback.started"); err != nil {
-		return nil, false, err
-	} else if rb != nil {
-		return nil, false, errRollbackStarted
-	}
-
 	gates := loadGates(lt)
 	cfg, cerr := loadConfig(lt, s.opts.LookupEnv)
 	res := &runbookv1.LoadResult{Vus: int32(cfg.VUs), DurationMs: cfg.Duration.Milliseconds(), GateP95Ms: gates.P95MS, GateErrorRate: gates.ErrorRate,
@@ -270,6 +288,9 @@ func (s *Service) load(ctx context.Context, cause *runbookv1.Event, lt *plan.Loa
 		res.GatePercentileMs = append(res.GatePercentileMs, p.MaxMS)
 	}
 	pass := false
+	if st := stopped(ctx); st != nil {
+		return nil, false, st // stopped before it began: not run
+	}
 	if cerr != nil {
 		res.Reason = cerr.Error()
 	} else {
@@ -277,6 +298,11 @@ func (s *Service) load(ctx context.Context, cause *runbookv1.Event, lt *plan.Loa
 		cfg.Gates, cfg.AbortEarly = &gates, lt.EffectiveAbortEarly()
 		log.Info("load test started", "model", res.Model, "vus", cfg.VUs, "rate", cfg.Rate, "duration", cfg.Duration.String(), "requests", len(cfg.Requests))
 		rep, err := s.runLoad(ctx, cause, cfg, log)
+		if st := stopped(ctx); st != nil {
+			res = partialLoad(res, rep, st)
+			log.Info("load test stopped", "requests", res.Requests, "errors", res.Errors, "p95_ms", res.P95Ms, "reason", res.Reason)
+			return res, false, st
+		}
 		if err != nil {
 			return nil, false, err
 		}
@@ -408,12 +434,11 @@ func (s *Service) regression(ctx context.Context, run string, lt *plan.LoadTest,
 	return regress.Compare(base.GetLatencySamplesMs(), samples, o), nil
 }
 
-// runLoad runs one load test, publishing its progress, and aborts it with
-// errRollbackStarted when the run's rollback begins.
+// runLoad runs one load test, publishing its progress, until it ends or ctx
+// is cancelled (the run's rollback stops it: the report is then what it
+// measured until the stop, with an error).
 func (s *Service) runLoad(ctx context.Context, cause *runbookv1.Event, cfg httprun.LoadConfig, log *slog.Logger) (httprun.LoadReport, error) {
 	run := cause.GetRunId()
-	lctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
 	ok, failed := s.m.loadRequests.WithLabelValues("ok"), s.m.loadRequests.WithLabelValues("error")
 	obs := httprun.LoadObserver{
 		OnRequest: func(_ string, d time.Duration, kind loadstat.Kind) {
@@ -427,19 +452,18 @@ func (s *Service) runLoad(ctx context.Context, cause *runbookv1.Event, cfg httpr
 			}
 		},
 		OnProgress: func(p httprun.Progress) {
-			if rb, err := s.bus.LastEvent(lctx, run, "rollback.started"); err == nil && rb != nil {
-				cancel(errRollbackStarted)
-				return
+			if ctx.Err() != nil {
+				return // stopped: nothing measured from now on is reported
 			}
 			pr := &runbookv1.LoadProgress{ElapsedMs: p.Elapsed.Milliseconds(), Requests: p.Requests, Errors: p.Errors, P95Ms: round2(p.P95MS),
 				Vus: int32(p.VUs), Rps: round2(p.RPS), P99Ms: round2(p.P99MS), InFlight: p.InFlight}
 			ev := eventbus.CausedBy(eventbus.New(run, &runbookv1.Event_TestLoadProgress{TestLoadProgress: pr}, p.Second), cause)
-			if _, err := s.bus.Publish(lctx, ev); err != nil && lctx.Err() == nil {
+			if _, err := s.bus.Publish(ctx, ev); err != nil && ctx.Err() == nil {
 				log.Warn("load progress not published", "err", err)
 			}
 		},
 	}
-	return httprun.RunLoad(lctx, cfg, obs)
+	return httprun.RunLoad(ctx, cfg, obs)
 }
 
 // loadGates are the plan's gates, with the seed's defaults.

@@ -276,10 +276,13 @@ test:
 		h.publish(eventbus.New("abort", &runbookv1.Event_RollbackStarted{RollbackStarted: &runbookv1.RollbackStarted{RequestedBy: "monitor"}}))
 		h.waitAcked(seqs["abort"])
 		evs := h.history("abort")
-		for _, typ := range []string{"test.load.passed", "test.load.failed", "test.passed", "test.failed", "rollback.requested"} {
+		for _, typ := range []string{"test.load.passed", "test.load.failed", "test.passed", "rollback.requested"} {
 			if find(evs, typ) != nil {
 				t.Fatalf("%s published after the rollback started: %v", typ, types(evs))
 			}
+		}
+		if o := find(evs, "test.failed").GetTestFailed(); o.GetStopped() != "rollback started by monitor" || o.GetLoad() == nil {
+			t.Fatalf("outcome %v, want the stopped one with the partial load test", o)
 		}
 	})
 

@@ -3410,8 +3410,22 @@ type TestOutcome struct {
 	Failed            int32                  `protobuf:"varint,2,opt,name=failed,proto3" json:"failed,omitempty"`
 	Reason            string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
 	RollbackRequested bool                   `protobuf:"varint,4,opt,name=rollback_requested,json=rollbackRequested,proto3" json:"rollback_requested,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// Set (test.failed only) when the tests were stopped before they finished
+	// because the run's rollback began — a rollback.requested or
+	// rollback.started of another service (the monitor, an operator): why,
+	// e.g. "rollback started by monitor: error_rate = 0.3 ...". The release
+	// under test was going away; nothing measured after the stop is reported.
+	Stopped string `protobuf:"bytes,5,opt,name=stopped,proto3" json:"stopped,omitempty"`
+	// Stopped outcome only: the smoke cases that completed before the stop
+	// (when the suite had not been published yet), and how many steps did not
+	// run.
+	Smoke       *TestSuiteResult `protobuf:"bytes,6,opt,name=smoke,proto3" json:"smoke,omitempty"`
+	SmokeNotRun int32            `protobuf:"varint,7,opt,name=smoke_not_run,json=smokeNotRun,proto3" json:"smoke_not_run,omitempty"`
+	// Stopped outcome only: the load test's measurements up to its last
+	// progress point before the stop (gates not judged: it did not finish).
+	Load          *LoadResult `protobuf:"bytes,8,opt,name=load,proto3" json:"load,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TestOutcome) Reset() {
@@ -3470,6 +3484,34 @@ func (x *TestOutcome) GetRollbackRequested() bool {
 		return x.RollbackRequested
 	}
 	return false
+}
+
+func (x *TestOutcome) GetStopped() string {
+	if x != nil {
+		return x.Stopped
+	}
+	return ""
+}
+
+func (x *TestOutcome) GetSmoke() *TestSuiteResult {
+	if x != nil {
+		return x.Smoke
+	}
+	return nil
+}
+
+func (x *TestOutcome) GetSmokeNotRun() int32 {
+	if x != nil {
+		return x.SmokeNotRun
+	}
+	return 0
+}
+
+func (x *TestOutcome) GetLoad() *LoadResult {
+	if x != nil {
+		return x.Load
+	}
+	return nil
 }
 
 type ReportReady struct {
@@ -4019,12 +4061,16 @@ const file_runbook_v1_events_proto_rawDesc = "" +
 	"\x06p99_ms\x18\b \x01(\x01R\x05p99Ms\x12\x15\n" +
 	"\x06max_ms\x18\t \x01(\x01R\x05maxMs\x12\x15\n" +
 	"\x06min_ms\x18\n" +
-	" \x01(\x01R\x05minMs\"\x84\x01\n" +
+	" \x01(\x01R\x05minMs\"\xa1\x02\n" +
 	"\vTestOutcome\x12\x16\n" +
 	"\x06passed\x18\x01 \x01(\x05R\x06passed\x12\x16\n" +
 	"\x06failed\x18\x02 \x01(\x05R\x06failed\x12\x16\n" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\x12-\n" +
-	"\x12rollback_requested\x18\x04 \x01(\bR\x11rollbackRequested\"e\n" +
+	"\x12rollback_requested\x18\x04 \x01(\bR\x11rollbackRequested\x12\x18\n" +
+	"\astopped\x18\x05 \x01(\tR\astopped\x121\n" +
+	"\x05smoke\x18\x06 \x01(\v2\x1b.runbook.v1.TestSuiteResultR\x05smoke\x12\"\n" +
+	"\rsmoke_not_run\x18\a \x01(\x05R\vsmokeNotRun\x12*\n" +
+	"\x04load\x18\b \x01(\v2\x16.runbook.v1.LoadResultR\x04load\"e\n" +
 	"\vReportReady\x12\x16\n" +
 	"\x06status\x18\x01 \x01(\tR\x06status\x12\x1f\n" +
 	"\vreport_json\x18\x02 \x01(\tR\n" +
@@ -4173,12 +4219,14 @@ var file_runbook_v1_events_proto_depIdxs = []int32{
 	31, // 58: runbook.v1.LoadResult.overall:type_name -> runbook.v1.LatencyStats
 	31, // 59: runbook.v1.LoadResult.by_request:type_name -> runbook.v1.LatencyStats
 	40, // 60: runbook.v1.LoadResult.errors_by_kind:type_name -> runbook.v1.LoadResult.ErrorsByKindEntry
-	25, // 61: runbook.v1.MonitorCompleted.StatsEntry.value:type_name -> runbook.v1.MetricStats
-	62, // [62:62] is the sub-list for method output_type
-	62, // [62:62] is the sub-list for method input_type
-	62, // [62:62] is the sub-list for extension type_name
-	62, // [62:62] is the sub-list for extension extendee
-	0,  // [0:62] is the sub-list for field type_name
+	28, // 61: runbook.v1.TestOutcome.smoke:type_name -> runbook.v1.TestSuiteResult
+	30, // 62: runbook.v1.TestOutcome.load:type_name -> runbook.v1.LoadResult
+	25, // 63: runbook.v1.MonitorCompleted.StatsEntry.value:type_name -> runbook.v1.MetricStats
+	64, // [64:64] is the sub-list for method output_type
+	64, // [64:64] is the sub-list for method input_type
+	64, // [64:64] is the sub-list for extension type_name
+	64, // [64:64] is the sub-list for extension extendee
+	0,  // [0:64] is the sub-list for field type_name
 }
 
 func init() { file_runbook_v1_events_proto_init() }

@@ -81,6 +81,7 @@ type fold struct {
 	deployDone                   time.Time
 	rollbackStart, rollbackEnd   time.Time
 	rollbackStarted              *runbookv1.RollbackStarted
+	rollbackStartPos             int
 	rollbackRequest              *runbookv1.RollbackRequested
 
 	baseline     map[string]float64
@@ -95,6 +96,11 @@ type fold struct {
 	testFail  string // test.failed's reason
 	testFailT time.Time
 	testFailP int
+	// testStarted is test.started (nil: the tests never began); testEnded
+	// is set by test.passed / test.failed.
+	testStarted *runbookv1.TestStarted
+	testEnded   bool
+	loadStopped bool // the load test was stopped by the rollback: gates not judged
 
 	rejectedErrors int
 	approvals      []Approval
@@ -200,6 +206,7 @@ func (f *fold) apply(ev *runbookv1.Event) {
 		if f.rollbackStarted == nil {
 			f.rollbackStarted = p.RollbackStarted
 			f.rollbackStart = t
+			f.rollbackStartPos = f.pos
 		}
 	case *runbookv1.Event_RollbackStepSucceeded:
 		f.stepSucceeded("rollback", p.RollbackStepSucceeded)
@@ -274,7 +281,16 @@ func (f *fold) apply(ev *runbookv1.Event) {
 		f.loadResult(p.TestLoadPassed, true, t)
 	case *runbookv1.Event_TestLoadFailed:
 		f.loadResult(p.TestLoadFailed, false, t)
+	case *runbookv1.Event_TestStarted:
+		f.testStarted = p.TestStarted
+	case *runbookv1.Event_TestPassed:
+		f.testEnded = true
 	case *runbookv1.Event_TestFailed:
+		f.testEnded = true
+		if p.TestFailed.GetStopped() != "" {
+			f.testsStopped(p.TestFailed, t)
+			break
+		}
 		f.testFail, f.testFailT, f.testFailP = p.TestFailed.GetReason(), t, f.pos
 		if f.testFail == "" {
 			f.testFail = "tests failed"
@@ -408,10 +424,35 @@ func (f *fold) suite(s *runbookv1.TestSuiteResult, t time.Time) {
 	}
 }
 
+// testsStopped folds in the tester's stopped outcome (test.failed with
+// stopped set: the run's rollback began while the tests ran): the smoke
+// cases and the load test with what they measured before the stop, and one
+// WARNING saying so. Not a test failure: the release was not judged by the
+// tests that did not finish.
+func (f *fold) testsStopped(o *runbookv1.TestOutcome, t time.Time) {
+	msg := "tests stopped: " + o.GetStopped()
+	if sm := o.GetSmoke(); sm != nil || o.GetSmokeNotRun() > 0 {
+		f.suite(sm, t)
+		done := len(sm.GetTests())
+		msg += fmt.Sprintf("; %d of %d smoke tests completed before the stop", done, done+int(o.GetSmokeNotRun()))
+	}
+	if l := o.GetLoad(); l != nil {
+		f.loadStopped = true
+		f.loadResult(l, false, t)
+		msg += "; the load test was stopped after " + FormatDuration(time.Duration(l.GetDurationMs())*time.Millisecond) + " (gates not judged)"
+	} else if f.testStarted.GetLoadTest() && f.load == nil {
+		msg += "; the load test did not run"
+	}
+	f.add(&draft{issue: Issue{Severity: SeverityWarning, Type: "TEST", Message: msg}}, t)
+}
+
 func (f *fold) loadResult(l *runbookv1.LoadResult, passed bool, t time.Time) {
 	f.load, f.loadOK = l, passed
 	status, errText := "PASS", ""
-	if !passed {
+	switch {
+	case f.loadStopped:
+		status = TestStopped
+	case !passed:
 		status, errText = "FAIL", l.GetReason()
 		if errText == "" {
 			errText = "load test gates not met"
@@ -421,6 +462,9 @@ func (f *fold) loadResult(l *runbookv1.LoadResult, passed bool, t time.Time) {
 		num(round(l.GetP95Ms(), 1)), percent(l.GetErrorRate()), l.GetRequests(), l.GetErrors(), num(round(l.GetRps(), 1)))
 	if l.GetGateP95Ms() > 0 || l.GetGateErrorRate() > 0 {
 		details += fmt.Sprintf(" (gates: p95 ≤ %sms, error rate ≤ %s)", num(l.GetGateP95Ms()), percent(l.GetGateErrorRate()))
+	}
+	if f.loadStopped && l.GetReason() != "" {
+		details += "; " + l.GetReason()
 	}
 	f.putTest(loadTestKey, TestCase{
 		Name:       fmt.Sprintf("Load test (%d VUs, %s)", l.GetVus(), FormatDuration(time.Duration(l.GetDurationMs())*time.Millisecond)),
@@ -488,6 +532,20 @@ func (f *fold) result() *Result {
 	if f.testFail != "" && tr.Failed == 0 {
 		f.drafts = append(f.drafts, &draft{pos: f.testFailP, issue: Issue{Severity: SeverityCritical, Type: "TEST", Message: "tests failed: " + f.testFail, Time: isoTime(f.testFailT)}})
 	}
+	// The run ended during a rollback another service began while the tests
+	// ran, before the tester's outcome: say so, since their results are not
+	// part of the report.
+	if rs := f.rollbackStarted; final && f.testStarted != nil && !f.testEnded && rs != nil && rs.GetRequestedBy() != "tester" {
+		msg := "tests stopped: rollback started"
+		if rs.GetRequestedBy() != "" {
+			msg += " by " + rs.GetRequestedBy()
+		}
+		if rs.GetReason() != "" {
+			msg += ": " + rs.GetReason()
+		}
+		msg += "; the tests had not reported an outcome when the run ended"
+		f.drafts = append(f.drafts, &draft{pos: f.rollbackStartPos, issue: Issue{Severity: SeverityWarning, Type: "TEST", Message: msg, Time: isoTime(f.rollbackStart)}})
+	}
 
 	r.Issues = f.issues()
 	critical := 0
@@ -509,7 +567,7 @@ func (f *fold) result() *Result {
 		Current:        cur,
 	}
 
-	perf := performanceStatus(cur.ResponseTimeP95, cur.ErrorRate, info.p95Threshold, info.errorRateThreshold, f.load, f.loadOK)
+	perf := performanceStatus(cur.ResponseTimeP95, cur.ErrorRate, info.p95Threshold, info.errorRateThreshold, f.load, f.loadOK || f.loadStopped)
 	r.Summary = Summary{
 		OverallStatus:     overallStatus(st, perf, f.rejectedErrors),
 		CriticalIssues:    critical,

@@ -124,11 +124,16 @@ type Tests struct {
 type TestCase struct {
 	Name       string `json:"name"`
 	Type       string `json:"type"`   // smoke, regression, performance
-	Status     string `json:"status"` // PASS, FAIL
+	Status     string `json:"status"` // PASS, FAIL, SKIP, STOPPED
 	DurationMS int64  `json:"duration_ms"`
 	Details    string `json:"details,omitempty"`
 	Error      string `json:"error,omitempty"`
 }
+
+// TestStopped is the status of a load test the run's rollback stopped
+// before it finished: it shows what it measured, its gates not judged; it
+// counts neither as passed nor as failed.
+const TestStopped = "STOPPED"
 
 // Severities of issues. The QC summary's "Critical Issues" counts CRITICAL.
 const (

@@ -215,8 +215,10 @@ type engine struct {
 }
 
 // RunLoad runs the load test. It returns an error when ctx ends before the
-// test does (context.Cause tells why); an early abort on a clearly failed
-// gate is a report with Aborted set.
+// test does (context.Cause tells why), with the report of what it measured
+// until then (requests cut by the end are not counted; no last progress
+// point); an early abort on a clearly failed gate is a report with Aborted
+// set.
 func RunLoad(ctx context.Context, cfg LoadConfig, obs LoadObserver) (LoadReport, error) {
 	cfg.setDefaults()
 	if len(cfg.Requests) == 0 {
@@ -327,10 +329,10 @@ loop:
 			graceful = nil
 		}
 	}
-	if ctx.Err() != nil {
-		return LoadReport{}, fmt.Errorf("load test interrupted: %w", context.Cause(ctx))
+	interrupted := ctx.Err()
+	if interrupted == nil {
+		progress() // the last point: every load test has at least one
 	}
-	progress() // the last point: every load test has at least one
 	el := time.Since(e.start)
 	st := e.rec.Stats()
 	rep := LoadReport{
@@ -343,6 +345,9 @@ loop:
 	}
 	if s := el.Seconds(); s > 0 {
 		rep.RPS = float64(rep.Requests) / s
+	}
+	if interrupted != nil {
+		return rep, fmt.Errorf("load test interrupted: %w", context.Cause(ctx))
 	}
 	return rep, nil
 }

@@ -166,8 +166,11 @@ func TestRunLoadGracefulStopAndInterrupt(t *testing.T) {
 	// A cancelled context interrupts the test with its cause.
 	ctx, cancel := context.WithCancelCause(context.Background())
 	time.AfterFunc(50*time.Millisecond, func() { cancel(context.Canceled) })
-	if _, err := RunLoad(ctx, LoadConfig{VUs: 1, Duration: 10 * time.Second, Requests: []*Prepared{slow}}, LoadObserver{}); err == nil {
+	if rep, err := RunLoad(ctx, LoadConfig{VUs: 1, Duration: 10 * time.Second, Requests: []*Prepared{slow}}, LoadObserver{}); err == nil {
 		t.Error("interrupted load test returned no error")
+	} else if rep.Elapsed < 50*time.Millisecond || rep.Elapsed > 5*time.Second || rep.Interrupted != 1 || rep.Requests != 0 {
+		// What it measured until then: the request cut is not counted.
+		t.Errorf("interrupted load test report %+v, want its 50ms and the one request cut", rep)
 	}
 	if _, err := RunLoad(context.Background(), LoadConfig{}, LoadObserver{}); err == nil {
 		t.Error("load test without requests returned no error")
