@@ -346,6 +346,9 @@ func describe(ev *runbookv1.Event) string {
 	case *runbookv1.Event_TestPassed:
 		return fmt.Sprintf("%d passed", p.TestPassed.GetPassed())
 	case *runbookv1.Event_TestFailed:
+		if st := p.TestFailed.GetStopped(); st != "" {
+			return "tests stopped: " + st
+		}
 		return p.TestFailed.GetReason()
 	case *runbookv1.Event_ReportReady:
 		return "final status " + p.ReportReady.GetStatus()

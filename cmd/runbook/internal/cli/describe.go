@@ -99,6 +99,9 @@ func Describe(ev *runbookv1.Event) (phase, text string) {
 	case *runbookv1.Event_TestPassed:
 		return "TEST", fmt.Sprintf("✔ all tests passed (%d)%s", p.TestPassed.GetPassed(), suffix(p.TestPassed.GetReason()))
 	case *runbookv1.Event_TestFailed:
+		if p.TestFailed.GetStopped() != "" {
+			return "TEST", "■ tests STOPPED: " + p.TestFailed.GetStopped()
+		}
 		return "TEST", fmt.Sprintf("✗ tests FAILED: %d failed%s", p.TestFailed.GetFailed(), suffix(p.TestFailed.GetReason()))
 	case *runbookv1.Event_RollbackRequested:
 		return "ROLLBACK", fmt.Sprintf("requested by %s: %s", p.RollbackRequested.GetRequestedBy(), p.RollbackRequested.GetReason())

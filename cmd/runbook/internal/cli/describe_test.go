@@ -30,6 +30,8 @@ func TestDescribe(t *testing.T) {
 		{&runbookv1.Event_BackupDone{BackupDone: &runbookv1.BackupDone{Dir: "/b/R-1", Files: []string{"a", "b"}}}, "PRE-FLIGHT", "backup: 2 file(s) in /b/R-1"},
 		{&runbookv1.Event_RollbackFailed{RollbackFailed: &runbookv1.DeployFinished{Error: "restore failed"}}, "ROLLBACK", "ROLLBACK FAILED"},
 		{&runbookv1.Event_ChangeRejected{ChangeRejected: &runbookv1.ChangeRejected{Errors: []*runbookv1.PlanError{{Path: "deploy.steps[0]", Line: 7, Message: "unknown field"}}}}, "SUBMIT", "line 7: deploy.steps[0]: unknown field"},
+		{&runbookv1.Event_TestFailed{TestFailed: &runbookv1.TestOutcome{Stopped: "rollback started by monitor: p95 too high"}}, "TEST", "■ tests STOPPED: rollback started by monitor: p95 too high"},
+		{&runbookv1.Event_TestFailed{TestFailed: &runbookv1.TestOutcome{Failed: 2, Reason: "smoke"}}, "TEST", "✗ tests FAILED: 2 failed — smoke"},
 	}
 	for _, c := range cases {
 		phase, text := cli.Describe(eventbus.New("R", c.payload))
