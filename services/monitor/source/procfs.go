@@ -46,10 +46,15 @@ func ParseProcStat(b []byte) (CPUTimes, error) {
 // CPUPercent is the share of busy time between two readings, in percent;
 // false when no time passed (or the counters went back).
 func CPUPercent(prev, cur CPUTimes) (float64, bool) {
-	if cur.Total <= prev.Total || cur.Idle < prev.Idle {
+	if cur.Total <= prev.Total {
 		return 0, false
 	}
-	dt, di := float64(cur.Total-prev.Total), float64(cur.Idle-prev.Idle)
+	// Linux's idle (+ iowait) counter can step back a little on tickless
+	// kernels: a decrease counts as no idle time, not as a failed reading.
+	dt, di := float64(cur.Total-prev.Total), 0.0
+	if cur.Idle > prev.Idle {
+		di = float64(cur.Idle - prev.Idle)
+	}
 	return min(max((dt-di)/dt*100, 0), 100), true
 }
 

@@ -48,8 +48,9 @@ func TestCPUPercent(t *testing.T) {
 	}{
 		{CPUTimes{1000, 800}, CPUTimes{1100, 850}, 50, true},
 		{CPUTimes{1000, 800}, CPUTimes{1100, 900}, 0, true},
-		{CPUTimes{1000, 800}, CPUTimes{1000, 800}, 0, false}, // no time passed
-		{CPUTimes{1000, 800}, CPUTimes{900, 700}, 0, false},  // counters went back
+		{CPUTimes{1000, 800}, CPUTimes{1000, 800}, 0, false},  // no time passed
+		{CPUTimes{1000, 800}, CPUTimes{900, 700}, 0, false},   // counters went back
+		{CPUTimes{1000, 800}, CPUTimes{1100, 799}, 100, true}, // idle stepped back (tickless kernels): no idle time
 	} {
 		got, ok := CPUPercent(tt.prev, tt.cur)
 		if ok != tt.ok || got != tt.want {
