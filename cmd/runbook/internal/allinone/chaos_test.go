@@ -66,13 +66,7 @@ func TestReporterKilledAndPostgresRestarted(t *testing.T) {
 	}
 	pg := machinePostgres(t)
 	dbURL := pgtest.URL(t)
-	root := repoRoot(t)
-	bin := filepath.Join(t.TempDir(), "reporter")
-	build := exec.Command("go", "build", "-o", bin, "./services/reporter/cmd/reporter")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildService(t, "reporter")
 	p := startPipeline(t, func(o *allinone.Options) { o.Without = []string{"reporter"} })
 	url := p.srv.NATSURL()
 	ctx := context.Background()

@@ -2,18 +2,15 @@ package allinone_test
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"math/rand"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/kis-core/runbook/cmd/runbook/internal/allinone"
 	"github.com/kis-core/runbook/eventbus/natstest"
 )
 
@@ -57,18 +54,6 @@ func sideEffects(t testing.TB, path string) map[string]int {
 	return out
 }
 
-// buildService builds one service binary into a temp dir.
-func buildService(t testing.TB, name string) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), name)
-	build := exec.Command("go", "build", "-o", bin, "./services/"+name+"/cmd/"+name)
-	build.Dir = repoRoot(t)
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build %s: %v\n%s", name, err, out)
-	}
-	return bin
-}
-
 // The deployer, a separate process, is killed with SIGKILL at random moments
 // while runs of a five-step plan go through, and restarted each time. Every
 // run still ends SUCCESS or ROLLED_BACK with one report, no step that is not
@@ -94,20 +79,7 @@ func TestDeployerKill9(t *testing.T) {
 	rng := rand.New(rand.NewSource(seed))
 
 	depBin := buildService(t, "deployer")
-	s := natstest.Server(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	srv, err := allinone.New(ctx, allinone.Options{NATSURL: s.ClientURL(), Without: []string{"deployer"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-served; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	})
+	s := serveWithout(t, "deployer")
 	bus := natstest.Bus(t, s, "kill")
 	p := &pipeline{bus: bus}
 

@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kis-core/runbook/cmd/runbook/internal/allinone"
 	"github.com/kis-core/runbook/eventbus/natstest"
 	runbookv1 "github.com/kis-core/runbook/proto/runbook/v1"
 )
@@ -180,20 +179,7 @@ func TestMonitorKilledMidWindow(t *testing.T) {
 		t.Skip("builds the monitor binary")
 	}
 	bin := buildService(t, "monitor")
-	s := natstest.Server(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	srv, err := allinone.New(ctx, allinone.Options{NATSURL: s.ClientURL(), Without: []string{"monitor"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-served; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	})
+	s := serveWithout(t, "monitor")
 	p := &pipeline{bus: natstest.Bus(t, s, "kill-monitor")}
 	logPath := filepath.Join(t.TempDir(), "monitor.log")
 	mon := startProc(t, bin, logPath, "--nats-url", s.ClientURL(), "--metrics-listen", "127.0.0.1:0", "--ack-wait", "1s")

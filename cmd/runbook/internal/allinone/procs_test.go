@@ -1,11 +1,18 @@
 package allinone_test
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"sync"
 	"testing"
+
+	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/kis-core/runbook/cmd/runbook/internal/allinone"
+	"github.com/kis-core/runbook/eventbus/natstest"
 )
 
 // missing fails the test in CI (CI=true), where every tool the tests need
@@ -71,4 +78,39 @@ func (p *proc) restart() {
 	p.t.Helper()
 	p.kill()
 	p.start()
+}
+
+// buildService builds one service binary into a temp dir.
+func buildService(t testing.TB, name string) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), name)
+	build := exec.Command("go", "build", "-o", bin, "./services/"+name+"/cmd/"+name)
+	build.Dir = repoRoot(t)
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build %s: %v\n%s", name, err, out)
+	}
+	return bin
+}
+
+// serveWithout runs `runbook serve` against a fresh test NATS server with
+// every service but the named one (the test runs that one as its own
+// process) and returns the server; serve stops when the test ends.
+func serveWithout(t testing.TB, service string) *server.Server {
+	t.Helper()
+	s := natstest.Server(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	srv, err := allinone.New(ctx, allinone.Options{NATSURL: s.ClientURL(), Without: []string{service}})
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-served; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	return s
 }
