@@ -111,7 +111,7 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	started := time.Now()
 	s.log.Info("projecting the audit stream", "from_seq", pos+1)
-	err = s.bus.Tail(ctx, pos+1, s.o.Batch, func(b Batch) error {
+	err = s.bus.Tail(ctx, pos+1, s.o.Batch, func(b eventbus.Batch) error {
 		if len(b.Events) > 0 {
 			if err := s.apply(ctx, b.Events); err != nil {
 				return err
@@ -132,9 +132,6 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	return err
 }
-
-// Batch is eventbus.Batch, named here for the projector's callback.
-type Batch = eventbus.Batch
 
 // position reads the model's position, retrying while the model is down.
 func (s *Service) position(ctx context.Context) (uint64, error) {
