@@ -38,8 +38,9 @@ type LoadRegression struct {
 	Enabled *bool `yaml:"enabled"`
 	// Alpha is the significance level (default 0.01).
 	Alpha float64 `yaml:"alpha"`
-	// EffectFloor is the smallest relative change of the median or p95
-	// that counts (default 0.10 = 10 %).
+	// EffectFloor is the smallest shift of the latencies, relative to the
+	// baseline's median (the Hodges-Lehmann estimate), that counts
+	// (default 0.10 = 10 %).
 	EffectFloor float64 `yaml:"effect_floor"`
 }
 

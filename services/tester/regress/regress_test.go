@@ -3,6 +3,7 @@ package regress
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -233,14 +234,14 @@ func TestEffectFloor(t *testing.T) {
 func TestResultString(t *testing.T) {
 	t.Parallel()
 	r := Result{Class: High, BaselineRun: "X", Alpha: 0.01, EffectFloor: 0.1,
-		Baseline: Stats{N: 200}, Current: Stats{N: 210}, MedianChange: 0.297, P95Change: 0.31, U: 27512.5, P: 2.1e-9}
-	want := "regression: p95 +31 % vs run X, p < 0.01 (median +30 %; Mann-Whitney U=27512.5, n=200/210, p=2.1e-09)"
+		Baseline: Stats{N: 200}, Current: Stats{N: 210}, MedianChange: 0.297, P95Change: 0.31, Shift: 0.29, U: 27512.5, P: 2.1e-9}
+	want := "regression: p95 +31 % vs run X, p < 0.01 (median +30 %, shift +29 %; Mann-Whitney U=27512.5, n=200/210, p=2.1e-09)"
 	if got := r.String(); got != want {
 		t.Errorf("String() =\n %q, want\n %q", got, want)
 	}
 	r = Result{Class: Pass, Alpha: 0.01, EffectFloor: 0.1, Baseline: Stats{N: 50}, Current: Stats{N: 50},
-		MedianChange: -0.004, P95Change: 0.02, U: 1300, P: 0.43}
-	want = "no regression: p95 +2 % vs the baseline run, p = 0.43 (median -0.4 %; Mann-Whitney U=1300, n=50/50, p=0.43)"
+		MedianChange: -0.004, P95Change: 0.02, Shift: math.NaN(), U: 1300, P: 0.43}
+	want = "no regression: p95 +2 % vs the baseline run, p = 0.43 (median -0.4 %, shift n/a; Mann-Whitney U=1300, n=50/50, p=0.43)"
 	if got := r.String(); got != want {
 		t.Errorf("String() =\n %q, want\n %q", got, want)
 	}
@@ -248,5 +249,66 @@ func TestResultString(t *testing.T) {
 		if c.String() != name {
 			t.Errorf("Class(%d).String() = %q, want %q", int(c), c.String(), name)
 		}
+	}
+}
+
+// The Hodges-Lehmann estimate equals the median of every pairwise
+// difference, listed by brute force.
+func TestHodgesLehmannMatchesBruteForce(t *testing.T) {
+	t.Parallel()
+	cases := []struct{ b, c []float64 }{
+		{[]float64{1}, []float64{5}},
+		{[]float64{1, 2, 3}, []float64{2, 4}},
+		{[]float64{10, 10, 10, 10}, []float64{10, 10, 11}},
+		{[]float64{0.1, 0.2, 0.3}, []float64{0.1, 0.2, 0.3}},
+		{[]float64{-3, 7, 7, 12.5}, []float64{-1, 0, 4, 4, 9, 100}},
+	}
+	rng := rand.New(rand.NewPCG(3, 3))
+	for range 30 {
+		cases = append(cases, struct{ b, c []float64 }{logNormal(rng, 1+rng.IntN(60), 20), logNormal(rng, 1+rng.IntN(60), 25)})
+	}
+	for i, tc := range cases {
+		b, c := slices.Sorted(slices.Values(tc.b)), slices.Sorted(slices.Values(tc.c))
+		var d []float64
+		for _, x := range b {
+			for _, y := range c {
+				d = append(d, y-x)
+			}
+		}
+		slices.Sort(d)
+		want := d[len(d)/2]
+		if len(d)%2 == 0 {
+			want = (d[len(d)/2-1] + d[len(d)/2]) / 2
+		}
+		if got := hodgesLehmann(b, c); math.Abs(got-want) > 1e-9*max(1, math.Abs(want)) {
+			t.Errorf("case %d: hodgesLehmann = %v, want %v (b=%v c=%v)", i, got, want, b, c)
+		}
+	}
+}
+
+// What failed a good release in CI: a short run on a loaded machine whose
+// median did not move but whose tail did (p95 +35 %) is a significant rank
+// difference, yet not a shift of the latencies; it passes.
+func TestNoisyTailIsNotARegression(t *testing.T) {
+	t.Parallel()
+	rng := rand.New(rand.NewPCG(11, 11))
+	sample := func(n int, slowShare, shift float64) []float64 {
+		s := make([]float64, n)
+		for i := range s {
+			s[i] = 20 + 0.4*rng.ExpFloat64() + shift
+			if rng.Float64() < slowShare {
+				s[i] += 5 + 5*rng.Float64()
+			}
+		}
+		return s
+	}
+	base, cur := sample(192, 0.03, 0), sample(188, 0.12, 0.05)
+	r := Compare(base, cur, Options{EffectFloor: 0.3, BaselineRun: "r1"})
+	t.Logf("%s", r)
+	if r.P95Change < 0.3 || r.P >= 0.01 {
+		t.Fatalf("the fixture should reproduce CI's case (p95 up by the 30 %% floor or more, p < 0.01): %s", r)
+	}
+	if r.Class != Pass || math.Abs(r.Shift) > 0.05 {
+		t.Errorf("class %v, shift %v; want Pass with a shift near 0: %s", r.Class, r.Shift, r)
 	}
 }
