@@ -8,6 +8,9 @@ NATS_ADDR=${DEMO_NATS:-127.0.0.1:14222}
 HTTP_ADDR=${DEMO_HTTP:-127.0.0.1:19464}
 TARGET=127.0.0.1:18080
 export RUNBOOK_NATS_URL="nats://$NATS_ADDR"
+# The demo estimator's test account; the example plans' smoke login reads it
+# from the tester's environment (${env:SMOKE_PASSWORD}).
+export SMOKE_PASSWORD=${SMOKE_PASSWORD:-test123}
 BIN=bin
 
 rm -rf .demo && mkdir -p .demo

@@ -15,6 +15,20 @@ import (
 	"github.com/kis-core/runbook/eventbus/natstest"
 )
 
+// demoPassword is the demo estimator's test account (estimator.DemoPassword).
+// The example plans' smoke login reads it from the tester's environment
+// (${env:SMOKE_PASSWORD}): TestMain sets it for the in-process pipelines
+// and the service processes the tests start, which inherit it.
+const demoPassword = "test123"
+
+func TestMain(m *testing.M) {
+	if err := os.Setenv("SMOKE_PASSWORD", demoPassword); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	os.Exit(m.Run())
+}
+
 // missing fails the test in CI (CI=true), where every tool the tests need
 // is installed by .ci/run, and skips it loudly elsewhere.
 func missing(t testing.TB, format string, args ...any) {

@@ -47,8 +47,9 @@ func smokeResult(t *testing.T, evs []*runbookv1.Event) (*runbookv1.TestSuiteResu
 	return nil, ""
 }
 
-// noTokenInClear fails when a token the estimator issued is in any event.
-func noTokenInClear(t *testing.T, evs []*runbookv1.Event) {
+// noSecretInClear fails when a token the estimator issued, or the password
+// the login sent (from the tester's environment), is in any event.
+func noSecretInClear(t *testing.T, evs []*runbookv1.Event) {
 	t.Helper()
 	for _, e := range evs {
 		b, err := protojson.Marshal(e)
@@ -57,6 +58,9 @@ func noTokenInClear(t *testing.T, evs []*runbookv1.Event) {
 		}
 		if tok := issuedToken.Find(b); tok != nil {
 			t.Errorf("event %s carries the captured token in clear: %s", e.Type, b)
+		}
+		if strings.Contains(string(b), demoPassword) {
+			t.Errorf("event %s carries the login password in clear: %s", e.Type, b)
 		}
 	}
 }
@@ -91,7 +95,7 @@ func TestSeedSmokeSuitesAgainstTheDemoTarget(t *testing.T) {
 	if c := suite.Tests[8]; c.Type != "performance" || !strings.Contains(c.Details, "threshold: 2100ms") {
 		t.Errorf("performance baseline %+v", c)
 	}
-	noTokenInClear(t, evs)
+	noSecretInClear(t, evs)
 
 	// Bad release (500 on 30 % of API requests, health green), judged by the
 	// tests alone: the smoke suite fails, naming each failing test; steps
@@ -134,5 +138,5 @@ func TestSeedSmokeSuitesAgainstTheDemoTarget(t *testing.T) {
 	if c := suite.Tests[8]; c.Status != "PASS" {
 		t.Errorf("the health baseline (no injected errors, 400 ms < 2100 ms) = %s %s", c.Status, c.Error)
 	}
-	noTokenInClear(t, evs)
+	noSecretInClear(t, evs)
 }
