@@ -5,9 +5,10 @@ import "github.com/prometheus/client_golang/prometheus"
 type TestMetrics struct {
 	Runs    *prometheus.CounterVec
 	Reports prometheus.Counter
+	Waiting prometheus.Gauge
 }
 
 // MetricsForTest exposes the service's collectors to the external tests.
 func (s *Service) MetricsForTest() TestMetrics {
-	return TestMetrics{Runs: s.metrics.runs, Reports: s.metrics.reports}
+	return TestMetrics{Runs: s.metrics.runs, Reports: s.metrics.reports, Waiting: s.metrics.waiting}
 }

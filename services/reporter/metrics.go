@@ -19,6 +19,7 @@ type metrics struct {
 	batch       prometheus.Histogram
 	position    prometheus.Gauge
 	storeErrors prometheus.Counter
+	waiting     prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -56,6 +57,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		storeErrors: eventbus.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "runbook_projection_store_errors_total",
 			Help: "Failed attempts to store a batch in the read model (each is retried).",
+		})),
+		waiting: eventbus.Register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "runbook_reports_waiting_for_tests",
+			Help: "Final runs whose report waits for the tester's outcome (the run ended while its tests ran).",
 		})),
 	}
 }

@@ -44,6 +44,12 @@ type Options struct {
 	// batch the model refused (database down): doubling from RetryMin
 	// (default 200ms) up to RetryMax (default 10s), for as long as it takes.
 	RetryMin, RetryMax time.Duration
+	// TestsGrace is how long a run that ended while its tests ran (a
+	// rollback another service began) waits for the tester's outcome
+	// before it is reported without it (default 10s; the tester stops at
+	// rollback.started and reports what it measured within milliseconds).
+	// Negative: no wait.
+	TestsGrace time.Duration
 	// ReportsDir, when set, receives <run_id>-report.json (the exact
 	// report_json bytes of report.ready) each time the reporter publishes a
 	// report, written atomically (temp file + rename), like the seed's
@@ -64,6 +70,9 @@ func (o *Options) setDefaults() {
 	if o.RetryMax <= 0 {
 		o.RetryMax = 10 * time.Second
 	}
+	if o.TestsGrace == 0 {
+		o.TestsGrace = 10 * time.Second
+	}
 }
 
 // Service is the reporter.
@@ -79,6 +88,12 @@ type Service struct {
 	// published are runs this process reported whose report.ready the
 	// model has not applied yet: not reported again meanwhile.
 	published map[string]bool
+	// waiting are final runs whose report waits for the tester's outcome,
+	// since when (guarded by reportMu).
+	waiting map[string]time.Time
+	// pendingMu makes reportPending one at a time (the projector and the
+	// re-check of waiting runs both call it).
+	pendingMu sync.Mutex
 
 	ready chan struct{} // closed once the projector first caught up
 	once  sync.Once
@@ -92,7 +107,7 @@ func New(bus *eventbus.Bus, o Options, log *slog.Logger, _ *eventbus.Metrics, re
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Service{bus: bus, o: o, log: log.With("service", "reporter"), metrics: newMetrics(reg), model: o.Model,
-		published: map[string]bool{}, ready: make(chan struct{})}
+		published: map[string]bool{}, waiting: map[string]time.Time{}, ready: make(chan struct{})}
 }
 
 // Model is the service's read model, for the CLI and the HTTP API.
@@ -111,6 +126,11 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	started := time.Now()
 	s.log.Info("projecting the audit stream", "from_seq", pos+1)
+	rctx, stopRecheck := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { s.recheckWaiting(rctx) })
+	defer wg.Wait()
+	defer stopRecheck()
 	err = s.bus.Tail(ctx, pos+1, s.o.Batch, func(b eventbus.Batch) error {
 		if len(b.Events) > 0 {
 			if err := s.apply(ctx, b.Events); err != nil {
@@ -159,6 +179,8 @@ func (s *Service) apply(ctx context.Context, envs []eventbus.Envelope) error {
 		if env.Event.GetReportReady() != nil {
 			s.reportMu.Lock()
 			delete(s.published, env.Event.GetRunId())
+			delete(s.waiting, env.Event.GetRunId())
+			s.metrics.waiting.Set(float64(len(s.waiting)))
 			s.reportMu.Unlock()
 		}
 	}
@@ -190,8 +212,30 @@ func (s *Service) retry(ctx context.Context, what string, fn func() error) error
 	}
 }
 
+// recheckWaiting reports the runs that wait for their tests' outcome once
+// their wait is over, when no event arrives to trigger it.
+func (s *Service) recheckWaiting(ctx context.Context) {
+	t := time.NewTicker(max(10*time.Millisecond, min(time.Second, s.o.TestsGrace/4)))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		s.reportMu.Lock()
+		n := len(s.waiting)
+		s.reportMu.Unlock()
+		if n > 0 {
+			s.reportPending(ctx)
+		}
+	}
+}
+
 // reportPending reports every final run without a report.ready.
 func (s *Service) reportPending(ctx context.Context) {
+	s.pendingMu.Lock()
+	defer s.pendingMu.Unlock()
 	pending, err := s.model.Unreported(ctx)
 	if err != nil {
 		s.log.Error("cannot list unreported runs", "err", err)
@@ -246,6 +290,22 @@ func (s *Service) report(ctx context.Context, runID string) error {
 		s.log.Info("run not final in stream order yet; report deferred", "run_id", runID, "status", res.Status)
 		return nil
 	}
+	if res.TestsPending && s.o.TestsGrace > 0 {
+		since, ok := s.waiting[runID]
+		if !ok {
+			since = time.Now()
+			s.waiting[runID] = since
+			s.metrics.waiting.Set(float64(len(s.waiting)))
+			s.log.Info("run ended while its tests ran; waiting for the tester's outcome before reporting",
+				"run_id", runID, "status", res.Status, "up_to", s.o.TestsGrace)
+		}
+		if time.Since(since) < s.o.TestsGrace {
+			return nil
+		}
+		s.log.Warn("no test outcome from the tester in time; reporting without it", "run_id", runID, "waited", s.o.TestsGrace)
+	}
+	delete(s.waiting, runID)
+	s.metrics.waiting.Set(float64(len(s.waiting)))
 
 	ev := eventbus.CausedBy(eventbus.New(runID, &runbookv1.Event_ReportReady{ReportReady: &runbookv1.ReportReady{
 		Status:     string(res.Status),

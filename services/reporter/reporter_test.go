@@ -92,9 +92,18 @@ func start(t *testing.T, s *server.Server) *running {
 // startWith runs a reporter with the given read model (nil: a new one).
 func startWith(t *testing.T, s *server.Server, model reporter.ReadModel) *running {
 	t.Helper()
+	return startOpts(t, s, reporter.Options{Model: model})
+}
+
+// startOpts runs a reporter with options o (RetryMin 50ms unless set).
+func startOpts(t *testing.T, s *server.Server, o reporter.Options) *running {
+	t.Helper()
 	bus := natstest.Bus(t, s, "reporter/test")
 	reg := prometheus.NewRegistry()
-	svc := reporter.New(bus, reporter.Options{Model: model, RetryMin: 50 * time.Millisecond},
+	if o.RetryMin == 0 {
+		o.RetryMin = 50 * time.Millisecond
+	}
+	svc := reporter.New(bus, o,
 		slog.New(slog.NewTextHandler(tWriter{t}, nil)), eventbus.NewMetrics(reg), reg)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

@@ -482,7 +482,7 @@ func (f *fold) result() *Result {
 	st := f.state
 	final := st.Status.Final()
 	info := readPlan(f.requested.GetPlanYaml())
-	res := &Result{RunID: f.runID, Status: st.Status, Final: final, FinalEvent: f.finalEvent}
+	res := &Result{RunID: f.runID, Status: st.Status, Final: final, FinalEvent: f.finalEvent, TestsPending: f.testsPending()}
 	r := &res.Report
 
 	operator := f.operator
@@ -593,6 +593,17 @@ func (f *fold) result() *Result {
 	res.QCSummary = qcSummary(r, f.headerTime(final), tr, f.tests)
 	res.Phases = f.phases(final)
 	return res
+}
+
+// testsPending: the run is final, its tests began and have no outcome.
+func (f *fold) testsPending() bool {
+	return f.done && f.testStarted != nil && !f.testEnded
+}
+
+// lateTestEvent reports whether ev is the tester's, of a run that ended
+// while its tests ran, before their outcome: it still belongs in the report.
+func (f *fold) lateTestEvent(ev *runbookv1.Event) bool {
+	return f.testsPending() && strings.HasPrefix(ev.GetType(), "test.")
 }
 
 func (f *fold) headerTime(final bool) time.Time {

@@ -182,6 +182,12 @@ type Result struct {
 	Final bool
 	// FinalEvent is the event that made the run final (nil while in progress).
 	FinalEvent *runbookv1.Event
+	// TestsPending: the run ended while its tests ran (a rollback another
+	// service began) and the tester's outcome is not among the events
+	// yet. It usually follows within milliseconds (the tester stops at
+	// rollback.started and publishes what it measured); a reporter waits
+	// a little for it before it reports.
+	TestsPending bool
 	Report     Report
 	// JSON is the report, indented with two spaces, keys in the seed's order.
 	JSON []byte
@@ -193,12 +199,19 @@ type Result struct {
 }
 
 // Generate folds the events of run runID, in stream order, into its report.
-// Events of other runs, and repeated event ids, are ignored.
+// Events of other runs, and repeated event ids, are ignored. The report
+// covers the events up to the one that made the run final, and after it
+// the tester's events until its outcome if the run ended while the tests
+// ran — never anything at or after a report.ready, so the report of a run
+// re-derived from the stream is the one published.
 func Generate(runID string, events []*runbookv1.Event) (*Result, error) {
 	f := newFold(runID)
 	for _, ev := range events {
-		if f.done {
+		if ev.GetReportReady() != nil && ev.GetRunId() == runID {
 			break
+		}
+		if f.done && !f.lateTestEvent(ev) {
+			continue
 		}
 		f.apply(ev)
 	}

@@ -10,9 +10,10 @@ import (
 )
 
 // TestTestsStoppedByRollback: the monitor's rollback stops the tests. What
-// they measured before the stop is in the report when the tester's stopped
-// outcome precedes the final event; the QC summary counts the smoke tests
-// that completed; the report says the tests were stopped either way.
+// they measured before the stop is in the report, also when the tester's
+// stopped outcome comes after the final event (but before report.ready);
+// the QC summary counts the smoke tests that completed; the report says
+// the tests were stopped either way.
 func TestTestsStoppedByRollback(t *testing.T) {
 	t.Parallel()
 	const reason = "error_rate 0.3 > 150% of 0.01"
@@ -43,6 +44,9 @@ func TestTestsStoppedByRollback(t *testing.T) {
 		tests  TestResults
 		perf   []string // the performance tests: name status
 		issue  string   // the TEST issue (WARNING), "" for none
+		// pending: the run is final without the tests' outcome
+		// (Result.TestsPending), so a reporter waits for it.
+		pending bool
 	}{
 		{
 			name: "stopped in the smoke suite, outcome before rollback.done",
@@ -68,13 +72,35 @@ func TestTestsStoppedByRollback(t *testing.T) {
 			issue: "tests stopped: rollback started by monitor: " + reason + "; the load test was stopped after 3s (gates not judged)",
 		},
 		{
-			name: "outcome after rollback.done: not in the report, the stop is still said",
+			name: "outcome after rollback.done: still in the report (the reporter waits for it)",
 			events: func(h *history) {
 				requestedBy("monitor")(h)
 				done(h)
 				h.at(3*time.Minute+2*time.Second, "test.failed", stoppedOutcome(partialSmoke, 1, nil))
 			},
-			smoke: "Smoke Tests: 0/0 passed", tests: TestResults{},
+			smoke: "Smoke Tests: 1/2 passed", tests: TestResults{Passed: 1, Failed: 1, Total: 2},
+			issue: "tests stopped: rollback started by monitor: " + reason + "; 2 of 3 smoke tests completed before the stop; the load test did not run",
+		},
+		{
+			name: "no outcome (the tester never answered): the stop is still said",
+			events: func(h *history) {
+				requestedBy("monitor")(h)
+				done(h)
+			},
+			pending: true,
+			smoke:   "Smoke Tests: 0/0 passed", tests: TestResults{},
+			issue: "tests stopped: rollback started by monitor: " + reason + "; the tests had not reported an outcome when the run ended",
+		},
+		{
+			name: "outcome after report.ready: not in the report it re-derives",
+			events: func(h *history) {
+				requestedBy("monitor")(h)
+				done(h)
+				h.at(3*time.Minute+20*time.Second, "report.ready", &runbookv1.Event_ReportReady{ReportReady: &runbookv1.ReportReady{Status: "ROLLED_BACK"}})
+				h.at(3*time.Minute+21*time.Second, "test.failed", stoppedOutcome(partialSmoke, 1, nil))
+			},
+			pending: true,
+			smoke:   "Smoke Tests: 0/0 passed", tests: TestResults{},
 			issue: "tests stopped: rollback started by monitor: " + reason + "; the tests had not reported an outcome when the run ended",
 		},
 		{
@@ -106,6 +132,7 @@ func TestTestsStoppedByRollback(t *testing.T) {
 			c.events(h)
 			res := generate(t, h)
 			eq(t, "status", res.Report.Deployment.Status, "ROLLED_BACK")
+			eq(t, "tests pending", res.TestsPending, c.pending)
 			if !strings.Contains(res.QCSummary, "\n"+c.smoke+"\n") {
 				t.Errorf("QC summary, want %q:\n%s", c.smoke, res.QCSummary)
 			}
