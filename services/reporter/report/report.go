@@ -188,7 +188,7 @@ type Result struct {
 	// rollback.started and publishes what it measured); a reporter waits
 	// a little for it before it reports.
 	TestsPending bool
-	Report     Report
+	Report       Report
 	// JSON is the report, indented with two spaces, keys in the seed's order.
 	JSON []byte
 	// QCSummary is generate12LineQCSummary()'s text, without a final newline.
