@@ -172,13 +172,25 @@ func (r Result) String() string {
 	default:
 		b.WriteString("no regression: ")
 	}
-	fmt.Fprintf(&b, "p95 %s vs %s, ", pct(r.P95Change), r.runName())
+	// The p95 leads, as operators read latency; when it moved against
+	// the shift that decided (a tail that noise moved), the shift leads.
+	p95Leads := !(r.Class == High && !(r.P95Change > 0)) && !(r.Class == Low && !(r.P95Change < 0))
+	if p95Leads {
+		fmt.Fprintf(&b, "p95 %s vs %s, ", pct(r.P95Change), r.runName())
+	} else {
+		fmt.Fprintf(&b, "latency shift %s vs %s, ", pct(r.Shift), r.runName())
+	}
 	if r.P < r.Alpha {
 		fmt.Fprintf(&b, "p < %g", r.Alpha)
 	} else {
 		fmt.Fprintf(&b, "p = %.2g", r.P)
 	}
-	fmt.Fprintf(&b, " (median %s, shift %s; Mann-Whitney U=%g, n=%d/%d, p=%.2g", pct(r.MedianChange), pct(r.Shift), r.U, r.Baseline.N, r.Current.N, r.P)
+	if p95Leads {
+		fmt.Fprintf(&b, " (median %s, shift %s", pct(r.MedianChange), pct(r.Shift))
+	} else {
+		fmt.Fprintf(&b, " (median %s, p95 %s", pct(r.MedianChange), pct(r.P95Change))
+	}
+	fmt.Fprintf(&b, "; Mann-Whitney U=%g, n=%d/%d, p=%.2g", r.U, r.Baseline.N, r.Current.N, r.P)
 	if r.Class == Pass && r.P < r.Alpha {
 		fmt.Fprintf(&b, "; significant but below the %s effect floor", pct0(r.EffectFloor))
 	}

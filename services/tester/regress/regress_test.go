@@ -245,6 +245,14 @@ func TestResultString(t *testing.T) {
 	if got := r.String(); got != want {
 		t.Errorf("String() =\n %q, want\n %q", got, want)
 	}
+	// A regression the shift decided while the p95 went the other way (a
+	// tail that noise inflated in the baseline) leads with the shift.
+	r = Result{Class: High, BaselineRun: "r1", Alpha: 0.01, EffectFloor: 0.3, Baseline: Stats{N: 139}, Current: Stats{N: 92},
+		MedianChange: 0.62, P95Change: -0.01, Shift: 0.65, U: 11643, P: 4.8e-26}
+	want = "regression: latency shift +65 % vs run r1, p < 0.01 (median +62 %, p95 -1 %; Mann-Whitney U=11643, n=139/92, p=4.8e-26)"
+	if got := r.String(); got != want {
+		t.Errorf("String() =\n %q, want\n %q", got, want)
+	}
 	for c, name := range map[Class]string{Invalid: "Invalid", NoBaseline: "NoBaseline", NotEnoughSamples: "NotEnoughSamples", Pass: "Pass", High: "High", Low: "Low", Class(9): "Class(9)"} {
 		if c.String() != name {
 			t.Errorf("Class(%d).String() = %q, want %q", int(c), c.String(), name)

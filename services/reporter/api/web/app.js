@@ -327,7 +327,14 @@ function addAlert(a) {
 
 function connect() {
   const es = new EventSource("/api/v1/stream");
-  es.onopen = () => { live.dataset.state = "open"; live.textContent = "live"; };
+  let opened = false;
+  es.onopen = () => {
+    live.dataset.state = "open"; live.textContent = "live";
+    // Back after a drop (server restart, slow client cut off): what
+    // changed meanwhile did not come over the stream; reload the page.
+    if (opened) route();
+    opened = true;
+  };
   es.onerror = () => { live.dataset.state = "error"; live.textContent = "reconnecting"; };
   es.addEventListener("alert", e => {
     const a = JSON.parse(e.data);
