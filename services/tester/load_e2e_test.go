@@ -219,18 +219,19 @@ func TestSeedLoadTestAgainstTheEstimator(t *testing.T) {
 	}
 }
 
-// latencyTarget answers after the latency its path names (".../ms20",
-// ".../ms40"):
+// latencyTarget answers after the latency its path names (".../ms50",
+// ".../ms100"; long enough that a loaded machine's few ms of jitter are a
+// small part of them):
 // the target's behaviour, not a test synchronisation.
 func latencyTarget(t *testing.T) *target {
 	t.Helper()
 	tg := &target{hits: map[string]int{}}
 	tg.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch {
-		case strings.HasSuffix(r.URL.Path, "/ms20"):
-			time.Sleep(20 * time.Millisecond)
-		case strings.HasSuffix(r.URL.Path, "/ms40"):
-			time.Sleep(40 * time.Millisecond)
+		case strings.HasSuffix(r.URL.Path, "/ms50"):
+			time.Sleep(50 * time.Millisecond)
+		case strings.HasSuffix(r.URL.Path, "/ms100"):
+			time.Sleep(100 * time.Millisecond)
 		}
 		w.WriteHeader(http.StatusNoContent)
 	}))
@@ -265,10 +266,10 @@ test:
 	}{
 		// An effect floor of 30 % (default 10 %) keeps a loaded machine's
 		// jitter from flagging r3; r2's shift is 100 %.
-		{"r1", plan("ms20", floor), "test.load.passed", "NoBaseline", ""},
-		{"r2", plan("ms40", floor), "test.load.failed", "High", "r1"},
-		{"r3", plan("ms20", floor), "test.load.passed", "Pass|Low", "r1"},
-		{"r4", plan("ms40", "    regression: {enabled: false}\n"), "test.load.passed", "", ""},
+		{"r1", plan("ms50", floor), "test.load.passed", "NoBaseline", ""},
+		{"r2", plan("ms100", floor), "test.load.failed", "High", "r1"},
+		{"r3", plan("ms50", floor), "test.load.passed", "Pass|Low", "r1"},
+		{"r4", plan("ms100", "    regression: {enabled: false}\n"), "test.load.passed", "", ""},
 	}
 	for _, r := range runs {
 		h.submit(r.run, r.plan)
