@@ -215,6 +215,9 @@ func (s *Service) retry(ctx context.Context, what string, fn func() error) error
 // recheckWaiting reports the runs that wait for their tests' outcome once
 // their wait is over, when no event arrives to trigger it.
 func (s *Service) recheckWaiting(ctx context.Context) {
+	if s.o.TestsGrace <= 0 {
+		return // no run ever waits
+	}
 	t := time.NewTicker(max(10*time.Millisecond, min(time.Second, s.o.TestsGrace/4)))
 	defer t.Stop()
 	for {
