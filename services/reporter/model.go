@@ -2,6 +2,8 @@ package reporter
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -11,6 +13,10 @@ import (
 	"github.com/kis-core/runbook/eventbus"
 	runbookv1 "github.com/kis-core/runbook/proto/runbook/v1"
 )
+
+// ErrBehind is ApplyBatch's refusal when the model's position is below the
+// one the caller expected: storing the batch would leave a gap.
+var ErrBehind = errors.New("read model behind the reader")
 
 // ReadModel is the reporter's projection of the audit stream: every run, its
 // status (the runstate fold) and its events. It is fed in stream order by
@@ -28,8 +34,13 @@ type ReadModel interface {
 	// ApplyBatch stores events of the audit stream, given in stream order
 	// (Seq ascending), and folds them into their runs; those at or below
 	// Position are skipped. Atomic: the events and the new position are
-	// stored together or not at all.
-	ApplyBatch(ctx context.Context, envs []eventbus.Envelope) error
+	// stored together or not at all. expected is the position the caller
+	// read, or reached with its last batch: a model below it has lost
+	// what the caller stored (the projection was reset, or the database
+	// lost its last commits), and applying envs would leave a gap, so it
+	// stores nothing and returns ErrBehind; the caller reads the stream
+	// again from Position()+1.
+	ApplyBatch(ctx context.Context, expected uint64, envs []eventbus.Envelope) error
 	// Run returns one run, or nil when the model has none by that id.
 	Run(ctx context.Context, runID string) (*Run, error)
 	// Runs lists runs matching f, newest first (by start, then run id).
@@ -226,9 +237,12 @@ func (m *Memory) Position(context.Context) (uint64, error) {
 }
 
 // ApplyBatch implements ReadModel.
-func (m *Memory) ApplyBatch(_ context.Context, envs []eventbus.Envelope) error {
+func (m *Memory) ApplyBatch(_ context.Context, expected uint64, envs []eventbus.Envelope) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.pos < expected {
+		return fmt.Errorf("%w: position %d, expected %d", ErrBehind, m.pos, expected)
+	}
 	for _, env := range envs {
 		if env.Seq <= m.pos {
 			continue

@@ -46,11 +46,13 @@ func Project(ctx context.Context, bus *eventbus.Bus, model ReadModel, batch int,
 		return p, nil
 	}
 	start := time.Now()
+	applied := pos
 	err = bus.Tail(ctx, pos+1, batch, func(b eventbus.Batch) error {
 		if len(b.Events) > 0 {
-			if err := model.ApplyBatch(ctx, b.Events); err != nil {
+			if err := model.ApplyBatch(ctx, applied, b.Events); err != nil {
 				return err
 			}
+			applied = max(applied, b.Events[len(b.Events)-1].Seq)
 			p.Events += len(b.Events)
 		}
 		p.Seq = max(p.Seq, b.LastSeq)

@@ -120,22 +120,43 @@ func (s *Service) Ready() <-chan struct{} { return s.ready }
 // Run projects the stream into the read model and reports final runs until
 // ctx ends.
 func (s *Service) Run(ctx context.Context) error {
-	pos, err := s.position(ctx)
-	if err != nil {
-		return nil // ctx ended
-	}
 	started := time.Now()
-	s.log.Info("projecting the audit stream", "from_seq", pos+1)
 	rctx, stopRecheck := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Go(func() { s.recheckWaiting(rctx) })
 	defer wg.Wait()
 	defer stopRecheck()
-	err = s.bus.Tail(ctx, pos+1, s.o.Batch, func(b eventbus.Batch) error {
+	for {
+		err := s.project(ctx, started)
+		if errors.Is(err, ErrBehind) {
+			// The projection was reset (replay --rebuild) or the database
+			// lost its last commits: read again from where it is.
+			s.log.Warn("read model behind this reporter; reading the stream again from its position", "err", err)
+			continue
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+}
+
+// project tails the stream from the model's position, storing every batch
+// and reporting whenever it has caught up, until ctx ends or the model
+// says it is behind (ErrBehind).
+func (s *Service) project(ctx context.Context, started time.Time) error {
+	pos, err := s.position(ctx)
+	if err != nil {
+		return nil // ctx ended
+	}
+	s.log.Info("projecting the audit stream", "from_seq", pos+1)
+	applied := pos
+	return s.bus.Tail(ctx, pos+1, s.o.Batch, func(b eventbus.Batch) error {
 		if len(b.Events) > 0 {
-			if err := s.apply(ctx, b.Events); err != nil {
+			if err := s.apply(ctx, applied, b.Events); err != nil {
 				return err
 			}
+			applied = max(applied, b.Events[len(b.Events)-1].Seq)
 		}
 		if !b.CaughtUp {
 			return nil
@@ -147,10 +168,6 @@ func (s *Service) Run(ctx context.Context) error {
 		s.reportPending(ctx)
 		return nil
 	})
-	if ctx.Err() != nil {
-		return nil
-	}
-	return err
 }
 
 // position reads the model's position, retrying while the model is down.
@@ -166,9 +183,9 @@ func (s *Service) position(ctx context.Context) (uint64, error) {
 
 // apply stores a batch, retrying with backoff while the model refuses it
 // (PostgreSQL down): nothing is read past what is not stored.
-func (s *Service) apply(ctx context.Context, envs []eventbus.Envelope) error {
+func (s *Service) apply(ctx context.Context, expected uint64, envs []eventbus.Envelope) error {
 	t0 := time.Now()
-	err := s.retry(ctx, "store events", func() error { return s.model.ApplyBatch(ctx, envs) })
+	err := s.retry(ctx, "store events", func() error { return s.model.ApplyBatch(ctx, expected, envs) })
 	if err != nil {
 		return err
 	}
@@ -192,6 +209,9 @@ func (s *Service) retry(ctx context.Context, what string, fn func() error) error
 	wait := s.o.RetryMin
 	for attempt := 1; ; attempt++ {
 		err := fn()
+		if errors.Is(err, ErrBehind) {
+			return err // not a failure to wait out: the caller reads again
+		}
 		if err == nil {
 			if attempt > 1 {
 				s.log.Info("read model back", "op", what, "attempts", attempt)

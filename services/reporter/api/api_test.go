@@ -152,7 +152,7 @@ func (f *fixture) apply(t *testing.T, evs ...*runbookv1.Event) {
 		f.seq++
 		envs[i] = eventbus.Envelope{Event: ev, Seq: f.seq, Subject: eventbus.Subject(ev.RunId, ev.Type)}
 	}
-	if err := f.model.ApplyBatch(context.Background(), envs); err != nil {
+	if err := f.model.ApplyBatch(context.Background(), f.seq-uint64(len(envs)), envs); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -155,7 +155,7 @@ func (s *Store) Position(ctx context.Context) (uint64, error) {
 }
 
 // ApplyBatch implements reporter.ReadModel.
-func (s *Store) ApplyBatch(ctx context.Context, envs []eventbus.Envelope) error {
+func (s *Store) ApplyBatch(ctx context.Context, expected uint64, envs []eventbus.Envelope) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var newPos int64
@@ -163,6 +163,9 @@ func (s *Store) ApplyBatch(ctx context.Context, envs []eventbus.Envelope) error 
 		var last int64
 		if err := tx.QueryRow(ctx, `SELECT last_seq FROM projection_state FOR UPDATE`).Scan(&last); err != nil {
 			return fmt.Errorf("lock the projection: %w", err)
+		}
+		if last < int64(expected) {
+			return fmt.Errorf("%w: the projection is at sequence %d, the reader at %d (reset, or commits lost)", reporter.ErrBehind, last, expected)
 		}
 		newPos = last
 		i := sort.Search(len(envs), func(i int) bool { return int64(envs[i].Seq) > last })

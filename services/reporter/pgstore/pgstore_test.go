@@ -68,14 +68,14 @@ func TestApplyTwiceStoresOnce(t *testing.T) {
 	}
 	// A redelivered prefix, then everything at once, then one by one:
 	// each event is stored once.
-	if err := s.ApplyBatch(ctx, envs[:2]); err != nil {
+	if err := s.ApplyBatch(ctx, 0, envs[:2]); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.ApplyBatch(ctx, envs); err != nil {
+	if err := s.ApplyBatch(ctx, 0, envs); err != nil {
 		t.Fatal(err)
 	}
 	for _, e := range envs {
-		if err := s.ApplyBatch(ctx, []eventbus.Envelope{e}); err != nil {
+		if err := s.ApplyBatch(ctx, 0, []eventbus.Envelope{e}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -104,11 +104,11 @@ func TestApplyTwiceStoresOnce(t *testing.T) {
 	}
 	defer s2.Close()
 	more := mk(6, &runbookv1.Event_DeployStepOutput{DeployStepOutput: &runbookv1.StepOutput{Text: "y"}}, 2)
-	if err := s2.ApplyBatch(ctx, []eventbus.Envelope{more}); err != nil {
+	if err := s2.ApplyBatch(ctx, 5, []eventbus.Envelope{more}); err != nil {
 		t.Fatal(err)
 	}
 	last := mk(7, &runbookv1.Event_RunCancelled{RunCancelled: &runbookv1.RunEnded{Reason: "late"}})
-	if err := s.ApplyBatch(ctx, append(envs, more, last)); err != nil {
+	if err := s.ApplyBatch(ctx, 5, append(envs, more, last)); err != nil {
 		t.Fatal(err)
 	}
 	if n := count(t, s, `SELECT count(*) FROM runs WHERE run_id = 'R' AND events = 7 AND last_seq = 7`); n != 1 {

@@ -32,7 +32,7 @@ func TestVerify(t *testing.T) {
 		t.Fatal(err)
 	}
 	add(&runbookv1.Event_ReportReady{ReportReady: &runbookv1.ReportReady{Status: string(res.Status), ReportJson: string(res.JSON), QcSummary: res.QCSummary}})
-	if err := s.ApplyBatch(ctx, stream); err != nil {
+	if err := s.ApplyBatch(ctx, 0, stream); err != nil {
 		t.Fatal(err)
 	}
 	verify := func() []string {

@@ -5,6 +5,7 @@ package readmodeltest
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"testing"
 	"time"
@@ -56,7 +57,7 @@ func Run(t *testing.T, newModel func(t *testing.T) reporter.ReadModel) {
 	}
 	apply := func(t *testing.T, m reporter.ReadModel, envs ...eventbus.Envelope) {
 		t.Helper()
-		must(t, m.ApplyBatch(ctx, envs))
+		must(t, m.ApplyBatch(ctx, 0, envs))
 	}
 	ids := func(runs []reporter.RunSummary) []string {
 		var out []string
@@ -65,6 +66,30 @@ func Run(t *testing.T, newModel func(t *testing.T) reporter.ReadModel) {
 		}
 		return out
 	}
+
+	t.Run("a model below the expected position refuses the batch", func(t *testing.T) {
+		m := newModel(t)
+		apply(t, m, requested("A", 0, 1))
+		// The reader believes it stored up to 3 (the model was reset, or
+		// lost its last commits): storing 4 would leave 2 and 3 out.
+		err := m.ApplyBatch(ctx, 3, []eventbus.Envelope{rejected("A", 2*time.Second, 4)})
+		if !errors.Is(err, reporter.ErrBehind) {
+			t.Fatalf("ApplyBatch expecting 3 at position 1: %v, want ErrBehind", err)
+		}
+		pos, err := m.Position(ctx)
+		must(t, err)
+		run, err := m.Run(ctx, "A")
+		must(t, err)
+		if pos != 1 || run == nil || run.RunSummary.Events != 1 {
+			t.Errorf("refused batch stored something: position %d, run %+v", pos, run)
+		}
+		// At or past the expected position it applies.
+		must(t, m.ApplyBatch(ctx, 1, []eventbus.Envelope{output("A", time.Second, 2, "x"), rejected("A", 2*time.Second, 3)}))
+		must(t, m.ApplyBatch(ctx, 1, []eventbus.Envelope{rejected("A", 2*time.Second, 3)}))
+		if pos, err := m.Position(ctx); err != nil || pos != 3 {
+			t.Errorf("position %d, %v; want 3", pos, err)
+		}
+	})
 
 	t.Run("a batch is applied once and moves the position", func(t *testing.T) {
 		m := newModel(t)
