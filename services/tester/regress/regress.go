@@ -174,7 +174,13 @@ func (r Result) String() string {
 	}
 	// The p95 leads, as operators read latency; when it moved against
 	// the shift that decided (a tail that noise moved), the shift leads.
-	p95Leads := !(r.Class == High && !(r.P95Change > 0)) && !(r.Class == Low && !(r.P95Change < 0))
+	p95Leads := true
+	switch r.Class {
+	case High:
+		p95Leads = r.P95Change > 0
+	case Low:
+		p95Leads = r.P95Change < 0
+	}
 	if p95Leads {
 		fmt.Fprintf(&b, "p95 %s vs %s, ", pct(r.P95Change), r.runName())
 	} else {
