@@ -8,6 +8,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -25,6 +26,7 @@ type Bus struct {
 	js     jetstream.JetStream
 	audit  jetstream.Stream
 	source string
+	signer nkeys.KeyPair
 	now    func() time.Time
 }
 
@@ -36,6 +38,9 @@ type Options struct {
 	// clients such as the CLI only look them up).
 	Provision bool
 	Streams   StreamOptions
+	// Signer, when set, signs every event this bus publishes (headers
+	// Runbook-Signer and Runbook-Signature): the connection's identity.
+	Signer nkeys.KeyPair
 }
 
 // NewBus wraps a connection. With Provision it creates the streams first.
@@ -56,7 +61,7 @@ func NewBus(ctx context.Context, nc *nats.Conn, o Options) (*Bus, error) {
 		}
 		return nil, fmt.Errorf("look up stream %s: %w", AuditStream, err)
 	}
-	return &Bus{nc: nc, js: js, audit: audit, source: o.Source, now: time.Now}, nil
+	return &Bus{nc: nc, js: js, audit: audit, source: o.Source, signer: o.Signer, now: time.Now}, nil
 }
 
 // JetStream exposes the underlying context for tools and tests.
@@ -86,6 +91,11 @@ func (b *Bus) message(ev *runbookv1.Event) (*nats.Msg, error) {
 	msg := nats.NewMsg(Subject(ev.RunId, ev.Type))
 	msg.Data = data
 	msg.Header.Set(HeaderContentType, ContentTypeProto)
+	if b.signer != nil {
+		if err := signMsg(b.signer, msg); err != nil {
+			return nil, err
+		}
+	}
 	return msg, nil
 }
 
@@ -149,7 +159,19 @@ type Envelope struct {
 	Event   *runbookv1.Event
 	Seq     uint64
 	Subject string
+	// The stored message's headers and bytes, for Publisher.
+	header nats.Header
+	data   []byte
 }
+
+func envelope(ev *runbookv1.Event, seq uint64, subject string, h nats.Header, data []byte) Envelope {
+	return Envelope{Event: ev, Seq: seq, Subject: subject, header: h, data: data}
+}
+
+// Publisher verifies the stored message's publisher signature and returns
+// the key that made it ("" when unsigned). It is checked on demand (audit
+// verify): every reader need not pay for an Ed25519 verification.
+func (e Envelope) Publisher() (string, error) { return Publisher(e.header, e.data) }
 
 // LastEvent returns the newest event of type typ in run runID, or nil when
 // the run has none.
@@ -165,7 +187,8 @@ func (b *Bus) LastEvent(ctx context.Context, runID, typ string) (*Envelope, erro
 	if err != nil {
 		return nil, err
 	}
-	return &Envelope{Event: ev, Seq: raw.Sequence, Subject: raw.Subject}, nil
+	e := envelope(ev, raw.Sequence, raw.Subject, raw.Header, raw.Data)
+	return &e, nil
 }
 
 // RunHistory returns every event of one run in stream order. Events that
@@ -193,7 +216,7 @@ func (b *Bus) Scan(ctx context.Context, filters []string, startSeq uint64, fn fu
 	defer b.dropConsumer(cons)
 	return drain(ctx, cons, filters, func(msg jetstream.Msg, seq uint64) error {
 		if ev, derr := Decode(msg.Subject(), msg.Headers(), msg.Data()); derr == nil {
-			return fn(Envelope{Event: ev, Seq: seq, Subject: msg.Subject()})
+			return fn(envelope(ev, seq, msg.Subject(), msg.Headers(), msg.Data()))
 		}
 		return nil
 	})
@@ -313,7 +336,7 @@ func (b *Bus) Follow(ctx context.Context, filters []string, startSeq uint64, fn 
 		if derr != nil {
 			continue
 		}
-		if err := fn(Envelope{Event: ev, Seq: meta.Sequence.Stream, Subject: msg.Subject()}); err != nil {
+		if err := fn(envelope(ev, meta.Sequence.Stream, msg.Subject(), msg.Headers(), msg.Data())); err != nil {
 			if errors.Is(err, errStopFollow) {
 				return nil
 			}

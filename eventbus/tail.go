@@ -126,7 +126,8 @@ func (b *Bus) tailFrom(ctx context.Context, start uint64, max int, announce bool
 			}
 			m := tailMsg{seq: meta.Sequence.Stream, pending: meta.NumPending}
 			if ev, derr := Decode(msg.Subject(), msg.Headers(), msg.Data()); derr == nil {
-				m.env = &Envelope{Event: ev, Seq: m.seq, Subject: msg.Subject()}
+				e := envelope(ev, m.seq, msg.Subject(), msg.Headers(), msg.Data())
+				m.env = &e
 			}
 			select {
 			case msgs <- m:

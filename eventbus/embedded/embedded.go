@@ -3,6 +3,7 @@
 package embedded
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -26,6 +27,14 @@ type Options struct {
 	NoSync bool
 	// Logs turns the server's own log lines on.
 	Logs bool
+	// Users are the nkey users the server accepts (eventbus/auth.Users);
+	// anyone else, anonymous clients included, is refused.
+	Users []*server.NkeyUser
+	// InsecureNoAuth runs the server open to anonymous clients with every
+	// permission: for experiments only. Without it, Users must not be empty.
+	InsecureNoAuth bool
+	// TLS, when set, makes the server require TLS from its clients.
+	TLS *tls.Config
 }
 
 // Start runs a NATS server with JetStream and waits until it accepts clients.
@@ -34,8 +43,9 @@ func Start(o Options) (*server.Server, error) {
 	if o.Host == "" {
 		o.Host = "127.0.0.1"
 	}
-	if o.StoreDir == "" {
-		return nil, errors.New("embedded NATS: a JetStream data directory is required")
+	opts, err := o.serverOptions()
+	if err != nil {
+		return nil, err
 	}
 	if o.Port > 0 {
 		addr := net.JoinHostPort(o.Host, strconv.Itoa(o.Port))
@@ -44,21 +54,6 @@ func Start(o Options) (*server.Server, error) {
 			return nil, fmt.Errorf("embedded NATS cannot listen on %s: the port is taken (another NATS server? the machine's own runs on 4222); choose another with --nats-listen: %w", addr, err)
 		}
 		_ = l.Close()
-	}
-	opts := &server.Options{
-		ServerName:         "runbook-embedded",
-		Host:               o.Host,
-		Port:               o.Port,
-		JetStream:          true,
-		StoreDir:           o.StoreDir,
-		NoSigs:             true,
-		NoLog:              !o.Logs,
-		MaxPayload:         8 << 20,
-		JetStreamMaxMemory: 256 << 20,
-	}
-	if !o.NoSync {
-		// sync_interval: always — every write is on disk before it is acknowledged.
-		opts.SyncAlways = true
 	}
 	s, err := server.NewServer(opts)
 	if err != nil {
@@ -73,4 +68,57 @@ func Start(o Options) (*server.Server, error) {
 		return nil, fmt.Errorf("embedded NATS on %s:%d did not become ready in 10s (data dir %s)", o.Host, o.Port, o.StoreDir)
 	}
 	return s, nil
+}
+
+func (o Options) serverOptions() (*server.Options, error) {
+	if o.Host == "" {
+		o.Host = "127.0.0.1"
+	}
+	if o.StoreDir == "" {
+		return nil, errors.New("embedded NATS: a JetStream data directory is required")
+	}
+	if len(o.Users) == 0 && !o.InsecureNoAuth {
+		return nil, errors.New("embedded NATS: no users to accept: authentication is required (give identities, or InsecureNoAuth for experiments)")
+	}
+	opts := &server.Options{
+		ServerName:         "runbook-embedded",
+		Host:               o.Host,
+		Port:               o.Port,
+		JetStream:          true,
+		StoreDir:           o.StoreDir,
+		NoSigs:             true,
+		NoLog:              !o.Logs,
+		MaxPayload:         8 << 20,
+		JetStreamMaxMemory: 256 << 20,
+		Nkeys:              o.Users,
+	}
+	if o.TLS != nil {
+		opts.TLSConfig = o.TLS
+		opts.TLS = true
+		opts.TLSVerify = o.TLS.ClientAuth == tls.RequireAndVerifyClientCert
+		opts.TLSTimeout = 2
+	}
+	if !o.NoSync {
+		// sync_interval: always — every write is on disk before it is acknowledged.
+		opts.SyncAlways = true
+	}
+	return opts, nil
+}
+
+// Reload gives a running server new users (a keyring changed): new keys
+// may connect at once, the connections of removed or revoked keys are
+// closed. o must be the Options it was started with, Users aside.
+func Reload(s *server.Server, o Options) error {
+	opts, err := o.serverOptions()
+	if err != nil {
+		return err
+	}
+	if o.Port <= 0 {
+		// The port picked at start-up stays.
+		opts.Port = s.Addr().(*net.TCPAddr).Port
+	}
+	if err := s.ReloadOptions(opts); err != nil {
+		return fmt.Errorf("embedded NATS: reload users: %w", err)
+	}
+	return nil
 }

@@ -11,18 +11,78 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/kis-core/runbook/eventbus"
+	"github.com/kis-core/runbook/eventbus/auth"
 	"github.com/kis-core/runbook/eventbus/embedded"
 )
 
-// Server starts an embedded JetStream server for the test.
+// Server starts an embedded JetStream server for the test, open to
+// anonymous clients (unit tests of the plumbing; SecureServer is the
+// default's shape).
 func Server(t testing.TB) *server.Server {
 	t.Helper()
-	s, err := embedded.Start(embedded.Options{Port: -1, StoreDir: t.TempDir(), NoSync: true})
+	s, err := embedded.Start(embedded.Options{Port: -1, StoreDir: t.TempDir(), NoSync: true, InsecureNoAuth: true})
 	if err != nil {
 		t.Fatalf("start embedded NATS: %v", err)
 	}
 	t.Cleanup(s.Shutdown)
 	return s
+}
+
+// Secure is an authenticated embedded server and its identity store.
+type Secure struct {
+	*server.Server
+	Store auth.Store
+	opts  embedded.Options
+}
+
+// SecureServer starts an embedded JetStream server that accepts only the
+// keyring's identities, with an admin and the five services made.
+func SecureServer(t testing.TB) *Secure {
+	t.Helper()
+	st := auth.Store{Dir: t.TempDir()}
+	if err := st.Ensure(auth.ServeIdentities()); err != nil {
+		t.Fatalf("identities: %v", err)
+	}
+	kr, err := st.Keyring()
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := embedded.Options{Port: -1, StoreDir: t.TempDir(), NoSync: true, Users: auth.Users(kr)}
+	s, err := embedded.Start(o)
+	if err != nil {
+		t.Fatalf("start embedded NATS: %v", err)
+	}
+	t.Cleanup(s.Shutdown)
+	return &Secure{Server: s, Store: st, opts: o}
+}
+
+// Reload makes the server accept the store's keyring as it is now.
+func (s *Secure) Reload(t testing.TB) {
+	t.Helper()
+	kr, err := s.Store.Keyring()
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := s.opts
+	o.Users = auth.Users(kr)
+	if err := embedded.Reload(s.Server, o); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// ConnAs connects to s as identity name of s.Store, closed by t.Cleanup.
+func (s *Secure) ConnAs(t testing.TB, name string) *nats.Conn {
+	t.Helper()
+	id, err := auth.Open(s.Store.SeedPath(name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := eventbus.Connect(s.ClientURL(), t.Name()+"-"+name, id.Options()...)
+	if err != nil {
+		t.Fatalf("connect as %s: %v", name, err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
 }
 
 // Conn connects to s, closed by t.Cleanup.

@@ -95,6 +95,11 @@ type Event struct {
 	Actor string `protobuf:"bytes,6,opt,name=actor,proto3" json:"actor,omitempty"`
 	// Id of the event that caused this one.
 	CausationId string `protobuf:"bytes,7,opt,name=causation_id,json=causationId,proto3" json:"causation_id,omitempty"`
+	// A person's decision, signed with their key: change requests,
+	// approvals, rejections, refusals recorded by the CLI, cancel and
+	// rollback requests by an operator. Services' events carry none (their
+	// publisher is recorded in the Runbook-Signer header instead).
+	Signature *Signature `protobuf:"bytes,8,opt,name=signature,proto3" json:"signature,omitempty"`
 	// Types that are valid to be assigned to Payload:
 	//
 	//	*Event_ChangeRequested
@@ -221,6 +226,13 @@ func (x *Event) GetCausationId() string {
 		return x.CausationId
 	}
 	return ""
+}
+
+func (x *Event) GetSignature() *Signature {
+	if x != nil {
+		return x.Signature
+	}
+	return nil
 }
 
 func (x *Event) GetPayload() isEvent_Payload {
@@ -864,6 +876,107 @@ func (*Event_NotificationFailed) isEvent_Payload() {}
 
 func (*Event_EventDeadLettered) isEvent_Payload() {}
 
+// Signature is an actor's Ed25519 signature over what they decided (see
+// domain/trust.SigningBytes): the run (the envelope's run_id), the exact
+// plan, the decision, the role, the time and a nonce. The actor is the key.
+type Signature struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The signer's public nkey ("U..."); the keyring names its owner and role.
+	Key string `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	// sha256 (hex) of the run's plan text.
+	PlanSha256 string `protobuf:"bytes,2,opt,name=plan_sha256,json=planSha256,proto3" json:"plan_sha256,omitempty"`
+	// The decision: the event type (approval.granted, change.requested, ...).
+	Decision string `protobuf:"bytes,3,opt,name=decision,proto3" json:"decision,omitempty"`
+	// The approval role decided as; for other decisions the signer's role.
+	Role string                 `protobuf:"bytes,4,opt,name=role,proto3" json:"role,omitempty"`
+	Time *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=time,proto3" json:"time,omitempty"`
+	// Random, never reused: a second event with the same nonce is a replay.
+	Nonce string `protobuf:"bytes,6,opt,name=nonce,proto3" json:"nonce,omitempty"`
+	// Ed25519 signature over SigningBytes.
+	Sig           []byte `protobuf:"bytes,7,opt,name=sig,proto3" json:"sig,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Signature) Reset() {
+	*x = Signature{}
+	mi := &file_runbook_v1_events_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Signature) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Signature) ProtoMessage() {}
+
+func (x *Signature) ProtoReflect() protoreflect.Message {
+	mi := &file_runbook_v1_events_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Signature.ProtoReflect.Descriptor instead.
+func (*Signature) Descriptor() ([]byte, []int) {
+	return file_runbook_v1_events_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Signature) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *Signature) GetPlanSha256() string {
+	if x != nil {
+		return x.PlanSha256
+	}
+	return ""
+}
+
+func (x *Signature) GetDecision() string {
+	if x != nil {
+		return x.Decision
+	}
+	return ""
+}
+
+func (x *Signature) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *Signature) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *Signature) GetNonce() string {
+	if x != nil {
+		return x.Nonce
+	}
+	return ""
+}
+
+func (x *Signature) GetSig() []byte {
+	if x != nil {
+		return x.Sig
+	}
+	return nil
+}
+
 type ChangeRequested struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The plan exactly as submitted (YAML). Every service parses it with the
@@ -885,7 +998,7 @@ type ChangeRequested struct {
 
 func (x *ChangeRequested) Reset() {
 	*x = ChangeRequested{}
-	mi := &file_runbook_v1_events_proto_msgTypes[1]
+	mi := &file_runbook_v1_events_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -897,7 +1010,7 @@ func (x *ChangeRequested) String() string {
 func (*ChangeRequested) ProtoMessage() {}
 
 func (x *ChangeRequested) ProtoReflect() protoreflect.Message {
-	mi := &file_runbook_v1_events_proto_msgTypes[1]
+	mi := &file_runbook_v1_events_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -910,7 +1023,7 @@ func (x *ChangeRequested) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChangeRequested.ProtoReflect.Descriptor instead.
 func (*ChangeRequested) Descriptor() ([]byte, []int) {
-	return file_runbook_v1_events_proto_rawDescGZIP(), []int{1}
+	return file_runbook_v1_events_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *ChangeRequested) GetPlanYaml() string {
@@ -975,7 +1088,7 @@ type PlanError struct {
 
 func (x *PlanError) Reset() {
 	*x = PlanError{}
-	mi := &file_runbook_v1_events_proto_msgTypes[2]
+	mi := &file_runbook_v1_events_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -987,7 +1100,7 @@ func (x *PlanError) String() string {
 func (*PlanError) ProtoMessage() {}
 
 func (x *PlanError) ProtoReflect() protoreflect.Message {
-	mi := &file_runbook_v1_events_proto_msgTypes[2]
+	mi := &file_runbook_v1_events_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1000,7 +1113,7 @@ func (x *PlanError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlanError.ProtoReflect.Descriptor instead.
 func (*PlanError) Descriptor() ([]byte, []int) {
-	return file_runbook_v1_events_proto_rawDescGZIP(), []int{2}
+	return file_runbook_v1_events_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *PlanError) GetPath() string {
@@ -1048,7 +1161,7 @@ type ChangeRejected struct {
 
 func (x *ChangeRejected) Reset() {
 	*x = ChangeRejected{}
-	mi := &file_runbook_v1_events_proto_msgTypes[3]
+	mi := &file_runbook_v1_events_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1060,7 +1173,7 @@ func (x *ChangeRejected) String() string {
 func (*ChangeRejected) ProtoMessage() {}
 
 func (x *ChangeRejected) ProtoReflect() protoreflect.Message {
-	mi := &file_runbook_v1_events_proto_msgTypes[3]
+	mi := &file_runbook_v1_events_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1073,7 +1186,7 @@ func (x *ChangeRejected) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChangeRejected.ProtoReflect.Descriptor instead.
 func (*ChangeRejected) Descriptor() ([]byte, []int) {
-	return file_runbook_v1_events_proto_rawDescGZIP(), []int{3}
+	return file_runbook_v1_events_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ChangeRejected) GetErrors() []*PlanError {
@@ -1099,7 +1212,7 @@ type PreflightStarted struct {
 
 func (x *PreflightStarted) Reset() {
 	*x = PreflightStarted{}
-	mi := &file_runbook_v1_events_proto_msgTypes[4]
+	mi := &file_runbook_v1_events_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1111,7 +1224,7 @@ func (x *PreflightStarted) String() string {
 func (*PreflightStarted) ProtoMessage() {}
 
 func (x *PreflightStarted) ProtoReflect() protoreflect.Message {
-	mi := &file_runbook_v1_events_proto_msgTypes[4]
+	mi := &file_runbook_v1_events_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1124,7 +1237,7 @@ func (x *PreflightStarted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PreflightStarted.ProtoReflect.Descriptor instead.
 func (*PreflightStarted) Descriptor() ([]byte, []int) {
-	return file_runbook_v1_events_proto_rawDescGZIP(), []int{4}
+	return file_runbook_v1_events_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *PreflightStarted) GetChecks() int32 {
@@ -1150,7 +1263,7 @@ type CheckResult struct {
 
 func (x *CheckResult) Reset() {
 	*x = CheckResult{}
-	mi := &file_runbook_v1_events_proto_msgTypes[5]
+	mi := &file_runbook_v1_events_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1162,7 +1275,7 @@ func (x *CheckResult) String() string {
 func (*CheckResult) ProtoMessage() {}
 
 func (x *CheckResult) ProtoReflect() protoreflect.Message {
-	mi := &file_runbook_v1_events_proto_msgTypes[5]
+	mi := &file_runbook_v1_events_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1175,7 +1288,7 @@ func (x *CheckResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckResult.ProtoReflect.Descriptor instead.
 func (*CheckResult) Descriptor() ([]byte, []int) {
-	return file_runbook_v1_events_proto_rawDescGZIP(), []int{5}
+	return file_runbook_v1_events_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *CheckResult) GetName() string {
@@ -1244,7 +1357,7 @@ type PreflightResult struct {
 
 func (x *PreflightResult) Reset() {
 	*x = PreflightResult{}
-	mi := &file_runbook_v1_events_proto_msgTypes[6]
+	mi := &file_runbook_v1_events_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1256,7 +1369,7 @@ func (x *PreflightResult) String() string {
 func (*PreflightResult) ProtoMessage() {}
 
 func (x *PreflightResult) ProtoReflect() protoreflect.Message {
-	mi := &file_runbook_v1_events_proto_msgTypes[6]
+	mi := &file_runbook_v1_events_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1269,7 +1382,7 @@ func (x *PreflightResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PreflightResult.ProtoReflect.Descriptor instead.
 func (*PreflightResult) Descriptor() ([]byte, []int) {
-	return file_runbook_v1_events_proto_rawDescGZIP(), []int{6}
+	return file_runbook_v1_events_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *PreflightResult) GetChecks() []*CheckResult {
@@ -1297,7 +1410,7 @@ type BackupFile struct {
 
 func (x *BackupFile) Reset() {
 	*x = BackupFile{}
-	mi := &file_runbook_v1_events_proto_msgTypes[7]
+	mi := &file_runbook_v1_events_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1309,7 +1422,7 @@ func (x *BackupFile) String() string {
 func (*BackupFile) ProtoMessage() {}
 
 func (x *BackupFile) ProtoReflect() protoreflect.Message {
-	mi := &file_runbook_v1_events_proto_msgTypes[7]
+	mi := &file_runbook_v1_events_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1322,7 +1435,7 @@ func (x *BackupFile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackupFile.ProtoReflect.Descriptor instead.
 func (*BackupFile) Descriptor() ([]byte, []int) {
-	return file_runbook_v1_events_proto_rawDescGZIP(), []int{7}
+	return file_runbook_v1_events_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *BackupFile) GetName() string {
@@ -1358,7 +1471,7 @@ type BackupDone struct {
 
 func (x *BackupDone) Reset() {
 	*x = BackupDone{}
-	mi := &file_runbook_v1_events_proto_msgTypes[8]
+	mi := &file_runbook_v1_events_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1370,7 +1483,7 @@ func (x *BackupDone) String() string {
 func (*BackupDone) ProtoMessage() {}
 
 func (x *BackupDone) ProtoReflect() protoreflect.Message {
-	mi := &file_runbook_v1_events_proto_msgTypes[8]
+	mi := &file_runbook_v1_events_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1383,7 +1496,7 @@ func (x *BackupDone) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackupDone.ProtoReflect.Descriptor instead.
 func (*BackupDone) Descriptor() ([]byte, []int) {
-	return file_runbook_v1_events_proto_rawDescGZIP(), []int{8}
+	return file_runbook_v1_events_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *BackupDone) GetDir() string {
@@ -1433,7 +1546,7 @@ type Risk struct {
 
 func (x *Risk) Reset() {
 	*x = Risk{}
-	mi := &file_runbook_v1_events_proto_msgTypes[9]
+	mi := &file_runbook_v1_events_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1445,7 +1558,7 @@ func (x *Risk) String() string {
 func (*Risk) ProtoMessage() {}
 
 func (x *Risk) ProtoReflect() protoreflect.Message {
-	mi := &file_runbook_v1_events_proto_msgTypes[9]
+	mi := &file_runbook_v1_events_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1458,7 +1571,7 @@ func (x *Risk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Risk.ProtoReflect.Descriptor instead.
 func (*Risk) Descriptor() ([]byte, []int) {
-	return file_runbook_v1_events_proto_rawDescGZIP(), []int{9}
+	return file_runbook_v1_events_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Risk) GetId() string {
@@ -1551,7 +1664,7 @@ type PlanAssessed struct {
 
 func (x *PlanAssessed) Reset() {
 	*x = PlanAssessed{}
-	mi := &file_runbook_v1_events_proto_msgTypes[10]
+	mi := &file_runbook_v1_events_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1563,7 +1676,7 @@ func (x *PlanAssessed) String() string {
 func (*PlanAssessed) ProtoMessage() {}
 
 func (x *PlanAssessed) ProtoReflect() protoreflect.Message {
-	mi := &file_runbook_v1_events_proto_msgTypes[10]
+	mi := &file_runbook_v1_events_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1576,7 +1689,7 @@ func (x *PlanAssessed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlanAssessed.ProtoReflect.Descriptor instead.
 func (*PlanAssessed) Descriptor() ([]byte, []int) {
-	return file_runbook_v1_events_proto_rawDescGZIP(), []int{10}
+	return file_runbook_v1_events_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *PlanAssessed) GetRisks() []*Risk {
@@ -1629,7 +1742,7 @@ type Approval struct {
 
 func (x *Approval) Reset() {
 	*x = Approval{}
-	mi := &file_runbook_v1_events_proto_msgTypes[11]
+	mi := &file_runbook_v1_events_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1641,7 +1754,7 @@ func (x *Approval) String() string {
 func (*Approval) ProtoMessage() {}
 
 func (x *Approval) ProtoReflect() protoreflect.Message {
-	mi := &file_runbook_v1_events_proto_msgTypes[11]
+	mi := &file_runbook_v1_events_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1654,7 +1767,7 @@ func (x *Approval) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Approval.ProtoReflect.Descriptor instead.
 func (*Approval) Descriptor() ([]byte, []int) {
-	return file_runbook_v1_events_proto_rawDescGZIP(), []int{11}
+	return file_runbook_v1_events_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Approval) GetRole() string {
@@ -1707,7 +1820,7 @@ type RunWaiting struct {
 
 func (x *RunWaiting) Reset() {
 	*x = RunWaiting{}
-	mi := &file_runbook_v1_events_proto_msgTypes[12]
+	mi := &file_runbook_v1_events_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1719,7 +1832,7 @@ func (x *RunWaiting) String() string {
 func (*RunWaiting) ProtoMessage() {}
 
 func (x *RunWaiting) ProtoReflect() protoreflect.Message {
-	mi := &file_runbook_v1_events_proto_msgTypes[12]
+	mi := &file_runbook_v1_events_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1732,7 +1845,7 @@ func (x *RunWaiting) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunWaiting.ProtoReflect.Descriptor instead.
 func (*RunWaiting) Descriptor() ([]byte, []int) {
-	return file_runbook_v1_events_proto_rawDescGZIP(), []int{12}
+	return file_runbook_v1_events_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RunWaiting) GetReason() string {
@@ -1772,7 +1885,7 @@ type RunEnded struct {
 
 func (x *RunEnded) Reset() {
 	*x = RunEnded{}
-	mi := &file_runbook_v1_events_proto_msgTypes[13]
+	mi := &file_runbook_v1_events_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1784,7 +1897,7 @@ func (x *RunEnded) String() string {
 func (*RunEnded) ProtoMessage() {}
 
 func (x *RunEnded) ProtoReflect() protoreflect.Message {
-	mi := &file_runbook_v1_events_proto_msgTypes[13]
+	mi := &file_runbook_v1_events_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1797,7 +1910,7 @@ func (x *RunEnded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunEnded.ProtoReflect.Descriptor instead.
 func (*RunEnded) Descriptor() ([]byte, []int) {
-	return file_runbook_v1_events_proto_rawDescGZIP(), []int{13}
+	return file_runbook_v1_events_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *RunEnded) GetReason() string {
@@ -1816,7 +1929,7 @@ type DeployStarted struct {
 
 func (x *DeployStarted) Reset() {
 	*x = DeployStarted{}
-	mi := &file_runbook_v1_events_proto_msgTypes[14]
+	mi := &file_runbook_v1_events_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1828,7 +1941,7 @@ func (x *DeployStarted) String() string {
 func (*DeployStarted) ProtoMessage() {}
 
 func (x *DeployStarted) ProtoReflect() protoreflect.Message {
-	mi := &file_runbook_v1_events_proto_msgTypes[14]
+	mi := &file_runbook_v1_events_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1841,7 +1954,7 @@ func (x *DeployStarted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeployStarted.ProtoReflect.Descriptor instead.
 func (*DeployStarted) Descriptor() ([]byte, []int) {
-	return file_runbook_v1_events_proto_rawDescGZIP(), []int{14}
+	return file_runbook_v1_events_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *DeployStarted) GetSteps() int32 {
@@ -1868,7 +1981,7 @@ type StepEvent struct {
 
 func (x *StepEvent) Reset() {
 	*x = StepEvent{}
-	mi := &file_runbook_v1_events_proto_msgTypes[15]
+	mi := &file_runbook_v1_events_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1880,7 +1993,7 @@ func (x *StepEvent) String() string {
 func (*StepEvent) ProtoMessage() {}
 
 func (x *StepEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_runbook_v1_events_proto_msgTypes[15]
+	mi := &file_runbook_v1_events_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1893,7 +2006,7 @@ func (x *StepEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StepEvent.ProtoReflect.Descriptor instead.
 func (*StepEvent) Descriptor() ([]byte, []int) {
-	return file_runbook_v1_events_proto_rawDescGZIP(), []int{15}
+	return file_runbook_v1_events_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *StepEvent) GetIndex() int32 {
@@ -1970,7 +2083,7 @@ type StepOutput struct {
 
 func (x *StepOutput) Reset() {
 	*x = StepOutput{}
-	mi := &file_runbook_v1_events_proto_msgTypes[16]
+	mi := &file_runbook_v1_events_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1982,7 +2095,7 @@ func (x *StepOutput) String() string {
 func (*StepOutput) ProtoMessage() {}
 
 func (x *StepOutput) ProtoReflect() protoreflect.Message {
-	mi := &file_runbook_v1_events_proto_msgTypes[16]
+	mi := &file_runbook_v1_events_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1995,7 +2108,7 @@ func (x *StepOutput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StepOutput.ProtoReflect.Descriptor instead.
 func (*StepOutput) Descriptor() ([]byte, []int) {
-	return file_runbook_v1_events_proto_rawDescGZIP(), []int{16}
+	return file_runbook_v1_events_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *StepOutput) GetIndex() int32 {
@@ -2031,7 +2144,7 @@ type DeployFinished struct {
 
 func (x *DeployFinished) Reset() {
 	*x = DeployFinished{}
-	mi := &file_runbook_v1_events_proto_msgTypes[17]
+	mi := &file_runbook_v1_events_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2043,7 +2156,7 @@ func (x *DeployFinished) String() string {
 func (*DeployFinished) ProtoMessage() {}
 
 func (x *DeployFinished) ProtoReflect() protoreflect.Message {
-	mi := &file_runbook_v1_events_proto_msgTypes[17]
+	mi := &file_runbook_v1_events_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2056,7 +2169,7 @@ func (x *DeployFinished) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeployFinished.ProtoReflect.Descriptor instead.
 func (*DeployFinished) Descriptor() ([]byte, []int) {
-	return file_runbook_v1_events_proto_rawDescGZIP(), []int{17}
+	return file_runbook_v1_events_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *DeployFinished) GetStepsSucceeded() int32 {
@@ -2106,7 +2219,7 @@ type RollbackRequested struct {
 
 func (x *RollbackRequested) Reset() {
 	*x = RollbackRequested{}
-	mi := &file_runbook_v1_events_proto_msgTypes[18]
+	mi := &file_runbook_v1_events_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2118,7 +2231,7 @@ func (x *RollbackRequested) String() string {
 func (*RollbackRequested) ProtoMessage() {}
 
 func (x *RollbackRequested) ProtoReflect() protoreflect.Message {
-	mi := &file_runbook_v1_events_proto_msgTypes[18]
+	mi := &file_runbook_v1_events_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2131,7 +2244,7 @@ func (x *RollbackRequested) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackRequested.ProtoReflect.Descriptor instead.
 func (*RollbackRequested) Descriptor() ([]byte, []int) {
-	return file_runbook_v1_events_proto_rawDescGZIP(), []int{18}
+	return file_runbook_v1_events_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *RollbackRequested) GetReason() string {
@@ -2201,7 +2314,7 @@ type RollbackStarted struct {
 
 func (x *RollbackStarted) Reset() {
 	*x = RollbackStarted{}
-	mi := &file_runbook_v1_events_proto_msgTypes[19]
+	mi := &file_runbook_v1_events_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2213,7 +2326,7 @@ func (x *RollbackStarted) String() string {
 func (*RollbackStarted) ProtoMessage() {}
 
 func (x *RollbackStarted) ProtoReflect() protoreflect.Message {
-	mi := &file_runbook_v1_events_proto_msgTypes[19]
+	mi := &file_runbook_v1_events_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2226,7 +2339,7 @@ func (x *RollbackStarted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackStarted.ProtoReflect.Descriptor instead.
 func (*RollbackStarted) Descriptor() ([]byte, []int) {
-	return file_runbook_v1_events_proto_rawDescGZIP(), []int{19}
+	return file_runbook_v1_events_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *RollbackStarted) GetReason() string {
@@ -2263,7 +2376,7 @@ type MetricSample struct {
 
 func (x *MetricSample) Reset() {
 	*x = MetricSample{}
-	mi := &file_runbook_v1_events_proto_msgTypes[20]
+	mi := &file_runbook_v1_events_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2275,7 +2388,7 @@ func (x *MetricSample) String() string {
 func (*MetricSample) ProtoMessage() {}
 
 func (x *MetricSample) ProtoReflect() protoreflect.Message {
-	mi := &file_runbook_v1_events_proto_msgTypes[20]
+	mi := &file_runbook_v1_events_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2288,7 +2401,7 @@ func (x *MetricSample) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetricSample.ProtoReflect.Descriptor instead.
 func (*MetricSample) Descriptor() ([]byte, []int) {
-	return file_runbook_v1_events_proto_rawDescGZIP(), []int{20}
+	return file_runbook_v1_events_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *MetricSample) GetRunId() string {
@@ -2341,7 +2454,7 @@ type MonitorStarted struct {
 
 func (x *MonitorStarted) Reset() {
 	*x = MonitorStarted{}
-	mi := &file_runbook_v1_events_proto_msgTypes[21]
+	mi := &file_runbook_v1_events_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2353,7 +2466,7 @@ func (x *MonitorStarted) String() string {
 func (*MonitorStarted) ProtoMessage() {}
 
 func (x *MonitorStarted) ProtoReflect() protoreflect.Message {
-	mi := &file_runbook_v1_events_proto_msgTypes[21]
+	mi := &file_runbook_v1_events_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2366,7 +2479,7 @@ func (x *MonitorStarted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MonitorStarted.ProtoReflect.Descriptor instead.
 func (*MonitorStarted) Descriptor() ([]byte, []int) {
-	return file_runbook_v1_events_proto_rawDescGZIP(), []int{21}
+	return file_runbook_v1_events_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *MonitorStarted) GetWindow() string {
@@ -2423,7 +2536,7 @@ type ThresholdViolated struct {
 
 func (x *ThresholdViolated) Reset() {
 	*x = ThresholdViolated{}
-	mi := &file_runbook_v1_events_proto_msgTypes[22]
+	mi := &file_runbook_v1_events_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2435,7 +2548,7 @@ func (x *ThresholdViolated) String() string {
 func (*ThresholdViolated) ProtoMessage() {}
 
 func (x *ThresholdViolated) ProtoReflect() protoreflect.Message {
-	mi := &file_runbook_v1_events_proto_msgTypes[22]
+	mi := &file_runbook_v1_events_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2448,7 +2561,7 @@ func (x *ThresholdViolated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ThresholdViolated.ProtoReflect.Descriptor instead.
 func (*ThresholdViolated) Descriptor() ([]byte, []int) {
-	return file_runbook_v1_events_proto_rawDescGZIP(), []int{22}
+	return file_runbook_v1_events_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ThresholdViolated) GetMetric() string {
@@ -2563,7 +2676,7 @@ type MonitorCompleted struct {
 
 func (x *MonitorCompleted) Reset() {
 	*x = MonitorCompleted{}
-	mi := &file_runbook_v1_events_proto_msgTypes[23]
+	mi := &file_runbook_v1_events_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2575,7 +2688,7 @@ func (x *MonitorCompleted) String() string {
 func (*MonitorCompleted) ProtoMessage() {}
 
 func (x *MonitorCompleted) ProtoReflect() protoreflect.Message {
-	mi := &file_runbook_v1_events_proto_msgTypes[23]
+	mi := &file_runbook_v1_events_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2588,7 +2701,7 @@ func (x *MonitorCompleted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MonitorCompleted.ProtoReflect.Descriptor instead.
 func (*MonitorCompleted) Descriptor() ([]byte, []int) {
-	return file_runbook_v1_events_proto_rawDescGZIP(), []int{23}
+	return file_runbook_v1_events_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *MonitorCompleted) GetSamples() int32 {
@@ -2662,7 +2775,7 @@ type MetricStats struct {
 
 func (x *MetricStats) Reset() {
 	*x = MetricStats{}
-	mi := &file_runbook_v1_events_proto_msgTypes[24]
+	mi := &file_runbook_v1_events_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2674,7 +2787,7 @@ func (x *MetricStats) String() string {
 func (*MetricStats) ProtoMessage() {}
 
 func (x *MetricStats) ProtoReflect() protoreflect.Message {
-	mi := &file_runbook_v1_events_proto_msgTypes[24]
+	mi := &file_runbook_v1_events_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2687,7 +2800,7 @@ func (x *MetricStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetricStats.ProtoReflect.Descriptor instead.
 func (*MetricStats) Descriptor() ([]byte, []int) {
-	return file_runbook_v1_events_proto_rawDescGZIP(), []int{24}
+	return file_runbook_v1_events_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *MetricStats) GetMin() float64 {
@@ -2742,7 +2855,7 @@ type TestStarted struct {
 
 func (x *TestStarted) Reset() {
 	*x = TestStarted{}
-	mi := &file_runbook_v1_events_proto_msgTypes[25]
+	mi := &file_runbook_v1_events_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2754,7 +2867,7 @@ func (x *TestStarted) String() string {
 func (*TestStarted) ProtoMessage() {}
 
 func (x *TestStarted) ProtoReflect() protoreflect.Message {
-	mi := &file_runbook_v1_events_proto_msgTypes[25]
+	mi := &file_runbook_v1_events_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2767,7 +2880,7 @@ func (x *TestStarted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TestStarted.ProtoReflect.Descriptor instead.
 func (*TestStarted) Descriptor() ([]byte, []int) {
-	return file_runbook_v1_events_proto_rawDescGZIP(), []int{25}
+	return file_runbook_v1_events_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *TestStarted) GetSmokeTests() int32 {
@@ -2798,7 +2911,7 @@ type TestCase struct {
 
 func (x *TestCase) Reset() {
 	*x = TestCase{}
-	mi := &file_runbook_v1_events_proto_msgTypes[26]
+	mi := &file_runbook_v1_events_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2810,7 +2923,7 @@ func (x *TestCase) String() string {
 func (*TestCase) ProtoMessage() {}
 
 func (x *TestCase) ProtoReflect() protoreflect.Message {
-	mi := &file_runbook_v1_events_proto_msgTypes[26]
+	mi := &file_runbook_v1_events_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2823,7 +2936,7 @@ func (x *TestCase) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TestCase.ProtoReflect.Descriptor instead.
 func (*TestCase) Descriptor() ([]byte, []int) {
-	return file_runbook_v1_events_proto_rawDescGZIP(), []int{26}
+	return file_runbook_v1_events_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *TestCase) GetName() string {
@@ -2879,7 +2992,7 @@ type TestSuiteResult struct {
 
 func (x *TestSuiteResult) Reset() {
 	*x = TestSuiteResult{}
-	mi := &file_runbook_v1_events_proto_msgTypes[27]
+	mi := &file_runbook_v1_events_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2891,7 +3004,7 @@ func (x *TestSuiteResult) String() string {
 func (*TestSuiteResult) ProtoMessage() {}
 
 func (x *TestSuiteResult) ProtoReflect() protoreflect.Message {
-	mi := &file_runbook_v1_events_proto_msgTypes[27]
+	mi := &file_runbook_v1_events_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2904,7 +3017,7 @@ func (x *TestSuiteResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TestSuiteResult.ProtoReflect.Descriptor instead.
 func (*TestSuiteResult) Descriptor() ([]byte, []int) {
-	return file_runbook_v1_events_proto_rawDescGZIP(), []int{27}
+	return file_runbook_v1_events_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *TestSuiteResult) GetTests() []*TestCase {
@@ -2944,7 +3057,7 @@ type LoadProgress struct {
 
 func (x *LoadProgress) Reset() {
 	*x = LoadProgress{}
-	mi := &file_runbook_v1_events_proto_msgTypes[28]
+	mi := &file_runbook_v1_events_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2956,7 +3069,7 @@ func (x *LoadProgress) String() string {
 func (*LoadProgress) ProtoMessage() {}
 
 func (x *LoadProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_runbook_v1_events_proto_msgTypes[28]
+	mi := &file_runbook_v1_events_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2969,7 +3082,7 @@ func (x *LoadProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LoadProgress.ProtoReflect.Descriptor instead.
 func (*LoadProgress) Descriptor() ([]byte, []int) {
-	return file_runbook_v1_events_proto_rawDescGZIP(), []int{28}
+	return file_runbook_v1_events_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *LoadProgress) GetElapsedMs() int64 {
@@ -3070,7 +3183,7 @@ type LoadResult struct {
 
 func (x *LoadResult) Reset() {
 	*x = LoadResult{}
-	mi := &file_runbook_v1_events_proto_msgTypes[29]
+	mi := &file_runbook_v1_events_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3082,7 +3195,7 @@ func (x *LoadResult) String() string {
 func (*LoadResult) ProtoMessage() {}
 
 func (x *LoadResult) ProtoReflect() protoreflect.Message {
-	mi := &file_runbook_v1_events_proto_msgTypes[29]
+	mi := &file_runbook_v1_events_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3095,7 +3208,7 @@ func (x *LoadResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LoadResult.ProtoReflect.Descriptor instead.
 func (*LoadResult) Descriptor() ([]byte, []int) {
-	return file_runbook_v1_events_proto_rawDescGZIP(), []int{29}
+	return file_runbook_v1_events_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *LoadResult) GetVus() int32 {
@@ -3306,7 +3419,7 @@ type LatencyStats struct {
 
 func (x *LatencyStats) Reset() {
 	*x = LatencyStats{}
-	mi := &file_runbook_v1_events_proto_msgTypes[30]
+	mi := &file_runbook_v1_events_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3318,7 +3431,7 @@ func (x *LatencyStats) String() string {
 func (*LatencyStats) ProtoMessage() {}
 
 func (x *LatencyStats) ProtoReflect() protoreflect.Message {
-	mi := &file_runbook_v1_events_proto_msgTypes[30]
+	mi := &file_runbook_v1_events_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3331,7 +3444,7 @@ func (x *LatencyStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LatencyStats.ProtoReflect.Descriptor instead.
 func (*LatencyStats) Descriptor() ([]byte, []int) {
-	return file_runbook_v1_events_proto_rawDescGZIP(), []int{30}
+	return file_runbook_v1_events_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *LatencyStats) GetName() string {
@@ -3430,7 +3543,7 @@ type TestOutcome struct {
 
 func (x *TestOutcome) Reset() {
 	*x = TestOutcome{}
-	mi := &file_runbook_v1_events_proto_msgTypes[31]
+	mi := &file_runbook_v1_events_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3442,7 +3555,7 @@ func (x *TestOutcome) String() string {
 func (*TestOutcome) ProtoMessage() {}
 
 func (x *TestOutcome) ProtoReflect() protoreflect.Message {
-	mi := &file_runbook_v1_events_proto_msgTypes[31]
+	mi := &file_runbook_v1_events_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3455,7 +3568,7 @@ func (x *TestOutcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TestOutcome.ProtoReflect.Descriptor instead.
 func (*TestOutcome) Descriptor() ([]byte, []int) {
-	return file_runbook_v1_events_proto_rawDescGZIP(), []int{31}
+	return file_runbook_v1_events_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *TestOutcome) GetPassed() int32 {
@@ -3525,7 +3638,7 @@ type ReportReady struct {
 
 func (x *ReportReady) Reset() {
 	*x = ReportReady{}
-	mi := &file_runbook_v1_events_proto_msgTypes[32]
+	mi := &file_runbook_v1_events_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3537,7 +3650,7 @@ func (x *ReportReady) String() string {
 func (*ReportReady) ProtoMessage() {}
 
 func (x *ReportReady) ProtoReflect() protoreflect.Message {
-	mi := &file_runbook_v1_events_proto_msgTypes[32]
+	mi := &file_runbook_v1_events_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3550,7 +3663,7 @@ func (x *ReportReady) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportReady.ProtoReflect.Descriptor instead.
 func (*ReportReady) Descriptor() ([]byte, []int) {
-	return file_runbook_v1_events_proto_rawDescGZIP(), []int{32}
+	return file_runbook_v1_events_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ReportReady) GetStatus() string {
@@ -3587,7 +3700,7 @@ type Notification struct {
 
 func (x *Notification) Reset() {
 	*x = Notification{}
-	mi := &file_runbook_v1_events_proto_msgTypes[33]
+	mi := &file_runbook_v1_events_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3599,7 +3712,7 @@ func (x *Notification) String() string {
 func (*Notification) ProtoMessage() {}
 
 func (x *Notification) ProtoReflect() protoreflect.Message {
-	mi := &file_runbook_v1_events_proto_msgTypes[33]
+	mi := &file_runbook_v1_events_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3612,7 +3725,7 @@ func (x *Notification) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Notification.ProtoReflect.Descriptor instead.
 func (*Notification) Descriptor() ([]byte, []int) {
-	return file_runbook_v1_events_proto_rawDescGZIP(), []int{33}
+	return file_runbook_v1_events_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *Notification) GetChannel() string {
@@ -3665,7 +3778,7 @@ type DeadLettered struct {
 
 func (x *DeadLettered) Reset() {
 	*x = DeadLettered{}
-	mi := &file_runbook_v1_events_proto_msgTypes[34]
+	mi := &file_runbook_v1_events_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3677,7 +3790,7 @@ func (x *DeadLettered) String() string {
 func (*DeadLettered) ProtoMessage() {}
 
 func (x *DeadLettered) ProtoReflect() protoreflect.Message {
-	mi := &file_runbook_v1_events_proto_msgTypes[34]
+	mi := &file_runbook_v1_events_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3690,7 +3803,7 @@ func (x *DeadLettered) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeadLettered.ProtoReflect.Descriptor instead.
 func (*DeadLettered) Descriptor() ([]byte, []int) {
-	return file_runbook_v1_events_proto_rawDescGZIP(), []int{34}
+	return file_runbook_v1_events_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *DeadLettered) GetConsumer() string {
@@ -3747,7 +3860,7 @@ var File_runbook_v1_events_proto protoreflect.FileDescriptor
 const file_runbook_v1_events_proto_rawDesc = "" +
 	"\n" +
 	"\x17runbook/v1/events.proto\x12\n" +
-	"runbook.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd2\x18\n" +
+	"runbook.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x87\x19\n" +
 	"\x05Event\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x15\n" +
 	"\x06run_id\x18\x02 \x01(\tR\x05runId\x12\x12\n" +
@@ -3755,7 +3868,8 @@ const file_runbook_v1_events_proto_rawDesc = "" +
 	"\x04time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x16\n" +
 	"\x06source\x18\x05 \x01(\tR\x06source\x12\x14\n" +
 	"\x05actor\x18\x06 \x01(\tR\x05actor\x12!\n" +
-	"\fcausation_id\x18\a \x01(\tR\vcausationId\x12H\n" +
+	"\fcausation_id\x18\a \x01(\tR\vcausationId\x123\n" +
+	"\tsignature\x18\b \x01(\v2\x15.runbook.v1.SignatureR\tsignature\x12H\n" +
 	"\x10change_requested\x18\x14 \x01(\v2\x1b.runbook.v1.ChangeRequestedH\x00R\x0fchangeRequested\x12E\n" +
 	"\x0fchange_rejected\x18\x15 \x01(\v2\x1a.runbook.v1.ChangeRejectedH\x00R\x0echangeRejected\x12K\n" +
 	"\x11preflight_started\x18\x16 \x01(\v2\x1c.runbook.v1.PreflightStartedH\x00R\x10preflightStarted\x12H\n" +
@@ -3804,7 +3918,16 @@ const file_runbook_v1_events_proto_rawDesc = "" +
 	"\x11notification_sent\x18Q \x01(\v2\x18.runbook.v1.NotificationH\x00R\x10notificationSent\x12K\n" +
 	"\x13notification_failed\x18R \x01(\v2\x18.runbook.v1.NotificationH\x00R\x12notificationFailed\x12J\n" +
 	"\x13event_dead_lettered\x18Z \x01(\v2\x18.runbook.v1.DeadLetteredH\x00R\x11eventDeadLetteredB\t\n" +
-	"\apayload\"\xc1\x02\n" +
+	"\apayload\"\xc6\x01\n" +
+	"\tSignature\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x1f\n" +
+	"\vplan_sha256\x18\x02 \x01(\tR\n" +
+	"planSha256\x12\x1a\n" +
+	"\bdecision\x18\x03 \x01(\tR\bdecision\x12\x12\n" +
+	"\x04role\x18\x04 \x01(\tR\x04role\x12.\n" +
+	"\x04time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x14\n" +
+	"\x05nonce\x18\x06 \x01(\tR\x05nonce\x12\x10\n" +
+	"\x03sig\x18\a \x01(\fR\x03sig\"\xc1\x02\n" +
 	"\x0fChangeRequested\x12\x1b\n" +
 	"\tplan_yaml\x18\x01 \x01(\tR\bplanYaml\x12\x1f\n" +
 	"\vplan_source\x18\x02 \x01(\tR\n" +
@@ -4112,121 +4235,124 @@ func file_runbook_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_runbook_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_runbook_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
+var file_runbook_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
 var file_runbook_v1_events_proto_goTypes = []any{
 	(CheckStatus)(0),              // 0: runbook.v1.CheckStatus
 	(*Event)(nil),                 // 1: runbook.v1.Event
-	(*ChangeRequested)(nil),       // 2: runbook.v1.ChangeRequested
-	(*PlanError)(nil),             // 3: runbook.v1.PlanError
-	(*ChangeRejected)(nil),        // 4: runbook.v1.ChangeRejected
-	(*PreflightStarted)(nil),      // 5: runbook.v1.PreflightStarted
-	(*CheckResult)(nil),           // 6: runbook.v1.CheckResult
-	(*PreflightResult)(nil),       // 7: runbook.v1.PreflightResult
-	(*BackupFile)(nil),            // 8: runbook.v1.BackupFile
-	(*BackupDone)(nil),            // 9: runbook.v1.BackupDone
-	(*Risk)(nil),                  // 10: runbook.v1.Risk
-	(*PlanAssessed)(nil),          // 11: runbook.v1.PlanAssessed
-	(*Approval)(nil),              // 12: runbook.v1.Approval
-	(*RunWaiting)(nil),            // 13: runbook.v1.RunWaiting
-	(*RunEnded)(nil),              // 14: runbook.v1.RunEnded
-	(*DeployStarted)(nil),         // 15: runbook.v1.DeployStarted
-	(*StepEvent)(nil),             // 16: runbook.v1.StepEvent
-	(*StepOutput)(nil),            // 17: runbook.v1.StepOutput
-	(*DeployFinished)(nil),        // 18: runbook.v1.DeployFinished
-	(*RollbackRequested)(nil),     // 19: runbook.v1.RollbackRequested
-	(*RollbackStarted)(nil),       // 20: runbook.v1.RollbackStarted
-	(*MetricSample)(nil),          // 21: runbook.v1.MetricSample
-	(*MonitorStarted)(nil),        // 22: runbook.v1.MonitorStarted
-	(*ThresholdViolated)(nil),     // 23: runbook.v1.ThresholdViolated
-	(*MonitorCompleted)(nil),      // 24: runbook.v1.MonitorCompleted
-	(*MetricStats)(nil),           // 25: runbook.v1.MetricStats
-	(*TestStarted)(nil),           // 26: runbook.v1.TestStarted
-	(*TestCase)(nil),              // 27: runbook.v1.TestCase
-	(*TestSuiteResult)(nil),       // 28: runbook.v1.TestSuiteResult
-	(*LoadProgress)(nil),          // 29: runbook.v1.LoadProgress
-	(*LoadResult)(nil),            // 30: runbook.v1.LoadResult
-	(*LatencyStats)(nil),          // 31: runbook.v1.LatencyStats
-	(*TestOutcome)(nil),           // 32: runbook.v1.TestOutcome
-	(*ReportReady)(nil),           // 33: runbook.v1.ReportReady
-	(*Notification)(nil),          // 34: runbook.v1.Notification
-	(*DeadLettered)(nil),          // 35: runbook.v1.DeadLettered
-	nil,                           // 36: runbook.v1.ChangeRequested.OptionsEntry
-	nil,                           // 37: runbook.v1.MonitorCompleted.LastEntry
-	nil,                           // 38: runbook.v1.MonitorCompleted.MaxEntry
-	nil,                           // 39: runbook.v1.MonitorCompleted.StatsEntry
-	nil,                           // 40: runbook.v1.LoadResult.ErrorsByKindEntry
-	(*timestamppb.Timestamp)(nil), // 41: google.protobuf.Timestamp
+	(*Signature)(nil),             // 2: runbook.v1.Signature
+	(*ChangeRequested)(nil),       // 3: runbook.v1.ChangeRequested
+	(*PlanError)(nil),             // 4: runbook.v1.PlanError
+	(*ChangeRejected)(nil),        // 5: runbook.v1.ChangeRejected
+	(*PreflightStarted)(nil),      // 6: runbook.v1.PreflightStarted
+	(*CheckResult)(nil),           // 7: runbook.v1.CheckResult
+	(*PreflightResult)(nil),       // 8: runbook.v1.PreflightResult
+	(*BackupFile)(nil),            // 9: runbook.v1.BackupFile
+	(*BackupDone)(nil),            // 10: runbook.v1.BackupDone
+	(*Risk)(nil),                  // 11: runbook.v1.Risk
+	(*PlanAssessed)(nil),          // 12: runbook.v1.PlanAssessed
+	(*Approval)(nil),              // 13: runbook.v1.Approval
+	(*RunWaiting)(nil),            // 14: runbook.v1.RunWaiting
+	(*RunEnded)(nil),              // 15: runbook.v1.RunEnded
+	(*DeployStarted)(nil),         // 16: runbook.v1.DeployStarted
+	(*StepEvent)(nil),             // 17: runbook.v1.StepEvent
+	(*StepOutput)(nil),            // 18: runbook.v1.StepOutput
+	(*DeployFinished)(nil),        // 19: runbook.v1.DeployFinished
+	(*RollbackRequested)(nil),     // 20: runbook.v1.RollbackRequested
+	(*RollbackStarted)(nil),       // 21: runbook.v1.RollbackStarted
+	(*MetricSample)(nil),          // 22: runbook.v1.MetricSample
+	(*MonitorStarted)(nil),        // 23: runbook.v1.MonitorStarted
+	(*ThresholdViolated)(nil),     // 24: runbook.v1.ThresholdViolated
+	(*MonitorCompleted)(nil),      // 25: runbook.v1.MonitorCompleted
+	(*MetricStats)(nil),           // 26: runbook.v1.MetricStats
+	(*TestStarted)(nil),           // 27: runbook.v1.TestStarted
+	(*TestCase)(nil),              // 28: runbook.v1.TestCase
+	(*TestSuiteResult)(nil),       // 29: runbook.v1.TestSuiteResult
+	(*LoadProgress)(nil),          // 30: runbook.v1.LoadProgress
+	(*LoadResult)(nil),            // 31: runbook.v1.LoadResult
+	(*LatencyStats)(nil),          // 32: runbook.v1.LatencyStats
+	(*TestOutcome)(nil),           // 33: runbook.v1.TestOutcome
+	(*ReportReady)(nil),           // 34: runbook.v1.ReportReady
+	(*Notification)(nil),          // 35: runbook.v1.Notification
+	(*DeadLettered)(nil),          // 36: runbook.v1.DeadLettered
+	nil,                           // 37: runbook.v1.ChangeRequested.OptionsEntry
+	nil,                           // 38: runbook.v1.MonitorCompleted.LastEntry
+	nil,                           // 39: runbook.v1.MonitorCompleted.MaxEntry
+	nil,                           // 40: runbook.v1.MonitorCompleted.StatsEntry
+	nil,                           // 41: runbook.v1.LoadResult.ErrorsByKindEntry
+	(*timestamppb.Timestamp)(nil), // 42: google.protobuf.Timestamp
 }
 var file_runbook_v1_events_proto_depIdxs = []int32{
-	41, // 0: runbook.v1.Event.time:type_name -> google.protobuf.Timestamp
-	2,  // 1: runbook.v1.Event.change_requested:type_name -> runbook.v1.ChangeRequested
-	4,  // 2: runbook.v1.Event.change_rejected:type_name -> runbook.v1.ChangeRejected
-	5,  // 3: runbook.v1.Event.preflight_started:type_name -> runbook.v1.PreflightStarted
-	7,  // 4: runbook.v1.Event.preflight_passed:type_name -> runbook.v1.PreflightResult
-	7,  // 5: runbook.v1.Event.preflight_failed:type_name -> runbook.v1.PreflightResult
-	9,  // 6: runbook.v1.Event.backup_done:type_name -> runbook.v1.BackupDone
-	11, // 7: runbook.v1.Event.plan_assessed:type_name -> runbook.v1.PlanAssessed
-	12, // 8: runbook.v1.Event.approval_granted:type_name -> runbook.v1.Approval
-	12, // 9: runbook.v1.Event.approval_rejected:type_name -> runbook.v1.Approval
-	12, // 10: runbook.v1.Event.approval_refused:type_name -> runbook.v1.Approval
-	13, // 11: runbook.v1.Event.run_waiting:type_name -> runbook.v1.RunWaiting
-	14, // 12: runbook.v1.Event.run_expired:type_name -> runbook.v1.RunEnded
-	14, // 13: runbook.v1.Event.run_cancelled:type_name -> runbook.v1.RunEnded
-	15, // 14: runbook.v1.Event.deploy_started:type_name -> runbook.v1.DeployStarted
-	16, // 15: runbook.v1.Event.deploy_step_started:type_name -> runbook.v1.StepEvent
-	16, // 16: runbook.v1.Event.deploy_step_succeeded:type_name -> runbook.v1.StepEvent
-	16, // 17: runbook.v1.Event.deploy_step_failed:type_name -> runbook.v1.StepEvent
-	17, // 18: runbook.v1.Event.deploy_step_output:type_name -> runbook.v1.StepOutput
-	18, // 19: runbook.v1.Event.deploy_done:type_name -> runbook.v1.DeployFinished
-	18, // 20: runbook.v1.Event.deploy_failed:type_name -> runbook.v1.DeployFinished
-	19, // 21: runbook.v1.Event.rollback_requested:type_name -> runbook.v1.RollbackRequested
-	20, // 22: runbook.v1.Event.rollback_started:type_name -> runbook.v1.RollbackStarted
-	16, // 23: runbook.v1.Event.rollback_step_started:type_name -> runbook.v1.StepEvent
-	16, // 24: runbook.v1.Event.rollback_step_succeeded:type_name -> runbook.v1.StepEvent
-	16, // 25: runbook.v1.Event.rollback_step_failed:type_name -> runbook.v1.StepEvent
-	18, // 26: runbook.v1.Event.rollback_done:type_name -> runbook.v1.DeployFinished
-	18, // 27: runbook.v1.Event.rollback_failed:type_name -> runbook.v1.DeployFinished
-	22, // 28: runbook.v1.Event.monitor_started:type_name -> runbook.v1.MonitorStarted
-	23, // 29: runbook.v1.Event.threshold_violated:type_name -> runbook.v1.ThresholdViolated
-	24, // 30: runbook.v1.Event.monitor_completed:type_name -> runbook.v1.MonitorCompleted
-	26, // 31: runbook.v1.Event.test_started:type_name -> runbook.v1.TestStarted
-	28, // 32: runbook.v1.Event.test_smoke_passed:type_name -> runbook.v1.TestSuiteResult
-	28, // 33: runbook.v1.Event.test_smoke_failed:type_name -> runbook.v1.TestSuiteResult
-	29, // 34: runbook.v1.Event.test_load_progress:type_name -> runbook.v1.LoadProgress
-	30, // 35: runbook.v1.Event.test_load_passed:type_name -> runbook.v1.LoadResult
-	30, // 36: runbook.v1.Event.test_load_failed:type_name -> runbook.v1.LoadResult
-	32, // 37: runbook.v1.Event.test_passed:type_name -> runbook.v1.TestOutcome
-	32, // 38: runbook.v1.Event.test_failed:type_name -> runbook.v1.TestOutcome
-	33, // 39: runbook.v1.Event.report_ready:type_name -> runbook.v1.ReportReady
-	34, // 40: runbook.v1.Event.notification_sent:type_name -> runbook.v1.Notification
-	34, // 41: runbook.v1.Event.notification_failed:type_name -> runbook.v1.Notification
-	35, // 42: runbook.v1.Event.event_dead_lettered:type_name -> runbook.v1.DeadLettered
-	36, // 43: runbook.v1.ChangeRequested.options:type_name -> runbook.v1.ChangeRequested.OptionsEntry
-	3,  // 44: runbook.v1.ChangeRejected.errors:type_name -> runbook.v1.PlanError
-	3,  // 45: runbook.v1.ChangeRejected.warnings:type_name -> runbook.v1.PlanError
-	0,  // 46: runbook.v1.CheckResult.status:type_name -> runbook.v1.CheckStatus
-	6,  // 47: runbook.v1.PreflightResult.checks:type_name -> runbook.v1.CheckResult
-	8,  // 48: runbook.v1.BackupDone.file_details:type_name -> runbook.v1.BackupFile
-	10, // 49: runbook.v1.PlanAssessed.risks:type_name -> runbook.v1.Risk
-	41, // 50: runbook.v1.RunWaiting.until:type_name -> google.protobuf.Timestamp
-	41, // 51: runbook.v1.RunWaiting.deadline:type_name -> google.protobuf.Timestamp
-	41, // 52: runbook.v1.MetricSample.time:type_name -> google.protobuf.Timestamp
-	21, // 53: runbook.v1.MonitorStarted.baseline:type_name -> runbook.v1.MetricSample
-	37, // 54: runbook.v1.MonitorCompleted.last:type_name -> runbook.v1.MonitorCompleted.LastEntry
-	38, // 55: runbook.v1.MonitorCompleted.max:type_name -> runbook.v1.MonitorCompleted.MaxEntry
-	39, // 56: runbook.v1.MonitorCompleted.stats:type_name -> runbook.v1.MonitorCompleted.StatsEntry
-	27, // 57: runbook.v1.TestSuiteResult.tests:type_name -> runbook.v1.TestCase
-	31, // 58: runbook.v1.LoadResult.overall:type_name -> runbook.v1.LatencyStats
-	31, // 59: runbook.v1.LoadResult.by_request:type_name -> runbook.v1.LatencyStats
-	40, // 60: runbook.v1.LoadResult.errors_by_kind:type_name -> runbook.v1.LoadResult.ErrorsByKindEntry
-	28, // 61: runbook.v1.TestOutcome.smoke:type_name -> runbook.v1.TestSuiteResult
-	30, // 62: runbook.v1.TestOutcome.load:type_name -> runbook.v1.LoadResult
-	25, // 63: runbook.v1.MonitorCompleted.StatsEntry.value:type_name -> runbook.v1.MetricStats
-	64, // [64:64] is the sub-list for method output_type
-	64, // [64:64] is the sub-list for method input_type
-	64, // [64:64] is the sub-list for extension type_name
-	64, // [64:64] is the sub-list for extension extendee
-	0,  // [0:64] is the sub-list for field type_name
+	42, // 0: runbook.v1.Event.time:type_name -> google.protobuf.Timestamp
+	2,  // 1: runbook.v1.Event.signature:type_name -> runbook.v1.Signature
+	3,  // 2: runbook.v1.Event.change_requested:type_name -> runbook.v1.ChangeRequested
+	5,  // 3: runbook.v1.Event.change_rejected:type_name -> runbook.v1.ChangeRejected
+	6,  // 4: runbook.v1.Event.preflight_started:type_name -> runbook.v1.PreflightStarted
+	8,  // 5: runbook.v1.Event.preflight_passed:type_name -> runbook.v1.PreflightResult
+	8,  // 6: runbook.v1.Event.preflight_failed:type_name -> runbook.v1.PreflightResult
+	10, // 7: runbook.v1.Event.backup_done:type_name -> runbook.v1.BackupDone
+	12, // 8: runbook.v1.Event.plan_assessed:type_name -> runbook.v1.PlanAssessed
+	13, // 9: runbook.v1.Event.approval_granted:type_name -> runbook.v1.Approval
+	13, // 10: runbook.v1.Event.approval_rejected:type_name -> runbook.v1.Approval
+	13, // 11: runbook.v1.Event.approval_refused:type_name -> runbook.v1.Approval
+	14, // 12: runbook.v1.Event.run_waiting:type_name -> runbook.v1.RunWaiting
+	15, // 13: runbook.v1.Event.run_expired:type_name -> runbook.v1.RunEnded
+	15, // 14: runbook.v1.Event.run_cancelled:type_name -> runbook.v1.RunEnded
+	16, // 15: runbook.v1.Event.deploy_started:type_name -> runbook.v1.DeployStarted
+	17, // 16: runbook.v1.Event.deploy_step_started:type_name -> runbook.v1.StepEvent
+	17, // 17: runbook.v1.Event.deploy_step_succeeded:type_name -> runbook.v1.StepEvent
+	17, // 18: runbook.v1.Event.deploy_step_failed:type_name -> runbook.v1.StepEvent
+	18, // 19: runbook.v1.Event.deploy_step_output:type_name -> runbook.v1.StepOutput
+	19, // 20: runbook.v1.Event.deploy_done:type_name -> runbook.v1.DeployFinished
+	19, // 21: runbook.v1.Event.deploy_failed:type_name -> runbook.v1.DeployFinished
+	20, // 22: runbook.v1.Event.rollback_requested:type_name -> runbook.v1.RollbackRequested
+	21, // 23: runbook.v1.Event.rollback_started:type_name -> runbook.v1.RollbackStarted
+	17, // 24: runbook.v1.Event.rollback_step_started:type_name -> runbook.v1.StepEvent
+	17, // 25: runbook.v1.Event.rollback_step_succeeded:type_name -> runbook.v1.StepEvent
+	17, // 26: runbook.v1.Event.rollback_step_failed:type_name -> runbook.v1.StepEvent
+	19, // 27: runbook.v1.Event.rollback_done:type_name -> runbook.v1.DeployFinished
+	19, // 28: runbook.v1.Event.rollback_failed:type_name -> runbook.v1.DeployFinished
+	23, // 29: runbook.v1.Event.monitor_started:type_name -> runbook.v1.MonitorStarted
+	24, // 30: runbook.v1.Event.threshold_violated:type_name -> runbook.v1.ThresholdViolated
+	25, // 31: runbook.v1.Event.monitor_completed:type_name -> runbook.v1.MonitorCompleted
+	27, // 32: runbook.v1.Event.test_started:type_name -> runbook.v1.TestStarted
+	29, // 33: runbook.v1.Event.test_smoke_passed:type_name -> runbook.v1.TestSuiteResult
+	29, // 34: runbook.v1.Event.test_smoke_failed:type_name -> runbook.v1.TestSuiteResult
+	30, // 35: runbook.v1.Event.test_load_progress:type_name -> runbook.v1.LoadProgress
+	31, // 36: runbook.v1.Event.test_load_passed:type_name -> runbook.v1.LoadResult
+	31, // 37: runbook.v1.Event.test_load_failed:type_name -> runbook.v1.LoadResult
+	33, // 38: runbook.v1.Event.test_passed:type_name -> runbook.v1.TestOutcome
+	33, // 39: runbook.v1.Event.test_failed:type_name -> runbook.v1.TestOutcome
+	34, // 40: runbook.v1.Event.report_ready:type_name -> runbook.v1.ReportReady
+	35, // 41: runbook.v1.Event.notification_sent:type_name -> runbook.v1.Notification
+	35, // 42: runbook.v1.Event.notification_failed:type_name -> runbook.v1.Notification
+	36, // 43: runbook.v1.Event.event_dead_lettered:type_name -> runbook.v1.DeadLettered
+	42, // 44: runbook.v1.Signature.time:type_name -> google.protobuf.Timestamp
+	37, // 45: runbook.v1.ChangeRequested.options:type_name -> runbook.v1.ChangeRequested.OptionsEntry
+	4,  // 46: runbook.v1.ChangeRejected.errors:type_name -> runbook.v1.PlanError
+	4,  // 47: runbook.v1.ChangeRejected.warnings:type_name -> runbook.v1.PlanError
+	0,  // 48: runbook.v1.CheckResult.status:type_name -> runbook.v1.CheckStatus
+	7,  // 49: runbook.v1.PreflightResult.checks:type_name -> runbook.v1.CheckResult
+	9,  // 50: runbook.v1.BackupDone.file_details:type_name -> runbook.v1.BackupFile
+	11, // 51: runbook.v1.PlanAssessed.risks:type_name -> runbook.v1.Risk
+	42, // 52: runbook.v1.RunWaiting.until:type_name -> google.protobuf.Timestamp
+	42, // 53: runbook.v1.RunWaiting.deadline:type_name -> google.protobuf.Timestamp
+	42, // 54: runbook.v1.MetricSample.time:type_name -> google.protobuf.Timestamp
+	22, // 55: runbook.v1.MonitorStarted.baseline:type_name -> runbook.v1.MetricSample
+	38, // 56: runbook.v1.MonitorCompleted.last:type_name -> runbook.v1.MonitorCompleted.LastEntry
+	39, // 57: runbook.v1.MonitorCompleted.max:type_name -> runbook.v1.MonitorCompleted.MaxEntry
+	40, // 58: runbook.v1.MonitorCompleted.stats:type_name -> runbook.v1.MonitorCompleted.StatsEntry
+	28, // 59: runbook.v1.TestSuiteResult.tests:type_name -> runbook.v1.TestCase
+	32, // 60: runbook.v1.LoadResult.overall:type_name -> runbook.v1.LatencyStats
+	32, // 61: runbook.v1.LoadResult.by_request:type_name -> runbook.v1.LatencyStats
+	41, // 62: runbook.v1.LoadResult.errors_by_kind:type_name -> runbook.v1.LoadResult.ErrorsByKindEntry
+	29, // 63: runbook.v1.TestOutcome.smoke:type_name -> runbook.v1.TestSuiteResult
+	31, // 64: runbook.v1.TestOutcome.load:type_name -> runbook.v1.LoadResult
+	26, // 65: runbook.v1.MonitorCompleted.StatsEntry.value:type_name -> runbook.v1.MetricStats
+	66, // [66:66] is the sub-list for method output_type
+	66, // [66:66] is the sub-list for method input_type
+	66, // [66:66] is the sub-list for extension type_name
+	66, // [66:66] is the sub-list for extension extendee
+	0,  // [0:66] is the sub-list for field type_name
 }
 
 func init() { file_runbook_v1_events_proto_init() }
@@ -4284,7 +4410,7 @@ func file_runbook_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_runbook_v1_events_proto_rawDesc), len(file_runbook_v1_events_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   40,
+			NumMessages:   41,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
