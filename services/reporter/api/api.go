@@ -9,10 +9,42 @@
 //	GET /api/v1/runs/{id}/metrics     the run's metric samples (RUNBOOK_METRICS) and its thresholds
 //	GET /api/v1/stream                Server-Sent Events: alert, run, event
 //	GET /                             the dashboard (embedded assets, works offline)
+//	GET /login?token=                 checks a viewer token, sets the runbook_token cookie, redirects to /
 //
 // It reads the reporter's read model (in memory or PostgreSQL) and the bus;
 // it never writes. The live stream has one follower of the audit stream per
 // process (Run), fanned out to every SSE client.
+//
+// # Who may read
+//
+// A viewer token is presented as "Authorization: Bearer <token>", or, in
+// a browser, as the runbook_token cookie (HttpOnly, SameSite=Strict, Secure
+// over TLS): EventSource cannot send headers, so GET /login?token=<token>
+// (or the form GET /login shows, which posts it) checks the token, sets
+// the cookie and redirects to the dashboard. Options.Authorize checks a
+// token; the header wins over the cookie. A token that is presented and not
+// accepted is always answered 401 (a rejected cookie is also cleared).
+//
+// Beyond loopback (Options.RequireToken, which the caller sets when
+// !IsLoopback(listen address)) every request without an accepted token —
+// API, live stream, dashboard page and its assets — is answered 401 with a
+// JSON {"error": ...} saying what is missing and
+// WWW-Authenticate: Bearer realm="runbook". On loopback a request without
+// a token is served, but the plan text is for viewers only: in
+// GET /api/v1/runs/{id}/events a change.requested event's planYaml reads
+// "[plan withheld: present a viewer token]" (planSha256 stays).
+//
+// Every request's Host header must name this server (DNS rebinding): its
+// listen host (Options.ListenAddr, unless a wildcard such as 0.0.0.0),
+// localhost, 127.0.0.1, [::1], with any port, or one of
+// Options.AllowedHosts; any other is answered 421 Misdirected Request. A
+// server listening on 0.0.0.0 with no AllowedHosts answers to loopback
+// names only.
+//
+// Every response carries Content-Security-Policy (ContentSecurityPolicy:
+// same-origin only, no inline script or style, no framing),
+// X-Content-Type-Options: nosniff, Referrer-Policy: no-referrer and
+// X-Frame-Options: DENY.
 package api
 
 import (
@@ -48,6 +80,33 @@ type Options struct {
 	// before it is dropped (default 256): a slow client never holds up the
 	// others.
 	ClientBuffer int
+
+	// ListenAddr is the address the server listens on, as given to
+	// net.Listen ("127.0.0.1:9464", ":9464", "[::]:80"). Its host is accepted
+	// in the Host header, with any port, unless it is a wildcard (empty,
+	// 0.0.0.0, ::). Empty: the API does not know it; only loopback names and
+	// AllowedHosts are accepted.
+	ListenAddr string
+	// AllowedHosts are further names accepted in the Host header besides
+	// localhost, 127.0.0.1, [::1] and the listen host: the names a proxy or
+	// the operators reach the server by. "runbook.example.com" accepts any
+	// port; "runbook.example.com:8443" (or "[2001:db8::1]:8443") only that
+	// one. Case and a trailing dot do not matter.
+	AllowedHosts []string
+	// AllowedHostsFlag names, for operators, the setting the caller fills
+	// AllowedHosts from (e.g. "--http-allowed-host"); the 421 answer says
+	// to add the refused host there. Empty: it says "its allowed hosts".
+	AllowedHostsFlag string
+	// RequireToken refuses every request without an accepted viewer token
+	// (401). The caller sets it when the listener is not loopback:
+	// RequireToken: !api.IsLoopback(listenAddr).
+	RequireToken bool
+	// Authorize checks a bearer token and names its holder. It is called
+	// for every request that carries a token (header or cookie) and for
+	// /login, concurrently: it must be quick and safe for concurrent use
+	// (and compare in constant time). nil: no token is known, every token is
+	// refused — with RequireToken, nothing is served.
+	Authorize func(token string) (identity string, ok bool)
 }
 
 func (o *Options) setDefaults() {
@@ -83,9 +142,12 @@ func New(o Options) *API {
 // client's stream. It returns nil when ctx ends.
 func (a *API) Run(ctx context.Context) error { return a.hub.run(ctx) }
 
-// Handler serves the API and the dashboard.
+// Handler serves the API and the dashboard, behind the Host allow-list
+// and the viewer token (see the package doc).
 func (a *API) Handler() http.Handler {
 	mux := http.NewServeMux()
+	mux.HandleFunc("GET /login", a.login)
+	mux.HandleFunc("POST /login", a.login)
 	mux.HandleFunc("GET /api/v1/runs", a.listRuns)
 	mux.HandleFunc("GET /api/v1/runs/{id}", a.getRun)
 	mux.HandleFunc("GET /api/v1/runs/{id}/events", a.getEvents)
@@ -102,13 +164,14 @@ func (a *API) Handler() http.Handler {
 		w.Header().Set("Cache-Control", "no-cache")
 		files.ServeHTTP(w, r)
 	}))
-	return mux
+	return a.guard(mux)
 }
 
 // apiError is the body of every error answer.
 type apiError struct {
 	Error string `json:"error"`
-	// Parameter, Value and Allowed name a bad query or path parameter.
+	// Parameter, Value and Allowed name a bad query or path parameter
+	// (Parameter "Host": a Host header that is not allowed).
 	Parameter string `json:"parameter,omitempty"`
 	Value     string `json:"value,omitempty"`
 	Allowed   string `json:"allowed,omitempty"`

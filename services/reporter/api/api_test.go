@@ -134,12 +134,20 @@ func onEachModel(t *testing.T, runs []*history, fn func(t *testing.T, f *fixture
 
 func newFixtureOn(t *testing.T, model reporter.ReadModel, runs ...*history) *fixture {
 	t.Helper()
+	return newFixtureWith(t, model, api.Options{}, runs...)
+}
+
+// newFixtureWith is newFixtureOn with options (Model, Bus and Heartbeat
+// are the fixture's).
+func newFixtureWith(t *testing.T, model reporter.ReadModel, o api.Options, runs ...*history) *fixture {
+	t.Helper()
 	ns := natstest.Server(t)
 	f := &fixture{model: model, bus: natstest.Bus(t, ns, "api-test")}
 	for _, h := range runs {
 		f.apply(t, h.evs...)
 	}
-	f.api = api.New(api.Options{Model: f.model, Bus: f.bus, Heartbeat: 50 * time.Millisecond})
+	o.Model, o.Bus, o.Heartbeat = f.model, f.bus, 50*time.Millisecond
+	f.api = api.New(o)
 	f.srv = httptest.NewServer(f.api.Handler())
 	t.Cleanup(f.srv.Close)
 	return f

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/kis-core/runbook/domain/runstate"
 	"github.com/kis-core/runbook/eventbus"
@@ -240,8 +241,15 @@ func (a *API) getEvents(w http.ResponseWriter, r *http.Request) {
 		next := envs[len(envs)-1].Seq
 		out.NextAfter = &next
 	}
+	withhold := !allowsPlan(r)
+	w.Header().Add("Vary", "Authorization, Cookie")
 	for _, env := range envs {
-		b, err := protojson.Marshal(env.Event)
+		ev := env.Event
+		if cr := ev.GetChangeRequested(); withhold && cr != nil && cr.GetPlanYaml() != "" {
+			ev = proto.CloneOf(ev)
+			ev.GetChangeRequested().PlanYaml = PlanWithheld
+		}
+		b, err := protojson.Marshal(ev)
 		if err != nil {
 			a.internal(w, r, fmt.Errorf("encode event %s: %w", env.Event.GetId(), err))
 			return

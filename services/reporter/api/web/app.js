@@ -197,7 +197,7 @@ function renderRun(r, metrics, open) {
 
   return el("div", { id: "run", "data-run-id": r.run_id, "data-status": r.status },
     el("div", { class: "card" },
-      el("div", { class: "toolbar" }, el("a", { href: "#/" }, "← runs"), el("h2", { style: "margin:0" }, r.title || r.run_id), badge(r.status)),
+      el("div", { class: "toolbar" }, el("a", { href: "#/" }, "← runs"), el("h2", { class: "flush" }, r.title || r.run_id), badge(r.status)),
       phases, facts,
       el("p", {}, el("a", { href: `/api/v1/runs/${r.run_id}/report` }, "report JSON"), " · ",
         el("a", { href: `/api/v1/runs/${r.run_id}/events` }, "events"), " · ",
@@ -249,7 +249,7 @@ function fmtNum(v) {
 // ---- charts (inline SVG) ----
 
 const SVGNS = "http://www.w3.org/2000/svg";
-const COLORS = ["#1f5fbf", "#1f8f4e", "#7a4fbf", "#00838f"];
+const COLORS = ["#1f5fbf", "#1f8f4e", "#7a4fbf", "#00838f"]; // as .legend .s0-.s3 in style.css
 
 function svg(tag, attrs, ...kids) {
   const e = document.createElementNS(SVGNS, tag);
@@ -306,8 +306,10 @@ function chart(name, m) {
     g.append(svg("circle", { class: "violation", cx: x(Date.parse(v.time)), cy: y(Math.min(v.value, vmax)), r: 4, fill: "none", stroke: "#c62828", "stroke-width": 2 },
       svg("title", {}, `${v.severity} ${fmtNum(v.value)} > ${fmtNum(v.threshold)}`)));
   }
-  const legend = el("div", { class: "legend" }, series.map((s, i) => el("span", { style: `color:${COLORS[i % COLORS.length]}` }, `● ${s.source} (${s.points.length}) `)),
-    viol.length ? el("span", { style: "color:#c62828" }, `○ ${viol.length} violations`) : null);
+  // Colours by class, never a style attribute: the Content-Security-Policy
+  // allows no inline style.
+  const legend = el("div", { class: "legend" }, series.map((s, i) => el("span", { class: "s" + (i % COLORS.length) }, `● ${s.source} (${s.points.length}) `)),
+    viol.length ? el("span", { class: "viol" }, `○ ${viol.length} violations`) : null);
   return el("div", { class: "chart", "data-metric": name }, el("h3", {}, name), g, legend);
 }
 
