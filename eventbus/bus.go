@@ -57,7 +57,7 @@ func NewBus(ctx context.Context, nc *nats.Conn, o Options) (*Bus, error) {
 	audit, err := js.Stream(ctx, AuditStream)
 	if err != nil {
 		if errors.Is(err, jetstream.ErrStreamNotFound) {
-			return nil, fmt.Errorf("stream %s does not exist on this NATS server: start `runbook serve` or a runbook service against it first", AuditStream)
+			return nil, fmt.Errorf("stream %s does not exist on this NATS server: an admin creates it: start `runbook serve`, or run `runbook provision --creds admin.nk` against this server", AuditStream)
 		}
 		return nil, fmt.Errorf("look up stream %s: %w", AuditStream, err)
 	}

@@ -7,6 +7,10 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/kis-core/runbook/domain/trust"
+	runbookv1 "github.com/kis-core/runbook/proto/runbook/v1"
 )
 
 // Headers that record who published an event: the publishing identity's
@@ -57,4 +61,29 @@ func Publisher(h nats.Header, data []byte) (string, error) {
 		return pub, fmt.Errorf("%w (signer %s)", ErrBadPublisherSignature, pub)
 	}
 	return pub, nil
+}
+
+// Sign puts the bus identity's decision signature on ev (see trust.Sign):
+// a person's decision over the run's plan planSHA, as role. Without an
+// identity (--insecure-no-auth) it does nothing.
+func (b *Bus) Sign(ev *runbookv1.Event, planSHA, role string) error {
+	if b.signer == nil {
+		return nil
+	}
+	if ev.Type == "" {
+		ev.Type = TypeOf(ev)
+	}
+	if ev.Time == nil {
+		ev.Time = timestamppb.New(b.now())
+	}
+	return trust.Sign(b.signer, ev, planSHA, role, ev.Time.AsTime())
+}
+
+// SignerKey is the public key of the bus identity ("" without one).
+func (b *Bus) SignerKey() string {
+	if b.signer == nil {
+		return ""
+	}
+	pub, _ := b.signer.PublicKey()
+	return pub
 }

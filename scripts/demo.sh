@@ -33,6 +33,13 @@ echo "== starting runbook serve (embedded NATS on $NATS_ADDR, data in .demo/data
 $BIN/runbook serve --nats-listen "$NATS_ADDR" --http-listen "$HTTP_ADDR" --data-dir .demo/data >.demo/serve.log 2>&1 &
 pids+=($!)
 wait_for "runbook serve" curl -fsS "http://$HTTP_ADDR/healthz"
+# serve made the identities on first start; the demo's operator is a
+# requester made here (once), its seed the CLI's --creds.
+if [ ! -f .demo/data/identities/demo-operator.nk ]; then
+  $BIN/runbook identity create demo-operator --role requester --identity-dir .demo/data/identities >/dev/null
+fi
+export RUNBOOK_CREDS=.demo/data/identities/demo-operator.nk
+wait_for "the demo operator's identity" $BIN/runbook runs
 
 echo
 echo "== 1/2 good release: examples/plans/good.yaml"

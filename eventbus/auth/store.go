@@ -20,8 +20,8 @@ import (
 	"github.com/kis-core/runbook/domain/trust"
 )
 
-// KeyringFile is the keyring's file name in an identity directory.
-const KeyringFile = "keyring.json"
+// KeyringName is the keyring's file name in an identity directory.
+const KeyringName = "keyring.json"
 
 // Store is a directory of identities: keyring.json (public keys, roles,
 // token hashes: readable by the services) and one <name>.nk seed file per
@@ -31,7 +31,7 @@ type Store struct {
 }
 
 // KeyringPath is the keyring's path.
-func (s Store) KeyringPath() string { return filepath.Join(s.Dir, KeyringFile) }
+func (s Store) KeyringPath() string { return filepath.Join(s.Dir, KeyringName) }
 
 // SeedPath is where the seed of identity name is kept.
 func (s Store) SeedPath(name string) string { return filepath.Join(s.Dir, name+".nk") }
@@ -294,4 +294,39 @@ func (i *Identity) Options() []nats.Option {
 		nats.Nkey(i.PublicKey(), i.KP.Sign),
 		nats.CustomInboxPrefix(InboxPrefix(i.PublicKey())),
 	}
+}
+
+// KeyringFile is a keyring read from a file and read again whenever the
+// file changes (`runbook identity create` or `revoke` while services run).
+type KeyringFile struct {
+	path string
+	mu   sync.Mutex
+	mod  time.Time
+	size int64
+	kr   *trust.Keyring
+}
+
+// NewKeyringFile reads path on first use.
+func NewKeyringFile(path string) *KeyringFile { return &KeyringFile{path: path} }
+
+// Path of the keyring file.
+func (k *KeyringFile) Path() string { return k.path }
+
+// Keyring is the keyring as the file holds it now.
+func (k *KeyringFile) Keyring() (*trust.Keyring, error) {
+	st, err := os.Stat(k.path)
+	if err != nil {
+		return nil, fmt.Errorf("keyring: %w", err)
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.kr != nil && st.ModTime().Equal(k.mod) && st.Size() == k.size {
+		return k.kr, nil
+	}
+	kr, err := LoadKeyring(k.path)
+	if err != nil {
+		return nil, err
+	}
+	k.kr, k.mod, k.size = kr, st.ModTime(), st.Size()
+	return kr, nil
 }

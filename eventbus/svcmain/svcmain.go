@@ -18,11 +18,13 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/kis-core/runbook/eventbus"
+	"github.com/kis-core/runbook/eventbus/auth"
 )
 
 // Deps are what every service is built from.
@@ -34,6 +36,20 @@ type Deps struct {
 	// AckWait is --ack-wait: how long the service's consumer waits for an
 	// ack before redelivery (0: the router's default, 30s).
 	AckWait time.Duration
+	// Keyring is --keyring: the identities whose signed decisions the
+	// service trusts; nil with --insecure-no-auth.
+	Keyring *auth.KeyringFile
+	// Insecure is --insecure-no-auth.
+	Insecure bool
+}
+
+// RequireKeyring is the keyring of a service that verifies people's
+// signed decisions: an error when it was not given (and auth is on).
+func (d Deps) RequireKeyring(service string) (*auth.KeyringFile, error) {
+	if d.Keyring == nil && !d.Insecure {
+		return nil, fmt.Errorf("the %s verifies signed decisions: give --keyring FILE (env RUNBOOK_KEYRING), e.g. <data-dir>/identities/keyring.json", service)
+	}
+	return d.Keyring, nil
 }
 
 // Service is a runbook service: Run blocks until ctx ends and its consumers
@@ -52,12 +68,15 @@ type HTTPService interface {
 
 // Options of a service binary.
 type Options struct {
-	NATSURL       string
-	MetricsListen string
-	Replicas      int
-	LogLevel      string
-	ShutdownAfter time.Duration
-	AckWait       time.Duration
+	NATSURL        string
+	MetricsListen  string
+	Replicas       int
+	LogLevel       string
+	ShutdownAfter  time.Duration
+	AckWait        time.Duration
+	Creds          string
+	Keyring        string
+	InsecureNoAuth bool
 }
 
 // Main runs the service binary name; build makes the service from its deps.
@@ -80,6 +99,9 @@ func MainWithFlags(name string, flags func(*flag.FlagSet), build func(Deps) (Ser
 	fs.StringVar(&o.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.DurationVar(&o.ShutdownAfter, "shutdown-timeout", 15*time.Second, "how long shutdown may take")
 	fs.DurationVar(&o.AckWait, "ack-wait", 0, "how long an un-acked message waits before redelivery to another instance (0: 30s)")
+	fs.StringVar(&o.Creds, "creds", os.Getenv("RUNBOOK_CREDS"), "this service's identity: its nkey seed file (runbook serve writes <data-dir>/identities/"+name+".nk); env RUNBOOK_CREDS")
+	fs.StringVar(&o.Keyring, "keyring", os.Getenv("RUNBOOK_KEYRING"), "the keyring of identities whose signed decisions are trusted (<data-dir>/identities/keyring.json); env RUNBOOK_KEYRING")
+	fs.BoolVar(&o.InsecureNoAuth, "insecure-no-auth", false, "connect without credentials and trust unsigned decisions: for experiments only")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: %s [flags]\n\nRuns runbook's %s service against a NATS JetStream server.\n\n", name, name)
 		fs.PrintDefaults()
@@ -102,20 +124,43 @@ func MainWithFlags(name string, flags func(*flag.FlagSet), build func(Deps) (Ser
 func run(ctx context.Context, name string, o Options, build func(Deps) (Service, error)) error {
 	log := NewLogger(o.LogLevel).With("service", name)
 	host, _ := os.Hostname()
-	nc, err := eventbus.Connect(o.NATSURL, "runbook-"+name)
+	var copts []nats.Option
+	var signer nkeys.KeyPair
+	var keyring *auth.KeyringFile
+	switch {
+	case o.InsecureNoAuth:
+		log.Warn("INSECURE: --insecure-no-auth: connecting without credentials and trusting unsigned decisions; never run production this way")
+	case o.Creds == "":
+		return fmt.Errorf("no credentials: give --creds FILE (env RUNBOOK_CREDS), the %s identity's seed (runbook serve writes <data-dir>/identities/%s.nk; runbook identity create %s --role %s makes one), or --insecure-no-auth for experiments", name, name, name, name)
+	default:
+		id, err := auth.Open(o.Creds)
+		if err != nil {
+			return err
+		}
+		copts, signer = id.Options(), id.KP
+		if o.Keyring != "" {
+			keyring = auth.NewKeyringFile(o.Keyring)
+			if _, err := keyring.Keyring(); err != nil {
+				return err
+			}
+		}
+	}
+	nc, err := eventbus.Connect(o.NATSURL, "runbook-"+name, copts...)
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
 	bctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	bus, err := eventbus.NewBus(bctx, nc, eventbus.Options{Source: name + "/" + host, Provision: true, Streams: eventbus.StreamOptions{Replicas: o.Replicas}})
+	// With credentials the streams are the admin's to create (runbook serve,
+	// or runbook provision): a service only looks them up.
+	bus, err := eventbus.NewBus(bctx, nc, eventbus.Options{Source: name + "/" + host, Provision: o.InsecureNoAuth, Streams: eventbus.StreamOptions{Replicas: o.Replicas}, Signer: signer})
 	if err != nil {
 		return err
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	svc, err := build(Deps{Bus: bus, Log: log, Registry: reg, Metrics: eventbus.NewMetrics(reg), AckWait: o.AckWait})
+	svc, err := build(Deps{Bus: bus, Log: log, Registry: reg, Metrics: eventbus.NewMetrics(reg), AckWait: o.AckWait, Keyring: keyring, Insecure: o.InsecureNoAuth})
 	if err != nil {
 		return err
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kis-core/runbook/domain/plan"
+	"github.com/kis-core/runbook/domain/trust"
 	"github.com/kis-core/runbook/eventbus"
 	"github.com/kis-core/runbook/eventbus/runplan"
 	runbookv1 "github.com/kis-core/runbook/proto/runbook/v1"
@@ -33,6 +34,10 @@ const Durable = "deployer"
 // Options of the deployer.
 type Options struct {
 	Consumer eventbus.ConsumerOptions
+	// Keyring holds the identities whose signed decisions count (approvals,
+	// rejections, cancels, operators' rollback requests); nil trusts
+	// unsigned ones (--insecure-no-auth).
+	Keyring Keyring
 	// Env looks up variables named by *_env fields (default os.LookupEnv).
 	Env func(string) (string, bool)
 	// StepFault, for tests only: called after each step that succeeded; an
@@ -73,6 +78,37 @@ type activeDeploy struct {
 }
 
 var errRollbackRequested = errors.New("rollback requested")
+
+// Keyring is where the deployer reads the identities it trusts (a file
+// read again when it changes: auth.KeyringFile).
+type Keyring interface {
+	Keyring() (*trust.Keyring, error)
+}
+
+// keyring is the keyring now; nil when signatures are not required.
+func (s *Service) keyring() (*trust.Keyring, error) {
+	if s.o.Keyring == nil {
+		return nil, nil
+	}
+	kr, err := s.o.Keyring.Keyring()
+	if err != nil {
+		return nil, fmt.Errorf("read the keyring: %w", err)
+	}
+	return kr, nil
+}
+
+// history reads the run and folds it, checking people's signatures.
+func (s *Service) history(ctx context.Context, run string) (*runView, error) {
+	hist, err := s.bus.RunHistory(ctx, run)
+	if err != nil {
+		return nil, err
+	}
+	kr, err := s.keyring()
+	if err != nil {
+		return nil, err
+	}
+	return viewOf(hist, kr), nil
+}
 
 // New makes the deployer.
 func New(bus *eventbus.Bus, o Options, log *slog.Logger, m *eventbus.Metrics, reg prometheus.Registerer) *Service {
@@ -172,13 +208,13 @@ func (s *Service) deploy(ctx context.Context, ev *runbookv1.Event) error {
 	var v *runView
 	var p *plan.Plan
 	var cr *runbookv1.Event
+	var err error
 waitLoop:
 	for {
-		hist, err := s.bus.RunHistory(ctx, run)
+		v, err = s.history(ctx, run)
 		if err != nil {
 			return err
 		}
-		v = viewOf(hist)
 		if !v.preflightPassed || v.deployFinished || v.rollbackStarted != nil || v.stopped != "" {
 			return nil // not open yet, or already decided
 		}
@@ -213,11 +249,9 @@ waitLoop:
 		}
 		// The stream's order decides a race with a rejection (or a
 		// cancel) published while the gate opened: read it again.
-		hist, err := s.bus.RunHistory(ctx, run)
-		if err != nil {
+		if v, err = s.history(ctx, run); err != nil {
 			return err
 		}
-		v = viewOf(hist)
 	} else {
 		log.Info("resuming deploy after a restart")
 	}
@@ -244,9 +278,10 @@ waitLoop:
 	}()
 
 	var done int32
-	failure := s.runList(dctx, run, cr, "deploy", "steps", p.Deploy.Steps, v, &done)
+	ex := s.exec.ForPlan(p) // redacts every secret the plan names
+	failure := s.runList(dctx, ex, run, cr, "deploy", "steps", p.Deploy.Steps, v, &done)
 	if failure == nil {
-		failure = s.runHealth(dctx, run, p.Deploy.Health, v, &done)
+		failure = s.runHealth(dctx, ex, run, p.Deploy.Health, v, &done)
 	}
 	var fe *faultError
 	if failure != nil && errors.As(failure.err, &fe) {
@@ -257,7 +292,7 @@ waitLoop:
 		return ctx.Err() // shutting down: the message is handed back, the run resumes
 	}
 	if !interrupted && len(p.Deploy.Finally) > 0 {
-		if ferr := s.runList(ctx, run, cr, "deploy", "finally", p.Deploy.Finally, v, &done); ferr != nil && failure == nil {
+		if ferr := s.runList(ctx, ex, run, cr, "deploy", "finally", p.Deploy.Finally, v, &done); ferr != nil && failure == nil {
 			failure = ferr
 		}
 	}
@@ -298,8 +333,9 @@ type stepFailure struct {
 	err  error
 }
 
-// runList runs one list of steps, skipping those the run already finished.
-func (s *Service) runList(ctx context.Context, run string, cr *runbookv1.Event, phase, list string, ss []plan.Step, v *runView, done *int32) *stepFailure {
+// runList runs one list of steps with ex (s.exec for the run's plan),
+// skipping those the run already finished.
+func (s *Service) runList(ctx context.Context, ex *steps.Executor, run string, cr *runbookv1.Event, phase, list string, ss []plan.Step, v *runView, done *int32) *stepFailure {
 	for i, st := range ss {
 		k := stepKey{list, int32(i)}
 		name := st.Label()
@@ -333,8 +369,8 @@ func (s *Service) runList(ctx context.Context, run string, cr *runbookv1.Event, 
 			if v.backupDir != "" {
 				env[steps.BackupDirEnv] = v.backupDir // the run's own backup, for restore steps and commands
 			}
-			out := s.startOutput(ctx, run, list, i, attempt, s.exec.Secrets(st))
-			res := s.exec.RunOutput(ctx, st, env, out.write)
+			out := s.startOutput(ctx, run, list, i, attempt, ex.Secrets(st))
+			res := ex.RunOutput(ctx, st, env, out.write)
 			out.close() // its last output event goes before the outcome
 			s.stepT.WithLabelValues(phase, st.Kind()).Observe(time.Since(t0).Seconds())
 			end := &runbookv1.StepEvent{Index: int32(i), Name: name, Kind: st.Kind(), Attempt: attempt, List: list,
@@ -375,8 +411,9 @@ func (s *Service) runList(ctx context.Context, run string, cr *runbookv1.Event, 
 }
 
 // runHealth runs the seed's health_check(): initial delay, then up to
-// attempts GETs at interval.
-func (s *Service) runHealth(ctx context.Context, run string, hs []plan.HealthCheck, v *runView, done *int32) *stepFailure {
+// attempts GETs at interval. ex (s.exec for the run's plan) redacts the
+// plan's secrets from every result.
+func (s *Service) runHealth(ctx context.Context, ex *steps.Executor, run string, hs []plan.HealthCheck, v *runView, done *int32) *stepFailure {
 	for i, h := range hs {
 		k := stepKey{"health", int32(i)}
 		name := "health " + h.URL
@@ -395,7 +432,7 @@ func (s *Service) runHealth(ctx context.Context, run string, hs []plan.HealthChe
 		var last steps.Result
 		ok := sleep(ctx, h.EffectiveInitialDelay())
 		for n := 1; ok && n <= attempts; n++ {
-			last = s.exec.Health(ctx, h)
+			last = ex.Health(ctx, h)
 			if last.Err == nil {
 				lines = append(lines, last.OutputTail)
 				break
@@ -434,6 +471,15 @@ func (s *Service) rollback(ctx context.Context, ev *runbookv1.Event, rr *runbook
 	p, cr, err := runplan.Load(ctx, s.bus, run)
 	if err != nil {
 		return err
+	}
+	if kr, err := s.keyring(); err != nil {
+		return err
+	} else if kr != nil && (ev.GetSignature() != nil || rr.GetRequestedBy() == "operator") {
+		// An operator's request is a person's decision: it must be signed.
+		if _, err := trust.Verify(kr, ev, cr.GetChangeRequested().GetPlanSha256(), ""); err != nil {
+			log.Warn("rollback request refused", "err", err)
+			return eventbus.Permanent(fmt.Errorf("rollback request refused: %w", err))
+		}
 	}
 	// A run that never deployed anything has nothing to roll back: the
 	// rollback is recorded (it also stops the run) and runs no step.
@@ -476,11 +522,10 @@ func (s *Service) rollback(ctx context.Context, ev *runbookv1.Event, rr *runbook
 			return ctx.Err()
 		}
 	}
-	hist, err := s.bus.RunHistory(ctx, run)
+	v, err := s.history(ctx, run)
 	if err != nil {
 		return err
 	}
-	v := viewOf(hist)
 	if v.rollbackEnded {
 		return nil
 	}
@@ -489,7 +534,7 @@ func (s *Service) rollback(ctx context.Context, ev *runbookv1.Event, rr *runbook
 	if first, _ := s.bus.LastEvent(ctx, run, "rollback.started"); first != nil && first.Event.GetRollbackStarted().GetSteps() == 0 {
 		rbSteps = nil // the rollback was recorded as one of a run that never deployed
 	}
-	failure := s.runList(ctx, run, cr, "rollback", "rollback", rbSteps, v, &done)
+	failure := s.runList(ctx, s.exec.ForPlan(p), run, cr, "rollback", "rollback", rbSteps, v, &done)
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}

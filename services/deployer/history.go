@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/kis-core/runbook/domain/trust"
 	"github.com/kis-core/runbook/eventbus"
 	runbookv1 "github.com/kis-core/runbook/proto/runbook/v1"
 	"github.com/kis-core/runbook/services/deployer/gate"
@@ -25,6 +26,7 @@ type runView struct {
 	approvalsNeeded []string
 	readyAt         time.Time       // when pre-flight passed
 	decisions       []gate.Decision // approvals and rejections, in stream order
+	requesterKey    string          // the key that signed change.requested
 	ids             map[string]bool // every event id of the run
 	// stopped is the event type (approval.rejected, run.cancelled,
 	// run.expired) that ended the run before its deploy started, if any:
@@ -40,15 +42,32 @@ type runView struct {
 	succeeded       map[stepKey]bool
 }
 
-func viewOf(hist []eventbus.Envelope) *runView {
+// viewOf folds a run's history. With a keyring, people's decisions count
+// only when their signature verifies: a refused rejection or cancel does
+// not stop the run (the gate records refused approvals and rejections).
+func viewOf(hist []eventbus.Envelope, kr *trust.Keyring) *runView {
 	v := &runView{ids: map[string]bool{}, started: map[stepKey]int32{}, ended: map[stepKey]int32{}, succeeded: map[stepKey]bool{}}
+	planSHA := ""
 	for _, e := range hist {
 		ev := e.Event
 		v.ids[ev.GetId()] = true
-		if d, ok := gate.DecisionOf(ev); ok {
+		d, isDecision := gate.Verified(kr, ev, planSHA)
+		if isDecision {
 			v.decisions = append(v.decisions, d)
 		}
+		if kr != nil && ev.GetType() == "run.cancelled" {
+			if _, err := trust.Verify(kr, ev, planSHA, ""); err != nil {
+				continue // not a cancel: refused (see runCancelled)
+			}
+		}
 		switch p := ev.Payload.(type) {
+		case *runbookv1.Event_ChangeRequested:
+			if planSHA == "" {
+				planSHA = p.ChangeRequested.GetPlanSha256()
+				if s := ev.GetSignature(); s != nil {
+					v.requesterKey = s.GetKey()
+				}
+			}
 		case *runbookv1.Event_PreflightPassed:
 			if !v.preflightPassed && ev.GetTime() != nil {
 				v.readyAt = ev.GetTime().AsTime()
@@ -59,6 +78,9 @@ func viewOf(hist []eventbus.Envelope) *runView {
 		case *runbookv1.Event_PlanAssessed:
 			v.approvalsNeeded = p.PlanAssessed.GetApprovalsRequired()
 		case *runbookv1.Event_ApprovalRejected, *runbookv1.Event_RunCancelled, *runbookv1.Event_RunExpired:
+			if d.Invalid != "" {
+				break // a refused rejection stops nothing
+			}
 			if !v.deployStarted && v.stopped == "" {
 				v.stopped = ev.GetType()
 			}

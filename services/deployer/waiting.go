@@ -74,6 +74,7 @@ func (s *Service) judge(ctx context.Context, ev *runbookv1.Event, v *runView, p 
 	run := ev.RunId
 	log := s.log.With("run_id", run)
 	g := gate.NewRun(p, []byte(cr.GetChangeRequested().GetPlanYaml()), cr.GetActor(), v.approvalsNeeded, v.readyAt)
+	g.RequesterKey = v.requesterKey
 	verdict := g.Evaluate(v.decisions, s.o.Now())
 	for _, r := range verdict.Tally.Refused {
 		d := r.Decision

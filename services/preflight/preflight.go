@@ -20,6 +20,7 @@ import (
 
 	"github.com/kis-core/runbook/domain/plan"
 	"github.com/kis-core/runbook/domain/risk"
+	"github.com/kis-core/runbook/domain/trust"
 	"github.com/kis-core/runbook/eventbus"
 	runbookv1 "github.com/kis-core/runbook/proto/runbook/v1"
 	"github.com/kis-core/runbook/services/preflight/backup"
@@ -41,6 +42,12 @@ type Options struct {
 	// ${ENVIRONMENT:-production} (default: Env("ENVIRONMENT"), else
 	// "production").
 	Environment string
+	// Keyring holds the identities allowed to request changes: a change
+	// request must be signed by one (nil: unsigned requests are run, as
+	// with --insecure-no-auth).
+	Keyring interface {
+		Keyring() (*trust.Keyring, error)
+	}
 }
 
 // Service is the preflight service.
@@ -90,6 +97,27 @@ func (s *Service) Run(ctx context.Context) error {
 	return r.Run(ctx)
 }
 
+// checkSignature verifies a change request against the keyring: signed by
+// a requester (or admin) over this run and this exact plan text. The first
+// result is the refusal, the second a failure to read the keyring.
+func (s *Service) checkSignature(ev *runbookv1.Event, cr *runbookv1.ChangeRequested) (refusal, err error) {
+	if s.o.Keyring == nil {
+		return nil, nil
+	}
+	kr, err := s.o.Keyring.Keyring()
+	if err != nil {
+		return nil, fmt.Errorf("read the keyring: %w", err)
+	}
+	sha := plan.Hash([]byte(cr.GetPlanYaml()))
+	if cr.GetPlanSha256() != "" && !strings.EqualFold(cr.GetPlanSha256(), sha) {
+		return fmt.Errorf("plan_sha256 %s is not the sha256 of plan_yaml (%s): the plan was altered", cr.GetPlanSha256(), sha), nil
+	}
+	if _, err := trust.Verify(kr, ev, sha, ""); err != nil {
+		return fmt.Errorf("change request refused: %w", err), nil
+	}
+	return nil, nil
+}
+
 func (s *Service) onChangeRequested(ctx context.Context, ev *runbookv1.Event, cr *runbookv1.ChangeRequested) error {
 	run := ev.RunId
 	log := s.log.With("run_id", run)
@@ -105,6 +133,11 @@ func (s *Service) onChangeRequested(ctx context.Context, ev *runbookv1.Event, cr
 	}
 
 	p, issues := plan.Parse(cr.GetPlanSource(), []byte(cr.GetPlanYaml()))
+	if serr, err := s.checkSignature(ev, cr); err != nil {
+		return err
+	} else if serr != nil {
+		p, issues = nil, []plan.Issue{{Path: "signature", Message: serr.Error()}}
+	}
 	if p == nil {
 		rej := &runbookv1.ChangeRejected{}
 		for _, i := range issues {
@@ -133,7 +166,10 @@ func (s *Service) onChangeRequested(ctx context.Context, ev *runbookv1.Event, cr
 		return err
 	}
 
-	results := s.runner.RunAll(ctx, p.Preflight.Checks)
+	// No result shows the value of a variable the plan names, whichever
+	// check or backup step read it.
+	secrets := s.runner.SecretValues(p)
+	results := s.runner.RunAll(ctx, p.Preflight.Checks, secrets...)
 	var failed []string
 	for _, r := range results {
 		s.results.WithLabelValues(r.Kind, strings.TrimPrefix(r.Status.String(), "CHECK_STATUS_")).Inc()
@@ -151,6 +187,9 @@ func (s *Service) onChangeRequested(ctx context.Context, ev *runbookv1.Event, cr
 		if err != nil && !errors.As(err, &backupErr) {
 			return err // shutting down or the bus failed: redelivery retries
 		}
+		for _, r := range steps {
+			checks.Scrub(r, secrets)
+		}
 		res.Checks = append(res.Checks, steps...)
 	}
 	var out *runbookv1.Event
@@ -158,7 +197,7 @@ func (s *Service) onChangeRequested(ctx context.Context, ev *runbookv1.Event, cr
 		res.Reason = fmt.Sprintf("%d blocking check(s) failed: %s", len(failed), strings.Join(failed, "; "))
 		out = eventbus.New(run, &runbookv1.Event_PreflightFailed{PreflightFailed: res})
 	} else if backupErr != nil {
-		res.Reason = backupErr.Error()
+		res.Reason = checks.ScrubText(backupErr.Error(), secrets)
 		out = eventbus.New(run, &runbookv1.Event_PreflightFailed{PreflightFailed: res})
 	} else {
 		out = eventbus.New(run, &runbookv1.Event_PreflightPassed{PreflightPassed: res})

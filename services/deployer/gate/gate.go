@@ -32,6 +32,7 @@ import (
 	"time"
 
 	"github.com/kis-core/runbook/domain/plan"
+	"github.com/kis-core/runbook/domain/trust"
 	runbookv1 "github.com/kis-core/runbook/proto/runbook/v1"
 )
 
@@ -59,6 +60,22 @@ type Decision struct {
 	Comment    string
 	Reason     string
 	Time       time.Time
+	// Key is the public key that signed the decision (empty: unsigned);
+	// separation of duties compares keys when there are.
+	Key string
+	// Nonce of the signature: a nonce seen before is a replay.
+	Nonce string
+	// Invalid says why the decision's signature is refused (Verified);
+	// empty when it verified or signatures are not required.
+	Invalid string
+}
+
+// person is who decided, as compared: the key when signed, else the name.
+func (d Decision) person() string {
+	if d.Key != "" {
+		return "key:" + d.Key
+	}
+	return "name:" + Norm(d.Person())
 }
 
 // Person is who decided: the approver, or the actor when no approver is
@@ -77,6 +94,8 @@ type Run struct {
 	// Requesters are the names of who asked for the change: the submitter
 	// (change.requested actor) and the plan's requester.name.
 	Requesters []string
+	// RequesterKey is the key that signed the change request ("" unsigned).
+	RequesterKey string
 	// Required are the roles that must approve, in order.
 	Required []string
 	// Named maps a role to the approver the plan names for it.
@@ -183,11 +202,13 @@ func short(h string) string {
 func (r *Run) check(d Decision, verb string) error {
 	person := d.Person()
 	switch {
+	case d.Invalid != "":
+		return errors.New(d.Invalid)
 	case strings.TrimSpace(d.Role) == "":
 		return fmt.Errorf("an %s must name its role", verb)
 	case person == "":
 		return fmt.Errorf("an %s must name its approver", verb)
-	case d.Approver != "" && d.Actor != "" && !SamePerson(d.Approver, d.Actor):
+	case d.Key == "" && d.Approver != "" && d.Actor != "" && !SamePerson(d.Approver, d.Actor):
 		return fmt.Errorf("the %s names %q as approver but was made by %q: one can only decide as oneself", verb, d.Approver, d.Actor)
 	case len(r.Required) == 0:
 		return fmt.Errorf("this run requires no approvals (role %q is not needed)", d.Role)
@@ -197,6 +218,12 @@ func (r *Run) check(d Decision, verb string) error {
 		return fmt.Errorf("an approval binds to the exact plan: this %s names no plan sha256 (the run's plan is %s)", verb, short(r.PlanSHA256))
 	case !strings.EqualFold(d.PlanSHA256, r.PlanSHA256):
 		return fmt.Errorf("an approval binds to the exact plan: this %s is for plan sha256 %s, the run's plan is %s (a changed plan is a new run)", verb, short(d.PlanSHA256), short(r.PlanSHA256))
+	}
+	if d.Key != "" && d.Key == r.RequesterKey {
+		if verb == "rejection" {
+			return fmt.Errorf("%s signed this change request: the requester cannot reject their own change", person)
+		}
+		return fmt.Errorf("%s signed this change request: the requester cannot approve their own change", person)
 	}
 	for _, req := range r.Requesters {
 		if SamePerson(person, req) {
@@ -220,11 +247,11 @@ func (r *Run) Check(accepted map[string]Decision, d Decision) error {
 		return err
 	}
 	person := d.Person()
-	if a, ok := accepted[d.Role]; ok && !SamePerson(a.Person(), person) {
+	if a, ok := accepted[d.Role]; ok && a.person() != d.person() {
 		return fmt.Errorf("%s was already approved by %s: a role is filled once", d.Role, a.Person())
 	}
 	for _, role := range r.Required {
-		if a, ok := accepted[role]; ok && role != d.Role && SamePerson(a.Person(), person) {
+		if a, ok := accepted[role]; ok && role != d.Role && a.person() == d.person() {
 			return fmt.Errorf("%s already approved as %s: one person cannot fill two roles of the same run", person, role)
 		}
 	}
@@ -246,12 +273,24 @@ func (r *Run) CheckReject(d Decision) error {
 func (r *Run) Tally(ds []Decision) Tally {
 	t := Tally{Accepted: map[string]Decision{}}
 	seen := map[string]bool{}
+	nonces := map[string]string{} // nonce → the event id that used it first
 	for _, d := range ds {
 		if d.ID != "" {
 			if seen[d.ID] {
 				continue
 			}
 			seen[d.ID] = true
+		}
+		if d.Nonce != "" && d.Invalid == "" {
+			if first, ok := nonces[d.Nonce]; ok {
+				d.Invalid = fmt.Sprintf("replayed: its signature's nonce was already used by %s", first)
+			} else {
+				nonces[d.Nonce] = d.ID
+			}
+		}
+		if d.Invalid != "" {
+			t.Refused = append(t.Refused, Refusal{Decision: d, Reason: d.Invalid})
+			continue
 		}
 		switch d.Kind {
 		case Reject:
@@ -455,6 +494,32 @@ func DecisionOf(ev *runbookv1.Event) (Decision, bool) {
 	}
 	if ev.GetTime() != nil {
 		d.Time = ev.GetTime().AsTime()
+	}
+	if sig := ev.GetSignature(); sig != nil {
+		d.Key, d.Nonce = sig.GetKey(), sig.GetNonce()
+	}
+	return d, true
+}
+
+// Verified reads a decision as DecisionOf does and, with a keyring,
+// checks its signature (trust.Verify) over the run's plan planSHA and its
+// role: a decision that is unsigned, signed by an unknown or revoked key,
+// for another run, plan, role or decision, or whose approver is not the
+// signer's identity, is Invalid and the gate refuses it. Without a keyring
+// (--insecure-no-auth) signatures are not required.
+func Verified(kr *trust.Keyring, ev *runbookv1.Event, planSHA string) (Decision, bool) {
+	d, ok := DecisionOf(ev)
+	if !ok || kr == nil {
+		return d, ok
+	}
+	signed, err := trust.Verify(kr, ev, planSHA, d.Role)
+	switch {
+	case err != nil:
+		d.Invalid = "refused signature: " + err.Error()
+	case d.Approver != "" && !SamePerson(d.Approver, signed.Identity.Name):
+		d.Invalid = fmt.Sprintf("the decision names %q as approver but was signed by %s: one can only decide as oneself", d.Approver, signed.Identity.Name)
+	default:
+		d.Approver = signed.Identity.Name
 	}
 	return d, true
 }

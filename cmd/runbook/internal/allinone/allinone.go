@@ -17,10 +17,13 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/kis-core/runbook/eventbus"
+	"github.com/kis-core/runbook/eventbus/auth"
 	"github.com/kis-core/runbook/eventbus/embedded"
 	"github.com/kis-core/runbook/eventbus/svcmain"
 	"github.com/kis-core/runbook/services/deployer"
@@ -76,6 +79,22 @@ type Options struct {
 	// Without names services not to run here (tests run them elsewhere,
 	// e.g. the deployer as a separate process).
 	Without []string
+
+	// IdentityDir holds the identities (keyring.json and the seeds of
+	// admin and the five services, made on first start); default
+	// <DataDir>/identities. With an external NATS it must hold the
+	// services' seeds, and the server must know their keys.
+	IdentityDir string
+	// InsecureNoAuth runs without authentication: anonymous clients get
+	// every permission and unsigned decisions are trusted. Experiments only;
+	// every start says so.
+	InsecureNoAuth bool
+	// HTTPAllowedHosts are the names the read API answers to beyond the
+	// listen host and loopback (DNS rebinding: other Host headers get 421).
+	HTTPAllowedHosts []string
+	// KeyringPoll is how often the keyring file is checked for new or
+	// revoked identities (default 1s).
+	KeyringPoll time.Duration
 }
 
 // Server is a running all-in-one runbook.
@@ -83,7 +102,11 @@ type Server struct {
 	o        Options
 	log      *slog.Logger
 	ns       *server.Server
+	nsOpts   embedded.Options
 	nc       *nats.Conn
+	conns    []*nats.Conn
+	ids      auth.Store
+	keyring  *auth.KeyringFile
 	url      string
 	httpAddr string
 	httpSrv  *http.Server
@@ -105,6 +128,31 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		o.ShutdownTimeout = 15 * time.Second
 	}
 	s := &Server{o: o, log: o.Log, url: o.NATSURL}
+	var users []*server.NkeyUser
+	if o.InsecureNoAuth {
+		o.Log.Warn("INSECURE: --insecure-no-auth: anyone who reaches NATS may run commands, approve and erase the audit; unsigned decisions are trusted. Never run production this way")
+	} else {
+		dir := o.IdentityDir
+		if dir == "" {
+			if o.DataDir == "" {
+				return nil, errors.New("--data-dir (or --identity-dir) is required: the identities live there")
+			}
+			dir = filepath.Join(o.DataDir, "identities")
+		}
+		s.ids = auth.Store{Dir: dir}
+		if s.url == "" {
+			// First start: admin and one identity per service.
+			if err := s.ids.Ensure(auth.ServeIdentities()); err != nil {
+				return nil, err
+			}
+		}
+		s.keyring = auth.NewKeyringFile(s.ids.KeyringPath())
+		kr, err := s.keyring.Keyring()
+		if err != nil {
+			return nil, err
+		}
+		users = auth.Users(kr)
+	}
 	if s.url == "" {
 		host, port, err := splitListen(o.NATSListen)
 		if err != nil {
@@ -117,25 +165,58 @@ func New(ctx context.Context, o Options) (*Server, error) {
 			return nil, fmt.Errorf("data dir %s: %w", o.DataDir, err)
 		}
 		abs, _ := filepath.Abs(o.DataDir)
-		ns, err := embedded.Start(embedded.Options{Host: host, Port: port, StoreDir: abs, NoSync: o.NoSync})
+		s.nsOpts = embedded.Options{Host: host, Port: port, StoreDir: abs, NoSync: o.NoSync, Users: users, InsecureNoAuth: o.InsecureNoAuth}
+		ns, err := embedded.Start(s.nsOpts)
 		if err != nil {
 			return nil, err
 		}
 		s.ns = ns
 		s.url = ns.ClientURL()
 	}
-	nc, err := eventbus.Connect(s.url, "runbook-serve")
+	// The admin creates the streams; each service then connects as itself.
+	admin, err := s.connect("admin", "runbook-serve-admin")
 	if err != nil {
 		s.shutdownNATS()
 		return nil, err
 	}
-	s.nc = nc
+	pctx, pcancel := context.WithTimeout(ctx, 15*time.Second)
+	err = eventbus.EnsureStreams(pctx, jetstreamOf(admin), eventbus.StreamOptions{Replicas: o.Replicas})
+	pcancel()
+	admin.Close()
+	if err != nil {
+		s.shutdownNATS()
+		return nil, fmt.Errorf("provision streams as admin: %w", err)
+	}
 	host, _ := os.Hostname()
 	m := eventbus.NewMetrics(o.Registry)
+	buses := map[string]*eventbus.Bus{}
 	bus := func(name string) (*eventbus.Bus, error) {
+		identity := name
+		if name == "api" {
+			identity = "reporter"
+		}
+		if b, ok := buses[identity]; ok && name == "api" {
+			return b, nil
+		}
+		nc, err := s.connect(identity, "runbook-"+name)
+		if err != nil {
+			return nil, err
+		}
+		var signer nkeys.KeyPair
+		if !o.InsecureNoAuth {
+			id, err := auth.Open(s.ids.SeedPath(identity))
+			if err != nil {
+				return nil, err
+			}
+			signer = id.KP
+		}
 		bctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 		defer cancel()
-		return eventbus.NewBus(bctx, nc, eventbus.Options{Source: name + "/" + host, Provision: true, Streams: eventbus.StreamOptions{Replicas: o.Replicas}})
+		b, err := eventbus.NewBus(bctx, nc, eventbus.Options{Source: name + "/" + host, Signer: signer})
+		if err == nil {
+			buses[identity] = b
+		}
+		return b, err
 	}
 	s.services = map[string]svcmain.Service{}
 	for _, name := range []string{"preflight", "deployer", "monitor", "tester", "reporter"} {
@@ -150,9 +231,17 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		log := o.Log.With("service", name)
 		switch name {
 		case "preflight":
-			s.services[name] = preflight.New(b, preflight.Options{Consumer: o.Preflight}, log, m, o.Registry)
+			po := preflight.Options{Consumer: o.Preflight}
+			if s.keyring != nil {
+				po.Keyring = s.keyring
+			}
+			s.services[name] = preflight.New(b, po, log, m, o.Registry)
 		case "deployer":
-			s.services[name] = deployer.New(b, deployer.Options{Consumer: o.Deployer, StepFault: o.DeployerStepFault}, log, m, o.Registry)
+			do := deployer.Options{Consumer: o.Deployer, StepFault: o.DeployerStepFault}
+			if s.keyring != nil {
+				do.Keyring = s.keyring
+			}
+			s.services[name] = deployer.New(b, do, log, m, o.Registry)
 		case "monitor":
 			s.services[name] = monitor.New(b, monitor.Options{Consumer: o.Monitor, Sources: source.Config{Getenv: os.LookupEnv}}, log, m, o.Registry)
 		case "tester":
@@ -191,7 +280,20 @@ func New(ctx context.Context, o Options) (*Server, error) {
 				s.close()
 				return nil, err
 			}
-			a := api.New(api.Options{Model: s.Reporter.Model(), Bus: b, Log: o.Log.With("component", "api")})
+			ao := api.Options{Model: s.Reporter.Model(), Bus: b, Log: o.Log.With("component", "api"),
+				ListenAddr: o.HTTPListen, RequireToken: !api.IsLoopback(o.HTTPListen), AllowedHosts: o.HTTPAllowedHosts, AllowedHostsFlag: "--http-allowed-host"}
+			if s.keyring != nil {
+				// Bearer tokens of the keyring's identities (viewers and up).
+				ao.Authorize = func(token string) (string, bool) {
+					kr, err := s.keyring.Keyring()
+					if err != nil {
+						return "", false
+					}
+					id, ok := kr.ByToken(auth.TokenSHA256(token), time.Now())
+					return id.Name, ok
+				}
+			}
+			a := api.New(ao)
 			s.services["api"] = a
 			app.Handle("/", a.Handler())
 		}
@@ -205,9 +307,44 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	return s, nil
 }
 
+// connect opens a connection as identity (ignored without auth), closed
+// at shutdown.
+func (s *Server) connect(identity, name string) (*nats.Conn, error) {
+	var opts []nats.Option
+	if !s.o.InsecureNoAuth {
+		id, err := auth.Open(s.ids.SeedPath(identity))
+		if err != nil {
+			return nil, err
+		}
+		opts = id.Options()
+	}
+	nc, err := eventbus.Connect(s.url, name, opts...)
+	if err != nil {
+		return nil, err
+	}
+	if identity != "admin" {
+		s.conns = append(s.conns, nc)
+	}
+	return nc, nil
+}
+
+// Creds is the seed file of identity name (admin, preflight, ...): what a
+// client passes as --creds. "" without authentication.
+func (s *Server) Creds(name string) string {
+	if s.o.InsecureNoAuth {
+		return ""
+	}
+	return s.ids.SeedPath(name)
+}
+
+// Identities is the identity store (keyring and seeds).
+func (s *Server) Identities() auth.Store { return s.ids }
+
 func (s *Server) healthy() error {
-	if !s.nc.IsConnected() {
-		return errors.New("NATS disconnected")
+	for _, nc := range s.conns {
+		if !nc.IsConnected() {
+			return errors.New("NATS disconnected")
+		}
 	}
 	if s.ns != nil && !s.ns.JetStreamEnabled() {
 		return errors.New("embedded JetStream is not running")
@@ -239,7 +376,11 @@ func (s *Server) Run(ctx context.Context) error {
 			}
 		}()
 	}
-	s.log.Info("runbook serving", "nats", s.url, "http", s.httpAddr, "embedded", s.ns != nil)
+	if s.ns != nil && s.keyring != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); s.watchKeyring(sctx) }()
+	}
+	s.log.Info("runbook serving", "nats", s.url, "http", s.httpAddr, "embedded", s.ns != nil, "auth", !s.o.InsecureNoAuth)
 	wg.Wait()
 	close(errs)
 	var runErr error
@@ -256,11 +397,11 @@ func (s *Server) close() {
 	if s.httpSrv != nil {
 		_ = s.httpSrv.Shutdown(ctx)
 	}
-	if s.nc != nil {
-		if err := svcmain.Drain(ctx, s.nc); err != nil {
+	for _, nc := range s.conns {
+		if err := svcmain.Drain(ctx, nc); err != nil {
 			s.log.Warn("NATS drain", "err", err)
 		}
-		s.nc.Close()
+		nc.Close()
 	}
 	s.shutdownNATS()
 	if s.store != nil {
@@ -273,4 +414,45 @@ func (s *Server) shutdownNATS() {
 		s.ns.Shutdown()
 		s.ns.WaitForShutdown()
 	}
+}
+
+// watchKeyring gives the embedded server the keyring's identities whenever
+// the file changes: `runbook identity create` lets a new key in at once,
+// `revoke` shuts one out (its connections are closed).
+func (s *Server) watchKeyring(ctx context.Context) {
+	poll := s.o.KeyringPoll
+	if poll <= 0 {
+		poll = time.Second
+	}
+	last, _ := s.keyring.Keyring()
+	t := time.NewTicker(poll)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		kr, err := s.keyring.Keyring()
+		if err != nil {
+			s.log.Error("keyring unreadable: the server keeps the identities it has", "path", s.keyring.Path(), "err", err)
+			continue
+		}
+		if kr == last {
+			continue
+		}
+		last = kr
+		o := s.nsOpts
+		o.Users = auth.Users(kr)
+		if err := embedded.Reload(s.ns, o); err != nil {
+			s.log.Error("keyring changed but the server could not take it", "err", err)
+			continue
+		}
+		s.log.Info("keyring reloaded", "identities", len(kr.Identities), "active", len(o.Users))
+	}
+}
+
+func jetstreamOf(nc *nats.Conn) jetstream.JetStream {
+	js, _ := jetstream.New(nc) // fails only on bad options
+	return js
 }

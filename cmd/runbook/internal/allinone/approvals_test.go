@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kis-core/runbook/cmd/runbook/internal/allinone"
 	"github.com/kis-core/runbook/cmd/runbook/internal/cli"
 	"github.com/kis-core/runbook/domain/plan"
 	"github.com/kis-core/runbook/eventbus"
@@ -65,7 +66,9 @@ deploy:
 // bypassing it); a rejection ends the run REJECTED; approvals that never
 // come end it EXPIRED.
 func TestApprovalGate(t *testing.T) {
-	p := startPipeline(t, nil)
+	// Name-based approvals: the --insecure-no-auth mode (signed approvals:
+	// signed_approvals_test.go).
+	p := startPipeline(t, func(o *allinone.Options) { o.InsecureNoAuth = true })
 
 	t.Run("three roles", func(t *testing.T) {
 		t.Parallel()

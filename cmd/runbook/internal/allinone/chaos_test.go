@@ -48,10 +48,10 @@ func (c *pgCluster) ctl(t *testing.T, action string, extra ...string) {
 	}
 }
 
-func startReporter(t *testing.T, bin, natsURL, dbURL string, n int) *proc {
+func startReporter(t *testing.T, bin, natsURL, creds, dbURL string, n int) *proc {
 	t.Helper()
 	return startProc(t, bin, filepath.Join(filepath.Dir(bin), fmt.Sprintf("reporter-%d.log", n)),
-		"--nats-url", natsURL, "--database-url", dbURL, "--metrics-listen", "127.0.0.1:0")
+		"--nats-url", natsURL, "--database-url", dbURL, "--metrics-listen", "127.0.0.1:0", "--creds", creds)
 }
 
 // 20 runs while the reporter (its own process, PostgreSQL read model) is
@@ -101,12 +101,12 @@ func TestReporterKilledAndPostgresRestarted(t *testing.T) {
 		}
 	}
 
-	r1 := startReporter(t, bin, url, dbURL, 1)
+	r1 := startReporter(t, bin, url, p.srv.Creds("reporter"), dbURL, 1)
 	submit(5)
 	natstest.Eventually(t, 60*time.Second, "two runs reported by the first reporter", func() bool { return reported() >= 2 })
 	r1.kill() // 1st SIGKILL, runs in flight
 	submit(5)
-	r2 := startReporter(t, bin, url, dbURL, 2)
+	r2 := startReporter(t, bin, url, p.srv.Creds("reporter"), dbURL, 2)
 	natstest.Eventually(t, 60*time.Second, "ten runs reported", func() bool { return reported() == 10 })
 
 	pg.ctl(t, "stop", "-m", "fast")
@@ -137,7 +137,7 @@ func TestReporterKilledAndPostgresRestarted(t *testing.T) {
 	submit(3)
 	r2.kill() // 2nd SIGKILL, runs in flight
 	submit(2)
-	r3 := startReporter(t, bin, url, dbURL, 3)
+	r3 := startReporter(t, bin, url, p.srv.Creds("reporter"), dbURL, 3)
 	natstest.Eventually(t, 90*time.Second, "all 20 runs reported", func() bool { return reported() == 20 })
 	if !t.Failed() {
 		defer func() {
@@ -185,7 +185,7 @@ func TestReporterKilledAndPostgresRestarted(t *testing.T) {
 		}
 	}
 	var out, errOut bytes.Buffer
-	if code := cli.Execute(ctx, []string{"audit", "verify", "--nats-url", url, "--database-url", dbURL}, &out, &errOut); code != 0 {
+	if code := cli.Execute(ctx, []string{"audit", "verify", "--nats-url", url, "--database-url", dbURL, "--creds", p.srv.Creds("admin")}, &out, &errOut); code != 0 {
 		t.Fatalf("audit verify: exit %d\n%s%s", code, out.String(), errOut.String())
 	}
 	t.Log(strings.TrimSpace(out.String()))

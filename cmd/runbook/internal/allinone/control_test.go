@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/kis-core/runbook/cmd/runbook/internal/cli"
+	"github.com/kis-core/runbook/domain/trust"
+	"github.com/kis-core/runbook/eventbus/natstest"
 )
 
 const slowPlan = `change_request: {id: CR-C, title: "control", type: maintenance, priority: low}
@@ -29,10 +31,10 @@ deploy:
     - {name: noop, command: {argv: ["true"]}}
 `
 
-func runCLI(t *testing.T, url string, args ...string) (int, string) {
+func runCLI(t *testing.T, url, creds string, args ...string) (int, string) {
 	t.Helper()
 	var out, errOut bytes.Buffer
-	code := cli.Execute(context.Background(), append(args, "--nats-url", url), &out, &errOut)
+	code := cli.Execute(context.Background(), append(args, "--nats-url", url, "--creds", creds), &out, &errOut)
 	return code, out.String() + errOut.String()
 }
 
@@ -42,11 +44,20 @@ func runCLI(t *testing.T, url string, args ...string) (int, string) {
 func TestOperatorRollbackAndCancel(t *testing.T) {
 	p := startPipeline(t, nil)
 	url := p.srv.NATSURL()
+	// The operator is a requester of the keyring: signed cancel and rollback.
+	if _, err := p.srv.Identities().Create("oncall", trust.Requester, ""); err != nil {
+		t.Fatal(err)
+	}
+	creds := p.srv.Identities().SeedPath("oncall")
+	natstest.Eventually(t, 10*time.Second, "oncall accepted by the server", func() bool {
+		code, _ := runCLI(t, url, creds, "runs")
+		return code == 0
+	})
 
 	run := p.submit(t, []byte(slowPlan))
 	p.waitFor(t, run, "deploy.step.started")
 	start := time.Now()
-	if code, out := runCLI(t, url, "rollback", run, "--reason", "customers report errors", "--as", "oncall"); code != 0 {
+	if code, out := runCLI(t, url, creds, "rollback", run, "--reason", "customers report errors", "--as", "oncall"); code != 0 {
 		t.Fatalf("rollback: exit %d %s", code, out)
 	}
 	rr := p.report(t, run, 30*time.Second)
@@ -56,13 +67,13 @@ func TestOperatorRollbackAndCancel(t *testing.T) {
 	if d := time.Since(start); d > 10*time.Second {
 		t.Errorf("rollback of a running sleep 600 took %s", d)
 	}
-	if code, out := runCLI(t, url, "rollback", run, "--reason", "again"); code != 6 || !strings.Contains(out, "already ended ROLLED_BACK") {
+	if code, out := runCLI(t, url, creds, "rollback", run, "--reason", "again"); code != 6 || !strings.Contains(out, "already ended ROLLED_BACK") {
 		t.Fatalf("rollback of an ended run: exit %d %s", code, out)
 	}
 
 	waiting := p.submit(t, []byte(waitingPlan))
 	p.waitFor(t, waiting, "run.waiting")
-	if code, out := runCLI(t, url, "cancel", waiting, "--reason", "window moved", "--as", "oncall"); code != 0 {
+	if code, out := runCLI(t, url, creds, "cancel", waiting, "--reason", "window moved", "--as", "oncall"); code != 0 {
 		t.Fatalf("cancel: exit %d %s", code, out)
 	}
 	rr = p.report(t, waiting, 30*time.Second)

@@ -17,11 +17,13 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
 
 	"github.com/kis-core/runbook/cmd/runbook/internal/allinone"
 	"github.com/kis-core/runbook/cmd/runbook/internal/cli"
 	"github.com/kis-core/runbook/domain/plan"
 	"github.com/kis-core/runbook/eventbus"
+	"github.com/kis-core/runbook/eventbus/auth"
 	"github.com/kis-core/runbook/eventbus/natstest"
 	"github.com/kis-core/runbook/examples/estimator"
 	runbookv1 "github.com/kis-core/runbook/proto/runbook/v1"
@@ -110,7 +112,17 @@ func startPipeline(t testing.TB, tweak func(*allinone.Options)) *pipeline {
 	}
 	done := make(chan error, 1)
 	go func() { done <- srv.Run(ctx) }()
-	nc, err := eventbus.Connect(srv.NATSURL(), "e2e")
+	// The test acts as admin (it publishes what people and services would).
+	var copts []nats.Option
+	var signer nkeys.KeyPair
+	if c := srv.Creds("admin"); c != "" {
+		id, err := auth.Open(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		copts, signer = id.Options(), id.KP
+	}
+	nc, err := eventbus.Connect(srv.NATSURL(), "e2e", copts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,7 +137,7 @@ func startPipeline(t testing.TB, tweak func(*allinone.Options)) *pipeline {
 		})
 	}
 	t.Cleanup(stop)
-	bus, err := eventbus.NewBus(ctx, nc, eventbus.Options{Source: "e2e"})
+	bus, err := eventbus.NewBus(ctx, nc, eventbus.Options{Source: "e2e", Signer: signer})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -272,7 +284,9 @@ func TestGoodPlanSucceedsBadPlanRollsBack(t *testing.T) {
 }
 
 func TestJSONChangeRequestedFromPlainNATS(t *testing.T) {
-	p := startPipeline(t, nil)
+	// The wire format from a script, on an open server (--insecure-no-auth):
+	// with authentication a change request must also be signed.
+	p := startPipeline(t, func(o *allinone.Options) { o.InsecureNoAuth = true })
 	nc, err := nats.Connect(p.srv.NATSURL())
 	if err != nil {
 		t.Fatal(err)
@@ -313,6 +327,9 @@ deploy:
       comand: {argv: ["true"]}
 `
 	ev := eventbus.New("BAD-RUN-1", &runbookv1.Event_ChangeRequested{ChangeRequested: &runbookv1.ChangeRequested{PlanYaml: bad, PlanSource: "bad.yaml"}})
+	if err := p.bus.Sign(ev, plan.Hash([]byte(bad)), "requester"); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := p.bus.Publish(context.Background(), ev); err != nil {
 		t.Fatal(err)
 	}
@@ -417,9 +434,22 @@ deploy:
 	}
 }
 
-func natsConn(t testing.TB, url string) *nats.Conn {
+// natsConn connects as the admin of srv (anonymously when srv has no
+// authentication).
+func natsConn(t testing.TB, url string, creds ...string) *nats.Conn {
 	t.Helper()
-	nc, err := nats.Connect(url)
+	var opts []nats.Option
+	for _, c := range creds {
+		if c == "" {
+			continue
+		}
+		id, err := auth.Open(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		opts = append(opts, id.Options()...)
+	}
+	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

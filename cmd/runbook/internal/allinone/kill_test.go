@@ -85,7 +85,7 @@ func TestDeployerKill9(t *testing.T) {
 
 	dir := t.TempDir()
 	logPath := filepath.Join(dir, "deployer.log")
-	dep := startProc(t, depBin, logPath, "--nats-url", s.ClientURL(), "--metrics-listen", "127.0.0.1:0", "--ack-wait", "2s")
+	dep := startProc(t, depBin, logPath, "--nats-url", s.ClientURL(), "--metrics-listen", "127.0.0.1:0", "--ack-wait", "2s", "--insecure-no-auth")
 
 	effects := filepath.Join(dir, "steps.log")
 	data := []byte(fmt.Sprintf(killPlan, effects))

@@ -182,7 +182,7 @@ func TestMonitorKilledMidWindow(t *testing.T) {
 	s := serveWithout(t, "monitor")
 	p := &pipeline{bus: natstest.Bus(t, s, "kill-monitor")}
 	logPath := filepath.Join(t.TempDir(), "monitor.log")
-	mon := startProc(t, bin, logPath, "--nats-url", s.ClientURL(), "--metrics-listen", "127.0.0.1:0", "--ack-wait", "1s")
+	mon := startProc(t, bin, logPath, "--nats-url", s.ClientURL(), "--metrics-listen", "127.0.0.1:0", "--ack-wait", "1s", "--insecure-no-auth")
 
 	tg := newGateTarget(t)
 	run := p.submit(t, []byte(gatePlan+fmt.Sprintf(`  window: 8s

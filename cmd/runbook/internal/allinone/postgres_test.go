@@ -85,7 +85,7 @@ func TestPostgresReadModel(t *testing.T) {
 	// runbook audit verify: clean, then one edited payload and one deleted row.
 	audit := func() (int, string) {
 		var out, errOut bytes.Buffer
-		code := cli.Execute(context.Background(), []string{"audit", "verify", "--nats-url", second.srv.NATSURL(), "--database-url", dbURL}, &out, &errOut)
+		code := cli.Execute(context.Background(), []string{"audit", "verify", "--nats-url", second.srv.NATSURL(), "--database-url", dbURL, "--creds", second.srv.Creds("admin")}, &out, &errOut)
 		return code, out.String() + errOut.String()
 	}
 	if code, out := audit(); code != 0 || !strings.Contains(out, "audit ok") {
@@ -121,7 +121,7 @@ func TestPostgresReadModel(t *testing.T) {
 	}
 	{
 		var out, errOut bytes.Buffer
-		code := cli.Execute(context.Background(), []string{"replay", "--rebuild", "--nats-url", second.srv.NATSURL(), "--database-url", dbURL}, &out, &errOut)
+		code := cli.Execute(context.Background(), []string{"replay", "--rebuild", "--nats-url", second.srv.NATSURL(), "--database-url", dbURL, "--creds", second.srv.Creds("admin")}, &out, &errOut)
 		if code != 0 || !strings.Contains(out.String(), "rebuilt:") {
 			t.Fatalf("replay --rebuild: exit %d\n%s%s", code, out.String(), errOut.String())
 		}
@@ -141,7 +141,7 @@ func TestPostgresReadModel(t *testing.T) {
 	// replay --run prints the run's timeline from the stream.
 	{
 		var out, errOut bytes.Buffer
-		code := cli.Execute(context.Background(), []string{"replay", "--run", run, "--nats-url", second.srv.NATSURL()}, &out, &errOut)
+		code := cli.Execute(context.Background(), []string{"replay", "--run", run, "--nats-url", second.srv.NATSURL(), "--creds", second.srv.Creds("admin")}, &out, &errOut)
 		if code != 0 || !strings.Contains(out.String(), "change.requested") && !strings.Contains(out.String(), "PRE-FLIGHT") ||
 			!strings.Contains(out.String(), "events; status SUCCESS") {
 			t.Errorf("replay --run: exit %d\n%s%s", code, out.String(), errOut.String())

@@ -9,13 +9,20 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/kis-core/runbook/domain/trust"
 	"github.com/kis-core/runbook/eventbus"
+	"github.com/kis-core/runbook/eventbus/auth"
 	"github.com/kis-core/runbook/eventbus/natstest"
 )
 
 // The five services as separate processes, built from their own main
-// packages, against one NATS server, run the good plan to SUCCESS and stop
-// cleanly on SIGTERM.
+// packages, against one NATS server that accepts only its keyring's
+// identities — the documented shape for a cluster: the admin creates the
+// streams, each service connects with its own seed (--creds) and reads the
+// keyring (--keyring) — run the good plan to SUCCESS and stop cleanly on
+// SIGTERM.
 func TestServicesAsSeparateProcesses(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds five binaries")
@@ -33,10 +40,17 @@ func TestServicesAsSeparateProcesses(t *testing.T) {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 
-	s := natstest.Server(t)
+	s := natstest.SecureServer(t)
+	admin := s.ConnAs(t, "admin")
+	ctx := context.Background()
+	js, _ := jetstream.New(admin)
+	if err := eventbus.EnsureStreams(ctx, js, eventbus.StreamOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	var procs []*exec.Cmd
 	for _, name := range services {
-		cmd := exec.Command(filepath.Join(bin, name), "--nats-url", s.ClientURL(), "--metrics-listen", "127.0.0.1:0")
+		cmd := exec.Command(filepath.Join(bin, name), "--nats-url", s.ClientURL(), "--metrics-listen", "127.0.0.1:0",
+			"--creds", s.Store.SeedPath(name), "--keyring", s.Store.KeyringPath())
 		cmd.Dir = root
 		logf, _ := os.Create(filepath.Join(bin, name+".log"))
 		cmd.Stdout, cmd.Stderr = logf, logf
@@ -46,14 +60,19 @@ func TestServicesAsSeparateProcesses(t *testing.T) {
 		procs = append(procs, cmd)
 		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait(); logf.Close() })
 	}
-	nc := natstest.Conn(t, s)
-	ctx := context.Background()
-	var bus *eventbus.Bus
-	natstest.Eventually(t, 20*time.Second, "streams provisioned by the services", func() bool {
-		b, err := eventbus.NewBus(ctx, nc, eventbus.Options{Source: "e2e"})
-		bus = b
-		return err == nil
-	})
+	// The change comes from a requester of the keyring, signed.
+	if _, err := s.Store.Create("alice", trust.Requester, ""); err != nil {
+		t.Fatal(err)
+	}
+	s.Reload(t)
+	alice, err := auth.Open(s.Store.SeedPath("alice"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bus, err := eventbus.NewBus(ctx, s.ConnAs(t, "alice"), eventbus.Options{Source: "cli/alice", Signer: alice.KP})
+	if err != nil {
+		t.Fatal(err)
+	}
 	p := &pipeline{bus: bus}
 	tg := startTarget(t)
 	run := p.submit(t, examplePlan(t, "good.yaml", tg, shorten))

@@ -113,7 +113,9 @@ func serveWithout(t testing.TB, service string) *server.Server {
 	t.Helper()
 	s := natstest.Server(t)
 	ctx, cancel := context.WithCancel(context.Background())
-	srv, err := allinone.New(ctx, allinone.Options{NATSURL: s.ClientURL(), Without: []string{service}})
+	// An open test server: the process under test runs with --insecure-no-auth
+	// (TestServicesAsSeparateProcesses covers the authenticated shape).
+	srv, err := allinone.New(ctx, allinone.Options{NATSURL: s.ClientURL(), Without: []string{service}, InsecureNoAuth: true})
 	if err != nil {
 		cancel()
 		t.Fatal(err)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/kis-core/runbook/cmd/runbook/internal/allinone"
 	"github.com/kis-core/runbook/eventbus"
+	"github.com/kis-core/runbook/eventbus/auth"
 	runbookv1 "github.com/kis-core/runbook/proto/runbook/v1"
 	"github.com/kis-core/runbook/services/deployer"
 )
@@ -39,11 +40,15 @@ func TestTwoDeployerReplicas(t *testing.T) {
 	handled := make([]int, 2)
 	var mu sync.Mutex
 	for i := range 2 {
-		nc, err := eventbus.Connect(p.srv.NATSURL(), fmt.Sprintf("deployer-%d", i))
+		id, err := auth.Open(p.srv.Creds("deployer"))
 		if err != nil {
 			t.Fatal(err)
 		}
-		bus, err := eventbus.NewBus(ctx, nc, eventbus.Options{Source: fmt.Sprintf("deployer/%d", i)})
+		nc, err := eventbus.Connect(p.srv.NATSURL(), fmt.Sprintf("deployer-%d", i), id.Options()...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bus, err := eventbus.NewBus(ctx, nc, eventbus.Options{Source: fmt.Sprintf("deployer/%d", i), Signer: id.KP})
 		if err != nil {
 			t.Fatal(err)
 		}

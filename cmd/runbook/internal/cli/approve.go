@@ -43,16 +43,18 @@ changes nothing. Exit 6: the run already ended or started its deploy.`,
   runbook approve RUN --role security_approval --as "Security Officer" --plan-sha256 $(sha256sum plan.yaml | cut -d' ' -f1)`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if as == "" {
+				as = g.whoami()
+			}
 			return decide(cmd.Context(), g, args[0], gate.Decision{Kind: gate.Grant, Role: role, Approver: as, Actor: as, Comment: comment, PlanSHA256: sha})
 		},
 	}
 	f := c.Flags()
 	f.StringVar(&role, "role", "", "the role you approve as (one the run requires, e.g. technical_approval)")
-	f.StringVar(&as, "as", "", "your name, as the plan names the role's approver")
+	f.StringVar(&as, "as", "", "your identity's name, as the plan names the role's approver (default: from --creds); the key that signs must be this identity's")
 	f.StringVar(&comment, "comment", "", "a comment kept with the approval")
 	f.StringVar(&sha, "plan-sha256", "", "approve only if the run's plan is exactly this one (sha256 of the file you reviewed)")
 	_ = c.MarkFlagRequired("role")
-	_ = c.MarkFlagRequired("as")
 	return c
 }
 
@@ -69,16 +71,18 @@ ended or started its deploy.`,
 		Example: `  runbook reject DEPLOY-20250922-143000 --role business_approval --as "Bob" --reason "not during the sale"`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if as == "" {
+				as = g.whoami()
+			}
 			return decide(cmd.Context(), g, args[0], gate.Decision{Kind: gate.Reject, Role: role, Approver: as, Actor: as, Reason: reason, PlanSHA256: sha})
 		},
 	}
 	f := c.Flags()
 	f.StringVar(&role, "role", "", "the role you decide as (one the run requires)")
-	f.StringVar(&as, "as", "", "your name, as the plan names the role's approver")
+	f.StringVar(&as, "as", "", "your identity's name, as the plan names the role's approver (default: from --creds); the key that signs must be this identity's")
 	f.StringVar(&reason, "reason", "", "why the change is rejected (kept in the report)")
 	f.StringVar(&sha, "plan-sha256", "", "reject only if the run's plan is exactly this one")
 	_ = c.MarkFlagRequired("role")
-	_ = c.MarkFlagRequired("as")
 	_ = c.MarkFlagRequired("reason")
 	return c
 }
@@ -160,6 +164,7 @@ func decide(ctx context.Context, g *globals, run string, d gate.Decision) error 
 		d.PlanSHA256 = f.gate.PlanSHA256
 	}
 	d.Time = time.Now()
+	d.Key = bus.SignerKey()
 	parts := []any{gate.RoleKey(d.Role), gate.NameKey(d.Person())}
 	var payload any
 	a := &runbookv1.Approval{Role: d.Role, Approver: d.Approver, Comment: d.Comment, Reason: d.Reason, PlanSha256: d.PlanSHA256}
@@ -178,6 +183,9 @@ func decide(ctx context.Context, g *globals, run string, d gate.Decision) error 
 		}
 		ev := eventbus.New(run, &runbookv1.Event_ApprovalRefused{ApprovalRefused: a}, append([]any{verb}, parts...)...)
 		ev.Actor = d.Approver
+		if err := bus.Sign(ev, f.gate.PlanSHA256, d.Role); err != nil {
+			return err
+		}
 		if !f.ids[ev.Id] { // the same refused decision is recorded once
 			if _, err := bus.Publish(ctx, ev); err != nil {
 				return fmt.Errorf("%s refused (%v), and recording the refusal failed: %w", verb, refusal, err)
@@ -192,6 +200,9 @@ func decide(ctx context.Context, g *globals, run string, d gate.Decision) error 
 	}
 	ev := eventbus.New(run, payload, parts...)
 	ev.Actor = d.Approver
+	if err := bus.Sign(ev, d.PlanSHA256, d.Role); err != nil {
+		return err
+	}
 	if _, err := bus.Publish(ctx, ev); err != nil {
 		return err
 	}

@@ -10,14 +10,19 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
 	"github.com/spf13/cobra"
 
 	"github.com/kis-core/runbook/domain/plan"
+	"github.com/kis-core/runbook/domain/trust"
 	"github.com/kis-core/runbook/eventbus"
+	"github.com/kis-core/runbook/eventbus/auth"
 	runbookv1 "github.com/kis-core/runbook/proto/runbook/v1"
 )
 
@@ -31,6 +36,7 @@ func (e *exitError) Error() string { return e.err.Error() }
 
 type globals struct {
 	natsURL string
+	creds   string
 	out     io.Writer
 	errOut  io.Writer
 }
@@ -69,7 +75,8 @@ Every decision is an event on the NATS JetStream stream RUNBOOK.
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.PersistentFlags().StringVar(&g.natsURL, "nats-url", envOr("RUNBOOK_NATS_URL", "nats://127.0.0.1:4222"), "NATS server of the runbook you talk to (env RUNBOOK_NATS_URL)")
-	root.AddCommand(serveCmd(g), validateCmd(g), submitCmd(g), watchCmd(g), runsCmd(g), reportCmd(g), retroCmd(g), approveCmd(g), rejectCmd(g), rollbackCmd(g), cancelCmd(g), auditCmd(g), replayCmd(g))
+	root.PersistentFlags().StringVar(&g.creds, "creds", os.Getenv("RUNBOOK_CREDS"), "your identity: the nkey seed file `runbook identity create` wrote (env RUNBOOK_CREDS); it authenticates you to NATS and signs your decisions")
+	root.AddCommand(serveCmd(g), validateCmd(g), submitCmd(g), watchCmd(g), runsCmd(g), reportCmd(g), retroCmd(g), approveCmd(g), rejectCmd(g), rollbackCmd(g), cancelCmd(g), auditCmd(g), replayCmd(g), identityCmd(g), provisionCmd(g))
 	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return 0
@@ -92,20 +99,73 @@ func envOr(k, def string) string {
 	return def
 }
 
-// connect opens a client bus on g.natsURL.
-func (g *globals) connect(ctx context.Context) (*eventbus.Bus, func(), error) {
-	nc, err := eventbus.Connect(g.natsURL, "runbook-cli")
+// identity is --creds loaded (nil without).
+func (g *globals) identity() (*auth.Identity, error) {
+	if g.creds == "" {
+		return nil, nil
+	}
+	id, err := auth.Open(g.creds)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w (is `runbook serve` running? set --nats-url or RUNBOOK_NATS_URL)", err)
+		return nil, &exitError{2, err}
+	}
+	return id, nil
+}
+
+// dial connects to g.natsURL as the identity of --creds.
+func (g *globals) dial() (*nats.Conn, error) {
+	id, err := g.identity()
+	if err != nil {
+		return nil, err
+	}
+	var opts []nats.Option
+	if id != nil {
+		opts = id.Options()
+	}
+	nc, err := eventbus.Connect(g.natsURL, "runbook-cli", opts...)
+	if err != nil {
+		if errors.Is(err, nats.ErrAuthorization) || strings.Contains(strings.ToLower(err.Error()), "authorization") {
+			if g.creds == "" {
+				return nil, fmt.Errorf("%w: give your identity with --creds FILE (env RUNBOOK_CREDS); an admin makes one with `runbook identity create NAME --role ROLE`", err)
+			}
+			return nil, fmt.Errorf("%w: the server does not accept the key in %s (revoked, or not in its keyring)", err, g.creds)
+		}
+		return nil, fmt.Errorf("%w (is `runbook serve` running? set --nats-url or RUNBOOK_NATS_URL)", err)
+	}
+	return nc, nil
+}
+
+// connect opens a client bus on g.natsURL, as the identity of --creds;
+// the bus signs the decisions it publishes with that key.
+func (g *globals) connect(ctx context.Context) (*eventbus.Bus, func(), error) {
+	id, err := g.identity()
+	if err != nil {
+		return nil, nil, err
+	}
+	var signer nkeys.KeyPair
+	if id != nil {
+		signer = id.KP
+	}
+	nc, err := g.dial()
+	if err != nil {
+		return nil, nil, err
 	}
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	bus, err := eventbus.NewBus(cctx, nc, eventbus.Options{Source: "cli/" + whoami()})
+	bus, err := eventbus.NewBus(cctx, nc, eventbus.Options{Source: "cli/" + g.whoami(), Signer: signer})
 	if err != nil {
 		nc.Close()
 		return nil, nil, err
 	}
 	return bus, nc.Close, nil
+}
+
+// whoami names the operator: the identity's name (the creds file is
+// <name>.nk as `runbook identity create` writes it), else the login.
+func (g *globals) whoami() string {
+	if g.creds != "" {
+		return strings.TrimSuffix(filepath.Base(g.creds), filepath.Ext(g.creds))
+	}
+	return whoami()
 }
 
 func whoami() string {
@@ -192,6 +252,9 @@ func Submit(ctx context.Context, bus *eventbus.Bus, source string, data []byte, 
 			ChangeId: p.ChangeRequest.ID, Title: p.ChangeRequest.Title, Requester: p.Requester.Name,
 		}})
 		ev.Actor = actor
+		if err := bus.Sign(ev, plan.Hash(data), string(trust.Requester)); err != nil {
+			return "", err
+		}
 		_, err := bus.PublishOnce(ctx, ev)
 		if err == nil {
 			return run, nil

@@ -81,6 +81,9 @@ rolled back or had issues), once per run and destination.
 	f.BoolVar(&external, "external", false, "connect to RUNBOOK_NATS_URL / --nats-url instead of embedding a server")
 	f.BoolVar(&o.NoSync, "no-sync", false, "do not fsync every write (faster; loses acknowledged events on power loss)")
 	f.IntVar(&o.Replicas, "replicas", 1, "stream replicas when creating the streams (3 in a cluster)")
+	f.BoolVar(&o.InsecureNoAuth, "insecure-no-auth", false, "INSECURE: accept anonymous NATS clients with every permission and trust unsigned decisions (experiments only; warned at every start)")
+	f.StringVar(&o.IdentityDir, "identity-dir", "", "identities (keyring.json and the services' seeds); default <data-dir>/identities")
+	f.StringSliceVar(&o.HTTPAllowedHosts, "http-allowed-host", nil, "a host name the read API and dashboard answer to besides the listen host and loopback (repeatable); beyond loopback they need a bearer token (runbook identity create prints one)")
 	f.StringVar(&o.DatabaseURL, "database-url", envOr("RUNBOOK_DATABASE_URL", ""), "PostgreSQL URL for the reporter's read model (runs, events, reports); env RUNBOOK_DATABASE_URL; empty keeps it in memory")
 	f.StringVar(&o.ReportsDir, "reports-dir", filepath.Join(".runbook", "reports"), "where each published report is also written as <run>-report.json (\"\" for none)")
 	f.StringVar(&o.LoadSummaryDir, "load-summary-dir", "", "where each load test's k6-shaped summary is written as <run>-k6-summary.json (\"\" for none; the test.load event carries it)")
@@ -140,7 +143,7 @@ live until its report is ready and exits 0 only when the run ended SUCCESS.`,
 				return err
 			}
 			defer closeFn()
-			run, err := Submit(cmd.Context(), bus, filepath.Base(args[0]), data, p, whoami())
+			run, err := Submit(cmd.Context(), bus, filepath.Base(args[0]), data, p, g.whoami())
 			if err != nil {
 				return err
 			}

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kis-core/runbook/domain/runstate"
+	"github.com/kis-core/runbook/domain/trust"
 	"github.com/kis-core/runbook/eventbus"
 	runbookv1 "github.com/kis-core/runbook/proto/runbook/v1"
 )
@@ -30,7 +31,7 @@ Exit 6 when the run has already ended.`,
 		},
 	}
 	c.Flags().StringVar(&reason, "reason", "", "why (kept in the audit log and the report)")
-	c.Flags().StringVar(&as, "as", whoami(), "your name")
+	c.Flags().StringVar(&as, "as", "", "your name (default: your identity's, from --creds)")
 	_ = c.MarkFlagRequired("reason")
 	return c
 }
@@ -50,7 +51,7 @@ runbook rollback). Exit 6 when the run has already ended.`,
 		},
 	}
 	c.Flags().StringVar(&reason, "reason", "cancelled by an operator", "why")
-	c.Flags().StringVar(&as, "as", whoami(), "your name")
+	c.Flags().StringVar(&as, "as", "", "your name (default: your identity's, from --creds)")
 	return c
 }
 
@@ -66,10 +67,17 @@ func operatorStop(ctx context.Context, g *globals, run, as, reason string, cance
 	if err != nil {
 		return err
 	}
+	if as == "" {
+		as = g.whoami()
+	}
 	st := runstate.New(run)
 	deployed := false
+	planSHA := ""
 	for _, e := range hist {
 		st.Apply(e.Event)
+		if cr := e.Event.GetChangeRequested(); cr != nil {
+			planSHA = cr.GetPlanSha256()
+		}
 		if e.Event.GetType() == "deploy.started" {
 			deployed = true
 		}
@@ -91,6 +99,9 @@ func operatorStop(ctx context.Context, g *globals, run, as, reason string, cance
 			"operator", time.Now().UTC().Format("20060102T150405.000"))
 	}
 	ev.Actor = as
+	if err := bus.Sign(ev, planSHA, string(trust.Requester)); err != nil {
+		return err
+	}
 	if ev.Type == "run.cancelled" {
 		_, err = bus.PublishOnce(ctx, ev)
 		if errors.Is(err, eventbus.ErrAlreadyPublished) {

@@ -11,6 +11,14 @@ import (
 
 func main() {
 	os.Exit(svcmain.Main("deployer", func(d svcmain.Deps) (svcmain.Service, error) {
-		return deployer.New(d.Bus, deployer.Options{Consumer: eventbus.ConsumerOptions{AckWait: d.AckWait}}, d.Log, d.Metrics, d.Registry), nil
+		kf, err := d.RequireKeyring("deployer")
+		if err != nil {
+			return nil, err
+		}
+		o := deployer.Options{Consumer: eventbus.ConsumerOptions{AckWait: d.AckWait}}
+		if kf != nil {
+			o.Keyring = kf
+		}
+		return deployer.New(d.Bus, o, d.Log, d.Metrics, d.Registry), nil
 	}))
 }

@@ -10,6 +10,14 @@ import (
 
 func main() {
 	os.Exit(svcmain.Main("preflight", func(d svcmain.Deps) (svcmain.Service, error) {
-		return preflight.New(d.Bus, preflight.Options{}, d.Log, d.Metrics, d.Registry), nil
+		kf, err := d.RequireKeyring("preflight")
+		if err != nil {
+			return nil, err
+		}
+		var o preflight.Options
+		if kf != nil {
+			o.Keyring = kf
+		}
+		return preflight.New(d.Bus, o, d.Log, d.Metrics, d.Registry), nil
 	}))
 }
