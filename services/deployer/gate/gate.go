@@ -281,7 +281,7 @@ func (r *Run) Tally(ds []Decision) Tally {
 			}
 			seen[d.ID] = true
 		}
-		if d.Nonce != "" && d.Invalid == "" {
+		if d.Nonce != "" {
 			if first, ok := nonces[d.Nonce]; ok {
 				d.Invalid = fmt.Sprintf("replayed: its signature's nonce was already used by %s", first)
 			} else {

@@ -96,6 +96,9 @@ type runFacts struct {
 	started   bool // deploy.started
 }
 
+// loadRunFacts reads a run as the gate sees it. On an authenticated bus
+// (the bus has a signer) unsigned decisions count for nothing, as at the
+// deployer; the deployer alone checks signatures against the keyring.
 func loadRunFacts(ctx context.Context, bus *eventbus.Bus, run string) (*runFacts, error) {
 	hist, err := bus.RunHistory(ctx, run)
 	if err != nil {
@@ -111,6 +114,9 @@ func loadRunFacts(ctx context.Context, bus *eventbus.Bus, run string) (*runFacts
 		f.ids[ev.GetId()] = true
 		f.state.Apply(ev)
 		if d, ok := gate.DecisionOf(ev); ok {
+			if bus.SignerKey() != "" && d.Key == "" {
+				d.Invalid = "unsigned"
+			}
 			f.decisions = append(f.decisions, d)
 		}
 		switch p := ev.Payload.(type) {
@@ -128,6 +134,13 @@ func loadRunFacts(ctx context.Context, bus *eventbus.Bus, run string) (*runFacts
 	}
 	if cr == nil {
 		return nil, &exitError{2, fmt.Errorf("no run %s (list runs with `runbook runs`)", run)}
+	}
+	// What the deployer refused (approval.refused "of" the decision's id)
+	// counts for nothing here either.
+	for i, d := range f.decisions {
+		if f.ids[eventbus.ID(run, "approval.refused", "of", strings.TrimPrefix(d.ID, run+"/"))] && f.decisions[i].Invalid == "" {
+			f.decisions[i].Invalid = "refused by the deployer"
+		}
 	}
 	text := []byte(cr.GetChangeRequested().GetPlanYaml())
 	p, _ := plan.Parse(cr.GetChangeRequested().GetPlanSource(), text)
@@ -166,6 +179,11 @@ func decide(ctx context.Context, g *globals, run string, d gate.Decision) error 
 	d.Time = time.Now()
 	d.Key = bus.SignerKey()
 	parts := []any{gate.RoleKey(d.Role), gate.NameKey(d.Person())}
+	if d.Key != "" {
+		// One decision per signing key: another key naming the same person
+		// is another decision (and refused).
+		parts = append(parts, d.Key)
+	}
 	var payload any
 	a := &runbookv1.Approval{Role: d.Role, Approver: d.Approver, Comment: d.Comment, Reason: d.Reason, PlanSha256: d.PlanSHA256}
 	var refusal error
