@@ -7,7 +7,7 @@ import (
 )
 
 func loadPlan(load string) []byte {
-	return []byte("change_request: {id: CR-L, title: load}\ntest:\n  load:\n" + load)
+	return []byte("change_request: {id: CR-L, title: load}\ntest:\n  secret_hosts: [h]\n  load:\n" + load)
 }
 
 func TestLoadModelParses(t *testing.T) {

@@ -22,6 +22,7 @@ func testIssues(t *testing.T, section string) (*Plan, []Issue) {
 }
 
 const suitesPlan = `test:
+  secret_hosts: [h]
   smoke:
     - name: health
       request: {url: "http://h/api/v1/health"}

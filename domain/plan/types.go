@@ -294,6 +294,10 @@ type HealthCheck struct {
 	InitialDelay Duration `yaml:"initial_delay"` // default 30s
 	ExpectStatus int      `yaml:"expect_status"`
 	Timeout      Duration `yaml:"timeout"` // per attempt, default 5s
+	// HeadersEnv: header → the environment variable holding its value
+	// (e.g. {Authorization: HEALTH_TOKEN}); the value is never shown in a
+	// health result.
+	HeadersEnv map[string]string `yaml:"headers_env"`
 }
 
 type Monitor struct {
@@ -352,6 +356,14 @@ type Test struct {
 	Load   *LoadTest    `yaml:"load"`
 	// RollbackOnFailure asks for a rollback when a test fails (default true).
 	RollbackOnFailure *bool `yaml:"rollback_on_failure"`
+	// SecretHosts are the hosts a test request may send a value from the
+	// tester's environment to (${env:NAME} anywhere in the request, or
+	// headers_env): "host" (any port) or "host:port". Default none: a
+	// plan without it sends no environment value anywhere. Validation
+	// refuses a request that would send one elsewhere; the tester refuses
+	// it too and follows no redirect that would carry it elsewhere
+	// (secrets.go).
+	SecretHosts []string `yaml:"secret_hosts"`
 }
 
 type SmokeTest struct {

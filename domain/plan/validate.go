@@ -719,6 +719,7 @@ func (c *checker) deploy(d Deploy) {
 		c.duration(joinKey(path, "initial_delay"), h.InitialDelay, true)
 		c.duration(joinKey(path, "timeout"), h.Timeout, false)
 		c.status(joinKey(path, "expect_status"), h.ExpectStatus)
+		c.headersEnv(joinKey(path, "headers_env"), h.HeadersEnv)
 	}
 	for i, s := range d.Finally {
 		c.step(joinIndex("deploy.finally", i), s, false)
@@ -765,7 +766,14 @@ func (c *checker) request(path string, r Request) {
 
 func (c *checker) test(t Test) {
 	c.smokeTests(t) // smoke.go
+	c.secretHosts(t)
+	for _, st := range t.SmokeSteps() {
+		c.requestSecretHost(joinKey(st.Path, "request"), st.Request, t)
+	}
 	if l := t.Load; l != nil {
+		for i, r := range l.Requests {
+			c.requestSecretHost(joinIndex("test.load.requests", i), r, t)
+		}
 		if c.set("test.load.vus") && l.VUs <= 0 {
 			c.errorf("test.load.vus", "vus must be more than 0 virtual users (default 50)")
 		}

@@ -182,7 +182,7 @@ func (s *Service) onDeployDone(ctx context.Context, ev *runbookv1.Event, _ *runb
 
 	var v verdict
 	if len(steps) > 0 {
-		suite, err := s.smoke(tctx, ev, steps, h, log)
+		suite, err := s.smoke(tctx, ev, pl, steps, h, log)
 		if st := (*stopError)(nil); errors.As(err, &st) {
 			return s.finishStopped(ctx, ev, st, v, suite, int32(len(steps)-len(suite.GetTests())), nil, log)
 		}
@@ -196,7 +196,7 @@ func (s *Service) onDeployDone(ctx context.Context, ev *runbookv1.Event, _ *runb
 			v.failures = append(v.failures, "load test skipped")
 			log.Info("load test skipped: smoke tests failed")
 		} else {
-			res, pass, err := s.load(tctx, ev, t.Load, pl.ChangeRequest.ID, h, log)
+			res, pass, err := s.load(tctx, ev, t, pl.ChangeRequest.ID, h, log)
 			if st := (*stopError)(nil); errors.As(err, &st) {
 				return s.finishStopped(ctx, ev, st, v, nil, 0, res, log)
 			}
@@ -217,9 +217,11 @@ func (s *Service) onDeployDone(ctx context.Context, ev *runbookv1.Event, _ *runb
 
 // smoke runs the smoke tests and suites in order (values captured by one
 // step are used by later ones), or returns the result already recorded.
-// Details and errors come redacted from httprun: no captured secret is
-// logged or published.
-func (s *Service) smoke(ctx context.Context, cause *runbookv1.Event, steps []plan.SmokeStep, h history, log *slog.Logger) (*runbookv1.TestSuiteResult, error) {
+// Details and errors come redacted from httprun: no captured secret, and no
+// value of an environment variable the plan names (plan.SecretEnv), is
+// logged or published. A step sends environment values only to the plan's
+// test.secret_hosts.
+func (s *Service) smoke(ctx context.Context, cause *runbookv1.Event, pl *plan.Plan, steps []plan.SmokeStep, h history, log *slog.Logger) (*runbookv1.TestSuiteResult, error) {
 	if prev := h.first("test.smoke.failed", "test.smoke.passed"); prev != nil {
 		log.Info("smoke suite already recorded; not re-running it", "outcome", prev.GetType())
 		if r := prev.GetTestSmokeFailed(); r != nil {
@@ -227,7 +229,8 @@ func (s *Service) smoke(ctx context.Context, cause *runbookv1.Event, steps []pla
 		}
 		return prev.GetTestSmokePassed(), nil
 	}
-	runner := &httprun.Smoke{Client: s.opts.SmokeClient, Env: s.opts.LookupEnv, MaxBody: s.opts.MaxBody}
+	runner := &httprun.Smoke{Client: s.opts.SmokeClient, Env: s.opts.LookupEnv, MaxBody: s.opts.MaxBody,
+		SecretHosts: pl.Test.SecretHosts, SecretEnv: pl.SecretEnv()}
 	suite := &runbookv1.TestSuiteResult{}
 	err := runner.RunSteps(ctx, steps, func(c httprun.CaseResult) {
 		if ctx.Err() != nil {
@@ -270,8 +273,9 @@ func (s *Service) smoke(ctx context.Context, cause *runbookv1.Event, steps []pla
 // (partialLoad), unpublished. changeID and the load
 // test's target find the regression baseline: the last passed load test of
 // the same change or the same target.
-func (s *Service) load(ctx context.Context, cause *runbookv1.Event, lt *plan.LoadTest, changeID string, h history, log *slog.Logger) (*runbookv1.LoadResult, bool, error) {
+func (s *Service) load(ctx context.Context, cause *runbookv1.Event, t plan.Test, changeID string, h history, log *slog.Logger) (*runbookv1.LoadResult, bool, error) {
 	run := cause.GetRunId()
+	lt := t.Load
 	if prev := h.first("test.load.failed", "test.load.passed"); prev != nil {
 		log.Info("load test already recorded; not re-running it", "outcome", prev.GetType())
 		if r := prev.GetTestLoadFailed(); r != nil {
@@ -280,7 +284,7 @@ func (s *Service) load(ctx context.Context, cause *runbookv1.Event, lt *plan.Loa
 		return prev.GetTestLoadPassed(), true, nil
 	}
 	gates := loadGates(lt)
-	cfg, cerr := loadConfig(lt, s.opts.LookupEnv)
+	cfg, cerr := loadConfig(lt, t.SecretHosts, s.opts.LookupEnv)
 	res := &runbookv1.LoadResult{Vus: int32(cfg.VUs), DurationMs: cfg.Duration.Milliseconds(), GateP95Ms: gates.P95MS, GateErrorRate: gates.ErrorRate,
 		Model: lt.EffectiveModel(), TargetRate: lt.Rate, ChangeId: changeID, Target: loadTarget(lt)}
 	for _, p := range gates.Percentiles {
@@ -492,8 +496,10 @@ func loadTarget(lt *plan.LoadTest) string {
 
 // loadConfig turns the plan's load test into a runnable one, with the seed's
 // defaults (50 VUs, 5 minutes, 1s think time). An explicit think_time: 0s
-// means none (plan.Duration.Or).
-func loadConfig(lt *plan.LoadTest, env httprun.LookupEnv) (httprun.LoadConfig, error) {
+// means none (plan.Duration.Or). A request that carries environment values
+// to a host outside secretHosts (test.secret_hosts) refuses the whole test
+// before anything is sent.
+func loadConfig(lt *plan.LoadTest, secretHosts []string, env httprun.LookupEnv) (httprun.LoadConfig, error) {
 	cfg := httprun.LoadConfig{
 		VUs:       lt.VUs,
 		Duration:  lt.Duration.Or(httprun.DefaultLoadDuration),
@@ -519,6 +525,9 @@ func loadConfig(lt *plan.LoadTest, env httprun.LookupEnv) (httprun.LoadConfig, e
 	}
 	for i, r := range lt.Requests {
 		p, err := httprun.Prepare(r, env)
+		if err == nil {
+			err = p.Guard(plan.RequestEnv(r), secretHosts)
+		}
 		if err != nil {
 			return cfg, fmt.Errorf("load request %d: %w", i+1, err)
 		}

@@ -71,6 +71,13 @@ type harness struct {
 
 func start(t *testing.T) *harness {
 	t.Helper()
+	return startEnv(t, nil)
+}
+
+// startEnv starts the tester with ESTIMATOR_TOKEN and env in its
+// environment.
+func startEnv(t *testing.T, env map[string]string) *harness {
+	t.Helper()
 	s := natstest.Server(t)
 	bus := natstest.Bus(t, s, "test")
 	reg := prometheus.NewRegistry()
@@ -78,7 +85,8 @@ func start(t *testing.T) *harness {
 		if name == "ESTIMATOR_TOKEN" {
 			return secret, true
 		}
-		return "", false
+		v, ok := env[name]
+		return v, ok
 	}
 	svc := tester.New(bus, tester.Options{
 		LookupEnv: lookup,
@@ -206,6 +214,7 @@ func noSecret(t *testing.T, evs []*runbookv1.Event) {
 const passingPlan = `
 change_request: {id: CR-T-1, title: tester passes}
 test:
+  secret_hosts: [127.0.0.1]   # the test target: ESTIMATOR_TOKEN may go there
   smoke:
     - name: API Health
       request: {url: "{{URL}}/health"}

@@ -190,6 +190,9 @@ func Describe(p *plan.Plan, a risk.Assessment) string {
 	if l := t.Load; l != nil {
 		describeLoad(w, l)
 	}
+	if len(t.SecretHosts) > 0 {
+		w(1, "values from the environment (${env:…}, headers_env) are sent only to %s", strings.Join(t.SecretHosts, ", "))
+	}
 	if !t.IsEmpty() {
 		if t.RollbackOnFailureOr() {
 			w(1, "on failure: rollback requested")

@@ -48,6 +48,21 @@ type Executor struct {
 	// KillGrace is how long a cancelled command's process group has after
 	// SIGTERM before SIGKILL (default 200ms).
 	KillGrace time.Duration
+
+	// planEnv names the environment variables of the whole plan
+	// (plan.SecretEnv), set by ForPlan: their values are redacted from
+	// every step and health check, whichever of them read the variable.
+	planEnv []string
+}
+
+// ForPlan is x for the steps and health checks of plan p: the values of
+// every environment variable p names (plan.SecretEnv: its *_env fields and
+// ${env:NAME} references) are redacted from their results and output,
+// besides what each step's own Secrets adds.
+func (x *Executor) ForPlan(p *plan.Plan) *Executor {
+	y := *x
+	y.planEnv = p.SecretEnv()
+	return &y
 }
 
 // Backoff is the pause before retry number attempt (1 = after the first
@@ -95,12 +110,12 @@ func (w outputWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// Secrets is the redactor for step s: the values of the variables its
-// *_env fields name, of its own env entries whose name looks secret
-// (SecretName), and of the secret-looking variables of the environment its
-// commands start from.
+// Secrets is the redactor for step s: the values of the variables the
+// plan names (ForPlan) and its own *_env fields name, of its own env
+// entries whose name looks secret (SecretName), and of the secret-looking
+// variables of the environment its commands start from.
 func (x *Executor) Secrets(s plan.Step) *Redactor {
-	sec := map[string]string{}
+	sec := x.planSecrets()
 	if s.HTTP != nil {
 		for _, n := range s.HTTP.HeadersEnv {
 			if v, ok := x.lookup(n); ok {
@@ -125,6 +140,29 @@ func (x *Executor) Secrets(s plan.Step) *Redactor {
 					sec[k] = v
 				}
 			}
+		}
+	}
+	return NewRedactor(sec)
+}
+
+// planSecrets are the values of the plan's variables (ForPlan), by name.
+func (x *Executor) planSecrets() map[string]string {
+	sec := map[string]string{}
+	for _, n := range x.planEnv {
+		if v, ok := x.lookup(n); ok {
+			sec[n] = v
+		}
+	}
+	return sec
+}
+
+// HealthSecrets is the redactor of health check h: the values of the
+// variables the plan names (ForPlan) and of h's headers_env.
+func (x *Executor) HealthSecrets(h plan.HealthCheck) *Redactor {
+	sec := x.planSecrets()
+	for _, n := range h.HeadersEnv {
+		if v, ok := x.lookup(n); ok {
+			sec[n] = v
 		}
 	}
 	return NewRedactor(sec)
@@ -300,14 +338,26 @@ func (x *Executor) lookup(name string) (string, bool) {
 	return x.Env(name)
 }
 
-// Health runs one attempt of a health check: GET url, expect 2xx (or the
-// given status).
+// Health runs one attempt of a health check: GET url with its headers_env,
+// expect 2xx (or the given status). Secrets (HealthSecrets) are redacted
+// from the result.
 func (x *Executor) Health(ctx context.Context, h plan.HealthCheck) Result {
+	return x.HealthSecrets(h).RedactResult(x.health(ctx, h))
+}
+
+func (x *Executor) health(ctx context.Context, h plan.HealthCheck) Result {
 	ctx, cancel := context.WithTimeout(ctx, h.EffectiveTimeout())
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, h.URL, nil)
 	if err != nil {
 		return Result{Err: fmt.Errorf("health %s: %w", h.URL, err)}
+	}
+	for name, envName := range h.HeadersEnv {
+		v, ok := x.lookup(envName)
+		if !ok {
+			return Result{Err: fmt.Errorf("%s: not checked: header %s: environment variable %s is NOT SET", h.URL, name, envName)}
+		}
+		req.Header.Set(name, v)
 	}
 	resp, err := x.client().Do(req)
 	if err != nil {

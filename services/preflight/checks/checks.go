@@ -86,36 +86,61 @@ func (j *job) secret(s string) {
 
 // scrub replaces every secret in the result's text fields: the last guard
 // behind messages that are built without them.
-func (j *job) scrub() {
-	if len(j.secrets) == 0 {
-		return
-	}
-	// Longest first, so that a DSN goes before the password inside it.
-	slices.SortFunc(j.secrets, func(a, b string) int { return len(b) - len(a) })
-	for _, f := range []*string{&j.res.Message, &j.res.Value, &j.res.Threshold, &j.res.Name} {
-		for _, s := range j.secrets {
-			*f = strings.ReplaceAll(*f, s, "[REDACTED]")
-		}
+func (j *job) scrub() { Scrub(j.res, j.secrets) }
+
+// Scrub replaces every secret value (of 4 characters or more) in res's
+// name, value, threshold and message by [REDACTED].
+func Scrub(res *runbookv1.CheckResult, secrets []string) {
+	for _, f := range []*string{&res.Message, &res.Value, &res.Threshold, &res.Name} {
+		*f = ScrubText(*f, secrets)
 	}
 }
 
-// RunAll runs every check concurrently and returns the results in plan order.
-func (r *Runner) RunAll(ctx context.Context, cs []plan.Check) []*runbookv1.CheckResult {
+// ScrubText is text with every secret value (of 4 characters or more)
+// replaced by [REDACTED].
+func ScrubText(text string, secrets []string) string {
+	secrets = slices.DeleteFunc(slices.Clone(secrets), func(s string) bool { return len(s) < 4 })
+	// Longest first, so that a DSN goes before the password inside it.
+	slices.SortFunc(secrets, func(a, b string) int { return len(b) - len(a) })
+	for _, s := range secrets {
+		text = strings.ReplaceAll(text, s, "[REDACTED]")
+	}
+	return text
+}
+
+// SecretValues are the values, as r.Env reads them, of the environment
+// variables plan p names (plan.SecretEnv): what no check result may show,
+// whichever check read them.
+func (r *Runner) SecretValues(p *plan.Plan) []string {
+	var out []string
+	for _, n := range p.SecretEnv() {
+		if v, ok := r.lookup(n); ok && v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// RunAll runs every check concurrently and returns the results in plan
+// order; secrets (SecretValues) are scrubbed from every result, besides
+// what each check reads itself.
+func (r *Runner) RunAll(ctx context.Context, cs []plan.Check, secrets ...string) []*runbookv1.CheckResult {
 	out := make([]*runbookv1.CheckResult, len(cs))
 	var wg sync.WaitGroup
 	for i, c := range cs {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			out[i] = r.Run(ctx, i, c)
+			out[i] = r.Run(ctx, i, c, secrets...)
 		}()
 	}
 	wg.Wait()
 	return out
 }
 
-// Run runs one check.
-func (r *Runner) Run(ctx context.Context, index int, c plan.Check) *runbookv1.CheckResult {
+// Run runs one check; secrets are scrubbed from its result, besides what
+// the check reads itself.
+func (r *Runner) Run(ctx context.Context, index int, c plan.Check, secrets ...string) *runbookv1.CheckResult {
 	timeout := c.EffectiveTimeout()
 	if c.Timeout.Duration == 0 && r.DefaultTimeout > 0 {
 		timeout = r.DefaultTimeout
@@ -128,6 +153,9 @@ func (r *Runner) Run(ctx context.Context, index int, c plan.Check) *runbookv1.Ch
 		name = fmt.Sprintf("%s check #%d", kind, index+1)
 	}
 	j := &job{res: &runbookv1.CheckResult{Name: name, Kind: kind, Blocking: c.IsBlocking()}}
+	for _, s := range secrets {
+		j.secret(s)
+	}
 	res := j.res
 	start := time.Now()
 	var err error

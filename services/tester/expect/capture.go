@@ -67,6 +67,20 @@ func (v *Vars) Set(name string, raw any, secret bool) {
 	}
 }
 
+// minSecretEnv is the shortest value SecretEnv hides: shorter ones ("1",
+// "on") would blank out ordinary text, and are no real secrets (the
+// deployer's steps.MinSecretLen).
+const minSecretEnv = 4
+
+// SecretEnv marks the value of the environment variable name as secret
+// without using it (values shorter than 4 characters excepted): Redact
+// replaces it by [env:NAME], like the values of the ${env:NAME} a step uses.
+func (v *Vars) SecretEnv(name string) {
+	if s, ok := v.env(name); ok && len(s) >= minSecretEnv {
+		v.secrets[s] = "[" + plan.EnvRefPrefix + name + "]"
+	}
+}
+
 // Has reports whether name has a value (env references always "have" one;
 // whether the variable is set is found when expanding).
 func (v *Vars) Has(name string) bool {

@@ -129,7 +129,7 @@ func target(t *testing.T) *httptest.Server {
 func TestSmokeRun(t *testing.T) {
 	t.Parallel()
 	srv := target(t)
-	s := &Smoke{Client: srv.Client(), Env: env(map[string]string{"TOKEN": "Bearer " + secret})}
+	s := &Smoke{Client: srv.Client(), Env: env(map[string]string{"TOKEN": "Bearer " + secret}), SecretHosts: []string{"127.0.0.1"}}
 	tests := []struct {
 		name    string
 		test    plan.SmokeTest

@@ -245,6 +245,9 @@ func RunLoad(ctx context.Context, cfg LoadConfig, obs LoadObserver) (LoadReport,
 			}
 		}
 	}
+	// Requests carrying environment values (Guard) are never redirected
+	// to an undeclared host (the raw client follows no redirect at all).
+	e.client = GuardRedirects(e.client)
 	rc := loadstat.Config{Names: cfg.Names, Shards: 4 * runtime.GOMAXPROCS(0)}
 	if cfg.Gates != nil {
 		rc.AboveMS = cfg.Gates.AboveMS()

@@ -7,9 +7,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"sort"
 	"strings"
 	"time"
@@ -28,6 +30,81 @@ type Prepared struct {
 	Body   []byte
 	Header http.Header
 	host   string
+	// secrets is set by Guard when the request carries values from the
+	// environment: no redirect takes it to a host outside secrets.hosts.
+	secrets *secretGuard
+}
+
+// secretGuard is what a request carrying environment values may reach.
+type secretGuard struct {
+	env   []string // the variables it carries
+	hosts []string // test.secret_hosts
+}
+
+type secretGuardKey struct{}
+
+// Guard refuses p when it carries the values of the environment variables
+// env (plan.RequestEnv of its request) and its host is not one of hosts
+// (test.secret_hosts; plan.SecretHostAllowed). A guarded request sent
+// with a client from GuardRedirects follows no redirect to a host outside
+// hosts. The error names the variables and the host, never a value.
+func (p *Prepared) Guard(env, hosts []string) error {
+	if len(env) == 0 {
+		return nil
+	}
+	u, err := url.Parse(p.URL)
+	if err != nil {
+		return fmt.Errorf("not sent: bad url: %w", err)
+	}
+	if !plan.SecretHostAllowed(hosts, u) {
+		return fmt.Errorf("not sent: the request carries the value of %s from the environment to %s, which test.secret_hosts does not list (%s)",
+			strings.Join(env, ", "), u.Host, declared(hosts))
+	}
+	p.secrets = &secretGuard{env: env, hosts: hosts}
+	return nil
+}
+
+func declared(hosts []string) string {
+	if len(hosts) == 0 {
+		return "the plan declares none"
+	}
+	return "it lists " + strings.Join(hosts, ", ")
+}
+
+// ErrRedirectRefused is the error (inside the *url.Error a client returns)
+// of a redirect not followed because it would carry values from the
+// environment to an undeclared host.
+var ErrRedirectRefused = errors.New("redirect not followed")
+
+// maxRedirects is net/http's default limit, kept for guarded clients.
+const maxRedirects = 10
+
+// GuardRedirects returns a copy of c (nil: a default client) whose
+// redirects follow c's own policy, except that a request Guard marked is
+// never redirected to a host outside its secret hosts: net/http would
+// send it there again with every header but Authorization and Cookie
+// (and, after a 307 or 308, the body), so the redirect is refused and the
+// request fails with ErrRedirectRefused before anything reaches that host.
+func GuardRedirects(c *http.Client) *http.Client {
+	g := http.Client{}
+	if c != nil {
+		g = *c
+	}
+	next := g.CheckRedirect
+	g.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+		if sg, ok := req.Context().Value(secretGuardKey{}).(*secretGuard); ok && !plan.SecretHostAllowed(sg.hosts, req.URL) {
+			return fmt.Errorf("%w to %s: the request carries the value of %s from the environment, and test.secret_hosts does not list %s (%s)",
+				ErrRedirectRefused, req.URL.Host, strings.Join(sg.env, ", "), req.URL.Host, declared(sg.hosts))
+		}
+		if next != nil {
+			return next(req, via)
+		}
+		if len(via) >= maxRedirects {
+			return fmt.Errorf("stopped after %d redirects", maxRedirects)
+		}
+		return nil
+	}
+	return &g
 }
 
 // Prepare resolves r. Header values named by headers_env are read through
@@ -79,6 +156,9 @@ func (p *Prepared) Label() string { return p.Method + " " + p.URL }
 
 // NewRequest builds a fresh *http.Request for one send.
 func (p *Prepared) NewRequest(ctx context.Context) (*http.Request, error) {
+	if p.secrets != nil {
+		ctx = context.WithValue(ctx, secretGuardKey{}, p.secrets)
+	}
 	var body io.Reader
 	if p.Body != nil {
 		body = bytes.NewReader(p.Body)

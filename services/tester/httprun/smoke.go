@@ -59,6 +59,15 @@ type Smoke struct {
 	Env    LookupEnv
 	// MaxBody bounds the response body kept for JSON checks.
 	MaxBody int64
+	// SecretHosts is the plan's test.secret_hosts: a step whose request
+	// carries a value from the environment (${env:NAME}, headers_env) is
+	// sent only to one of them, and never redirected elsewhere. None: such
+	// a step is not sent at all (it fails, saying why).
+	SecretHosts []string
+	// SecretEnv names further environment variables whose values never
+	// appear in a result (the plan's plan.SecretEnv); the ${env:NAME}
+	// values a step uses are hidden anyway.
+	SecretEnv []string
 }
 
 // Run runs t on its own (nothing captured before it). It returns an error
@@ -77,7 +86,10 @@ func (s *Smoke) Run(ctx context.Context, t plan.SmokeTest) (CaseResult, error) {
 // captured it and why it did not. each is called with every result as it
 // is known. RunSteps returns an error only when ctx ended.
 func (s *Smoke) RunSteps(ctx context.Context, steps []plan.SmokeStep, each func(CaseResult)) error {
-	r := suiteRun{s: s, vars: expect.NewVars(s.Env), missing: map[string]string{}}
+	r := suiteRun{s: s, client: GuardRedirects(s.Client), vars: expect.NewVars(s.Env), missing: map[string]string{}}
+	for _, name := range s.SecretEnv {
+		r.vars.SecretEnv(name)
+	}
 	for _, st := range steps {
 		c, err := r.step(ctx, st)
 		if err != nil {
@@ -91,8 +103,9 @@ func (s *Smoke) RunSteps(ctx context.Context, steps []plan.SmokeStep, each func(
 
 // suiteRun is the state of one RunSteps.
 type suiteRun struct {
-	s    *Smoke
-	vars *expect.Vars
+	s      *Smoke
+	client *http.Client // s.Client, with GuardRedirects
+	vars   *expect.Vars
 	// missing: a value that will not be captured → why.
 	missing map[string]string
 }
@@ -143,6 +156,11 @@ func (r *suiteRun) step(ctx context.Context, st plan.SmokeStep) (CaseResult, err
 	}
 
 	p, err := Prepare(req, r.s.Env)
+	if err == nil {
+		// The expanded url's host: a host taken from a captured value is
+		// checked too.
+		err = p.Guard(plan.RequestEnv(t.Request), r.s.SecretHosts)
+	}
 	if err != nil {
 		res.Error = err.Error()
 		r.giveUp(st, "failed")
@@ -155,7 +173,7 @@ func (r *suiteRun) step(ctx context.Context, st plan.SmokeStep) (CaseResult, err
 	timeout := t.Timeout.Or(DefaultSmokeTimeout)
 	tctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	resp, err := Send(tctx, r.s.Client, p, maxBody, true)
+	resp, err := Send(tctx, r.client, p, maxBody, true)
 	res.Duration = resp.Duration
 	if err != nil {
 		if ctx.Err() != nil {
