@@ -137,18 +137,20 @@ func TestServeAgainstExternalNATS(t *testing.T) {
 	l, _ := net.Listen("tcp", "127.0.0.1:0")
 	closedAddr := l.Addr().String()
 	l.Close()
-	code, _, errOut := run(t, "serve", "--nats-url", "nats://"+closedAddr, "--http-listen", "127.0.0.1:0")
+	code, _, errOut := run(t, "serve", "--nats-url", "nats://"+closedAddr, "--http-listen", "127.0.0.1:0", "--insecure-no-auth")
 	if code != 1 || !strings.Contains(errOut, "cannot reach NATS") || strings.Count(strings.TrimSpace(errOut), "\n") != 0 {
 		t.Fatalf("unreachable external NATS: exit %d %q", code, errOut)
 	}
 
-	s := natstest.Server(t)
-	nc := natstest.Conn(t, s)
+	// An authenticated external server; serve takes the services' and the
+	// admin's seeds from --identity-dir.
+	s := natstest.SecureServer(t)
+	nc := s.ConnAs(t, "admin")
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
 	var errBuf bytes.Buffer
 	go func() {
-		done <- cli.Execute(ctx, []string{"serve", "--nats-url", s.ClientURL(), "--http-listen", "127.0.0.1:0", "--log-level", "error"}, &bytes.Buffer{}, &errBuf)
+		done <- cli.Execute(ctx, []string{"serve", "--nats-url", s.ClientURL(), "--identity-dir", s.Store.Dir, "--http-listen", "127.0.0.1:0", "--log-level", "error"}, &bytes.Buffer{}, &errBuf)
 	}()
 	// The services provision the streams on the external server and create their consumers.
 	natstest.Eventually(t, 15*time.Second, "consumers on the external server", func() bool {
