@@ -6,9 +6,13 @@ type TestMetrics struct {
 	Runs    *prometheus.CounterVec
 	Reports prometheus.Counter
 	Waiting prometheus.Gauge
+
+	StreamLast   prometheus.Gauge
+	StreamBehind prometheus.Counter
 }
 
 // MetricsForTest exposes the service's collectors to the external tests.
 func (s *Service) MetricsForTest() TestMetrics {
-	return TestMetrics{Runs: s.metrics.runs, Reports: s.metrics.reports, Waiting: s.metrics.waiting}
+	return TestMetrics{Runs: s.metrics.runs, Reports: s.metrics.reports, Waiting: s.metrics.waiting,
+		StreamLast: s.metrics.streamLast, StreamBehind: s.metrics.streamBehind}
 }

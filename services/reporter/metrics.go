@@ -20,6 +20,9 @@ type metrics struct {
 	position    prometheus.Gauge
 	storeErrors prometheus.Counter
 	waiting     prometheus.Gauge
+	// streamLast and streamBehind: see CheckStream.
+	streamLast   prometheus.Gauge
+	streamBehind prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -57,6 +60,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		storeErrors: eventbus.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "runbook_projection_store_errors_total",
 			Help: "Failed attempts to store a batch in the read model (each is retried).",
+		})),
+		streamLast: eventbus.Register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "runbook_audit_stream_last_seq",
+			Help: "The audit stream's last sequence when the reporter last compared it with its read model (runbook_projection_position may trail it, never pass it).",
+		})),
+		streamBehind: eventbus.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "runbook_projection_stream_behind_total",
+			Help: "Times the reporter stopped because the audit stream does not hold what its read model has projected (the stream was recreated or truncated).",
 		})),
 		waiting: eventbus.Register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "runbook_reports_waiting_for_tests",

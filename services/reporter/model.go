@@ -31,6 +31,11 @@ type ReadModel interface {
 	// Position is the last stream sequence applied: every event of the
 	// stream up to it is stored, none after it. 0 when none is.
 	Position(ctx context.Context) (uint64, error)
+	// Head is Position and the id of the event stored at it ("" at 0),
+	// read together: the audit stream must hold that very event at that
+	// sequence, or it is not the stream the model was projected from (it
+	// was recreated). See CheckStream.
+	Head(ctx context.Context) (seq uint64, eventID string, err error)
 	// ApplyBatch stores events of the audit stream, given in stream order
 	// (Seq ascending), and folds them into their runs; those at or below
 	// Position are skipped. Atomic: the events and the new position are
@@ -209,9 +214,10 @@ func (f RunFilter) Page(runs []RunSummary) []RunSummary {
 
 // Memory is the in-memory ReadModel.
 type Memory struct {
-	mu   sync.RWMutex
-	pos  uint64
-	runs map[string]*memRun
+	mu     sync.RWMutex
+	pos    uint64
+	headID string // the id of the event at pos
+	runs   map[string]*memRun
 	// unreported are the final runs without report.ready, kept as events
 	// come so Unreported (asked after every caught-up batch) is cheap.
 	unreported map[string]bool
@@ -236,6 +242,13 @@ func (m *Memory) Position(context.Context) (uint64, error) {
 	return m.pos, nil
 }
 
+// Head implements ReadModel.
+func (m *Memory) Head(context.Context) (uint64, string, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.pos, m.headID, nil
+}
+
 // ApplyBatch implements ReadModel.
 func (m *Memory) ApplyBatch(_ context.Context, expected uint64, envs []eventbus.Envelope) error {
 	m.mu.Lock()
@@ -247,7 +260,7 @@ func (m *Memory) ApplyBatch(_ context.Context, expected uint64, envs []eventbus.
 		if env.Seq <= m.pos {
 			continue
 		}
-		m.pos = env.Seq
+		m.pos, m.headID = env.Seq, env.Event.GetId()
 		runID := env.Event.GetRunId()
 		r := m.runs[runID]
 		if r == nil {

@@ -32,7 +32,12 @@ var errProjected = errors.New("projected up to the target sequence")
 // stream's last sequence as it is when Project starts, in batches of
 // batch events, and returns without reporting anything (`runbook replay
 // --rebuild`, benchmarks). progress, if not nil, is called after every batch.
+// A stream that does not hold what model has projected (recreated or
+// truncated) is refused with a *StreamBehindError (see CheckStream).
 func Project(ctx context.Context, bus *eventbus.Bus, model ReadModel, batch int, progress func(Progress)) (Progress, error) {
+	if _, err := CheckStream(ctx, bus, model); err != nil {
+		return Progress{}, err
+	}
 	pos, err := model.Position(ctx)
 	if err != nil {
 		return Progress{}, err

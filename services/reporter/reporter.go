@@ -50,6 +50,13 @@ type Options struct {
 	// rollback.started and reports what it measured within milliseconds).
 	// Negative: no wait.
 	TestsGrace time.Duration
+	// StreamCheck is how often the projector compares the audit stream
+	// with the read model's position while it reads (CheckStream; it also
+	// does at every start of reading): a stream deleted and recreated
+	// under a live reporter delivers nothing past the old position, so
+	// only a look at the stream's state sees it. Default 5s; negative:
+	// only at the start of reading.
+	StreamCheck time.Duration
 	// ReportsDir, when set, receives <run_id>-report.json (the exact
 	// report_json bytes of report.ready) each time the reporter publishes a
 	// report, written atomically (temp file + rename), like the seed's
@@ -72,6 +79,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.TestsGrace == 0 {
 		o.TestsGrace = 10 * time.Second
+	}
+	if o.StreamCheck == 0 {
+		o.StreamCheck = 5 * time.Second
 	}
 }
 
@@ -118,36 +128,104 @@ func (s *Service) Model() ReadModel { return s.model }
 func (s *Service) Ready() <-chan struct{} { return s.ready }
 
 // Run projects the stream into the read model and reports final runs until
-// ctx ends.
+// ctx ends (then it returns nil). When the audit stream does not hold what
+// the read model has projected (it was recreated or truncated: see
+// ErrStreamBehind) it logs why at error level and returns the
+// *StreamBehindError, naming the stream's and the model's sequences.
 func (s *Service) Run(ctx context.Context) error {
 	started := time.Now()
-	rctx, stopRecheck := context.WithCancel(ctx)
+	// pctx ends with ctx, or with the stream watch's *StreamBehindError as
+	// its cause.
+	pctx, fail := context.WithCancelCause(ctx)
 	var wg sync.WaitGroup
-	wg.Go(func() { s.recheckWaiting(rctx) })
 	defer wg.Wait()
-	defer stopRecheck()
+	defer fail(nil) // first: ends the goroutines wg waits for
+	wg.Go(func() { s.recheckWaiting(pctx) })
+	wg.Go(func() { s.watchStream(pctx, fail) })
 	for {
-		err := s.project(ctx, started)
-		if errors.Is(err, ErrBehind) {
+		err := s.project(pctx, started)
+		if cause := context.Cause(pctx); errors.Is(cause, ErrStreamBehind) {
+			err = cause
+		}
+		switch {
+		case errors.Is(err, ErrStreamBehind):
+			s.streamBehind(err)
+			return err
+		case errors.Is(err, ErrBehind):
 			// The projection was reset (replay --rebuild) or the database
 			// lost its last commits: read again from where it is.
 			s.log.Warn("read model behind this reporter; reading the stream again from its position", "err", err)
 			continue
-		}
-		if ctx.Err() != nil {
+		case ctx.Err() != nil:
 			return nil
 		}
 		return err
 	}
 }
 
+// streamBehind logs and counts the stop of a reporter whose stream is
+// behind its read model.
+func (s *Service) streamBehind(err error) {
+	s.metrics.streamBehind.Inc()
+	attrs := []any{"err", err}
+	var e *StreamBehindError
+	if errors.As(err, &e) {
+		attrs = append(attrs, "stream", e.Stream, "stream_first_seq", e.FirstSeq, "stream_last_seq", e.LastSeq, "projected_seq", e.Position)
+		s.metrics.streamLast.Set(float64(e.LastSeq))
+	}
+	s.log.Error("audit stream does not hold what the read model has projected; the reporter stops", attrs...)
+}
+
+// checkStream runs CheckStream and records the stream's last sequence.
+func (s *Service) checkStream(ctx context.Context) error {
+	last, err := CheckStream(ctx, s.bus, s.model)
+	if err == nil {
+		s.metrics.streamLast.Set(float64(last))
+	}
+	return err
+}
+
+// watchStream checks the stream every StreamCheck until ctx ends, and
+// ends ctx with the *StreamBehindError when the stream is behind.
+func (s *Service) watchStream(ctx context.Context, fail context.CancelCauseFunc) {
+	if s.o.StreamCheck < 0 {
+		return
+	}
+	t := time.NewTicker(s.o.StreamCheck)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		err := s.checkStream(ctx)
+		switch {
+		case errors.Is(err, ErrStreamBehind):
+			fail(err)
+			return
+		case err != nil && ctx.Err() == nil:
+			// NATS or the database unavailable: the projector waits them
+			// out too; the next tick looks again.
+			s.log.Warn("cannot compare the audit stream with the read model", "err", err)
+		}
+	}
+}
+
 // project tails the stream from the model's position, storing every batch
 // and reporting whenever it has caught up, until ctx ends or the model
-// says it is behind (ErrBehind).
+// says it is behind (ErrBehind) or the stream is behind the model
+// (ErrStreamBehind).
 func (s *Service) project(ctx context.Context, started time.Time) error {
 	pos, err := s.position(ctx)
 	if err != nil {
 		return nil // ctx ended
+	}
+	if err := s.checkStream(ctx); errors.Is(err, ErrStreamBehind) {
+		return err
+	} else if err != nil && ctx.Err() == nil {
+		// Tail waits NATS out; the stream watch looks again.
+		s.log.Warn("cannot compare the audit stream with the read model", "err", err)
 	}
 	s.log.Info("projecting the audit stream", "from_seq", pos+1)
 	applied := pos

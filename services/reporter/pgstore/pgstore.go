@@ -15,9 +15,9 @@ package pgstore
 import (
 	"context"
 	"embed"
-	"encoding/json"
 	"fmt"
 	"io/fs"
+	"reflect"
 	"sort"
 	"strings"
 	"sync"
@@ -154,6 +154,19 @@ func (s *Store) Position(ctx context.Context) (uint64, error) {
 	return uint64(n), nil
 }
 
+// Head implements reporter.ReadModel: the position and the id of the event
+// stored at it, in one statement.
+func (s *Store) Head(ctx context.Context) (uint64, string, error) {
+	var n int64
+	var id string
+	err := s.pool.QueryRow(ctx, `SELECT p.last_seq, coalesce(e.event_id, '')
+		FROM projection_state p LEFT JOIN events e ON e.stream_seq = p.last_seq`).Scan(&n, &id)
+	if err != nil {
+		return 0, "", fmt.Errorf("projection head: %w", err)
+	}
+	return uint64(n), id, nil
+}
+
 // ApplyBatch implements reporter.ReadModel.
 func (s *Store) ApplyBatch(ctx context.Context, expected uint64, envs []eventbus.Envelope) error {
 	s.mu.Lock()
@@ -183,26 +196,19 @@ func (s *Store) ApplyBatch(ctx context.Context, expected uint64, envs []eventbus
 		rows := make([][]any, 0, len(envs))
 		batch := &pgx.Batch{}
 		for _, env := range envs {
-			ev := env.Event
-			f := s.cache[ev.GetRunId()]
-			f.Apply(env)
-			chain, err := ChainNext(f.chain, env.Seq, ev)
+			f := s.cache[env.Event.GetRunId()]
+			if err := f.apply(env); err != nil {
+				return err
+			}
+			touched[env.Event.GetRunId()] = f
+			row, err := newEventRow(env, f.chain)
 			if err != nil {
 				return err
 			}
-			f.chain = chain
-			touched[ev.GetRunId()] = f
-			payload, err := marshal.Marshal(ev)
-			if err != nil {
-				return fmt.Errorf("event %s: %w", ev.GetId(), err)
-			}
-			rows = append(rows, []any{int64(env.Seq), ev.GetId(), ev.GetRunId(), ev.GetType(), env.Subject,
-				ev.GetTime().AsTime(), ev.GetActor(), !reporter.Noise(ev.GetType()), string(payload), chain})
+			rows = append(rows, colValues(row.cols()))
 			queueSide(batch, env)
 		}
-		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"events"},
-			[]string{"stream_seq", "event_id", "run_id", "type", "subject", "time", "actor", "kept", "payload", "chain"},
-			pgx.CopyFromRows(rows)); err != nil {
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"events"}, eventColumns, pgx.CopyFromRows(rows)); err != nil {
 			return fmt.Errorf("copy %d events from sequence %d: %w", len(rows), envs[0].Seq, err)
 		}
 		upsertRuns(batch, touched)
@@ -274,73 +280,39 @@ func (s *Store) loadFolds(ctx context.Context, tx pgx.Tx, envs []eventbus.Envelo
 
 // queueSide queues the rows an event adds besides its own: a report, an approval.
 func queueSide(b *pgx.Batch, env eventbus.Envelope) {
-	ev := env.Event
-	seq := int64(env.Seq)
-	switch p := ev.Payload.(type) {
-	case *runbookv1.Event_ReportReady:
-		r := p.ReportReady
-		var js any
-		if j := r.GetReportJson(); j != "" && json.Valid([]byte(j)) {
-			js = j
-		}
-		// The run's first report.ready is its report (the stream refuses a
-		// second one; a replayed stream keeps the first).
-		b.Queue(`INSERT INTO reports (run_id, stream_seq, event_id, status, report_json, report, qc_summary)
-			VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (run_id) DO NOTHING`,
-			ev.GetRunId(), seq, ev.GetId(), r.GetStatus(), r.GetReportJson(), js, r.GetQcSummary())
-	case *runbookv1.Event_ApprovalGranted:
-		queueApproval(b, env, p.ApprovalGranted, "granted")
-	case *runbookv1.Event_ApprovalRejected:
-		queueApproval(b, env, p.ApprovalRejected, "rejected")
-	case *runbookv1.Event_ApprovalRefused:
-		queueApproval(b, env, p.ApprovalRefused, "refused")
+	if r, ok := newReportRow(env); ok {
+		b.Queue(insertReportSQL, colValues(r.cols())...)
+	}
+	if a, ok := newApprovalRow(env); ok {
+		b.Queue(insertApprovalSQL, colValues(a.cols())...)
 	}
 }
 
-func queueApproval(b *pgx.Batch, env eventbus.Envelope, a *runbookv1.Approval, decision string) {
-	ev := env.Event
-	b.Queue(`INSERT INTO approvals (stream_seq, event_id, run_id, role, approver, decision, comment, reason, time)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-		int64(env.Seq), ev.GetId(), ev.GetRunId(), a.GetRole(), a.GetApprover(), decision, a.GetComment(), a.GetReason(), ev.GetTime().AsTime())
-}
-
-// upsertRuns writes the summary of every touched run in one statement.
+// upsertRuns writes the row of every touched run in one statement: one
+// array per column.
 func upsertRuns(b *pgx.Batch, touched map[string]*runFold) {
-	n := len(touched)
-	var (
-		ids, statuses, phases, changes, titles, requesters, risks = make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n)
-		started, ended                                            = make([]*time.Time, 0, n), make([]*time.Time, 0, n)
-		hasCR, final, ready                                       = make([]bool, 0, n), make([]bool, 0, n), make([]bool, 0, n)
-		counts                                                    = make([]int32, 0, n)
-		lasts                                                     = make([]int64, 0, n)
-		chains                                                    = make([][]byte, 0, n)
-	)
-	for id, f := range touched {
-		sum := f.Summary()
-		ids = append(ids, id)
-		statuses = append(statuses, string(sum.Status))
-		phases = append(phases, sum.Phase)
-		changes = append(changes, sum.ChangeID)
-		titles = append(titles, sum.Title)
-		requesters = append(requesters, sum.Requester)
-		risks = append(risks, sum.RiskLevel)
-		started = append(started, timePtr(sum.Started))
-		ended = append(ended, timePtr(sum.Ended))
-		hasCR = append(hasCR, f.HasCR)
-		final = append(final, sum.Status.Final())
-		ready = append(ready, sum.Reported)
-		counts = append(counts, int32(sum.Events))
-		lasts = append(lasts, int64(sum.LastSeq))
-		chains = append(chains, f.chain)
+	if len(touched) == 0 {
+		return
 	}
-	b.Queue(`INSERT INTO runs (run_id, status, phase, change_id, title, requester, risk_level, started, ended, has_cr, final, report_ready, events, last_seq, chain)
-		SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-			$8::timestamptz[], $9::timestamptz[], $10::bool[], $11::bool[], $12::bool[], $13::int[], $14::bigint[], $15::bytea[])
-		ON CONFLICT (run_id) DO UPDATE SET status = excluded.status, phase = excluded.phase, change_id = excluded.change_id,
-			title = excluded.title, requester = excluded.requester, risk_level = excluded.risk_level, started = excluded.started,
-			ended = excluded.ended, has_cr = excluded.has_cr, final = excluded.final, report_ready = excluded.report_ready,
-			events = excluded.events, last_seq = excluded.last_seq, chain = excluded.chain`,
-		ids, statuses, phases, changes, titles, requesters, risks, started, ended, hasCR, final, ready, counts, lasts, chains)
+	var arrays []reflect.Value
+	for _, f := range touched {
+		row := f.row()
+		cs := row.cols()
+		if arrays == nil {
+			arrays = make([]reflect.Value, len(cs))
+			for i, c := range cs {
+				arrays[i] = reflect.MakeSlice(reflect.SliceOf(reflect.TypeOf(c.ptr).Elem()), 0, len(touched))
+			}
+		}
+		for i, c := range cs {
+			arrays[i] = reflect.Append(arrays[i], reflect.ValueOf(c.ptr).Elem())
+		}
+	}
+	args := make([]any, len(arrays))
+	for i, a := range arrays {
+		args[i] = a.Interface()
+	}
+	b.Queue(upsertRunsSQL, args...)
 }
 
 func timePtr(t time.Time) *time.Time {

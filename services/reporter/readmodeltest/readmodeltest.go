@@ -83,6 +83,9 @@ func Run(t *testing.T, newModel func(t *testing.T) reporter.ReadModel) {
 		if pos != 1 || run == nil || run.RunSummary.Events != 1 {
 			t.Errorf("refused batch stored something: position %d, run %+v", pos, run)
 		}
+		if seq, id, err := m.Head(ctx); err != nil || seq != 1 || id != "A/change.requested" {
+			t.Errorf("head after a refused batch: %d %q %v, want 1 A/change.requested", seq, id, err)
+		}
 		// At or past the expected position it applies.
 		must(t, m.ApplyBatch(ctx, 1, []eventbus.Envelope{output("A", time.Second, 2, "x"), rejected("A", 2*time.Second, 3)}))
 		must(t, m.ApplyBatch(ctx, 1, []eventbus.Envelope{rejected("A", 2*time.Second, 3)}))
@@ -98,6 +101,9 @@ func Run(t *testing.T, newModel func(t *testing.T) reporter.ReadModel) {
 		if pos != 0 {
 			t.Fatalf("empty model at position %d", pos)
 		}
+		if seq, id, err := m.Head(ctx); err != nil || seq != 0 || id != "" {
+			t.Errorf("head of an empty model: %d %q %v", seq, id, err)
+		}
 		cr, out := requested("A", 0, 1), output("A", time.Second, 2, "x")
 		apply(t, m, cr, out)
 		// Redelivered, and with one new event after it: only that one is new.
@@ -106,6 +112,9 @@ func Run(t *testing.T, newModel func(t *testing.T) reporter.ReadModel) {
 		must(t, err)
 		if pos != 3 {
 			t.Errorf("position = %d, want 3", pos)
+		}
+		if seq, id, err := m.Head(ctx); err != nil || seq != 3 || id != "A/change.rejected" {
+			t.Errorf("head: %d %q %v, want 3 A/change.rejected", seq, id, err)
 		}
 		run, err := m.Run(ctx, "A")
 		must(t, err)
@@ -128,6 +137,10 @@ func Run(t *testing.T, newModel func(t *testing.T) reporter.ReadModel) {
 		if none, err := m.Events(ctx, "nope", 0, 0); err != nil || len(none) != 0 {
 			t.Errorf("events of an unknown run: %v %v", none, err)
 		}
+	})
+
+	t.Run("a reporter stops when the audit stream no longer holds what it projected", func(t *testing.T) {
+		streamBehind(t, newModel(t))
 	})
 
 	t.Run("unknown run", func(t *testing.T) {

@@ -27,7 +27,11 @@ database (--database-url, env RUNBOOK_DATABASE_URL) and checks that:
   - each run's hash chain (sha256 over its events in stream order) stored with
     every event and on the run row is the one recomputed from the stream;
   - every stored report equals the run's report.ready byte for byte and the
-    report re-derived from the run's events.
+    report re-derived from the run's events;
+  - every row of every projection table (runs, approvals, reports, events'
+    columns, projection_state) holds what the projection's fold of the
+    stream gives: an edited status, approver, actor or time is named as
+    "table T, row KEY, column C: stored X, the stream gives Y".
 
 Each mismatch is printed as "run R event E (seq N): problem". The exit code is
 1 when there is any, 2 when the check could not run. Run it after the reporter
@@ -61,7 +65,7 @@ has caught up (events published since it last projected are reported missing).`,
 			if len(ms) > 0 {
 				return &exitError{1, fmt.Errorf("audit: %d mismatches between the stream and the database", len(ms))}
 			}
-			fmt.Fprintf(g.out, "audit ok: %d events of %d runs stored once and unchanged, hash chains intact, %d reports re-derived\n", st.Events, st.Runs, st.Reports)
+			fmt.Fprintf(g.out, "audit ok: %d events of %d runs stored once and unchanged, hash chains intact, %d reports re-derived, %d approvals and every projection row as the stream gives them\n", st.Events, st.Runs, st.Reports, st.Approvals)
 			return nil
 		},
 	}
