@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/kis-core/runbook/domain/trust"
 	runbookv1 "github.com/kis-core/runbook/proto/runbook/v1"
 )
 
@@ -70,6 +71,48 @@ type ConsumerOptions struct {
 	// Fault, for tests only: called before each handler; an error it returns
 	// is treated as the handler's.
 	Fault func(ev *runbookv1.Event) error
+	// Keyring, when set, makes the router check who published each
+	// message before its handler sees it: a valid Runbook-Signer signature
+	// by an active identity whose role may publish the event's type
+	// (trust.MayPublish). Anything else is dead-lettered with the reason.
+	// The handler finds the publisher with PublisherOf(ctx).
+	Keyring interface {
+		Keyring() (*trust.Keyring, error)
+	}
+}
+
+type publisherKey struct{}
+
+// PublisherOf is the identity that published the event a handler is
+// handling (checked by the router); ok is false without a Keyring.
+func PublisherOf(ctx context.Context) (trust.Identity, bool) {
+	id, ok := ctx.Value(publisherKey{}).(trust.Identity)
+	return id, ok
+}
+
+// checkPublisher verifies a message's publisher against the keyring.
+func (r *Router) checkPublisher(ctx context.Context, msg jetstream.Msg, ev *runbookv1.Event) (context.Context, error) {
+	kr, err := r.opts.Keyring.Keyring()
+	if err != nil {
+		return ctx, fmt.Errorf("read the keyring: %w", err) // retried: not the message's fault
+	}
+	pub, err := Publisher(msg.Headers(), msg.Data())
+	switch {
+	case err != nil:
+		return ctx, Permanent(err)
+	case pub == "":
+		return ctx, Permanent(fmt.Errorf("%s has no publisher signature (%s): not published by a runbook identity", ev.Type, HeaderSigner))
+	}
+	id, ok := kr.ByKey(pub)
+	switch {
+	case !ok:
+		return ctx, Permanent(fmt.Errorf("%s published by unknown key %s", ev.Type, pub))
+	case !id.Revoked.IsZero():
+		return ctx, Permanent(fmt.Errorf("%s published by %s, whose key is revoked", ev.Type, id.Name))
+	case !trust.MayPublish(id.Role, ev.Type):
+		return ctx, Permanent(fmt.Errorf("%s published by %s, a %s: a %s may not publish %s", ev.Type, id.Name, id.Role, id.Role, ev.Type))
+	}
+	return context.WithValue(ctx, publisherKey{}, id), nil
 }
 
 func (o *ConsumerOptions) setDefaults() {
@@ -232,12 +275,16 @@ func (r *Router) handle(ctx context.Context, msg jetstream.Msg) {
 	r.metrics.InFlight.WithLabelValues(r.opts.Durable).Inc()
 	defer r.metrics.InFlight.WithLabelValues(r.opts.Durable).Dec()
 
+	hctx := ctx
+	if err == nil && r.opts.Keyring != nil {
+		hctx, err = r.checkPublisher(ctx, msg, ev)
+	}
 	if err == nil {
 		h := r.handlers[typ]
 		if h == nil {
 			err = Permanent(fmt.Errorf("no handler for %s", typ))
 		} else {
-			err = r.call(ctx, msg, h, ev)
+			err = r.call(hctx, msg, h, ev)
 		}
 	}
 	r.metrics.Duration.WithLabelValues(r.opts.Durable, typ).Observe(time.Since(start).Seconds())

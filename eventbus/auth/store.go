@@ -330,3 +330,14 @@ func (k *KeyringFile) Keyring() (*trust.Keyring, error) {
 	k.kr, k.mod, k.size = kr, st.ModTime(), st.Size()
 	return kr, nil
 }
+
+// Authorize checks an HTTP bearer token against the keyring: the active
+// identity whose token it is (the read API's api.Options.Authorize).
+func (k *KeyringFile) Authorize(token string) (string, bool) {
+	kr, err := k.Keyring()
+	if err != nil {
+		return "", false
+	}
+	id, ok := kr.ByToken(TokenSHA256(token), time.Now())
+	return id.Name, ok
+}

@@ -41,6 +41,18 @@ type Deps struct {
 	Keyring *auth.KeyringFile
 	// Insecure is --insecure-no-auth.
 	Insecure bool
+	// MetricsListen is --metrics-listen (the reporter serves its read API there).
+	MetricsListen string
+}
+
+// Consumer is the consumer options every service binary starts from:
+// --ack-wait, and with --keyring the check of who published each message.
+func (d Deps) Consumer() eventbus.ConsumerOptions {
+	c := eventbus.ConsumerOptions{AckWait: d.AckWait}
+	if d.Keyring != nil {
+		c.Keyring = d.Keyring
+	}
+	return c
 }
 
 // RequireKeyring is the keyring of a service that verifies people's
@@ -160,7 +172,7 @@ func run(ctx context.Context, name string, o Options, build func(Deps) (Service,
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	svc, err := build(Deps{Bus: bus, Log: log, Registry: reg, Metrics: eventbus.NewMetrics(reg), AckWait: o.AckWait, Keyring: keyring, Insecure: o.InsecureNoAuth})
+	svc, err := build(Deps{Bus: bus, Log: log, Registry: reg, Metrics: eventbus.NewMetrics(reg), AckWait: o.AckWait, Keyring: keyring, Insecure: o.InsecureNoAuth, MetricsListen: o.MetricsListen})
 	if err != nil {
 		return err
 	}

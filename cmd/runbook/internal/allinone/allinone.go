@@ -218,6 +218,12 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		}
 		return b, err
 	}
+	if s.keyring != nil {
+		// Every consumer checks who published what it handles.
+		for _, c := range []*eventbus.ConsumerOptions{&o.Preflight, &o.Deployer, &o.Monitor, &o.Tester, &o.Notify.Consumer} {
+			c.Keyring = s.keyring
+		}
+	}
 	s.services = map[string]svcmain.Service{}
 	for _, name := range []string{"preflight", "deployer", "monitor", "tester", "reporter"} {
 		if slices.Contains(o.Without, name) {
@@ -284,14 +290,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 				ListenAddr: o.HTTPListen, RequireToken: !api.IsLoopback(o.HTTPListen), AllowedHosts: o.HTTPAllowedHosts, AllowedHostsFlag: "--http-allowed-host"}
 			if s.keyring != nil {
 				// Bearer tokens of the keyring's identities (viewers and up).
-				ao.Authorize = func(token string) (string, bool) {
-					kr, err := s.keyring.Keyring()
-					if err != nil {
-						return "", false
-					}
-					id, ok := kr.ByToken(auth.TokenSHA256(token), time.Now())
-					return id.Name, ok
-				}
+				ao.Authorize = s.keyring.Authorize
 			}
 			a := api.New(ao)
 			s.services["api"] = a

@@ -4,7 +4,6 @@ package main
 import (
 	"os"
 
-	"github.com/kis-core/runbook/eventbus"
 	"github.com/kis-core/runbook/eventbus/svcmain"
 	"github.com/kis-core/runbook/services/deployer"
 )
@@ -15,7 +14,7 @@ func main() {
 		if err != nil {
 			return nil, err
 		}
-		o := deployer.Options{Consumer: eventbus.ConsumerOptions{AckWait: d.AckWait}}
+		o := deployer.Options{Consumer: d.Consumer()}
 		if kf != nil {
 			o.Keyring = kf
 		}

@@ -7,7 +7,6 @@ package main
 import (
 	"os"
 
-	"github.com/kis-core/runbook/eventbus"
 	"github.com/kis-core/runbook/eventbus/svcmain"
 	"github.com/kis-core/runbook/services/monitor"
 	"github.com/kis-core/runbook/services/monitor/source"
@@ -18,6 +17,6 @@ func main() {
 		// The plans' auth_env variables are read from this process's
 		// environment; the Alertmanager receiver is served on
 		// --metrics-listen at monitor.AlertmanagerPath.
-		return monitor.New(d.Bus, monitor.Options{Consumer: eventbus.ConsumerOptions{AckWait: d.AckWait}, Sources: source.Config{Getenv: os.LookupEnv}}, d.Log, d.Metrics, d.Registry), nil
+		return monitor.New(d.Bus, monitor.Options{Consumer: d.Consumer(), Sources: source.Config{Getenv: os.LookupEnv}}, d.Log, d.Metrics, d.Registry), nil
 	}))
 }

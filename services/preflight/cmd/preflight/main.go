@@ -14,7 +14,7 @@ func main() {
 		if err != nil {
 			return nil, err
 		}
-		var o preflight.Options
+		o := preflight.Options{Consumer: d.Consumer()}
 		if kf != nil {
 			o.Keyring = kf
 		}

@@ -23,7 +23,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/kis-core/runbook/eventbus"
 	"github.com/kis-core/runbook/eventbus/svcmain"
 	"github.com/kis-core/runbook/services/reporter"
 	"github.com/kis-core/runbook/services/reporter/api"
@@ -59,10 +58,16 @@ func main() {
 			d.Log.Info("read model in PostgreSQL")
 		}
 		rep := reporter.New(d.Bus, o, d.Log, d.Metrics, d.Registry)
-		n := notify.New(d.Bus, notify.Options{Consumer: eventbus.ConsumerOptions{AckWait: d.AckWait}, Destinations: dests, Getenv: os.LookupEnv}, d.Log, d.Metrics, d.Registry)
+		n := notify.New(d.Bus, notify.Options{Consumer: d.Consumer(), Destinations: dests, Getenv: os.LookupEnv}, d.Log, d.Metrics, d.Registry)
 		// The read API and dashboard (package api) run with the reporter,
 		// on --metrics-listen next to /metrics and /healthz.
-		a := api.New(api.Options{Model: rep.Model(), Bus: d.Bus, Log: d.Log.With("component", "api")})
+		// Beyond loopback it needs a bearer token of the keyring's identities.
+		ao := api.Options{Model: rep.Model(), Bus: d.Bus, Log: d.Log.With("component", "api"),
+			ListenAddr: d.MetricsListen, RequireToken: !api.IsLoopback(d.MetricsListen)}
+		if d.Keyring != nil {
+			ao.Authorize = d.Keyring.Authorize
+		}
+		a := api.New(ao)
 		return httpServices{services: services{rep, n, a}, h: a.Handler()}, nil
 	})
 	// svcmain returns after the consumers and NATS drained: the pool closes last.

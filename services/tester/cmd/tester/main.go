@@ -17,6 +17,7 @@ func main() {
 			`where each load test's k6-shaped summary is written as <run>-k6-summary.json ("" for none; the test.load event carries it); env RUNBOOK_LOAD_SUMMARY_DIR`)
 	}
 	os.Exit(svcmain.MainWithFlags("tester", flags, func(d svcmain.Deps) (svcmain.Service, error) {
+		o.Consumer = d.Consumer()
 		return tester.New(d.Bus, o, d.Log, d.Metrics, d.Registry), nil
 	}))
 }

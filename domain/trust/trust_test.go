@@ -1,0 +1,129 @@
+package trust
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nkeys"
+
+	runbookv1 "github.com/kis-core/runbook/proto/runbook/v1"
+)
+
+func key(t *testing.T) (nkeys.KeyPair, string) {
+	t.Helper()
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := kp.PublicKey()
+	return kp, pub
+}
+
+func approval(run string) *runbookv1.Event {
+	return &runbookv1.Event{RunId: run, Type: "approval.granted", Payload: &runbookv1.Event_ApprovalGranted{ApprovalGranted: &runbookv1.Approval{Role: "technical_approval"}}}
+}
+
+func TestVerify(t *testing.T) {
+	t.Parallel()
+	tina, tinaPub := key(t)
+	rita, ritaPub := key(t)
+	old, oldPub := key(t)
+	stranger, _ := key(t)
+	now := time.Date(2026, 12, 6, 2, 0, 0, 0, time.UTC)
+	kr := &Keyring{Identities: []Identity{
+		{Name: "tina", Role: Approver, PublicKey: tinaPub},
+		{Name: "rita", Role: Requester, PublicKey: ritaPub},
+		{Name: "old", Role: Approver, PublicKey: oldPub, Revoked: now.Add(-time.Hour)},
+	}}
+	const plan = "aa11"
+	signed := func(kp nkeys.KeyPair, ev *runbookv1.Event, planSHA, role string) *runbookv1.Event {
+		if err := Sign(kp, ev, planSHA, role, now); err != nil {
+			t.Fatal(err)
+		}
+		return ev
+	}
+	cases := []struct {
+		name string
+		ev   *runbookv1.Event
+		want string // "" verifies; else a part of the error
+	}{
+		{"good", signed(tina, approval("R1"), plan, "technical_approval"), ""},
+		{"unsigned", approval("R1"), "must be signed"},
+		{"other run", func() *runbookv1.Event {
+			ev := signed(tina, approval("R0"), plan, "technical_approval")
+			ev.RunId = "R1"
+			return ev
+		}(), "does not verify"},
+		{"other plan", signed(tina, approval("R1"), "bb22", "technical_approval"), "binds to the exact plan"},
+		{"other role", signed(tina, approval("R1"), plan, "security_approval"), "claims role technical_approval"},
+		{"altered signature", func() *runbookv1.Event {
+			ev := signed(tina, approval("R1"), plan, "technical_approval")
+			ev.Signature.Sig[3] ^= 1
+			return ev
+		}(), "does not verify"},
+		{"key swapped", func() *runbookv1.Event {
+			ev := signed(stranger, approval("R1"), plan, "technical_approval")
+			ev.Signature.Key = tinaPub
+			return ev
+		}(), "does not verify"},
+		{"unknown key", signed(stranger, approval("R1"), plan, "technical_approval"), "unknown key"},
+		{"revoked", signed(old, approval("R1"), plan, "technical_approval"), "revoked"},
+		{"requester may not approve", signed(rita, approval("R1"), plan, "technical_approval"), "may not make approval.granted"},
+		{"reused for another decision", func() *runbookv1.Event {
+			ev := signed(tina, approval("R1"), plan, "technical_approval")
+			ev.Type = "approval.rejected"
+			return ev
+		}(), "cannot be reused for another decision"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got, err := Verify(kr, c.ev, plan, "technical_approval")
+			switch {
+			case c.want == "" && err != nil:
+				t.Fatalf("refused: %v", err)
+			case c.want == "" && got.Identity.Name != "tina":
+				t.Fatalf("signer %q", got.Identity.Name)
+			case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
+				t.Fatalf("error %v, want it to say %q", err, c.want)
+			}
+		})
+	}
+}
+
+func TestRolesTable(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		role Role
+		typ  string
+		may  bool
+	}{
+		{Reporter, "report.ready", true}, {Requester, "report.ready", false}, {Deployer, "report.ready", false},
+		{Approver, "approval.granted", true}, {Requester, "approval.granted", false},
+		{Requester, "change.requested", true}, {Approver, "change.requested", false}, {Viewer, "change.requested", false},
+		{Deployer, "deploy.done", true}, {Tester, "deploy.done", false}, {Monitor, "rollback.requested", true},
+		{Admin, "anything.at.all", true},
+	} {
+		if got := MayPublish(c.role, c.typ); got != c.may {
+			t.Errorf("MayPublish(%s, %s) = %v, want %v", c.role, c.typ, got, c.may)
+		}
+	}
+	if _, err := ParseRole("root"); err == nil || !strings.Contains(err.Error(), "requester") {
+		t.Errorf("ParseRole(root): %v", err)
+	}
+}
+
+func TestKeyringRejectsDuplicatesAndBadNames(t *testing.T) {
+	t.Parallel()
+	_, pub := key(t)
+	for _, bad := range []string{
+		`{"identities":[{"name":"Tina Tech","role":"approver","public_key":"` + pub + `"}]}`,
+		`{"identities":[{"name":"tina","role":"root","public_key":"` + pub + `"}]}`,
+		`{"identities":[{"name":"tina","role":"approver","public_key":"SUABC"}]}`,
+		`{"identities":[{"name":"a","role":"approver","public_key":"` + pub + `"},{"name":"b","role":"viewer","public_key":"` + pub + `"}]}`,
+	} {
+		if _, err := ParseKeyring([]byte(bad)); err == nil {
+			t.Errorf("accepted %s", bad)
+		}
+	}
+}
