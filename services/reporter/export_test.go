@@ -1,6 +1,10 @@
 package reporter
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"context"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 type TestMetrics struct {
 	Runs    *prometheus.CounterVec
@@ -16,3 +20,6 @@ func (s *Service) MetricsForTest() TestMetrics {
 	return TestMetrics{Runs: s.metrics.runs, Reports: s.metrics.reports, Waiting: s.metrics.waiting,
 		StreamLast: s.metrics.streamLast, StreamBehind: s.metrics.streamBehind}
 }
+
+// WatchOnceForTest takes one look of the stream watch now.
+func (s *Service) WatchOnceForTest(ctx context.Context) error { return s.watchOnce(ctx) }

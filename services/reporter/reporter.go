@@ -107,6 +107,11 @@ type Service struct {
 
 	ready chan struct{} // closed once the projector first caught up
 	once  sync.Once
+
+	// streamMu guards created: when the stream this reporter reads was
+	// created, as its first look at the stream saw it.
+	streamMu sync.Mutex
+	created  time.Time
 }
 
 // New makes the reporter. reg may be nil (metrics then go nowhere). The
@@ -176,13 +181,27 @@ func (s *Service) streamBehind(err error) {
 	s.log.Error("audit stream does not hold what the read model has projected; the reporter stops", attrs...)
 }
 
-// checkStream runs CheckStream and records the stream's last sequence.
+// checkStream runs CheckStream and records the stream's last sequence. It
+// also compares the stream's creation time with the one this reporter saw
+// first: a stream recreated under a live reporter that grew past the
+// model's position between two looks has had its events applied after the
+// old stream's, and then the model's head is on the new stream.
 func (s *Service) checkStream(ctx context.Context) error {
-	last, err := CheckStream(ctx, s.bus, s.model)
-	if err == nil {
-		s.metrics.streamLast.Set(float64(last))
+	seen, err := checkStream(ctx, s.bus, s.model)
+	if err != nil {
+		return err
 	}
-	return err
+	s.metrics.streamLast.Set(float64(seen.LastSeq))
+	s.streamMu.Lock()
+	defer s.streamMu.Unlock()
+	switch {
+	case s.created.IsZero():
+		s.created = seen.Created
+	case !seen.Created.Equal(s.created):
+		seen.ReadCreated = s.created
+		return &seen
+	}
+	return nil
 }
 
 // watchStream checks the stream every StreamCheck until ctx ends, and
@@ -199,17 +218,26 @@ func (s *Service) watchStream(ctx context.Context, fail context.CancelCauseFunc)
 			return
 		case <-t.C:
 		}
-		err := s.checkStream(ctx)
-		switch {
-		case errors.Is(err, ErrStreamBehind):
+		if err := s.watchOnce(ctx); err != nil {
 			fail(err)
 			return
-		case err != nil && ctx.Err() == nil:
-			// NATS or the database unavailable: the projector waits them
-			// out too; the next tick looks again.
-			s.log.Warn("cannot compare the audit stream with the read model", "err", err)
 		}
 	}
+}
+
+// watchOnce is one look of watchStream: the *StreamBehindError, or nil
+// (a look that could not be taken is logged; the next one tries again).
+func (s *Service) watchOnce(ctx context.Context) error {
+	err := s.checkStream(ctx)
+	switch {
+	case errors.Is(err, ErrStreamBehind):
+		return err
+	case err != nil && ctx.Err() == nil:
+		// NATS or the database unavailable: the projector waits them out
+		// too; the next tick looks again.
+		s.log.Warn("cannot compare the audit stream with the read model", "err", err)
+	}
+	return nil
 }
 
 // project tails the stream from the model's position, storing every batch

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -33,12 +34,20 @@ type StreamBehindError struct {
 	// StreamEvent is the id of the stream's message at Position when that
 	// is another event than ModelEvent ("" when it cannot be decoded).
 	StreamEvent string
+	// Created is when the stream was created, and ReadCreated when the
+	// one this reporter began reading was, when they differ: the stream
+	// was recreated under the live reporter (whose projection may then
+	// hold events of both).
+	Created, ReadCreated time.Time
 	// Remedy is what the operator does about it.
 	Remedy string
 }
 
 func (e *StreamBehindError) Error() string {
 	switch {
+	case !e.ReadCreated.IsZero():
+		return fmt.Sprintf("audit stream %s was recreated at %s while the reporter read it (it began reading the one created at %s); the read model has projected up to %d, the stream ends at %d: the model may hold events of both; %s",
+			e.Stream, e.Created.UTC().Format(time.RFC3339Nano), e.ReadCreated.UTC().Format(time.RFC3339Nano), e.Position, e.LastSeq, e.Remedy)
 	case e.LastSeq < e.Position:
 		return fmt.Sprintf("audit stream %s ends at sequence %d but the read model has projected up to %d: the stream was recreated or truncated; %s",
 			e.Stream, e.LastSeq, e.Position, e.Remedy)
@@ -73,39 +82,47 @@ func remedy(model ReadModel) string {
 // and nil when the stream goes on from where the model stands. last is the
 // stream's last sequence (when it could be read).
 func CheckStream(ctx context.Context, bus *eventbus.Bus, model ReadModel) (last uint64, err error) {
+	seen, err := checkStream(ctx, bus, model)
+	return seen.LastSeq, err
+}
+
+// checkStream is CheckStream; it returns what it saw: the stream's state
+// and creation time, and the model's position.
+func checkStream(ctx context.Context, bus *eventbus.Bus, model ReadModel) (StreamBehindError, error) {
 	pos, id, err := model.Head(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("read the projection's position: %w", err)
+		return StreamBehindError{}, fmt.Errorf("read the projection's position: %w", err)
 	}
 	str, err := bus.JetStream().Stream(ctx, eventbus.AuditStream)
 	if err != nil {
-		return 0, fmt.Errorf("look up stream %s: %w", eventbus.AuditStream, err)
+		return StreamBehindError{}, fmt.Errorf("look up stream %s: %w", eventbus.AuditStream, err)
 	}
-	st := str.CachedInfo().State
+	info := str.CachedInfo()
+	st := info.State
+	e := StreamBehindError{Stream: eventbus.AuditStream, Position: pos, ModelEvent: id,
+		FirstSeq: st.FirstSeq, LastSeq: st.LastSeq, Created: info.Created, Remedy: remedy(model)}
 	if pos == 0 {
-		return st.LastSeq, nil // nothing projected: any stream will do
+		return e, nil // nothing projected: any stream will do
 	}
-	e := &StreamBehindError{Stream: eventbus.AuditStream, Position: pos, ModelEvent: id,
-		FirstSeq: st.FirstSeq, LastSeq: st.LastSeq, Remedy: remedy(model)}
 	if st.LastSeq < pos || st.FirstSeq > pos+1 {
-		return st.LastSeq, e
+		return e, &e
 	}
 	if id == "" || st.FirstSeq > pos {
-		return st.LastSeq, nil // no event to compare (the model's row is gone, or the stream's aged out)
+		return e, nil // no event to compare (the model's row is gone, or the stream's aged out)
 	}
 	raw, err := str.GetMsg(ctx, pos)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return st.LastSeq, nil // removed since (retention): nothing to compare
+		return e, nil // removed since (retention): nothing to compare
 	}
 	if err != nil {
-		return st.LastSeq, fmt.Errorf("read stream %s at sequence %d: %w", eventbus.AuditStream, pos, err)
+		return e, fmt.Errorf("read stream %s at sequence %d: %w", eventbus.AuditStream, pos, err)
 	}
 	ev, derr := eventbus.Decode(raw.Subject, raw.Header, raw.Data)
 	if derr == nil && ev.GetId() == id {
-		return st.LastSeq, nil
+		return e, nil
 	}
 	if derr == nil {
 		e.StreamEvent = ev.GetId()
 	}
-	return st.LastSeq, e
+	return e, &e
 }

@@ -90,3 +90,50 @@ func TestStreamLastSeqMetric(t *testing.T) {
 		t.Errorf("stream behind counted %v times", n)
 	}
 }
+
+// The stream is deleted and recreated under a live reporter and grows past
+// its position before the watch looks: the projector has read the new
+// stream's events on from where it was, so the model's position and the
+// event there agree with the stream and CheckStream cannot tell. The
+// stream's creation time, changed since the reporter began reading, can:
+// the next look stops it.
+func TestStreamRecreatedUnderALiveReporter(t *testing.T) {
+	ctx := context.Background()
+	srv := natstest.Server(t)
+	admin := natstest.Bus(t, srv, "admin")
+	model := reporter.NewMemory()
+	r := startOpts(t, srv, reporter.Options{Model: model, StreamCheck: time.Hour, TestsGrace: -1})
+	publish(t, admin, requested("A"), requested("A2"), requested("A3"))
+	natstest.Eventually(t, 15*time.Second, "3 events projected", func() bool {
+		pos, _ := model.Position(ctx)
+		return pos == 3
+	})
+	js := admin.JetStream()
+	old, err := js.Stream(ctx, eventbus.AuditStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := js.DeleteStream(ctx, eventbus.AuditStream); err != nil {
+		t.Fatal(err)
+	}
+	created, err := js.CreateStream(ctx, eventbus.AuditStreamConfig(eventbus.StreamOptions{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	publish(t, admin, requested("B"), requested("B2"), requested("B3"), requested("B4"), requested("B5"))
+	natstest.Eventually(t, 15*time.Second, "the new stream's events 4 and 5 projected after the old one's", func() bool {
+		pos, _ := model.Position(ctx)
+		return pos == 5
+	})
+	if _, err := reporter.CheckStream(ctx, admin, model); err != nil {
+		t.Fatalf("CheckStream: %v (position and head agree with the new stream)", err)
+	}
+	err = r.svc.WatchOnceForTest(ctx)
+	want := "audit stream RUNBOOK was recreated at " + created.CachedInfo().Created.UTC().Format(time.RFC3339Nano) +
+		" while the reporter read it (it began reading the one created at " + old.CachedInfo().Created.UTC().Format(time.RFC3339Nano) +
+		"); the read model has projected up to 5, the stream ends at 5: the model may hold events of both; " +
+		"investigate, then restart the reporter: its in-memory read model re-projects the stream from the start"
+	if !errors.Is(err, reporter.ErrStreamBehind) || err.Error() != want {
+		t.Fatalf("watch: %v\nwant %s", err, want)
+	}
+}
