@@ -85,7 +85,7 @@ func TestPostgresReadModel(t *testing.T) {
 	// runbook audit verify: clean, then one edited payload and one deleted row.
 	audit := func() (int, string) {
 		var out, errOut bytes.Buffer
-		code := cli.Execute(context.Background(), []string{"audit", "verify", "--nats-url", second.srv.NATSURL(), "--database-url", dbURL, "--creds", second.srv.Creds("admin")}, &out, &errOut)
+		code := cli.Execute(context.Background(), []string{"audit", "verify", "--nats-url", second.srv.NATSURL(), "--database-url", dbURL, "--creds", second.srv.Creds("admin"), "--keyring", second.srv.Identities().KeyringPath()}, &out, &errOut)
 		return code, out.String() + errOut.String()
 	}
 	if code, out := audit(); code != 0 || !strings.Contains(out, "audit ok") {

@@ -122,4 +122,22 @@ func TestSignedApprovals(t *testing.T) {
 	if rr := p.report(t, run, 60*time.Second); rr.Status != "SUCCESS" {
 		t.Fatalf("ended %s", rr.Status)
 	}
+
+	// audit verify re-checks every signature on the stream: the unsigned
+	// and the replayed approvals are named, the rest is fine.
+	code, out = cliAs("admin", "audit", "verify", "--keyring", ids.KeyringPath())
+	if code != 1 {
+		t.Fatalf("audit verify: exit %d\n%s", code, out)
+	}
+	for _, want := range []string{
+		run + "/approval.granted/forged (seq", "decision signature: the decision is not signed",
+		run + "/approval.granted/replay (seq", "decision signature replayed",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("audit verify does not say %q:\n%s", want, out)
+		}
+	}
+	if n := strings.Count(out, "\nrun ") + 1; n != 2 {
+		t.Errorf("audit verify names %d problems, want the 2 bad approvals:\n%s", n, out)
+	}
 }
