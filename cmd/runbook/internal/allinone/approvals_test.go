@@ -19,7 +19,11 @@ import (
 func (p *pipeline) runCLI(t testing.TB, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	var out, errOut bytes.Buffer
-	code = cli.Execute(context.Background(), append(args, "--nats-url", p.srv.NATSURL()), &out, &errOut)
+	args = append(args, "--nats-url", p.srv.NATSURL())
+	if c := p.srv.Creds("admin"); c != "" {
+		args = append(args, "--creds", c) // the test acts as admin
+	}
+	code = cli.Execute(context.Background(), args, &out, &errOut)
 	return code, out.String(), errOut.String()
 }
 
