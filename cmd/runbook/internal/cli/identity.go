@@ -101,7 +101,7 @@ keyring keeps only its sha256).`,
 			return nil
 		},
 	}
-	c.AddCommand(create, list, revoke)
+	c.AddCommand(create, list, revoke, natsConfigCmd(g, &dir))
 	return c
 }
 
