@@ -6,6 +6,7 @@ package svcmain
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -89,6 +90,7 @@ type Options struct {
 	Creds          string
 	Keyring        string
 	InsecureNoAuth bool
+	TLS            auth.TLSFiles
 }
 
 // Main runs the service binary name; build makes the service from its deps.
@@ -113,6 +115,9 @@ func MainWithFlags(name string, flags func(*flag.FlagSet), build func(Deps) (Ser
 	fs.DurationVar(&o.AckWait, "ack-wait", 0, "how long an un-acked message waits before redelivery to another instance (0: 30s)")
 	fs.StringVar(&o.Creds, "creds", os.Getenv("RUNBOOK_CREDS"), "this service's identity: its nkey seed file (runbook serve writes <data-dir>/identities/"+name+".nk); env RUNBOOK_CREDS")
 	fs.StringVar(&o.Keyring, "keyring", os.Getenv("RUNBOOK_KEYRING"), "the keyring of identities whose signed decisions are trusted (<data-dir>/identities/keyring.json); env RUNBOOK_KEYRING")
+	fs.StringVar(&o.TLS.CA, "tls-ca", os.Getenv("RUNBOOK_TLS_CA"), "CA certificate (PEM) that verifies the NATS server's TLS certificate; env RUNBOOK_TLS_CA")
+	fs.StringVar(&o.TLS.Cert, "tls-cert", os.Getenv("RUNBOOK_TLS_CERT"), "certificate (PEM) for --metrics-listen: serve it over HTTPS; env RUNBOOK_TLS_CERT")
+	fs.StringVar(&o.TLS.Key, "tls-key", os.Getenv("RUNBOOK_TLS_KEY"), "the key of --tls-cert; env RUNBOOK_TLS_KEY")
 	fs.BoolVar(&o.InsecureNoAuth, "insecure-no-auth", false, "connect without credentials and trust unsigned decisions: for experiments only")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: %s [flags]\n\nRuns runbook's %s service against a NATS JetStream server.\n\n", name, name)
@@ -157,6 +162,13 @@ func run(ctx context.Context, name string, o Options, build func(Deps) (Service,
 			}
 		}
 	}
+	if o.TLS.CA != "" {
+		topts, err := auth.ClientOptions(o.TLS.CA)
+		if err != nil {
+			return err
+		}
+		copts = append(copts, topts...)
+	}
 	nc, err := eventbus.Connect(o.NATSURL, "runbook-"+name, copts...)
 	if err != nil {
 		return err
@@ -180,7 +192,13 @@ func run(ctx context.Context, name string, o Options, build func(Deps) (Service,
 	if hs, ok := svc.(HTTPService); ok {
 		extra = append(extra, hs.Handler())
 	}
-	srv, addr, err := ServeMetrics(o.MetricsListen, reg, func() error {
+	var httpTLS *tls.Config
+	if o.TLS.Enabled() {
+		if httpTLS, err = o.TLS.ServerConfig(); err != nil {
+			return err
+		}
+	}
+	srv, addr, err := ServeMetrics(o.MetricsListen, httpTLS, reg, func() error {
 		if !nc.IsConnected() {
 			return errors.New("NATS disconnected")
 		}
@@ -220,10 +238,14 @@ func Drain(ctx context.Context, nc *nats.Conn) error {
 
 // ServeMetrics serves /metrics from reg and /healthz from healthy on addr,
 // and extra (at most one: the reporter's read API and dashboard) at "/".
-func ServeMetrics(addr string, reg *prometheus.Registry, healthy func() error, extra ...http.Handler) (*http.Server, string, error) {
+// With tlsCfg it serves HTTPS only.
+func ServeMetrics(addr string, tlsCfg *tls.Config, reg *prometheus.Registry, healthy func() error, extra ...http.Handler) (*http.Server, string, error) {
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, "", fmt.Errorf("metrics listener on %s: %w", addr, err)
+	}
+	if tlsCfg != nil {
+		l = tls.NewListener(l, tlsCfg)
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))

@@ -12,7 +12,7 @@ import (
 // /metrics and /healthz, which keep answering.
 func TestServeMetricsMountsExtraHandler(t *testing.T) {
 	extra := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "extra "+r.URL.Path) })
-	srv, addr, err := ServeMetrics("127.0.0.1:0", prometheus.NewRegistry(), func() error { return nil }, extra)
+	srv, addr, err := ServeMetrics("127.0.0.1:0", nil, prometheus.NewRegistry(), func() error { return nil }, extra)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,7 @@ package allinone
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -92,6 +93,10 @@ type Options struct {
 	// HTTPAllowedHosts are the names the read API answers to beyond the
 	// listen host and loopback (DNS rebinding: other Host headers get 421).
 	HTTPAllowedHosts []string
+	// TLS: with a certificate, the embedded NATS server requires TLS from
+	// every client and the HTTP listener serves HTTPS; with an external NATS
+	// the CA verifies its certificate.
+	TLS auth.TLSFiles
 	// KeyringPoll is how often the keyring file is checked for new or
 	// revoked identities (default 1s).
 	KeyringPoll time.Duration
@@ -166,6 +171,15 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		}
 		abs, _ := filepath.Abs(o.DataDir)
 		s.nsOpts = embedded.Options{Host: host, Port: port, StoreDir: abs, NoSync: o.NoSync, Users: users, InsecureNoAuth: o.InsecureNoAuth}
+		if o.TLS.Enabled() {
+			if s.nsOpts.TLS, err = o.TLS.ServerConfig(); err != nil {
+				return nil, err
+			}
+			if o.TLS.CA == "" {
+				o.TLS.CA = o.TLS.Cert // serve's own connections trust its certificate
+				s.o.TLS.CA = o.TLS.Cert
+			}
+		}
 		ns, err := embedded.Start(s.nsOpts)
 		if err != nil {
 			return nil, err
@@ -296,7 +310,14 @@ func New(ctx context.Context, o Options) (*Server, error) {
 			s.services["api"] = a
 			app.Handle("/", a.Handler())
 		}
-		srv, addr, err := svcmain.ServeMetrics(o.HTTPListen, o.Registry, s.healthy, extra...)
+		var httpTLS *tls.Config
+		if o.TLS.Enabled() {
+			if httpTLS, err = o.TLS.ServerConfig(); err != nil {
+				s.close()
+				return nil, err
+			}
+		}
+		srv, addr, err := svcmain.ServeMetrics(o.HTTPListen, httpTLS, o.Registry, s.healthy, extra...)
 		if err != nil {
 			s.close()
 			return nil, err
@@ -316,6 +337,13 @@ func (s *Server) connect(identity, name string) (*nats.Conn, error) {
 			return nil, err
 		}
 		opts = id.Options()
+	}
+	if s.o.TLS.CA != "" {
+		topts, err := auth.ClientOptions(s.o.TLS.CA)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, topts...)
 	}
 	nc, err := eventbus.Connect(s.url, name, opts...)
 	if err != nil {

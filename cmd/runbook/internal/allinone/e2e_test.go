@@ -122,6 +122,13 @@ func startPipeline(t testing.TB, tweak func(*allinone.Options)) *pipeline {
 		}
 		copts, signer = id.Options(), id.KP
 	}
+	if o.TLS.CA != "" {
+		topts, err := auth.ClientOptions(o.TLS.CA)
+		if err != nil {
+			t.Fatal(err)
+		}
+		copts = append(copts, topts...)
+	}
 	nc, err := eventbus.Connect(srv.NATSURL(), "e2e", copts...)
 	if err != nil {
 		t.Fatal(err)

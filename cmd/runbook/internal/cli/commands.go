@@ -66,6 +66,7 @@ rolled back or had issues), once per run and destination.
 			if external || cmd.Flags().Changed("nats-url") {
 				o.NATSURL = g.natsURL
 			}
+			o.TLS.CA = g.tlsCA
 			srv, err := allinone.New(cmd.Context(), o)
 			if err != nil {
 				return err
@@ -83,6 +84,8 @@ rolled back or had issues), once per run and destination.
 	f.IntVar(&o.Replicas, "replicas", 1, "stream replicas when creating the streams (3 in a cluster)")
 	f.BoolVar(&o.InsecureNoAuth, "insecure-no-auth", false, "INSECURE: accept anonymous NATS clients with every permission and trust unsigned decisions (experiments only; warned at every start)")
 	f.StringVar(&o.IdentityDir, "identity-dir", "", "identities (keyring.json and the services' seeds); default <data-dir>/identities")
+	f.StringVar(&o.TLS.Cert, "tls-cert", os.Getenv("RUNBOOK_TLS_CERT"), "server certificate (PEM): the embedded NATS server then requires TLS and --http-listen serves HTTPS (env RUNBOOK_TLS_CERT)")
+	f.StringVar(&o.TLS.Key, "tls-key", os.Getenv("RUNBOOK_TLS_KEY"), "the key of --tls-cert (env RUNBOOK_TLS_KEY)")
 	f.StringSliceVar(&o.HTTPAllowedHosts, "http-allowed-host", nil, "a host name the read API and dashboard answer to besides the listen host and loopback (repeatable); beyond loopback they need a bearer token (runbook identity create prints one)")
 	f.StringVar(&o.DatabaseURL, "database-url", envOr("RUNBOOK_DATABASE_URL", ""), "PostgreSQL URL for the reporter's read model (runs, events, reports); env RUNBOOK_DATABASE_URL; empty keeps it in memory")
 	f.StringVar(&o.ReportsDir, "reports-dir", filepath.Join(".runbook", "reports"), "where each published report is also written as <run>-report.json (\"\" for none)")
