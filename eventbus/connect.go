@@ -1,6 +1,7 @@
 package eventbus
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -23,6 +24,9 @@ func Connect(url, name string, opts ...nats.Option) (*nats.Conn, error) {
 		nats.ReconnectWait(500 * time.Millisecond),
 	}
 	nc, err := nats.Connect(url, append(base, opts...)...)
+	if errors.Is(err, nats.ErrAuthorization) {
+		return nil, fmt.Errorf("NATS at %s refused the connection: %w", url, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("cannot reach NATS at %s: %w", url, err)
 	}

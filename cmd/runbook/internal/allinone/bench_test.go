@@ -156,11 +156,15 @@ func BenchmarkPipeline(b *testing.B) {
 // BenchmarkFirstStepLatency submits runs one after another (no queueing) and
 // measures, from the events' own times, change.requested → the first
 // deploy.step.started.
+// auth=true is the default (nkeys, permissions, every event signed by its
+// publisher and checked by its consumers, decisions signed); auth=false is
+// --insecure-no-auth, measured in the same run as its baseline.
 func BenchmarkFirstStepLatency(b *testing.B) {
 	const runs = 20
-	for _, fsync := range []bool{true, false} {
-		b.Run(fmt.Sprintf("sync=%v", fsync), func(b *testing.B) {
-			p := startPipeline(b, func(o *allinone.Options) { o.NoSync = !fsync })
+	for _, cfg := range []struct{ auth, fsync bool }{{true, true}, {false, true}, {true, false}, {false, false}} {
+		fsync := cfg.fsync
+		b.Run(fmt.Sprintf("auth=%v/sync=%v", cfg.auth, fsync), func(b *testing.B) {
+			p := startPipeline(b, func(o *allinone.Options) { o.NoSync = !fsync; o.InsecureNoAuth = !cfg.auth })
 			data := []byte(fmt.Sprintf(benchPlan, stepsYAML(1)))
 			var lat []float64
 			for range b.N {
@@ -189,8 +193,14 @@ func BenchmarkFirstStepLatency(b *testing.B) {
 // BenchmarkStepOverhead runs a deploy of 50 `true` steps and compares the
 // time per step in the pipeline with running `true` directly.
 func BenchmarkStepOverhead(b *testing.B) {
+	for _, authOn := range []bool{true, false} {
+		b.Run(fmt.Sprintf("auth=%v", authOn), func(b *testing.B) { stepOverhead(b, authOn) })
+	}
+}
+
+func stepOverhead(b *testing.B, authOn bool) {
 	const steps = 50
-	p := startPipeline(b, func(o *allinone.Options) { o.NoSync = false })
+	p := startPipeline(b, func(o *allinone.Options) { o.NoSync = false; o.InsecureNoAuth = !authOn })
 	data := []byte(fmt.Sprintf(benchPlan, stepsYAML(steps)))
 	var direct, piped, shellLoop []float64
 	for range b.N {
