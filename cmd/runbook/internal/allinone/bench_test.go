@@ -21,7 +21,7 @@ import (
 func BenchmarkRawJetStream(b *testing.B) {
 	for _, fsync := range []bool{true, false} {
 		b.Run(fmt.Sprintf("sync=%v", fsync), func(b *testing.B) {
-			s, err := embedded.Start(embedded.Options{Port: -1, StoreDir: b.TempDir(), NoSync: !fsync})
+			s, err := embedded.Start(embedded.Options{Port: -1, StoreDir: b.TempDir(), NoSync: !fsync, InsecureNoAuth: true})
 			if err != nil {
 				b.Fatal(err)
 			}
