@@ -127,3 +127,62 @@ func TestKeyringRejectsDuplicatesAndBadNames(t *testing.T) {
 		}
 	}
 }
+
+// The auditor re-checks the stream's copy: an event whose decision
+// signature was altered, one without a publisher signature, one whose
+// publisher may not publish its type, and a replayed nonce are named; a
+// faithful record passes.
+func TestAuditor(t *testing.T) {
+	t.Parallel()
+	rita, ritaPub := key(t)
+	tina, tinaPub := key(t)
+	_, depPub := key(t)
+	kr := &Keyring{Identities: []Identity{
+		{Name: "rita", Role: Requester, PublicKey: ritaPub},
+		{Name: "tina", Role: Approver, PublicKey: tinaPub},
+		{Name: "deployer", Role: Deployer, PublicKey: depPub},
+	}}
+	now := time.Date(2026, 12, 6, 2, 0, 0, 0, time.UTC)
+	cr := &runbookv1.Event{Id: "R/cr", RunId: "R", Type: "change.requested", Payload: &runbookv1.Event_ChangeRequested{ChangeRequested: &runbookv1.ChangeRequested{PlanSha256: "aa11"}}}
+	if err := Sign(rita, cr, "aa11", "requester", now); err != nil {
+		t.Fatal(err)
+	}
+	ok := approval("R")
+	ok.Id = "R/ok"
+	if err := Sign(tina, ok, "aa11", "technical_approval", now); err != nil {
+		t.Fatal(err)
+	}
+	a := NewAuditor(kr)
+	if p := a.Check(cr, ritaPub, nil); len(p) != 0 {
+		t.Fatalf("faithful change request: %v", p)
+	}
+	if p := a.Check(ok, tinaPub, nil); len(p) != 0 {
+		t.Fatalf("faithful approval: %v", p)
+	}
+	altered := approval("R")
+	altered.Id = "R/altered"
+	if err := Sign(tina, altered, "aa11", "technical_approval", now); err != nil {
+		t.Fatal(err)
+	}
+	altered.Signature.Time = nil // edited after signing
+	replayed := approval("R")
+	replayed.Id, replayed.Signature = "R/replayed", ok.Signature
+	forgedReport := &runbookv1.Event{Id: "R/report", RunId: "R", Type: "report.ready", Payload: &runbookv1.Event_ReportReady{ReportReady: &runbookv1.ReportReady{}}}
+	for _, c := range []struct {
+		name      string
+		ev        *runbookv1.Event
+		publisher string
+		want      string
+	}{
+		{"altered signature", altered, tinaPub, "does not verify"},
+		{"replayed nonce", replayed, tinaPub, "replayed"},
+		{"no publisher", forgedReport, "", "no publisher signature"},
+		{"wrong publisher", forgedReport, ritaPub, "may not publish report.ready"},
+		{"unknown publisher", forgedReport, "UNKNOWN", "not in the keyring"},
+	} {
+		p := a.Check(c.ev, c.publisher, nil)
+		if len(p) == 0 || !strings.Contains(strings.Join(p, "; "), c.want) {
+			t.Errorf("%s: %v, want %q", c.name, p, c.want)
+		}
+	}
+}

@@ -154,7 +154,14 @@ func TestPostgresReadModel(t *testing.T) {
 	if _, err := conn.Exec(context.Background(), `DELETE FROM events WHERE event_id = $1`, next+"/deploy.done"); err != nil {
 		t.Fatal(err)
 	}
+	// The requester's signature altered in PostgreSQL's copy.
+	if _, err := conn.Exec(context.Background(), `UPDATE events SET payload = jsonb_set(payload, '{signature,nonce}', '"00000000000000000000000000000000"') WHERE event_id = $1`, next+"/change.requested"); err != nil {
+		t.Fatal(err)
+	}
 	code, out := audit()
+	if !strings.Contains(out, "run "+next+" event "+next+"/change.requested (seq ") {
+		t.Errorf("audit does not name the change request whose signature was altered in PostgreSQL:\n%s", out)
+	}
 	if code != 1 || !strings.Contains(out, "run "+run+" event "+run+"/change.requested (seq ") || !strings.Contains(out, "stored payload differs") ||
 		!strings.Contains(out, "run "+next+" event "+next+"/deploy.done (seq ") || !strings.Contains(out, "missing from the database") {
 		t.Fatalf("audit after tampering: exit %d\n%s", code, out)
