@@ -80,21 +80,21 @@ func Verify(kr *Keyring, ev *runbookv1.Event, planSHA, role string) (Signed, err
 	}
 	id, ok := kr.ByKey(s.GetKey())
 	if !ok {
-		return Signed{}, fmt.Errorf("signed by unknown key %s: not in the keyring", shortKey(s.GetKey()))
+		return Signed{}, fmt.Errorf("signed by unknown key %s: not in the keyring", Short(s.GetKey()))
 	}
 	pub, err := nkeys.FromPublicKey(s.GetKey())
 	if err != nil {
-		return Signed{}, fmt.Errorf("signature key %s: %w", shortKey(s.GetKey()), err)
+		return Signed{}, fmt.Errorf("signature key %s: %w", Short(s.GetKey()), err)
 	}
 	if err := pub.Verify(SigningBytes(ev.GetRunId(), s), s.GetSig()); err != nil {
-		return Signed{}, fmt.Errorf("the signature of %s (%s) does not verify: the event was altered or forged", id.Name, shortKey(s.GetKey()))
+		return Signed{}, fmt.Errorf("the signature of %s (%s) does not verify: the event was altered or forged", id.Name, Short(s.GetKey()))
 	}
 	signedAt := s.GetTime().AsTime()
 	switch {
 	case s.GetDecision() != ev.GetType():
 		return Signed{}, fmt.Errorf("signed by %s for %s, not %s: a signature cannot be reused for another decision", id.Name, s.GetDecision(), ev.GetType())
 	case !strings.EqualFold(s.GetPlanSha256(), planSHA):
-		return Signed{}, fmt.Errorf("signed by %s for plan sha256 %s, but the run's plan is %s: a signature binds to the exact plan", id.Name, short(s.GetPlanSha256()), short(planSHA))
+		return Signed{}, fmt.Errorf("signed by %s for plan sha256 %s, but the run's plan is %s: a signature binds to the exact plan", id.Name, Short(s.GetPlanSha256()), Short(planSHA))
 	case role != "" && s.GetRole() != role:
 		return Signed{}, fmt.Errorf("signed by %s as %s, but the event claims role %s", id.Name, s.GetRole(), role)
 	case !id.Active(signedAt):
@@ -105,17 +105,9 @@ func Verify(kr *Keyring, ev *runbookv1.Event, planSHA, role string) (Signed, err
 	return Signed{Identity: id, Nonce: s.GetNonce(), Time: signedAt}, nil
 }
 
-func shortKey(k string) string {
-	if len(k) > 12 {
-		return k[:12] + "…"
-	}
-	if k == "" {
-		return "(none)"
-	}
-	return k
-}
-
-func short(h string) string {
+// Short is a key or hash cut for a message: its first 12 characters, or
+// "(none)".
+func Short(h string) string {
 	if len(h) > 12 {
 		return h[:12] + "…"
 	}

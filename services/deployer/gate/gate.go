@@ -188,15 +188,7 @@ type Tally struct {
 	Rejected *Decision
 }
 
-func short(h string) string {
-	if len(h) > 12 {
-		return h[:12] + "…"
-	}
-	if h == "" {
-		return "(none)"
-	}
-	return h
-}
+func short(h string) string { return trust.Short(h) }
 
 // check applies the rules shared by approvals and rejections.
 func (r *Run) check(d Decision, verb string) error {
