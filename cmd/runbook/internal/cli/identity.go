@@ -97,7 +97,7 @@ keyring keeps only its sha256).`,
 			if err := (auth.Store{Dir: dir}).Revoke(args[0]); err != nil {
 				return err
 			}
-			fmt.Fprintf(g.out, "identity %s revoked: a running serve closes its connections within a second\n", args[0])
+			fmt.Fprintf(g.out, "identity %s revoked: a running serve closes its connections within a second; for an external nats-server, regenerate its config (runbook identity nats-config) and reload it, and restart services that read a copy of the keyring\n", args[0])
 			return nil
 		},
 	}
