@@ -42,9 +42,11 @@ type runView struct {
 	succeeded       map[stepKey]bool
 }
 
-// viewOf folds a run's history. With a keyring, people's decisions count
-// only when their signature verifies: a refused rejection or cancel does
-// not stop the run (the gate records refused approvals and rejections).
+// viewOf folds a run's history. With a keyring, approvals count only when
+// their signature verifies (the gate records the refused ones); a
+// rejection or a cancel stops the run whatever its signature, as every
+// reader's fold does: stopping is always safe, and audit verify names an
+// unsigned one.
 func viewOf(hist []eventbus.Envelope, kr *trust.Keyring) *runView {
 	v := &runView{ids: map[string]bool{}, started: map[stepKey]int32{}, ended: map[stepKey]int32{}, succeeded: map[stepKey]bool{}}
 	planSHA := ""
@@ -54,11 +56,6 @@ func viewOf(hist []eventbus.Envelope, kr *trust.Keyring) *runView {
 		d, isDecision := gate.Verified(kr, ev, planSHA)
 		if isDecision {
 			v.decisions = append(v.decisions, d)
-		}
-		if kr != nil && ev.GetType() == "run.cancelled" {
-			if _, err := trust.Verify(kr, ev, planSHA, ""); err != nil {
-				continue // not a cancel: refused (see runCancelled)
-			}
 		}
 		switch p := ev.Payload.(type) {
 		case *runbookv1.Event_ChangeRequested:
@@ -78,9 +75,6 @@ func viewOf(hist []eventbus.Envelope, kr *trust.Keyring) *runView {
 		case *runbookv1.Event_PlanAssessed:
 			v.approvalsNeeded = p.PlanAssessed.GetApprovalsRequired()
 		case *runbookv1.Event_ApprovalRejected, *runbookv1.Event_RunCancelled, *runbookv1.Event_RunExpired:
-			if d.Invalid != "" {
-				break // a refused rejection stops nothing
-			}
 			if !v.deployStarted && v.stopped == "" {
 				v.stopped = ev.GetType()
 			}

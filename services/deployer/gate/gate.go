@@ -280,7 +280,12 @@ func (r *Run) Tally(ds []Decision) Tally {
 				nonces[d.Nonce] = d.ID
 			}
 		}
-		if d.Invalid != "" {
+		if d.Invalid != "" && d.Kind != Reject {
+			// An approval counts only when its signature verifies. A
+			// rejection stops the change whatever its signature: stopping
+			// is always safe, the server let only an approver publish it,
+			// and every reader's fold ends the run REJECTED on it (audit
+			// verify names an unsigned one).
 			t.Refused = append(t.Refused, Refusal{Decision: d, Reason: d.Invalid})
 			continue
 		}

@@ -262,3 +262,45 @@ approval:
 		t.Error("deploy.started is no decision")
 	}
 }
+
+// With signatures: an invalid approval is refused with its reason, a
+// replayed nonce is refused even when the first use was fine, keys (not
+// names) decide who is who, and a rejection stops the run whatever its
+// signature.
+func TestTallySigned(t *testing.T) {
+	t.Parallel()
+	r := run3()
+	r.RequesterKey = "UREQ"
+	signed := func(id, role, who, key, nonce string) Decision {
+		d := grant(id, role, who)
+		d.Key, d.Nonce = key, nonce
+		return d
+	}
+	unsigned := grant("u", "technical_approval", "Tina Tech")
+	unsigned.Invalid = "refused signature: the decision is not signed"
+	ds := []Decision{
+		unsigned,
+		signed("req", "technical_approval", "Tina Tech", "UREQ", "n0"), // the requester's key, another name
+		signed("a", "technical_approval", "Tina Tech", "UTINA", "n1"),  // counts
+		signed("replay", "security_approval", "Sam", "USAM", "n1"),     // nonce of "a"
+		signed("two", "security_approval", "Someone", "UTINA", "n2"),   // Tina's key, second role
+		signed("s", "security_approval", "Sam", "USAM", "n3"),          // counts
+	}
+	tl := r.Tally(ds)
+	if len(tl.Accepted) != 2 || tl.Accepted["technical_approval"].ID != "a" || tl.Accepted["security_approval"].ID != "s" {
+		t.Fatalf("accepted %+v", tl.Accepted)
+	}
+	reasons := map[string]string{}
+	for _, f := range tl.Refused {
+		reasons[f.Decision.ID] = f.Reason
+	}
+	for id, want := range map[string]string{"u": "not signed", "req": "requester cannot approve", "replay": "replayed", "two": "cannot fill two roles"} {
+		if !strings.Contains(reasons[id], want) {
+			t.Errorf("%s refused for %q, want %q", id, reasons[id], want)
+		}
+	}
+	rej := Decision{ID: "r", Kind: Reject, Role: "security_approval", Approver: "x", Reason: "no", Invalid: "refused signature: the decision is not signed"}
+	if tl := r.Tally(append(ds, rej)); tl.Rejected == nil || tl.Rejected.ID != "r" {
+		t.Errorf("an unsigned rejection must still stop the run: %+v", tl.Rejected)
+	}
+}
