@@ -77,7 +77,7 @@ Every decision is an event on the NATS JetStream stream RUNBOOK.
 	root.SetErr(stderr)
 	root.PersistentFlags().StringVar(&g.natsURL, "nats-url", envOr("RUNBOOK_NATS_URL", "nats://127.0.0.1:4222"), "NATS server of the runbook you talk to (env RUNBOOK_NATS_URL)")
 	root.PersistentFlags().StringVar(&g.tlsCA, "tls-ca", os.Getenv("RUNBOOK_TLS_CA"), "CA certificate (PEM) that verifies the NATS server's TLS certificate (env RUNBOOK_TLS_CA)")
-	root.PersistentFlags().StringVar(&g.creds, "creds", os.Getenv("RUNBOOK_CREDS"), "your identity: the nkey seed file `runbook identity create` wrote (env RUNBOOK_CREDS); it authenticates you to NATS and signs your decisions")
+	root.PersistentFlags().StringVar(&g.creds, "creds", os.Getenv("RUNBOOK_CREDS"), "your identity: the nkey seed FILE that runbook identity create wrote (env RUNBOOK_CREDS); it authenticates you to NATS and signs your decisions")
 	root.AddCommand(serveCmd(g), validateCmd(g), submitCmd(g), watchCmd(g), runsCmd(g), reportCmd(g), retroCmd(g), approveCmd(g), rejectCmd(g), rollbackCmd(g), cancelCmd(g), auditCmd(g), replayCmd(g), identityCmd(g), provisionCmd(g))
 	err := root.ExecuteContext(ctx)
 	if err == nil {
