@@ -9,10 +9,10 @@ import (
 
 	"github.com/kis-core/runbook/eventbus"
 	"github.com/kis-core/runbook/eventbus/natstest"
-	runbookv1 "github.com/kis-core/runbook/proto/runbook/v1"
 	"github.com/kis-core/runbook/services/reporter"
 	"github.com/kis-core/runbook/services/reporter/pgstore"
 	"github.com/kis-core/runbook/services/reporter/pgstore/pgtest"
+	"github.com/kis-core/runbook/services/reporter/readmodeltest"
 )
 
 // The RUNBOOK stream is deleted and recreated while the PostgreSQL
@@ -30,20 +30,7 @@ func TestStreamRecreatedUnderTheProjection(t *testing.T) {
 	defer store.Close()
 	srv := natstest.Server(t)
 	admin := natstest.Bus(t, srv, "admin")
-	publishRun := func(run string, n int) {
-		t.Helper()
-		for i := range n {
-			var ev *runbookv1.Event
-			if i == 0 {
-				ev = eventbus.New(run, &runbookv1.Event_ChangeRequested{ChangeRequested: &runbookv1.ChangeRequested{ChangeId: "CR-" + run}})
-			} else {
-				ev = eventbus.New(run, &runbookv1.Event_DeployStepOutput{DeployStepOutput: &runbookv1.StepOutput{Text: fmt.Sprint("line ", i)}}, i)
-			}
-			if _, err := admin.Publish(ctx, ev); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	publishRun := func(run string, n int) { readmodeltest.PublishRun(t, admin, run, n) }
 	run := func() (context.CancelFunc, chan error) {
 		svc := reporter.New(natstest.Bus(t, srv, "reporter"), reporter.Options{Model: store, TestsGrace: -1, StreamCheck: 20 * time.Millisecond}, nil, nil, nil)
 		rctx, cancel := context.WithCancel(ctx)

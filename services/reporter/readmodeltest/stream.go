@@ -97,6 +97,27 @@ func (r *reporterRun) stopped(t *testing.T, d time.Duration, what string) (error
 	return err, e
 }
 
+// PublishRun publishes n events of run on bus (a change.requested, then
+// step output) and returns their ids by stream sequence.
+func PublishRun(t testing.TB, bus *eventbus.Bus, run string, n int) map[uint64]string {
+	t.Helper()
+	ids := map[uint64]string{}
+	for i := range n {
+		var ev *runbookv1.Event
+		if i == 0 {
+			ev = eventbus.New(run, &runbookv1.Event_ChangeRequested{ChangeRequested: &runbookv1.ChangeRequested{ChangeId: "CR-" + run}})
+		} else {
+			ev = eventbus.New(run, &runbookv1.Event_DeployStepOutput{DeployStepOutput: &runbookv1.StepOutput{Text: fmt.Sprint("line ", i)}}, i)
+		}
+		seq, err := bus.Publish(context.Background(), ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[seq] = ev.GetId()
+	}
+	return ids
+}
+
 // streamBehind: a reporter projects the audit stream; the stream is
 // deleted and recreated (an operator's mistake, a restored backup), new
 // events go to the new one. The live reporter, a restarted one, and one
@@ -110,18 +131,8 @@ func streamBehind(t *testing.T, m reporter.ReadModel) {
 	ids := map[uint64]string{} // the new stream's events by sequence
 	publish := func(run string, n int) {
 		t.Helper()
-		for i := range n {
-			var ev *runbookv1.Event
-			if i == 0 {
-				ev = eventbus.New(run, &runbookv1.Event_ChangeRequested{ChangeRequested: &runbookv1.ChangeRequested{ChangeId: "CR-" + run}})
-			} else {
-				ev = eventbus.New(run, &runbookv1.Event_DeployStepOutput{DeployStepOutput: &runbookv1.StepOutput{Text: fmt.Sprint("line ", i)}}, i)
-			}
-			seq, err := admin.Publish(ctx, ev)
-			if err != nil {
-				t.Fatal(err)
-			}
-			ids[seq] = ev.GetId()
+		for seq, id := range PublishRun(t, admin, run, n) {
+			ids[seq] = id
 		}
 	}
 
