@@ -73,15 +73,19 @@ func TestServicesAsSeparateProcesses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, name := range services {
+				b, _ := os.ReadFile(filepath.Join(bin, name+".log"))
+				t.Logf("%s log:\n%s", name, b)
+			}
+		}
+	})
 	p := &pipeline{bus: bus}
 	tg := startTarget(t)
 	run := p.submit(t, examplePlan(t, "good.yaml", tg, shorten))
 	rr := p.report(t, run, 90*time.Second)
 	if rr.Status != "SUCCESS" {
-		for _, name := range services {
-			b, _ := os.ReadFile(filepath.Join(bin, name+".log"))
-			t.Logf("%s log:\n%s", name, b)
-		}
 		t.Fatalf("ended %s: %v", rr.Status, types(p.history(t, run)))
 	}
 	noDuplicateIDs(t, p.history(t, run))
