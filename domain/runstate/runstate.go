@@ -130,6 +130,8 @@ func (s *State) Apply(ev *runbookv1.Event) bool {
 		s.finish(Expired, p.RunExpired.GetReason())
 	case *runbookv1.Event_RunCancelled:
 		s.finish(Cancelled, p.RunCancelled.GetReason())
+	case *runbookv1.Event_RunFailed:
+		s.finish(Failed, p.RunFailed.GetReason())
 	case *runbookv1.Event_DeployStarted:
 		s.deployStarted = true
 		s.advance(Deploying)

@@ -115,6 +115,7 @@ type Event struct {
 	//	*Event_RunWaiting
 	//	*Event_RunExpired
 	//	*Event_RunCancelled
+	//	*Event_RunFailed
 	//	*Event_DeployStarted
 	//	*Event_DeployStepStarted
 	//	*Event_DeployStepSucceeded
@@ -354,6 +355,15 @@ func (x *Event) GetRunCancelled() *RunEnded {
 	if x != nil {
 		if x, ok := x.Payload.(*Event_RunCancelled); ok {
 			return x.RunCancelled
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetRunFailed() *RunEnded {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_RunFailed); ok {
+			return x.RunFailed
 		}
 	}
 	return nil
@@ -676,6 +686,11 @@ type Event_RunCancelled struct {
 	RunCancelled *RunEnded `protobuf:"bytes,32,opt,name=run_cancelled,json=runCancelled,proto3,oneof"`
 }
 
+type Event_RunFailed struct {
+	// A failure nothing undid: no executable rollback step (FAILED).
+	RunFailed *RunEnded `protobuf:"bytes,33,opt,name=run_failed,json=runFailed,proto3,oneof"`
+}
+
 type Event_DeployStarted struct {
 	DeployStarted *DeployStarted `protobuf:"bytes,40,opt,name=deploy_started,json=deployStarted,proto3,oneof"`
 }
@@ -817,6 +832,8 @@ func (*Event_RunWaiting) isEvent_Payload() {}
 func (*Event_RunExpired) isEvent_Payload() {}
 
 func (*Event_RunCancelled) isEvent_Payload() {}
+
+func (*Event_RunFailed) isEvent_Payload() {}
 
 func (*Event_DeployStarted) isEvent_Payload() {}
 
@@ -1965,16 +1982,19 @@ func (x *DeployStarted) GetSteps() int32 {
 }
 
 type StepEvent struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Index         int32                  `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"` // 0-based position in its list
-	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
-	Kind          string                 `protobuf:"bytes,3,opt,name=kind,proto3" json:"kind,omitempty"`        // command, http, health, ...
-	Attempt       int32                  `protobuf:"varint,4,opt,name=attempt,proto3" json:"attempt,omitempty"` // 1-based
-	DurationMs    int64                  `protobuf:"varint,5,opt,name=duration_ms,json=durationMs,proto3" json:"duration_ms,omitempty"`
-	Error         string                 `protobuf:"bytes,6,opt,name=error,proto3" json:"error,omitempty"`
-	ExitCode      int32                  `protobuf:"varint,7,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
-	OutputTail    string                 `protobuf:"bytes,8,opt,name=output_tail,json=outputTail,proto3" json:"output_tail,omitempty"` // last lines of stdout/stderr (secrets redacted)
-	List          string                 `protobuf:"bytes,9,opt,name=list,proto3" json:"list,omitempty"`                               // steps, health, finally
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Index      int32                  `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"` // 0-based position in its list
+	Name       string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Kind       string                 `protobuf:"bytes,3,opt,name=kind,proto3" json:"kind,omitempty"`        // command, http, health, ...
+	Attempt    int32                  `protobuf:"varint,4,opt,name=attempt,proto3" json:"attempt,omitempty"` // 1-based
+	DurationMs int64                  `protobuf:"varint,5,opt,name=duration_ms,json=durationMs,proto3" json:"duration_ms,omitempty"`
+	Error      string                 `protobuf:"bytes,6,opt,name=error,proto3" json:"error,omitempty"`
+	ExitCode   int32                  `protobuf:"varint,7,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
+	OutputTail string                 `protobuf:"bytes,8,opt,name=output_tail,json=outputTail,proto3" json:"output_tail,omitempty"` // last lines of stdout/stderr (secrets redacted)
+	List       string                 `protobuf:"bytes,9,opt,name=list,proto3" json:"list,omitempty"`                               // steps, health, finally
+	// A described step (text only): not executed by runbook, the operator's
+	// to-do. Its "succeeded" event says it was listed, never that it ran.
+	Manual        bool `protobuf:"varint,10,opt,name=manual,proto3" json:"manual,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2070,6 +2090,13 @@ func (x *StepEvent) GetList() string {
 		return x.List
 	}
 	return ""
+}
+
+func (x *StepEvent) GetManual() bool {
+	if x != nil {
+		return x.Manual
+	}
+	return false
 }
 
 type StepOutput struct {
@@ -2364,12 +2391,15 @@ func (x *RollbackStarted) GetSteps() int32 {
 }
 
 type MetricSample struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	RunId         string                 `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
-	Metric        string                 `protobuf:"bytes,2,opt,name=metric,proto3" json:"metric,omitempty"`
-	Value         float64                `protobuf:"fixed64,3,opt,name=value,proto3" json:"value,omitempty"`
-	Source        string                 `protobuf:"bytes,4,opt,name=source,proto3" json:"source,omitempty"`
-	Time          *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=time,proto3" json:"time,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	RunId  string                 `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	Metric string                 `protobuf:"bytes,2,opt,name=metric,proto3" json:"metric,omitempty"`
+	Value  float64                `protobuf:"fixed64,3,opt,name=value,proto3" json:"value,omitempty"`
+	Source string                 `protobuf:"bytes,4,opt,name=source,proto3" json:"source,omitempty"`
+	Time   *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=time,proto3" json:"time,omitempty"`
+	// Taken while the deploy ran (before deploy.done): recorded, never
+	// judged, unless the plan asks to judge from deploy.started.
+	DuringDeploy  bool `protobuf:"varint,6,opt,name=during_deploy,json=duringDeploy,proto3" json:"during_deploy,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2439,6 +2469,13 @@ func (x *MetricSample) GetTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *MetricSample) GetDuringDeploy() bool {
+	if x != nil {
+		return x.DuringDeploy
+	}
+	return false
+}
+
 type MonitorStarted struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	Window   string                 `protobuf:"bytes,1,opt,name=window,proto3" json:"window,omitempty"`
@@ -2448,8 +2485,11 @@ type MonitorStarted struct {
 	// (e.g. "6s", from change.requested until deploy.started) or
 	// "one round at deploy.started".
 	BaselineWindow string `protobuf:"bytes,4,opt,name=baseline_window,json=baselineWindow,proto3" json:"baseline_window,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// When judging starts: "deploy_done" (the default: once the new release
+	// serves) or "deploy_started" (the plan's monitor.start).
+	JudgeFrom     string `protobuf:"bytes,5,opt,name=judge_from,json=judgeFrom,proto3" json:"judge_from,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *MonitorStarted) Reset() {
@@ -2506,6 +2546,13 @@ func (x *MonitorStarted) GetBaseline() []*MetricSample {
 func (x *MonitorStarted) GetBaselineWindow() string {
 	if x != nil {
 		return x.BaselineWindow
+	}
+	return ""
+}
+
+func (x *MonitorStarted) GetJudgeFrom() string {
+	if x != nil {
+		return x.JudgeFrom
 	}
 	return ""
 }
@@ -2670,8 +2717,13 @@ type MonitorCompleted struct {
 	Stats map[string]*MetricStats `protobuf:"bytes,7,rep,name=stats,proto3" json:"stats,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// Shadow mode: the rule that would have rolled back ("" if none).
 	ShadowRollback string `protobuf:"bytes,8,opt,name=shadow_rollback,json=shadowRollback,proto3" json:"shadow_rollback,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// When the judged window opened (deploy.done's time, or deploy.started's
+	// with monitor.start: deploy_started); unset when it never opened.
+	WindowOpened *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=window_opened,json=windowOpened,proto3" json:"window_opened,omitempty"`
+	// Samples taken during the deploy: recorded, not judged.
+	DuringDeploySamples int32 `protobuf:"varint,10,opt,name=during_deploy_samples,json=duringDeploySamples,proto3" json:"during_deploy_samples,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *MonitorCompleted) Reset() {
@@ -2758,6 +2810,20 @@ func (x *MonitorCompleted) GetShadowRollback() string {
 		return x.ShadowRollback
 	}
 	return ""
+}
+
+func (x *MonitorCompleted) GetWindowOpened() *timestamppb.Timestamp {
+	if x != nil {
+		return x.WindowOpened
+	}
+	return nil
+}
+
+func (x *MonitorCompleted) GetDuringDeploySamples() int32 {
+	if x != nil {
+		return x.DuringDeploySamples
+	}
+	return 0
 }
 
 // MetricStats summarise one metric's samples in a watch window.
@@ -3860,7 +3926,7 @@ var File_runbook_v1_events_proto protoreflect.FileDescriptor
 const file_runbook_v1_events_proto_rawDesc = "" +
 	"\n" +
 	"\x17runbook/v1/events.proto\x12\n" +
-	"runbook.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x87\x19\n" +
+	"runbook.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xbe\x19\n" +
 	"\x05Event\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x15\n" +
 	"\x06run_id\x18\x02 \x01(\tR\x05runId\x12\x12\n" +
@@ -3885,7 +3951,9 @@ const file_runbook_v1_events_proto_rawDesc = "" +
 	"runWaiting\x127\n" +
 	"\vrun_expired\x18\x1f \x01(\v2\x14.runbook.v1.RunEndedH\x00R\n" +
 	"runExpired\x12;\n" +
-	"\rrun_cancelled\x18  \x01(\v2\x14.runbook.v1.RunEndedH\x00R\frunCancelled\x12B\n" +
+	"\rrun_cancelled\x18  \x01(\v2\x14.runbook.v1.RunEndedH\x00R\frunCancelled\x125\n" +
+	"\n" +
+	"run_failed\x18! \x01(\v2\x14.runbook.v1.RunEndedH\x00R\trunFailed\x12B\n" +
 	"\x0edeploy_started\x18( \x01(\v2\x19.runbook.v1.DeployStartedH\x00R\rdeployStarted\x12G\n" +
 	"\x13deploy_step_started\x18) \x01(\v2\x15.runbook.v1.StepEventH\x00R\x11deployStepStarted\x12K\n" +
 	"\x15deploy_step_succeeded\x18* \x01(\v2\x15.runbook.v1.StepEventH\x00R\x13deployStepSucceeded\x12E\n" +
@@ -4014,7 +4082,7 @@ const file_runbook_v1_events_proto_rawDesc = "" +
 	"\bRunEnded\x12\x16\n" +
 	"\x06reason\x18\x01 \x01(\tR\x06reason\"%\n" +
 	"\rDeployStarted\x12\x14\n" +
-	"\x05steps\x18\x01 \x01(\x05R\x05steps\"\xec\x01\n" +
+	"\x05steps\x18\x01 \x01(\x05R\x05steps\"\x84\x02\n" +
 	"\tStepEvent\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x05R\x05index\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
@@ -4026,7 +4094,9 @@ const file_runbook_v1_events_proto_rawDesc = "" +
 	"\texit_code\x18\a \x01(\x05R\bexitCode\x12\x1f\n" +
 	"\voutput_tail\x18\b \x01(\tR\n" +
 	"outputTail\x12\x12\n" +
-	"\x04list\x18\t \x01(\tR\x04list\"N\n" +
+	"\x04list\x18\t \x01(\tR\x04list\x12\x16\n" +
+	"\x06manual\x18\n" +
+	" \x01(\bR\x06manual\"N\n" +
 	"\n" +
 	"StepOutput\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x05R\x05index\x12\x16\n" +
@@ -4051,18 +4121,21 @@ const file_runbook_v1_events_proto_rawDesc = "" +
 	"\x0fRollbackStarted\x12\x16\n" +
 	"\x06reason\x18\x01 \x01(\tR\x06reason\x12!\n" +
 	"\frequested_by\x18\x02 \x01(\tR\vrequestedBy\x12\x14\n" +
-	"\x05steps\x18\x03 \x01(\x05R\x05steps\"\x9b\x01\n" +
+	"\x05steps\x18\x03 \x01(\x05R\x05steps\"\xc0\x01\n" +
 	"\fMetricSample\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x16\n" +
 	"\x06metric\x18\x02 \x01(\tR\x06metric\x12\x14\n" +
 	"\x05value\x18\x03 \x01(\x01R\x05value\x12\x16\n" +
 	"\x06source\x18\x04 \x01(\tR\x06source\x12.\n" +
-	"\x04time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"\xa3\x01\n" +
+	"\x04time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12#\n" +
+	"\rduring_deploy\x18\x06 \x01(\bR\fduringDeploy\"\xc2\x01\n" +
 	"\x0eMonitorStarted\x12\x16\n" +
 	"\x06window\x18\x01 \x01(\tR\x06window\x12\x1a\n" +
 	"\binterval\x18\x02 \x01(\tR\binterval\x124\n" +
 	"\bbaseline\x18\x03 \x03(\v2\x18.runbook.v1.MetricSampleR\bbaseline\x12'\n" +
-	"\x0fbaseline_window\x18\x04 \x01(\tR\x0ebaselineWindow\"\x8f\x03\n" +
+	"\x0fbaseline_window\x18\x04 \x01(\tR\x0ebaselineWindow\x12\x1d\n" +
+	"\n" +
+	"judge_from\x18\x05 \x01(\tR\tjudgeFrom\"\x8f\x03\n" +
 	"\x11ThresholdViolated\x12\x16\n" +
 	"\x06metric\x18\x01 \x01(\tR\x06metric\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x01R\x05value\x12\x1c\n" +
@@ -4079,7 +4152,7 @@ const file_runbook_v1_events_proto_rawDesc = "" +
 	"\rwindow_needed\x18\v \x01(\x05R\fwindowNeeded\x12\x1f\n" +
 	"\vgate_failed\x18\f \x01(\bR\n" +
 	"gateFailed\x12\x14\n" +
-	"\x05below\x18\r \x01(\bR\x05below\"\xb4\x04\n" +
+	"\x05below\x18\r \x01(\bR\x05below\"\xa9\x05\n" +
 	"\x10MonitorCompleted\x12\x18\n" +
 	"\asamples\x18\x01 \x01(\x05R\asamples\x12\x1e\n" +
 	"\n" +
@@ -4090,7 +4163,10 @@ const file_runbook_v1_events_proto_rawDesc = "" +
 	"\x04last\x18\x05 \x03(\v2&.runbook.v1.MonitorCompleted.LastEntryR\x04last\x127\n" +
 	"\x03max\x18\x06 \x03(\v2%.runbook.v1.MonitorCompleted.MaxEntryR\x03max\x12=\n" +
 	"\x05stats\x18\a \x03(\v2'.runbook.v1.MonitorCompleted.StatsEntryR\x05stats\x12'\n" +
-	"\x0fshadow_rollback\x18\b \x01(\tR\x0eshadowRollback\x1a7\n" +
+	"\x0fshadow_rollback\x18\b \x01(\tR\x0eshadowRollback\x12?\n" +
+	"\rwindow_opened\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\fwindowOpened\x122\n" +
+	"\x15during_deploy_samples\x18\n" +
+	" \x01(\x05R\x13duringDeploySamples\x1a7\n" +
 	"\tLastEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\x1a6\n" +
@@ -4297,62 +4373,64 @@ var file_runbook_v1_events_proto_depIdxs = []int32{
 	14, // 12: runbook.v1.Event.run_waiting:type_name -> runbook.v1.RunWaiting
 	15, // 13: runbook.v1.Event.run_expired:type_name -> runbook.v1.RunEnded
 	15, // 14: runbook.v1.Event.run_cancelled:type_name -> runbook.v1.RunEnded
-	16, // 15: runbook.v1.Event.deploy_started:type_name -> runbook.v1.DeployStarted
-	17, // 16: runbook.v1.Event.deploy_step_started:type_name -> runbook.v1.StepEvent
-	17, // 17: runbook.v1.Event.deploy_step_succeeded:type_name -> runbook.v1.StepEvent
-	17, // 18: runbook.v1.Event.deploy_step_failed:type_name -> runbook.v1.StepEvent
-	18, // 19: runbook.v1.Event.deploy_step_output:type_name -> runbook.v1.StepOutput
-	19, // 20: runbook.v1.Event.deploy_done:type_name -> runbook.v1.DeployFinished
-	19, // 21: runbook.v1.Event.deploy_failed:type_name -> runbook.v1.DeployFinished
-	20, // 22: runbook.v1.Event.rollback_requested:type_name -> runbook.v1.RollbackRequested
-	21, // 23: runbook.v1.Event.rollback_started:type_name -> runbook.v1.RollbackStarted
-	17, // 24: runbook.v1.Event.rollback_step_started:type_name -> runbook.v1.StepEvent
-	17, // 25: runbook.v1.Event.rollback_step_succeeded:type_name -> runbook.v1.StepEvent
-	17, // 26: runbook.v1.Event.rollback_step_failed:type_name -> runbook.v1.StepEvent
-	19, // 27: runbook.v1.Event.rollback_done:type_name -> runbook.v1.DeployFinished
-	19, // 28: runbook.v1.Event.rollback_failed:type_name -> runbook.v1.DeployFinished
-	23, // 29: runbook.v1.Event.monitor_started:type_name -> runbook.v1.MonitorStarted
-	24, // 30: runbook.v1.Event.threshold_violated:type_name -> runbook.v1.ThresholdViolated
-	25, // 31: runbook.v1.Event.monitor_completed:type_name -> runbook.v1.MonitorCompleted
-	27, // 32: runbook.v1.Event.test_started:type_name -> runbook.v1.TestStarted
-	29, // 33: runbook.v1.Event.test_smoke_passed:type_name -> runbook.v1.TestSuiteResult
-	29, // 34: runbook.v1.Event.test_smoke_failed:type_name -> runbook.v1.TestSuiteResult
-	30, // 35: runbook.v1.Event.test_load_progress:type_name -> runbook.v1.LoadProgress
-	31, // 36: runbook.v1.Event.test_load_passed:type_name -> runbook.v1.LoadResult
-	31, // 37: runbook.v1.Event.test_load_failed:type_name -> runbook.v1.LoadResult
-	33, // 38: runbook.v1.Event.test_passed:type_name -> runbook.v1.TestOutcome
-	33, // 39: runbook.v1.Event.test_failed:type_name -> runbook.v1.TestOutcome
-	34, // 40: runbook.v1.Event.report_ready:type_name -> runbook.v1.ReportReady
-	35, // 41: runbook.v1.Event.notification_sent:type_name -> runbook.v1.Notification
-	35, // 42: runbook.v1.Event.notification_failed:type_name -> runbook.v1.Notification
-	36, // 43: runbook.v1.Event.event_dead_lettered:type_name -> runbook.v1.DeadLettered
-	42, // 44: runbook.v1.Signature.time:type_name -> google.protobuf.Timestamp
-	37, // 45: runbook.v1.ChangeRequested.options:type_name -> runbook.v1.ChangeRequested.OptionsEntry
-	4,  // 46: runbook.v1.ChangeRejected.errors:type_name -> runbook.v1.PlanError
-	4,  // 47: runbook.v1.ChangeRejected.warnings:type_name -> runbook.v1.PlanError
-	0,  // 48: runbook.v1.CheckResult.status:type_name -> runbook.v1.CheckStatus
-	7,  // 49: runbook.v1.PreflightResult.checks:type_name -> runbook.v1.CheckResult
-	9,  // 50: runbook.v1.BackupDone.file_details:type_name -> runbook.v1.BackupFile
-	11, // 51: runbook.v1.PlanAssessed.risks:type_name -> runbook.v1.Risk
-	42, // 52: runbook.v1.RunWaiting.until:type_name -> google.protobuf.Timestamp
-	42, // 53: runbook.v1.RunWaiting.deadline:type_name -> google.protobuf.Timestamp
-	42, // 54: runbook.v1.MetricSample.time:type_name -> google.protobuf.Timestamp
-	22, // 55: runbook.v1.MonitorStarted.baseline:type_name -> runbook.v1.MetricSample
-	38, // 56: runbook.v1.MonitorCompleted.last:type_name -> runbook.v1.MonitorCompleted.LastEntry
-	39, // 57: runbook.v1.MonitorCompleted.max:type_name -> runbook.v1.MonitorCompleted.MaxEntry
-	40, // 58: runbook.v1.MonitorCompleted.stats:type_name -> runbook.v1.MonitorCompleted.StatsEntry
-	28, // 59: runbook.v1.TestSuiteResult.tests:type_name -> runbook.v1.TestCase
-	32, // 60: runbook.v1.LoadResult.overall:type_name -> runbook.v1.LatencyStats
-	32, // 61: runbook.v1.LoadResult.by_request:type_name -> runbook.v1.LatencyStats
-	41, // 62: runbook.v1.LoadResult.errors_by_kind:type_name -> runbook.v1.LoadResult.ErrorsByKindEntry
-	29, // 63: runbook.v1.TestOutcome.smoke:type_name -> runbook.v1.TestSuiteResult
-	31, // 64: runbook.v1.TestOutcome.load:type_name -> runbook.v1.LoadResult
-	26, // 65: runbook.v1.MonitorCompleted.StatsEntry.value:type_name -> runbook.v1.MetricStats
-	66, // [66:66] is the sub-list for method output_type
-	66, // [66:66] is the sub-list for method input_type
-	66, // [66:66] is the sub-list for extension type_name
-	66, // [66:66] is the sub-list for extension extendee
-	0,  // [0:66] is the sub-list for field type_name
+	15, // 15: runbook.v1.Event.run_failed:type_name -> runbook.v1.RunEnded
+	16, // 16: runbook.v1.Event.deploy_started:type_name -> runbook.v1.DeployStarted
+	17, // 17: runbook.v1.Event.deploy_step_started:type_name -> runbook.v1.StepEvent
+	17, // 18: runbook.v1.Event.deploy_step_succeeded:type_name -> runbook.v1.StepEvent
+	17, // 19: runbook.v1.Event.deploy_step_failed:type_name -> runbook.v1.StepEvent
+	18, // 20: runbook.v1.Event.deploy_step_output:type_name -> runbook.v1.StepOutput
+	19, // 21: runbook.v1.Event.deploy_done:type_name -> runbook.v1.DeployFinished
+	19, // 22: runbook.v1.Event.deploy_failed:type_name -> runbook.v1.DeployFinished
+	20, // 23: runbook.v1.Event.rollback_requested:type_name -> runbook.v1.RollbackRequested
+	21, // 24: runbook.v1.Event.rollback_started:type_name -> runbook.v1.RollbackStarted
+	17, // 25: runbook.v1.Event.rollback_step_started:type_name -> runbook.v1.StepEvent
+	17, // 26: runbook.v1.Event.rollback_step_succeeded:type_name -> runbook.v1.StepEvent
+	17, // 27: runbook.v1.Event.rollback_step_failed:type_name -> runbook.v1.StepEvent
+	19, // 28: runbook.v1.Event.rollback_done:type_name -> runbook.v1.DeployFinished
+	19, // 29: runbook.v1.Event.rollback_failed:type_name -> runbook.v1.DeployFinished
+	23, // 30: runbook.v1.Event.monitor_started:type_name -> runbook.v1.MonitorStarted
+	24, // 31: runbook.v1.Event.threshold_violated:type_name -> runbook.v1.ThresholdViolated
+	25, // 32: runbook.v1.Event.monitor_completed:type_name -> runbook.v1.MonitorCompleted
+	27, // 33: runbook.v1.Event.test_started:type_name -> runbook.v1.TestStarted
+	29, // 34: runbook.v1.Event.test_smoke_passed:type_name -> runbook.v1.TestSuiteResult
+	29, // 35: runbook.v1.Event.test_smoke_failed:type_name -> runbook.v1.TestSuiteResult
+	30, // 36: runbook.v1.Event.test_load_progress:type_name -> runbook.v1.LoadProgress
+	31, // 37: runbook.v1.Event.test_load_passed:type_name -> runbook.v1.LoadResult
+	31, // 38: runbook.v1.Event.test_load_failed:type_name -> runbook.v1.LoadResult
+	33, // 39: runbook.v1.Event.test_passed:type_name -> runbook.v1.TestOutcome
+	33, // 40: runbook.v1.Event.test_failed:type_name -> runbook.v1.TestOutcome
+	34, // 41: runbook.v1.Event.report_ready:type_name -> runbook.v1.ReportReady
+	35, // 42: runbook.v1.Event.notification_sent:type_name -> runbook.v1.Notification
+	35, // 43: runbook.v1.Event.notification_failed:type_name -> runbook.v1.Notification
+	36, // 44: runbook.v1.Event.event_dead_lettered:type_name -> runbook.v1.DeadLettered
+	42, // 45: runbook.v1.Signature.time:type_name -> google.protobuf.Timestamp
+	37, // 46: runbook.v1.ChangeRequested.options:type_name -> runbook.v1.ChangeRequested.OptionsEntry
+	4,  // 47: runbook.v1.ChangeRejected.errors:type_name -> runbook.v1.PlanError
+	4,  // 48: runbook.v1.ChangeRejected.warnings:type_name -> runbook.v1.PlanError
+	0,  // 49: runbook.v1.CheckResult.status:type_name -> runbook.v1.CheckStatus
+	7,  // 50: runbook.v1.PreflightResult.checks:type_name -> runbook.v1.CheckResult
+	9,  // 51: runbook.v1.BackupDone.file_details:type_name -> runbook.v1.BackupFile
+	11, // 52: runbook.v1.PlanAssessed.risks:type_name -> runbook.v1.Risk
+	42, // 53: runbook.v1.RunWaiting.until:type_name -> google.protobuf.Timestamp
+	42, // 54: runbook.v1.RunWaiting.deadline:type_name -> google.protobuf.Timestamp
+	42, // 55: runbook.v1.MetricSample.time:type_name -> google.protobuf.Timestamp
+	22, // 56: runbook.v1.MonitorStarted.baseline:type_name -> runbook.v1.MetricSample
+	38, // 57: runbook.v1.MonitorCompleted.last:type_name -> runbook.v1.MonitorCompleted.LastEntry
+	39, // 58: runbook.v1.MonitorCompleted.max:type_name -> runbook.v1.MonitorCompleted.MaxEntry
+	40, // 59: runbook.v1.MonitorCompleted.stats:type_name -> runbook.v1.MonitorCompleted.StatsEntry
+	42, // 60: runbook.v1.MonitorCompleted.window_opened:type_name -> google.protobuf.Timestamp
+	28, // 61: runbook.v1.TestSuiteResult.tests:type_name -> runbook.v1.TestCase
+	32, // 62: runbook.v1.LoadResult.overall:type_name -> runbook.v1.LatencyStats
+	32, // 63: runbook.v1.LoadResult.by_request:type_name -> runbook.v1.LatencyStats
+	41, // 64: runbook.v1.LoadResult.errors_by_kind:type_name -> runbook.v1.LoadResult.ErrorsByKindEntry
+	29, // 65: runbook.v1.TestOutcome.smoke:type_name -> runbook.v1.TestSuiteResult
+	31, // 66: runbook.v1.TestOutcome.load:type_name -> runbook.v1.LoadResult
+	26, // 67: runbook.v1.MonitorCompleted.StatsEntry.value:type_name -> runbook.v1.MetricStats
+	68, // [68:68] is the sub-list for method output_type
+	68, // [68:68] is the sub-list for method input_type
+	68, // [68:68] is the sub-list for extension type_name
+	68, // [68:68] is the sub-list for extension extendee
+	0,  // [0:68] is the sub-list for field type_name
 }
 
 func init() { file_runbook_v1_events_proto_init() }
@@ -4374,6 +4452,7 @@ func file_runbook_v1_events_proto_init() {
 		(*Event_RunWaiting)(nil),
 		(*Event_RunExpired)(nil),
 		(*Event_RunCancelled)(nil),
+		(*Event_RunFailed)(nil),
 		(*Event_DeployStarted)(nil),
 		(*Event_DeployStepStarted)(nil),
 		(*Event_DeployStepSucceeded)(nil),
