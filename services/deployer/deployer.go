@@ -24,7 +24,7 @@ import (
 	"github.com/kis-core/runbook/eventbus"
 	"github.com/kis-core/runbook/eventbus/runplan"
 	runbookv1 "github.com/kis-core/runbook/proto/runbook/v1"
-	"github.com/kis-core/runbook/services/deployer/gate"
+	"github.com/kis-core/runbook/domain/gate"
 	"github.com/kis-core/runbook/services/deployer/steps"
 )
 

@@ -7,7 +7,7 @@ import (
 	"github.com/kis-core/runbook/domain/trust"
 	"github.com/kis-core/runbook/eventbus"
 	runbookv1 "github.com/kis-core/runbook/proto/runbook/v1"
-	"github.com/kis-core/runbook/services/deployer/gate"
+	"github.com/kis-core/runbook/domain/gate"
 )
 
 // stepKey names one step of one list ("steps", "health", "finally", "rollback").

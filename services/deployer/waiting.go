@@ -11,7 +11,7 @@ import (
 	"github.com/kis-core/runbook/domain/plan"
 	"github.com/kis-core/runbook/eventbus"
 	runbookv1 "github.com/kis-core/runbook/proto/runbook/v1"
-	"github.com/kis-core/runbook/services/deployer/gate"
+	"github.com/kis-core/runbook/domain/gate"
 )
 
 // errStopping gives a waiting run's message back when the deployer stops.

@@ -13,7 +13,7 @@ import (
 	"github.com/kis-core/runbook/domain/runstate"
 	"github.com/kis-core/runbook/eventbus"
 	runbookv1 "github.com/kis-core/runbook/proto/runbook/v1"
-	"github.com/kis-core/runbook/services/deployer/gate"
+	"github.com/kis-core/runbook/domain/gate"
 )
 
 // Exit codes of approve and reject.

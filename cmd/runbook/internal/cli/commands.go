@@ -20,7 +20,7 @@ import (
 	"github.com/kis-core/runbook/domain/runstate"
 	"github.com/kis-core/runbook/eventbus"
 	"github.com/kis-core/runbook/eventbus/svcmain"
-	"github.com/kis-core/runbook/services/deployer/gate"
+	"github.com/kis-core/runbook/domain/gate"
 	"github.com/kis-core/runbook/services/reporter/notify"
 	"github.com/kis-core/runbook/services/reporter/report"
 )
