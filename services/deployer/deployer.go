@@ -19,12 +19,12 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/kis-core/runbook/domain/gate"
 	"github.com/kis-core/runbook/domain/plan"
 	"github.com/kis-core/runbook/domain/trust"
 	"github.com/kis-core/runbook/eventbus"
 	"github.com/kis-core/runbook/eventbus/runplan"
 	runbookv1 "github.com/kis-core/runbook/proto/runbook/v1"
-	"github.com/kis-core/runbook/domain/gate"
 	"github.com/kis-core/runbook/services/deployer/steps"
 )
 

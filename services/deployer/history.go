@@ -4,10 +4,10 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/kis-core/runbook/domain/gate"
 	"github.com/kis-core/runbook/domain/trust"
 	"github.com/kis-core/runbook/eventbus"
 	runbookv1 "github.com/kis-core/runbook/proto/runbook/v1"
-	"github.com/kis-core/runbook/domain/gate"
 )
 
 // stepKey names one step of one list ("steps", "health", "finally", "rollback").

@@ -8,10 +8,10 @@ import (
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/kis-core/runbook/domain/gate"
 	"github.com/kis-core/runbook/domain/plan"
 	"github.com/kis-core/runbook/eventbus"
 	runbookv1 "github.com/kis-core/runbook/proto/runbook/v1"
-	"github.com/kis-core/runbook/domain/gate"
 )
 
 // errStopping gives a waiting run's message back when the deployer stops.

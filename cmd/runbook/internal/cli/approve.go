@@ -8,12 +8,12 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/kis-core/runbook/domain/gate"
 	"github.com/kis-core/runbook/domain/plan"
 	"github.com/kis-core/runbook/domain/risk"
 	"github.com/kis-core/runbook/domain/runstate"
 	"github.com/kis-core/runbook/eventbus"
 	runbookv1 "github.com/kis-core/runbook/proto/runbook/v1"
-	"github.com/kis-core/runbook/domain/gate"
 )
 
 // Exit codes of approve and reject.

@@ -15,12 +15,12 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kis-core/runbook/cmd/runbook/internal/allinone"
+	"github.com/kis-core/runbook/domain/gate"
 	"github.com/kis-core/runbook/domain/plan/planview"
 	"github.com/kis-core/runbook/domain/risk"
 	"github.com/kis-core/runbook/domain/runstate"
 	"github.com/kis-core/runbook/eventbus"
 	"github.com/kis-core/runbook/eventbus/svcmain"
-	"github.com/kis-core/runbook/domain/gate"
 	"github.com/kis-core/runbook/services/reporter/notify"
 	"github.com/kis-core/runbook/services/reporter/report"
 )
