@@ -19,6 +19,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -181,7 +183,7 @@ func (s *Server) refresh() (Release, error) {
 	}
 	s.missing = false
 	s.seen = st
-	if r != s.rel {
+	if !reflect.DeepEqual(r, s.rel) {
 		if s.rel.Version != "" {
 			s.log.Info("release switched", "from", s.rel.Version, "to", r.Version, "latency_ms", r.LatencyMS, "error_rate", r.ErrorRate)
 			s.info.DeleteLabelValues(s.rel.Version)
@@ -243,10 +245,11 @@ func delay(ctx context.Context, r Release) {
 	}
 }
 
-// shouldFail spreads the release's failures evenly over requests.
-func (s *Server) shouldFail(r Release) bool {
+// shouldFail spreads the release's failures evenly over the requests to
+// the paths it fails (all of them unless FailPaths names some).
+func (s *Server) shouldFail(r Release, path string) bool {
 	perMille := int(r.ErrorRate*1000 + 0.5)
-	if perMille <= 0 {
+	if perMille <= 0 || (len(r.FailPaths) > 0 && !slices.Contains(r.FailPaths, path)) {
 		return false
 	}
 	s.mu.Lock()
@@ -264,7 +267,7 @@ func (s *Server) api(h func(http.ResponseWriter, *http.Request, Release)) http.H
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rel, _ := s.refresh()
 		delay(r.Context(), rel)
-		if s.shouldFail(rel) {
+		if s.shouldFail(rel, r.URL.Path) {
 			writeJSON(w, http.StatusInternalServerError, map[string]string{
 				"error":   "internal error (injected by release " + rel.Version + ")",
 				"release": rel.Version,

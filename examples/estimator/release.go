@@ -39,6 +39,9 @@ type Release struct {
 	// /metrics) answered with 500. Failures are spread evenly, not drawn at
 	// random: with 0.3, exactly 3 of every 10 requests fail.
 	ErrorRate float64 `json:"error_rate"`
+	// FailPaths, when set, limits the failures to these request paths
+	// (e.g. ["/api/v1/estimates"]: one broken endpoint); the others answer.
+	FailPaths []string `json:"fail_paths,omitempty"`
 }
 
 // Releases are the releases written to <state-dir>/releases at start when
@@ -81,6 +84,15 @@ func EnsureState(stateDir string) error {
 		}
 	}
 	return writeIfMissing(filepath.Join(stateDir, CurrentFile), Releases()[GoodVersion])
+}
+
+// WriteRelease adds (or replaces) a release one can deploy: it writes
+// <state-dir>/releases/<version>.json.
+func WriteRelease(stateDir string, r Release) error {
+	if err := r.validate(); err != nil {
+		return fmt.Errorf("release %q: %w", r.Version, err)
+	}
+	return writeRelease(ReleasePath(stateDir, r.Version), r)
 }
 
 func writeIfMissing(path string, r Release) error {
