@@ -1,6 +1,7 @@
 package plan
 
 import (
+	"strings"
 	"testing"
 	"time"
 )
@@ -36,5 +37,21 @@ func TestStepKinds(t *testing.T) {
 	long := Step{Command: &Command{Shell: "echo one\necho two"}}
 	if long.Label() != "sh -c echo one …" {
 		t.Errorf("shell label %q", long.Label())
+	}
+}
+
+// sql.if_exists: a file that may be missing (the seed's pending.sql);
+// with statements it means nothing and is refused at its line.
+func TestSQLIfExists(t *testing.T) {
+	t.Parallel()
+	const head = "change_request: {id: CR-S, title: sql}\ndeploy:\n  steps:\n"
+	p, issues := Parse("p.yaml", []byte(head+"    - sql: {dsn_env: DB_URL, file: migrations/pending.sql, if_exists: true}\n"))
+	if p == nil || !p.Deploy.Steps[0].SQL.IfExists {
+		t.Fatalf("if_exists with a file: %v", issues)
+	}
+	_, issues = Parse("p.yaml", []byte(head+"    - sql: {dsn_env: DB_URL, statements: [\"SELECT 1\"], if_exists: true}\n"))
+	i, ok := issueAt(issues, "deploy.steps[0].sql.if_exists")
+	if !ok || i.Line != 4 || !strings.Contains(i.Message, "applies to file") {
+		t.Errorf("if_exists with statements: %v", issues)
 	}
 }

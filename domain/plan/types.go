@@ -251,6 +251,9 @@ type SQLStep struct {
 	DSNEnv     string   `yaml:"dsn_env"`
 	File       string   `yaml:"file"`
 	Statements []string `yaml:"statements"`
+	// IfExists: a missing File is not an error: the step succeeds with "no
+	// pending migrations" (the seed's `if [ -f migrations/pending.sql ]`).
+	IfExists bool `yaml:"if_exists"`
 }
 
 type HTTPStep struct {

@@ -677,6 +677,9 @@ func (c *checker) sql(path string, q *SQLStep) {
 	case fileSet:
 		c.required(joinKey(path, "file"), q.File, "file (a .sql file run in one transaction)")
 	case stmtSet:
+		if q.IfExists {
+			c.errorf(joinKey(path, "if_exists"), "if_exists applies to file (run the file when it exists), not to statements")
+		}
 		if len(q.Statements) == 0 {
 			c.errorf(joinKey(path, "statements"), "statements must list at least one SQL statement")
 		}

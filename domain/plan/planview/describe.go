@@ -321,6 +321,9 @@ func stepText(s plan.Step) string {
 		return fmt.Sprintf("%s [wait] %s", s.Label(), dur(s.Wait.Duration.Duration))
 	case "sql":
 		src := s.SQL.File
+		if src != "" && s.SQL.IfExists {
+			src += " if it exists (else: no pending migrations)"
+		}
 		if src == "" {
 			src = fmt.Sprintf("%d statement(s)", len(s.SQL.Statements))
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 
 	"github.com/jackc/pgx/v5"
@@ -23,6 +24,9 @@ func (x *Executor) sql(ctx context.Context, q *plan.SQLStep) Result {
 	stmts := q.Statements
 	if q.File != "" {
 		b, err := os.ReadFile(q.File)
+		if q.IfExists && errors.Is(err, fs.ErrNotExist) {
+			return Result{OutputTail: fmt.Sprintf("no pending migrations: %s does not exist (if_exists)", q.File)}
+		}
 		if err != nil {
 			return Result{Err: fmt.Errorf("sql: read %s: %w", q.File, err)}
 		}

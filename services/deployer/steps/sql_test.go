@@ -104,3 +104,32 @@ INSERT INTO %[1]s.items VALUES (1, 'a;b'), (2, $$it's$$);
 		t.Errorf("missing DSN: %v", res.Err)
 	}
 }
+
+// The seed's "if [ -f migrations/pending.sql ] ... else No pending
+// migrations": with if_exists a missing file succeeds and says so (without
+// touching the database); without it, a missing file fails the step; an
+// existing file runs.
+func TestSQLStepIfExists(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	x := sqlExecutor()
+	missingFile := filepath.Join(t.TempDir(), "pending.sql")
+	res := x.Run(ctx, plan.Step{SQL: &plan.SQLStep{DSNEnv: "DATABASE_URL", File: missingFile, IfExists: true}}, nil)
+	if res.Err != nil || !strings.Contains(res.OutputTail, "no pending migrations") {
+		t.Fatalf("if_exists, no file: %q %v", res.OutputTail, res.Err)
+	}
+	res = x.Run(ctx, plan.Step{SQL: &plan.SQLStep{DSNEnv: "DATABASE_URL", File: missingFile}}, nil)
+	if res.Err == nil || !strings.Contains(res.Err.Error(), "pending.sql") {
+		t.Fatalf("no if_exists, no file: %q %v", res.OutputTail, res.Err)
+	}
+	conn := postgres(t)
+	table := fmt.Sprintf("rb_ifexists_%d", time.Now().UnixNano())
+	t.Cleanup(func() { _, _ = conn.Exec(context.Background(), "DROP TABLE IF EXISTS "+table) })
+	if err := os.WriteFile(missingFile, []byte("CREATE TABLE "+table+" (id int);"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	res = x.Run(ctx, plan.Step{SQL: &plan.SQLStep{DSNEnv: "DATABASE_URL", File: missingFile, IfExists: true}}, nil)
+	if res.Err != nil || !strings.Contains(res.OutputTail, "applied 1 statement(s)") {
+		t.Fatalf("if_exists, file present: %q %v", res.OutputTail, res.Err)
+	}
+}
