@@ -67,6 +67,12 @@ const (
 	DefaultBackupStepTimeout   = 30 * time.Minute
 )
 
+// Notification moments (report.notify[].on).
+const (
+	NotifyOnStarted = "started"
+	NotifyOnFinal   = "final"
+)
+
 // Notify conditions.
 const (
 	NotifyAlways  = "always"
@@ -542,6 +548,15 @@ func (n Notify) Kind() string {
 		return "email"
 	}
 	return ""
+}
+
+// Notifies reports whether the destination is told at moment on
+// (NotifyOnStarted, NotifyOnFinal); without `on`, only the final report.
+func (n Notify) Notifies(on string) bool {
+	if len(n.On) == 0 {
+		return on == NotifyOnFinal
+	}
+	return slices.Contains(n.On, on)
 }
 
 // When is the notification's condition: always (default), failure or success.

@@ -449,6 +449,10 @@ type Notify struct {
 	Slack   *SlackNotify   `yaml:"slack"`
 	Webhook *WebhookNotify `yaml:"webhook"`
 	Email   *EmailNotify   `yaml:"email"`
+	// On lists when the destination is told: "started" (the deploy
+	// started: the seed's slack_notify "🚀 Deployment started") and
+	// "final" (the report; the default). E-mail carries the report only.
+	On []string `yaml:"on"`
 }
 
 type SlackNotify struct {

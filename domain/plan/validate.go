@@ -26,6 +26,7 @@ var (
 	stepKinds        = []string{"command", "http", "wait", "restore", "sql"}
 	sourceKinds      = []string{"http_probe", "prometheus_scrape", "prometheus_query", "system", "alertmanager"}
 	notifyKinds      = []string{"slack", "webhook", "email"}
+	notifyOns        = []string{NotifyOnStarted, NotifyOnFinal}
 	backupStepKinds  = []string{"command", "files"}
 )
 
@@ -820,6 +821,15 @@ func (c *checker) report(r Report) {
 				}
 			}
 			c.enum(joinKey(ep, "when"), n.Email.When, "a notify condition", notifyWhens)
+			if slices.Contains(n.On, NotifyOnStarted) {
+				c.errorf(joinKey(path, "on"), "e-mail carries the report only: write on: [final] (or leave on out) and tell %q through slack or webhook", NotifyOnStarted)
+			}
+		}
+		if c.set(joinKey(path, "on")) && len(n.On) == 0 {
+			c.errorf(joinKey(path, "on"), "on must list started, final or both (leave it out for the final report only)")
+		}
+		for j, on := range n.On {
+			c.enum(joinIndex(joinKey(path, "on"), j), on, "a notification moment", notifyOns)
 		}
 	}
 }

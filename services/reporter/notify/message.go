@@ -35,6 +35,37 @@ type Run struct {
 	// Time is the report's deployment.endTime, else report.ready's time:
 	// Slack's ts and the e-mail's Date, the same on every redelivery.
 	Time time.Time
+	// Started: the message says the deploy started (deploy.started at
+	// Time), not the report; ChangeID and Title name the change.
+	Started         bool
+	ChangeID, Title string
+}
+
+// StartedRun is the "deployment started" notification of a run: the
+// seed's slack_notify "🚀 Deployment started: $DEPLOYMENT_ID".
+func StartedRun(runID, changeID, title string, at time.Time) Run {
+	return Run{ID: runID, Status: "DEPLOYING", Started: true, ChangeID: changeID, Title: title, Time: at.UTC()}
+}
+
+// StartedText is the one line a started notification says.
+func StartedText(r Run) string {
+	s := "🚀 Deployment started: " + r.ID
+	if r.ChangeID != "" || r.Title != "" {
+		s += " (" + strings.TrimSpace(r.ChangeID+" "+r.Title) + ")"
+	}
+	return s
+}
+
+// StartedJSON is the webhook body of a started notification.
+func StartedJSON(r Run) []byte {
+	b, err := json.Marshal(map[string]string{
+		"event": "deploy.started", "runId": r.ID, "changeId": r.ChangeID, "title": r.Title,
+		"time": r.Time.Format(time.RFC3339Nano), "text": StartedText(r),
+	})
+	if err != nil {
+		panic(fmt.Sprintf("notify: marshal started payload: %v", err)) // plain strings: cannot fail
+	}
+	return b
 }
 
 // NewRun reads a report.ready of run runID published at evTime. A report
@@ -128,6 +159,11 @@ type SlackField struct {
 // Slack builds the Slack message of run r: the seed's shape, with the
 // report's duration and operator and ts the report's end time.
 func Slack(r Run) SlackPayload {
+	if r.Started {
+		return SlackPayload{Attachments: []SlackAttachment{{
+			Color: "good", Title: StartedText(r), Footer: Footer, TS: r.Time.Unix(),
+		}}}
+	}
 	return SlackPayload{Attachments: []SlackAttachment{{
 		Color: SlackColor(r.Status),
 		Title: fmt.Sprintf("%s Deployment %s: %s", Emoji(r.Status), r.Status, r.ID),

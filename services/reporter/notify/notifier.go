@@ -157,6 +157,7 @@ func New(bus *eventbus.Bus, o Options, log *slog.Logger, m *eventbus.Metrics, re
 func (n *Notifier) Run(ctx context.Context) error {
 	r := eventbus.NewRouter(n.bus, n.o.Consumer, n.log, n.em)
 	eventbus.On(r, "report.ready", n.handle)
+	eventbus.On(r, "deploy.started", n.started)
 	return r.Run(ctx)
 }
 
@@ -164,6 +165,79 @@ func (n *Notifier) lock(runID string) *sync.Mutex {
 	h := fnv.New32a()
 	_, _ = h.Write([]byte(runID))
 	return &n.runLocks[h.Sum32()%uint32(len(n.runLocks))]
+}
+
+// startedSuffix marks the key of a destination's started notification:
+// its outcome is recorded apart from the final report's.
+const startedSuffix = "#started"
+
+// runFacts is what the notifier reads of a run's history: the
+// destinations already notified (by key) and its change request.
+type runFacts struct {
+	done map[string]bool
+	cr   *runbookv1.ChangeRequested
+}
+
+func (n *Notifier) facts(ctx context.Context, ev *runbookv1.Event) (runFacts, []plan.Notify, error) {
+	runID := ev.GetRunId()
+	history, err := n.bus.RunHistory(ctx, runID)
+	if err != nil {
+		return runFacts{}, nil, err
+	}
+	f := runFacts{done: map[string]bool{}}
+	for _, env := range history {
+		if p := env.Event.GetChangeRequested(); p != nil && f.cr == nil {
+			f.cr = p
+		}
+		for _, p := range []*runbookv1.Notification{env.Event.GetNotificationSent(), env.Event.GetNotificationFailed()} {
+			if p != nil && p.GetDestination() != "" {
+				f.done[p.GetDestination()] = true
+			}
+		}
+	}
+	var fromPlan []plan.Notify
+	if f.cr != nil {
+		if p, issues := plan.Parse(or(f.cr.GetPlanSource(), "plan"), []byte(f.cr.GetPlanYaml())); p != nil {
+			fromPlan = p.Report.Notify
+		} else {
+			n.log.Warn("the run's plan does not parse: notifying the server's destinations only", "run_id", runID, "event", ev.GetType(), "issues", len(issues))
+		}
+	}
+	return f, merge(fromPlan, n.o.Destinations), nil
+}
+
+// started tells the destinations that asked for it (on: [started]) that
+// the run's deploy started, once per run and destination.
+func (n *Notifier) started(ctx context.Context, ev *runbookv1.Event, _ *runbookv1.DeployStarted) error {
+	runID := ev.GetRunId()
+	mu := n.lock(runID)
+	mu.Lock()
+	defer mu.Unlock()
+	f, dests, err := n.facts(ctx, ev)
+	if err != nil {
+		return err
+	}
+	at := n.o.Now()
+	if ev.GetTime() != nil {
+		at = ev.GetTime().AsTime()
+	}
+	run := StartedRun(runID, f.cr.GetChangeId(), f.cr.GetTitle(), at)
+	errs := make([]error, len(dests))
+	var wg sync.WaitGroup
+	for i, d := range dests {
+		if !d.Notifies(plan.NotifyOnStarted) || d.Email != nil {
+			continue
+		}
+		key := Key(d) + startedSuffix
+		log := n.log.With("run_id", runID, "channel", d.Kind(), "destination", key)
+		if f.done[key] {
+			n.total.WithLabelValues(d.Kind(), "duplicate").Inc()
+			continue
+		}
+		wg.Go(func() { errs[i] = n.notify(ctx, ev, run, d, key, log) })
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // handle notifies every destination of the run that has no outcome yet;
@@ -174,30 +248,11 @@ func (n *Notifier) handle(ctx context.Context, ev *runbookv1.Event, rr *runbookv
 	mu.Lock()
 	defer mu.Unlock()
 
-	history, err := n.bus.RunHistory(ctx, runID)
+	f, dests, err := n.facts(ctx, ev)
 	if err != nil {
 		return err
 	}
-	done := map[string]bool{}
-	var cr *runbookv1.ChangeRequested
-	for _, env := range history {
-		if p := env.Event.GetChangeRequested(); p != nil && cr == nil {
-			cr = p
-		}
-		for _, p := range []*runbookv1.Notification{env.Event.GetNotificationSent(), env.Event.GetNotificationFailed()} {
-			if p != nil && p.GetDestination() != "" {
-				done[p.GetDestination()] = true
-			}
-		}
-	}
-	var fromPlan []plan.Notify
-	if cr != nil {
-		if p, issues := plan.Parse(or(cr.GetPlanSource(), "plan"), []byte(cr.GetPlanYaml())); p != nil {
-			fromPlan = p.Report.Notify
-		} else {
-			n.log.Warn("the run's plan does not parse: notifying the server's destinations only", "run_id", runID, "event", ev.GetType(), "issues", len(issues))
-		}
-	}
+	done := f.done
 	at := n.o.Now()
 	if ev.GetTime() != nil {
 		at = ev.GetTime().AsTime()
@@ -207,10 +262,12 @@ func (n *Notifier) handle(ctx context.Context, ev *runbookv1.Event, rr *runbookv
 		n.log.Warn("report JSON does not decode: messages lack its duration, operator and issues", "run_id", runID, "err", err)
 	}
 
-	dests := merge(fromPlan, n.o.Destinations)
 	errs := make([]error, len(dests))
 	var wg sync.WaitGroup
 	for i, d := range dests {
+		if !d.Notifies(plan.NotifyOnFinal) {
+			continue
+		}
 		key := Key(d)
 		log := n.log.With("run_id", runID, "channel", d.Kind(), "destination", key)
 		switch {
@@ -283,9 +340,16 @@ func (n *Notifier) deliver(ctx context.Context, run Run, d plan.Notify, key stri
 	case d.Webhook != nil:
 		target = RedactURL(d.Webhook.URL)
 		extra := http.Header{"X-Runbook-Run-Id": {run.ID}, "X-Runbook-Status": {run.Status}}
-		send = func(ctx context.Context) error {
-			return postJSON(ctx, n.o.HTTPClient, d.Webhook.URL, target, run.ReportJSON, idem, extra)
+		body := run.ReportJSON
+		if run.Started {
+			body = StartedJSON(run)
+			extra.Set("X-Runbook-Event", "deploy.started")
 		}
+		send = func(ctx context.Context) error {
+			return postJSON(ctx, n.o.HTTPClient, d.Webhook.URL, target, body, idem, extra)
+		}
+	case d.Email != nil && run.Started:
+		return "", 0, permanent(errors.New("e-mail carries the report only, not the started notification"))
 	case d.Email != nil:
 		to := strings.Join(d.Email.To, ",")
 		target = "env:" + d.Email.SMTPEnv + " to " + to

@@ -513,3 +513,80 @@ func TestNotifierSendsOncePerRunAcrossRestart(t *testing.T) {
 		t.Errorf("e-mails per run = %v, want one each for R-1..R-4", perRun)
 	}
 }
+
+// The seed's `slack_notify "🚀 Deployment started: $DEPLOYMENT_ID"`: a
+// destination with on: [started, final] is told when the deploy starts and
+// again with the report; one without `on` only with the report. A
+// redelivered deploy.started sends nothing twice.
+func TestNotifierTellsDeploymentStarted(t *testing.T) {
+	t.Parallel()
+	ns := natstest.Server(t)
+	bus := natstest.Bus(t, ns, "test")
+	slack := startReceiver(t, always(200))
+	hook := startReceiver(t, always(200))
+	planYAML := fmt.Sprintf(`change_request: {id: CR-2025-002, title: "Order API v3", type: enhancement, priority: medium}
+requester: {name: Kim Operator, role: DevOps, contact: ops@example.com}
+report:
+  notify:
+    - slack: {webhook_env: SLACK_HOOK}
+      on: [started, final]
+    - webhook: {url: %q}
+`, hook.srv.URL)
+	if _, errs := plan.Parse("plan.yaml", []byte(planYAML)); plan.HasErrors(errs) {
+		t.Fatalf("plan: %v", errs)
+	}
+	startNotifier(t, ns, fastRetries(map[string]string{"SLACK_HOOK": slack.srv.URL}), prometheus.NewRegistry())
+	req := eventbus.New("RS1", &runbookv1.Event_ChangeRequested{ChangeRequested: &runbookv1.ChangeRequested{
+		PlanYaml: planYAML, PlanSource: "plan.yaml", ChangeId: "CR-2025-002", Title: "Order API v3"}})
+	started := eventbus.New("RS1", &runbookv1.Event_DeployStarted{DeployStarted: &runbookv1.DeployStarted{Steps: 1}})
+	publish(t, bus, req, started)
+	natstest.Eventually(t, 20*time.Second, "the started notification", func() bool { return len(slack.requests("")) == 1 })
+	body := string(slack.requests("")[0].body)
+	if !strings.Contains(body, "🚀 Deployment started: RS1") || !strings.Contains(body, "CR-2025-002") {
+		t.Errorf("started message: %s", body)
+	}
+	// Redelivered (another copy, another id): nothing sent again.
+	again := eventbus.New("RS1", &runbookv1.Event_DeployStarted{DeployStarted: &runbookv1.DeployStarted{Steps: 1}}, "again")
+	publish(t, bus, again)
+	drained(t, bus, 2) // the two deploy.started
+	if n := len(slack.requests("")); n != 1 {
+		t.Errorf("started sent %d times", n)
+	}
+	if n := len(hook.requests("")); n != 0 {
+		t.Errorf("the webhook without on: [started] got %d requests before the report", n)
+	}
+	find(t, outcomes(t, bus, "RS1"), "slack:SLACK_HOOK#started")
+
+	// The report: both are told, the slack one a second time (the report).
+	ready := eventbus.New("RS1", &runbookv1.Event_ReportReady{ReportReady: &runbookv1.ReportReady{
+		Status: "SUCCESS", ReportJson: reportJSON(t, "RS1", "SUCCESS", "kim", 0), QcSummary: qc}})
+	publish(t, bus, ready)
+	natstest.Eventually(t, 20*time.Second, "the final notifications", func() bool {
+		return len(slack.requests("")) == 2 && len(hook.requests("")) == 1
+	})
+	if b := string(slack.requests("")[1].body); !strings.Contains(b, "Deployment SUCCESS") {
+		t.Errorf("final slack message: %s", b)
+	}
+}
+
+// on: is validated: a moment that does not exist, and e-mail at the start.
+func TestNotifyOnValidation(t *testing.T) {
+	t.Parallel()
+	const head = "change_request: {id: CR-N, title: n}\nreport:\n  notify:\n"
+	for _, tc := range []struct{ yaml, path, want string }{
+		{"    - slack: {webhook_env: HOOK}\n      on: [begun]\n", "report.notify[0].on[0]", `"begun" is not a notification moment`},
+		{"    - email: {smtp_env: SMTP, to: [a@example.com]}\n      on: [started]\n", "report.notify[0].on", "e-mail carries the report only"},
+		{"    - slack: {webhook_env: HOOK}\n      on: []\n", "report.notify[0].on", "on must list"},
+	} {
+		_, issues := plan.Parse("p.yaml", []byte(head+tc.yaml))
+		found := false
+		for _, i := range issues {
+			if i.Path == tc.path && strings.Contains(i.Message, tc.want) && i.Line > 0 {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("%s: want %q at %s, got %v", strings.TrimSpace(tc.yaml), tc.want, tc.path, issues)
+		}
+	}
+}
