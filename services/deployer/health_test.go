@@ -147,3 +147,33 @@ func TestHTTPStepExpectFailsTheDeploy(t *testing.T) {
 		t.Errorf("ran %s, want undo only (the step after the failed http step must not run)", got)
 	}
 }
+
+// A rollback's wait.until with expect waits until the old release really
+// answers — not merely until something answers 200, which the still-running
+// workers of the bad release do at once.
+func TestRollbackWaitsForTheOldRelease(t *testing.T) {
+	t.Parallel()
+	h := start(t)
+	var n atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if n.Add(1) <= 3 {
+			fmt.Fprint(w, `{"release":"bad"}`)
+			return
+		}
+		fmt.Fprint(w, `{"release":"good"}`)
+	}))
+	t.Cleanup(srv.Close)
+	p := planWith(h.log, step("one", "")+"    - {name: fail, command: {argv: [\"false\"]}}\n", step("undo", "")+fmt.Sprintf(`    - name: old release back
+      wait: {until: {url: "%s/health", interval: 50ms, timeout: 10s, expect: {json: {release: good}}}}
+`, srv.URL))
+	h.publish(t, changeRequested("HC4", p), preflightPassed("HC4"))
+	h.waitFor(t, "HC4", "rollback.done")
+	ev, _ := h.bus.LastEvent(context.Background(), "HC4", "rollback.step.succeeded")
+	if ev == nil {
+		t.Fatal("no rollback.step.succeeded")
+	}
+	s := ev.Event.GetRollbackStepSucceeded()
+	if s.GetName() != "old release back" || n.Load() != 4 || s.GetDurationMs() < 3*50 || !strings.Contains(s.GetOutputTail(), "after 4 check(s)") {
+		t.Errorf("rollback wait: step %q, %d requests, %d ms, output %q; want it to wait out the 3 bad answers", s.GetName(), n.Load(), s.GetDurationMs(), s.GetOutputTail())
+	}
+}
