@@ -240,6 +240,8 @@ func (c Capture) check() error {
 		}
 	case c.JSON == "":
 		return fmt.Errorf("a capture needs a JSON path (e.g. token, data.token, $.token) or header:Name")
+	default:
+		return CheckJSONPath(c.JSON)
 	}
 	return nil
 }
@@ -340,7 +342,8 @@ func (c *checker) smokeRequest(path string, r Request, captured map[string]strin
 	c.request(path, r)
 }
 
-// expect checks a smoke test's expectations.
+// expect checks a response's expectations: a smoke test's, a health
+// check's, a wait.until's or an http step's (responseExpect).
 func (c *checker) expect(path string, e Expect) {
 	c.status(joinKey(path, "status"), e.Status)
 	c.nonNegative(joinKey(path, "max_ms"), float64(e.MaxMS), "max_ms")
@@ -356,17 +359,45 @@ func (c *checker) expect(path string, e Expect) {
 		}
 		c.pattern(kp, e.HeadersMatch[k])
 	}
+	for _, k := range sortedKeys(e.JSON) {
+		c.jsonPathKey(joinKey(joinKey(path, "json"), k), k)
+	}
 	for _, k := range sortedKeys(e.JSONMatch) {
-		c.pattern(joinKey(joinKey(path, "json_match"), k), e.JSONMatch[k])
+		kp := joinKey(joinKey(path, "json_match"), k)
+		c.jsonPathKey(kp, k)
+		c.pattern(kp, e.JSONMatch[k])
 	}
 	for i, p := range e.JSONAbsent {
-		if strings.TrimSpace(p) == "" {
-			c.errorf(joinIndex(joinKey(path, "json_absent"), i), "a JSON path is required (e.g. error, data.errors)")
-		}
+		c.jsonPath(joinIndex(joinKey(path, "json_absent"), i), p)
 	}
 	if slices.Contains(e.BodyContains, "") {
 		c.errorf(joinKey(path, "body_contains"), "an empty text is always contained: remove it")
 	}
+}
+
+func (c *checker) jsonPath(path, p string) {
+	if err := CheckJSONPath(p); err != nil {
+		c.errorf(path, "%s", err.Error())
+	}
+}
+
+// jsonPathKey checks a JSON path written as a mapping key (json: {path:
+// value}); a bad one is reported where the key is written.
+func (c *checker) jsonPathKey(path, p string) {
+	err := CheckJSONPath(p)
+	if err == nil || c.skip(path) {
+		return
+	}
+	k, ok := c.d.keys[path]
+	line, col := 0, 0
+	if ok {
+		line, col = nodePos(k)
+	}
+	if line == 0 {
+		c.errorf(path, "%s", err.Error())
+		return
+	}
+	c.issues = append(c.issues, Issue{Path: path, Line: line, Column: col, Message: err.Error()})
 }
 
 func (c *checker) pattern(path, expr string) {

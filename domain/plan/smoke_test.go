@@ -153,6 +153,14 @@ func TestSmokeSuitesInvalid(t *testing.T) {
   smoke:
     - {name: x, request: {url: "http://h/"}, expect: {headers_match: {Location: "[a"}}}
 `, "test.smoke[0].expect.headers_match.Location", "is not a regular expression"},
+		{"bad JSON path in a smoke expect", `test:
+  smoke:
+    - {name: x, request: {url: "http://h/"}, expect: {json: {"items[*].id": "*"}}}
+`, "test.smoke[0].expect.json.items[*].id", "wildcards ([*]) are not supported"},
+		{"bad capture path", `test:
+  smoke:
+    - {name: x, request: {url: "http://h/"}, capture: {token: "$..token"}}
+`, "test.smoke[0].capture.token", `"$..token" is not a JSON path`},
 		{"unknown suite field", `test:
   suites:
     - {name: s, stepz: []}

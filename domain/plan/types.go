@@ -263,6 +263,9 @@ type HTTPStep struct {
 	JSON         any               `yaml:"json"`
 	HeadersEnv   map[string]string `yaml:"headers_env"`
 	ExpectStatus int               `yaml:"expect_status"` // default: any 2xx
+	// Expect: the smoke tests' assertions on the response (status, JSON
+	// paths, headers, body, latency); the step fails when one is unmet.
+	Expect Expect `yaml:"expect"`
 }
 
 // WaitStep waits Duration, or Until an HTTP check passes.
@@ -272,11 +275,12 @@ type WaitStep struct {
 }
 
 // WaitUntil GETs URL every Interval (default 5s) until it answers
-// ExpectStatus (default any 2xx), for at most Timeout (default: the
-// step's timeout).
+// ExpectStatus (default any 2xx) and meets every assertion of Expect, for
+// at most Timeout (default: the step's timeout).
 type WaitUntil struct {
 	URL          string   `yaml:"url"`
 	ExpectStatus int      `yaml:"expect_status"`
+	Expect       Expect   `yaml:"expect"`
 	Interval     Duration `yaml:"interval"`
 	Timeout      Duration `yaml:"timeout"`
 }
@@ -289,7 +293,8 @@ type RestoreStep struct {
 	To   string `yaml:"to"`
 }
 
-// HealthCheck is the seed's health_check(): GET url until it answers 2xx.
+// HealthCheck is the seed's health_check(): GET url until it answers 2xx
+// (or ExpectStatus) and meets every assertion of Expect.
 type HealthCheck struct {
 	URL          string   `yaml:"url"`
 	Attempts     int      `yaml:"attempts"`      // default 10
@@ -301,6 +306,10 @@ type HealthCheck struct {
 	// (e.g. {Authorization: HEALTH_TOKEN}); the value is never shown in a
 	// health result.
 	HeadersEnv map[string]string `yaml:"headers_env"`
+	// Expect: the smoke tests' assertions (status, JSON paths, headers,
+	// body, latency); a check passes only when every one holds, so a gate
+	// can wait until the new release (not an old worker) answers.
+	Expect Expect `yaml:"expect"`
 }
 
 type Monitor struct {
@@ -393,8 +402,9 @@ type Request struct {
 	HeadersEnv map[string]string `yaml:"headers_env"`
 }
 
-// Expect is what a smoke test's response must show. Every assertion is
-// checked and every unmet one reported.
+// Expect is what a response must show: a smoke test's, a health check's,
+// a wait.until's or an http step's (domain/expect evaluates it). Every
+// assertion is checked and every unmet one reported.
 type Expect struct {
 	Status int            `yaml:"status"` // default: any 2xx
 	MaxMS  int            `yaml:"max_ms"` // latency bound, request sent to last byte read

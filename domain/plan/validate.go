@@ -641,7 +641,7 @@ func (c *checker) step(path string, s Step, textOK bool) {
 		hp := joinKey(path, "http")
 		c.httpURL(joinKey(hp, "url"), s.HTTP.URL, true)
 		c.method(joinKey(hp, "method"), s.HTTP.Method)
-		c.status(joinKey(hp, "expect_status"), s.HTTP.ExpectStatus)
+		c.responseExpect(hp, s.HTTP.ExpectStatus, s.HTTP.Expect)
 		if s.HTTP.Body != "" && s.HTTP.JSON != nil {
 			c.errorf(hp, "an http step takes body or json, not both")
 		}
@@ -701,7 +701,7 @@ func (c *checker) waitUntil(path string, u *WaitUntil) {
 		return
 	}
 	c.httpURL(joinKey(path, "url"), u.URL, true)
-	c.status(joinKey(path, "expect_status"), u.ExpectStatus)
+	c.responseExpect(path, u.ExpectStatus, u.Expect)
 	c.duration(joinKey(path, "interval"), u.Interval, false)
 	c.duration(joinKey(path, "timeout"), u.Timeout, false)
 }
@@ -722,7 +722,7 @@ func (c *checker) deploy(d Deploy) {
 		c.duration(joinKey(path, "interval"), h.Interval, false)
 		c.duration(joinKey(path, "initial_delay"), h.InitialDelay, true)
 		c.duration(joinKey(path, "timeout"), h.Timeout, false)
-		c.status(joinKey(path, "expect_status"), h.ExpectStatus)
+		c.responseExpect(path, h.ExpectStatus, h.Expect)
 		c.headersEnv(joinKey(path, "headers_env"), h.HeadersEnv)
 	}
 	for i, s := range d.Finally {

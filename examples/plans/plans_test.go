@@ -70,8 +70,9 @@ func checkShape(t *testing.T, name string, p *plan.Plan) {
 		p.Deploy.Steps[0].Idempotent && p.Deploy.Steps[0].Timeout.Duration == 30*time.Second &&
 		strings.Join(p.Deploy.Steps[0].Command.Argv, " ") ==
 			fmt.Sprintf("cp .demo/estimator/releases/%s.json .demo/estimator/current-release.json", release))
-	want("one health gate without initial delay", len(p.Deploy.Health) == 1 && p.Deploy.Health[0].Attempts == 5 &&
-		p.Deploy.Health[0].InitialDelay.IsSet() && p.Deploy.Health[0].InitialDelay.Duration == 0)
+	want("one health gate without initial delay, waiting for "+release, len(p.Deploy.Health) == 1 && p.Deploy.Health[0].Attempts == 5 &&
+		p.Deploy.Health[0].InitialDelay.IsSet() && p.Deploy.Health[0].InitialDelay.Duration == 0 &&
+		p.Deploy.Health[0].Expectation().JSON["$.release"] == release)
 
 	var restore, text int
 	for _, s := range p.RollbackPlan.RollbackSteps {

@@ -113,7 +113,7 @@ func Describe(p *plan.Plan, a risk.Assessment) string {
 		w(1, "health:")
 	}
 	for i, h := range p.Deploy.Health {
-		w(2, "%d. GET %s until %s: %d attempts every %s after %s (%s each)", i+1, h.URL, statusText(h.ExpectStatus),
+		w(2, "%d. GET %s until %s: %d attempts every %s after %s (%s each)", i+1, h.URL, expectText(h.Expectation()),
 			h.EffectiveAttempts(), dur(h.EffectiveInterval()), dur(h.EffectiveInitialDelay()), dur(h.EffectiveTimeout()))
 	}
 	if len(p.Deploy.Finally) > 0 {
@@ -309,14 +309,14 @@ func stepText(s plan.Step) string {
 	case "command":
 		what = argv(s.Command)
 	case "http":
-		what = fmt.Sprintf("%s %s → %s", s.HTTP.EffectiveMethod(), s.HTTP.URL, statusText(s.HTTP.ExpectStatus))
+		what = fmt.Sprintf("%s %s → %s", s.HTTP.EffectiveMethod(), s.HTTP.URL, expectText(s.HTTP.Expectation()))
 	case "wait":
 		if u := s.Wait.Until; u != nil {
 			limit := dur(s.EffectiveTimeout())
 			if u.Timeout.IsSet() {
 				limit = dur(u.Timeout.Duration)
 			}
-			return fmt.Sprintf("%s [wait] until GET %s → %s, every %s, at most %s", s.Label(), u.URL, statusText(u.ExpectStatus), dur(u.EffectiveInterval()), limit)
+			return fmt.Sprintf("%s [wait] until GET %s → %s, every %s, at most %s", s.Label(), u.URL, expectText(u.Expectation()), dur(u.EffectiveInterval()), limit)
 		}
 		return fmt.Sprintf("%s [wait] %s", s.Label(), dur(s.Wait.Duration.Duration))
 	case "sql":

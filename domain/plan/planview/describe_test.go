@@ -118,3 +118,45 @@ func TestDescribeStepKinds(t *testing.T) {
 		"[wait] 5s",
 	)
 }
+
+// Health checks, wait.until and http steps show every assertion they wait
+// for or require, with its value.
+func TestDescribeResponseExpectations(t *testing.T) {
+	t.Parallel()
+	p, issues := plan.Parse("x.yml", []byte(`deploy:
+  steps:
+    - name: switch
+      http:
+        url: "http://a.internal/switch"
+        expect_status: 202
+        expect: {json: {switched: true}}
+    - name: new release up
+      wait:
+        until:
+          url: "http://a.internal/health"
+          interval: 1s
+          expect: {json: {$.release: new, version: 2}, headers: {X-Release: "*"}}
+  health:
+    - url: "http://a.internal/health"
+      attempts: 5
+      interval: 2s
+      initial_delay: 0s
+      expect:
+        status: 200
+        json: {$.release: new, build: "*"}
+        json_match: {version: '^2\.'}
+        json_absent: [error]
+        headers_match: {Content-Type: '^application/json'}
+        body_contains: [ok]
+        max_ms: 500
+`))
+	if p == nil {
+		t.Fatal(issues)
+	}
+	d := Describe(p, risk.Assess(p.RisksAndMitigations, p.Approval))
+	contains(t, d,
+		`switch [http] POST http://a.internal/switch → 202, switched = true · timeout`,
+		`new release up [wait] until GET http://a.internal/health → 2xx, $.release = "new", version = 2, header X-Release present, every 1s`,
+		`1. GET http://a.internal/health until 200, $.release = "new", build exists, version ~ /^2\./, no error, header Content-Type ~ /^application/json/, body contains "ok", ≤ 500 ms: 5 attempts every 2s after 0s (5s each)`,
+	)
+}

@@ -243,7 +243,7 @@ func TestWaitUntil(t *testing.T) {
 	}
 	until = &plan.WaitUntil{URL: srv.URL, ExpectStatus: 200, Interval: plan.Duration{Duration: 20 * time.Millisecond}, Timeout: plan.Duration{Duration: 150 * time.Millisecond}}
 	res = x.Run(context.Background(), plan.Step{Wait: &plan.WaitStep{Until: until}}, nil)
-	if res.Err == nil || !strings.Contains(res.Err.Error(), "not ready") || !strings.Contains(res.Err.Error(), "HTTP 204, want 200") {
+	if res.Err == nil || !strings.Contains(res.Err.Error(), "not ready") || !strings.Contains(res.Err.Error(), "HTTP 204 (expected 200)") {
 		t.Errorf("wait until that never passes: %v", res.Err)
 	}
 }

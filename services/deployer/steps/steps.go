@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kis-core/runbook/domain/expect"
 	"github.com/kis-core/runbook/domain/plan"
 	"github.com/kis-core/runbook/eventbus/procio"
 )
@@ -318,15 +319,14 @@ func (x *Executor) http(ctx context.Context, h *plan.HTTPStep) Result {
 		}
 		req.Header.Set(name, v)
 	}
-	resp, err := x.client().Do(req)
+	obs, err := x.observe(req)
 	if err != nil {
 		return Result{Err: fmt.Errorf("%s %s: %w", method, h.URL, err)}
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, int64(x.tailBytes())))
-	res := Result{OutputTail: fmt.Sprintf("HTTP %d %s", resp.StatusCode, strings.TrimSpace(string(b)))}
-	if !statusOK(resp.StatusCode, h.ExpectStatus) {
-		res.Err = fmt.Errorf("%s %s answered HTTP %d, want %s", method, h.URL, resp.StatusCode, wantStatus(h.ExpectStatus))
+	b := obs.Body[:min(len(obs.Body), x.tailBytes())]
+	res := Result{OutputTail: fmt.Sprintf("HTTP %d %s", obs.Status, strings.TrimSpace(string(b)))}
+	if r := expect.Evaluate(h.Expectation(), obs); !r.Pass {
+		res.Err = fmt.Errorf("%s %s: %s", method, h.URL, r.Error())
 	}
 	return res
 }
@@ -338,9 +338,10 @@ func (x *Executor) lookup(name string) (string, bool) {
 	return x.Env(name)
 }
 
-// Health runs one attempt of a health check: GET url with its headers_env,
-// expect 2xx (or the given status). Secrets (HealthSecrets) are redacted
-// from the result.
+// Health runs one attempt of a health check: GET url with its headers_env;
+// it passes when the response meets every assertion of h.Expectation() (by
+// default: any 2xx), and its error names each unmet one with the value
+// found. Secrets (HealthSecrets) are redacted from the result.
 func (x *Executor) Health(ctx context.Context, h plan.HealthCheck) Result {
 	return x.HealthSecrets(h).RedactResult(x.health(ctx, h))
 }
@@ -359,28 +360,13 @@ func (x *Executor) health(ctx context.Context, h plan.HealthCheck) Result {
 		}
 		req.Header.Set(name, v)
 	}
-	resp, err := x.client().Do(req)
+	obs, err := x.observe(req)
 	if err != nil {
 		return Result{Err: fmt.Errorf("%s: UNHEALTHY: %w", h.URL, err)}
 	}
-	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
-	if !statusOK(resp.StatusCode, h.ExpectStatus) {
-		return Result{Err: fmt.Errorf("%s: UNHEALTHY: HTTP %d, want %s", h.URL, resp.StatusCode, wantStatus(h.ExpectStatus))}
+	r := expect.Evaluate(h.Expectation(), obs)
+	if !r.Pass {
+		return Result{Err: fmt.Errorf("%s: UNHEALTHY: %s", h.URL, r.Error())}
 	}
-	return Result{OutputTail: fmt.Sprintf("%s: HEALTHY (HTTP %d)", h.URL, resp.StatusCode)}
-}
-
-func statusOK(got, want int) bool {
-	if want == 0 {
-		return got >= 200 && got <= 299
-	}
-	return got == want
-}
-
-func wantStatus(want int) string {
-	if want == 0 {
-		return "2xx"
-	}
-	return fmt.Sprint(want)
+	return Result{OutputTail: fmt.Sprintf("%s: HEALTHY (%s)", h.URL, r.Details)}
 }

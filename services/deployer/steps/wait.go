@@ -3,15 +3,16 @@ package steps
 import (
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"time"
 
+	"github.com/kis-core/runbook/domain/expect"
 	"github.com/kis-core/runbook/domain/plan"
 )
 
-// waitUntil GETs u.URL every interval until it answers the expected status,
-// for at most u.Timeout (the step's own timeout bounds ctx as well).
+// waitUntil GETs u.URL every interval until its response meets every
+// assertion of u.Expectation() (by default: any 2xx), for at most
+// u.Timeout (the step's own timeout bounds ctx as well).
 func (x *Executor) waitUntil(ctx context.Context, u *plan.WaitUntil) Result {
 	if u.Timeout.IsSet() {
 		var cancel context.CancelFunc
@@ -19,19 +20,24 @@ func (x *Executor) waitUntil(ctx context.Context, u *plan.WaitUntil) Result {
 		defer cancel()
 	}
 	interval := u.EffectiveInterval()
+	want := u.Expectation()
 	t0 := time.Now()
 	var last string
 	for n := 1; ; n++ {
-		status, err := x.check(ctx, u.URL)
+		obs, err := x.check(ctx, u.URL)
+		var r expect.Result
+		if err == nil {
+			r = expect.Evaluate(want, obs)
+		}
 		switch {
-		case err == nil && statusOK(status, u.ExpectStatus):
-			return Result{OutputTail: fmt.Sprintf("%s answered HTTP %d after %d check(s) in %s", u.URL, status, n, time.Since(t0).Round(time.Millisecond))}
+		case err == nil && r.Pass:
+			return Result{OutputTail: fmt.Sprintf("%s answered %s after %d check(s) in %s", u.URL, r.Details, n, time.Since(t0).Round(time.Millisecond))}
 		case err != nil && ctx.Err() != nil && last != "":
 			// cut short by the deadline: the previous answer says more
 		case err != nil:
 			last = err.Error()
 		default:
-			last = fmt.Sprintf("HTTP %d, want %s", status, wantStatus(u.ExpectStatus))
+			last = r.Error()
 		}
 		t := time.NewTimer(interval)
 		select {
@@ -46,18 +52,13 @@ func (x *Executor) waitUntil(ctx context.Context, u *plan.WaitUntil) Result {
 	}
 }
 
-func (x *Executor) check(ctx context.Context, url string) (int, error) {
+// check GETs url once (each attempt bounded by plan.DefaultHealthTimeout).
+func (x *Executor) check(ctx context.Context, url string) (expect.Observation, error) {
 	cctx, cancel := context.WithTimeout(ctx, plan.DefaultHealthTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(cctx, http.MethodGet, url, nil)
 	if err != nil {
-		return 0, err
+		return expect.Observation{}, err
 	}
-	resp, err := x.client().Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
-	return resp.StatusCode, nil
+	return x.observe(req)
 }

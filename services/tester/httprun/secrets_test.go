@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kis-core/runbook/domain/expect"
 	"github.com/kis-core/runbook/domain/plan"
-	"github.com/kis-core/runbook/services/tester/expect"
 )
 
 // Values in the tester's environment that must reach declared hosts only.

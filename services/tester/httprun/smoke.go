@@ -9,8 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kis-core/runbook/domain/expect"
 	"github.com/kis-core/runbook/domain/plan"
-	"github.com/kis-core/runbook/services/tester/expect"
 )
 
 // Defaults of a smoke test.

@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -207,12 +208,22 @@ func checkFields(want map[string]any, doc any) (details, errs []string) {
 		case w == Exists:
 			details = append(details, fmt.Sprintf("%s=%s", p, Show(got)))
 		case !Equal(w, got):
-			errs = append(errs, fmt.Sprintf("field %s is %s (expected %s)", p, Show(got), Show(w)))
+			errs = append(errs, fmt.Sprintf("field %s is %s (expected %s)", p, ShowValue(got), ShowValue(w)))
 		default:
 			details = append(details, fmt.Sprintf("%s=%s", p, Show(got)))
 		}
 	}
 	return details, errs
+}
+
+// ShowValue is Show with a string in quotes, so that where a value is
+// compared the text "2" and the number 2 read differently:
+// field $.release is "old" (expected "new").
+func ShowValue(v any) string {
+	if s, ok := v.(string); ok {
+		return strconv.Quote(Show(s))
+	}
+	return Show(v)
 }
 
 // maxShown bounds a value shown in details and errors.

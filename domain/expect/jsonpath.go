@@ -1,6 +1,9 @@
-// Package expect judges one HTTP response against a smoke test's
-// expectations (status, latency, JSON fields). It is pure: no network, no
-// clock, no environment.
+// Package expect judges one HTTP response against a plan's expectations
+// (plan.Expect: status, latency, headers, JSON fields, body): the smoke
+// tests' assertions, and the deployer's health checks, wait.until and http
+// steps. It also takes captured values from a response and expands ${name}
+// in requests (the tester's smoke steps). It is pure: no network, no clock,
+// no environment.
 package expect
 
 import (
@@ -8,6 +11,8 @@ import (
 	"math/big"
 	"strconv"
 	"strings"
+
+	"github.com/kis-core/runbook/domain/plan"
 )
 
 // Lookup finds path in a decoded JSON document. A path is dotted
@@ -17,19 +22,21 @@ import (
 // It reports whether the field exists (a JSON null exists).
 //
 // A leading "$." (or a path of just "$", the whole document) is accepted and
-// ignored, so JSONPath-style "$.data.token" reads like "data.token".
+// ignored, so JSONPath-style "$.data.token" reads like "data.token". The
+// grammar is plan.JSONPathSegments, which validation checks: a path outside
+// it finds nothing.
 func Lookup(doc any, path string) (any, bool) {
-	path = trimRoot(path)
-	if m, ok := doc.(map[string]any); ok {
-		if v, ok := m[path]; ok {
+	if m, ok := doc.(map[string]any); ok && path != "" && path != "$" {
+		if v, ok := m[strings.TrimPrefix(path, "$.")]; ok {
 			return v, true
 		}
 	}
-	if path == "" {
-		return doc, true
+	segs, err := plan.JSONPathSegments(path)
+	if err != nil {
+		return nil, false
 	}
 	cur := doc
-	for _, seg := range splitPath(path) {
+	for _, seg := range segs {
 		switch node := cur.(type) {
 		case map[string]any:
 			v, ok := node[seg]
@@ -48,32 +55,6 @@ func Lookup(doc any, path string) (any, bool) {
 		}
 	}
 	return cur, true
-}
-
-// trimRoot drops a JSONPath root: "$" → "", "$.a" → "a", "$[0]" → "[0]".
-func trimRoot(path string) string {
-	switch {
-	case path == "$":
-		return ""
-	case strings.HasPrefix(path, "$."):
-		return path[2:]
-	case strings.HasPrefix(path, "$["):
-		return path[1:]
-	}
-	return path
-}
-
-// splitPath turns "a.b[0].c" into [a b 0 c].
-func splitPath(path string) []string {
-	path = strings.ReplaceAll(path, "[", ".")
-	path = strings.ReplaceAll(path, "]", "")
-	var out []string
-	for _, s := range strings.Split(path, ".") {
-		if s != "" {
-			out = append(out, s)
-		}
-	}
-	return out
 }
 
 // DecodeJSON decodes a response body keeping numbers exact (json.Number).
