@@ -56,7 +56,7 @@ var publishes = map[Role][]string{
 		"run.waiting", "run.expired", "run.failed", "approval.refused", DeadLettered},
 	Monitor: {"monitor.started", "threshold.violated", "monitor.completed", "rollback.requested", DeadLettered},
 	Tester: {"test.started", "test.smoke.passed", "test.smoke.failed", "test.load.progress", "test.load.passed",
-		"test.load.failed", "test.passed", "test.failed", "rollback.requested", DeadLettered},
+		"test.load.failed", "test.passed", "test.failed", "rollback.requested", "rollback.verified", "rollback.verify.failed", DeadLettered},
 	Reporter:  {"report.ready", "notification.sent", "notification.failed", DeadLettered},
 	Requester: {"change.requested", "run.cancelled", "rollback.requested"},
 	Approver:  {"approval.granted", "approval.rejected", "approval.refused"},

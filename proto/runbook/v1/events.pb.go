@@ -130,6 +130,8 @@ type Event struct {
 	//	*Event_RollbackStepFailed
 	//	*Event_RollbackDone
 	//	*Event_RollbackFailed
+	//	*Event_RollbackVerified
+	//	*Event_RollbackVerifyFailed
 	//	*Event_MonitorStarted
 	//	*Event_ThresholdViolated
 	//	*Event_MonitorCompleted
@@ -495,6 +497,24 @@ func (x *Event) GetRollbackFailed() *DeployFinished {
 	return nil
 }
 
+func (x *Event) GetRollbackVerified() *TestSuiteResult {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_RollbackVerified); ok {
+			return x.RollbackVerified
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetRollbackVerifyFailed() *TestSuiteResult {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_RollbackVerifyFailed); ok {
+			return x.RollbackVerifyFailed
+		}
+	}
+	return nil
+}
+
 func (x *Event) GetMonitorStarted() *MonitorStarted {
 	if x != nil {
 		if x, ok := x.Payload.(*Event_MonitorStarted); ok {
@@ -747,6 +767,17 @@ type Event_RollbackFailed struct {
 	RollbackFailed *DeployFinished `protobuf:"bytes,56,opt,name=rollback_failed,json=rollbackFailed,proto3,oneof"`
 }
 
+type Event_RollbackVerified struct {
+	// rollback_plan.verify: the named smoke suites re-run after the
+	// rollback's steps (the tester): passed → ROLLED_BACK, failed →
+	// ROLLBACK_FAILED.
+	RollbackVerified *TestSuiteResult `protobuf:"bytes,57,opt,name=rollback_verified,json=rollbackVerified,proto3,oneof"`
+}
+
+type Event_RollbackVerifyFailed struct {
+	RollbackVerifyFailed *TestSuiteResult `protobuf:"bytes,58,opt,name=rollback_verify_failed,json=rollbackVerifyFailed,proto3,oneof"` // type rollback.verify.failed
+}
+
 type Event_MonitorStarted struct {
 	MonitorStarted *MonitorStarted `protobuf:"bytes,60,opt,name=monitor_started,json=monitorStarted,proto3,oneof"`
 }
@@ -862,6 +893,10 @@ func (*Event_RollbackStepFailed) isEvent_Payload() {}
 func (*Event_RollbackDone) isEvent_Payload() {}
 
 func (*Event_RollbackFailed) isEvent_Payload() {}
+
+func (*Event_RollbackVerified) isEvent_Payload() {}
+
+func (*Event_RollbackVerifyFailed) isEvent_Payload() {}
 
 func (*Event_MonitorStarted) isEvent_Payload() {}
 
@@ -2331,10 +2366,13 @@ func (x *RollbackRequested) GetNoData() bool {
 }
 
 type RollbackStarted struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Reason        string                 `protobuf:"bytes,1,opt,name=reason,proto3" json:"reason,omitempty"`
-	RequestedBy   string                 `protobuf:"bytes,2,opt,name=requested_by,json=requestedBy,proto3" json:"requested_by,omitempty"`
-	Steps         int32                  `protobuf:"varint,3,opt,name=steps,proto3" json:"steps,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Reason      string                 `protobuf:"bytes,1,opt,name=reason,proto3" json:"reason,omitempty"`
+	RequestedBy string                 `protobuf:"bytes,2,opt,name=requested_by,json=requestedBy,proto3" json:"requested_by,omitempty"`
+	Steps       int32                  `protobuf:"varint,3,opt,name=steps,proto3" json:"steps,omitempty"`
+	// The smoke suites rollback_plan.verify re-runs once the steps are done
+	// (empty: none; the run ends with rollback.done).
+	Verify        []string `protobuf:"bytes,4,rep,name=verify,proto3" json:"verify,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2388,6 +2426,13 @@ func (x *RollbackStarted) GetSteps() int32 {
 		return x.Steps
 	}
 	return 0
+}
+
+func (x *RollbackStarted) GetVerify() []string {
+	if x != nil {
+		return x.Verify
+	}
+	return nil
 }
 
 type MetricSample struct {
@@ -3926,7 +3971,7 @@ var File_runbook_v1_events_proto protoreflect.FileDescriptor
 const file_runbook_v1_events_proto_rawDesc = "" +
 	"\n" +
 	"\x17runbook/v1/events.proto\x12\n" +
-	"runbook.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xbe\x19\n" +
+	"runbook.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xdf\x1a\n" +
 	"\x05Event\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x15\n" +
 	"\x06run_id\x18\x02 \x01(\tR\x05runId\x12\x12\n" +
@@ -3968,7 +4013,9 @@ const file_runbook_v1_events_proto_rawDesc = "" +
 	"\x17rollback_step_succeeded\x185 \x01(\v2\x15.runbook.v1.StepEventH\x00R\x15rollbackStepSucceeded\x12I\n" +
 	"\x14rollback_step_failed\x186 \x01(\v2\x15.runbook.v1.StepEventH\x00R\x12rollbackStepFailed\x12A\n" +
 	"\rrollback_done\x187 \x01(\v2\x1a.runbook.v1.DeployFinishedH\x00R\frollbackDone\x12E\n" +
-	"\x0frollback_failed\x188 \x01(\v2\x1a.runbook.v1.DeployFinishedH\x00R\x0erollbackFailed\x12E\n" +
+	"\x0frollback_failed\x188 \x01(\v2\x1a.runbook.v1.DeployFinishedH\x00R\x0erollbackFailed\x12J\n" +
+	"\x11rollback_verified\x189 \x01(\v2\x1b.runbook.v1.TestSuiteResultH\x00R\x10rollbackVerified\x12S\n" +
+	"\x16rollback_verify_failed\x18: \x01(\v2\x1b.runbook.v1.TestSuiteResultH\x00R\x14rollbackVerifyFailed\x12E\n" +
 	"\x0fmonitor_started\x18< \x01(\v2\x1a.runbook.v1.MonitorStartedH\x00R\x0emonitorStarted\x12N\n" +
 	"\x12threshold_violated\x18= \x01(\v2\x1d.runbook.v1.ThresholdViolatedH\x00R\x11thresholdViolated\x12K\n" +
 	"\x11monitor_completed\x18> \x01(\v2\x1c.runbook.v1.MonitorCompletedH\x00R\x10monitorCompleted\x12<\n" +
@@ -4117,11 +4164,12 @@ const file_runbook_v1_events_proto_rawDesc = "" +
 	"\tthreshold\x18\x05 \x01(\x01R\tthreshold\x12\x12\n" +
 	"\x04rule\x18\x06 \x01(\tR\x04rule\x12#\n" +
 	"\rwindow_values\x18\a \x03(\x01R\fwindowValues\x12\x17\n" +
-	"\ano_data\x18\b \x01(\bR\x06noData\"b\n" +
+	"\ano_data\x18\b \x01(\bR\x06noData\"z\n" +
 	"\x0fRollbackStarted\x12\x16\n" +
 	"\x06reason\x18\x01 \x01(\tR\x06reason\x12!\n" +
 	"\frequested_by\x18\x02 \x01(\tR\vrequestedBy\x12\x14\n" +
-	"\x05steps\x18\x03 \x01(\x05R\x05steps\"\xc0\x01\n" +
+	"\x05steps\x18\x03 \x01(\x05R\x05steps\x12\x16\n" +
+	"\x06verify\x18\x04 \x03(\tR\x06verify\"\xc0\x01\n" +
 	"\fMetricSample\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x16\n" +
 	"\x06metric\x18\x02 \x01(\tR\x06metric\x12\x14\n" +
@@ -4388,49 +4436,51 @@ var file_runbook_v1_events_proto_depIdxs = []int32{
 	17, // 27: runbook.v1.Event.rollback_step_failed:type_name -> runbook.v1.StepEvent
 	19, // 28: runbook.v1.Event.rollback_done:type_name -> runbook.v1.DeployFinished
 	19, // 29: runbook.v1.Event.rollback_failed:type_name -> runbook.v1.DeployFinished
-	23, // 30: runbook.v1.Event.monitor_started:type_name -> runbook.v1.MonitorStarted
-	24, // 31: runbook.v1.Event.threshold_violated:type_name -> runbook.v1.ThresholdViolated
-	25, // 32: runbook.v1.Event.monitor_completed:type_name -> runbook.v1.MonitorCompleted
-	27, // 33: runbook.v1.Event.test_started:type_name -> runbook.v1.TestStarted
-	29, // 34: runbook.v1.Event.test_smoke_passed:type_name -> runbook.v1.TestSuiteResult
-	29, // 35: runbook.v1.Event.test_smoke_failed:type_name -> runbook.v1.TestSuiteResult
-	30, // 36: runbook.v1.Event.test_load_progress:type_name -> runbook.v1.LoadProgress
-	31, // 37: runbook.v1.Event.test_load_passed:type_name -> runbook.v1.LoadResult
-	31, // 38: runbook.v1.Event.test_load_failed:type_name -> runbook.v1.LoadResult
-	33, // 39: runbook.v1.Event.test_passed:type_name -> runbook.v1.TestOutcome
-	33, // 40: runbook.v1.Event.test_failed:type_name -> runbook.v1.TestOutcome
-	34, // 41: runbook.v1.Event.report_ready:type_name -> runbook.v1.ReportReady
-	35, // 42: runbook.v1.Event.notification_sent:type_name -> runbook.v1.Notification
-	35, // 43: runbook.v1.Event.notification_failed:type_name -> runbook.v1.Notification
-	36, // 44: runbook.v1.Event.event_dead_lettered:type_name -> runbook.v1.DeadLettered
-	42, // 45: runbook.v1.Signature.time:type_name -> google.protobuf.Timestamp
-	37, // 46: runbook.v1.ChangeRequested.options:type_name -> runbook.v1.ChangeRequested.OptionsEntry
-	4,  // 47: runbook.v1.ChangeRejected.errors:type_name -> runbook.v1.PlanError
-	4,  // 48: runbook.v1.ChangeRejected.warnings:type_name -> runbook.v1.PlanError
-	0,  // 49: runbook.v1.CheckResult.status:type_name -> runbook.v1.CheckStatus
-	7,  // 50: runbook.v1.PreflightResult.checks:type_name -> runbook.v1.CheckResult
-	9,  // 51: runbook.v1.BackupDone.file_details:type_name -> runbook.v1.BackupFile
-	11, // 52: runbook.v1.PlanAssessed.risks:type_name -> runbook.v1.Risk
-	42, // 53: runbook.v1.RunWaiting.until:type_name -> google.protobuf.Timestamp
-	42, // 54: runbook.v1.RunWaiting.deadline:type_name -> google.protobuf.Timestamp
-	42, // 55: runbook.v1.MetricSample.time:type_name -> google.protobuf.Timestamp
-	22, // 56: runbook.v1.MonitorStarted.baseline:type_name -> runbook.v1.MetricSample
-	38, // 57: runbook.v1.MonitorCompleted.last:type_name -> runbook.v1.MonitorCompleted.LastEntry
-	39, // 58: runbook.v1.MonitorCompleted.max:type_name -> runbook.v1.MonitorCompleted.MaxEntry
-	40, // 59: runbook.v1.MonitorCompleted.stats:type_name -> runbook.v1.MonitorCompleted.StatsEntry
-	42, // 60: runbook.v1.MonitorCompleted.window_opened:type_name -> google.protobuf.Timestamp
-	28, // 61: runbook.v1.TestSuiteResult.tests:type_name -> runbook.v1.TestCase
-	32, // 62: runbook.v1.LoadResult.overall:type_name -> runbook.v1.LatencyStats
-	32, // 63: runbook.v1.LoadResult.by_request:type_name -> runbook.v1.LatencyStats
-	41, // 64: runbook.v1.LoadResult.errors_by_kind:type_name -> runbook.v1.LoadResult.ErrorsByKindEntry
-	29, // 65: runbook.v1.TestOutcome.smoke:type_name -> runbook.v1.TestSuiteResult
-	31, // 66: runbook.v1.TestOutcome.load:type_name -> runbook.v1.LoadResult
-	26, // 67: runbook.v1.MonitorCompleted.StatsEntry.value:type_name -> runbook.v1.MetricStats
-	68, // [68:68] is the sub-list for method output_type
-	68, // [68:68] is the sub-list for method input_type
-	68, // [68:68] is the sub-list for extension type_name
-	68, // [68:68] is the sub-list for extension extendee
-	0,  // [0:68] is the sub-list for field type_name
+	29, // 30: runbook.v1.Event.rollback_verified:type_name -> runbook.v1.TestSuiteResult
+	29, // 31: runbook.v1.Event.rollback_verify_failed:type_name -> runbook.v1.TestSuiteResult
+	23, // 32: runbook.v1.Event.monitor_started:type_name -> runbook.v1.MonitorStarted
+	24, // 33: runbook.v1.Event.threshold_violated:type_name -> runbook.v1.ThresholdViolated
+	25, // 34: runbook.v1.Event.monitor_completed:type_name -> runbook.v1.MonitorCompleted
+	27, // 35: runbook.v1.Event.test_started:type_name -> runbook.v1.TestStarted
+	29, // 36: runbook.v1.Event.test_smoke_passed:type_name -> runbook.v1.TestSuiteResult
+	29, // 37: runbook.v1.Event.test_smoke_failed:type_name -> runbook.v1.TestSuiteResult
+	30, // 38: runbook.v1.Event.test_load_progress:type_name -> runbook.v1.LoadProgress
+	31, // 39: runbook.v1.Event.test_load_passed:type_name -> runbook.v1.LoadResult
+	31, // 40: runbook.v1.Event.test_load_failed:type_name -> runbook.v1.LoadResult
+	33, // 41: runbook.v1.Event.test_passed:type_name -> runbook.v1.TestOutcome
+	33, // 42: runbook.v1.Event.test_failed:type_name -> runbook.v1.TestOutcome
+	34, // 43: runbook.v1.Event.report_ready:type_name -> runbook.v1.ReportReady
+	35, // 44: runbook.v1.Event.notification_sent:type_name -> runbook.v1.Notification
+	35, // 45: runbook.v1.Event.notification_failed:type_name -> runbook.v1.Notification
+	36, // 46: runbook.v1.Event.event_dead_lettered:type_name -> runbook.v1.DeadLettered
+	42, // 47: runbook.v1.Signature.time:type_name -> google.protobuf.Timestamp
+	37, // 48: runbook.v1.ChangeRequested.options:type_name -> runbook.v1.ChangeRequested.OptionsEntry
+	4,  // 49: runbook.v1.ChangeRejected.errors:type_name -> runbook.v1.PlanError
+	4,  // 50: runbook.v1.ChangeRejected.warnings:type_name -> runbook.v1.PlanError
+	0,  // 51: runbook.v1.CheckResult.status:type_name -> runbook.v1.CheckStatus
+	7,  // 52: runbook.v1.PreflightResult.checks:type_name -> runbook.v1.CheckResult
+	9,  // 53: runbook.v1.BackupDone.file_details:type_name -> runbook.v1.BackupFile
+	11, // 54: runbook.v1.PlanAssessed.risks:type_name -> runbook.v1.Risk
+	42, // 55: runbook.v1.RunWaiting.until:type_name -> google.protobuf.Timestamp
+	42, // 56: runbook.v1.RunWaiting.deadline:type_name -> google.protobuf.Timestamp
+	42, // 57: runbook.v1.MetricSample.time:type_name -> google.protobuf.Timestamp
+	22, // 58: runbook.v1.MonitorStarted.baseline:type_name -> runbook.v1.MetricSample
+	38, // 59: runbook.v1.MonitorCompleted.last:type_name -> runbook.v1.MonitorCompleted.LastEntry
+	39, // 60: runbook.v1.MonitorCompleted.max:type_name -> runbook.v1.MonitorCompleted.MaxEntry
+	40, // 61: runbook.v1.MonitorCompleted.stats:type_name -> runbook.v1.MonitorCompleted.StatsEntry
+	42, // 62: runbook.v1.MonitorCompleted.window_opened:type_name -> google.protobuf.Timestamp
+	28, // 63: runbook.v1.TestSuiteResult.tests:type_name -> runbook.v1.TestCase
+	32, // 64: runbook.v1.LoadResult.overall:type_name -> runbook.v1.LatencyStats
+	32, // 65: runbook.v1.LoadResult.by_request:type_name -> runbook.v1.LatencyStats
+	41, // 66: runbook.v1.LoadResult.errors_by_kind:type_name -> runbook.v1.LoadResult.ErrorsByKindEntry
+	29, // 67: runbook.v1.TestOutcome.smoke:type_name -> runbook.v1.TestSuiteResult
+	31, // 68: runbook.v1.TestOutcome.load:type_name -> runbook.v1.LoadResult
+	26, // 69: runbook.v1.MonitorCompleted.StatsEntry.value:type_name -> runbook.v1.MetricStats
+	70, // [70:70] is the sub-list for method output_type
+	70, // [70:70] is the sub-list for method input_type
+	70, // [70:70] is the sub-list for extension type_name
+	70, // [70:70] is the sub-list for extension extendee
+	0,  // [0:70] is the sub-list for field type_name
 }
 
 func init() { file_runbook_v1_events_proto_init() }
@@ -4467,6 +4517,8 @@ func file_runbook_v1_events_proto_init() {
 		(*Event_RollbackStepFailed)(nil),
 		(*Event_RollbackDone)(nil),
 		(*Event_RollbackFailed)(nil),
+		(*Event_RollbackVerified)(nil),
+		(*Event_RollbackVerifyFailed)(nil),
 		(*Event_MonitorStarted)(nil),
 		(*Event_ThresholdViolated)(nil),
 		(*Event_MonitorCompleted)(nil),
