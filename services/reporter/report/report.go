@@ -67,12 +67,10 @@ type Approval struct {
 
 // Summary is the report's summary object.
 type Summary struct {
-	OverallStatus     string `json:"overall_status"`
-	CriticalIssues    int    `json:"critical_issues"`
-	PerformanceStatus string `json:"performance_status"`
-	// PerformanceReason is why the status is not PASS: each value past a
-	// limit, citing the limit the monitor enforced (addition).
-	PerformanceReason string      `json:"performance_reason,omitempty"`
+	OverallStatus     string      `json:"overall_status"`
+	CriticalIssues    int         `json:"critical_issues"`
+	PerformanceStatus string      `json:"performance_status"`
+	PerformanceReason string      `json:"performance_reason,omitempty"` // addition: unless PASS, each value past a limit, citing the limit the monitor enforced
 	TestResults       TestResults `json:"test_results"`
 }
 
