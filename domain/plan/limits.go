@@ -231,7 +231,8 @@ func MetricUnit(metric string) string {
 }
 
 // FormatValue writes a value of metric in its unit: "2350ms", "4.5%" (the
-// error rate's fraction 0.045), "81.5%", "1048576 bytes", "12".
+// error rate's fraction 0.045), "81.5%", "1048576 bytes", "12", "6.6667"
+// (at most 4 decimals).
 func FormatValue(metric string, v float64) string {
 	switch MetricUnit(metric) {
 	case UnitMS:
@@ -241,7 +242,7 @@ func FormatValue(metric string, v float64) string {
 	case UnitPercent:
 		return strconv.FormatFloat(math.Round(v*100)/100, 'f', -1, 64) + "%"
 	case UnitBytes:
-		return strconv.FormatFloat(v, 'f', -1, 64) + " bytes"
+		return strconv.FormatFloat(math.Round(v), 'f', -1, 64) + " bytes"
 	}
-	return strconv.FormatFloat(v, 'f', -1, 64)
+	return strconv.FormatFloat(math.Round(v*1e4)/1e4, 'f', -1, 64)
 }

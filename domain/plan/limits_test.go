@@ -163,6 +163,7 @@ func TestLimitWords(t *testing.T) {
 		{lim(t, Monitor{}, MetricErrorRate), "error_rate > 0.015", "threshold 1%, rollback above 1.5%"},
 		{lim(t, m, MetricP95), "api_response_time_p95 > 4200 for 3 of 5 samples", "threshold 2100ms, rollback above 4200ms for 3 of 5 samples"},
 		{lim(t, m, "throughput"), "throughput < 5", "minimum 10, rollback below 5"},
+		{lim(t, Monitor{Gates: map[string]Gate{"throughput": {Min: new(10.0), Rollback: new(true)}}}, "throughput"), "throughput < 6.666666666666667", "minimum 10, rollback below 6.6667"},
 		{lim(t, m, MetricCPU), "cpu_utilization > 95", "threshold 80%, critical above 95%, no rollback"},
 		{lim(t, Monitor{}, MetricMemory), "memory_usage > 85", "threshold 85%, no rollback"},
 		{lim(t, shadow, MetricErrorRate), "error_rate > 0.015", "threshold 1%, would roll back above 1.5% (shadow)"},
