@@ -400,20 +400,6 @@ func (m Monitor) EffectiveThresholds() map[string]float64 {
 	return t
 }
 
-// AutoRollbackLimits maps each auto-rollback metric to the value that
-// triggers a rollback: its threshold × factor (p95 2100 × 1.5 = 3150).
-func (m Monitor) AutoRollbackLimits() map[string]float64 {
-	th := m.EffectiveThresholds()
-	f := m.AutoRollback.EffectiveFactor()
-	out := map[string]float64{}
-	for _, name := range m.AutoRollback.EffectiveMetrics() {
-		if v, ok := th[name]; ok {
-			out[name] = v * f
-		}
-	}
-	return out
-}
-
 // EffectiveMetrics are the metrics whose breach of factor × threshold rolls
 // back: the plan's, default p95 and error rate (the seed's 150 % rule). An
 // explicit empty list (metrics: []) turns auto-rollback off.

@@ -92,9 +92,6 @@ func TestMonitorDefaults(t *testing.T) {
 	if got := m.EffectiveThresholds(); !reflect.DeepEqual(got, want) {
 		t.Errorf("default thresholds = %v", got)
 	}
-	if got := m.AutoRollbackLimits(); !reflect.DeepEqual(got, map[string]float64{"api_response_time_p95": 3150, "error_rate": 0.015}) {
-		t.Errorf("default auto-rollback limits = %v", got)
-	}
 	m.Thresholds = map[string]float64{"error_rate": 0.02, "cpu_utilization": 0}
 	got := m.EffectiveThresholds()
 	if got["error_rate"] != 0.02 || got["cpu_utilization"] != 0 || got["api_response_time_p95"] != 2100 {
@@ -111,10 +108,6 @@ func TestMonitorDefaults(t *testing.T) {
 	off := &AutoRollback{Metrics: []string{}}
 	if len(off.EffectiveMetrics()) != 0 {
 		t.Error("metrics: [] must turn auto-rollback off")
-	}
-	m.AutoRollback = off
-	if len(m.AutoRollbackLimits()) != 0 {
-		t.Error("limits with auto-rollback off")
 	}
 	if (&AutoRollback{Factor: 2}).EffectiveFactor() != 2 {
 		t.Error("factor")

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"math"
 	"regexp"
-	"slices"
 	"strconv"
 	"time"
 )
@@ -94,113 +93,11 @@ func ParseFor(s string) (n, m int, err error) {
 	return n, m, nil
 }
 
-// EffectiveGate is a gate with every default filled in: what the monitor
-// judges and `runbook validate` describes.
-type EffectiveGate struct {
-	Metric string
-	// Bound is the threshold; Below: the gate is a min gate (a value below
-	// Bound breaches), else a value above it does.
-	Bound float64
-	Below bool
-	// Critical is the critical bound, when HasCritical.
-	Critical    float64
-	HasCritical bool
-	// N of M samples critical fail the gate.
-	N, M  int
-	Grace time.Duration
-	// NoData policy after NoDataAfter missing samples in a row.
-	NoData      string
-	NoDataAfter int
-	Shadow      bool
-	Rollback    bool
-	// Explicit: named in monitor.gates, so the metric is expected from the
-	// first sample (a metric with only a threshold is expected once a
-	// source has reported it).
-	Explicit bool
-}
-
 // EffectiveBaseline is the pre-deployment baseline window: the plan's
 // monitor.baseline, default 3 intervals capped at MaxBaseline; "0s" turns it
 // off (the baseline is then one round at deploy.started).
 func (m Monitor) EffectiveBaseline() time.Duration {
 	return m.Baseline.Or(min(3*m.EffectiveInterval(), MaxBaseline))
-}
-
-// EffectiveGates are the gates of every metric with a threshold (the
-// seed's five, the plan's thresholds) or a gate, defaults filled in. A gate
-// that does not parse (see validation) takes the defaults of what it got
-// wrong.
-func (m Monitor) EffectiveGates() map[string]EffectiveGate {
-	th := m.EffectiveThresholds()
-	auto := m.AutoRollback.EffectiveMetrics()
-	factor := m.AutoRollback.EffectiveFactor()
-	out := map[string]EffectiveGate{}
-	for metric, v := range th {
-		g := EffectiveGate{Metric: metric, Bound: v, N: 1, M: 1, NoData: NoDataFail, NoDataAfter: DefaultNoDataAfter,
-			Shadow: m.Mode == ModeShadow, Rollback: slices.Contains(auto, metric)}
-		if g.Rollback {
-			g.Critical, g.HasCritical = v*factor, true
-		}
-		out[metric] = g
-	}
-	for metric, pg := range m.Gates {
-		g := EffectiveGate{Metric: metric, N: 1, M: 1, NoData: NoDataFail, NoDataAfter: DefaultNoDataAfter, Explicit: true,
-			Shadow: m.Mode == ModeShadow, Rollback: slices.Contains(auto, metric)}
-		switch {
-		case pg.Max != nil:
-			g.Bound = *pg.Max
-		case pg.Min != nil:
-			g.Bound, g.Below = *pg.Min, true
-		default:
-			g.Bound = th[metric] // none: validation says so
-		}
-		if pg.Rollback != nil {
-			g.Rollback = *pg.Rollback
-		}
-		switch {
-		case pg.Critical != nil:
-			g.Critical, g.HasCritical = *pg.Critical, true
-		case g.Rollback && g.Below:
-			g.Critical, g.HasCritical = g.Bound/factor, true
-		case g.Rollback:
-			g.Critical, g.HasCritical = g.Bound*factor, true
-		}
-		if n, mm, err := ParseFor(pg.For); err == nil {
-			g.N, g.M = n, mm
-		}
-		g.Grace = pg.Grace.Duration
-		if pg.NoData != "" {
-			g.NoData = pg.NoData
-		}
-		if pg.NoDataAfter > 0 {
-			g.NoDataAfter = pg.NoDataAfter
-		}
-		switch pg.Mode {
-		case ModeShadow:
-			g.Shadow = true
-		case ModeEnforce:
-			g.Shadow = false
-		}
-		out[metric] = g
-	}
-	return out
-}
-
-// Rule is the gate's failing condition in words, e.g.
-// "api_response_time_p95 > 3150 for 3 of 5 samples".
-func (g EffectiveGate) Rule() string {
-	op, bound := ">", g.Bound
-	if g.Below {
-		op = "<"
-	}
-	if g.HasCritical {
-		bound = g.Critical
-	}
-	s := fmt.Sprintf("%s %s %s", g.Metric, op, strconv.FormatFloat(bound, 'f', -1, 64))
-	if g.N == 1 && g.M == 1 {
-		return s
-	}
-	return fmt.Sprintf("%s for %d of %d samples", s, g.N, g.M)
 }
 
 // monitorGates checks monitor.gates, monitor.baseline and monitor.mode.

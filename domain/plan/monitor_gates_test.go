@@ -52,20 +52,23 @@ func TestGatesParseAndDefaults(t *testing.T) {
 	if p == nil {
 		t.Fatalf("valid plan refused: %v", issues)
 	}
-	g := p.Monitor.EffectiveGates()
-	want := map[string]EffectiveGate{
+	g := map[string]Limit{}
+	for _, l := range p.Monitor.Limits() {
+		g[l.Metric] = l
+	}
+	want := map[string]Limit{
 		// A threshold only: max with every default; auto-rollback at 2×.
-		"error_rate": {Metric: "error_rate", Bound: 0.02, Critical: 0.04, HasCritical: true, N: 1, M: 1, NoData: NoDataFail, NoDataAfter: 3, Rollback: true},
-		"api_response_time_p95": {Metric: "api_response_time_p95", Bound: 1000, Critical: 2000, HasCritical: true, N: 3, M: 5,
+		"error_rate": {Metric: "error_rate", Unit: UnitFraction, Threshold: 0.02, Critical: 0.04, HasCritical: true, Derived: true, Factor: 2, N: 1, M: 1, NoData: NoDataFail, NoDataAfter: 3, Rollback: true},
+		"api_response_time_p95": {Metric: "api_response_time_p95", Unit: UnitMS, Threshold: 1000, Critical: 2000, HasCritical: true, Derived: true, Factor: 2, N: 3, M: 5,
 			Grace: time.Minute, NoData: NoDataWarn, NoDataAfter: 4, Rollback: true, Explicit: true},
 		// No max: the seed's threshold; no rollback metric: critical only if set.
-		"cpu_utilization": {Metric: "cpu_utilization", Bound: 80, Critical: 95, HasCritical: true, N: 1, M: 1, NoData: NoDataFail, NoDataAfter: 3, Shadow: true, Explicit: true},
-		"queue_depth":     {Metric: "queue_depth", Bound: 10, Below: true, Critical: 5, HasCritical: true, N: 1, M: 1, NoData: NoDataFail, NoDataAfter: 3, Rollback: true, Explicit: true},
-		"memory_usage":    {Metric: "memory_usage", Bound: 85, N: 1, M: 1, NoData: NoDataFail, NoDataAfter: 3},
+		"cpu_utilization": {Metric: "cpu_utilization", Unit: UnitPercent, Threshold: 80, Critical: 95, HasCritical: true, Factor: 2, N: 1, M: 1, NoData: NoDataFail, NoDataAfter: 3, Shadow: true, Explicit: true},
+		"queue_depth":     {Metric: "queue_depth", Threshold: 10, Below: true, Critical: 5, HasCritical: true, Derived: true, Factor: 2, N: 1, M: 1, NoData: NoDataFail, NoDataAfter: 3, Rollback: true, Explicit: true},
+		"memory_usage":    {Metric: "memory_usage", Unit: UnitPercent, Threshold: 85, Factor: 2, N: 1, M: 1, NoData: NoDataFail, NoDataAfter: 3},
 	}
 	for metric, w := range want {
 		if g[metric] != w {
-			t.Errorf("gate %s = %+v\nwant          %+v", metric, g[metric], w)
+			t.Errorf("limit %s = %+v\nwant           %+v", metric, g[metric], w)
 		}
 	}
 	if got := p.Monitor.EffectiveBaseline(); got != 30*time.Second {

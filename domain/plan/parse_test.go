@@ -169,8 +169,10 @@ func TestFullPlan(t *testing.T) {
 		m.Sources[1].PrometheusScrape.EffectiveRequestsCounter() != "http_request_duration_seconds_count" {
 		t.Errorf("monitor = %+v", m)
 	}
-	if lim := m.AutoRollbackLimits(); len(lim) != 1 || lim[MetricP95] != 3600 {
-		t.Errorf("auto-rollback limits = %v", lim)
+	for _, l := range m.Limits() {
+		if l.Rollback != (l.Metric == MetricP95) || (l.Rollback && l.Critical != 3600) {
+			t.Errorf("limit %+v; want only p95 to roll back, above 3600", l)
+		}
 	}
 	if p.Test.RollbackOnFailureOr() {
 		t.Error("rollback_on_failure: false not honoured")

@@ -217,7 +217,7 @@ func TestReporter(t *testing.T) {
 	ok := waitReport(t, bus, "RUN-ok")
 	checkSummary(t, ok, "RUN-ok", runstate.Success)
 	if !strings.HasSuffix(ok.GetQcSummary(), "\nOverall: PASS - change deployed and verified") ||
-		!strings.Contains(ok.GetQcSummary(), "\nAPI Health: HEALTHY\nDatabase: CONNECTED\nCache: Unknown\nError Rate: 0.10%\nResponse Time P95: 900ms\n") {
+		!strings.Contains(ok.GetQcSummary(), "\nAPI Health: HEALTHY\nDatabase: CONNECTED\nCache: Unknown\nError Rate: 0.10% (threshold 1%, rollback above 1.5%)\nResponse Time P95: 900ms (threshold 2100ms, rollback above 3150ms)\n") {
 		t.Errorf("success summary:\n%s", ok.GetQcSummary())
 	}
 	checkReplay(t, bus, "RUN-ok", ok)

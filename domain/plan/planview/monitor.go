@@ -15,7 +15,7 @@ type writer func(indent int, format string, args ...any)
 
 // describeMonitor is the MONITOR section: the window, the baseline, the
 // mode, each source with what it reads and the metrics it reports, each
-// metric's effective gate (plan.Monitor.EffectiveGates: what the monitor
+// metric's effective limits (plan.Monitor.Limits: what the monitor
 // judges) and the auto-rollback rule those gates make.
 func describeMonitor(w writer, m plan.Monitor) {
 	head := fmt.Sprintf("window %s, sample every %s", dur(m.EffectiveWindow()), dur(m.EffectiveInterval()))
@@ -31,7 +31,7 @@ func describeMonitor(w writer, m plan.Monitor) {
 	}
 	w(1, "%s", head)
 
-	gates := m.EffectiveGates()
+	limits := m.Limits()
 	reported := m.SourceMetrics()
 	alerts := false
 	for i, s := range m.Sources {
@@ -44,38 +44,37 @@ func describeMonitor(w writer, m plan.Monitor) {
 	// Judged: a gate named in monitor.gates (expected from the first
 	// sample) or a threshold of a metric a source reports. A threshold no
 	// source reports is never judged.
-	var judged, unwatched []string
-	for _, k := range sortedKeys(gates) {
-		if gates[k].Explicit || slices.Contains(reported, k) {
-			judged = append(judged, k)
+	var judged, unwatched []plan.Limit
+	for _, l := range limits {
+		if l.Explicit || slices.Contains(reported, l.Metric) {
+			judged = append(judged, l)
 		} else {
-			unwatched = append(unwatched, k)
+			unwatched = append(unwatched, l)
 		}
 	}
 	if m.Mode == plan.ModeShadow {
-		w(1, "MODE SHADOW: violations are recorded, NOTHING IS ROLLED BACK%s", enforcedNote(gates, judged))
+		w(1, "MODE SHADOW: violations are recorded, NOTHING IS ROLLED BACK%s", enforcedNote(judged))
 	}
 	if len(judged) > 0 {
 		w(1, "gates:")
 	}
 	width := 0
-	for _, k := range judged {
-		width = max(width, len(k))
+	for _, l := range judged {
+		width = max(width, len(l.Metric))
 	}
-	for _, k := range judged {
-		w(2, "%-*s  %s", width, k, gateText(m, gates[k], slices.Contains(reported, k)))
+	for _, l := range judged {
+		w(2, "%-*s  %s", width, l.Metric, gateText(m, l, slices.Contains(reported, l.Metric)))
 	}
 	if len(unwatched) > 0 {
 		var ths []string
-		for _, k := range unwatched {
-			ths = append(ths, fmt.Sprintf("%s %s%s", k, value(k, gates[k].Bound), defaultMark(fromSeed(m, k))))
+		for _, l := range unwatched {
+			ths = append(ths, fmt.Sprintf("%s %s%s", l.Metric, value(l.Metric, l.Threshold), defaultMark(fromSeed(m, l.Metric))))
 		}
 		w(1, "not watched (no source reports them): %s", strings.Join(ths, ", "))
 	}
 
 	var rules, shadow []string
-	for _, k := range judged {
-		g := gates[k]
+	for _, g := range judged {
 		if !g.Rollback {
 			continue
 		}
@@ -177,12 +176,12 @@ func describeSource(w writer, i int, s plan.Source, shadow bool) {
 // gateText is one metric's effective gate in words, e.g. "max 2100 ms
 // (critical 3150 ms = 2100 × 1.5 → rollback), 3 of 5 samples, grace 30s,
 // no data: fail after 3".
-func gateText(m plan.Monitor, g plan.EffectiveGate, reported bool) string {
+func gateText(m plan.Monitor, g plan.Limit, reported bool) string {
 	side := "max"
 	if g.Below {
 		side = "min"
 	}
-	s := fmt.Sprintf("%s %s%s", side, value(g.Metric, g.Bound), defaultMark(fromSeed(m, g.Metric)))
+	s := fmt.Sprintf("%s %s%s", side, value(g.Metric, g.Threshold), defaultMark(fromSeed(m, g.Metric)))
 	var then string
 	switch {
 	case !g.Rollback:
@@ -194,7 +193,7 @@ func gateText(m plan.Monitor, g plan.EffectiveGate, reported bool) string {
 	}
 	if g.HasCritical {
 		crit := "critical " + value(g.Metric, g.Critical)
-		if d := derived(m, g); d != "" {
+		if d := derived(g); d != "" {
 			crit += " = " + d
 		}
 		s += " (" + crit + then + ")"
@@ -223,9 +222,9 @@ func gateText(m plan.Monitor, g plan.EffectiveGate, reported bool) string {
 	return s
 }
 
-// ruleText is a rolling-back gate's failing condition (EffectiveGate.Rule)
-// and what no data does.
-func ruleText(g plan.EffectiveGate) string {
+// ruleText is a rolling-back gate's failing condition (Limit.Rule) and
+// what no data does.
+func ruleText(g plan.Limit) string {
 	r := g.Rule()
 	if g.NoData == plan.NoDataFail {
 		r += fmt.Sprintf(", or no data for %d samples in a row", g.NoDataAfter)
@@ -235,27 +234,24 @@ func ruleText(g plan.EffectiveGate) string {
 
 // derived is "bound × factor" (÷ for a min gate) when the gate's critical
 // bound was not written but comes from auto_rollback.factor.
-func derived(m plan.Monitor, g plan.EffectiveGate) string {
-	if !g.HasCritical {
-		return ""
-	}
-	if pg, ok := m.Gates[g.Metric]; ok && pg.Critical != nil {
+func derived(g plan.Limit) string {
+	if !g.Derived {
 		return ""
 	}
 	op := "×"
 	if g.Below {
 		op = "÷"
 	}
-	return fmt.Sprintf("%s %s %s", num(g.Bound), op, num(m.AutoRollback.EffectiveFactor()))
+	return fmt.Sprintf("%s %s %s", num(g.Threshold), op, num(g.Factor))
 }
 
 // enforcedNote names the gates that enforce despite the monitor's shadow
 // mode (mode: enforce on the gate).
-func enforcedNote(gates map[string]plan.EffectiveGate, judged []string) string {
+func enforcedNote(judged []plan.Limit) string {
 	var enf []string
-	for _, k := range judged {
-		if g := gates[k]; !g.Shadow && g.Rollback {
-			enf = append(enf, k)
+	for _, g := range judged {
+		if !g.Shadow && g.Rollback {
+			enf = append(enf, g.Metric)
 		}
 	}
 	if len(enf) == 0 {

@@ -58,7 +58,7 @@ func runDescribeCases(t *testing.T, title string, cases []describeCase) {
 const probe = "monitor:\n  sources:\n    - http_probe: {url: http://api.internal/ping}\n"
 
 // The monitor section shows each source with what it reads, the baseline,
-// each watched metric's effective gate (plan.Monitor.EffectiveGates) in one
+// each watched metric's effective limits (plan.Monitor.Limits) in one
 // line, shadow mode loudly, and the auto-rollback rule the gates make.
 func TestDescribeMonitorGates(t *testing.T) {
 	t.Parallel()

@@ -1,3 +1,9 @@
+// Package rules is the monitor's judgement: which sampled values breach a
+// gate, how severe a breach is, and when a failed gate asks for a rollback
+// (the seed's shouldAutoRollback: an auto-rollback metric above 150 % of
+// its threshold, by default). The limits themselves are the plan's
+// (plan.Monitor.Limits), the one home the dashboard, the report and
+// `runbook validate` read too. It is pure: no NATS, no clock, no I/O.
 package rules
 
 import (
@@ -12,6 +18,22 @@ import (
 	"github.com/kis-core/runbook/domain/plan"
 )
 
+// Metric names the monitor's sources report (the plan's names). Latency
+// is in milliseconds, the error rate a fraction (0.01 = 1 %).
+const (
+	MetricP95         = plan.MetricP95
+	MetricErrorRate   = plan.MetricErrorRate
+	MetricCPU         = plan.MetricCPU
+	MetricMemory      = plan.MetricMemory
+	MetricConnections = plan.MetricActiveConnections
+)
+
+// Severities of a breach, as the seed names them.
+const (
+	SeverityWarning  = "WARNING"
+	SeverityCritical = "CRITICAL"
+)
+
 // AlertPrefix starts the metric names of alert samples (an alert firing is
 // a sample; its absence is not missing data).
 const AlertPrefix = "alert:"
@@ -21,9 +43,8 @@ const AlertPrefix = "alert:"
 // the tick breached, whether the gate failed, and whether to roll back.
 // Pure: the caller supplies the time since the window's start.
 type Judge struct {
-	gates  map[string]plan.EffectiveGate
-	state  map[string]*gateState
-	factor float64
+	gates map[string]plan.Limit
+	state map[string]*gateState
 }
 
 type gateState struct {
@@ -32,24 +53,20 @@ type gateState struct {
 	missing int       // missing ticks in a row
 }
 
-// NewJudge makes the judge of a plan's monitor section (plan.Monitor's
-// EffectiveGates, so `runbook validate` and the monitor agree).
+// NewJudge makes the judge of a plan's monitor section: its limits
+// (plan.Monitor.Limits, so the dashboard, the report and `runbook
+// validate` show what the monitor enforces).
 func NewJudge(m plan.Monitor) *Judge {
-	return NewJudgeOf(m.EffectiveGates(), m.AutoRollback.EffectiveFactor())
-}
-
-// NewJudgeOf makes a judge of gates; factor is the auto-rollback factor
-// (for the reason's wording).
-func NewJudgeOf(gates map[string]plan.EffectiveGate, factor float64) *Judge {
-	j := &Judge{gates: gates, state: map[string]*gateState{}, factor: factor}
-	for m := range gates {
-		j.state[m] = &gateState{}
+	j := &Judge{gates: map[string]plan.Limit{}, state: map[string]*gateState{}}
+	for _, l := range m.Limits() {
+		j.gates[l.Metric] = l
+		j.state[l.Metric] = &gateState{}
 	}
 	return j
 }
 
-// Gate returns the effective gate of metric.
-func (j *Judge) Gate(metric string) (plan.EffectiveGate, bool) {
+// Gate returns the limits of metric.
+func (j *Judge) Gate(metric string) (plan.Limit, bool) {
 	g, ok := j.gates[metric]
 	return g, ok
 }
@@ -142,12 +159,12 @@ func (j *Judge) Observe(elapsed time.Duration, values map[string]float64) []Deci
 		}
 		st.missing = 0
 		st.push(v, g.M)
-		if !breaches(g, v) {
+		if !g.Breaches(v) {
 			continue
 		}
 		d := j.decision(g, st, v)
 		d.Severity = SeverityWarning
-		if critical(g, v) {
+		if g.IsCritical(v) {
 			d.Severity = SeverityCritical
 		}
 		d.GateFailed = d.Critical >= g.N
@@ -157,18 +174,18 @@ func (j *Judge) Observe(elapsed time.Duration, values map[string]float64) []Deci
 	return out
 }
 
-func (j *Judge) decision(g plan.EffectiveGate, st *gateState, v float64) Decision {
+func (j *Judge) decision(g plan.Limit, st *gateState, v float64) Decision {
 	n := 0
 	for _, x := range st.window {
-		if !math.IsNaN(x) && counts(g, x) {
+		if !math.IsNaN(x) && g.Counts(x) {
 			n++
 		}
 	}
-	return Decision{Metric: g.Metric, Value: v, Threshold: g.Bound, Below: g.Below, Critical: n, Size: g.M, Needed: g.N,
+	return Decision{Metric: g.Metric, Value: v, Threshold: g.Threshold, Below: g.Below, Critical: n, Size: g.M, Needed: g.N,
 		Window: slices.Clone(st.window), Shadow: g.Shadow, AutoRollback: g.Rollback, Rule: g.Rule()}
 }
 
-func (j *Judge) rollback(g plan.EffectiveGate, d *Decision) {
+func (j *Judge) rollback(g plan.Limit, d *Decision) {
 	if !d.GateFailed || !g.Rollback {
 		return
 	}
@@ -186,34 +203,6 @@ func (st *gateState) push(v float64, m int) {
 	}
 }
 
-// breaches: v is beyond the gate's bound (the seed's value > threshold).
-func breaches(g plan.EffectiveGate, v float64) bool {
-	if g.Below {
-		return v < g.Bound
-	}
-	return v > g.Bound
-}
-
-// critical: v is beyond the critical bound.
-func critical(g plan.EffectiveGate, v float64) bool {
-	if !g.HasCritical {
-		return false
-	}
-	if g.Below {
-		return v < g.Critical
-	}
-	return v > g.Critical
-}
-
-// counts: v counts towards N of M: critical when the gate has a critical
-// bound, any breach otherwise.
-func counts(g plan.EffectiveGate, v float64) bool {
-	if g.HasCritical {
-		return critical(g, v)
-	}
-	return breaches(g, v)
-}
-
 // Explain is the sentence of a failed gate for rollback.requested and the
 // report, e.g. "error_rate 4.5% exceeds 150% of its threshold 1% (limit
 // 1.5%)" or "... for 3 of 5 samples (2400ms, 3500ms, …)".
@@ -222,15 +211,19 @@ func (j *Judge) Explain(d Decision) string {
 		return d.Rule
 	}
 	g := j.gates[d.Metric]
+	v, crit, th := plan.FormatValue(d.Metric, d.Value), plan.FormatValue(d.Metric, g.Critical), plan.FormatValue(d.Metric, g.Threshold)
 	var s string
 	switch {
+	case !g.HasCritical && g.Below:
+		s = fmt.Sprintf("%s %s is below its threshold %s", d.Metric, v, th)
+	case !g.HasCritical:
+		s = fmt.Sprintf("%s %s exceeds its threshold %s", d.Metric, v, th)
 	case g.Below:
-		s = fmt.Sprintf("%s %s is below its critical bound %s (threshold %s)", d.Metric, Format(d.Metric, d.Value), Format(d.Metric, g.Critical), Format(d.Metric, g.Bound))
-	case g.HasCritical && sameFloat(g.Critical, g.Bound*j.factorOr()):
-		s = fmt.Sprintf("%s %s exceeds %s%% of its threshold %s (limit %s)", d.Metric, Format(d.Metric, d.Value),
-			strconv.FormatFloat(j.factorOr()*100, 'f', -1, 64), Format(d.Metric, g.Bound), Format(d.Metric, g.Critical))
+		s = fmt.Sprintf("%s %s is below its critical bound %s (threshold %s)", d.Metric, v, crit, th)
+	case g.Derived:
+		s = fmt.Sprintf("%s %s exceeds %s%% of its threshold %s (limit %s)", d.Metric, v, strconv.FormatFloat(math.Round(g.Factor*1e4)/1e2, 'f', -1, 64), th, crit)
 	default:
-		s = fmt.Sprintf("%s %s exceeds its critical bound %s (threshold %s)", d.Metric, Format(d.Metric, d.Value), Format(d.Metric, g.Critical), Format(d.Metric, g.Bound))
+		s = fmt.Sprintf("%s %s exceeds its critical bound %s (threshold %s)", d.Metric, v, crit, th)
 	}
 	if g.M > 1 {
 		vals := make([]string, len(d.Window))
@@ -238,19 +231,10 @@ func (j *Judge) Explain(d Decision) string {
 			if math.IsNaN(x) {
 				vals[i] = "no data"
 			} else {
-				vals[i] = Format(d.Metric, x)
+				vals[i] = plan.FormatValue(d.Metric, x)
 			}
 		}
 		s += fmt.Sprintf(" for %d of the last %d samples [%s]", d.Critical, g.M, strings.Join(vals, ", "))
 	}
 	return s
 }
-
-func (j *Judge) factorOr() float64 {
-	if j.factor > 0 {
-		return j.factor
-	}
-	return DefaultFactor
-}
-
-func sameFloat(a, b float64) bool { return math.Abs(a-b) <= 1e-9*math.Max(1, math.Abs(b)) }

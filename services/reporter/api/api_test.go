@@ -429,6 +429,17 @@ func TestMetricsFromTheMetricsStream(t *testing.T) {
 	if m.Thresholds["error_rate"] != 0.02 || m.Thresholds["api_response_time_p95"] != 2100 || m.RollbackLimits["error_rate"] != 0.03 {
 		t.Errorf("thresholds %v limits %v", m.Thresholds, m.RollbackLimits)
 	}
+	// Limits: the plan's, every field the monitor enforces.
+	var er *api.Limit
+	for i, l := range m.Limits {
+		if l.Metric == "error_rate" {
+			er = &m.Limits[i]
+		}
+	}
+	if er == nil || er.Threshold != 0.02 || er.Critical == nil || *er.Critical != 0.03 || !er.Derived || er.Factor != 1.5 || er.Unit != "fraction" ||
+		er.N != 1 || er.M != 1 || er.NoData != "fail" || er.NoDataAfter != 3 || !er.Rollback || er.Shadow || er.Cite != "threshold 2%, rollback above 3%" {
+		t.Errorf("error_rate limit %+v", er)
+	}
 	if !m.Window.Done || m.Window.Planned != "10s" || !m.Window.Start.Equal(t0.Add(10*time.Second)) || len(m.Violations) != 1 {
 		t.Errorf("window %+v violations %+v", m.Window, m.Violations)
 	}

@@ -24,16 +24,60 @@ type Metrics struct {
 	Window Window `json:"window"`
 	// Series are the samples by metric and source, in time order.
 	Series []Series `json:"series"`
-	// Thresholds are the plan's monitor thresholds (the seed's defaults
-	// overridden by monitor.thresholds), and for a metric the plan does
-	// not name, the threshold its violations were judged against.
+	// Limits are the plan's effective limits (plan.Monitor.Limits), what
+	// the monitor enforced, by metric.
+	Limits []Limit `json:"limits"`
+	// Thresholds are each limit's threshold (its max, or its min when
+	// below), and for a metric the plan does not gate, the threshold its
+	// violations were judged against.
 	Thresholds map[string]float64 `json:"thresholds"`
-	// RollbackLimits are the values that make the monitor ask for a
-	// rollback (threshold × auto_rollback.factor).
+	// RollbackLimits are the bounds past which a gate that rolls back
+	// fails (its critical bound: the plan's `critical`, else threshold ×
+	// auto_rollback.factor); shadow gates included (they would roll back).
 	RollbackLimits map[string]float64 `json:"rollback_limits"`
 	Violations     []Violation        `json:"violations"`
 	// Truncated: the run has more samples than one answer carries.
 	Truncated bool `json:"truncated,omitempty"`
+}
+
+// Limit is one metric's effective limits (plan.Limit) on the wire.
+type Limit struct {
+	Metric    string  `json:"metric"`
+	Unit      string  `json:"unit,omitempty"`
+	Threshold float64 `json:"threshold"`
+	// Below: a min gate (a value below Threshold breaches).
+	Below bool `json:"below,omitempty"`
+	// Critical is the critical bound, when the gate has one; Derived: it
+	// is threshold × factor (÷ for a min gate), not written in the plan.
+	Critical *float64 `json:"critical,omitempty"`
+	Derived  bool     `json:"derived,omitempty"`
+	Factor   float64  `json:"factor"`
+	// N of M samples past the bound fail the gate.
+	N int `json:"n"`
+	M int `json:"m"`
+	// Grace (e.g. "1m0s"): samples in the window's first Grace are not
+	// judged.
+	Grace       string `json:"grace,omitempty"`
+	NoData      string `json:"no_data"`
+	NoDataAfter int    `json:"no_data_after"`
+	Rollback    bool   `json:"rollback"`
+	Shadow      bool   `json:"shadow"`
+	// Rule is the failing condition and Cite the limit in words
+	// (plan.Limit.Rule, plan.Limit.Cite).
+	Rule string `json:"rule"`
+	Cite string `json:"cite"`
+}
+
+func wireLimit(l plan.Limit) Limit {
+	w := Limit{Metric: l.Metric, Unit: l.Unit, Threshold: l.Threshold, Below: l.Below, Derived: l.Derived, Factor: l.Factor,
+		N: l.N, M: l.M, NoData: l.NoData, NoDataAfter: l.NoDataAfter, Rollback: l.Rollback, Shadow: l.Shadow, Rule: l.Rule(), Cite: l.Cite()}
+	if l.HasCritical {
+		w.Critical = &l.Critical
+	}
+	if l.Grace > 0 {
+		w.Grace = l.Grace.String()
+	}
+	return w
 }
 
 // Window is the watch window: from monitor.started to monitor.completed
@@ -77,7 +121,7 @@ func (a *API) getMetrics(w http.ResponseWriter, r *http.Request) {
 
 // BuildMetrics puts a run's samples next to its thresholds. Pure.
 func BuildMetrics(run *reporter.Run, samples []*runbookv1.MetricSample) *Metrics {
-	m := &Metrics{RunID: run.RunID, Series: []Series{}, Thresholds: map[string]float64{}, RollbackLimits: map[string]float64{}, Violations: []Violation{}}
+	m := &Metrics{RunID: run.RunID, Series: []Series{}, Limits: []Limit{}, Thresholds: map[string]float64{}, RollbackLimits: map[string]float64{}, Violations: []Violation{}}
 	var p *plan.Plan
 	for _, env := range run.Events {
 		ev := env.Event
@@ -93,8 +137,13 @@ func BuildMetrics(run *reporter.Run, samples []*runbookv1.MetricSample) *Metrics
 		}
 	}
 	if p != nil {
-		m.Thresholds = p.Monitor.EffectiveThresholds()
-		m.RollbackLimits = p.Monitor.AutoRollbackLimits()
+		for _, l := range p.Monitor.Limits() {
+			m.Limits = append(m.Limits, wireLimit(l))
+			m.Thresholds[l.Metric] = l.Threshold
+			if l.Rollback && l.HasCritical {
+				m.RollbackLimits[l.Metric] = l.Critical
+			}
+		}
 		m.Window.Planned = p.Monitor.EffectiveWindow().String()
 		m.Window.Interval = p.Monitor.EffectiveInterval().String()
 		if !m.Window.Done && !m.Window.Start.IsZero() {

@@ -481,7 +481,7 @@ func (f *fold) loadResult(l *runbookv1.LoadResult, passed bool, t time.Time) {
 func (f *fold) result() *Result {
 	st := f.state
 	final := st.Status.Final()
-	info := readPlan(f.requested.GetPlanYaml())
+	info := readPlan(f.requested.GetPlanSource(), f.requested.GetPlanYaml())
 	res := &Result{RunID: f.runID, Status: st.Status, Final: final, FinalEvent: f.finalEvent, TestsPending: f.testsPending()}
 	r := &res.Report
 
@@ -567,11 +567,12 @@ func (f *fold) result() *Result {
 		Current:        cur,
 	}
 
-	perf := performanceStatus(cur.ResponseTimeP95, cur.ErrorRate, info.p95Threshold, info.errorRateThreshold, f.load, f.loadOK || f.loadStopped)
+	perf, why := performanceStatus(cur.ResponseTimeP95, cur.ErrorRate, info.limits, f.load, f.loadOK || f.loadStopped)
 	r.Summary = Summary{
 		OverallStatus:     overallStatus(st, perf, f.rejectedErrors),
 		CriticalIssues:    critical,
 		PerformanceStatus: perf,
+		PerformanceReason: why,
 		TestResults:       tr,
 	}
 
@@ -590,7 +591,7 @@ func (f *fold) result() *Result {
 	}
 
 	r.Recommendations = recommendations(cur.ResponseTimeP95, cur.ErrorRate, tr.Failed)
-	res.QCSummary = qcSummary(r, f.headerTime(final), tr, f.tests)
+	res.QCSummary = qcSummary(r, f.headerTime(final), tr, f.tests, info.limits)
 	res.Phases = f.phases(final)
 	return res
 }

@@ -30,7 +30,7 @@ func Markdown(r *Report, qcSummary string) string {
 		{"End", end},
 		{"Duration", d.Duration},
 		{"Overall status", r.Summary.OverallStatus},
-		{"Performance", r.Summary.PerformanceStatus},
+		{"Performance", joinNonEmpty(" - ", r.Summary.PerformanceStatus, r.Summary.PerformanceReason)},
 		{"Critical issues", strconv.Itoa(r.Summary.CriticalIssues)},
 	})
 

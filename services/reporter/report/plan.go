@@ -4,20 +4,26 @@ import (
 	"strconv"
 
 	"github.com/goccy/go-yaml"
+
+	"github.com/kis-core/runbook/domain/plan"
 )
 
 // planInfo is what the report reads from the plan text of change.requested.
 type planInfo struct {
 	id, title, typ, priority, requester string
-	p95Threshold, errorRateThreshold    float64
+	// limits are the plan's effective limits by metric
+	// (plan.Monitor.Limits): what the monitor enforced.
+	limits map[string]plan.Limit
 }
 
 // readPlan picks a few fields out of the plan text leniently: the report of
 // an INVALID run still names its change, and a replay years later does not
 // depend on how strict the plan schema has become since. Anything missing or
-// of the wrong shape is left empty (thresholds: the seed's defaults).
-func readPlan(text string) planInfo {
-	info := planInfo{p95Threshold: DefaultP95ThresholdMS, errorRateThreshold: DefaultErrorRateThreshold}
+// of the wrong shape is left empty. The limits are those of the plan as the
+// monitor read it (plan.Parse); of a plan that no longer parses, those of
+// its monitor.thresholds over the seed's.
+func readPlan(source, text string) planInfo {
+	info := planInfo{limits: limitsOf(plan.Monitor{})}
 	if text == "" {
 		return info
 	}
@@ -31,14 +37,29 @@ func readPlan(text string) planInfo {
 	info.typ = str(cr["type"])
 	info.priority = str(cr["priority"])
 	info.requester = str(mapOf(doc["requester"])["name"])
-	th := mapOf(mapOf(doc["monitor"])["thresholds"])
-	if v, ok := number(th[MetricP95]); ok && v > 0 {
-		info.p95Threshold = v
+	if p, _ := plan.Parse(source, []byte(text)); p != nil {
+		info.limits = limitsOf(p.Monitor)
+		return info
 	}
-	if v, ok := number(th[MetricErrorRate]); ok && v > 0 {
-		info.errorRateThreshold = v
+	var m plan.Monitor
+	for k, v := range mapOf(mapOf(doc["monitor"])["thresholds"]) {
+		if f, ok := number(v); ok {
+			if m.Thresholds == nil {
+				m.Thresholds = map[string]float64{}
+			}
+			m.Thresholds[k] = f
+		}
 	}
+	info.limits = limitsOf(m)
 	return info
+}
+
+func limitsOf(m plan.Monitor) map[string]plan.Limit {
+	out := map[string]plan.Limit{}
+	for _, l := range m.Limits() {
+		out[l.Metric] = l
+	}
+	return out
 }
 
 func mapOf(v any) map[string]any {

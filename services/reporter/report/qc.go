@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kis-core/runbook/domain/plan"
 	"github.com/kis-core/runbook/domain/runstate"
 	runbookv1 "github.com/kis-core/runbook/proto/runbook/v1"
 )
@@ -29,14 +30,11 @@ const (
 	PerformanceFail     = "FAIL"
 )
 
-// Default thresholds of the seed (monitoringMetrics.thresholds), used when
-// the plan's monitor section sets none.
+// The seed's recommendation rules (generateRecommendations). The limits
+// the run is judged against are the plan's (plan.Monitor.Limits).
 const (
-	DefaultP95ThresholdMS     = 2100
-	DefaultErrorRateThreshold = 0.01
-	autoRollbackFactor        = 1.5
-	recommendP95AboveMS       = 1500
-	recommendErrorRateAbove   = 0.005
+	recommendP95AboveMS     = 1500
+	recommendErrorRateAbove = 0.005
 )
 
 // Recommendation descriptions: English translations of the seed's Korean text.
@@ -62,9 +60,12 @@ func descTesting(n int) string {
 //     "Unknown";
 //   - an unknown error rate or p95 prints "Unknown" without the unit
 //     (the seed would print "Unknown%" and "Unknownms");
+//   - "Performance" says why it is not PASS and "Error Rate" and "Response
+//     Time P95" cite the limits the monitor enforced (plan.Limit.Cite), so
+//     a reader sees what the values were judged against;
 //   - every value is one line: newlines in reasons become spaces, so the
 //     summary always has exactly QCLines lines.
-func qcSummary(r *Report, at time.Time, tr TestResults, tests []*testEntry) string {
+func qcSummary(r *Report, at time.Time, tr TestResults, tests []*testEntry, limits map[string]plan.Limit) string {
 	smokePassed, smokeTotal := 0, 0
 	for _, e := range tests {
 		if e.tc.Type == "smoke" {
@@ -76,10 +77,14 @@ func qcSummary(r *Report, at time.Time, tr TestResults, tests []*testEntry) stri
 	}
 	errorRate, p95 := Unknown, Unknown
 	if v := r.Metrics.Current.ErrorRate; v != nil {
-		errorRate = percent(*v)
+		errorRate = percent(*v) + citeLimit(limits, MetricErrorRate)
 	}
 	if v := r.Metrics.Current.ResponseTimeP95; v != nil {
-		p95 = num(round(*v, 1)) + "ms"
+		p95 = num(round(*v, 1)) + "ms" + citeLimit(limits, MetricP95)
+	}
+	perf := r.Summary.PerformanceStatus
+	if why := r.Summary.PerformanceReason; why != "" {
+		perf += " - " + oneLine(why)
 	}
 	lines := []string{
 		"KIS_CORE_V3 Deployment Report - " + isoTime(at),
@@ -87,7 +92,7 @@ func qcSummary(r *Report, at time.Time, tr TestResults, tests []*testEntry) stri
 		"Deployment ID: " + oneLine(r.Deployment.ID),
 		fmt.Sprintf("Status: %s (Duration: %s)", oneLine(r.Deployment.Status), r.Deployment.Duration),
 		fmt.Sprintf("Smoke Tests: %d/%d passed", smokePassed, smokeTotal),
-		"Performance: " + r.Summary.PerformanceStatus,
+		"Performance: " + perf,
 		fmt.Sprintf("Critical Issues: %d", r.Summary.CriticalIssues),
 		"API Health: " + r.Metrics.Current.APIHealth,
 		"Database: " + r.Metrics.Current.DBHealth,
@@ -100,37 +105,58 @@ func qcSummary(r *Report, at time.Time, tr TestResults, tests []*testEntry) stri
 	return strings.Join(lines, "\n")
 }
 
+// citeLimit is " (threshold 1%, rollback above 1.5%)": the limit of metric
+// the monitor enforced, or "" when it has none.
+func citeLimit(limits map[string]plan.Limit, metric string) string {
+	if l, ok := limits[metric]; ok {
+		return " (" + l.Cite() + ")"
+	}
+	return ""
+}
+
 // performanceStatus is getPerformanceStatus(): the run's p95 and error rate
-// against the plan's thresholds (monitor.thresholds, default 2100 ms and
-// 1 %), and the load test's own gates.
+// against their limits as the monitor enforced them (plan.Monitor.Limits:
+// the plan's gates and thresholds, default 2100 ms and 1 %, and their
+// critical bounds, default threshold × auto_rollback.factor), and the load
+// test's own gates. why says, unless PASS, which value passed which limit.
 //
 //	Unknown   neither metric is known and no load test ran
-//	FAIL      a metric passed 150 % of its threshold (the auto-rollback
-//	          rule), or the load test failed its gates
+//	FAIL      a metric passed its critical bound (for a gate that rolls
+//	          back, the auto-rollback limit: 150 % of its threshold by
+//	          default), or the load test failed its gates
 //	DEGRADED  a metric passed its threshold
 //	PASS      otherwise
-func performanceStatus(p95, errorRate *float64, p95Threshold, errorRateThreshold float64, load *runbookv1.LoadResult, loadPassed bool) string {
+func performanceStatus(p95, errorRate *float64, limits map[string]plan.Limit, load *runbookv1.LoadResult, loadPassed bool) (status, why string) {
 	if p95 == nil && errorRate == nil && load == nil {
-		return Unknown
+		return Unknown, ""
 	}
-	status := PerformancePass
-	judge := func(v *float64, th float64) {
-		if v == nil || th <= 0 {
+	status = PerformancePass
+	var failed, degraded []string
+	judge := func(metric string, v *float64) {
+		l, ok := limits[metric]
+		if v == nil || !ok {
 			return
 		}
+		said := fmt.Sprintf("%s %s (%s)", metric, plan.FormatValue(metric, *v), l.Cite())
 		switch {
-		case *v > th*autoRollbackFactor:
-			status = PerformanceFail
-		case *v > th && status == PerformancePass:
-			status = PerformanceDegraded
+		case l.IsCritical(*v):
+			failed = append(failed, said)
+		case l.Breaches(*v):
+			degraded = append(degraded, said)
 		}
 	}
-	judge(p95, p95Threshold)
-	judge(errorRate, errorRateThreshold)
+	judge(MetricP95, p95)
+	judge(MetricErrorRate, errorRate)
 	if load != nil && !loadPassed {
-		status = PerformanceFail
+		failed = append(failed, "the load test failed its gates")
 	}
-	return status
+	switch {
+	case len(failed) > 0:
+		status = PerformanceFail
+	case len(degraded) > 0:
+		status = PerformanceDegraded
+	}
+	return status, strings.Join(append(failed, degraded...), "; ")
 }
 
 // overallStatus is getOverallStatus(): one word for the outcome, then why.

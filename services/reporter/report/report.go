@@ -70,6 +70,7 @@ type Summary struct {
 	OverallStatus     string      `json:"overall_status"`
 	CriticalIssues    int         `json:"critical_issues"`
 	PerformanceStatus string      `json:"performance_status"`
+	PerformanceReason string      `json:"performance_reason,omitempty"` // addition: unless PASS, each value past a limit, citing the limit the monitor enforced
 	TestResults       TestResults `json:"test_results"`
 }
 

@@ -14,6 +14,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/kis-core/runbook/domain/plan"
 	runbookv1 "github.com/kis-core/runbook/proto/runbook/v1"
 )
 
@@ -182,8 +183,8 @@ Critical Issues: 0
 API Health: HEALTHY
 Database: CONNECTED
 Cache: CONNECTED
-Error Rate: 0.30%
-Response Time P95: 1400ms
+Error Rate: 0.30% (threshold 1%, rollback above 1.5%)
+Response Time P95: 1400ms (threshold 2100ms, rollback above 3150ms)
 ============================================
 Overall: PASS - change deployed and verified`},
 		{"rolled back by the monitor", rolledBackRun, `KIS_CORE_V3 Deployment Report - 2025-09-22T14:34:32.000Z
@@ -191,13 +192,13 @@ Overall: PASS - change deployed and verified`},
 Deployment ID: DEPLOY-20250922-143000
 Status: ROLLED_BACK (Duration: 4m 32s)
 Smoke Tests: 0/0 passed
-Performance: FAIL
+Performance: FAIL - api_response_time_p95 3500ms (threshold 2100ms, rollback above 3150ms)
 Critical Issues: 1
 API Health: HEALTHY
 Database: CONNECTED
 Cache: CONNECTED
 Error Rate: Unknown
-Response Time P95: 3500ms
+Response Time P95: 3500ms (threshold 2100ms, rollback above 3150ms)
 ============================================
 Overall: FAIL - rolled back: api_response_time_p95 3500 > 150% of 2100`},
 		{"pre-flight failed", preflightFailedRun, `KIS_CORE_V3 Deployment Report - 2025-09-22T14:30:04.500Z
@@ -457,25 +458,39 @@ func TestRecommendationThresholds(t *testing.T) {
 func TestPerformanceStatus(t *testing.T) {
 	t.Parallel()
 	f := func(v float64) *float64 { return &v }
+	seed := limitsOf(plan.Monitor{})
+	// The plan's limits, not 1.5 × threshold: a critical bound written in
+	// the plan, a factor of 2, auto-rollback off.
+	critical := limitsOf(plan.Monitor{Gates: map[string]plan.Gate{MetricP95: {Max: f(2000), Critical: f(2500)}}})
+	factor2 := limitsOf(plan.Monitor{AutoRollback: &plan.AutoRollback{Factor: 2}})
+	off := limitsOf(plan.Monitor{AutoRollback: &plan.AutoRollback{Metrics: []string{}}})
 	cases := []struct {
 		p95, er *float64
+		limits  map[string]plan.Limit
 		load    *runbookv1.LoadResult
 		loadOK  bool
 		want    string
+		why     string
 	}{
-		{nil, nil, nil, false, Unknown},
-		{f(2100), f(0.01), nil, false, PerformancePass},
-		{f(2101), f(0.001), nil, false, PerformanceDegraded},
-		{f(100), f(0.011), nil, false, PerformanceDegraded},
-		{f(3150), nil, nil, false, PerformanceDegraded},
-		{f(3151), nil, nil, false, PerformanceFail},
-		{nil, f(0.0151), nil, false, PerformanceFail},
-		{f(100), f(0), &runbookv1.LoadResult{}, false, PerformanceFail},
-		{f(100), f(0), &runbookv1.LoadResult{}, true, PerformancePass},
+		{nil, nil, seed, nil, false, Unknown, ""},
+		{f(2100), f(0.01), seed, nil, false, PerformancePass, ""},
+		{f(2101), f(0.001), seed, nil, false, PerformanceDegraded, "api_response_time_p95 2101ms (threshold 2100ms, rollback above 3150ms)"},
+		{f(100), f(0.011), seed, nil, false, PerformanceDegraded, "error_rate 1.1% (threshold 1%, rollback above 1.5%)"},
+		{f(3150), nil, seed, nil, false, PerformanceDegraded, "api_response_time_p95 3150ms (threshold 2100ms, rollback above 3150ms)"},
+		{f(3151), nil, seed, nil, false, PerformanceFail, "api_response_time_p95 3151ms (threshold 2100ms, rollback above 3150ms)"},
+		{nil, f(0.0151), seed, nil, false, PerformanceFail, "error_rate 1.51% (threshold 1%, rollback above 1.5%)"},
+		{f(100), f(0), seed, &runbookv1.LoadResult{}, false, PerformanceFail, "the load test failed its gates"},
+		{f(100), f(0), seed, &runbookv1.LoadResult{}, true, PerformancePass, ""},
+		{f(2600), f(0.012), critical, nil, false, PerformanceFail,
+			"api_response_time_p95 2600ms (threshold 2000ms, rollback above 2500ms); error_rate 1.2% (threshold 1%, rollback above 1.5%)"},
+		{f(2400), nil, critical, nil, false, PerformanceDegraded, "api_response_time_p95 2400ms (threshold 2000ms, rollback above 2500ms)"},
+		{f(4000), nil, factor2, nil, false, PerformanceDegraded, "api_response_time_p95 4000ms (threshold 2100ms, rollback above 4200ms)"},
+		{f(9000), f(1), off, nil, false, PerformanceDegraded,
+			"api_response_time_p95 9000ms (threshold 2100ms, no rollback); error_rate 100% (threshold 1%, no rollback)"},
 	}
 	for i, c := range cases {
-		if got := performanceStatus(c.p95, c.er, 2100, 0.01, c.load, c.loadOK); got != c.want {
-			t.Errorf("case %d: got %s, want %s", i, got, c.want)
+		if got, why := performanceStatus(c.p95, c.er, c.limits, c.load, c.loadOK); got != c.want || why != c.why {
+			t.Errorf("case %d: got %s %q, want %s %q", i, got, why, c.want, c.why)
 		}
 	}
 }

@@ -270,7 +270,9 @@ function chart(name, m) {
   const W = 360, H = 170, L = 48, R = 8, T = 10, B = 22;
   const series = m.series.filter(s => s.metric === name);
   const viol = m.violations.filter(v => v.metric === name);
-  const thr = m.thresholds[name], lim = m.rollback_limits[name];
+  // The plan's limits (plan.Monitor.Limits): what the monitor enforced.
+  const gate = (m.limits || []).find(l => l.metric === name);
+  const thr = m.thresholds[name], lim = m.rollback_limits[name] ?? gate?.critical, below = !!gate?.below;
   const times = [...series.flatMap(s => s.points.map(p => Date.parse(p.t))), ...viol.map(v => Date.parse(v.time))];
   let t0 = m.window.start ? Date.parse(m.window.start) : Math.min(...times);
   let t1 = m.window.end ? Date.parse(m.window.end) : Math.max(...times);
@@ -295,8 +297,8 @@ function chart(name, m) {
     g.append(svg("line", { class: cls, x1: L, x2: W - R, y1: y(v), y2: y(v), stroke: color, "stroke-dasharray": "5 3", "stroke-width": 1.5 }));
     g.append(svg("text", { x: W - R - 2, y: y(v) - 3, "text-anchor": "end", "font-size": 9, fill: color }, `${label} ${fmtNum(v)}`));
   };
-  hline(thr, "#c62828", "threshold", "threshold");
-  hline(lim, "#b26a00", "rollback", "rollback-limit");
+  hline(thr, "#c62828", below ? "minimum" : "threshold", "threshold");
+  hline(lim, "#b26a00", gate && !gate.rollback ? "critical" : gate?.shadow ? "would roll back" : "rollback", "rollback-limit");
   series.forEach((s, i) => {
     const pts = s.points.map(p => `${x(Date.parse(p.t)).toFixed(1)},${y(p.v).toFixed(1)}`).join(" ");
     g.append(svg("polyline", { class: "series", "data-source": s.source, points: pts, fill: "none", stroke: COLORS[i % COLORS.length], "stroke-width": 1.6 }));
@@ -304,7 +306,7 @@ function chart(name, m) {
   });
   for (const v of viol) {
     g.append(svg("circle", { class: "violation", cx: x(Date.parse(v.time)), cy: y(Math.min(v.value, vmax)), r: 4, fill: "none", stroke: "#c62828", "stroke-width": 2 },
-      svg("title", {}, `${v.severity} ${fmtNum(v.value)} > ${fmtNum(v.threshold)}`)));
+      svg("title", {}, `${v.severity} ${fmtNum(v.value)} ${below ? "<" : ">"} ${fmtNum(v.threshold)}`)));
   }
   // Colours by class, never a style attribute: the Content-Security-Policy
   // allows no inline style.
