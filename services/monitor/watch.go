@@ -34,15 +34,15 @@ type watch struct {
 	judge *rules.Judge
 	// alertsShadow: alert samples (rules.AlertDecisions) only record.
 	alertsShadow bool
+	sources      []source.Source
+	window       time.Duration
+	interval     time.Duration
+	offset       time.Duration // the run's jitter: ticks at start + offset + n·interval
+	baseline     time.Duration // the plan's pre-deployment baseline window
 	// judgeFrom is the plan's monitor.start: deploy_done (the window opens
 	// at deploy.done, the deploy's samples are not judged) or
 	// deploy_started (the window opens at monitor.started).
 	judgeFrom string
-	sources   []source.Source
-	window    time.Duration
-	interval  time.Duration
-	offset    time.Duration // the run's jitter: ticks at start + offset + n·interval
-	baseline  time.Duration // the plan's pre-deployment baseline window
 
 	// Tallies for monitor.completed.
 	samples        int
