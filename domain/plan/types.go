@@ -322,6 +322,9 @@ type Monitor struct {
 	Gates    map[string]Gate `yaml:"gates"`
 	Baseline Duration        `yaml:"baseline"`
 	Mode     string          `yaml:"mode"`
+	// Start is when judging starts: deploy_done (default) or
+	// deploy_started; see monitor_start.go.
+	Start string `yaml:"start"`
 }
 
 // Source is one metric source: exactly one field is set. The kinds beyond

@@ -274,6 +274,7 @@ func (c *checker) plan(p *Plan) {
 	c.preflight(p.Preflight)
 	c.deploy(p.Deploy)
 	c.monitor(p.Monitor)
+	c.monitorStart(p.Monitor, p.Deploy)
 	c.test(p.Test)
 	c.report(p.Report)
 }

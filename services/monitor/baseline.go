@@ -37,7 +37,7 @@ func (s *Service) onChangeRequested(ctx context.Context, ev *runbookv1.Event, cr
 		} else if d != nil {
 			break
 		}
-		if _, _, err := w.round(ctx); err != nil {
+		if _, _, err := w.round(ctx, false); err != nil {
 			return err
 		}
 		rounds++

@@ -1,13 +1,21 @@
 // Package monitor is the watch window after a change: on deploy.started it
-// samples the plan's monitor sources every interval until the window ends,
-// publishes every sample (RUNBOOK_METRICS) and every threshold breach
-// (threshold.violated), asks for a rollback once when the seed's
-// auto-rollback rule holds (an auto-rollback metric above 150 % of its
-// threshold), and closes the window with monitor.completed.
+// samples the plan's monitor sources every interval, publishes every
+// sample (RUNBOOK_METRICS) and every threshold breach (threshold.violated),
+// asks for a rollback once when a gate that rolls back fails, and closes
+// the window with monitor.completed.
 //
-// The window is measured from the run's monitor.started event, so a handler
-// that is called again after a crash continues the same window instead of
-// starting a new one; a run that already has monitor.completed is left alone.
+// The window is judged once the new release serves: it opens at the run's
+// deploy.done (after the deploy steps, the health gate and the finally
+// steps) and lasts the plan's whole window from there. The samples taken
+// before, during the deploy, are published with during_deploy and never
+// judged, so a maintenance page the plan serves is not the release's
+// error. A plan with monitor.start: deploy_started is judged from
+// monitor.started instead (canary-style steps).
+//
+// Times come from the run's events (monitor.started, deploy.done), so a
+// handler that is called again after a crash continues the same window
+// instead of starting a new one; a run that already has monitor.completed
+// is left alone.
 package monitor
 
 import (
@@ -84,9 +92,12 @@ type Service struct {
 func New(bus *eventbus.Bus, o Options, log *slog.Logger, m *eventbus.Metrics, reg prometheus.Registerer) *Service {
 	o.Consumer.Durable = Durable
 	if o.Consumer.Concurrency == 0 {
-		// Each run's window holds its deploy.started for up to the window's
-		// length: allow many side by side (a window is a goroutine and a
-		// timer; the I/O is bounded by MaxScrapes).
+		// Each run's window holds its deploy.started for the deploy's
+		// length (however long its steps and health gate take: nothing
+		// here bounds it) and then the window's; the router's InProgress
+		// heartbeats (every AckWait/3) keep the message meanwhile. Allow
+		// many side by side (a window is a goroutine and a timer; the I/O
+		// is bounded by MaxScrapes).
 		o.Consumer.Concurrency = DefaultConcurrency
 	}
 	if o.HTTPClient == nil {
@@ -154,8 +165,9 @@ func (s *Service) Run(ctx context.Context) error {
 	return r.Run(ctx)
 }
 
-// onDeployStarted watches the run's window, or continues it after a
-// restart. It returns nil once monitor.completed is stored.
+// onDeployStarted samples the run's deploy and watches its window, or
+// continues them after a restart. It returns nil once monitor.completed is
+// stored.
 func (s *Service) onDeployStarted(ctx context.Context, ev *runbookv1.Event, _ *runbookv1.DeployStarted) error {
 	run := ev.RunId
 	log := s.log.With("run_id", run, "event", ev.Type)

@@ -95,13 +95,30 @@ func publish(t *testing.T, bus *eventbus.Bus, ev *runbookv1.Event) *runbookv1.Ev
 	return ev
 }
 
-// submit publishes the run's change.requested and deploy.started.
+// submit publishes the run's change.requested, deploy.started and, the
+// deploy done at once, deploy.done.
 func submit(t *testing.T, bus *eventbus.Bus, run, yaml string) {
+	t.Helper()
+	submitDeploying(t, bus, run, yaml)
+	deployDone(t, bus, run, time.Now())
+}
+
+// submitDeploying publishes the run's change.requested and deploy.started:
+// the deploy runs until the test publishes deploy.done.
+func submitDeploying(t *testing.T, bus *eventbus.Bus, run, yaml string) *runbookv1.Event {
 	t.Helper()
 	publish(t, bus, eventbus.New(run, &runbookv1.Event_ChangeRequested{ChangeRequested: &runbookv1.ChangeRequested{
 		PlanYaml: yaml, PlanSource: "test.yaml", ChangeId: "CR-2025-001",
 	}}))
-	publish(t, bus, eventbus.New(run, &runbookv1.Event_DeployStarted{DeployStarted: &runbookv1.DeployStarted{Steps: 1}}))
+	return publish(t, bus, eventbus.New(run, &runbookv1.Event_DeployStarted{DeployStarted: &runbookv1.DeployStarted{Steps: 1}}))
+}
+
+// deployDone publishes the run's deploy.done, stamped at.
+func deployDone(t *testing.T, bus *eventbus.Bus, run string, at time.Time) *runbookv1.Event {
+	t.Helper()
+	ev := eventbus.New(run, &runbookv1.Event_DeployDone{DeployDone: &runbookv1.DeployFinished{StepsSucceeded: 1}})
+	ev.Time = timestamppb.New(at)
+	return publish(t, bus, ev)
 }
 
 func runHistory(t *testing.T, bus *eventbus.Bus, run string) []eventbus.Envelope {
@@ -184,8 +201,12 @@ func TestGoodTargetWatchesTheWholeWindow(t *testing.T) {
 	if done.Id != eventbus.ID(run, "monitor.completed") {
 		t.Errorf("monitor.completed id = %q", done.Id)
 	}
-	if elapsed := done.Time.AsTime().Sub(started[0].Time.AsTime()); elapsed < 3*time.Second {
-		t.Errorf("window closed after %s; want the full 3s", elapsed)
+	opened := ofType(h, "deploy.done")[0].Time.AsTime()
+	if elapsed := done.Time.AsTime().Sub(opened); elapsed < 3*time.Second {
+		t.Errorf("window closed %s after deploy.done; want the full 3s", elapsed)
+	}
+	if !mc.WindowOpened.AsTime().Equal(opened) || ms.JudgeFrom != "deploy_done" {
+		t.Errorf("window opened at %v, judged from %q; want deploy.done's time %v", mc.WindowOpened.AsTime(), ms.JudgeFrom, opened)
 	}
 	if got := testutil.ToFloat64(e.svc.met.samples.WithLabelValues("http_probe", rules.MetricErrorRate)); got < 6 {
 		t.Errorf("samples metric = %v", got)
@@ -311,10 +332,11 @@ func TestRedeliveryContinuesTheSameWindow(t *testing.T) {
 	// A window that started 10s ago (3s long) is over: complete at once,
 	// without a second monitor.started or a new baseline.
 	run := "DEPLOY-20250922-143000-resume"
-	submit(t, bus, run, probePlan(tg.URL, ""))
+	submitDeploying(t, bus, run, probePlan(tg.URL, ""))
 	old := eventbus.New(run, &runbookv1.Event_MonitorStarted{MonitorStarted: &runbookv1.MonitorStarted{Window: "3s", Interval: "300ms"}})
 	old.Time = timestamppb.New(time.Now().Add(-10 * time.Second))
 	publish(t, bus, old)
+	deployDone(t, bus, run, time.Now().Add(-9*time.Second))
 	publish(t, bus, eventbus.New(run, &runbookv1.Event_ThresholdViolated{ThresholdViolated: &runbookv1.ThresholdViolated{
 		Metric: rules.MetricP95, Value: 2500, Threshold: 2100, Severity: rules.SeverityWarning,
 	}}, rules.MetricP95, 3))

@@ -39,6 +39,10 @@ type watch struct {
 	interval     time.Duration
 	offset       time.Duration // the run's jitter: ticks at start + offset + n·interval
 	baseline     time.Duration // the plan's pre-deployment baseline window
+	// judgeFrom is the plan's monitor.start: deploy_done (the window opens
+	// at deploy.done, the deploy's samples are not judged) or
+	// deploy_started (the window opens at monitor.started).
+	judgeFrom string
 
 	// Tallies for monitor.completed.
 	samples        int
@@ -49,7 +53,14 @@ type watch struct {
 	missing        map[string]int
 	rollback       bool
 	shadowRollback string
-	startedAt      time.Time
+	startedAt      time.Time // monitor.started: the deploy's samples are ticked from it
+	// openedAt is when the judged window opened (deploy.done, or
+	// monitor.started with monitor.start: deploy_started); zero until then.
+	openedAt time.Time
+	// duringDeploy counts the samples taken during the deploy (recorded,
+	// never judged); judgedRounds the judged rounds taken or replayed.
+	duringDeploy int
+	judgedRounds int
 }
 
 func newWatch(s *Service, cause *runbookv1.Event, m plan.Monitor, log *slog.Logger) *watch {
@@ -57,6 +68,7 @@ func newWatch(s *Service, cause *runbookv1.Event, m plan.Monitor, log *slog.Logg
 		s: s, runID: cause.RunId, cause: cause, log: log,
 		judge:        rules.NewJudge(m),
 		alertsShadow: m.Mode == plan.ModeShadow,
+		judgeFrom:    m.EffectiveStart(),
 		window:       m.EffectiveWindow(),
 		interval:     max(m.EffectiveInterval(), MinInterval),
 		baseline:     m.EffectiveBaseline(),
@@ -93,6 +105,8 @@ type history struct {
 	max             map[string]float64
 	rollbackByUs    *runbookv1.Event
 	rollbackStarted *runbookv1.Event
+	deployDone      *runbookv1.Event
+	runFailed       *runbookv1.Event
 	shadowRollback  string
 }
 
@@ -122,18 +136,33 @@ func readHistory(evs []eventbus.Envelope) history {
 		case *runbookv1.RollbackStarted:
 			h.rollbackStarted = e.Event
 		}
+		switch e.Event.GetType() {
+		case "deploy.done":
+			h.deployDone = e.Event
+		case "run.failed":
+			h.runFailed = e.Event
+		}
 	}
 	return h
 }
 
 // run watches the window to its end (or an early stop) and publishes
-// monitor.completed.
+// monitor.completed. With monitor.start: deploy_done (the default) it
+// first samples the deploy, judging nothing, until the run's deploy.done;
+// the window opens at deploy.done's time and is judged for its whole
+// length from there.
 func (w *watch) run(ctx context.Context) error {
 	evs, err := w.s.bus.RunHistory(ctx, w.runID)
 	if err != nil {
 		return err
 	}
 	h := readHistory(evs)
+	if h.deployDone != nil {
+		w.openedAt = eventTime(h.deployDone)
+	}
+	if w.judgeFrom == plan.StartDeployStarted && h.started != nil {
+		w.openedAt = eventTime(h.started)
+	}
 	switch {
 	case h.rollbackByUs != nil:
 		w.rollback = true
@@ -144,6 +173,9 @@ func (w *watch) run(ctx context.Context) error {
 		// change is being undone, there is nothing left to watch.
 		w.violations = h.violations
 		return w.complete(ctx, stoppedByRollback(h.rollbackStarted))
+	case h.runFailed != nil:
+		w.violations = h.violations
+		return w.complete(ctx, w.stoppedByRunFailed(h.runFailed))
 	}
 	started := h.started
 	if started == nil {
@@ -151,7 +183,10 @@ func (w *watch) run(ctx context.Context) error {
 			return err
 		}
 	}
-	w.startedAt = started.GetTime().AsTime()
+	w.startedAt = eventTime(started)
+	if w.judgeFrom == plan.StartDeployStarted {
+		w.openedAt = w.startedAt
+	}
 	for _, b := range started.GetMonitorStarted().GetBaseline() {
 		w.judge.Seen(b.Metric)
 	}
@@ -162,17 +197,34 @@ func (w *watch) run(ctx context.Context) error {
 			return err
 		}
 	}
+	if w.openedAt.IsZero() {
+		opened, stop, err := w.awaitDeploy(ctx)
+		if err != nil {
+			return err
+		}
+		if stop != "" {
+			return w.complete(ctx, stop)
+		}
+		w.openedAt = opened
+		w.log.Info("window opened at deploy.done", "opened", opened, "during_deploy_samples", w.duringDeploy)
+	}
 
-	start, end := w.startedAt.Add(w.offset), w.startedAt.Add(w.window)
+	start, end := w.openedAt.Add(w.offset), w.openedAt.Add(w.window)
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	<-timer.C
-	// Ticks are numbered from the window's start, so a continued window
+	// Ticks are numbered from the window's opening, so a continued window
 	// picks up at the next tick due and never reuses a tick's event ids.
 	// The last tick is at the window's end (the jitter only moves the
-	// ones before it), so the window ends on time.
+	// ones before it), so the window ends on time. The first round is
+	// taken even when the opening was noticed a little late (less than an
+	// interval): the window is judged for its whole length.
 	final := !time.Now().Before(end)
-	for tick := w.tickAt(time.Now()) + 1; !final; tick++ {
+	first := w.tickAt(w.openedAt, time.Now()) + 1
+	if w.judgedRounds == 0 {
+		first = max(first-1, 1)
+	}
+	for tick := first; !final; tick++ {
 		at := start.Add(time.Duration(tick) * w.interval)
 		if !at.Before(end) {
 			at, final = end, true
@@ -183,12 +235,11 @@ func (w *watch) run(ctx context.Context) error {
 			return ctx.Err()
 		case <-timer.C:
 		}
-		rs, err := w.s.bus.LastEvent(ctx, w.runID, "rollback.started")
-		if err != nil {
-			return err
-		}
-		if rs != nil {
-			return w.complete(ctx, stoppedByRollback(rs.Event))
+		if stop, err := w.stopped(ctx); err != nil || stop != "" {
+			if err != nil {
+				return err
+			}
+			return w.complete(ctx, stop)
 		}
 		stop, err := w.tick(ctx, tick)
 		if err != nil {
@@ -198,15 +249,114 @@ func (w *watch) run(ctx context.Context) error {
 			return w.complete(ctx, stop)
 		}
 		// A round that overran its interval skips the ticks it missed.
-		tick = max(tick, w.tickAt(time.Now()))
+		tick = max(tick, w.tickAt(w.openedAt, time.Now()))
 	}
 	return w.complete(ctx, fmt.Sprintf("watch window of %s ended", w.window))
 }
 
+// ReasonDeployFailed is monitor.completed's reason when the deploy failed
+// and nothing is rolled back (run.failed): the window never opens.
+const ReasonDeployFailed = "stopped: the deploy failed"
+
+// deployPoll is how often the monitor looks for deploy.done while the
+// deploy runs (or every interval, when shorter), so the window opens
+// promptly; its schedule comes from deploy.done's time either way.
+const deployPoll = time.Second
+
+// awaitDeploy samples the deploy until the run's deploy.done, whose time
+// opens the window: a round every interval from monitor.started (the
+// ticks' schedule, jitter included), each sample published with
+// during_deploy and never judged. The wait has no bound of its own: a
+// deploy takes as long as its steps and health gate take (the router's
+// InProgress heartbeats keep the deploy.started message meanwhile). It
+// ends without a window when the change is rolled back (rollback.started)
+// or the run failed with nothing to undo (run.failed): stop says why.
+func (w *watch) awaitDeploy(ctx context.Context) (opened time.Time, stop string, err error) {
+	start := w.startedAt.Add(w.offset)
+	tick := w.tickAt(w.startedAt, time.Now()) + 1
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	<-timer.C
+	for {
+		// Looked for right before each round: a round taken once
+		// deploy.done is stored is not the deploy's.
+		done, err := w.s.bus.LastEvent(ctx, w.runID, "deploy.done")
+		if err != nil {
+			return time.Time{}, "", err
+		}
+		if done != nil {
+			return eventTime(done.Event), "", nil
+		}
+		if stop, err := w.stopped(ctx); err != nil || stop != "" {
+			return time.Time{}, stop, err
+		}
+		next := start.Add(time.Duration(tick) * w.interval)
+		if !time.Now().Before(next) {
+			_, samples, err := w.round(ctx, true)
+			if err != nil {
+				return time.Time{}, "", err
+			}
+			w.duringDeploy += len(samples)
+			w.log.Debug("round during the deploy: recorded, not judged", "tick", tick, "samples", len(samples))
+			tick = max(tick+1, w.tickAt(w.startedAt, time.Now())+1)
+			next = start.Add(time.Duration(tick) * w.interval)
+		}
+		timer.Reset(min(time.Until(next), deployPoll))
+		select {
+		case <-ctx.Done():
+			return time.Time{}, "", ctx.Err()
+		case <-timer.C:
+		}
+	}
+}
+
+// stopped is why the window ends early, "" to go on: the change is being
+// undone (rollback.started, whoever asked) or the run failed with nothing
+// to undo (run.failed).
+func (w *watch) stopped(ctx context.Context) (string, error) {
+	rs, err := w.s.bus.LastEvent(ctx, w.runID, "rollback.started")
+	if err != nil {
+		return "", err
+	}
+	if rs != nil {
+		return stoppedByRollback(rs.Event), nil
+	}
+	rf, err := w.s.bus.LastEvent(ctx, w.runID, "run.failed")
+	if err != nil {
+		return "", err
+	}
+	if rf != nil {
+		return w.stoppedByRunFailed(rf.Event), nil
+	}
+	return "", nil
+}
+
+// stoppedByRunFailed is the reason for a run.failed: the deploy failed and
+// nothing is rolled back (ReasonDeployFailed), or, once the release
+// served, the run failed.
+func (w *watch) stoppedByRunFailed(rf *runbookv1.Event) string {
+	if w.openedAt.IsZero() || w.judgeFrom == plan.StartDeployStarted {
+		return ReasonDeployFailed
+	}
+	reason := "stopped: the run failed"
+	if r := rf.GetRunFailed().GetReason(); r != "" {
+		reason += ": " + r
+	}
+	return reason
+}
+
+// eventTime is an event's time (now for an event stored without one).
+func eventTime(ev *runbookv1.Event) time.Time {
+	if ev.GetTime() == nil {
+		return time.Now()
+	}
+	return ev.GetTime().AsTime()
+}
+
 // resume rebuilds the window's state after a restart: violations from
-// their events, the samples since monitor.started from RUNBOOK_METRICS
+// their events, the samples since the window opened from RUNBOOK_METRICS
 // (replayed tick by tick through the gates, their decisions already
-// published).
+// published); the samples taken during the deploy are only counted.
 func (w *watch) resume(ctx context.Context, h history) error {
 	w.violations = h.violations
 	maps.Copy(w.max, h.max)
@@ -219,19 +369,28 @@ func (w *watch) resume(ctx context.Context, h history) error {
 	}
 	ticks := map[int][]*runbookv1.MetricSample{}
 	for _, smp := range samples {
-		if t := smp.GetTime().AsTime(); !t.Before(w.startedAt) {
-			n := w.tickAt(t)
-			ticks[n] = append(ticks[n], smp)
+		if smp.GetDuringDeploy() {
+			// Taken during the deploy: counted, never judged.
+			w.duringDeploy++
+			continue
 		}
+		t := smp.GetTime().AsTime()
+		if w.openedAt.IsZero() || t.Before(w.openedAt) || t.Before(w.startedAt) {
+			continue // before the window opened: the baseline
+		}
+		n := w.tickAt(w.openedAt, t)
+		ticks[n] = append(ticks[n], smp)
 	}
 	for _, n := range slices.Sorted(maps.Keys(ticks)) {
 		if n == 0 {
 			continue // the baseline round taken at deploy.started
 		}
 		w.samples += len(ticks[n])
+		w.judgedRounds++
 		w.judgeRound(n, readings(ticks[n]), true)
 	}
-	w.log.Info("continuing the window after a restart", "started", w.startedAt, "violations", h.violations, "ticks_replayed", len(ticks))
+	w.log.Info("continuing the window after a restart", "started", w.startedAt, "opened", w.openedAt, "violations", h.violations,
+		"ticks_replayed", w.judgedRounds, "during_deploy_samples", w.duringDeploy)
 	return nil
 }
 
@@ -250,10 +409,11 @@ func readings(ss []*runbookv1.MetricSample) map[string][]reading {
 }
 
 // round takes one sample from every source at once (each holding one of
-// the monitor's scrape slots) and publishes each sample. A source whose
-// round fails is logged and counted, never read as a value; its metrics
-// are missing this round. The error is only ever the context's.
-func (w *watch) round(ctx context.Context) (map[string][]reading, []*runbookv1.MetricSample, error) {
+// the monitor's scrape slots) and publishes each sample, marked
+// during_deploy when taken during the deploy (never judged). A source
+// whose round fails is logged and counted, never read as a value; its
+// metrics are missing this round. The error is only ever the context's.
+func (w *watch) round(ctx context.Context, duringDeploy bool) (map[string][]reading, []*runbookv1.MetricSample, error) {
 	type result struct {
 		samples []source.Sample
 		err     error
@@ -287,7 +447,7 @@ func (w *watch) round(ctx context.Context) (map[string][]reading, []*runbookv1.M
 		}
 		for _, smp := range r.samples {
 			name := source.SampleSource(src, smp)
-			ms := &runbookv1.MetricSample{RunId: w.runID, Metric: smp.Metric, Value: smp.Value, Source: name, Time: timestamppb.New(r.at)}
+			ms := &runbookv1.MetricSample{RunId: w.runID, Metric: smp.Metric, Value: smp.Value, Source: name, Time: timestamppb.New(r.at), DuringDeploy: duringDeploy}
 			if err := w.s.bus.PublishSample(ctx, ms); err != nil {
 				// Samples are not the audit record (breaches are): a lost
 				// sample is logged, and the round still counts.
@@ -350,11 +510,12 @@ func (w *watch) judgeRound(n int, by map[string][]reading, replay bool) ([]rules
 // ask for a rollback when a gate that rolls back failed. stop is the
 // reason to end the window early, "" to go on.
 func (w *watch) tick(ctx context.Context, n int) (stop string, err error) {
-	by, samples, err := w.round(ctx)
+	by, samples, err := w.round(ctx, false)
 	if err != nil {
 		return "", err
 	}
 	w.samples += len(samples)
+	w.judgedRounds++
 	judged := time.Now()
 	ds, worst := w.judgeRound(n, by, false)
 	if len(ds) > 0 {
@@ -410,7 +571,9 @@ func (w *watch) tick(ctx context.Context, n int) (stop string, err error) {
 	return "stopped early: rollback requested: " + reason, nil
 }
 
-// complete publishes monitor.completed with the window's tallies.
+// complete publishes monitor.completed with the window's tallies: those
+// of the judged samples, when the window opened, and how many samples
+// were taken during the deploy.
 func (w *watch) complete(ctx context.Context, reason string) error {
 	if w.sampleErrors > 0 {
 		reason = fmt.Sprintf("%s (%d sample errors)", reason, w.sampleErrors)
@@ -430,15 +593,21 @@ func (w *watch) complete(ctx context.Context, reason string) error {
 		}
 		st[metric].Missing = int32(n)
 	}
-	return w.s.complete(ctx, w.cause, &runbookv1.MonitorCompleted{
+	mc := &runbookv1.MonitorCompleted{
 		Samples: int32(w.samples), Violations: int32(w.violations), RollbackRequested: w.rollback,
 		Reason: reason, Last: w.last, Max: w.max, Stats: st, ShadowRollback: w.shadowRollback,
-	}, w.log)
+		DuringDeploySamples: int32(w.duringDeploy),
+	}
+	if !w.openedAt.IsZero() {
+		mc.WindowOpened = timestamppb.New(w.openedAt)
+	}
+	return w.s.complete(ctx, w.cause, mc, w.log)
 }
 
-// tickAt is the number of the last tick due at t.
-func (w *watch) tickAt(t time.Time) int {
-	return max(int(t.Sub(w.startedAt.Add(w.offset))/w.interval), 0)
+// tickAt is the number of the last tick due at t, counted from base (the
+// window's opening; monitor.started for the deploy's rounds).
+func (w *watch) tickAt(base, t time.Time) int {
+	return max(int(t.Sub(base.Add(w.offset))/w.interval), 0)
 }
 
 func stoppedByRollback(rs *runbookv1.Event) string {
@@ -446,9 +615,11 @@ func stoppedByRollback(rs *runbookv1.Event) string {
 	return fmt.Sprintf("stopped early: rollback started (requested by %s)", p.GetRequestedBy())
 }
 
-// start publishes monitor.started, whose time is the window's start, with
-// the baseline: the pre-deployment samples (baseline.go), or one round
-// taken now when there are none.
+// start publishes monitor.started, whose time is when the deploy's rounds
+// are ticked from (and the window's opening with monitor.start:
+// deploy_started), with the baseline: the pre-deployment samples
+// (baseline.go), or one round taken now when there are none (a round of
+// the deploy's: during_deploy unless the deploy is judged).
 func (w *watch) start(ctx context.Context) (*runbookv1.Event, error) {
 	baseline, span, err := w.s.preDeployBaseline(ctx, w.runID, w.cause.GetTime().AsTime())
 	if err != nil {
@@ -457,11 +628,18 @@ func (w *watch) start(ctx context.Context) (*runbookv1.Event, error) {
 	how := "one round at deploy.started"
 	if len(baseline) > 0 {
 		how = span.Round(time.Millisecond).String()
-	} else if _, baseline, err = w.round(ctx); err != nil {
-		return nil, err
+	} else {
+		during := w.judgeFrom != plan.StartDeployStarted
+		if _, baseline, err = w.round(ctx, during); err != nil {
+			return nil, err
+		}
+		if during {
+			w.duringDeploy += len(baseline)
+		}
 	}
 	ev := eventbus.CausedBy(eventbus.New(w.runID, &runbookv1.Event_MonitorStarted{MonitorStarted: &runbookv1.MonitorStarted{
 		Window: w.window.String(), Interval: w.interval.String(), Baseline: baseline, BaselineWindow: how,
+		JudgeFrom: w.judgeFrom,
 	}}), w.cause)
 	if _, err := w.s.bus.PublishOnce(ctx, ev); err != nil {
 		if !errors.Is(err, eventbus.ErrAlreadyPublished) {
@@ -477,6 +655,6 @@ func (w *watch) start(ctx context.Context) (*runbookv1.Event, error) {
 		}
 		return env.Event, nil
 	}
-	w.log.Info("window started", "window", w.window, "interval", w.interval, "offset", w.offset, "sources", len(w.sources), "baseline", len(baseline), "baseline_window", how)
+	w.log.Info("window started", "judge_from", w.judgeFrom, "window", w.window, "interval", w.interval, "offset", w.offset, "sources", len(w.sources), "baseline", len(baseline), "baseline_window", how)
 	return ev, nil
 }

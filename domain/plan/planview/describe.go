@@ -150,7 +150,7 @@ func Describe(p *plan.Plan, a risk.Assessment) string {
 
 	w(0, "")
 	w(0, "MONITOR")
-	describeMonitor(w, p.Monitor)
+	describeMonitor(w, p.Monitor, p.Deploy)
 
 	w(0, "")
 	w(0, "TEST")

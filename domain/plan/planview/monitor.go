@@ -13,11 +13,12 @@ import (
 // writer writes one line at an indent (two spaces a level).
 type writer func(indent int, format string, args ...any)
 
-// describeMonitor is the MONITOR section: the window, the baseline, the
-// mode, each source with what it reads and the metrics it reports, each
-// metric's effective limits (plan.Monitor.Limits: what the monitor
-// judges) and the auto-rollback rule those gates make.
-func describeMonitor(w writer, m plan.Monitor) {
+// describeMonitor is the MONITOR section: the window, when it opens and
+// closes (plan.Monitor.WindowText), the baseline, the mode, each source
+// with what it reads and the metrics it reports, each metric's effective
+// limits (plan.Monitor.Limits: what the monitor judges) and the
+// auto-rollback rule those gates make.
+func describeMonitor(w writer, m plan.Monitor, d plan.Deploy) {
 	head := fmt.Sprintf("window %s, sample every %s", dur(m.EffectiveWindow()), dur(m.EffectiveInterval()))
 	if len(m.Sources) == 0 {
 		w(1, "%s", head)
@@ -30,6 +31,7 @@ func describeMonitor(w writer, m plan.Monitor) {
 		head += ", baseline: off (one round when the deploy starts)"
 	}
 	w(1, "%s", head)
+	w(1, "window %s", m.WindowText(d))
 
 	limits := m.Limits()
 	reported := m.SourceMetrics()

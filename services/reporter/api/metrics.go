@@ -36,6 +36,9 @@ type Metrics struct {
 	// auto_rollback.factor); shadow gates included (they would roll back).
 	RollbackLimits map[string]float64 `json:"rollback_limits"`
 	Violations     []Violation        `json:"violations"`
+	// Deploy is the deploy's span, shaded on the charts (nil before
+	// deploy.started).
+	Deploy *DeploySpan `json:"deploy,omitempty"`
 	// Truncated: the run has more samples than one answer carries.
 	Truncated bool `json:"truncated,omitempty"`
 }
@@ -80,14 +83,25 @@ func wireLimit(l plan.Limit) Limit {
 	return w
 }
 
-// Window is the watch window: from monitor.started to monitor.completed
-// (or the planned end while it runs).
+// Window is the judged watch window: from its opening (deploy.done, or
+// monitor.started with monitor.start: deploy_started; monitor.started
+// until then) to monitor.completed (or the planned end while it runs).
 type Window struct {
 	Start    time.Time `json:"start,omitzero"`
 	End      time.Time `json:"end,omitzero"`
 	Planned  string    `json:"planned,omitempty"`  // the plan's window, e.g. "30m0s"
 	Interval string    `json:"interval,omitempty"` // the plan's sampling interval
 	Done     bool      `json:"done"`
+}
+
+// DeploySpan is the deploy: deploy.started → deploy.done (or
+// deploy.failed; End is zero while it runs). Samples taken in it carry
+// during_deploy and are not judged, unless Judged: the plan's
+// monitor.start: deploy_started.
+type DeploySpan struct {
+	Start  time.Time `json:"start"`
+	End    time.Time `json:"end,omitzero"`
+	Judged bool      `json:"judged"`
 }
 
 // Series is one metric from one source.
@@ -97,10 +111,11 @@ type Series struct {
 	Points []Point `json:"points"`
 }
 
-// Point is one sample.
+// Point is one sample; D: taken during the deploy, not judged.
 type Point struct {
 	T time.Time `json:"t"`
 	V float64   `json:"v"`
+	D bool      `json:"d,omitempty"`
 }
 
 func (a *API) getMetrics(w http.ResponseWriter, r *http.Request) {
@@ -167,7 +182,7 @@ func BuildMetrics(run *reporter.Run, samples []*runbookv1.MetricSample) *Metrics
 			idx[k] = i
 			m.Series = append(m.Series, Series{Metric: k[0], Source: k[1]})
 		}
-		m.Series[i].Points = append(m.Series[i].Points, Point{T: s.GetTime().AsTime(), V: s.GetValue()})
+		m.Series[i].Points = append(m.Series[i].Points, Point{T: s.GetTime().AsTime(), V: s.GetValue(), D: s.GetDuringDeploy()})
 	}
 	for i := range m.Series {
 		slices.SortStableFunc(m.Series[i].Points, func(a, b Point) int { return a.T.Compare(b.T) })
@@ -175,5 +190,51 @@ func BuildMetrics(run *reporter.Run, samples []*runbookv1.MetricSample) *Metrics
 	slices.SortStableFunc(m.Series, func(a, b Series) int {
 		return cmp.Or(strings.Compare(a.Metric, b.Metric), strings.Compare(a.Source, b.Source))
 	})
+	deployWindow(m, run, p)
 	return m
+}
+
+// deployWindow fills in the deploy's span and, once the judged window
+// opened, the window's start and its planned end: monitor.completed's
+// window_opened, or while it runs deploy.done (monitor.started's
+// judge_from deploy_done) or monitor.started (deploy_started, and runs
+// from before judge_from, which were judged from monitor.started).
+func deployWindow(m *Metrics, run *reporter.Run, p *plan.Plan) {
+	judged := p != nil && p.Monitor.JudgesDuringDeploy()
+	var doneAt, opened time.Time
+	for _, env := range run.Events {
+		ev := env.Event
+		switch pl := ev.Payload.(type) {
+		case *runbookv1.Event_DeployStarted:
+			m.Deploy = &DeploySpan{Start: ev.GetTime().AsTime()}
+		case *runbookv1.Event_DeployDone:
+			doneAt = ev.GetTime().AsTime()
+			if m.Deploy != nil && m.Deploy.End.IsZero() {
+				m.Deploy.End = doneAt
+			}
+		case *runbookv1.Event_DeployFailed:
+			if m.Deploy != nil && m.Deploy.End.IsZero() {
+				m.Deploy.End = ev.GetTime().AsTime()
+			}
+		case *runbookv1.Event_MonitorStarted:
+			judged = pl.MonitorStarted.GetJudgeFrom() != plan.StartDeployDone
+		case *runbookv1.Event_MonitorCompleted:
+			if w := pl.MonitorCompleted.GetWindowOpened(); w != nil {
+				opened = w.AsTime()
+			}
+		}
+	}
+	if m.Deploy != nil {
+		m.Deploy.Judged = judged
+	}
+	if opened.IsZero() && !judged {
+		opened = doneAt
+	}
+	if opened.IsZero() {
+		return // judged from monitor.started (Window.Start), or not open yet
+	}
+	m.Window.Start = opened
+	if !m.Window.Done && p != nil {
+		m.Window.End = opened.Add(p.Monitor.EffectiveWindow())
+	}
 }

@@ -147,6 +147,8 @@ func TestDashboardInChromium(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS(fmt.Sprintf(`#run[data-run-id=%q][data-status="ROLLED_BACK"]`, bad))),
 		chromedp.WaitVisible(chromedp.CSS(`#timeline li[data-type="rollback.done"]`)),
 		chromedp.WaitVisible(chromedp.CSS(`#charts .chart polyline.series`)),
+		// The deploy's span is shaded: its samples are not judged.
+		chromedp.WaitReady(chromedp.CSS(`#charts .chart rect.deploy-span`)),
 	)
 	ectx, ecancel := context.WithTimeout(ctx, 5*time.Second)
 	timeline, err := chromedp.Run(ectx, chromedp.Evaluate[[]string](`[...document.querySelectorAll("#timeline li")].map(li => li.dataset.type)`))

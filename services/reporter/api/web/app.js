@@ -262,7 +262,8 @@ function renderCharts(m) {
   const metrics = new Set([...m.series.map(s => s.metric), ...m.violations.map(v => v.metric)]);
   if (!metrics.size) return el("p", { class: "muted", id: "metrics-none" }, "No samples yet: the monitor samples during the watch window after the deploy.");
   const note = m.window.start ? el("p", { class: "muted" }, `Window ${fmtClock(m.window.start)} → ${m.window.end ? fmtClock(m.window.end) : "…"}` +
-    (m.window.planned ? ` (planned ${m.window.planned}, every ${m.window.interval})` : "") + (m.window.done ? "" : " — in progress")) : null;
+    (m.window.planned ? ` (planned ${m.window.planned}, every ${m.window.interval})` : "") + (m.window.done ? "" : " — in progress") +
+    (m.deploy && !m.deploy.judged ? `; shaded: the deploy ${fmtClock(m.deploy.start)} → ${m.deploy.end ? fmtClock(m.deploy.end) : "…"}, its samples recorded, not judged` : "")) : null;
   return [note, el("div", { class: "charts", id: "charts" }, [...metrics].sort().map(name => chart(name, m)))];
 }
 
@@ -277,6 +278,7 @@ function chart(name, m) {
   let t0 = m.window.start ? Date.parse(m.window.start) : Math.min(...times);
   let t1 = m.window.end ? Date.parse(m.window.end) : Math.max(...times);
   if (times.length) { t0 = Math.min(t0, ...times); t1 = Math.max(t1, ...times); }
+  if (m.deploy) t0 = Math.min(t0, Date.parse(m.deploy.start));
   if (!(t1 > t0)) t1 = t0 + 1000;
   const vals = [...series.flatMap(s => s.points.map(p => p.v)), ...viol.map(v => v.value)];
   let vmax = Math.max(0, ...vals, thr ?? 0);
@@ -286,6 +288,15 @@ function chart(name, m) {
   const y = v => T + (1 - v / vmax) * (H - T - B);
   const g = svg("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": name });
   g.append(svg("rect", { x: L, y: T, width: W - L - R, height: H - T - B, fill: "#fafbfc", stroke: "#d8dce3" }));
+  if (m.deploy) {
+    // The deploy (deploy.started → deploy.done): its samples are recorded,
+    // not judged, unless the plan judges from deploy.started.
+    const d0 = x(Date.parse(m.deploy.start)), d1 = x(m.deploy.end ? Date.parse(m.deploy.end) : t1);
+    const what = m.deploy.judged ? "deploy (judged: monitor.start deploy_started)" : "deploy: samples recorded, not judged";
+    g.append(svg("rect", { class: "deploy-span", x: d0, y: T, width: Math.max(d1 - d0, 1), height: H - T - B, fill: "#e3e7ee", "fill-opacity": 0.8 },
+      svg("title", {}, what)));
+    g.append(svg("text", { x: d0 + 2, y: T + 9, "font-size": 9, fill: "#6b7280" }, m.deploy.judged ? "deploy (judged)" : "deploy"));
+  }
   for (const f of [0, 0.5, 1]) {
     const v = vmax * f;
     g.append(svg("text", { x: L - 4, y: y(v) + 3, "text-anchor": "end", "font-size": 9, fill: "#6b7280" }, fmtNum(v)));
