@@ -10,6 +10,11 @@ import (
 // the change, so nothing was undone and someone has to act.
 const NothingUndone = "no rollback steps: nothing was undone — manual action needed"
 
+// ManualNotExecuted is how every reader (CLI watch, dashboard, report)
+// shows a described (manual) step: runbook showed it and ran nothing; it
+// is the operator's to-do.
+const ManualNotExecuted = "manual — not executed"
+
 // NoExecutableRollbackWarning is what validate says of a plan whose
 // rollback_steps have no executable step (at rollback_plan.rollback_steps).
 const NoExecutableRollbackWarning = "no executable step: a failure ends FAILED with nothing undone"

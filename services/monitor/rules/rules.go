@@ -134,14 +134,6 @@ func (r Rules) Reason(v Violation) string {
 		Format(v.Metric, v.Threshold), Format(v.Metric, v.Threshold*r.factor()))
 }
 
-// Format writes a value of metric with its unit: "2350ms", "4.5%", "81".
-func Format(metric string, v float64) string {
-	switch metric {
-	case MetricP95:
-		return strconv.FormatFloat(math.Round(v*10)/10, 'f', -1, 64) + "ms"
-	case MetricErrorRate:
-		return strconv.FormatFloat(math.Round(v*1e6)/1e4, 'f', -1, 64) + "%"
-	default:
-		return strconv.FormatFloat(v, 'f', -1, 64)
-	}
-}
+// Format writes a value of metric in its one unit (plan.FormatMetric, the
+// function every printout uses): "2350ms", "4.5%", "81%".
+func Format(metric string, v float64) string { return plan.FormatMetric(metric, v) }

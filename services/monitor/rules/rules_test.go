@@ -143,7 +143,7 @@ func TestReasonAndFormat(t *testing.T) {
 			t.Errorf("Reason = %q; want %q", got, tt.want)
 		}
 	}
-	if got := Format(MetricCPU, 81.5); got != "81.5" {
+	if got := Format(MetricCPU, 81.5); got != "81.5%" { // cpu_utilization is a percentage
 		t.Errorf("Format(cpu) = %q", got)
 	}
 }
