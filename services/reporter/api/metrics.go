@@ -32,6 +32,10 @@ type Metrics struct {
 	// rollback (threshold × auto_rollback.factor).
 	RollbackLimits map[string]float64 `json:"rollback_limits"`
 	Violations     []Violation        `json:"violations"`
+	// Units is how each metric of the answer is shown (plan.MetricUnit):
+	// the dashboard prints value × scale, rounded, then the suffix, as
+	// plan.FormatMetric does everywhere else.
+	Units map[string]plan.Unit `json:"units"`
 	// Truncated: the run has more samples than one answer carries.
 	Truncated bool `json:"truncated,omitempty"`
 }
@@ -126,5 +130,15 @@ func BuildMetrics(run *reporter.Run, samples []*runbookv1.MetricSample) *Metrics
 	slices.SortStableFunc(m.Series, func(a, b Series) int {
 		return cmp.Or(strings.Compare(a.Metric, b.Metric), strings.Compare(a.Source, b.Source))
 	})
+	m.Units = map[string]plan.Unit{}
+	for _, s := range m.Series {
+		m.Units[s.Metric] = plan.MetricUnit(s.Metric)
+	}
+	for k := range m.Thresholds {
+		m.Units[k] = plan.MetricUnit(k)
+	}
+	for _, v := range m.Violations {
+		m.Units[v.Metric] = plan.MetricUnit(v.Metric)
+	}
 	return m
 }
