@@ -94,6 +94,9 @@ type history struct {
 	rollbackByUs    *runbookv1.Event
 	rollbackStarted *runbookv1.Event
 	shadowRollback  string
+	// runFailed: the run failed with nothing to undo (run.failed): it is
+	// over, nothing is left to watch.
+	runFailed *runbookv1.Event
 }
 
 func readHistory(evs []eventbus.Envelope) history {
@@ -122,6 +125,9 @@ func readHistory(evs []eventbus.Envelope) history {
 		case *runbookv1.RollbackStarted:
 			h.rollbackStarted = e.Event
 		}
+		if e.Event.GetRunFailed() != nil {
+			h.runFailed = e.Event
+		}
 	}
 	return h
 }
@@ -144,6 +150,9 @@ func (w *watch) run(ctx context.Context) error {
 		// change is being undone, there is nothing left to watch.
 		w.violations = h.violations
 		return w.complete(ctx, stoppedByRollback(h.rollbackStarted))
+	case h.runFailed != nil:
+		w.violations = h.violations
+		return w.complete(ctx, stoppedByFailure(h.runFailed))
 	}
 	started := h.started
 	if started == nil {
@@ -189,6 +198,11 @@ func (w *watch) run(ctx context.Context) error {
 		}
 		if rs != nil {
 			return w.complete(ctx, stoppedByRollback(rs.Event))
+		}
+		if rf, err := w.s.bus.LastEvent(ctx, w.runID, "run.failed"); err != nil {
+			return err
+		} else if rf != nil {
+			return w.complete(ctx, stoppedByFailure(rf.Event))
 		}
 		stop, err := w.tick(ctx, tick)
 		if err != nil {
@@ -444,6 +458,12 @@ func (w *watch) tickAt(t time.Time) int {
 func stoppedByRollback(rs *runbookv1.Event) string {
 	p := rs.GetRollbackStarted()
 	return fmt.Sprintf("stopped early: rollback started (requested by %s)", p.GetRequestedBy())
+}
+
+// stoppedByFailure is the reason of a window the run's failure ended
+// (run.failed: nothing to undo, the run is over).
+func stoppedByFailure(ev *runbookv1.Event) string {
+	return "stopped early: the run failed: " + ev.GetRunFailed().GetReason()
 }
 
 // start publishes monitor.started, whose time is the window's start, with
