@@ -2,7 +2,6 @@ package plan
 
 import (
 	"fmt"
-	"math"
 	"slices"
 	"strconv"
 	"time"
@@ -71,7 +70,7 @@ func (m Monitor) Limits() []Limit {
 	slices.Sort(metrics)
 	out := make([]Limit, 0, len(metrics))
 	for _, metric := range metrics {
-		l := Limit{Metric: metric, Unit: MetricUnit(metric), Threshold: th[metric], Factor: factor, N: 1, M: 1,
+		l := Limit{Metric: metric, Unit: MetricUnit(metric).Name, Threshold: th[metric], Factor: factor, N: 1, M: 1,
 			NoData: NoDataFail, NoDataAfter: DefaultNoDataAfter, Shadow: m.Mode == ModeShadow, Rollback: slices.Contains(auto, metric)}
 		pg, gated := m.Gates[metric]
 		if gated {
@@ -188,61 +187,26 @@ func (l Limit) Cite() string {
 	if l.Below {
 		side, dir = "minimum", "below"
 	}
-	s := side + " " + FormatValue(l.Metric, l.Threshold)
+	s := side + " " + FormatMetric(l.Metric, l.Threshold)
 	nOfM := ""
 	if l.N != 1 || l.M != 1 {
 		nOfM = fmt.Sprintf(" for %d of %d samples", l.N, l.M)
 	}
 	switch {
 	case l.Rollback && l.Shadow:
-		return s + ", would roll back " + dir + " " + FormatValue(l.Metric, l.Bound()) + nOfM + " (shadow)"
+		return s + ", would roll back " + dir + " " + FormatMetric(l.Metric, l.Bound()) + nOfM + " (shadow)"
 	case l.Rollback:
-		return s + ", rollback " + dir + " " + FormatValue(l.Metric, l.Bound()) + nOfM
+		return s + ", rollback " + dir + " " + FormatMetric(l.Metric, l.Bound()) + nOfM
 	case l.HasCritical:
-		return s + ", critical " + dir + " " + FormatValue(l.Metric, l.Critical) + ", no rollback"
+		return s + ", critical " + dir + " " + FormatMetric(l.Metric, l.Critical) + ", no rollback"
 	}
 	return s + ", no rollback"
 }
 
-// Units of the metrics (MetricUnit).
+// Unit names of the metrics (MetricUnit(...).Name).
 const (
 	UnitMS       = "ms"
 	UnitFraction = "fraction" // 0.01 = 1 %, printed as a percentage
 	UnitPercent  = "%"
 	UnitBytes    = "bytes"
 )
-
-// MetricUnit is the unit of a metric the monitor reports: ms for the p95,
-// a fraction for the error rate, percent for cpu, memory and disk, bytes
-// for a process's resident set, "" (a count or the plan's own unit) for
-// any other.
-func MetricUnit(metric string) string {
-	switch metric {
-	case MetricP95:
-		return UnitMS
-	case MetricErrorRate:
-		return UnitFraction
-	case MetricCPU, MetricMemory, MetricDisk:
-		return UnitPercent
-	case MetricProcessRSS:
-		return UnitBytes
-	}
-	return ""
-}
-
-// FormatValue writes a value of metric in its unit: "2350ms", "4.5%" (the
-// error rate's fraction 0.045), "81.5%", "1048576 bytes", "12", "6.6667"
-// (at most 4 decimals).
-func FormatValue(metric string, v float64) string {
-	switch MetricUnit(metric) {
-	case UnitMS:
-		return strconv.FormatFloat(math.Round(v*10)/10, 'f', -1, 64) + "ms"
-	case UnitFraction:
-		return strconv.FormatFloat(math.Round(v*1e6)/1e4, 'f', -1, 64) + "%"
-	case UnitPercent:
-		return strconv.FormatFloat(math.Round(v*100)/100, 'f', -1, 64) + "%"
-	case UnitBytes:
-		return strconv.FormatFloat(math.Round(v), 'f', -1, 64) + " bytes"
-	}
-	return strconv.FormatFloat(math.Round(v*1e4)/1e4, 'f', -1, 64)
-}

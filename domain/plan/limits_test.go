@@ -184,8 +184,8 @@ func TestLimitWords(t *testing.T) {
 		{MetricP95, 3200.44, "3200.4ms"}, {MetricErrorRate, 0.045, "4.5%"}, {MetricErrorRate, 0.01 * 1.5, "1.5%"},
 		{MetricCPU, 81.5, "81.5%"}, {MetricProcessRSS, 1048576, "1048576 bytes"}, {MetricActiveConnections, 12, "12"},
 	} {
-		if got := FormatValue(f.metric, f.v); got != f.want {
-			t.Errorf("FormatValue(%s, %v) = %q; want %q", f.metric, f.v, got, f.want)
+		if got := FormatMetric(f.metric, f.v); got != f.want {
+			t.Errorf("FormatMetric(%s, %v) = %q; want %q", f.metric, f.v, got, f.want)
 		}
 	}
 }

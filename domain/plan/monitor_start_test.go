@@ -16,6 +16,9 @@ const startPlan = gatesHead + `deploy:
     - {url: "http://app/health", attempts: 5, interval: 10s, timeout: 5s}
   finally:
     - {name: maintenance off, command: {argv: ["true"]}}
+rollback_plan:
+  rollback_steps:
+    - {name: switch back, command: {argv: ["true"]}}
 monitor:
   window: 5m
   sources:
@@ -42,7 +45,7 @@ func TestMonitorStart(t *testing.T) {
 	}
 
 	p, issues = Parse("p.yaml", []byte(startPlan+"  start: deploy_started\n"))
-	if p == nil || len(issues) != 0 {
+	if p == nil || HasErrors(issues) {
 		t.Fatalf("deploy_started refused: %v", issues)
 	}
 	if !p.Monitor.JudgesDuringDeploy() {

@@ -489,7 +489,7 @@ func TestExtensionFields(t *testing.T) {
 	}
 	checkIssues(t, errorsOf(issues), []wantIssue{{"deploy.steps[1].x-note", 5, 8, "x-note", []string{"unknown field"}}})
 	p, issues = Parse("x.yml", []byte("x-t: &t 45s\ndeploy:\n  steps:\n    - {wait: {duration: *t}}\n"))
-	if p == nil || len(issues) != 0 || p.Deploy.Steps[0].Wait.Duration.Duration != 45*time.Second {
+	if p == nil || len(errorsOf(issues)) != 0 || p.Deploy.Steps[0].Wait.Duration.Duration != 45*time.Second {
 		t.Fatalf("alias of an x- anchor: %v %v", p, issues)
 	}
 }

@@ -269,6 +269,7 @@ func (c *checker) plan(p *Plan) {
 	c.timeline(p.Timeline)
 	c.risks(p.RisksAndMitigations)
 	c.rollbackPlan(p.RollbackPlan)
+	c.nothingUndone(p)
 	c.approvals(p.Approval)
 	c.approvalRules(p)
 	c.preflight(p.Preflight)
@@ -348,6 +349,19 @@ func (c *checker) rollbackPlan(r RollbackPlan) {
 		c.step(joinIndex("rollback_plan.rollback_steps", i), s, true)
 	}
 	c.duration("rollback_plan.estimated_rollback_time", r.EstimatedRollbackTime, false)
+}
+
+// nothingUndone warns about a plan whose failure would undo nothing
+// (Plan.NothingUndoneOnFailure).
+func (c *checker) nothingUndone(p *Plan) {
+	if !p.NothingUndoneOnFailure() {
+		return
+	}
+	todo := "the plan has no rollback steps"
+	if n := len(p.RollbackPlan.DescribedSteps()); n > 0 {
+		todo = fmt.Sprintf("its %d described step(s) become the operator's to-do", n)
+	}
+	c.warnf("rollback_plan.rollback_steps", "%s (%s); to have a failure undone, add a command, http, sql, wait or restore step", NoExecutableRollbackWarning, todo)
 }
 
 func (c *checker) metric(path, m string) {

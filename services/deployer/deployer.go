@@ -215,7 +215,7 @@ waitLoop:
 		if err != nil {
 			return err
 		}
-		if !v.preflightPassed || v.deployFinished || v.rollbackStarted != nil || v.stopped != "" {
+		if !v.preflightPassed || v.deployFinished || v.rollbackStarted != nil || v.stopped != "" || v.failed {
 			return nil // not open yet, or already decided
 		}
 		if p == nil {
@@ -340,7 +340,9 @@ func (s *Service) runList(ctx context.Context, ex *steps.Executor, run string, c
 		k := stepKey{list, int32(i)}
 		name := st.Label()
 		if v.succeeded[k] {
-			*done++
+			if !st.IsManual() {
+				*done++
+			}
 			continue
 		}
 		attempt := v.started[k]
@@ -356,11 +358,18 @@ func (s *Service) runList(ctx context.Context, ex *steps.Executor, run string, c
 				return &stepFailure{name, fmt.Errorf("step %q failed after %d attempt(s)", name, maxAttempts)}
 			}
 			if list != "finally" && phase == "deploy" {
-				if rb, err := s.bus.LastEvent(ctx, run, "rollback.started"); err == nil && rb != nil {
-					return &stepFailure{name, errRollbackRequested}
+				// The run's rollback began, or the run failed with nothing
+				// to undo (run.failed), in another process: stop here.
+				for _, typ := range []string{"rollback.started", "run.failed"} {
+					if rb, err := s.bus.LastEvent(ctx, run, typ); err == nil && rb != nil {
+						return &stepFailure{name, errRollbackRequested}
+					}
 				}
 			}
-			se := &runbookv1.StepEvent{Index: int32(i), Name: name, Kind: st.Kind(), Attempt: attempt, List: list}
+			// A described step is shown to people, never executed: its
+			// events say so (manual), and it counts as no step done.
+			manual := st.IsManual()
+			se := &runbookv1.StepEvent{Index: int32(i), Name: name, Kind: st.Kind(), Attempt: attempt, List: list, Manual: manual}
 			if _, err := s.bus.Publish(ctx, stepEvent(run, phase, "started", se)); err != nil {
 				return &stepFailure{name, err}
 			}
@@ -374,22 +383,27 @@ func (s *Service) runList(ctx context.Context, ex *steps.Executor, run string, c
 			out.close() // its last output event goes before the outcome
 			s.stepT.WithLabelValues(phase, st.Kind()).Observe(time.Since(t0).Seconds())
 			end := &runbookv1.StepEvent{Index: int32(i), Name: name, Kind: st.Kind(), Attempt: attempt, List: list,
-				DurationMs: time.Since(t0).Milliseconds(), ExitCode: int32(res.ExitCode), OutputTail: res.OutputTail}
+				DurationMs: time.Since(t0).Milliseconds(), ExitCode: int32(res.ExitCode), OutputTail: res.OutputTail, Manual: manual}
 			if cause := context.Cause(ctx); cause != nil && res.Err != nil {
 				res.Err = fmt.Errorf("%w (%v)", cause, res.Err)
 			}
-			outcome := "succeeded"
+			outcome, counted := "succeeded", "succeeded"
+			if manual {
+				counted = "manual"
+			}
 			if res.Err != nil {
-				outcome = "failed"
+				outcome, counted = "failed", "failed"
 				end.Error = res.Err.Error()
 			}
-			s.steps.WithLabelValues(phase, st.Kind(), outcome).Inc()
+			s.steps.WithLabelValues(phase, st.Kind(), counted).Inc()
 			if _, err := s.bus.Publish(context.WithoutCancel(ctx), stepEvent(run, phase, outcome, end)); err != nil {
 				return &stepFailure{name, err}
 			}
 			s.log.Info("step", "run_id", run, "step", name, "list", list, "attempt", attempt, "outcome", outcome, "duration_ms", end.DurationMs)
 			if res.Err == nil {
-				*done++
+				if !manual {
+					*done++
+				}
 				if s.o.StepFault != nil {
 					if err := s.o.StepFault(run, list, i); err != nil {
 						return &stepFailure{name, &faultError{err}}
@@ -493,6 +507,8 @@ func (s *Service) rollback(ctx context.Context, ev *runbookv1.Event, rr *runbook
 	if deployed == nil {
 		rbSteps = nil
 		reason += " (nothing was deployed: no rollback step runs)"
+	} else if p.NothingUndoneOnFailure() {
+		return s.failNothingUndone(ctx, ev, rr, p)
 	}
 	started := eventbus.CausedBy(eventbus.New(run, &runbookv1.Event_RollbackStarted{RollbackStarted: &runbookv1.RollbackStarted{
 		Reason: reason, RequestedBy: rr.GetRequestedBy(), Steps: int32(len(rbSteps)),
@@ -511,17 +527,8 @@ func (s *Service) rollback(ctx context.Context, ev *runbookv1.Event, rr *runbook
 		}
 		log.Info("resuming rollback after a restart")
 	}
-	// Stop a deploy of this run that is still running here, and wait for it.
-	s.mu.Lock()
-	a := s.active[run]
-	s.mu.Unlock()
-	if a != nil {
-		a.cancel(errRollbackRequested)
-		select {
-		case <-a.done:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+	if err := s.stopDeploy(ctx, run); err != nil {
+		return err
 	}
 	v, err := s.history(ctx, run)
 	if err != nil {
@@ -557,6 +564,48 @@ func (s *Service) rollback(ctx context.Context, ev *runbookv1.Event, rr *runbook
 		log.Info("rolled back", "steps", done)
 	}
 	return nil
+}
+
+// stopDeploy stops a deploy of run that is still running here, and waits
+// for it to end.
+func (s *Service) stopDeploy(ctx context.Context, run string) error {
+	s.mu.Lock()
+	a := s.active[run]
+	s.mu.Unlock()
+	if a == nil {
+		return nil
+	}
+	a.cancel(errRollbackRequested)
+	select {
+	case <-a.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// failNothingUndone ends a run whose rollback was asked for after its
+// deploy started when the plan has no executable rollback step
+// (plan.NothingUndoneOnFailure): instead of a rollback that runs nothing
+// and reads ROLLED_BACK, run.failed (FAILED) says that nothing was undone,
+// why the rollback was asked for, and the plan's described steps as the
+// operator's to-do. Once per run, whoever asked; a deploy still running
+// here is stopped.
+func (s *Service) failNothingUndone(ctx context.Context, ev *runbookv1.Event, rr *runbookv1.RollbackRequested, p *plan.Plan) error {
+	run := ev.RunId
+	log := s.log.With("run_id", run)
+	reason := plan.NothingUndoneReason(rr.GetReason(), p.RollbackPlan.DescribedSteps())
+	out := eventbus.CausedBy(eventbus.New(run, &runbookv1.Event_RunFailed{RunFailed: &runbookv1.RunEnded{Reason: reason}}), ev)
+	if _, err := s.bus.PublishOnce(ctx, out); err != nil {
+		if !errors.Is(err, eventbus.ErrAlreadyPublished) {
+			return err
+		}
+		log.Info("run already failed with nothing to undo", "requested_by", rr.GetRequestedBy())
+	} else {
+		log.Error("NOTHING UNDONE: the plan has no executable rollback step; manual action needed",
+			"event", "run.failed", "requested_by", rr.GetRequestedBy(), "reason", rr.GetReason(), "manual_steps", len(p.RollbackPlan.DescribedSteps()))
+	}
+	return s.stopDeploy(ctx, run)
 }
 
 // sleep waits d or until ctx ends; it reports whether d passed.

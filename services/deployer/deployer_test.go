@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kis-core/runbook/domain/runstate"
 	"github.com/kis-core/runbook/eventbus"
 	"github.com/kis-core/runbook/eventbus/natstest"
 	runbookv1 "github.com/kis-core/runbook/proto/runbook/v1"
@@ -135,8 +136,88 @@ func TestFailedDeployRollsBackOnce(t *testing.T) {
 		t.Fatalf("deploy.failed: %+v", failed)
 	}
 	manual, _ := h.bus.LastEvent(context.Background(), "R2", "rollback.step.succeeded")
-	if !strings.Contains(manual.Event.GetRollbackStepSucceeded().GetOutputTail(), "MANUAL") {
+	if se := manual.Event.GetRollbackStepSucceeded(); !se.GetManual() || se.GetKind() != "manual" || !strings.Contains(se.GetOutputTail(), "MANUAL") {
 		t.Errorf("text rollback step not reported as manual: %+v", manual.Event)
+	}
+	hist, _ := h.bus.RunHistory(context.Background(), "R2")
+	for _, e := range hist {
+		if se := eventbus.Payload(e.Event); se != nil {
+			if st, ok := se.(*runbookv1.StepEvent); ok && st.GetList() == "rollback" && st.GetManual() != (st.GetIndex() == 1) {
+				t.Errorf("%s of rollback step %d: manual = %v", e.Event.Type, st.GetIndex(), st.GetManual())
+			}
+		}
+	}
+	// The described step was not executed: the rollback did one step.
+	done, _ := h.bus.LastEvent(context.Background(), "R2", "rollback.done")
+	if n := done.Event.GetRollbackDone().GetStepsSucceeded(); n != 1 {
+		t.Errorf("rollback.done counts %d step(s), want 1 (the described step is not executed)", n)
+	}
+}
+
+// A failed deploy whose plan has no executable rollback step (none, or
+// only described ones) ends FAILED with run.failed: nothing was undone,
+// the reason says why and lists the described steps as the operator's
+// to-do; no rollback starts and no rollback step is reported.
+func TestNoExecutableRollbackStepFails(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		name, rollback string
+		todo           []string
+	}{
+		{"described steps only", "    - \"트래픽 차단\"\n    - \"call the on-call DBA\"\n", []string{"1. 트래픽 차단", "2. call the on-call DBA"}},
+		{"no rollback steps", "", nil},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			h := start(t)
+			run := "R7-" + strings.ReplaceAll(c.name, " ", "-")
+			p := planWith(h.log, step("one", "")+"    - name: broken\n      command: {argv: [\"false\"]}\n", c.rollback)
+			h.publish(t, changeRequested(run, p), preflightPassed(run))
+			h.waitFor(t, run, "run.failed")
+			f, _ := h.bus.LastEvent(context.Background(), run, "run.failed")
+			reason := f.Event.GetRunFailed().GetReason()
+			if !strings.HasPrefix(reason, "no rollback steps: nothing was undone — manual action needed") ||
+				!strings.Contains(reason, "deploy failed at broken") {
+				t.Errorf("run.failed reason %q", reason)
+			}
+			for _, todo := range c.todo {
+				if !strings.Contains(reason, todo) {
+					t.Errorf("run.failed reason %q lacks the to-do %q", reason, todo)
+				}
+			}
+			if len(c.todo) == 0 && strings.Contains(reason, "to do by hand") {
+				t.Errorf("run.failed reason %q lists a to-do the plan does not have", reason)
+			}
+			// A second request (the tester's, say) changes nothing.
+			h.publish(t, rollbackRequested(run, "tester"))
+			natstest.Eventually(t, 5*time.Second, "consumer caught up", func() bool {
+				info, err := h.bus.JetStream().Consumer(context.Background(), eventbus.AuditStream, deployer.Durable)
+				if err != nil {
+					return false
+				}
+				ci, err := info.Info(context.Background())
+				return err == nil && ci.NumPending == 0 && ci.NumAckPending == 0
+			})
+			for _, typ := range []string{"rollback.started", "rollback.step.started", "rollback.step.succeeded", "rollback.done"} {
+				if n := h.count(t, run, typ); n != 0 {
+					t.Errorf("%d %s for a run with nothing to undo", n, typ)
+				}
+			}
+			if n := h.count(t, run, "run.failed"); n != 1 {
+				t.Errorf("run.failed %d times, want 1", n)
+			}
+			if got := strings.Join(h.ran(t), ","); got != "one" {
+				t.Errorf("ran %s", got)
+			}
+			hist, _ := h.bus.RunHistory(context.Background(), run)
+			evs := make([]*runbookv1.Event, 0, len(hist))
+			for _, e := range hist {
+				evs = append(evs, e.Event)
+			}
+			if st := runstate.Fold(run, evs); st.Status != runstate.Failed || st.FinalReason != reason {
+				t.Errorf("status %s (%q), want FAILED with the run.failed reason", st.Status, st.FinalReason)
+			}
+		})
 	}
 }
 

@@ -40,6 +40,10 @@ type runView struct {
 	started         map[stepKey]int32 // attempts started
 	ended           map[stepKey]int32 // attempts that ended (succeeded or failed)
 	succeeded       map[stepKey]bool
+
+	// failed: run.failed, a failure nothing undid (no executable rollback
+	// step): the run is over, no step of it runs any more.
+	failed bool
 }
 
 // viewOf folds a run's history. With a keyring, approvals count only when
@@ -89,6 +93,8 @@ func viewOf(hist []eventbus.Envelope, kr *trust.Keyring) *runView {
 			v.rollbackStarted = ev
 		case *runbookv1.Event_RollbackDone, *runbookv1.Event_RollbackFailed:
 			v.rollbackEnded = true
+		case *runbookv1.Event_RunFailed:
+			v.failed = true
 		case *runbookv1.Event_DeployStepStarted:
 			v.stepStarted(p.DeployStepStarted)
 		case *runbookv1.Event_RollbackStepStarted:

@@ -317,6 +317,28 @@ func TestRollbackStartedStopsTheWindow(t *testing.T) {
 	}
 }
 
+// A run that failed with nothing to undo (run.failed) is over: the window
+// closes early, as for a rollback, and the monitor asks for nothing.
+func TestRunFailedStopsTheWindow(t *testing.T) {
+	t.Parallel()
+	e := start(t)
+	tg := newTarget(t)
+	run := "DEPLOY-20250922-143000-failed"
+	submit(t, e.bus, run, probePlan(tg.URL, ""))
+	started := waitFor(t, e.bus, run, "monitor.started", 10*time.Second)
+	publish(t, e.bus, eventbus.New(run, &runbookv1.Event_RunFailed{RunFailed: &runbookv1.RunEnded{
+		Reason: "no rollback steps: nothing was undone — manual action needed; rollback requested: smoke test failed",
+	}}))
+	done := waitFor(t, e.bus, run, "monitor.completed", 10*time.Second)
+	mc := done.GetMonitorCompleted()
+	if mc.RollbackRequested || !strings.Contains(mc.Reason, "stopped: the run failed: no rollback steps") {
+		t.Errorf("monitor.completed = %v", mc)
+	}
+	if ended := done.Time.AsTime().Sub(started.Time.AsTime()); ended >= 3*time.Second {
+		t.Errorf("window closed after %s; want early", ended)
+	}
+}
+
 // The handler called again (redelivery after a crash) continues the window
 // of the run's monitor.started instead of starting a new one, and leaves a
 // completed window alone. These call the handler directly, as the router

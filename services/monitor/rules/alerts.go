@@ -32,7 +32,7 @@ func AlertDecisions(values map[string]float64, shadow bool) []Decision {
 			Metric: metric, Value: v, Threshold: 0, Severity: SeverityCritical,
 			Critical: 1, Size: 1, Needed: 1, Window: []float64{v},
 			GateFailed: true, Shadow: shadow, AutoRollback: true,
-			Rule: fmt.Sprintf("alert %s is firing (%s matching alert(s) from Alertmanager during the window)", name, plan.FormatValue(metric, v)),
+			Rule: fmt.Sprintf("alert %s is firing (%s matching alert(s) from Alertmanager during the window)", name, plan.FormatMetric(metric, v)),
 		}
 		if shadow {
 			d.WouldRollback = true

@@ -211,7 +211,7 @@ func (j *Judge) Explain(d Decision) string {
 		return d.Rule
 	}
 	g := j.gates[d.Metric]
-	v, crit, th := plan.FormatValue(d.Metric, d.Value), plan.FormatValue(d.Metric, g.Critical), plan.FormatValue(d.Metric, g.Threshold)
+	v, crit, th := plan.FormatMetric(d.Metric, d.Value), plan.FormatMetric(d.Metric, g.Critical), plan.FormatMetric(d.Metric, g.Threshold)
 	var s string
 	switch {
 	case !g.HasCritical && g.Below:
@@ -231,7 +231,7 @@ func (j *Judge) Explain(d Decision) string {
 			if math.IsNaN(x) {
 				vals[i] = "no data"
 			} else {
-				vals[i] = plan.FormatValue(d.Metric, x)
+				vals[i] = plan.FormatMetric(d.Metric, x)
 			}
 		}
 		s += fmt.Sprintf(" for %d of the last %d samples [%s]", d.Critical, g.M, strings.Join(vals, ", "))

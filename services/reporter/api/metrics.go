@@ -39,6 +39,10 @@ type Metrics struct {
 	// Deploy is the deploy's span, shaded on the charts (nil before
 	// deploy.started).
 	Deploy *DeploySpan `json:"deploy,omitempty"`
+	// Units is how each metric of the answer is shown (plan.MetricUnit):
+	// the dashboard prints value × scale, rounded, then the suffix, as
+	// plan.FormatMetric does everywhere else.
+	Units map[string]plan.Unit `json:"units"`
 	// Truncated: the run has more samples than one answer carries.
 	Truncated bool `json:"truncated,omitempty"`
 }
@@ -191,6 +195,16 @@ func BuildMetrics(run *reporter.Run, samples []*runbookv1.MetricSample) *Metrics
 		return cmp.Or(strings.Compare(a.Metric, b.Metric), strings.Compare(a.Source, b.Source))
 	})
 	deployWindow(m, run, p)
+	m.Units = map[string]plan.Unit{}
+	for _, s := range m.Series {
+		m.Units[s.Metric] = plan.MetricUnit(s.Metric)
+	}
+	for k := range m.Thresholds {
+		m.Units[k] = plan.MetricUnit(k)
+	}
+	for _, v := range m.Violations {
+		m.Units[v.Metric] = plan.MetricUnit(v.Metric)
+	}
 	return m
 }
 

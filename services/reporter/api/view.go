@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kis-core/runbook/domain/plan"
 	"github.com/kis-core/runbook/eventbus"
 	runbookv1 "github.com/kis-core/runbook/proto/runbook/v1"
 	"github.com/kis-core/runbook/services/reporter"
@@ -73,13 +74,19 @@ type StepRow struct {
 	Name       string    `json:"name"`
 	Kind       string    `json:"kind,omitempty"`
 	Attempt    int32     `json:"attempt"`
-	Status     string    `json:"status"` // RUNNING, SUCCEEDED, FAILED
+	Status     string    `json:"status"` // RUNNING, SUCCEEDED, FAILED, MANUAL
 	Started    time.Time `json:"started,omitzero"`
 	Ended      time.Time `json:"ended,omitzero"`
 	DurationMS int64     `json:"duration_ms"`
 	Error      string    `json:"error,omitempty"`
 	ExitCode   int32     `json:"exit_code"`
 	OutputTail string    `json:"output_tail,omitempty"`
+
+	// Manual: a described step, shown and never executed (status MANUAL
+	// once reached); Note then says so (plan.ManualNotExecuted) where a
+	// duration would be.
+	Manual bool   `json:"manual,omitempty"`
+	Note   string `json:"note,omitempty"`
 }
 
 // ApprovalRow is one approval decision.
@@ -103,6 +110,10 @@ type Violation struct {
 	Source       string    `json:"source,omitempty"`
 	AutoRollback bool      `json:"auto_rollback"`
 	Time         time.Time `json:"time"`
+	// ValueText and ThresholdText are Value and Threshold in the metric's
+	// one unit (plan.FormatMetric): error_rate 0.3 is "30%".
+	ValueText     string `json:"value_text"`
+	ThresholdText string `json:"threshold_text"`
 }
 
 // TestRow is one smoke, regression or performance test case.
@@ -128,6 +139,8 @@ type LoadRow struct {
 	GateP95MS     float64 `json:"gate_p95_ms"`
 	GateErrorRate float64 `json:"gate_error_rate"`
 	Reason        string  `json:"reason,omitempty"`
+	// Text is the result in one line, every metric in its one unit.
+	Text string `json:"text"`
 }
 
 // BuildView takes a run apart for the dashboard. Pure.
@@ -186,7 +199,13 @@ func BuildView(run *reporter.Run) *View {
 				v.Steps = append(v.Steps, StepRow{Phase: phase, List: se.GetList(), Index: se.GetIndex()})
 			}
 			row := &v.Steps[i]
-			row.Name, row.Attempt, row.Status = se.GetName(), se.GetAttempt(), status
+			row.Name, row.Attempt, row.Status, row.Manual = se.GetName(), se.GetAttempt(), status, se.GetManual()
+			if se.GetManual() {
+				row.Note = plan.ManualNotExecuted
+				if status == "SUCCEEDED" {
+					row.Status = "MANUAL"
+				}
+			}
 			if se.GetKind() != "" {
 				row.Kind = se.GetKind()
 			}
@@ -250,6 +269,7 @@ func violation(env eventbus.Envelope) Violation {
 	return Violation{
 		RunID: env.Event.GetRunId(), Seq: env.Seq, Metric: tv.GetMetric(), Value: tv.GetValue(), Threshold: tv.GetThreshold(),
 		Severity: tv.GetSeverity(), Source: tv.GetSource(), AutoRollback: tv.GetAutoRollback(), Time: env.Event.GetTime().AsTime(),
+		ValueText: plan.FormatMetric(tv.GetMetric(), tv.GetValue()), ThresholdText: plan.FormatMetric(tv.GetMetric(), tv.GetThreshold()),
 	}
 }
 
@@ -257,8 +277,16 @@ func loadRow(passed bool, l *runbookv1.LoadResult) *LoadRow {
 	return &LoadRow{
 		Passed: passed, VUs: l.GetVus(), DurationMS: l.GetDurationMs(), Requests: l.GetRequests(), Errors: l.GetErrors(),
 		ErrorRate: l.GetErrorRate(), P95MS: l.GetP95Ms(), RPS: l.GetRps(), GateP95MS: l.GetGateP95Ms(), GateErrorRate: l.GetGateErrorRate(),
-		Reason: l.GetReason(),
+		Reason: l.GetReason(), Text: loadText(l),
 	}
+}
+
+// loadText is a load test's result in one line, in each metric's unit.
+func loadText(l *runbookv1.LoadResult) string {
+	er, p95 := plan.MetricErrorRate, plan.MetricP95
+	return fmt.Sprintf("%d VUs, %d requests, %d errors (error rate %s, gate %s), p95 %s (gate %s)",
+		l.GetVus(), l.GetRequests(), l.GetErrors(), plan.FormatMetric(er, l.GetErrorRate()), plan.FormatMetric(er, l.GetGateErrorRate()),
+		plan.FormatMetric(p95, l.GetP95Ms()), plan.FormatMetric(p95, l.GetGateP95Ms()))
 }
 
 // phaseOf is the runbook phase an event type belongs to.
@@ -268,7 +296,7 @@ func phaseOf(typ string) string {
 		return "PRE-FLIGHT"
 	case strings.HasPrefix(typ, "plan."), strings.HasPrefix(typ, "approval."), strings.HasPrefix(typ, "run.waiting"):
 		return "PLAN"
-	case strings.HasPrefix(typ, "deploy."), strings.HasPrefix(typ, "rollback."):
+	case strings.HasPrefix(typ, "deploy."), strings.HasPrefix(typ, "rollback."), typ == "run.failed":
 		return "ACT"
 	case strings.HasPrefix(typ, "monitor."), strings.HasPrefix(typ, "threshold."), strings.HasPrefix(typ, "test."):
 		return "TEST"
@@ -311,6 +339,8 @@ func describe(ev *runbookv1.Event) string {
 		return p.RunExpired.GetReason()
 	case *runbookv1.Event_RunCancelled:
 		return p.RunCancelled.GetReason()
+	case *runbookv1.Event_RunFailed:
+		return p.RunFailed.GetReason()
 	case *runbookv1.Event_DeployStarted:
 		return fmt.Sprintf("%d steps", p.DeployStarted.GetSteps())
 	case *runbookv1.Event_DeployDone:
@@ -329,7 +359,7 @@ func describe(ev *runbookv1.Event) string {
 		return fmt.Sprintf("window %s, every %s", p.MonitorStarted.GetWindow(), p.MonitorStarted.GetInterval())
 	case *runbookv1.Event_ThresholdViolated:
 		tv := p.ThresholdViolated
-		return fmt.Sprintf("%s %s = %g > %g", tv.GetSeverity(), tv.GetMetric(), tv.GetValue(), tv.GetThreshold())
+		return fmt.Sprintf("%s %s = %s > %s", tv.GetSeverity(), tv.GetMetric(), plan.FormatMetric(tv.GetMetric(), tv.GetValue()), plan.FormatMetric(tv.GetMetric(), tv.GetThreshold()))
 	case *runbookv1.Event_MonitorCompleted:
 		m := p.MonitorCompleted
 		return fmt.Sprintf("%d samples, %d violations", m.GetSamples(), m.GetViolations())
@@ -340,7 +370,7 @@ func describe(ev *runbookv1.Event) string {
 	case *runbookv1.Event_TestSmokeFailed:
 		return fmt.Sprintf("%d passed, %d failed", p.TestSmokeFailed.GetPassed(), p.TestSmokeFailed.GetFailed())
 	case *runbookv1.Event_TestLoadPassed:
-		return fmt.Sprintf("p95 %.0f ms, error rate %.4f", p.TestLoadPassed.GetP95Ms(), p.TestLoadPassed.GetErrorRate())
+		return fmt.Sprintf("p95 %s, error rate %s", plan.FormatMetric(plan.MetricP95, p.TestLoadPassed.GetP95Ms()), plan.FormatMetric(plan.MetricErrorRate, p.TestLoadPassed.GetErrorRate()))
 	case *runbookv1.Event_TestLoadFailed:
 		return p.TestLoadFailed.GetReason()
 	case *runbookv1.Event_TestPassed:
@@ -360,6 +390,12 @@ func describe(ev *runbookv1.Event) string {
 		return p.EventDeadLettered.GetConsumer() + ": " + p.EventDeadLettered.GetReason()
 	}
 	if se, _, status := stepEvent(ev); se != nil {
+		if se.GetManual() {
+			if status == "RUNNING" {
+				return fmt.Sprintf("%s[%d] %s: a described step", se.GetList(), se.GetIndex(), se.GetName())
+			}
+			return fmt.Sprintf("%s[%d] %s: %s (the operator's to-do)", se.GetList(), se.GetIndex(), se.GetName(), plan.ManualNotExecuted)
+		}
 		s := fmt.Sprintf("%s[%d] %s (attempt %d) %s", se.GetList(), se.GetIndex(), se.GetName(), se.GetAttempt(), strings.ToLower(status))
 		if se.GetError() != "" {
 			s += ": " + se.GetError()

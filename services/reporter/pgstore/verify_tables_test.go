@@ -172,7 +172,7 @@ func TestVerifyEveryProjectionTable(t *testing.T) {
 		{"reports.status", `UPDATE reports SET status = 'SUCCESS'`,
 			reportR + `status: stored "SUCCESS", the stream gives "REJECTED"`, nil},
 		{"reports.qc_summary", `UPDATE reports SET qc_summary = replace(qc_summary, 'REJECTED', 'SUCCESS')`,
-			reportR + `qc_summary: stored …`, []string{`Status: SUCCESS (Duration: 4s)`, `(452 bytes), the stream gives …`, `Status: REJECTED (Duration: 4s)`}},
+			reportR + `qc_summary: stored …`, []string{`Status: SUCCESS (Duration: 4.000s)`, `(452 bytes), the stream gives …`, `Status: REJECTED (Duration: 4.000s)`}},
 		{"reports.report", `UPDATE reports SET report = report || '{"tampered": true}'`,
 			reportR + `report: stored …`, []string{`"tampered":true`, `the stream gives …`}},
 		{"reports.stream_seq", `UPDATE reports SET stream_seq = 9`,

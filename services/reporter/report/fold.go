@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kis-core/runbook/domain/plan"
 	"github.com/kis-core/runbook/domain/runstate"
 	runbookv1 "github.com/kis-core/runbook/proto/runbook/v1"
 )
@@ -17,11 +18,15 @@ const (
 	MetricErrorRate = "error_rate"
 )
 
-// Where a QC metric came from.
+// Where a QC metric came from: the judged samples of the watch window
+// (monitor.completed's stats: the mean error rate, the p95 of the p95
+// samples), else — the window cut short before it judged one — the load
+// test's result, else the smoke tests (the p95 of their latencies, the
+// share of them that failed).
 const (
-	SourceMonitor   = "monitor.completed"
-	SourceViolation = "threshold.violated"
-	SourceLoadTest  = "test.load"
+	SourceMonitor  = "monitor.completed"
+	SourceLoadTest = "test.load"
+	SourceSmoke    = "test.smoke"
 )
 
 // Health words of the QC summary.
@@ -31,6 +36,14 @@ const (
 	Unhealthy        = "UNHEALTHY"
 	Connected        = "CONNECTED"
 	ConnectionFailed = "CONNECTION FAILED"
+	// NotChecked: the plan has no check of that kind (Database, Cache).
+	NotChecked = "not checked"
+)
+
+// Notes of the operator's to-do.
+const (
+	NoteManualStep    = plan.ManualNotExecuted + ": a described step of the plan; runbook showed it and ran nothing"
+	NoteNothingUndone = plan.ManualNotExecuted + ": " + plan.NothingUndone
 )
 
 // loadTestKey is the key of the load test among the tests: one entry per run,
@@ -84,10 +97,15 @@ type fold struct {
 	rollbackStartPos             int
 	rollbackRequest              *runbookv1.RollbackRequested
 
-	baseline     map[string]float64
-	post         map[string]float64
-	postMax      map[string]float64
-	violationMax map[string]float64
+	baseline map[string]float64
+	post     map[string]float64
+	// stats are monitor.completed's, by metric: over the judged samples.
+	stats map[string]*runbookv1.MetricStats
+	// runFailed is run.failed: a failure nothing undid.
+	runFailed *runbookv1.RunEnded
+	// todo is what the operator must do by hand: described steps the
+	// deployer reached (manual step events), in stream order.
+	todo []TodoItem
 
 	tests     []*testEntry
 	testIndex map[string]int
@@ -113,17 +131,16 @@ type fold struct {
 
 func newFold(runID string) *fold {
 	return &fold{
-		runID:        runID,
-		seen:         map[string]bool{},
-		state:        runstate.New(runID),
-		baseline:     map[string]float64{},
-		post:         map[string]float64{},
-		postMax:      map[string]float64{},
-		violationMax: map[string]float64{},
-		testIndex:    map[string]int{},
-		lastSuccess:  map[stepKey]int{},
-		stepOK:       map[stepKey]bool{},
-		healthSteps:  map[stepKey]bool{},
+		runID:       runID,
+		seen:        map[string]bool{},
+		state:       runstate.New(runID),
+		baseline:    map[string]float64{},
+		post:        map[string]float64{},
+		stats:       map[string]*runbookv1.MetricStats{},
+		testIndex:   map[string]int{},
+		lastSuccess: map[stepKey]int{},
+		stepOK:      map[stepKey]bool{},
+		healthSteps: map[stepKey]bool{},
 	}
 }
 
@@ -182,7 +199,7 @@ func (f *fold) apply(ev *runbookv1.Event) {
 	case *runbookv1.Event_DeployStarted:
 		f.deployStart = t
 	case *runbookv1.Event_DeployStepSucceeded:
-		f.stepSucceeded("deploy", p.DeployStepSucceeded)
+		f.stepSucceeded("deploy", p.DeployStepSucceeded, t)
 	case *runbookv1.Event_DeployStepFailed:
 		f.stepFailed("deploy", "DEPLOY", p.DeployStepFailed, t)
 	case *runbookv1.Event_DeployDone:
@@ -209,11 +226,16 @@ func (f *fold) apply(ev *runbookv1.Event) {
 			f.rollbackStartPos = f.pos
 		}
 	case *runbookv1.Event_RollbackStepSucceeded:
-		f.stepSucceeded("rollback", p.RollbackStepSucceeded)
+		f.stepSucceeded("rollback", p.RollbackStepSucceeded, t)
 	case *runbookv1.Event_RollbackStepFailed:
 		f.stepFailed("rollback", "ROLLBACK", p.RollbackStepFailed, t)
 	case *runbookv1.Event_RollbackDone:
 		f.rollbackEnd = t
+	case *runbookv1.Event_RunFailed:
+		if f.runFailed == nil {
+			f.runFailed = p.RunFailed
+			f.add(&draft{issue: Issue{Severity: SeverityCritical, Type: "ROLLBACK", Message: p.RunFailed.GetReason()}}, t)
+		}
 	case *runbookv1.Event_RollbackFailed:
 		f.rollbackEnd = t
 		msg := "rollback failed: production is in an unknown state"
@@ -234,12 +256,13 @@ func (f *fold) apply(ev *runbookv1.Event) {
 		if sev == "" {
 			sev = SeverityWarning
 		}
-		msg := fmt.Sprintf("%s = %s exceeded its threshold %s", v.GetMetric(), num(v.GetValue()), num(v.GetThreshold()))
+		val, th := plan.FormatMetric(v.GetMetric(), v.GetValue()), plan.FormatMetric(v.GetMetric(), v.GetThreshold())
+		msg := fmt.Sprintf("%s = %s exceeded its threshold %s", v.GetMetric(), val, th)
 		switch {
 		case v.GetNoData():
 			msg = fmt.Sprintf("%s: no data (the sources stopped reporting it; fail closed)", v.GetMetric())
 		case v.GetBelow():
-			msg = fmt.Sprintf("%s = %s fell below its threshold %s", v.GetMetric(), num(v.GetValue()), num(v.GetThreshold()))
+			msg = fmt.Sprintf("%s = %s fell below its threshold %s", v.GetMetric(), val, th)
 		}
 		if v.GetSource() != "" && !v.GetNoData() {
 			msg += " (source " + v.GetSource() + ")"
@@ -255,22 +278,17 @@ func (f *fold) apply(ev *runbookv1.Event) {
 		}
 		f.add(&draft{issue: Issue{Severity: sev, Type: "THRESHOLD", Metric: v.GetMetric(),
 			Value: fptr(v.GetValue()), Threshold: fptr(v.GetThreshold()), Message: msg}}, t)
-		if finite(v.GetValue()) {
-			if old, ok := f.violationMax[v.GetMetric()]; !ok || v.GetValue() > old {
-				f.violationMax[v.GetMetric()] = v.GetValue()
-			}
-		}
 	case *runbookv1.Event_MonitorCompleted:
 		clear(f.post)
-		clear(f.postMax)
+		clear(f.stats)
 		for k, v := range p.MonitorCompleted.GetLast() {
 			if finite(v) {
 				f.post[k] = v
 			}
 		}
-		for k, v := range p.MonitorCompleted.GetMax() {
-			if finite(v) {
-				f.postMax[k] = v
+		for k, st := range p.MonitorCompleted.GetStats() {
+			if st != nil {
+				f.stats[k] = st
 			}
 		}
 	case *runbookv1.Event_TestSmokePassed:
@@ -367,8 +385,11 @@ func isHealth(s *runbookv1.StepEvent) bool {
 	return s.GetList() == "health" || s.GetKind() == "health"
 }
 
-func (f *fold) stepSucceeded(phase string, s *runbookv1.StepEvent) {
+func (f *fold) stepSucceeded(phase string, s *runbookv1.StepEvent, t time.Time) {
 	k := keyOf(phase, s)
+	if s.GetManual() {
+		f.todo = append(f.todo, TodoItem{Step: s.GetName(), Phase: phase, Note: NoteManualStep, Time: isoTime(t)})
+	}
 	f.lastSuccess[k] = f.pos
 	f.stepOK[k] = true
 	if phase == "deploy" && isHealth(s) {
@@ -458,10 +479,10 @@ func (f *fold) loadResult(l *runbookv1.LoadResult, passed bool, t time.Time) {
 			errText = "load test gates not met"
 		}
 	}
-	details := fmt.Sprintf("p95 %sms, error rate %s, %d requests, %d errors, %s req/s",
-		num(round(l.GetP95Ms(), 1)), percent(l.GetErrorRate()), l.GetRequests(), l.GetErrors(), num(round(l.GetRps(), 1)))
+	details := fmt.Sprintf("p95 %s, error rate %s, %d requests, %d errors, %s req/s",
+		plan.FormatMetric(MetricP95, l.GetP95Ms()), plan.FormatMetric(MetricErrorRate, l.GetErrorRate()), l.GetRequests(), l.GetErrors(), num(round(l.GetRps(), 1)))
 	if l.GetGateP95Ms() > 0 || l.GetGateErrorRate() > 0 {
-		details += fmt.Sprintf(" (gates: p95 ≤ %sms, error rate ≤ %s)", num(l.GetGateP95Ms()), percent(l.GetGateErrorRate()))
+		details += fmt.Sprintf(" (gates: p95 ≤ %s, error rate ≤ %s)", plan.FormatMetric(MetricP95, l.GetGateP95Ms()), plan.FormatMetric(MetricErrorRate, l.GetGateErrorRate()))
 	}
 	if f.loadStopped && l.GetReason() != "" {
 		details += "; " + l.GetReason()
@@ -500,6 +521,7 @@ func (f *fold) result() *Result {
 		Requester: firstOf(info.requester, f.requested.GetRequester()),
 		Type:      info.typ,
 		Priority:  info.priority,
+		Systems:   info.systems,
 	}
 
 	r.Approvals = append([]Approval{}, f.approvals...)
@@ -556,9 +578,10 @@ func (f *fold) result() *Result {
 	}
 
 	// The QC metrics.
-	cur := Current{APIHealth: f.apiHealth(), DBHealth: f.checkHealth("postgres", "postgresql"), CacheHealth: f.checkHealth("redis")}
-	cur.ResponseTimeP95, cur.ResponseTimeP95Source = f.metric(MetricP95, func(l *runbookv1.LoadResult) float64 { return l.GetP95Ms() })
-	cur.ErrorRate, cur.ErrorRateSource = f.metric(MetricErrorRate, func(l *runbookv1.LoadResult) float64 { return l.GetErrorRate() })
+	cur := Current{APIHealth: f.apiHealth(), DBHealth: f.checkHealth(info.checkKinds["postgres"], "postgres", "postgresql"),
+		CacheHealth: f.checkHealth(info.checkKinds["redis"], "redis")}
+	cur.ResponseTimeP95, cur.ResponseTimeP95Source = f.metric(MetricP95)
+	cur.ErrorRate, cur.ErrorRateSource = f.metric(MetricErrorRate)
 
 	r.Metrics = Metrics{
 		PreDeployment:  f.baseline,
@@ -587,6 +610,19 @@ func (f *fold) result() *Result {
 		r.Rollback.RequestedBy = nonEmpty(by)
 		if !f.rollbackEnd.IsZero() {
 			r.Rollback.Duration = ptr(FormatDuration(f.rollbackEnd.Sub(f.rollbackStart)))
+		}
+	}
+	r.OperatorTodo = append([]TodoItem{}, f.todo...)
+	if f.runFailed != nil && final && st.Status == runstate.Failed && f.rollbackStarted == nil {
+		// A failure nothing undid: the rollback asked for, and the plan's
+		// described steps left to the operator.
+		r.Rollback.NothingUndone = true
+		if rr := f.rollbackRequest; rr != nil {
+			r.Rollback.Reason = nonEmpty(rr.GetReason())
+			r.Rollback.RequestedBy = nonEmpty(rr.GetRequestedBy())
+		}
+		for _, d := range info.described {
+			r.OperatorTodo = append(r.OperatorTodo, TodoItem{Step: d, Phase: "rollback", Note: NoteNothingUndone, Time: isoTime(f.end)})
 		}
 	}
 
@@ -674,9 +710,14 @@ func (f *fold) apiHealth() string {
 }
 
 // checkHealth: the pre-flight checks of those kinds. Any FAIL → CONNECTION
-// FAILED; otherwise PASS (or WARN: the server answered) → CONNECTED.
-func (f *fold) checkHealth(kinds ...string) string {
-	out := Unknown
+// FAILED; otherwise PASS (or WARN: the server answered) → CONNECTED. With
+// no result of those kinds: "not checked" when the plan has no such check
+// (planned), else Unknown (the run ended before its pre-flight).
+func (f *fold) checkHealth(planned bool, kinds ...string) string {
+	out := NotChecked
+	if planned {
+		out = Unknown
+	}
 	for _, c := range f.checks {
 		if !slices.Contains(kinds, strings.ToLower(c.GetKind())) {
 			continue
@@ -691,21 +732,60 @@ func (f *fold) checkHealth(kinds ...string) string {
 	return out
 }
 
-// metric resolves a QC metric: the highest value the monitor saw after the
-// deploy (monitor.completed max), else the highest breach it reported
-// (threshold.violated: a run rolled back before the window ended has no
-// monitor.completed in its report), else the load test's, else unknown.
-func (f *fold) metric(name string, fromLoad func(*runbookv1.LoadResult) float64) (*float64, string) {
-	if v, ok := f.postMax[name]; ok {
-		return ptr(v), SourceMonitor
+// metric resolves a QC metric (api_response_time_p95 or error_rate) from
+// what measured it, never from a breach's value nor from samples taken
+// during the deploy (the monitor keeps those out of its stats):
+//
+//  1. the watch window's judged samples (monitor.completed stats): the p95
+//     of the p95 samples, the mean error rate;
+//  2. the window cut short before it judged one (a rollback, a failed
+//     deploy): the load test's result, stopped or not;
+//  3. else the smoke tests: the p95 of their latencies, the share of them
+//     that failed;
+//  4. else unknown (nothing measured it).
+func (f *fold) metric(name string) (*float64, string) {
+	if st := f.stats[name]; st != nil && st.GetSamples() > 0 {
+		v := st.GetMean()
+		if name == MetricP95 {
+			v = st.GetP95()
+		}
+		if finite(v) {
+			return ptr(v), SourceMonitor
+		}
 	}
-	if v, ok := f.violationMax[name]; ok {
-		return ptr(v), SourceViolation
+	if l := f.load; l != nil && l.GetRequests() > 0 {
+		v := l.GetErrorRate()
+		if name == MetricP95 {
+			v = l.GetP95Ms()
+		}
+		if finite(v) {
+			return ptr(v), SourceLoadTest
+		}
 	}
-	if f.load != nil && finite(fromLoad(f.load)) {
-		return ptr(fromLoad(f.load)), SourceLoadTest
+	var latencies []float64
+	failed := 0
+	load, hasLoad := f.testIndex[loadTestKey]
+	for i, e := range f.tests {
+		if hasLoad && i == load {
+			continue
+		}
+		switch e.tc.Status {
+		case "PASS", "FAIL":
+			latencies = append(latencies, float64(e.tc.DurationMS))
+			if e.tc.Status == "FAIL" {
+				failed++
+			}
+		}
 	}
-	return nil, ""
+	if len(latencies) == 0 {
+		return nil, ""
+	}
+	if name == MetricP95 {
+		slices.Sort(latencies)
+		// Nearest rank.
+		return ptr(latencies[int(math.Ceil(0.95*float64(len(latencies))))-1]), SourceSmoke
+	}
+	return ptr(float64(failed) / float64(len(latencies))), SourceSmoke
 }
 
 func (f *fold) phases(final bool) []Phase {

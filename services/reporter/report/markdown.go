@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/kis-core/runbook/domain/plan"
 )
 
 // Markdown renders a report as a readable Markdown document: a title with
@@ -71,7 +73,7 @@ func Markdown(r *Report, qcSummary string) string {
 	} else {
 		rows := make([][]string, 0, len(r.Issues))
 		for _, is := range r.Issues {
-			rows = append(rows, []string{is.Time, is.Severity, is.Type, is.Metric, mdNum(is.Value), mdNum(is.Threshold), is.Message})
+			rows = append(rows, []string{is.Time, is.Severity, is.Type, is.Metric, mdMetric(is.Metric, is.Value), mdMetric(is.Metric, is.Threshold), is.Message})
 		}
 		table(&b, []string{"Time", "Severity", "Type", "Metric", "Value", "Threshold", "Message"}, rows)
 	}
@@ -84,6 +86,21 @@ func Markdown(r *Report, qcSummary string) string {
 		{"Requested by", deref(rb.RequestedBy)},
 		{"Duration", deref(rb.Duration)},
 	})
+	if rb.NothingUndone {
+		b.WriteString("\n**" + plan.NothingUndone + "**: the plan has no executable rollback step; see the operator's to-do.\n")
+	}
+
+	b.WriteString("\n## Operator to-do\n\n")
+	if len(r.OperatorTodo) == 0 {
+		b.WriteString("None.\n")
+	} else {
+		b.WriteString("Described steps of the plan: runbook showed them and ran none; they are the operator's to do by hand.\n\n")
+		rows := make([][]string, 0, len(r.OperatorTodo))
+		for i, td := range r.OperatorTodo {
+			rows = append(rows, []string{strconv.Itoa(i + 1), td.Step, td.Phase, td.Note, td.Time})
+		}
+		table(&b, []string{"#", "Step", "Phase", "Status", "Time"}, rows)
+	}
 
 	b.WriteString("\n## Recommendations\n\n")
 	if len(r.Recommendations) == 0 {
@@ -137,11 +154,12 @@ func deref(s *string) string {
 	return *s
 }
 
-func mdNum(v *float64) string {
+// mdMetric is a value of metric in its one unit (plan.FormatMetric).
+func mdMetric(metric string, v *float64) string {
 	if v == nil {
 		return ""
 	}
-	return strconv.FormatFloat(*v, 'f', -1, 64)
+	return plan.FormatMetric(metric, *v)
 }
 
 func joinNonEmpty(sep string, parts ...string) string {

@@ -2,6 +2,7 @@ package report
 
 import (
 	"strconv"
+	"strings"
 
 	"github.com/goccy/go-yaml"
 
@@ -14,6 +15,15 @@ type planInfo struct {
 	// limits are the plan's effective limits by metric
 	// (plan.Monitor.Limits): what the monitor enforced.
 	limits map[string]plan.Limit
+	// systems are scope.systems_affected: the QC summary's header names them.
+	systems []string
+	// checkKinds are the kinds of the plan's pre-flight checks (postgres,
+	// redis, ...): a Database or Cache line the plan never checks reads
+	// "not checked".
+	checkKinds map[string]bool
+	// described are the texts of the plan's described (manual) rollback
+	// steps, in order.
+	described []string
 }
 
 // readPlan picks a few fields out of the plan text leniently: the report of
@@ -37,6 +47,29 @@ func readPlan(source, text string) planInfo {
 	info.typ = str(cr["type"])
 	info.priority = str(cr["priority"])
 	info.requester = str(mapOf(doc["requester"])["name"])
+	for _, sys := range listOf(mapOf(doc["scope"])["systems_affected"]) {
+		if t := strings.TrimSpace(str(sys)); t != "" {
+			info.systems = append(info.systems, t)
+		}
+	}
+	info.checkKinds = map[string]bool{}
+	for _, c := range listOf(mapOf(doc["preflight"])["checks"]) {
+		for k := range mapOf(c) {
+			info.checkKinds[k] = true
+		}
+	}
+	// rollback_steps: a list whose texts are described steps, or the seed's
+	// one numbered text, split as the plan's parser splits it.
+	switch rs := mapOf(doc["rollback_plan"])["rollback_steps"].(type) {
+	case string:
+		info.described = plan.SplitNumbered(rs)
+	default:
+		for _, s := range listOf(rs) {
+			if t, ok := s.(string); ok && strings.TrimSpace(t) != "" {
+				info.described = append(info.described, strings.TrimSpace(t))
+			}
+		}
+	}
 	if p, _ := plan.Parse(source, []byte(text)); p != nil {
 		info.limits = limitsOf(p.Monitor)
 		return info
@@ -60,6 +93,11 @@ func limitsOf(m plan.Monitor) map[string]plan.Limit {
 		out[l.Metric] = l
 	}
 	return out
+}
+
+func listOf(v any) []any {
+	l, _ := v.([]any)
+	return l
 }
 
 func mapOf(v any) map[string]any {

@@ -52,17 +52,22 @@ func descTesting(n int) string {
 
 // qcSummary is generate12LineQCSummary(). Deviations from the seed, each on
 // purpose:
+//   - the header names the plan's systems (scope.systems_affected), not
+//     always "KIS_CORE_V3": a plan that names KIS_CORE_V3 gets it;
 //   - the timestamp is the time of the event that made the run final (of the
 //     last event while in progress), not the clock: a replay reproduces it;
-//   - "Error Rate" prints the fraction as a percentage with two decimals
-//     (0.003 → "0.30%"); the seed prints the raw fraction before "%", which
-//     reads 100× too small, and its `|| 'Unknown'` turns a perfect 0 into
-//     "Unknown";
+//   - "Error Rate" and "Response Time P95" are what measured them (see
+//     Current) in the metric's one unit (plan.FormatMetric: 0.003 → "0.3%");
+//     the seed prints the raw fraction before "%", which reads 100× too
+//     small, and its `|| 'Unknown'` turns a perfect 0 into "Unknown";
 //   - an unknown error rate or p95 prints "Unknown" without the unit
 //     (the seed would print "Unknown%" and "Unknownms");
 //   - "Performance" says why it is not PASS and "Error Rate" and "Response
 //     Time P95" cite the limits the monitor enforced (plan.Limit.Cite), so
 //     a reader sees what the values were judged against;
+//   - Database and Cache read "not checked" when the plan has no postgres
+//     or redis check;
+//   - the duration has millisecond precision;
 //   - every value is one line: newlines in reasons become spaces, so the
 //     summary always has exactly QCLines lines.
 func qcSummary(r *Report, at time.Time, tr TestResults, tests []*testEntry, limits map[string]plan.Limit) string {
@@ -77,17 +82,17 @@ func qcSummary(r *Report, at time.Time, tr TestResults, tests []*testEntry, limi
 	}
 	errorRate, p95 := Unknown, Unknown
 	if v := r.Metrics.Current.ErrorRate; v != nil {
-		errorRate = percent(*v) + citeLimit(limits, MetricErrorRate)
+		errorRate = plan.FormatMetric(MetricErrorRate, *v) + citeLimit(limits, MetricErrorRate)
 	}
 	if v := r.Metrics.Current.ResponseTimeP95; v != nil {
-		p95 = num(round(*v, 1)) + "ms" + citeLimit(limits, MetricP95)
+		p95 = plan.FormatMetric(MetricP95, *v) + citeLimit(limits, MetricP95)
 	}
 	perf := r.Summary.PerformanceStatus
 	if why := r.Summary.PerformanceReason; why != "" {
 		perf += " - " + oneLine(why)
 	}
 	lines := []string{
-		"KIS_CORE_V3 Deployment Report - " + isoTime(at),
+		qcHeader(r.Change.Systems) + isoTime(at),
 		qcRule,
 		"Deployment ID: " + oneLine(r.Deployment.ID),
 		fmt.Sprintf("Status: %s (Duration: %s)", oneLine(r.Deployment.Status), r.Deployment.Duration),
@@ -114,6 +119,21 @@ func citeLimit(limits map[string]plan.Limit, metric string) string {
 	return ""
 }
 
+// qcHeader starts the summary's first line: the plan's systems, then
+// "Deployment Report - " (the seed's "KIS_CORE_V3 Deployment Report - ").
+func qcHeader(systems []string) string {
+	names := make([]string, 0, len(systems))
+	for _, s := range systems {
+		if s = oneLine(s); s != "" {
+			names = append(names, s)
+		}
+	}
+	if len(names) == 0 {
+		return "Deployment Report - "
+	}
+	return strings.Join(names, ", ") + " Deployment Report - "
+}
+
 // performanceStatus is getPerformanceStatus(): the run's p95 and error rate
 // against their limits as the monitor enforced them (plan.Monitor.Limits:
 // the plan's gates and thresholds, default 2100 ms and 1 %, and their
@@ -137,7 +157,7 @@ func performanceStatus(p95, errorRate *float64, limits map[string]plan.Limit, lo
 		if v == nil || !ok {
 			return
 		}
-		said := fmt.Sprintf("%s %s (%s)", metric, plan.FormatValue(metric, *v), l.Cite())
+		said := fmt.Sprintf("%s %s (%s)", metric, plan.FormatMetric(metric, *v), l.Cite())
 		switch {
 		case l.IsCritical(*v):
 			failed = append(failed, said)
@@ -215,33 +235,29 @@ func recommendations(p95, errorRate *float64, failedTests int) []Recommendation 
 	return out
 }
 
-// FormatDuration is formatDuration(): "1h 2m 3s", "5m 0s", "42s"; hours
-// and minutes appear once they are non-zero, seconds always; below a second
-// (or negative, on clock skew) it is "0s".
+// FormatDuration is formatDuration() with millisecond precision:
+// "1h 2m 3.004s", "5m 0.000s", "42.250s", "0.200s"; hours and minutes
+// appear once they are non-zero, seconds always; a negative duration (clock
+// skew) is "0.000s".
 func FormatDuration(d time.Duration) string {
-	if d < time.Second {
-		return "0s"
+	if d < 0 {
+		d = 0
 	}
-	s := int64(d / time.Second)
-	h, m := s/3600, (s%3600)/60
-	s %= 60
+	ms := int64(d / time.Millisecond)
+	h, m := ms/3600000, (ms%3600000)/60000
+	sec := fmt.Sprintf("%d.%03ds", (ms%60000)/1000, ms%1000)
 	switch {
 	case h > 0:
-		return fmt.Sprintf("%dh %dm %ds", h, m, s)
+		return fmt.Sprintf("%dh %dm %s", h, m, sec)
 	case m > 0:
-		return fmt.Sprintf("%dm %ds", m, s)
+		return fmt.Sprintf("%dm %s", m, sec)
 	}
-	return fmt.Sprintf("%ds", s)
+	return sec
 }
 
 // isoTime is JavaScript's Date.toISOString(): UTC, milliseconds, "Z".
 func isoTime(t time.Time) string {
 	return t.UTC().Format("2006-01-02T15:04:05.000Z")
-}
-
-// percent prints a fraction as a percentage with two decimals: 0.003 → "0.30%".
-func percent(v float64) string {
-	return strconv.FormatFloat(v*100, 'f', 2, 64) + "%"
 }
 
 // num prints a number without trailing zeros: 812 → "812", 0.25 → "0.25".

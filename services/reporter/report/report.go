@@ -23,15 +23,30 @@ import (
 // Report is generateReport()'s object. Field order follows the seed; the
 // change object and the fields marked "addition" are not in the seed.
 type Report struct {
-	Deployment      Deployment       `json:"deployment"`
-	Change          Change           `json:"change"`    // addition
-	Approvals       []Approval       `json:"approvals"` // addition: every decision, in stream order
-	Summary         Summary          `json:"summary"`
-	Metrics         Metrics          `json:"metrics"`
-	Tests           Tests            `json:"tests"`
-	Issues          []Issue          `json:"issues"`
-	Rollback        Rollback         `json:"rollback"`
+	Deployment Deployment `json:"deployment"`
+	Change     Change     `json:"change"`    // addition
+	Approvals  []Approval `json:"approvals"` // addition: every decision, in stream order
+	Summary    Summary    `json:"summary"`
+	Metrics    Metrics    `json:"metrics"`
+	Tests      Tests      `json:"tests"`
+	Issues     []Issue    `json:"issues"`
+	Rollback   Rollback   `json:"rollback"`
+	// OperatorTodo is what the operator must do by hand (addition): the
+	// described steps of the plan, which runbook shows and never runs.
+	// Never null: [] when empty.
+	OperatorTodo    []TodoItem       `json:"operator_todo"`
 	Recommendations []Recommendation `json:"recommendations"`
+}
+
+// TodoItem is one thing left to the operator (addition): a described
+// (manual) step a rollback reached, or, when a failure undid nothing
+// (no executable rollback step), each of the plan's described rollback
+// steps.
+type TodoItem struct {
+	Step  string `json:"step"`
+	Phase string `json:"phase"` // rollback (deploy)
+	Note  string `json:"note"`  // NoteManualStep, NoteNothingUndone
+	Time  string `json:"time"`  // of the event that left it to the operator
 }
 
 // Deployment is the report's deployment object.
@@ -51,6 +66,9 @@ type Change struct {
 	Requester string `json:"requester"`
 	Type      string `json:"type"`
 	Priority  string `json:"priority"`
+	// Systems are the plan's scope.systems_affected: the QC summary's
+	// header names them.
+	Systems []string `json:"systems,omitempty"`
 }
 
 // Approval is one approval decision of the run (addition): granted,
@@ -103,7 +121,12 @@ type Comparison struct {
 }
 
 // Current holds the values behind the QC summary's health and metric lines
-// (addition). A null number is printed "Unknown".
+// (addition). A null number is printed "Unknown": nothing measured it.
+// The metrics' sources: SourceMonitor (the watch window's judged samples:
+// the p95 of the p95 samples, the mean error rate), SourceLoadTest (the
+// load test's result), SourceSmoke (the smoke tests: the p95 of their
+// latencies, the share that failed). Database and Cache: the pre-flight
+// postgres and redis checks, NotChecked when the plan has none.
 type Current struct {
 	APIHealth             string   `json:"api_health"`
 	DBHealth              string   `json:"db_health"`
@@ -159,6 +182,10 @@ type Rollback struct {
 	Reason      *string `json:"reason"`       // rollback.started's reason (else the request's), null when none started
 	Duration    *string `json:"duration"`     // rollback.started → rollback.done/failed, null otherwise
 	RequestedBy *string `json:"requested_by"` // monitor, tester, deployer, operator (addition)
+	// NothingUndone: the run failed and nothing was undone (addition): a
+	// rollback was asked for (reason, requested_by) and the plan has no
+	// executable rollback step (run.failed); see operator_todo.
+	NothingUndone bool `json:"nothing_undone,omitempty"`
 }
 
 // Recommendation is one entry of generateRecommendations().

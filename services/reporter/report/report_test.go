@@ -26,6 +26,12 @@ var t0 = time.Date(2025, 9, 22, 14, 30, 0, 0, time.UTC)
 
 const planYAML = `change_request: {id: CR-2025-001, title: "Order API v2", type: enhancement, priority: medium}
 requester: {name: Kim Operator, role: DevOps, contact: ops@example.com}
+scope: {systems_affected: [KIS_CORE_V3]}
+preflight:
+  checks:
+    - {name: api up, http: {url: "http://127.0.0.1:8080/health"}}
+    - {name: orders db, postgres: {dsn_env: ORDERS_DSN}}
+    - {name: session cache, redis: {address: "127.0.0.1:6379"}}
 monitor:
   window: 30m
   thresholds: {api_response_time_p95: 2100, error_rate: 0.01}
@@ -109,10 +115,16 @@ func successRun() *history {
 	h.at(6*time.Minute, "test.load.passed", &runbookv1.Event_TestLoadPassed{TestLoadPassed: &runbookv1.LoadResult{
 		Vus: 50, DurationMs: 300000, Requests: 15000, Errors: 30, ErrorRate: 0.002, AvgMs: 300, P95Ms: 1234.56, MaxMs: 2000, Rps: 50, GateP95Ms: 2100, GateErrorRate: 0.01}})
 	h.at(6*time.Minute+time.Second, "test.passed", &runbookv1.Event_TestPassed{TestPassed: &runbookv1.TestOutcome{Passed: 4}})
+	// Max holds the 503s of the maintenance page served during the deploy
+	// (during_deploy_samples); the stats are over the judged samples only.
 	h.at(30*time.Minute+11*time.Second+250*time.Millisecond, "monitor.completed", &runbookv1.Event_MonitorCompleted{MonitorCompleted: &runbookv1.MonitorCompleted{
-		Samples: 60,
-		Last:    map[string]float64{MetricP95: 900, MetricErrorRate: 0.002, "cpu_utilization": 40},
-		Max:     map[string]float64{MetricP95: 1400, MetricErrorRate: 0.003, "cpu_utilization": 55},
+		Samples: 60, DuringDeploySamples: 4,
+		Last: map[string]float64{MetricP95: 900, MetricErrorRate: 0.002, "cpu_utilization": 40},
+		Max:  map[string]float64{MetricP95: 4000, MetricErrorRate: 1, "cpu_utilization": 55},
+		Stats: map[string]*runbookv1.MetricStats{
+			MetricP95:       {Min: 700, Max: 1400, Mean: 950, P95: 1300, Samples: 60},
+			MetricErrorRate: {Min: 0, Max: 0.003, Mean: 0.002, P95: 0.003, Samples: 60},
+		},
 	}})
 	// After the final event: not part of the report.
 	h.at(31*time.Minute, "report.ready", &runbookv1.Event_ReportReady{ReportReady: &runbookv1.ReportReady{Status: "SUCCESS"}})
@@ -121,10 +133,23 @@ func successRun() *history {
 
 func rolledBackRun() *history {
 	h := deployed()
+	h.at(62*time.Second, "test.started", &runbookv1.Event_TestStarted{TestStarted: &runbookv1.TestStarted{SmokeTests: 2, LoadTest: true}})
+	h.at(65*time.Second, "test.smoke.passed", &runbookv1.Event_TestSmokePassed{TestSmokePassed: &runbookv1.TestSuiteResult{Passed: 2, Tests: []*runbookv1.TestCase{
+		{Name: "health endpoint", Type: "smoke", Status: "PASS", DurationMs: 12},
+		{Name: "create order", Type: "smoke", Status: "PASS", DurationMs: 140},
+	}}})
 	h.at(3*time.Minute, "threshold.violated", &runbookv1.Event_ThresholdViolated{ThresholdViolated: &runbookv1.ThresholdViolated{
 		Metric: MetricP95, Value: 3500, Threshold: 2100, Severity: "CRITICAL", Source: "prometheus_scrape", AutoRollback: true}})
 	h.at(3*time.Minute+time.Second, "rollback.requested", &runbookv1.Event_RollbackRequested{RollbackRequested: &runbookv1.RollbackRequested{
 		Reason: "api_response_time_p95 3500 > 150% of 2100", RequestedBy: "monitor", Metric: MetricP95, Value: 3500, Threshold: 2100}})
+	h.at(3*time.Minute+1500*time.Millisecond, "test.failed", &runbookv1.Event_TestFailed{TestFailed: &runbookv1.TestOutcome{
+		Passed: 2, Stopped: "rollback started by monitor: api_response_time_p95 3500 > 150% of 2100",
+		Smoke: &runbookv1.TestSuiteResult{Passed: 2, Tests: []*runbookv1.TestCase{
+			{Name: "health endpoint", Type: "smoke", Status: "PASS", DurationMs: 12},
+			{Name: "create order", Type: "smoke", Status: "PASS", DurationMs: 140},
+		}},
+		Load: &runbookv1.LoadResult{Vus: 50, DurationMs: 115250, Requests: 5000, Errors: 150, ErrorRate: 0.03, AvgMs: 900, P95Ms: 3321.5, MaxMs: 5000, Rps: 43.4,
+			GateP95Ms: 2100, GateErrorRate: 0.01, Reason: "stopped: rollback started by monitor"}}})
 	h.at(3*time.Minute+2*time.Second, "rollback.started", &runbookv1.Event_RollbackStarted{RollbackStarted: &runbookv1.RollbackStarted{
 		Reason: "api_response_time_p95 3500 > 150% of 2100", RequestedBy: "monitor", Steps: 1}})
 	h.at(3*time.Minute+30*time.Second, "rollback.step.succeeded", &runbookv1.Event_RollbackStepSucceeded{RollbackStepSucceeded: &runbookv1.StepEvent{Index: 0, Name: "restore model", Kind: "command", Attempt: 1}})
@@ -176,35 +201,35 @@ func TestQCSummary(t *testing.T) {
 		{"success", successRun, `KIS_CORE_V3 Deployment Report - 2025-09-22T15:00:11.250Z
 ============================================
 Deployment ID: DEPLOY-20250922-143000
-Status: SUCCESS (Duration: 30m 11s)
+Status: SUCCESS (Duration: 30m 11.250s)
 Smoke Tests: 2/2 passed
 Performance: PASS
 Critical Issues: 0
 API Health: HEALTHY
 Database: CONNECTED
 Cache: CONNECTED
-Error Rate: 0.30% (threshold 1%, rollback above 1.5%)
-Response Time P95: 1400ms (threshold 2100ms, rollback above 3150ms)
+Error Rate: 0.2% (threshold 1%, rollback above 1.5%)
+Response Time P95: 1300ms (threshold 2100ms, rollback above 3150ms)
 ============================================
 Overall: PASS - change deployed and verified`},
 		{"rolled back by the monitor", rolledBackRun, `KIS_CORE_V3 Deployment Report - 2025-09-22T14:34:32.000Z
 ============================================
 Deployment ID: DEPLOY-20250922-143000
-Status: ROLLED_BACK (Duration: 4m 32s)
-Smoke Tests: 0/0 passed
-Performance: FAIL - api_response_time_p95 3500ms (threshold 2100ms, rollback above 3150ms)
+Status: ROLLED_BACK (Duration: 4m 32.000s)
+Smoke Tests: 2/2 passed
+Performance: FAIL - api_response_time_p95 3321.5ms (threshold 2100ms, rollback above 3150ms); error_rate 3% (threshold 1%, rollback above 1.5%)
 Critical Issues: 1
 API Health: HEALTHY
 Database: CONNECTED
 Cache: CONNECTED
-Error Rate: Unknown
-Response Time P95: 3500ms (threshold 2100ms, rollback above 3150ms)
+Error Rate: 3% (threshold 1%, rollback above 1.5%)
+Response Time P95: 3321.5ms (threshold 2100ms, rollback above 3150ms)
 ============================================
 Overall: FAIL - rolled back: api_response_time_p95 3500 > 150% of 2100`},
 		{"pre-flight failed", preflightFailedRun, `KIS_CORE_V3 Deployment Report - 2025-09-22T14:30:04.500Z
 ============================================
 Deployment ID: DEPLOY-20250922-143000
-Status: FAILED (Duration: 4s)
+Status: FAILED (Duration: 4.500s)
 Smoke Tests: 0/0 passed
 Performance: Unknown
 Critical Issues: 1
@@ -218,7 +243,7 @@ Overall: FAIL - pre-flight failed: blocking check orders db failed`},
 		{"invalid plan", invalidRun, `KIS_CORE_V3 Deployment Report - 2025-09-22T14:30:00.200Z
 ============================================
 Deployment ID: DEPLOY-20250922-143000
-Status: INVALID (Duration: 0s)
+Status: INVALID (Duration: 0.200s)
 Smoke Tests: 0/0 passed
 Performance: Unknown
 Critical Issues: 2
@@ -281,16 +306,21 @@ func TestReportGolden(t *testing.T) {
 			eq(t, "deployment.id", r.Deployment.ID, runID)
 			eq(t, "deployment.startTime", r.Deployment.StartTime, "2025-09-22T14:30:00.000Z")
 			eq(t, "deployment.endTime", *r.Deployment.EndTime, "2025-09-22T15:00:11.250Z")
-			eq(t, "deployment.duration", r.Deployment.Duration, "30m 11s")
+			eq(t, "deployment.duration", r.Deployment.Duration, "30m 11.250s")
 			eq(t, "deployment.status", r.Deployment.Status, "SUCCESS")
 			eq(t, "deployment.operator", r.Deployment.Operator, "kim")
-			eq(t, "change", r.Change, Change{ID: "CR-2025-001", Title: "Order API v2", Requester: "Kim Operator", Type: "enhancement", Priority: "medium"})
+			eq(t, "change", r.Change, Change{ID: "CR-2025-001", Title: "Order API v2", Requester: "Kim Operator", Type: "enhancement", Priority: "medium", Systems: []string{"KIS_CORE_V3"}})
 			eq(t, "summary.test_results", r.Summary.TestResults, TestResults{Passed: 4, Failed: 0, Total: 4})
 			eq(t, "summary.performance_status", r.Summary.PerformanceStatus, "PASS")
 			eq(t, "smoke tests", len(r.Tests.SmokeTests), 2)
 			eq(t, "regression tests", len(r.Tests.RegressionTests), 1)
-			eq(t, "performance test", r.Tests.PerformanceTests[0].Name, "Load test (50 VUs, 5m 0s)")
-			eq(t, "performance test details", r.Tests.PerformanceTests[0].Details, "p95 1234.6ms, error rate 0.20%, 15000 requests, 30 errors, 50 req/s (gates: p95 ≤ 2100ms, error rate ≤ 1.00%)")
+			eq(t, "performance test", r.Tests.PerformanceTests[0].Name, "Load test (50 VUs, 5m 0.000s)")
+			eq(t, "performance test details", r.Tests.PerformanceTests[0].Details, "p95 1234.6ms, error rate 0.2%, 15000 requests, 30 errors, 50 req/s (gates: p95 ≤ 2100ms, error rate ≤ 1%)")
+			eq(t, "error rate: the judged samples' mean", *r.Metrics.Current.ErrorRate, 0.002)
+			eq(t, "p95: the judged samples' p95", *r.Metrics.Current.ResponseTimeP95, 1300.0)
+			eq(t, "metric sources", r.Metrics.Current.ErrorRateSource+" "+r.Metrics.Current.ResponseTimeP95Source, SourceMonitor+" "+SourceMonitor)
+			eq(t, "systems", r.Change.Systems, []string{"KIS_CORE_V3"})
+			eq(t, "operator_todo", r.OperatorTodo, []TodoItem{})
 			eq(t, "pre p95", r.Metrics.PreDeployment[MetricP95], 800.0)
 			eq(t, "post p95", r.Metrics.PostDeployment[MetricP95], 900.0)
 			eq(t, "comparison p95", r.Metrics.Comparison[MetricP95].Change, 100.0)
@@ -311,14 +341,16 @@ func TestReportGolden(t *testing.T) {
 			eq(t, "deployment.status", r.Deployment.Status, "ROLLED_BACK")
 			eq(t, "rollback.executed", r.Rollback.Executed, true)
 			eq(t, "rollback.reason", *r.Rollback.Reason, "api_response_time_p95 3500 > 150% of 2100")
-			eq(t, "rollback.duration", *r.Rollback.Duration, "1m 30s")
+			eq(t, "rollback.duration", *r.Rollback.Duration, "1m 30.000s")
 			eq(t, "rollback.requested_by", *r.Rollback.RequestedBy, "monitor")
 			eq(t, "post_deployment (monitor.completed after the final event)", len(r.Metrics.PostDeployment), 0)
-			eq(t, "p95 source", r.Metrics.Current.ResponseTimeP95Source, SourceViolation)
+			eq(t, "p95 source (window cut short: the load test)", r.Metrics.Current.ResponseTimeP95Source, SourceLoadTest)
+			eq(t, "p95 from the stopped load test", *r.Metrics.Current.ResponseTimeP95, 3321.5)
+			eq(t, "error rate from the stopped load test", *r.Metrics.Current.ErrorRate, 0.03)
 			eq(t, "summary.critical_issues", r.Summary.CriticalIssues, 1)
 			eq(t, "violation issue", r.Issues[1], Issue{Severity: "CRITICAL", Type: "THRESHOLD", Metric: MetricP95, Value: ptr(3500.0), Threshold: ptr(2100.0),
-				Message: "api_response_time_p95 = 3500 exceeded its threshold 2100 (source prometheus_scrape); auto-rollback rule met", Time: "2025-09-22T14:33:00.000Z"})
-			eq(t, "recommendations", r.Recommendations, []Recommendation{{Type: "PERFORMANCE", Priority: "MEDIUM", Description: descPerformance}})
+				Message: "api_response_time_p95 = 3500ms exceeded its threshold 2100ms (source prometheus_scrape); auto-rollback rule met", Time: "2025-09-22T14:33:00.000Z"})
+			eq(t, "recommendations", r.Recommendations, []Recommendation{{Type: "PERFORMANCE", Priority: "MEDIUM", Description: descPerformance}, {Type: "RELIABILITY", Priority: "HIGH", Description: descReliability}})
 		}},
 		{"preflight_failed", preflightFailedRun, func(t *testing.T, r *Report) {
 			eq(t, "deployment.status", r.Deployment.Status, "FAILED")
@@ -431,7 +463,7 @@ func TestRecommendationThresholds(t *testing.T) {
 		}
 		h.at(2*time.Minute, "test.smoke.passed", &runbookv1.Event_TestSmokePassed{TestSmokePassed: &runbookv1.TestSuiteResult{Tests: tests}})
 		h.at(3*time.Minute, "monitor.completed", &runbookv1.Event_MonitorCompleted{MonitorCompleted: &runbookv1.MonitorCompleted{
-			Max: map[string]float64{MetricP95: c.p95, MetricErrorRate: c.errRate}}})
+			Stats: map[string]*runbookv1.MetricStats{MetricP95: {P95: c.p95, Samples: 1}, MetricErrorRate: {Mean: c.errRate, Samples: 1}}}})
 		res := generate(t, h)
 		var got []string
 		for _, r := range res.Report.Recommendations {
@@ -498,23 +530,19 @@ func TestPerformanceStatus(t *testing.T) {
 func TestFormatDuration(t *testing.T) {
 	t.Parallel()
 	for d, want := range map[time.Duration]string{
-		0:                                     "0s",
-		-time.Minute:                          "0s",
-		999 * time.Millisecond:                "0s",
-		42 * time.Second:                      "42s",
-		5 * time.Minute:                       "5m 0s",
-		90*time.Second + 999*time.Millisecond: "1m 30s",
-		time.Hour + 2*time.Minute + 3*time.Second: "1h 2m 3s",
-		2 * time.Hour:                "2h 0m 0s",
-		26*time.Hour + 5*time.Second: "26h 0m 5s",
+		0:                      "0.000s",
+		-time.Minute:           "0.000s",
+		999 * time.Millisecond: "0.999s",
+		200*time.Millisecond + 999*time.Microsecond: "0.200s",
+		42 * time.Second:                      "42.000s",
+		5 * time.Minute:                       "5m 0.000s",
+		90*time.Second + 999*time.Millisecond: "1m 30.999s",
+		time.Hour + 2*time.Minute + 3*time.Second + 4*time.Millisecond: "1h 2m 3.004s",
+		2 * time.Hour:                "2h 0m 0.000s",
+		26*time.Hour + 5*time.Second: "26h 0m 5.000s",
 	} {
 		if got := FormatDuration(d); got != want {
 			t.Errorf("FormatDuration(%v) = %q, want %q", d, got, want)
-		}
-	}
-	for v, want := range map[float64]string{0: "0.00%", 0.3: "30.00%", 0.003: "0.30%", 0.00001: "0.00%", 1: "100.00%"} {
-		if got := percent(v); got != want {
-			t.Errorf("percent(%v) = %q, want %q", v, got, want)
 		}
 	}
 }
@@ -614,7 +642,9 @@ func TestFailedTests(t *testing.T) {
 	eq(t, "api health", res.Report.Metrics.Current.APIHealth, Unhealthy)
 	eq(t, "issues", len(res.Report.Issues), 2) // the flaky health step and the test
 	eq(t, "test issue", res.Report.Issues[1].Message, "smoke test health endpoint failed: HTTP 502")
-	eq(t, "recommendations", res.Report.Recommendations, []Recommendation{{Type: "TESTING", Priority: "HIGH", Description: "1 test failed. Fix it before the next deployment."}})
+	// Nothing but the smoke tests measured the release: 1 of 2 failed.
+	eq(t, "error rate from the smoke tests", *res.Report.Metrics.Current.ErrorRate, 0.5)
+	eq(t, "recommendations", res.Report.Recommendations, []Recommendation{{Type: "RELIABILITY", Priority: "HIGH", Description: descReliability}, {Type: "TESTING", Priority: "HIGH", Description: "1 test failed. Fix it before the next deployment."}})
 	if !strings.Contains(res.QCSummary, "\nSmoke Tests: 1/2 passed\n") {
 		t.Errorf("summary:\n%s", res.QCSummary)
 	}

@@ -96,12 +96,12 @@ func TestRetroContent(t *testing.T) {
 		t.Fatal(err)
 	}
 	// deploy.started at +10s, the run ends with monitor.completed at +30m11.25s:
-	// 30m1s actual of 20m planned is +50%.
+	// 30m1.25s actual of 20m planned is +50%.
 	dd := doc.MetricsAnalysis.DeploymentDuration
-	if dd["planned"] != "20 minutes" || dd["actual"] != "30m 1s" || dd["variance"] != "+50%" {
+	if dd["planned"] != "20 minutes" || dd["actual"] != "30m 1.250s" || dd["variance"] != "+50%" {
 		t.Errorf("deployment_duration %v", dd)
 	}
-	if got := doc.MetricsAnalysis.Downtime["actual"]; got != "51s" { // deploy +10s → +61s
+	if got := doc.MetricsAnalysis.Downtime["actual"]; got != "51.000s" { // deploy +10s → +61s
 		t.Errorf("downtime actual %q", got)
 	}
 	tc := doc.MetricsAnalysis.TestCoverage
@@ -129,7 +129,7 @@ func TestRetroContent(t *testing.T) {
 			t.Errorf("what_went_wrong lacks %q: %v", w, doc.WentWrong)
 		}
 	}
-	if !strings.Contains(strings.Join(doc.WentWell, "\n"), "rollback completed in 1m 30s") {
+	if !strings.Contains(strings.Join(doc.WentWell, "\n"), "rollback completed in 1m 30.000s") {
 		t.Errorf("what_went_well %v", doc.WentWell)
 	}
 	if len(doc.ActionItems) == 0 || doc.ActionItems[0].ID != "AI-001" || doc.ActionItems[0].Priority != "MEDIUM" {

@@ -68,8 +68,8 @@ func TestTestsStoppedByRollback(t *testing.T) {
 				done(h)
 			},
 			smoke: "Smoke Tests: 3/3 passed", tests: TestResults{Passed: 3, Failed: 0, Total: 4},
-			perf:  []string{"Load test (5 VUs, 3s) STOPPED"},
-			issue: "tests stopped: rollback started by monitor: " + reason + "; the load test was stopped after 3s (gates not judged)",
+			perf:  []string{"Load test (5 VUs, 3.000s) STOPPED"},
+			issue: "tests stopped: rollback started by monitor: " + reason + "; the load test was stopped after 3.000s (gates not judged)",
 		},
 		{
 			name: "outcome after rollback.done: still in the report (the reporter waits for it)",
@@ -140,7 +140,7 @@ func TestTestsStoppedByRollback(t *testing.T) {
 			var perf []string
 			for _, p := range res.Report.Tests.PerformanceTests {
 				perf = append(perf, p.Name+" "+p.Status)
-				if p.Status == TestStopped && !strings.Contains(p.Details, "p95 410ms, error rate 0.00%, 120 requests") {
+				if p.Status == TestStopped && !strings.Contains(p.Details, "p95 410ms, error rate 0%, 120 requests") {
 					t.Errorf("stopped load test details %q: not what it measured", p.Details)
 				}
 			}

@@ -167,6 +167,11 @@ func TestDashboardInChromium(t *testing.T) {
 	if qc := text(`#qc-summary`); !strings.Contains(qc, "ROLLED_BACK") {
 		t.Errorf("QC summary on the page: %q", qc)
 	}
+	// The plan's described rollback step ("트래픽 차단") is MANUAL and
+	// "manual — not executed", never SUCCEEDED in 0 ms.
+	if steps := text(`#steps`); !strings.Contains(steps, "트래픽 차단") || !strings.Contains(steps, "MANUAL") || !strings.Contains(steps, "manual — not executed") {
+		t.Errorf("steps table: %q", steps)
+	}
 
 	// A threshold violation published now shows in the live alerts feed
 	// within a second.
@@ -182,7 +187,8 @@ func TestDashboardInChromium(t *testing.T) {
 	took := time.Since(sent)
 	alert := text(li)
 	t.Logf("alert on the page %s after its publication: %q", took, alert)
-	if !strings.Contains(alert, "error_rate") || !strings.Contains(alert, "CRITICAL") || !strings.Contains(alert, bad) {
+	// error_rate 0.42 reads 42% (one unit per metric, as CLI watch and the report).
+	if !strings.Contains(alert, "error_rate = 42% > 1%") || !strings.Contains(alert, "CRITICAL") || !strings.Contains(alert, bad) {
 		t.Errorf("alert reads %q", alert)
 	}
 

@@ -6,6 +6,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/kis-core/runbook/domain/plan"
 	runbookv1 "github.com/kis-core/runbook/proto/runbook/v1"
 )
 
@@ -52,6 +53,8 @@ func Describe(ev *runbookv1.Event) (phase, text string) {
 		return "GATE", "✗ EXPIRED: " + p.RunExpired.GetReason()
 	case *runbookv1.Event_RunCancelled:
 		return "GATE", "✗ CANCELLED: " + p.RunCancelled.GetReason()
+	case *runbookv1.Event_RunFailed:
+		return "ROLLBACK", "✗✗ FAILED: " + p.RunFailed.GetReason()
 	case *runbookv1.Event_DeployStarted:
 		return "ACT", fmt.Sprintf("deploy started: %d step(s)", p.DeployStarted.GetSteps())
 	case *runbookv1.Event_DeployStepStarted:
@@ -73,7 +76,7 @@ func Describe(ev *runbookv1.Event) (phase, text string) {
 		return "MONITOR", fmt.Sprintf("watching for %s every %s", p.MonitorStarted.GetWindow(), p.MonitorStarted.GetInterval())
 	case *runbookv1.Event_ThresholdViolated:
 		t := p.ThresholdViolated
-		return "MONITOR", fmt.Sprintf("⚠ %s %s = %.4g > threshold %.4g", t.GetSeverity(), t.GetMetric(), t.GetValue(), t.GetThreshold())
+		return "MONITOR", fmt.Sprintf("⚠ %s %s = %s > threshold %s", t.GetSeverity(), t.GetMetric(), plan.FormatMetric(t.GetMetric(), t.GetValue()), plan.FormatMetric(t.GetMetric(), t.GetThreshold()))
 	case *runbookv1.Event_MonitorCompleted:
 		m := p.MonitorCompleted
 		return "MONITOR", fmt.Sprintf("window ended: %d sample(s), %d violation(s)%s", m.GetSamples(), m.GetViolations(), suffix(m.GetReason()))
@@ -91,7 +94,7 @@ func Describe(ev *runbookv1.Event) (phase, text string) {
 		return "TEST", fmt.Sprintf("✗ smoke tests %d/%d passed; failed: %s", p.TestSmokeFailed.GetPassed(), p.TestSmokeFailed.GetPassed()+p.TestSmokeFailed.GetFailed(), strings.Join(failed, "; "))
 	case *runbookv1.Event_TestLoadProgress:
 		l := p.TestLoadProgress
-		return "TEST", fmt.Sprintf("load: %ds, %d requests, %d errors, p95 %.0f ms", l.GetElapsedMs()/1000, l.GetRequests(), l.GetErrors(), l.GetP95Ms())
+		return "TEST", fmt.Sprintf("load: %ds, %d requests, %d errors, p95 %s", l.GetElapsedMs()/1000, l.GetRequests(), l.GetErrors(), plan.FormatMetric(plan.MetricP95, l.GetP95Ms()))
 	case *runbookv1.Event_TestLoadPassed:
 		return "TEST", "✔ load test passed: " + loadLine(p.TestLoadPassed)
 	case *runbookv1.Event_TestLoadFailed:
@@ -168,6 +171,14 @@ func checkLine(r *runbookv1.PreflightResult) string {
 }
 
 func stepLine(mark string, s *runbookv1.StepEvent) string {
+	if s.GetManual() {
+		// A described step: shown to the operator, never executed, so
+		// neither a ✔ nor a duration.
+		if mark == "→" {
+			return fmt.Sprintf("→ [%s %d] %s (a described step)", s.GetList(), s.GetIndex()+1, s.GetName())
+		}
+		return fmt.Sprintf("☐ [%s %d] %s — %s: the operator's to-do", s.GetList(), s.GetIndex()+1, s.GetName(), plan.ManualNotExecuted)
+	}
 	line := fmt.Sprintf("%s [%s %d] %s", mark, s.GetList(), s.GetIndex()+1, s.GetName())
 	if s.GetAttempt() > 1 {
 		line += fmt.Sprintf(" (attempt %d)", s.GetAttempt())
@@ -206,8 +217,10 @@ func outputList(ev *runbookv1.Event) string {
 }
 
 func loadLine(l *runbookv1.LoadResult) string {
-	return fmt.Sprintf("%d VUs, %d requests, error rate %.2f%% (gate %.2f%%), p95 %.0f ms (gate %.0f ms)%s",
-		l.GetVus(), l.GetRequests(), l.GetErrorRate()*100, l.GetGateErrorRate()*100, l.GetP95Ms(), l.GetGateP95Ms(), suffix(l.GetReason()))
+	er, p95 := plan.MetricErrorRate, plan.MetricP95
+	return fmt.Sprintf("%d VUs, %d requests, error rate %s (gate %s), p95 %s (gate %s)%s",
+		l.GetVus(), l.GetRequests(), plan.FormatMetric(er, l.GetErrorRate()), plan.FormatMetric(er, l.GetGateErrorRate()),
+		plan.FormatMetric(p95, l.GetP95Ms()), plan.FormatMetric(p95, l.GetGateP95Ms()), suffix(l.GetReason()))
 }
 
 func suffix(s string) string {

@@ -218,15 +218,17 @@ function renderRun(r, metrics, open) {
         el("summary", {}, st.error ? "error and output" : "output"),
         st.error ? el("pre", {}, st.error + (st.exit_code ? ` (exit ${st.exit_code})` : "")) : null,
         st.output_tail ? el("pre", {}, st.output_tail) : null) : "";
-      return [st.phase + (st.list !== "steps" ? "/" + st.list : ""), `${st.index + 1}. ${st.name}`, badge(st.status), st.attempt, st.duration_ms, out];
+      // A described (manual) step was never executed: its note, not a duration.
+      const ms = st.manual ? el("span", { class: "manual" }, st.note) : st.duration_ms;
+      return [st.phase + (st.list !== "steps" ? "/" + st.list : ""), `${st.index + 1}. ${st.name}`, badge(st.status), st.attempt, ms, out];
     })),
     section("Metrics over the watch window", renderCharts(metrics)),
     section("Threshold violations", table("violations", ["Time", "Severity", "Metric", "Value", "Threshold", "Source", "Auto-rollback"], r.violations, v => [
-      fmtClock(v.time), badge(v.severity), v.metric, fmtNum(v.value), fmtNum(v.threshold), v.source, v.auto_rollback ? "yes" : ""])),
+      fmtClock(v.time), badge(v.severity), v.metric, v.value_text, v.threshold_text, v.source, v.auto_rollback ? "yes" : ""])),
     section("Tests", [
       table("tests", ["Test", "Type", "Status", "ms", "Details"], r.tests, t => [t.name, t.type, badge(t.status), t.duration_ms, t.error || t.details]),
       r.load ? el("p", { id: "load" }, badge(r.load.passed ? "PASS" : "FAIL"),
-        ` load test: ${r.load.vus} VUs, ${r.load.requests} requests, ${r.load.errors} errors (rate ${fmtNum(r.load.error_rate)}, gate ${fmtNum(r.load.gate_error_rate)}), p95 ${fmtNum(r.load.p95_ms)} ms (gate ${fmtNum(r.load.gate_p95_ms)} ms)`,
+        ` load test: ${r.load.text}`,
         r.load.reason ? " — " + r.load.reason : "") : null]),
     section("QC summary", r.qc_summary ? el("pre", { id: "qc-summary" }, r.qc_summary) : el("p", { class: "muted", id: "qc-summary-pending" }, "The QC summary comes with the report, when the run ends.")));
 }
@@ -237,6 +239,17 @@ function table(id, heads, rows, cells) {
   if (!rows || !rows.length) return el("p", { class: "muted", id: id + "-none" }, "none");
   return el("table", { id }, el("thead", {}, el("tr", {}, heads.map(h => el("th", {}, h)))),
     el("tbody", {}, rows.map(row => el("tr", {}, cells(row).map(c => el("td", {}, c))))));
+}
+
+// fmtMetric prints a value of metric in its one unit, as the server's
+// plan.FormatMetric does: units[metric] = {scale, suffix, decimals} from the
+// read API (error_rate 0.3 → "30%").
+function fmtMetric(metric, v, units) {
+  const u = (units || {})[metric];
+  if (typeof v !== "number" || !u) return fmtNum(v);
+  let x = v * u.scale;
+  if (u.decimals >= 0) { const p = 10 ** u.decimals; x = Math.round(x * p) / p; }
+  return String(x) + u.suffix;
 }
 
 function fmtNum(v) {
@@ -299,14 +312,14 @@ function chart(name, m) {
   }
   for (const f of [0, 0.5, 1]) {
     const v = vmax * f;
-    g.append(svg("text", { x: L - 4, y: y(v) + 3, "text-anchor": "end", "font-size": 9, fill: "#6b7280" }, fmtNum(v)));
+    g.append(svg("text", { x: L - 4, y: y(v) + 3, "text-anchor": "end", "font-size": 9, fill: "#6b7280" }, fmtMetric(name, Number(v.toPrecision(3)), m.units)));
   }
   g.append(svg("text", { x: L, y: H - 6, "font-size": 9, fill: "#6b7280" }, fmtClock(t0).slice(0, 8)));
   g.append(svg("text", { x: W - R, y: H - 6, "font-size": 9, fill: "#6b7280", "text-anchor": "end" }, fmtClock(t1).slice(0, 8)));
   const hline = (v, color, label, cls) => {
     if (v === undefined || v > vmax) return;
     g.append(svg("line", { class: cls, x1: L, x2: W - R, y1: y(v), y2: y(v), stroke: color, "stroke-dasharray": "5 3", "stroke-width": 1.5 }));
-    g.append(svg("text", { x: W - R - 2, y: y(v) - 3, "text-anchor": "end", "font-size": 9, fill: color }, `${label} ${fmtNum(v)}`));
+    g.append(svg("text", { x: W - R - 2, y: y(v) - 3, "text-anchor": "end", "font-size": 9, fill: color }, `${label} ${fmtMetric(name, v, m.units)}`));
   };
   hline(thr, "#c62828", below ? "minimum" : "threshold", "threshold");
   hline(lim, "#b26a00", gate && !gate.rollback ? "critical" : gate?.shadow ? "would roll back" : "rollback", "rollback-limit");
@@ -317,7 +330,7 @@ function chart(name, m) {
   });
   for (const v of viol) {
     g.append(svg("circle", { class: "violation", cx: x(Date.parse(v.time)), cy: y(Math.min(v.value, vmax)), r: 4, fill: "none", stroke: "#c62828", "stroke-width": 2 },
-      svg("title", {}, `${v.severity} ${fmtNum(v.value)} ${below ? "<" : ">"} ${fmtNum(v.threshold)}`)));
+      svg("title", {}, `${v.severity} ${v.value_text} ${below ? "<" : ">"} ${v.threshold_text}`)));
   }
   // Colours by class, never a style attribute: the Content-Security-Policy
   // allows no inline style.
@@ -334,7 +347,7 @@ function addAlert(a) {
     el("span", { class: "when" }, fmtClock(a.time)),
     badge(a.severity), " ",
     el("a", { href: "#/runs/" + a.run_id }, a.run_id), " ",
-    el("code", {}, a.metric), ` = ${fmtNum(a.value)} > ${fmtNum(a.threshold)}`,
+    el("code", {}, a.metric), ` = ${a.value_text} > ${a.threshold_text}`,
     a.auto_rollback ? " (rollback)" : "");
   alerts.prepend(li);
   while (alerts.children.length > 100) alerts.lastElementChild.remove();
