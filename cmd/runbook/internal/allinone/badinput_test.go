@@ -191,3 +191,47 @@ func TestBadInputMakesNoRun(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A change request that decodes but that its consumers refuse (published
+// unsigned, with authentication on) is no run either once refused: the
+// read API does not list it, and its dead letters are listed.
+func TestRefusedChangeRequestMakesNoRun(t *testing.T) {
+	p := startPipeline(t, func(o *allinone.Options) { o.HTTPListen = "127.0.0.1:0" })
+	nc := natsConn(t, p.srv.NATSURL(), p.srv.Creds("admin"))
+	js, err := nc.JetStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := json.Marshal(map[string]any{"id": "UNSIGNED-1/change.requested", "runId": "UNSIGNED-1", "type": "change.requested",
+		"time": time.Now().UTC().Format(time.RFC3339Nano), "changeRequested": map[string]any{"planYaml": trivialPlan}})
+	msg := nats.NewMsg("runbook.UNSIGNED-1.change.requested")
+	msg.Header.Set("Content-Type", "application/json")
+	msg.Data = body
+	if _, err := js.PublishMsg(msg); err != nil {
+		t.Fatal(err)
+	}
+	p.waitEvent(t, "UNSIGNED-1", "event.dead_lettered", 30*time.Second, func(e *runbookv1.Event) bool {
+		return e.GetEventDeadLettered().GetConsumer() == "preflight" && strings.Contains(e.GetEventDeadLettered().GetReason(), "no publisher signature")
+	})
+	good := p.submit(t, []byte(trivialPlan))
+	p.report(t, good, 60*time.Second)
+	base := "http://" + p.srv.HTTPAddr()
+	natstest.Eventually(t, 10*time.Second, "the read API lists the good run and not the refused one", func() bool {
+		resp, err := http.Get(base + "/api/v1/runs")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return strings.Contains(string(b), good) && !strings.Contains(string(b), "UNSIGNED-1")
+	})
+	resp, err := http.Get(base + "/api/v1/dead-letters")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if !strings.Contains(string(b), `"run_id": "UNSIGNED-1"`) {
+		t.Fatalf("dead letters: %s", b)
+	}
+}
