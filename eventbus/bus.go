@@ -183,7 +183,7 @@ func (b *Bus) LastEvent(ctx context.Context, runID, typ string) (*Envelope, erro
 		}
 		return nil, fmt.Errorf("read last %s of run %s: %w", typ, runID, err)
 	}
-	ev, err := Decode(raw.Subject, raw.Header, raw.Data)
+	ev, err := DecodeRaw(raw)
 	if err != nil {
 		return nil, err
 	}
@@ -214,9 +214,9 @@ func (b *Bus) Scan(ctx context.Context, filters []string, startSeq uint64, fn fu
 		return err
 	}
 	defer b.dropConsumer(cons)
-	return drain(ctx, cons, filters, func(msg jetstream.Msg, seq uint64) error {
-		if ev, derr := Decode(msg.Subject(), msg.Headers(), msg.Data()); derr == nil {
-			return fn(envelope(ev, seq, msg.Subject(), msg.Headers(), msg.Data()))
+	return drain(ctx, cons, filters, func(msg jetstream.Msg, meta *jetstream.MsgMetadata) error {
+		if ev, derr := Decode(msg.Subject(), msg.Headers(), msg.Data(), meta.Timestamp); derr == nil {
+			return fn(envelope(ev, meta.Sequence.Stream, msg.Subject(), msg.Headers(), msg.Data()))
 		}
 		return nil
 	})
@@ -250,7 +250,7 @@ func (b *Bus) RunSamples(ctx context.Context, runID string) ([]*runbookv1.Metric
 	}
 	defer b.dropConsumer(cons)
 	var out []*runbookv1.MetricSample
-	err = drain(ctx, cons, filters, func(msg jetstream.Msg, _ uint64) error {
+	err = drain(ctx, cons, filters, func(msg jetstream.Msg, _ *jetstream.MsgMetadata) error {
 		s := &runbookv1.MetricSample{}
 		if proto.Unmarshal(msg.Data(), s) == nil {
 			out = append(out, s)
@@ -265,8 +265,8 @@ func (b *Bus) RunSamples(ctx context.Context, runID string) ([]*runbookv1.Metric
 
 // drain calls fn for every message of an ordered consumer up to the end
 // of its stream as it was when drain started, in order, with the message's
-// stream sequence.
-func drain(ctx context.Context, cons jetstream.Consumer, filters []string, fn func(jetstream.Msg, uint64) error) error {
+// metadata (stream sequence, timestamp).
+func drain(ctx context.Context, cons jetstream.Consumer, filters []string, fn func(jetstream.Msg, *jetstream.MsgMetadata) error) error {
 	info, err := cons.Info(ctx)
 	if err != nil {
 		return fmt.Errorf("consumer info on %v: %w", filters, err)
@@ -286,7 +286,7 @@ func drain(ctx context.Context, cons jetstream.Consumer, filters []string, fn fu
 			if err != nil {
 				return fmt.Errorf("metadata: %w", err)
 			}
-			if err := fn(msg, meta.Sequence.Stream); err != nil {
+			if err := fn(msg, meta); err != nil {
 				return err
 			}
 			if meta.NumPending == 0 {
@@ -332,7 +332,7 @@ func (b *Bus) Follow(ctx context.Context, filters []string, startSeq uint64, fn 
 		if err != nil {
 			return fmt.Errorf("metadata: %w", err)
 		}
-		ev, derr := Decode(msg.Subject(), msg.Headers(), msg.Data())
+		ev, derr := Decode(msg.Subject(), msg.Headers(), msg.Data(), meta.Timestamp)
 		if derr != nil {
 			continue
 		}

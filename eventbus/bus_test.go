@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/kis-core/runbook/eventbus"
 	"github.com/kis-core/runbook/eventbus/natstest"
@@ -101,7 +102,7 @@ func TestDecodeJSONAndRejectsMismatch(t *testing.T) {
 	data, _ := protojson.Marshal(ev)
 	h := nats.Header{}
 	h.Set("Content-Type", "application/json")
-	got, err := eventbus.Decode("runbook.R9.deploy.done", h, data)
+	got, err := eventbus.Decode("runbook.R9.deploy.done", h, data, time.Time{})
 	if err != nil || got.GetDeployDone().GetStepsSucceeded() != 1 {
 		t.Fatalf("json decode: %v %v", got, err)
 	}
@@ -110,12 +111,38 @@ func TestDecodeJSONAndRejectsMismatch(t *testing.T) {
 		"run mismatch":  "runbook.OTHER.deploy.done",
 		"bad subject":   "runbook.R9",
 	} {
-		if _, err := eventbus.Decode(subj, h, data); !errors.Is(err, eventbus.ErrDecode) {
+		if _, err := eventbus.Decode(subj, h, data, time.Time{}); !errors.Is(err, eventbus.ErrDecode) {
 			t.Errorf("%s: err %v, want ErrDecode", name, err)
 		}
 	}
+	// An event type the schema does not have, or an envelope naming
+	// another type than its subject's, is no event either.
+	if _, err := eventbus.Decode("runbook.R9.deploy.exploded", h, data, time.Time{}); !errors.Is(err, eventbus.ErrDecode) {
+		t.Errorf("unknown type: %v", err)
+	}
+	renamed := deployDone("R9")
+	renamed.Type = "deploy.exploded"
+	rdata, _ := protojson.Marshal(renamed)
+	if _, err := eventbus.Decode("runbook.R9.deploy.done", h, rdata, time.Time{}); !errors.Is(err, eventbus.ErrDecode) {
+		t.Errorf("envelope type %q on deploy.done: %v", renamed.Type, err)
+	}
+	// An event without a time takes the stream's timestamp; one with a
+	// time keeps its own.
+	stored := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	timeless := deployDone("R9")
+	timeless.Time = nil
+	tdata, _ := protojson.Marshal(timeless)
+	if got, err := eventbus.Decode("runbook.R9.deploy.done", h, tdata, stored); err != nil || !got.GetTime().AsTime().Equal(stored) {
+		t.Errorf("timeless event: time %v, err %v; want the stream's %s", got.GetTime(), err, stored)
+	}
+	timed := deployDone("R9")
+	timed.Time = timestamppb.New(stored.Add(-time.Hour))
+	tdata, _ = protojson.Marshal(timed)
+	if got, err := eventbus.Decode("runbook.R9.deploy.done", h, tdata, stored); err != nil || !got.GetTime().AsTime().Equal(stored.Add(-time.Hour)) {
+		t.Errorf("timed event: time %v, err %v; want its own", got.GetTime(), err)
+	}
 	h.Set("Content-Type", "text/plain")
-	if _, err := eventbus.Decode("runbook.R9.deploy.done", h, data); !errors.Is(err, eventbus.ErrDecode) {
+	if _, err := eventbus.Decode("runbook.R9.deploy.done", h, data, time.Time{}); !errors.Is(err, eventbus.ErrDecode) {
 		t.Errorf("unknown content type: %v", err)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -106,9 +107,14 @@ func Encode(ev *runbookv1.Event) ([]byte, error) {
 }
 
 // Decode reads an event in the encoding its Content-Type header names
-// (protobuf when absent) and checks that it agrees with its subject. Any error
-// wraps ErrDecode: the message is poison.
-func Decode(subject string, header nats.Header, data []byte) (*runbookv1.Event, error) {
+// (protobuf when absent) and checks that it agrees with its subject: a
+// payload of the subject's type, the subject's run, no other type named in
+// the envelope, and an event type of the schema. Any error wraps
+// ErrDecode: the message is poison. stored is when the stream stored the
+// message (its JetStream timestamp): an event published without a time
+// takes it, so every reader sees the same time (zero: left unset). Every
+// reader of the stream decodes through here (DecodeMsg, DecodeRaw).
+func Decode(subject string, header nats.Header, data []byte, stored time.Time) (*runbookv1.Event, error) {
 	ev := &runbookv1.Event{}
 	ct := ""
 	if header != nil {
@@ -131,6 +137,9 @@ func Decode(subject string, header nats.Header, data []byte) (*runbookv1.Event, 
 		if err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrDecode, err)
 		}
+		if !KnownType(typ) {
+			return nil, fmt.Errorf("%w: %s: %q is not an event type of runbook.v1", ErrDecode, subject, typ)
+		}
 		payloadType := TypeOf(ev)
 		if payloadType == "" {
 			return nil, fmt.Errorf("%w: %s carries no payload (want a %s payload)", ErrDecode, subject, typ)
@@ -145,6 +154,8 @@ func Decode(subject string, header nats.Header, data []byte) (*runbookv1.Event, 
 		}
 		if ev.Type == "" {
 			ev.Type = typ
+		} else if ev.Type != typ {
+			return nil, fmt.Errorf("%w: %s names its type %q", ErrDecode, subject, ev.Type)
 		}
 		if ev.Id == "" {
 			if header != nil && header.Get(nats.MsgIdHdr) != "" {
@@ -154,7 +165,27 @@ func Decode(subject string, header nats.Header, data []byte) (*runbookv1.Event, 
 			}
 		}
 	}
+	if ev.Time == nil && !stored.IsZero() {
+		ev.Time = timestamppb.New(stored)
+	}
 	return ev, nil
+}
+
+// DecodeMsg decodes a message a consumer delivered (Decode with the
+// message's stream timestamp), with its metadata.
+func DecodeMsg(msg jetstream.Msg) (*runbookv1.Event, *jetstream.MsgMetadata, error) {
+	meta, err := msg.Metadata()
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: message metadata: %w", msg.Subject(), err)
+	}
+	ev, err := Decode(msg.Subject(), msg.Headers(), msg.Data(), meta.Timestamp)
+	return ev, meta, err
+}
+
+// DecodeRaw decodes a message read from the stream by sequence or subject
+// (Decode with its stream timestamp).
+func DecodeRaw(raw *jetstream.RawStreamMsg) (*runbookv1.Event, error) {
+	return Decode(raw.Subject, raw.Header, raw.Data, raw.Time)
 }
 
 func mediaType(ct string) string {

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 
@@ -259,17 +260,16 @@ func (r *Router) Run(ctx context.Context) error {
 
 func (r *Router) handle(ctx context.Context, msg jetstream.Msg) {
 	start := time.Now()
-	meta, err := msg.Metadata()
-	if err != nil {
+	ev, meta, err := DecodeMsg(msg)
+	if meta == nil {
 		r.log.Error("message without metadata", "subject", msg.Subject(), "err", err)
 		_ = msg.Term()
 		return
 	}
-	ev, err := Decode(msg.Subject(), msg.Headers(), msg.Data())
 	typ := "unknown"
 	if ev != nil {
 		typ = ev.Type
-	} else if _, t, perr := ParseSubject(msg.Subject()); perr == nil {
+	} else if _, t, perr := ParseSubject(msg.Subject()); perr == nil && KnownType(t) {
 		typ = t
 	}
 	r.metrics.InFlight.WithLabelValues(r.opts.Durable).Inc()
@@ -351,23 +351,10 @@ func (r *Router) call(ctx context.Context, msg jetstream.Msg, h Handler, ev *run
 }
 
 func (r *Router) deadLetter(msg jetstream.Msg, meta *jetstream.MsgMetadata, typ string, cause error, log *slog.Logger) {
-	runID, _, _ := ParseSubject(msg.Subject())
-	ct := ""
-	if msg.Headers() != nil {
-		ct = msg.Headers().Get(HeaderContentType)
-	}
-	dl := New(runID, &runbookv1.Event_EventDeadLettered{EventDeadLettered: &runbookv1.DeadLettered{
-		Consumer:            r.opts.Durable,
-		Reason:              cause.Error(),
-		OriginalSubject:     msg.Subject(),
-		OriginalSequence:    meta.Sequence.Stream,
-		Deliveries:          meta.NumDelivered,
-		OriginalData:        msg.Data(),
-		OriginalContentType: ct,
-	}}, r.opts.Durable, meta.Sequence.Stream)
+	dl := DeadLetter(r.opts.Durable, msg.Subject(), meta.Sequence.Stream, meta.NumDelivered, msg.Headers(), msg.Data(), cause)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if ValidateRunID(runID) == nil {
+	if dl != nil {
 		if _, err := r.bus.Publish(ctx, dl); err != nil {
 			// Not recorded: keep the message so it is not lost.
 			log.Error("dead-letter publish failed; message kept for redelivery", "err", err, "reason", cause)
@@ -379,4 +366,29 @@ func (r *Router) deadLetter(msg jetstream.Msg, meta *jetstream.MsgMetadata, typ 
 	r.metrics.DeadLettered.WithLabelValues(r.opts.Durable).Inc()
 	r.metrics.Handled.WithLabelValues(r.opts.Durable, typ, "dead_letter").Inc()
 	log.Error("event dead-lettered", "reason", cause)
+}
+
+// DeadLetter is the event.dead_lettered by which consumer refuses the
+// message stored at seq on subject (header and data as stored) after
+// deliveries attempts, for cause: published on the message's own run, its
+// id made of the consumer and the sequence (a re-emission is the same
+// event). nil when the subject names no valid run: nowhere to publish it.
+func DeadLetter(consumer, subject string, seq, deliveries uint64, header nats.Header, data []byte, cause error) *runbookv1.Event {
+	runID, _, err := ParseSubject(subject)
+	if err != nil || ValidateRunID(runID) != nil {
+		return nil
+	}
+	ct := ""
+	if header != nil {
+		ct = header.Get(HeaderContentType)
+	}
+	return New(runID, &runbookv1.Event_EventDeadLettered{EventDeadLettered: &runbookv1.DeadLettered{
+		Consumer:            consumer,
+		Reason:              cause.Error(),
+		OriginalSubject:     subject,
+		OriginalSequence:    seq,
+		Deliveries:          deliveries,
+		OriginalData:        data,
+		OriginalContentType: ct,
+	}}, consumer, seq)
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -19,6 +20,24 @@ type Batch struct {
 	// CaughtUp: nothing was pending after the batch's last message when it
 	// was delivered: the reader is at the end of the stream.
 	CaughtUp bool
+	// Skipped are the batch's messages that are not events of the schema
+	// (Decode refused them), in stream order: left out of Events, for the
+	// reader to record.
+	Skipped []Skipped
+}
+
+// Skipped is a message of the audit stream that Decode refused: garbage,
+// a truncated or unknown payload, an unknown event type.
+type Skipped struct {
+	Seq     uint64
+	Subject string
+	// Time is when the stream stored it.
+	Time time.Time
+	// Err says why it is no event (it wraps ErrDecode).
+	Err error
+	// Header and Data are the message as stored.
+	Header nats.Header
+	Data   []byte
 }
 
 // Tail delivers every event of the audit stream from sequence startSeq on
@@ -79,6 +98,7 @@ func max64(a, b uint64) uint64 {
 
 type tailMsg struct {
 	env     *Envelope
+	skipped *Skipped
 	seq     uint64
 	pending uint64
 }
@@ -125,9 +145,11 @@ func (b *Bus) tailFrom(ctx context.Context, start uint64, max int, announce bool
 				return
 			}
 			m := tailMsg{seq: meta.Sequence.Stream, pending: meta.NumPending}
-			if ev, derr := Decode(msg.Subject(), msg.Headers(), msg.Data()); derr == nil {
+			if ev, derr := Decode(msg.Subject(), msg.Headers(), msg.Data(), meta.Timestamp); derr == nil {
 				e := envelope(ev, m.seq, msg.Subject(), msg.Headers(), msg.Data())
 				m.env = &e
+			} else {
+				m.skipped = &Skipped{Seq: m.seq, Subject: msg.Subject(), Time: meta.Timestamp, Err: derr, Header: msg.Headers(), Data: msg.Data()}
 			}
 			select {
 			case msgs <- m:
@@ -141,6 +163,9 @@ func (b *Bus) tailFrom(ctx context.Context, start uint64, max int, announce bool
 	add := func(bt *Batch, m tailMsg) {
 		if m.env != nil {
 			bt.Events = append(bt.Events, *m.env)
+		}
+		if m.skipped != nil {
+			bt.Skipped = append(bt.Skipped, *m.skipped)
 		}
 		bt.LastSeq = m.seq
 		bt.CaughtUp = m.pending == 0

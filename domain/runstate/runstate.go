@@ -72,6 +72,11 @@ type State struct {
 
 	seen          map[string]bool
 	deployStarted bool
+	// live are the stream sequences of the events folded with ApplyAt
+	// that make the run exist, less those a consumer dead-lettered since;
+	// unsequenced counts those folded with Apply (no sequence known).
+	live        map[uint64]bool
+	unsequenced int
 }
 
 // New starts the fold of one run.
@@ -82,7 +87,12 @@ func New(runID string) *State {
 // Apply folds one event in. An event id seen before is ignored, so a
 // redelivered or replayed event never counts twice. It reports whether the
 // event changed the state.
-func (s *State) Apply(ev *runbookv1.Event) bool {
+func (s *State) Apply(ev *runbookv1.Event) bool { return s.ApplyAt(0, ev) }
+
+// ApplyAt is Apply for the event stored at stream sequence seq (0:
+// unknown); with the sequence the fold also knows whether the run exists
+// (Exists).
+func (s *State) ApplyAt(seq uint64, ev *runbookv1.Event) bool {
 	if s.seen == nil {
 		s.seen = map[string]bool{}
 	}
@@ -90,6 +100,22 @@ func (s *State) Apply(ev *runbookv1.Event) bool {
 		return false
 	}
 	s.seen[ev.GetId()] = true
+	if dl := ev.GetEventDeadLettered(); dl != nil {
+		// A consumer refused a message of the run: it is no part of the
+		// run, and if the fold took it in (it decoded but was not
+		// accepted, e.g. an unsigned change request) it no longer makes
+		// the run exist. The dead letter itself makes no run either.
+		delete(s.live, dl.GetOriginalSequence())
+		return true
+	}
+	if seq == 0 {
+		s.unsequenced++
+	} else {
+		if s.live == nil {
+			s.live = map[uint64]bool{}
+		}
+		s.live[seq] = true
+	}
 	if s.Status == "" {
 		s.Status = Submitted
 	}
@@ -178,6 +204,13 @@ func (s *State) Apply(ev *runbookv1.Event) bool {
 	}
 	return true
 }
+
+// Exists reports whether the run exists: the fold took in an event of it
+// that no consumer has dead-lettered. A run of dead letters only (garbage,
+// a truncated or unknown payload published on its subjects) or whose only
+// event was refused by its consumers (an unsigned change request) does
+// not: no listing shows it. The one rule every reader of runs goes by.
+func (s *State) Exists() bool { return s.unsequenced > 0 || len(s.live) > 0 }
 
 func (s *State) advance(to Status) {
 	if s.Status.Final() {

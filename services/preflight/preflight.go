@@ -168,8 +168,9 @@ func (s *Service) onChangeRequested(ctx context.Context, ev *runbookv1.Event, cr
 
 	// No result shows the value of a variable the plan names, whichever
 	// check or backup step read it.
-	secrets := s.runner.SecretValues(p)
-	results := s.runner.RunAll(ctx, p.Preflight.Checks, secrets...)
+	runner := s.runner.ForPlan(p)
+	secrets := runner.SecretValues(p)
+	results := runner.RunAll(ctx, p.Preflight.Checks, secrets...)
 	var failed []string
 	for _, r := range results {
 		s.results.WithLabelValues(r.Kind, strings.TrimPrefix(r.Status.String(), "CHECK_STATUS_")).Inc()
@@ -234,6 +235,7 @@ func (s *Service) runBackup(ctx context.Context, ev *runbookv1.Event, cr *runboo
 	}
 	res, berr := s.backup.Run(ctx, *p.Preflight.Backup, backup.Run{
 		RunID: run, ChangeID: changeID, Operator: ev.GetActor(), Environment: s.o.Environment,
+		Secrets: s.planSecrets(p),
 	})
 	var out []*runbookv1.CheckResult
 	for _, st := range res.Steps {
@@ -272,6 +274,18 @@ func (s *Service) runBackup(ctx context.Context, ev *runbookv1.Event, cr *runboo
 	}
 	log.Info("backup done", "event", "backup.done", "dir", res.Dir, "files", len(bd.Files))
 	return out, nil
+}
+
+// planSecrets are the values of the variables plan p names
+// (plan.SecretEnv), by name: what no backup command may show.
+func (s *Service) planSecrets(p *plan.Plan) map[string]string {
+	out := map[string]string{}
+	for _, n := range p.SecretEnv() {
+		if v, ok := s.o.Env(n); ok && v != "" {
+			out[n] = v
+		}
+	}
+	return out
 }
 
 func assessedEvent(a risk.Assessment) *runbookv1.PlanAssessed {

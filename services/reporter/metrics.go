@@ -19,6 +19,7 @@ type metrics struct {
 	batch       prometheus.Histogram
 	position    prometheus.Gauge
 	storeErrors prometheus.Counter
+	skipped     prometheus.Counter
 	waiting     prometheus.Gauge
 	// streamLast and streamBehind: see CheckStream.
 	streamLast   prometheus.Gauge
@@ -60,6 +61,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		storeErrors: eventbus.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "runbook_projection_store_errors_total",
 			Help: "Failed attempts to store a batch in the read model (each is retried).",
+		})),
+		skipped: eventbus.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "runbook_projection_skipped_total",
+			Help: "Messages of the audit stream that are no event of the schema (garbage, a truncated or unknown payload, an unknown type): left out of the read model and dead-lettered.",
 		})),
 		streamLast: eventbus.Register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "runbook_audit_stream_last_seq",

@@ -56,6 +56,10 @@ type ReadModel interface {
 	Events(ctx context.Context, runID string, afterSeq uint64, limit int) ([]eventbus.Envelope, error)
 	// Unreported lists the runs that are final and have no report.ready, by run id.
 	Unreported(ctx context.Context) ([]string, error)
+	// DeadLetters returns up to limit event.dead_lettered events of the
+	// stream, newest first (limit <= 0: all): the messages consumers
+	// refused, those of runs that do not exist (Fold.Exists) included.
+	DeadLetters(ctx context.Context, limit int) ([]eventbus.Envelope, error)
 }
 
 // RunFilter selects runs. Zero fields match every run.
@@ -151,6 +155,7 @@ func (f *Fold) Apply(env eventbus.Envelope) {
 		f.LastSeq = env.Seq
 	}
 	t := ev.GetTime().AsTime()
+	dead := ev.GetEventDeadLettered() != nil
 	switch p := ev.Payload.(type) {
 	case *runbookv1.Event_ChangeRequested:
 		f.Started, f.HasCR = t, true
@@ -161,18 +166,24 @@ func (f *Fold) Apply(env eventbus.Envelope) {
 			f.Report = p.ReportReady
 		}
 	}
-	if !f.HasCR && (f.Started.IsZero() || t.Before(f.Started)) {
+	if !f.HasCR && !dead && (f.Started.IsZero() || t.Before(f.Started)) {
 		f.Started = t
 	}
 	if Noise(ev.GetType()) {
 		return
 	}
 	wasFinal := f.State.Status.Final()
-	f.State.Apply(ev)
+	f.State.ApplyAt(env.Seq, ev)
 	if !wasFinal && f.State.Status.Final() {
 		f.Ended = t
 	}
 }
+
+// Exists reports whether the run exists (runstate.State.Exists): a run
+// of dead letters only, or whose only events consumers refused, is in no
+// listing and has no detail (Run returns nil), though its events are
+// stored (Events) and its dead letters listed (DeadLetters).
+func (f *Fold) Exists() bool { return f.State.Exists() }
 
 // Summary is the run's listing line.
 func (f *Fold) Summary() RunSummary {
@@ -221,6 +232,8 @@ type Memory struct {
 	// unreported are the final runs without report.ready, kept as events
 	// come so Unreported (asked after every caught-up batch) is cheap.
 	unreported map[string]bool
+	// dead are the event.dead_lettered events, stream order.
+	dead []eventbus.Envelope
 }
 
 type memRun struct {
@@ -269,7 +282,10 @@ func (m *Memory) ApplyBatch(_ context.Context, expected uint64, envs []eventbus.
 		}
 		r.events = append(r.events, env)
 		r.fold.Apply(env)
-		if st := r.fold.State; st.Status.Final() && !st.ReportReady {
+		if env.Event.GetEventDeadLettered() != nil {
+			m.dead = append(m.dead, env)
+		}
+		if st := r.fold.State; r.fold.Exists() && st.Status.Final() && !st.ReportReady {
 			m.unreported[runID] = true
 		} else {
 			delete(m.unreported, runID)
@@ -283,14 +299,14 @@ func (m *Memory) Run(_ context.Context, runID string) (*Run, error) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	r := m.runs[runID]
-	if r == nil {
+	if r == nil || !r.fold.Exists() {
 		return nil, nil
 	}
 	out := &Run{RunSummary: r.fold.Summary(), State: runstate.New(runID), Report: r.fold.Report}
 	for _, env := range r.events {
 		if !Noise(env.Event.GetType()) {
 			out.Events = append(out.Events, env)
-			out.State.Apply(env.Event)
+			out.State.ApplyAt(env.Seq, env.Event)
 		}
 	}
 	return out, nil
@@ -301,6 +317,9 @@ func (m *Memory) Runs(_ context.Context, f RunFilter) ([]RunSummary, error) {
 	m.mu.RLock()
 	out := make([]RunSummary, 0, len(m.runs))
 	for _, r := range m.runs {
+		if !r.fold.Exists() {
+			continue
+		}
 		if s := r.fold.Summary(); f.Match(s) {
 			out = append(out, s)
 		}
@@ -343,5 +362,20 @@ func (m *Memory) Unreported(context.Context) ([]string, error) {
 	}
 	m.mu.RUnlock()
 	slices.Sort(out)
+	return out, nil
+}
+
+// DeadLetters implements ReadModel.
+func (m *Memory) DeadLetters(_ context.Context, limit int) ([]eventbus.Envelope, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	n := len(m.dead)
+	if limit > 0 && n > limit {
+		n = limit
+	}
+	out := make([]eventbus.Envelope, 0, n)
+	for i := len(m.dead) - 1; i >= 0 && len(out) < n; i-- {
+		out = append(out, m.dead[i])
+	}
 	return out, nil
 }

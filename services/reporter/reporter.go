@@ -26,10 +26,16 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/kis-core/runbook/domain/trust"
 	"github.com/kis-core/runbook/eventbus"
 	runbookv1 "github.com/kis-core/runbook/proto/runbook/v1"
 	"github.com/kis-core/runbook/services/reporter/report"
 )
+
+// ConsumerName names the reporter's projector in the dead letters it
+// publishes for messages of the stream that are no event (it reads the
+// stream with an ordered consumer, not a durable one).
+const ConsumerName = "reporter"
 
 // errBuild marks a report that cannot be built: retrying will not help.
 var errBuild = errors.New("report cannot be built")
@@ -258,6 +264,9 @@ func (s *Service) project(ctx context.Context, started time.Time) error {
 	s.log.Info("projecting the audit stream", "from_seq", pos+1)
 	applied := pos
 	return s.bus.Tail(ctx, pos+1, s.o.Batch, func(b eventbus.Batch) error {
+		for _, sk := range b.Skipped {
+			s.skip(ctx, sk)
+		}
 		if len(b.Events) > 0 {
 			if err := s.apply(ctx, applied, b.Events); err != nil {
 				return err
@@ -274,6 +283,41 @@ func (s *Service) project(ctx context.Context, started time.Time) error {
 		s.reportPending(ctx)
 		return nil
 	})
+}
+
+// skip records a message of the stream that is no event (the read model
+// leaves it out): a log line, a count, and its event.dead_lettered by
+// the reporter — the one consumer that reads every subject, so a message
+// of a type no service consumes is dead-lettered too. A dead letter the
+// reporter already published (a replay of the stream) is not published
+// again.
+func (s *Service) skip(ctx context.Context, sk eventbus.Skipped) {
+	s.metrics.skipped.Inc()
+	log := s.log.With("subject", sk.Subject, "seq", sk.Seq)
+	dl := eventbus.DeadLetter(ConsumerName, sk.Subject, sk.Seq, 1, sk.Header, sk.Data, sk.Err)
+	if dl == nil {
+		log.Error("message on the audit stream is no event and names no run: skipped", "reason", sk.Err)
+		return
+	}
+	log = log.With("run_id", dl.GetRunId())
+	done := false
+	err := s.bus.Scan(ctx, []string{eventbus.Subject(dl.GetRunId(), trust.DeadLettered)}, sk.Seq+1, func(e eventbus.Envelope) error {
+		d := e.Event.GetEventDeadLettered()
+		done = done || (d.GetConsumer() == ConsumerName && d.GetOriginalSequence() == sk.Seq)
+		return nil
+	})
+	if err == nil && done {
+		log.Warn("message on the audit stream is no event: skipped (dead-lettered before)", "reason", sk.Err)
+		return
+	}
+	if err == nil {
+		_, err = s.bus.Publish(ctx, dl)
+	}
+	if err != nil {
+		log.Error("message on the audit stream is no event: skipped; its dead letter could not be published", "reason", sk.Err, "err", err)
+		return
+	}
+	log.Error("message on the audit stream is no event: skipped, dead-lettered", "reason", sk.Err, "event", trust.DeadLettered)
 }
 
 // position reads the model's position, retrying while the model is down.

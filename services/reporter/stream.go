@@ -117,7 +117,7 @@ func checkStream(ctx context.Context, bus *eventbus.Bus, model ReadModel) (Strea
 	if err != nil {
 		return e, fmt.Errorf("read stream %s at sequence %d: %w", eventbus.AuditStream, pos, err)
 	}
-	ev, derr := eventbus.Decode(raw.Subject, raw.Header, raw.Data)
+	ev, derr := eventbus.DecodeRaw(raw)
 	if derr == nil && ev.GetId() == id {
 		return e, nil
 	}

@@ -14,7 +14,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"strings"
 	"time"
 
@@ -130,18 +129,7 @@ func (x *Executor) Secrets(s plan.Step) *Redactor {
 		}
 	}
 	if s.Command != nil {
-		for k, v := range s.Command.Env {
-			if SecretName(k, v) {
-				sec[k] = v
-			}
-		}
-		for _, kv := range x.baseEnv() {
-			if k, v, ok := strings.Cut(kv, "="); ok && SecretName(k, v) {
-				if _, have := sec[k]; !have {
-					sec[k] = v
-				}
-			}
-		}
+		sec = procio.CommandSecrets(sec, s.Command.Env, x.baseEnv())
 	}
 	return NewRedactor(sec)
 }
@@ -206,17 +194,6 @@ func (x *Executor) run(ctx context.Context, s plan.Step, runEnv map[string]strin
 }
 
 func (x *Executor) command(ctx context.Context, c *plan.Command, runEnv map[string]string, stream Output) Result {
-	argv := c.Argv
-	if c.Shell != "" {
-		// The plan author's own script; run data stays in the environment.
-		argv = []string{"/bin/sh", "-c", c.Shell}
-	}
-	if len(argv) == 0 {
-		return Result{Err: errors.New("command has no argv")}
-	}
-	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-	cmd.Dir = c.Dir
-	inGroup(cmd, x.killGrace())
 	env := append([]string(nil), x.baseEnv()...)
 	for k, v := range c.Env {
 		env = append(env, k+"="+v)
@@ -224,47 +201,19 @@ func (x *Executor) command(ctx context.Context, c *plan.Command, runEnv map[stri
 	for k, v := range runEnv {
 		env = append(env, k+"="+v)
 	}
-	cmd.Env = env
-	out := procio.NewTailBuffer(x.tailBytes())
-	cmd.Stdout, cmd.Stderr = out, out
+	pc := procio.Command{Argv: c.Argv, Shell: c.Shell, Dir: c.Dir, Env: env,
+		TailBytes: x.tailBytes(), KillGrace: x.killGrace(), OnStart: x.OnStart}
 	if stream != nil {
 		// Two pipes then, so the streams stay apart; the tail keeps both.
-		cmd.Stdout = io.MultiWriter(out, outputWriter{"stdout", stream})
-		cmd.Stderr = io.MultiWriter(out, outputWriter{"stderr", stream})
+		pc.Stdout, pc.Stderr = outputWriter{"stdout", stream}, outputWriter{"stderr", stream}
 	}
-	cmd.WaitDelay = 2 * time.Second
-	err := cmd.Start()
-	if err == nil {
-		if x.OnStart != nil {
-			x.OnStart(cmd.Process.Pid)
-		}
-		err = cmd.Wait()
-	}
-	res := Result{OutputTail: out.String()}
-	if err != nil {
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			res.ExitCode = ee.ExitCode()
-			if ctx.Err() != nil {
-				res.Err = fmt.Errorf("%s: %w", commandText(argv), context.Cause(ctx))
-			} else {
-				res.Err = fmt.Errorf("%s exited %d", commandText(argv), res.ExitCode)
-			}
-		} else {
-			res.ExitCode = -1
-			res.Err = fmt.Errorf("%s: %w", commandText(argv), err)
-		}
+	// Redaction is the caller's (Run, RunOutput: x.Secrets).
+	r := procio.Run(ctx, pc)
+	res := Result{ExitCode: r.ExitCode, OutputTail: r.Output, Err: r.Err}
+	if res.Err == nil && res.ExitCode != 0 {
+		res.Err = fmt.Errorf("%s exited %d", pc.Text(), res.ExitCode)
 	}
 	return res
-}
-
-// commandText names a command in errors: its argv on one line, short.
-func commandText(argv []string) string {
-	t := strings.Join(strings.Fields(strings.Join(argv, " ")), " ")
-	if len(t) > 120 {
-		t = t[:120] + " …"
-	}
-	return t
 }
 
 func (x *Executor) killGrace() time.Duration {

@@ -20,8 +20,8 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -97,6 +97,11 @@ type Run struct {
 	Operator string
 	// Environment goes into the metadata (default "production").
 	Environment string
+	// Secrets are the values of the variables the plan names (name →
+	// value): redacted from the commands' output and errors as from deploy
+	// steps' (procio.Redactor), with the secret-looking variables of their
+	// environment.
+	Secrets map[string]string
 }
 
 // Status of one step.
@@ -157,6 +162,9 @@ type Runner struct {
 	Now func() time.Time
 	// TailBytes of a command's output are kept in its result (default 2 KiB).
 	TailBytes int
+	// OnStart, when set, is told the pid (= process group id) of each
+	// command as it starts (tests watch the group with it).
+	OnStart func(pid int)
 }
 
 func (r *Runner) now() time.Time {
@@ -295,16 +303,11 @@ func (r *Runner) makeDir(root, runID string) (string, error) {
 // Stdout (a file in the directory) when the plan says so.
 func (r *Runner) command(ctx context.Context, dir string, index int, s plan.BackupStep, run Run, sr *StepResult) error {
 	c := s.Command
-	if len(c.Argv) == 0 {
-		return errors.New("command has no argv")
+	base := r.BaseEnv
+	if base == nil {
+		base = os.Environ()
 	}
-	cmd := exec.CommandContext(ctx, c.Argv[0], c.Argv[1:]...)
-	cmd.Dir = c.Dir
-	env := r.BaseEnv
-	if env == nil {
-		env = os.Environ()
-	}
-	env = slices.Clone(env)
+	env := slices.Clone(base)
 	for k, v := range c.Env {
 		env = append(env, k+"="+v)
 	}
@@ -318,9 +321,9 @@ func (r *Runner) command(ctx context.Context, dir string, index int, s plan.Back
 		fmt.Sprintf("RUNBOOK_STEP=%d", index),
 		"RUNBOOK_STEP_NAME="+s.Label(index),
 	)
-	cmd.Env = env
-	out := procio.NewTailBuffer(r.tailBytes())
-	cmd.Stdout, cmd.Stderr = out, out
+	sec := procio.CommandSecrets(maps.Clone(run.Secrets), c.Env, base)
+	pc := procio.Command{Argv: c.Argv, Shell: c.Shell, Dir: c.Dir, Env: env, TailBytes: r.tailBytes(),
+		OnStart: r.OnStart, Secrets: procio.NewRedactor(sec)}
 	var stdout *os.File
 	if s.Stdout != "" {
 		f, err := os.OpenFile(filepath.Join(dir, s.Stdout), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
@@ -328,34 +331,24 @@ func (r *Runner) command(ctx context.Context, dir string, index int, s plan.Back
 			return fmt.Errorf("stdout file: %w", err)
 		}
 		stdout = f
-		cmd.Stdout = f
+		pc.StdoutTo = f
 		sr.Files = append(sr.Files, s.Stdout)
 	}
-	cmd.WaitDelay = 2 * time.Second
-	err := cmd.Run()
+	out := procio.Run(ctx, pc)
 	if stdout != nil {
-		if serr := syncClose(stdout); serr != nil && err == nil {
+		if serr := syncClose(stdout); serr != nil && out.Err == nil {
 			return fmt.Errorf("stdout file %s: %w", s.Stdout, serr)
 		}
 	}
-	sr.Message = out.String()
-	argv := strings.Join(c.Argv, " ")
-	code := 0
-	if err != nil {
-		var ee *exec.ExitError
-		if !errors.As(err, &ee) {
-			return fmt.Errorf("%s: %w", argv, err)
-		}
-		if ctx.Err() != nil {
-			return fmt.Errorf("%s: %w", argv, context.Cause(ctx))
-		}
-		code = ee.ExitCode()
+	sr.Message = out.Output
+	if out.Err != nil {
+		return out.Err
 	}
-	if code != c.ExpectExit {
-		return fmt.Errorf("%s exited %d, want %d", argv, code, c.ExpectExit)
+	if out.ExitCode != c.ExpectExit {
+		return pc.Secrets.RedactError(fmt.Errorf("%s exited %d, want %d", pc.Text(), out.ExitCode, c.ExpectExit))
 	}
 	if sr.Message == "" {
-		sr.Message = fmt.Sprintf("%s: exit %d", argv, code)
+		sr.Message = pc.Secrets.Redact(fmt.Sprintf("%s: exit %d", pc.Text(), out.ExitCode))
 	}
 	return nil
 }

@@ -16,7 +16,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"slices"
 	"strings"
 	"sync"
@@ -24,6 +23,7 @@ import (
 	"time"
 
 	"github.com/kis-core/runbook/domain/plan"
+	"github.com/kis-core/runbook/eventbus/procio"
 	runbookv1 "github.com/kis-core/runbook/proto/runbook/v1"
 )
 
@@ -43,9 +43,30 @@ type Runner struct {
 	// is computed from (default 200ms).
 	CPUSample time.Duration
 
+	// BaseEnv is the environment command checks start from (default
+	// os.Environ()).
+	BaseEnv []string
+	// OnStart, when set, is told the pid (= process group id) of each
+	// command check as it starts (tests watch the group with it).
+	OnStart func(pid int)
+
 	// pause waits between the two CPU samples; tests swap the fixture
 	// files in it. nil means sleep (cancelled with ctx).
 	pause func(ctx context.Context, d time.Duration) error
+	// planEnv names the variables of the whole plan (plan.SecretEnv), set
+	// by ForPlan: their values are redacted from command checks' output
+	// as from deploy steps'.
+	planEnv []string
+}
+
+// ForPlan is r for the checks of plan p: the values of every environment
+// variable p names (plan.SecretEnv) are redacted from command checks'
+// output with the deploy steps' redaction (procio.Redactor), besides the
+// scrub of every result (SecretValues).
+func (r *Runner) ForPlan(p *plan.Plan) *Runner {
+	y := *r
+	y.planEnv = p.SecretEnv()
+	return &y
 }
 
 // failure is a check's failure in the seed's words: "PostgreSQL: CONNECTION
@@ -169,7 +190,7 @@ func (r *Runner) Run(ctx context.Context, index int, c plan.Check, secrets ...st
 	case c.Env != nil:
 		err = r.env(c.Env, res)
 	case c.Command != nil:
-		err = command(ctx, c.Command, res)
+		err = r.command(ctx, c.Command, res)
 	case c.Postgres != nil:
 		err = r.postgres(ctx, c.Postgres, j)
 	case c.Redis != nil:
@@ -347,32 +368,34 @@ func (r *Runner) env(c *plan.EnvCheck, res *runbookv1.CheckResult) error {
 	return nil
 }
 
-func command(ctx context.Context, c *plan.Command, res *runbookv1.CheckResult) error {
-	if len(c.Argv) == 0 {
-		return errors.New("command has no argv")
+// command runs the check's command as the deployer runs a step's
+// (procio.Run): in its own process group, killed whole at the timeout,
+// with the plan's secrets and secret-looking variables redacted.
+func (r *Runner) command(ctx context.Context, c *plan.Command, res *runbookv1.CheckResult) error {
+	base := r.BaseEnv
+	if base == nil {
+		base = os.Environ()
 	}
-	cmd := exec.CommandContext(ctx, c.Argv[0], c.Argv[1:]...)
-	cmd.Dir = c.Dir
-	cmd.Env = os.Environ()
+	env := slices.Clone(base)
 	for k, v := range c.Env {
-		cmd.Env = append(cmd.Env, k+"="+v)
+		env = append(env, k+"="+v)
 	}
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	cmd.WaitDelay = time.Second
-	err := cmd.Run()
-	code := 0
-	if err != nil {
-		var ee *exec.ExitError
-		if !errors.As(err, &ee) {
-			return fmt.Errorf("%s: %w", strings.Join(c.Argv, " "), err)
+	sec := map[string]string{}
+	for _, n := range r.planEnv {
+		if v, ok := r.lookup(n); ok {
+			sec[n] = v
 		}
-		code = ee.ExitCode()
 	}
-	res.Value = fmt.Sprintf("exit %d", code)
+	pc := procio.Command{Argv: c.Argv, Shell: c.Shell, Dir: c.Dir, Env: env, TailBytes: 300, OnStart: r.OnStart,
+		Secrets: procio.NewRedactor(procio.CommandSecrets(sec, c.Env, base))}
+	out := procio.Run(ctx, pc)
+	if out.Err != nil {
+		return out.Err
+	}
+	res.Value = fmt.Sprintf("exit %d", out.ExitCode)
 	res.Threshold = fmt.Sprintf("exit %d", c.ExpectExit)
-	if code != c.ExpectExit {
-		return fmt.Errorf("%s exited %d, want %d: %s", strings.Join(c.Argv, " "), code, c.ExpectExit, tail(out.String(), 300))
+	if out.ExitCode != c.ExpectExit {
+		return pc.Secrets.RedactError(fmt.Errorf("%s exited %d, want %d: %s", pc.Text(), out.ExitCode, c.ExpectExit, out.Output))
 	}
 	return nil
 }
@@ -465,12 +488,4 @@ func fileType(m fs.FileMode) string {
 		return "block device"
 	}
 	return "special file"
-}
-
-func tail(s string, n int) string {
-	s = strings.TrimSpace(s)
-	if len(s) <= n {
-		return s
-	}
-	return "…" + s[len(s)-n:]
 }

@@ -66,6 +66,7 @@ type Model interface {
 	Run(ctx context.Context, runID string) (*reporter.Run, error)
 	Runs(ctx context.Context, f reporter.RunFilter) ([]reporter.RunSummary, error)
 	Events(ctx context.Context, runID string, afterSeq uint64, limit int) ([]eventbus.Envelope, error)
+	DeadLetters(ctx context.Context, limit int) ([]eventbus.Envelope, error)
 }
 
 // Options of the API.
@@ -154,9 +155,10 @@ func (a *API) Handler() http.Handler {
 	mux.HandleFunc("GET /api/v1/runs/{id}/report", a.getReport)
 	mux.HandleFunc("GET /api/v1/runs/{id}/summary", a.getSummary)
 	mux.HandleFunc("GET /api/v1/runs/{id}/metrics", a.getMetrics)
+	mux.HandleFunc("GET /api/v1/dead-letters", a.listDeadLetters)
 	mux.HandleFunc("GET /api/v1/stream", a.hub.serve)
 	mux.HandleFunc("GET /api/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, apiError{Error: "no such endpoint: " + r.Method + " " + r.URL.Path + " (see GET /api/v1/runs, /api/v1/runs/{id}[/events|/report|/summary|/metrics], /api/v1/stream)"})
+		writeError(w, http.StatusNotFound, apiError{Error: "no such endpoint: " + r.Method + " " + r.URL.Path + " (see GET /api/v1/runs, /api/v1/runs/{id}[/events|/report|/summary|/metrics], /api/v1/dead-letters, /api/v1/stream)"})
 	})
 	sub, _ := fs.Sub(webFS, "web")
 	files := http.FileServerFS(sub)

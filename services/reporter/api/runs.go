@@ -23,6 +23,8 @@ const (
 	maxRunsLimit       = 1000
 	defaultEventsLimit = 500
 	maxEventsLimit     = 5000
+	defaultDeadLimit   = 100
+	maxDeadLimit       = 1000
 )
 
 // statuses are the values ?status= accepts.
@@ -287,4 +289,54 @@ func (a *API) getSummary(w http.ResponseWriter, r *http.Request) {
 		s += "\n"
 	}
 	_, _ = w.Write([]byte(s))
+}
+
+// deadLetter is one entry of GET /api/v1/dead-letters: a message a
+// consumer refused (event.dead_lettered). RunID is the run of its
+// subject, which exists only if a valid event of it was folded (a
+// message that never decoded makes no run).
+type deadLetter struct {
+	Seq              uint64    `json:"seq"`
+	RunID            string    `json:"run_id"`
+	Time             time.Time `json:"time"`
+	Consumer         string    `json:"consumer"`
+	Reason           string    `json:"reason"`
+	OriginalSubject  string    `json:"original_subject"`
+	OriginalSequence uint64    `json:"original_sequence"`
+	Deliveries       uint64    `json:"deliveries"`
+	ContentType      string    `json:"original_content_type,omitempty"`
+}
+
+// listDeadLetters answers GET /api/v1/dead-letters?limit=N: the newest
+// dead letters first.
+func (a *API) listDeadLetters(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	for name := range q {
+		if name != "limit" {
+			a.fail(w, r, bad(name, q.Get(name), "the parameter limit"))
+			return
+		}
+	}
+	limit, err := parseInt(q, "limit", defaultDeadLimit, 1, maxDeadLimit)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	envs, err := a.o.Model.DeadLetters(r.Context(), limit)
+	if err != nil {
+		a.internal(w, r, fmt.Errorf("list dead letters: %w", err))
+		return
+	}
+	out := struct {
+		DeadLetters []deadLetter `json:"dead_letters"`
+	}{DeadLetters: []deadLetter{}}
+	for _, env := range envs {
+		d := env.Event.GetEventDeadLettered()
+		out.DeadLetters = append(out.DeadLetters, deadLetter{
+			Seq: env.Seq, RunID: env.Event.GetRunId(), Time: env.Event.GetTime().AsTime(),
+			Consumer: d.GetConsumer(), Reason: d.GetReason(), OriginalSubject: d.GetOriginalSubject(),
+			OriginalSequence: d.GetOriginalSequence(), Deliveries: d.GetDeliveries(), ContentType: d.GetOriginalContentType(),
+		})
+	}
+	writeJSON(w, http.StatusOK, out)
 }

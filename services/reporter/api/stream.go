@@ -132,8 +132,9 @@ func (h *hub) handle(ctx context.Context, env eventbus.Envelope) {
 	h.broadcast("event", env.Seq, EventNote{RunID: runID, Type: typ, Seq: env.Seq, Time: ev.GetTime().AsTime()})
 	st := h.fold(ctx, runID, env.Seq)
 	before := st.Status
-	st.Apply(ev)
-	if st.Status != before {
+	st.ApplyAt(env.Seq, ev)
+	// A run that does not exist (dead letters only) is announced to no one.
+	if st.Status != before && st.Exists() {
 		h.broadcast("run", env.Seq, RunChange{RunID: runID, Status: st.Status, Phase: st.Status.Phase(), Type: typ, Seq: env.Seq, Time: ev.GetTime().AsTime()})
 		if st.Status.Final() {
 			h.finalOrder = append(h.finalOrder, runID)
@@ -158,7 +159,7 @@ func (h *hub) fold(ctx context.Context, runID string, seq uint64) *runstate.Stat
 	}
 	for _, e := range hist {
 		if e.Seq < seq && !reporter.Noise(e.Event.GetType()) {
-			st.Apply(e.Event)
+			st.ApplyAt(e.Seq, e.Event)
 		}
 	}
 	h.folds[runID] = st

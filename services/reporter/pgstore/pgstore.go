@@ -288,14 +288,27 @@ func queueSide(b *pgx.Batch, env eventbus.Envelope) {
 	}
 }
 
-// upsertRuns writes the row of every touched run in one statement: one
-// array per column.
+// upsertRuns writes the row of every touched run that exists in one
+// statement (one array per column) and deletes the row of a touched run
+// that no longer does (its only events were dead-lettered: Fold.Exists).
 func upsertRuns(b *pgx.Batch, touched map[string]*runFold) {
-	if len(touched) == 0 {
+	var gone []string
+	for id, f := range touched {
+		if !f.Exists() {
+			gone = append(gone, id)
+		}
+	}
+	if len(gone) > 0 {
+		b.Queue(`DELETE FROM runs WHERE run_id = ANY($1)`, gone)
+	}
+	if len(gone) == len(touched) {
 		return
 	}
 	var arrays []reflect.Value
 	for _, f := range touched {
+		if !f.Exists() {
+			continue
+		}
 		row := f.row()
 		cs := row.cols()
 		if arrays == nil {
@@ -374,7 +387,7 @@ func (s *Store) Run(ctx context.Context, runID string) (*reporter.Run, error) {
 		}
 		run := &reporter.Run{RunSummary: sums[0], State: runstate.New(runID), Events: envs}
 		for _, env := range envs {
-			run.State.Apply(env.Event)
+			run.State.ApplyAt(env.Seq, env.Event)
 			if r := env.Event.GetReportReady(); r != nil && run.Report == nil {
 				run.Report = r
 			}
@@ -476,6 +489,36 @@ func (s *Store) Unreported(ctx context.Context) ([]string, error) {
 		return nil, fmt.Errorf("list unreported runs: %w", err)
 	}
 	return ids, nil
+}
+
+// DeadLetters implements reporter.ReadModel.
+func (s *Store) DeadLetters(ctx context.Context, limit int) ([]eventbus.Envelope, error) {
+	sql := `SELECT stream_seq, subject, payload::text FROM events WHERE type = 'event.dead_lettered' ORDER BY stream_seq DESC`
+	if limit > 0 {
+		sql += fmt.Sprintf(` LIMIT %d`, limit)
+	}
+	rows, err := s.pool.Query(ctx, sql)
+	if err != nil {
+		return nil, fmt.Errorf("list dead letters: %w", err)
+	}
+	defer rows.Close()
+	out := []eventbus.Envelope{}
+	for rows.Next() {
+		var seq int64
+		var subject, payload string
+		if err := rows.Scan(&seq, &subject, &payload); err != nil {
+			return nil, fmt.Errorf("list dead letters: %w", err)
+		}
+		ev := &runbookv1.Event{}
+		if err := protojson.Unmarshal([]byte(payload), ev); err != nil {
+			return nil, fmt.Errorf("dead letter at sequence %d: %w", seq, err)
+		}
+		out = append(out, eventbus.Envelope{Event: ev, Seq: uint64(seq), Subject: subject})
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list dead letters: %w", err)
+	}
+	return out, nil
 }
 
 // Reset empties the projection (runs, events, reports, approvals) and sets

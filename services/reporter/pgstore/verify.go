@@ -218,9 +218,14 @@ func (s *Store) Verify(ctx context.Context, scan func(fn func(eventbus.Envelope)
 		vr := runs[run]
 		key := "run_id=" + run
 		want := vr.fold.row()
-		if r, ok := storedRuns[run]; !ok {
+		r, ok := storedRuns[run]
+		switch {
+		case !vr.fold.Exists() && ok:
+			out = append(out, Mismatch{run, "", 0, "a run row for a run that does not exist (its events are dead letters, or were dead-lettered)"})
+		case !vr.fold.Exists():
+		case !ok:
 			out = append(out, Mismatch{run, "", 0, "no run row in the database"})
-		} else {
+		default:
 			for _, d := range diffCols(r.cols(), want.cols(), "run_id") {
 				out = append(out, Mismatch{run, "", 0, columnProblem("runs", key, d)})
 			}

@@ -247,3 +247,60 @@ func TestApprovalColumnsBackfilled(t *testing.T) {
 		t.Errorf("after the migration: %v", m)
 	}
 }
+
+// Migration 004 removes the run rows stored before it for run ids that are
+// no runs (runstate.State.Exists): dead letters only, or a change request
+// its consumers refused; a database migrated so passes the audit, and a
+// real run's row stays.
+func TestPhantomRunRowsRemoved(t *testing.T) {
+	ctx := context.Background()
+	store := open(t)
+	t0 := time.Date(2025, 9, 22, 14, 30, 0, 0, time.UTC)
+	var stream []eventbus.Envelope
+	add := func(run string, p any, parts ...any) {
+		ev := eventbus.New(run, p, parts...)
+		ev.Time = timestamppb.New(t0.Add(time.Duration(len(stream)) * time.Second))
+		stream = append(stream, eventbus.Envelope{Event: ev, Seq: uint64(len(stream) + 1), Subject: eventbus.Subject(run, ev.Type)})
+	}
+	dead := func(run string, original uint64) *runbookv1.Event_EventDeadLettered {
+		return &runbookv1.Event_EventDeadLettered{EventDeadLettered: &runbookv1.DeadLettered{Consumer: "preflight", Reason: "refused",
+			OriginalSubject: eventbus.Subject(run, "change.requested"), OriginalSequence: original}}
+	}
+	add("REAL", &runbookv1.Event_ChangeRequested{ChangeRequested: &runbookv1.ChangeRequested{ChangeId: "CR-1"}})
+	add("GARBAGE", dead("GARBAGE", 99), "preflight", 99)
+	add("REFUSED", &runbookv1.Event_ChangeRequested{ChangeRequested: &runbookv1.ChangeRequested{ChangeId: "CR-2"}})
+	add("REFUSED", dead("REFUSED", 3), "preflight", 3)
+	add("REAL", dead("REAL", 1), "monitor", 1)
+	add("REAL", &runbookv1.Event_PreflightStarted{PreflightStarted: &runbookv1.PreflightStarted{}})
+	if err := store.ApplyBatch(ctx, 0, stream); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(t, store, `SELECT count(*) FROM runs`); n != 1 {
+		t.Fatalf("%d run rows after projecting, want REAL's only", n)
+	}
+	// The database as it was before 004: a row for every run id.
+	if _, err := store.Pool().Exec(ctx, `INSERT INTO runs (run_id, status, phase, chain) VALUES ('GARBAGE', 'SUBMITTED', 'PRE-FLIGHT', ''), ('REFUSED', 'SUBMITTED', 'PRE-FLIGHT', '');
+		DROP INDEX events_dead_letters; DELETE FROM schema_migrations WHERE version = '004_dead_letters'`); err != nil {
+		t.Fatal(err)
+	}
+	if err := pgstore.Migrate(ctx, store.Pool()); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(t, store, `SELECT count(*) FROM runs WHERE run_id = 'REAL'`); n != 1 || count(t, store, `SELECT count(*) FROM runs`) != 1 {
+		t.Fatalf("run rows after the migration: %d of REAL, want it alone", n)
+	}
+	ms, _, err := store.Verify(ctx, func(fn func(eventbus.Envelope) error) error {
+		for _, e := range stream {
+			if err := fn(e); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range ms {
+		t.Errorf("after the migration: %v", m)
+	}
+}

@@ -46,6 +46,12 @@ func assessed(runID string, at time.Duration, seq uint64, level string) eventbus
 	return env(runID, at, seq, &runbookv1.Event_PlanAssessed{PlanAssessed: &runbookv1.PlanAssessed{Level: level}})
 }
 
+func deadLettered(runID string, at time.Duration, seq, original uint64, consumer string) eventbus.Envelope {
+	return env(runID, at, seq, &runbookv1.Event_EventDeadLettered{EventDeadLettered: &runbookv1.DeadLettered{
+		Consumer: consumer, Reason: "undecodable event", OriginalSubject: eventbus.Subject(runID, "change.requested"), OriginalSequence: original,
+	}}, consumer, original)
+}
+
 // Run runs the suite; newModel returns an empty model for each case.
 func Run(t *testing.T, newModel func(t *testing.T) reporter.ReadModel) {
 	ctx := context.Background()
@@ -169,6 +175,49 @@ func Run(t *testing.T, newModel func(t *testing.T) reporter.ReadModel) {
 		must(t, err)
 		if run.Report == nil || run.Report.GetQcSummary() != "qc" || !run.State.ReportReady || !run.Reported || !run.Ended.Equal(t0.Add(2*time.Second)) {
 			t.Errorf("reported run: %+v", run)
+		}
+	})
+
+	t.Run("dead letters make no run and are listed", func(t *testing.T) {
+		m := newModel(t)
+		// G's change.requested (2) never decoded: only its dead letter is
+		// stored. U's decoded (4) but both its consumers refused it (an
+		// unsigned request). A is a run; a dead letter of it (7) leaves it.
+		apply(t, m, requested("A", 0, 1), deadLettered("G", time.Second, 3, 2, "preflight"), requested("U", 2*time.Second, 4))
+		runs, err := m.Runs(ctx, reporter.RunFilter{})
+		must(t, err)
+		if got := ids(runs); !slices.Equal(got, []string{"U", "A"}) {
+			t.Fatalf("runs before U is refused: %v, want [U A]", got)
+		}
+		apply(t, m, deadLettered("U", 3*time.Second, 5, 4, "preflight"), deadLettered("U", 3*time.Second, 6, 4, "monitor"),
+			deadLettered("A", 4*time.Second, 8, 7, "deployer"))
+		runs, err = m.Runs(ctx, reporter.RunFilter{})
+		must(t, err)
+		if got := ids(runs); !slices.Equal(got, []string{"A"}) {
+			t.Fatalf("runs: %v, want [A] only", got)
+		}
+		for _, id := range []string{"G", "U"} {
+			if run, err := m.Run(ctx, id); err != nil || run != nil {
+				t.Errorf("Run(%s) = %+v, %v; want no run", id, run, err)
+			}
+			if evs, err := m.Events(ctx, id, 0, 0); err != nil || len(evs) == 0 {
+				t.Errorf("events of %s: %v %v; want them stored", id, evs, err)
+			}
+		}
+		if got, err := m.Unreported(ctx); err != nil || len(got) != 0 {
+			t.Errorf("unreported: %v %v", got, err)
+		}
+		dead, err := m.DeadLetters(ctx, 0)
+		must(t, err)
+		var seqs []uint64
+		for _, d := range dead {
+			seqs = append(seqs, d.Seq)
+		}
+		if !slices.Equal(seqs, []uint64{8, 6, 5, 3}) || dead[3].Event.GetEventDeadLettered().GetConsumer() != "preflight" {
+			t.Errorf("dead letters: sequences %v, want [8 6 5 3]", seqs)
+		}
+		if two, err := m.DeadLetters(ctx, 2); err != nil || len(two) != 2 || two[0].Seq != 8 {
+			t.Errorf("two newest dead letters: %v %v", two, err)
 		}
 	})
 

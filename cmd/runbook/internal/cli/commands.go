@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -21,6 +20,7 @@ import (
 	"github.com/kis-core/runbook/domain/runstate"
 	"github.com/kis-core/runbook/eventbus"
 	"github.com/kis-core/runbook/eventbus/svcmain"
+	"github.com/kis-core/runbook/services/reporter"
 	"github.com/kis-core/runbook/services/reporter/notify"
 	"github.com/kis-core/runbook/services/reporter/report"
 )
@@ -239,45 +239,57 @@ still to approve (runbook approve), or the change window and when it opens;
 				return err
 			}
 			defer closeFn()
-			states := map[string]*runstate.State{}
-			started := map[string]time.Time{}
+			// The reporter's fold of each run (reporter.Fold): the same
+			// status, start and existence as the read API's.
+			folds := map[string]*reporter.Fold{}
 			err = bus.Scan(cmd.Context(), []string{eventbus.SubjectPrefix + ".>"}, 0, func(e eventbus.Envelope) error {
-				st := states[e.Event.RunId]
-				if st == nil {
-					st = runstate.New(e.Event.RunId)
-					states[e.Event.RunId] = st
-					started[e.Event.RunId] = e.Event.GetTime().AsTime()
+				f := folds[e.Event.RunId]
+				if f == nil {
+					f = reporter.NewFold(e.Event.RunId)
+					folds[e.Event.RunId] = f
 				}
-				st.Apply(e.Event)
+				f.Apply(e)
 				return nil
 			})
 			if err != nil {
 				return err
 			}
-			ids := make([]string, 0, len(states))
-			for id := range states {
-				ids = append(ids, id)
+			// A run of dead letters only, or whose only events were
+			// refused, is no run: counted below, not listed.
+			var runs []reporter.RunSummary
+			phantoms := 0
+			for _, f := range folds {
+				if f.Exists() {
+					runs = append(runs, f.Summary())
+				} else {
+					phantoms++
+				}
 			}
-			sort.Slice(ids, func(i, j int) bool { return started[ids[i]].After(started[ids[j]]) })
+			reporter.SortRuns(runs)
 			tw := tabwriter.NewWriter(g.out, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "RUN\tSTATUS\tWAITING FOR\tCHANGE\tTITLE\tSTARTED")
 			shown := 0
-			for _, id := range ids {
-				st := states[id]
-				w := waitingText(st)
+			for _, r := range runs {
+				w := waitingText(folds[r.RunID].State)
 				if waitingOnly && w == "-" {
 					continue
 				}
 				shown++
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", id, st.Status, w, st.ChangeID, st.Title, started[id].Local().Format(time.DateTime))
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.RunID, r.Status, w, r.ChangeID, r.Title, r.Started.Local().Format(time.DateTime))
 			}
 			switch {
-			case len(ids) == 0:
+			case len(runs) == 0:
 				fmt.Fprintln(tw, "(no runs yet: submit one with `runbook submit PLAN`)")
 			case shown == 0:
 				fmt.Fprintln(tw, "(no run is waiting)")
 			}
-			return tw.Flush()
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			if phantoms > 0 {
+				fmt.Fprintf(g.out, "\n%d run id(s) hold dead-lettered messages only: no runs (their dead letters: GET /api/v1/dead-letters)\n", phantoms)
+			}
+			return nil
 		},
 	}
 	c.Flags().BoolVar(&waitingOnly, "waiting", false, "list only the runs waiting for approval or for their change window")

@@ -1,6 +1,6 @@
 //go:build unix
 
-package steps
+package procio
 
 import (
 	"os/exec"
@@ -8,7 +8,7 @@ import (
 	"time"
 )
 
-// inGroup starts cmd in its own process group and makes cancel (the step's
+// inGroup starts cmd in its own process group and makes cancel (the command's
 // context ending) signal the whole group: SIGTERM, then SIGKILL after grace,
 // so what a script started (sleep 600 in `sh -c`) dies with it.
 func inGroup(cmd *exec.Cmd, grace time.Duration) {
