@@ -275,6 +275,7 @@ func (c *checker) plan(p *Plan) {
 	c.deploy(p.Deploy)
 	c.monitor(p.Monitor)
 	c.test(p.Test)
+	c.rollbackVerify(p.RollbackPlan.Verify, p.Test) // verify.go
 	c.report(p.Report)
 }
 
