@@ -82,6 +82,10 @@ type RollbackPlan struct {
 	// them as one numbered text ("1. ... 2. ..."), which is split into steps.
 	RollbackSteps         []Step   `yaml:"rollback_steps"`
 	EstimatedRollbackTime Duration `yaml:"estimated_rollback_time"`
+	// Verify names suites of test.suites that the tester re-runs once the
+	// rollback's steps are done (the seed's rollback step "테스트 실행"):
+	// all passed → ROLLED_BACK, any failed → ROLLBACK_FAILED (verify.go).
+	Verify []string `yaml:"verify"`
 }
 
 // TriggerCondition is either Text or a structured metric rule.

@@ -277,6 +277,7 @@ func (c *checker) plan(p *Plan) {
 	c.monitor(p.Monitor)
 	c.monitorStart(p.Monitor, p.Deploy)
 	c.test(p.Test)
+	c.rollbackVerify(p.RollbackPlan.Verify, p.Test) // verify.go
 	c.report(p.Report)
 }
 

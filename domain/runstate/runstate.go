@@ -4,6 +4,8 @@
 package runstate
 
 import (
+	"fmt"
+	"strings"
 	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -59,8 +61,16 @@ type State struct {
 	RollbackRequested bool
 	RollbackReason    string
 	RollbackStarted   bool
-	ReportReady       bool
-	FinalReason       string
+	// RollbackVerify are the suites rollback.started named
+	// (rollback_plan.verify) that the tester re-runs after the steps.
+	RollbackVerify []string
+	// VerifyPending: the rollback's steps are done (rollback.done) and its
+	// verification has not reported: the run stays ROLLING_BACK until
+	// rollback.verified (ROLLED_BACK) or rollback.verify.failed
+	// (ROLLBACK_FAILED).
+	VerifyPending bool
+	ReportReady   bool
+	FinalReason   string
 
 	// WaitingFor is what a waiting run waits for, from its latest
 	// run.waiting: the roles still to approve, or "change_window". Empty
@@ -178,14 +188,32 @@ func (s *State) ApplyAt(seq uint64, ev *runbookv1.Event) bool {
 		}
 		s.RollbackRequested = true
 	case *runbookv1.Event_RollbackStarted:
-		s.RollbackStarted = true
 		s.RollbackRequested = true
 		if p.RollbackStarted.GetReason() != "" {
 			s.RollbackReason = p.RollbackStarted.GetReason()
 		}
+		if !s.RollbackStarted { // there is one: the stream refuses a second
+			s.RollbackVerify = p.RollbackStarted.GetVerify()
+		}
+		s.RollbackStarted = true
 		s.advance(RollingBack)
 	case *runbookv1.Event_RollbackDone:
+		if len(s.RollbackVerify) > 0 && !s.Status.Final() {
+			s.VerifyPending = true // final once the tester has re-run the suites
+			break
+		}
 		s.finish(RolledBack, "rolled back: "+s.RollbackReason)
+	case *runbookv1.Event_RollbackVerified:
+		if s.VerifyPending {
+			s.VerifyPending = false
+			s.finish(RolledBack, fmt.Sprintf("rolled back: %s; verified: %d suite(s) passed (%s)",
+				s.RollbackReason, len(s.RollbackVerify), strings.Join(s.RollbackVerify, ", ")))
+		}
+	case *runbookv1.Event_RollbackVerifyFailed:
+		if s.VerifyPending {
+			s.VerifyPending = false
+			s.finish(RollbackFailed, VerifyFailedReason(p.RollbackVerifyFailed))
+		}
 	case *runbookv1.Event_RollbackFailed:
 		s.finish(RollbackFailed, "rollback failed: production is in an unknown state")
 	case *runbookv1.Event_ReportReady:
@@ -211,6 +239,22 @@ func (s *State) ApplyAt(seq uint64, ev *runbookv1.Event) bool {
 // event was refused by its consumers (an unsigned change request) does
 // not: no listing shows it. The one rule every reader of runs goes by.
 func (s *State) Exists() bool { return s.unsequenced > 0 || len(s.live) > 0 }
+
+// VerifyFailedReason is the final reason of a run whose rollback's
+// verification failed (rollback.verify.failed): the tests that failed.
+func VerifyFailedReason(r *runbookv1.TestSuiteResult) string {
+	var failed []string
+	for _, c := range r.GetTests() {
+		if strings.EqualFold(c.GetStatus(), "FAIL") {
+			failed = append(failed, c.GetName())
+		}
+	}
+	what := "a test failed"
+	if len(failed) > 0 {
+		what = fmt.Sprintf("%d of %d test(s) failed: %s", len(failed), len(r.GetTests()), strings.Join(failed, ", "))
+	}
+	return "rolled back, but the verification failed: " + what + " — production state uncertain"
+}
 
 func (s *State) advance(to Status) {
 	if s.Status.Final() {

@@ -503,15 +503,16 @@ func (s *Service) rollback(ctx context.Context, ev *runbookv1.Event, rr *runbook
 		return err
 	}
 	rbSteps := p.RollbackPlan.RollbackSteps
+	verify := p.RollbackPlan.Verify // the tester re-runs them after rollback.done
 	reason := rr.GetReason()
 	if deployed == nil {
-		rbSteps = nil
+		rbSteps, verify = nil, nil
 		reason += " (nothing was deployed: no rollback step runs)"
 	} else if p.NothingUndoneOnFailure() {
 		return s.failNothingUndone(ctx, ev, rr, p)
 	}
 	started := eventbus.CausedBy(eventbus.New(run, &runbookv1.Event_RollbackStarted{RollbackStarted: &runbookv1.RollbackStarted{
-		Reason: reason, RequestedBy: rr.GetRequestedBy(), Steps: int32(len(rbSteps)),
+		Reason: reason, RequestedBy: rr.GetRequestedBy(), Steps: int32(len(rbSteps)), Verify: verify,
 	}}), ev)
 	if _, err := s.bus.PublishOnce(ctx, started); err != nil {
 		if !errors.Is(err, eventbus.ErrAlreadyPublished) {

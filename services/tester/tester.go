@@ -7,7 +7,9 @@
 // rollback first when a test failed and the plan does not say otherwise.
 // When the run's rollback begins meanwhile (the monitor, an operator) it
 // stops at once and ends the phase with a stopped test.failed carrying what
-// was measured before the stop (stop.go).
+// was measured before the stop (stop.go). After a rollback whose plan names
+// rollback_plan.verify suites it re-runs them against the restored release
+// and publishes rollback.verified or rollback.verify.failed (verify.go).
 //
 // The judging is pure (packages expect and loadstat); sending requests is
 // package httprun; this file translates between events and those packages.
@@ -23,6 +25,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -90,6 +93,8 @@ type Service struct {
 	log     *slog.Logger
 	metrics *eventbus.Metrics
 	m       *metrics
+	// verifying holds the runs whose rollback this tester is verifying.
+	verifying sync.Map
 }
 
 // New builds the tester; reg receives its metrics.
@@ -101,10 +106,12 @@ func New(bus *eventbus.Bus, o Options, log *slog.Logger, m *eventbus.Metrics, re
 	return &Service{bus: bus, opts: o, log: log, metrics: m, m: newMetrics(reg)}
 }
 
-// Run consumes deploy.done until ctx ends and in-flight tests have drained.
+// Run consumes deploy.done and rollback.done until ctx ends and in-flight
+// tests have drained.
 func (s *Service) Run(ctx context.Context) error {
 	r := eventbus.NewRouter(s.bus, s.opts.Consumer, s.log, s.metrics)
 	eventbus.On(r, "deploy.done", s.onDeployDone)
+	eventbus.On(r, "rollback.done", s.onRollbackDone) // verify.go
 	return r.Run(ctx)
 }
 
@@ -229,24 +236,7 @@ func (s *Service) smoke(ctx context.Context, cause *runbookv1.Event, pl *plan.Pl
 		}
 		return prev.GetTestSmokePassed(), nil
 	}
-	runner := &httprun.Smoke{Client: s.opts.SmokeClient, Env: s.opts.LookupEnv, MaxBody: s.opts.MaxBody,
-		SecretHosts: pl.Test.SecretHosts, SecretEnv: pl.SecretEnv()}
-	suite := &runbookv1.TestSuiteResult{}
-	err := runner.RunSteps(ctx, steps, func(c httprun.CaseResult) {
-		if ctx.Err() != nil {
-			return // it ended as the tests stopped: not a result of this release
-		}
-		tc := &runbookv1.TestCase{Name: c.Name, Type: c.Type, Status: c.Status(), DurationMs: c.Duration.Milliseconds(), Details: c.Details, Error: c.Error}
-		suite.Tests = append(suite.Tests, tc)
-		switch {
-		case c.Pass:
-			suite.Passed++
-		case !c.Skipped: // a skip follows the failure that caused it
-			suite.Failed++
-		}
-		s.m.tests.WithLabelValues(tc.Type, tc.Status).Inc()
-		log.Info("smoke test", "suite", c.Suite, "step", tc.Name, "status", tc.Status, "duration_ms", tc.DurationMs, "error", tc.Error)
-	})
+	suite, err := s.runSmoke(ctx, pl, steps, log)
 	if st := stopped(ctx); st != nil {
 		// Stopped by the rollback: what completed before it is reported
 		// with the stopped outcome, not as the suite's result.
@@ -265,6 +255,32 @@ func (s *Service) smoke(ctx context.Context, cause *runbookv1.Event, pl *plan.Pl
 		return nil, err
 	}
 	return suite, nil
+}
+
+// runSmoke runs smoke steps in order with the plan's secrets, redaction and
+// captures (values captured by one step are used by later ones) and
+// returns their results. A step cut short because ctx ended is not a
+// result; RunSteps then returns ctx's error.
+func (s *Service) runSmoke(ctx context.Context, pl *plan.Plan, steps []plan.SmokeStep, log *slog.Logger) (*runbookv1.TestSuiteResult, error) {
+	runner := &httprun.Smoke{Client: s.opts.SmokeClient, Env: s.opts.LookupEnv, MaxBody: s.opts.MaxBody,
+		SecretHosts: pl.Test.SecretHosts, SecretEnv: pl.SecretEnv()}
+	suite := &runbookv1.TestSuiteResult{}
+	err := runner.RunSteps(ctx, steps, func(c httprun.CaseResult) {
+		if ctx.Err() != nil {
+			return // it ended as the tests stopped: not a result of this release
+		}
+		tc := &runbookv1.TestCase{Name: c.Name, Type: c.Type, Status: c.Status(), DurationMs: c.Duration.Milliseconds(), Details: c.Details, Error: c.Error}
+		suite.Tests = append(suite.Tests, tc)
+		switch {
+		case c.Pass:
+			suite.Passed++
+		case !c.Skipped: // a skip follows the failure that caused it
+			suite.Failed++
+		}
+		s.m.tests.WithLabelValues(tc.Type, tc.Status).Inc()
+		log.Info("smoke test", "suite", c.Suite, "step", tc.Name, "status", tc.Status, "duration_ms", tc.DurationMs, "error", tc.Error)
+	})
+	return suite, err
 }
 
 // load runs the load test, or returns the result already recorded. When the

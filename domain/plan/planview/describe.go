@@ -125,7 +125,7 @@ func Describe(p *plan.Plan, a risk.Assessment) string {
 
 	w(0, "")
 	w(0, "ROLLBACK")
-	rp := p.RollbackPlan
+	rp, t0 := p.RollbackPlan, p.Test
 	if len(rp.TriggerConditions) > 0 {
 		w(1, "trigger conditions:")
 	}
@@ -143,6 +143,10 @@ func Describe(p *plan.Plan, a risk.Assessment) string {
 	}
 	for i, s := range rp.RollbackSteps {
 		w(2, "%d. %s", i+1, stepText(s))
+	}
+	if len(rp.Verify) > 0 {
+		steps, _ := t0.SuiteSteps(rp.Verify)
+		w(1, "after the rollback: re-run smoke suites %s (%d test(s)): all pass → ROLLED_BACK, any fails → ROLLBACK_FAILED", strings.Join(rp.Verify, ", "), len(steps))
 	}
 	if rp.EstimatedRollbackTime.IsSet() {
 		w(1, "estimated rollback time: %s (%s)", rp.EstimatedRollbackTime, dur(rp.EstimatedRollbackTime.Duration))

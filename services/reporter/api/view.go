@@ -355,6 +355,17 @@ func describe(ev *runbookv1.Event) string {
 		return fmt.Sprintf("%d steps in %d ms", p.RollbackDone.GetStepsSucceeded(), p.RollbackDone.GetDurationMs())
 	case *runbookv1.Event_RollbackFailed:
 		return p.RollbackFailed.GetError()
+	case *runbookv1.Event_RollbackVerified:
+		return fmt.Sprintf("rollback verified: %d of %d tests passed", p.RollbackVerified.GetPassed(), len(p.RollbackVerified.GetTests()))
+	case *runbookv1.Event_RollbackVerifyFailed:
+		var failed []string
+		for _, c := range p.RollbackVerifyFailed.GetTests() {
+			if strings.EqualFold(c.GetStatus(), "FAIL") {
+				failed = append(failed, c.GetName())
+			}
+		}
+		return fmt.Sprintf("rollback verification FAILED, production state uncertain: %d of %d tests failed: %s",
+			len(failed), len(p.RollbackVerifyFailed.GetTests()), strings.Join(failed, ", "))
 	case *runbookv1.Event_MonitorStarted:
 		return fmt.Sprintf("window %s, every %s", p.MonitorStarted.GetWindow(), p.MonitorStarted.GetInterval())
 	case *runbookv1.Event_ThresholdViolated:

@@ -96,6 +96,11 @@ type fold struct {
 	rollbackStarted              *runbookv1.RollbackStarted
 	rollbackStartPos             int
 	rollbackRequest              *runbookv1.RollbackRequested
+	rollbackFailed               bool
+	// verify is the rollback's verification (rollback.verified or
+	// rollback.verify.failed), verifyOK whether it passed.
+	verify   *runbookv1.TestSuiteResult
+	verifyOK bool
 
 	baseline map[string]float64
 	post     map[string]float64
@@ -236,8 +241,14 @@ func (f *fold) apply(ev *runbookv1.Event) {
 			f.runFailed = p.RunFailed
 			f.add(&draft{issue: Issue{Severity: SeverityCritical, Type: "ROLLBACK", Message: p.RunFailed.GetReason()}}, t)
 		}
+	case *runbookv1.Event_RollbackVerified:
+		f.verify, f.verifyOK = p.RollbackVerified, true
+	case *runbookv1.Event_RollbackVerifyFailed:
+		f.verify, f.verifyOK = p.RollbackVerifyFailed, false
+		f.add(&draft{issue: Issue{Severity: SeverityCritical, Type: "ROLLBACK", Message: verifyFailedMessage(f.rollbackStarted.GetVerify(), p.RollbackVerifyFailed)}}, t)
 	case *runbookv1.Event_RollbackFailed:
 		f.rollbackEnd = t
+		f.rollbackFailed = true
 		msg := "rollback failed: production is in an unknown state"
 		if e := p.RollbackFailed.GetError(); e != "" {
 			msg += ": " + e
@@ -430,18 +441,24 @@ func (f *fold) putTest(key string, tc TestCase, t time.Time) {
 
 func (f *fold) suite(s *runbookv1.TestSuiteResult, t time.Time) {
 	for _, c := range s.GetTests() {
-		typ := strings.ToLower(strings.TrimSpace(c.GetType()))
-		if typ == "" {
-			typ = "smoke"
-		}
-		f.putTest(typ+"\x00"+c.GetName(), TestCase{
-			Name:       c.GetName(),
-			Type:       typ,
-			Status:     strings.ToUpper(strings.TrimSpace(c.GetStatus())),
-			DurationMS: c.GetDurationMs(),
-			Details:    c.GetDetails(),
-			Error:      c.GetError(),
-		}, t)
+		tc := testCase(c)
+		f.putTest(tc.Type+"\x00"+tc.Name, tc, t)
+	}
+}
+
+// testCase is one test of a suite as the report lists it.
+func testCase(c *runbookv1.TestCase) TestCase {
+	typ := strings.ToLower(strings.TrimSpace(c.GetType()))
+	if typ == "" {
+		typ = "smoke"
+	}
+	return TestCase{
+		Name:       c.GetName(),
+		Type:       typ,
+		Status:     strings.ToUpper(strings.TrimSpace(c.GetStatus())),
+		DurationMS: c.GetDurationMs(),
+		Details:    c.GetDetails(),
+		Error:      c.GetError(),
 	}
 }
 
@@ -611,6 +628,7 @@ func (f *fold) result() *Result {
 		if !f.rollbackEnd.IsZero() {
 			r.Rollback.Duration = ptr(FormatDuration(f.rollbackEnd.Sub(f.rollbackStart)))
 		}
+		r.Rollback.Verification = f.verification()
 	}
 	r.OperatorTodo = append([]TodoItem{}, f.todo...)
 	if f.runFailed != nil && final && st.Status == runstate.Failed && f.rollbackStarted == nil {
@@ -630,6 +648,51 @@ func (f *fold) result() *Result {
 	res.QCSummary = qcSummary(r, f.headerTime(final), tr, f.tests, info.limits)
 	res.Phases = f.phases(final)
 	return res
+}
+
+// verification is the rollback's verification for the report, nil when
+// rollback.started named no suites.
+func (f *fold) verification() *RollbackVerification {
+	names := f.rollbackStarted.GetVerify()
+	if len(names) == 0 {
+		return nil
+	}
+	v := &RollbackVerification{Suites: slices.Clone(names), Status: VerifyPending, Tests: []TestCase{}}
+	switch {
+	case f.verify != nil && f.verifyOK:
+		v.Status = VerifyPass
+	case f.verify != nil:
+		v.Status = VerifyFail
+	case f.rollbackFailed:
+		v.Status = VerifyNotRun
+	}
+	for _, c := range f.verify.GetTests() {
+		tc := testCase(c)
+		v.Tests = append(v.Tests, tc)
+		switch tc.Status {
+		case "PASS":
+			v.Passed++
+		case "FAIL":
+			v.Failed++
+		}
+	}
+	return v
+}
+
+// verifyFailedMessage is the issue of a failed rollback verification: the
+// suites and every test that failed, with why.
+func verifyFailedMessage(suites []string, r *runbookv1.TestSuiteResult) string {
+	var failed []string
+	for _, c := range r.GetTests() {
+		if strings.EqualFold(c.GetStatus(), "FAIL") {
+			failed = append(failed, fmt.Sprintf("%s (%s)", c.GetName(), firstOf(c.GetError(), "failed")))
+		}
+	}
+	msg := fmt.Sprintf("rollback verification failed (re-ran %s): production state uncertain", strings.Join(suites, ", "))
+	if len(failed) > 0 {
+		msg += fmt.Sprintf("; %d of %d test(s) failed: %s", len(failed), len(r.GetTests()), strings.Join(failed, ", "))
+	}
+	return msg
 }
 
 // testsPending: the run is final, its tests began and have no outcome.

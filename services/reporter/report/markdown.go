@@ -86,6 +86,17 @@ func Markdown(r *Report, qcSummary string) string {
 		{"Requested by", deref(rb.RequestedBy)},
 		{"Duration", deref(rb.Duration)},
 	})
+	if v := rb.Verification; v != nil {
+		fmt.Fprintf(&b, "\n### Verification\n\nRe-ran %s after the rollback: %s, %d passed, %d failed.\n", strings.Join(v.Suites, ", "), v.Status, v.Passed, v.Failed)
+		if len(v.Tests) > 0 {
+			b.WriteString("\n")
+			rows := make([][]string, 0, len(v.Tests))
+			for _, tc := range v.Tests {
+				rows = append(rows, []string{tc.Name, tc.Type, tc.Status, strconv.FormatInt(tc.DurationMS, 10), joinNonEmpty("; ", tc.Details, tc.Error)})
+			}
+			table(&b, []string{"Test", "Type", "Status", "Duration (ms)", "Details"}, rows)
+		}
+	}
 	if rb.NothingUndone {
 		b.WriteString("\n**" + plan.NothingUndone + "**: the plan has no executable rollback step; see the operator's to-do.\n")
 	}

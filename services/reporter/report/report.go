@@ -186,6 +186,27 @@ type Rollback struct {
 	// rollback was asked for (reason, requested_by) and the plan has no
 	// executable rollback step (run.failed); see operator_todo.
 	NothingUndone bool `json:"nothing_undone,omitempty"`
+	// Verification is rollback_plan.verify: the smoke suites the tester
+	// re-ran once the rollback's steps were done (addition); absent when
+	// the rollback named none.
+	Verification *RollbackVerification `json:"verification,omitempty"`
+}
+
+// Statuses of a rollback's verification.
+const (
+	VerifyPass    = "PASS"    // rollback.verified: every test passed
+	VerifyFail    = "FAIL"    // rollback.verify.failed
+	VerifyPending = "PENDING" // the steps are running, or done and the tester has not reported
+	VerifyNotRun  = "NOT_RUN" // the rollback's steps failed: nothing was re-run
+)
+
+// RollbackVerification is the result of rollback_plan.verify (addition).
+type RollbackVerification struct {
+	Suites []string   `json:"suites"` // as rollback.started named them, in the order they ran
+	Status string     `json:"status"` // PASS, FAIL, PENDING, NOT_RUN
+	Passed int        `json:"passed"`
+	Failed int        `json:"failed"`
+	Tests  []TestCase `json:"tests"` // never null
 }
 
 // Recommendation is one entry of generateRecommendations().

@@ -120,12 +120,28 @@ func Describe(ev *runbookv1.Event) (phase, text string) {
 		return "ROLLBACK", fmt.Sprintf("✔ rolled back: %d step(s) in %d ms", p.RollbackDone.GetStepsSucceeded(), p.RollbackDone.GetDurationMs())
 	case *runbookv1.Event_RollbackFailed:
 		return "ROLLBACK", "✗✗ ROLLBACK FAILED — production is in an unknown state: " + p.RollbackFailed.GetError()
+	case *runbookv1.Event_RollbackVerified:
+		r := p.RollbackVerified
+		return "ROLLBACK", fmt.Sprintf("✔ rollback verified: %d of %d test(s) passed after the rollback", r.GetPassed(), len(r.GetTests()))
+	case *runbookv1.Event_RollbackVerifyFailed:
+		return "ROLLBACK", "✗✗ ROLLBACK VERIFICATION FAILED — production state uncertain: " + verifyFailures(p.RollbackVerifyFailed)
 	case *runbookv1.Event_ReportReady:
 		return "REPORT", "report ready: " + p.ReportReady.GetStatus()
 	case *runbookv1.Event_EventDeadLettered:
 		return "PLUMBING", fmt.Sprintf("⚠ dead-lettered by %s: %s", p.EventDeadLettered.GetConsumer(), p.EventDeadLettered.GetReason())
 	}
 	return strings.ToUpper(strings.SplitN(ev.GetType(), ".", 2)[0]), ev.GetType()
+}
+
+// verifyFailures names the tests a rollback's verification failed, with why.
+func verifyFailures(r *runbookv1.TestSuiteResult) string {
+	var failed []string
+	for _, c := range r.GetTests() {
+		if strings.EqualFold(c.GetStatus(), "FAIL") {
+			failed = append(failed, fmt.Sprintf("%s (%s)", c.GetName(), c.GetError()))
+		}
+	}
+	return fmt.Sprintf("%d of %d test(s) failed: %s", len(failed), len(r.GetTests()), strings.Join(failed, ", "))
 }
 
 // waitingLine says what a run held at the gate waits for, in local time.
