@@ -249,6 +249,36 @@ func TestSeedProcedureBehindNginx(t *testing.T) {
 	if strings.Contains(rr.QcSummary, "WARNINGS") || strings.Contains(rr.QcSummary, "Unknown") {
 		t.Errorf("good release's QC summary is not clean:\n%s", rr.QcSummary)
 	}
+	var errRate float64
+	for _, l := range strings.Split(rr.QcSummary, "\n") {
+		if v, ok := strings.CutPrefix(l, "Error Rate: "); ok {
+			if _, err := fmt.Sscanf(v, "%g%%", &errRate); err != nil {
+				t.Errorf("QC error rate %q: %v", v, err)
+			}
+		}
+	}
+	if errRate >= 1 {
+		t.Errorf("good release's QC error rate %g%% is not under the 1%% threshold:\n%s", errRate, rr.QcSummary)
+	}
+	// The maintenance page the plan served was sampled during the deploy
+	// (recorded, not judged): 503s that never counted against the release.
+	mc := evs[index(evs, "monitor.completed")].GetMonitorCompleted()
+	if mc.GetDuringDeploySamples() == 0 || mc.GetWindowOpened() == nil || mc.GetViolations() != 0 {
+		t.Errorf("good release's window: %d samples during the deploy, opened %v, %d violations", mc.GetDuringDeploySamples(), mc.GetWindowOpened(), mc.GetViolations())
+	}
+	samples, err := p.bus.RunSamples(ctx, good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	maintenance := 0
+	for _, s := range samples {
+		if s.GetDuringDeploy() && s.GetMetric() == "error_rate" && s.GetValue() == 1 {
+			maintenance++
+		}
+	}
+	if maintenance == 0 {
+		t.Errorf("no during-deploy sample saw the maintenance page (error rate 100%%): the test no longer exercises it")
+	}
 	if body, _ := g.get("/api/v1/health"); !strings.Contains(body, "v2.5.0") {
 		t.Errorf("after the good release the gateway serves %s", body)
 	}
