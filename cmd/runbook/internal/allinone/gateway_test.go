@@ -171,6 +171,7 @@ preflight:
 deploy:
   steps:
     - {name: "1. block traffic", timeout: 20s, command: %[4]s}
+    - {name: "1. drain (the seed's sleep 10)", wait: {duration: 3s}}
     - name: "5. migration"
       sql: {dsn_env: GATEWAY_DB_URL, statements: ["ALTER TABLE estimate_meta ADD COLUMN %[3]s numeric"]}
     - {name: "4. deploy %[2]s", timeout: 20s, command: %[7]s}

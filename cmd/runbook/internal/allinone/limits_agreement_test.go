@@ -178,7 +178,9 @@ func monitoredRun(runID string, t0 time.Time, requested *runbookv1.Event, metric
 			WindowNeeded: int32(d.Needed), GateFailed: d.GateFailed, Below: d.Below}}, d.Metric, 1))
 	}
 	return append(evs, limitEvent(runID, t0, 5, &runbookv1.Event_MonitorCompleted{MonitorCompleted: &runbookv1.MonitorCompleted{
-		Samples: 1, Last: map[string]float64{metric: value}, Max: map[string]float64{metric: value}}}))
+		Samples: 1, Last: map[string]float64{metric: value}, Max: map[string]float64{metric: value},
+		// The judged samples' statistics: what the QC summary reads.
+		Stats: map[string]*runbookv1.MetricStats{metric: {Min: value, Max: value, Mean: value, P95: value, Samples: 1}}}}))
 }
 
 func getMetrics(t *testing.T, url string) api.Metrics {
