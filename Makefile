@@ -11,7 +11,7 @@ DEMO_NATS   ?= 127.0.0.1:14222
 DEMO_HTTP   ?= 127.0.0.1:19464
 DEMO_DIR    := .demo
 
-.PHONY: all build test test-short test-load kill-test proto proto-check lint fmt demo run bench bench-projection bench-load fuzz compose-check clean
+.PHONY: all build test test-short test-load kill-test proto proto-check lint fmt demo run bench bench-verdict bench-projection bench-load fuzz compose-check clean
 
 all: build
 
@@ -64,6 +64,10 @@ bench: bench-projection bench-load ## benchmarks; figures go into BENCHMARKS.md
 	$(GO) test -run '^$$' -bench RawJetStream -benchtime 10000x -count 1 ./cmd/runbook/internal/allinone/
 	$(GO) test -run '^$$' -bench 'Pipeline|FirstStepLatency|StepOverhead|RollbackLatency|MonitorBreachToRollback' -benchtime 1x -count 1 -timeout 20m ./cmd/runbook/internal/allinone/
 	$(GO) test -run '^$$' -bench MonitorScale -benchtime 1x -count 1 -timeout 20m ./cmd/runbook/internal/allinone/
+	$(MAKE) bench-verdict
+
+bench-verdict: ## breach to decision (for: 1 of 1, 2 of 3; scraped every 1 s) and false rollbacks over 20 good runs (RUNBOOK_BENCH_RUNS)
+	$(GO) test -run '^$$' -bench 'BreachToDecision|FalseRollbacks' -benchtime 1x -count 1 -timeout 20m ./cmd/runbook/internal/allinone/
 
 bench-load: ## the load engine's max req/s and CPU time per request beside wrk and hey, same local target (RUNBOOK_BENCH_SECONDS, RUNBOOK_BENCH_CONNS)
 	$(GO) test -run '^$$' -bench LoadEngineVsWrkHey -benchtime 1x -count 1 -timeout 5m ./services/tester/httprun/
