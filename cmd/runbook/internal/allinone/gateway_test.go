@@ -6,10 +6,12 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -144,7 +146,7 @@ func (g *gateway) get(path string) (string, int) {
 // the old release back, restores traffic and waits until the gateway serves
 // the old release. No per-metric grace: the maintenance page the plan
 // serves is during the deploy, which the monitor records but never judges.
-func gatewayPlan(g *gateway, tg *target, id, version, old, column string) []byte {
+func gatewayPlan(g *gateway, tg *target, hook, id, version, old, column string) []byte {
 	switchTo := func(v string) string {
 		return fmt.Sprintf(`{argv: [cp, %q, %q]}`, estimator.ReleasePath(tg.stateDir, v), filepath.Join(tg.stateDir, estimator.CurrentFile))
 	}
@@ -154,7 +156,12 @@ func gatewayPlan(g *gateway, tg *target, id, version, old, column string) []byte
 requester: {name: ops, role: SRE, contact: ops@example.com}
 scope:
   systems_affected: ["KIS_CORE_V3"]
+report:
+  notify:
+    - webhook: {url: "%[11]s"}
+      on: [started, final]      # the seed's slack_notify "🚀 Deployment started", and the result
 rollback_plan:
+  verify: [api_up]              # the template's "테스트 실행" after the rollback
   rollback_steps:
     - {name: "block traffic", timeout: 20s, command: %[4]s}
     - name: "down-migration"
@@ -201,7 +208,12 @@ test:
         - name: "estimates"
           request: {method: GET, url: "%[8]s/api/v1/estimates"}
           expect: {status: 200}
-`, id, version, column, block, restore, switchTo(old), switchTo(version), g.url, tg.url, old))
+    - name: api_up
+      steps:
+        - name: "estimates answer"
+          request: {method: GET, url: "%[8]s/api/v1/estimates"}
+          expect: {status: 200}
+`, id, version, column, block, restore, switchTo(old), switchTo(version), g.url, tg.url, old, hook))
 }
 
 func TestSeedProcedureBehindNginx(t *testing.T) {
@@ -234,9 +246,22 @@ func TestSeedProcedureBehindNginx(t *testing.T) {
 		}
 		return n == 1
 	}
+	// The notification receiver: "deployment started" and the result, per run.
+	var hookMu sync.Mutex
+	told := map[string][]string{}
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hookMu.Lock()
+		defer hookMu.Unlock()
+		what := r.Header.Get("X-Runbook-Event")
+		if what == "" {
+			what = "report " + r.Header.Get("X-Runbook-Status")
+		}
+		told[r.Header.Get("X-Runbook-Run-Id")] = append(told[r.Header.Get("X-Runbook-Run-Id")], what)
+	}))
+	defer hook.Close()
 	p := startPipeline(t, nil)
 
-	good := p.submit(t, gatewayPlan(g, tg, "CR-GW-GOOD", "v2.5.0", estimator.GoodVersion, "discount"))
+	good := p.submit(t, gatewayPlan(g, tg, hook.URL, "CR-GW-GOOD", "v2.5.0", estimator.GoodVersion, "discount"))
 	rr := p.report(t, good, 90*time.Second)
 	evs := p.history(t, good)
 	if rr.Status != "SUCCESS" {
@@ -287,7 +312,7 @@ func TestSeedProcedureBehindNginx(t *testing.T) {
 		t.Error("the good release's migration is not applied")
 	}
 
-	bad := p.submit(t, gatewayPlan(g, tg, "CR-GW-BAD", "v2.5.1-bad", "v2.5.0", "surcharge"))
+	bad := p.submit(t, gatewayPlan(g, tg, hook.URL, "CR-GW-BAD", "v2.5.1-bad", "v2.5.0", "surcharge"))
 	rr = p.report(t, bad, 90*time.Second)
 	evs = p.history(t, bad)
 	if rr.Status != "ROLLED_BACK" {
@@ -301,5 +326,17 @@ func TestSeedProcedureBehindNginx(t *testing.T) {
 	}
 	if !hasColumn("discount") {
 		t.Error("the rollback undid the earlier good release's migration")
+	}
+	// The rollback was verified (the template's "테스트 실행"), not assumed.
+	if index(evs, "rollback.verified") < index(evs, "rollback.done") || index(evs, "rollback.done") < 0 {
+		t.Errorf("no rollback.verified after rollback.done: %v", types(evs))
+	}
+	// Each run told the receiver when its deploy started, then its result.
+	for run, status := range map[string]string{good: "SUCCESS", bad: "ROLLED_BACK"} {
+		natstest.Eventually(t, 20*time.Second, "the notifications of "+run, func() bool {
+			hookMu.Lock()
+			defer hookMu.Unlock()
+			return strings.Join(told[run], ",") == "deploy.started,report "+status
+		})
 	}
 }
