@@ -480,7 +480,7 @@ func (f *fold) result() *Result {
 	final := st.Status.Final()
 	requested := st.Request.GetChangeRequested()
 	info := readPlan(requested)
-	res := &Result{RunID: f.runID, Status: st.Status, Final: final, FinalEvent: f.finalEvent, TestsPending: f.testsPending()}
+	res := &Result{RunID: f.runID, Status: st.Status, Final: final, FinalEvent: f.finalEvent, TestsPending: f.testsPending(), State: st}
 	r := &res.Report
 
 	operator := st.Request.GetActor()
