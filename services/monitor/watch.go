@@ -165,14 +165,11 @@ func (w *watch) run(ctx context.Context) error {
 		w.rollback = true
 		w.violations = h.violations
 		return w.complete(ctx, "stopped early: rollback requested: "+ours.GetRollbackRequested().GetReason())
-	case h.RollbackUnderWay():
-		// Already rolling back (e.g. the deploy failed at once): the
-		// change is being undone, there is nothing left to watch.
+	case w.stopReason(h.State) != "":
+		// Already rolling back (e.g. the deploy failed at once) or
+		// failed: there is nothing left to watch.
 		w.violations = h.violations
-		return w.complete(ctx, stoppedByRollback(h.RollbackStart))
-	case h.RunFailed != nil:
-		w.violations = h.violations
-		return w.complete(ctx, w.stoppedByRunFailed(h.RunFailed))
+		return w.complete(ctx, w.stopReason(h.State))
 	}
 	started := h.MonitorStart
 	if started == nil {
@@ -310,22 +307,33 @@ func (w *watch) awaitDeploy(ctx context.Context) (opened time.Time, stop string,
 // stopped is why the window ends early, "" to go on: the change is being
 // undone (rollback.started, whoever asked) or the run failed with nothing
 // to undo (run.failed).
+//
+// It reads only those two events (it runs every round), folded as the run's
+// fold does, and asks the same rule as the window's start (stopReason).
 func (w *watch) stopped(ctx context.Context) (string, error) {
-	rs, err := w.s.bus.LastEvent(ctx, w.runID, "rollback.started")
-	if err != nil {
-		return "", err
+	st := runstate.New(w.runID)
+	for _, typ := range []string{"rollback.started", "run.failed"} {
+		env, err := w.s.bus.LastEvent(ctx, w.runID, typ)
+		if err != nil {
+			return "", err
+		}
+		if env != nil {
+			st.ApplyAt(env.Seq, env.Event)
+		}
 	}
-	if rs != nil {
-		return stoppedByRollback(rs.Event), nil
+	return w.stopReason(st), nil
+}
+
+// stopReason is why the window ends early by the run's fold, "" to go on:
+// its rollback started (whoever asked), or it failed with nothing to undo.
+func (w *watch) stopReason(st *runstate.State) string {
+	switch {
+	case st.RollbackUnderWay():
+		return stoppedByRollback(st.RollbackStart)
+	case st.RunFailed != nil:
+		return w.stoppedByRunFailed(st.RunFailed)
 	}
-	rf, err := w.s.bus.LastEvent(ctx, w.runID, "run.failed")
-	if err != nil {
-		return "", err
-	}
-	if rf != nil {
-		return w.stoppedByRunFailed(rf.Event), nil
-	}
-	return "", nil
+	return ""
 }
 
 // stoppedByRunFailed is the reason for a run.failed: the deploy failed and
