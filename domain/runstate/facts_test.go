@@ -20,7 +20,7 @@ func mk(id, typ string, payload any, n int) *runbookv1.Event {
 	return ev
 }
 
-// history builds the events named, in order, each made by its builder.
+// builder makes one event of a history, the n-th (its time is t0+n s).
 type builder func(n int) *runbookv1.Event
 
 var (
