@@ -1,6 +1,15 @@
-// Package runstate is the fold that turns a run's events into its status.
-// It is the same fold wherever a status is shown: the reporter, the CLI's
-// `runs` and `watch`, the dashboards. Pure: no NATS, no database.
+// Package runstate is the one fold of a run's events: its status and the
+// facts every reader decides by — whether the deploy started or finished and
+// by which event, whether the run was stopped before its deploy, whether a
+// rollback was asked for, started or ended, the tests' and the rollback
+// verification's outcome, run.failed. The deployer (its journal), the CLI
+// (runs, watch, approve, reject, cancel, rollback), the monitor, the
+// tester, the notifier, the reporter and its read API all fold a run with
+// it; a reader that needs more (the deployer's step attempts, the monitor's
+// violation maxima) adds it in the same loop over the events, never by
+// reading the status rules a second time. Where services once disagreed the
+// deployer's semantics rule: it is the one that acts. Pure: no NATS, no
+// database.
 package runstate
 
 import (
@@ -80,8 +89,47 @@ type State struct {
 	// the run expires if it still waits (zero when none).
 	WaitingUntil, WaitingDeadline time.Time
 
-	seen          map[string]bool
-	deployStarted bool
+	// The events the facts below come from: the first of each kind unless
+	// said otherwise, nil until folded.
+
+	// Request is the run's change.requested; PlanSHA256 the digest of its
+	// plan, RequesterKey the key that signed it ("" unsigned).
+	Request      *runbookv1.Event
+	PlanSHA256   string
+	RequesterKey string
+	// PreflightPassed: preflight.passed; ReadyAt is its time, from which
+	// the gate counts its deadlines.
+	PreflightPassed bool
+	ReadyAt         time.Time
+	// ApprovalsRequired are the roles the latest plan.assessed requires;
+	// Assessed whether pre-flight assessed the plan yet.
+	ApprovalsRequired []string
+	Assessed          bool
+	// Stopped is the event that ended the run before its deploy started:
+	// approval.rejected, run.cancelled or run.expired. In stream order the
+	// first of a stop and deploy.started wins (the deployer's rule): once
+	// the deploy started, a rejection, cancel or expiry stops nothing —
+	// stopping a deploy means rolling it back.
+	Stopped *runbookv1.Event
+	// DeployStart is deploy.started: its causation id names the event
+	// whose handler deploys. DeployEnd is deploy.done or deploy.failed.
+	DeployStart, DeployEnd *runbookv1.Event
+	// MonitorStart is monitor.started (the window's baseline).
+	MonitorStart *runbookv1.Event
+	// TestStart is test.started, TestOutcome test.passed or test.failed.
+	TestStart, TestOutcome *runbookv1.Event
+	// RollbackRequests are the run's rollback.requested, in stream order.
+	RollbackRequests []*runbookv1.Event
+	// RollbackStart is rollback.started (the stream holds one per run),
+	// RollbackEnd rollback.done or rollback.failed.
+	RollbackStart, RollbackEnd *runbookv1.Event
+	// VerifyOutcome is rollback.verified or rollback.verify.failed (the
+	// status counts it only once rollback.done left the run VerifyPending).
+	VerifyOutcome *runbookv1.Event
+	// RunFailed is run.failed: a failure nothing undid.
+	RunFailed *runbookv1.Event
+
+	seen map[string]bool
 	// live are the stream sequences of the events folded with ApplyAt
 	// that make the run exist, less those a consumer dead-lettered since;
 	// unsequenced counts those folded with Apply (no sequence known).
@@ -129,6 +177,7 @@ func (s *State) ApplyAt(seq uint64, ev *runbookv1.Event) bool {
 	if s.Status == "" {
 		s.Status = Submitted
 	}
+	s.facts(ev)
 	switch p := ev.Payload.(type) {
 	case *runbookv1.Event_ChangeRequested:
 		s.ChangeID, s.Title, s.Requester = p.ChangeRequested.GetChangeId(), p.ChangeRequested.GetTitle(), p.ChangeRequested.GetRequester()
@@ -140,7 +189,7 @@ func (s *State) ApplyAt(seq uint64, ev *runbookv1.Event) bool {
 		s.finish(Failed, "pre-flight failed: "+p.PreflightFailed.GetReason())
 	case *runbookv1.Event_RunWaiting:
 		w := p.RunWaiting
-		if s.deployStarted {
+		if s.DeployStart != nil {
 			break
 		}
 		if len(w.GetWaitingFor()) > 0 && w.GetWaitingFor()[0] == "change_window" {
@@ -153,7 +202,7 @@ func (s *State) ApplyAt(seq uint64, ev *runbookv1.Event) bool {
 	case *runbookv1.Event_ApprovalRejected:
 		// A rejection ends the run unless its deploy started first (the
 		// deployer goes by the same stream order).
-		if !s.deployStarted {
+		if s.Stopped == ev {
 			a := p.ApprovalRejected
 			who := or(a.GetApprover(), ev.GetActor())
 			reason := "rejected by " + or(who, "an unnamed approver")
@@ -163,13 +212,16 @@ func (s *State) ApplyAt(seq uint64, ev *runbookv1.Event) bool {
 			s.finish(Rejected, reason+": "+or(a.GetReason(), "no reason given"))
 		}
 	case *runbookv1.Event_RunExpired:
-		s.finish(Expired, p.RunExpired.GetReason())
+		if s.Stopped == ev {
+			s.finish(Expired, p.RunExpired.GetReason())
+		}
 	case *runbookv1.Event_RunCancelled:
-		s.finish(Cancelled, p.RunCancelled.GetReason())
+		if s.Stopped == ev {
+			s.finish(Cancelled, p.RunCancelled.GetReason())
+		}
 	case *runbookv1.Event_RunFailed:
 		s.finish(Failed, p.RunFailed.GetReason())
 	case *runbookv1.Event_DeployStarted:
-		s.deployStarted = true
 		s.advance(Deploying)
 	case *runbookv1.Event_DeployDone:
 		s.DeployDone = true
@@ -231,6 +283,97 @@ func (s *State) ApplyAt(seq uint64, ev *runbookv1.Event) bool {
 		}
 	}
 	return true
+}
+
+// facts records the events the run's facts come from (see State).
+func (s *State) facts(ev *runbookv1.Event) {
+	first := func(at **runbookv1.Event) {
+		if *at == nil {
+			*at = ev
+		}
+	}
+	switch p := ev.Payload.(type) {
+	case *runbookv1.Event_ChangeRequested:
+		if s.Request == nil {
+			s.Request = ev
+			s.PlanSHA256 = p.ChangeRequested.GetPlanSha256()
+			s.RequesterKey = ev.GetSignature().GetKey()
+		}
+	case *runbookv1.Event_PreflightPassed:
+		if !s.PreflightPassed && ev.GetTime() != nil {
+			s.ReadyAt = ev.GetTime().AsTime()
+		}
+		s.PreflightPassed = true
+	case *runbookv1.Event_PlanAssessed:
+		s.ApprovalsRequired, s.Assessed = p.PlanAssessed.GetApprovalsRequired(), true
+	case *runbookv1.Event_ApprovalRejected, *runbookv1.Event_RunCancelled, *runbookv1.Event_RunExpired:
+		if s.DeployStart == nil {
+			first(&s.Stopped)
+		}
+	case *runbookv1.Event_DeployStarted:
+		first(&s.DeployStart)
+	case *runbookv1.Event_DeployDone, *runbookv1.Event_DeployFailed:
+		first(&s.DeployEnd)
+	case *runbookv1.Event_MonitorStarted:
+		first(&s.MonitorStart)
+	case *runbookv1.Event_TestStarted:
+		first(&s.TestStart)
+	case *runbookv1.Event_TestPassed, *runbookv1.Event_TestFailed:
+		first(&s.TestOutcome)
+	case *runbookv1.Event_RollbackRequested:
+		s.RollbackRequests = append(s.RollbackRequests, ev)
+	case *runbookv1.Event_RollbackStarted:
+		first(&s.RollbackStart)
+	case *runbookv1.Event_RollbackDone, *runbookv1.Event_RollbackFailed:
+		first(&s.RollbackEnd)
+	case *runbookv1.Event_RollbackVerified, *runbookv1.Event_RollbackVerifyFailed:
+		first(&s.VerifyOutcome)
+	case *runbookv1.Event_RunFailed:
+		first(&s.RunFailed)
+	}
+}
+
+// Seen reports whether the fold took in the event with this id.
+func (s *State) Seen(id string) bool { return s.seen[id] }
+
+// DeployStarted reports whether the run's deploy started (deploy.started).
+func (s *State) DeployStarted() bool { return s.DeployStart != nil }
+
+// DeployFinished reports whether the deploy ended, done or failed.
+func (s *State) DeployFinished() bool { return s.DeployEnd != nil }
+
+// RollbackUnderWay reports whether the run's rollback started: the
+// change is being (or was) undone.
+func (s *State) RollbackUnderWay() bool { return s.RollbackStart != nil }
+
+// TestsEnded reports whether the tester reported the tests' outcome.
+func (s *State) TestsEnded() bool { return s.TestOutcome != nil }
+
+// DeployOver reports whether nothing of the run deploys any more: its
+// deploy finished, a rollback started, it was stopped before its deploy
+// started, it failed with nothing undone (run.failed), or it is final.
+func (s *State) DeployOver() bool {
+	return s.DeployFinished() || s.RollbackUnderWay() || s.Stopped != nil || s.RunFailed != nil || s.Status.Final()
+}
+
+// RollbackRequestedBy is who asked for the run's rollback: the requester
+// rollback.started names, else the first request's ("" when none).
+func (s *State) RollbackRequestedBy() string {
+	if by := s.RollbackStart.GetRollbackStarted().GetRequestedBy(); by != "" || len(s.RollbackRequests) == 0 {
+		return by
+	}
+	return s.RollbackRequests[0].GetRollbackRequested().GetRequestedBy()
+}
+
+// RollbackRequestBy is the first rollback.requested whose requested_by
+// is who, or nil.
+func (s *State) RollbackRequestBy(who string) *runbookv1.Event {
+	for _, r := range s.RollbackRequests {
+		if r.GetRollbackRequested().GetRequestedBy() == who {
+			return r
+		}
+	}
+	return nil
 }
 
 // Exists reports whether the run exists: the fold took in an event of it

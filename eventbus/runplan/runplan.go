@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/kis-core/runbook/domain/plan"
 	"github.com/kis-core/runbook/eventbus"
@@ -16,7 +15,9 @@ import (
 // ErrNoRun is returned when the run has no change.requested event.
 var ErrNoRun = errors.New("run has no change.requested event")
 
-// Load returns the parsed plan of run runID and its change.requested event.
+// Load returns the parsed plan of run runID and its change.requested event:
+// the one strict way a service reads a run's plan from the bus (a reader
+// that already holds the event calls plan.FromChangeRequest, as Load does).
 // A plan that does not parse is a permanent error (the preflight service
 // rejects it with every error; nothing else should run it).
 func Load(ctx context.Context, bus *eventbus.Bus, runID string) (*plan.Plan, *runbookv1.Event, error) {
@@ -27,16 +28,9 @@ func Load(ctx context.Context, bus *eventbus.Bus, runID string) (*plan.Plan, *ru
 	if env == nil {
 		return nil, nil, fmt.Errorf("run %s: %w", runID, ErrNoRun)
 	}
-	cr := env.Event.GetChangeRequested()
-	p, issues := plan.Parse(cr.GetPlanSource(), []byte(cr.GetPlanYaml()))
+	p, issues := plan.FromChangeRequest(env.Event.GetChangeRequested())
 	if p == nil {
-		var msgs []string
-		for _, i := range issues {
-			if !i.Warning {
-				msgs = append(msgs, i.String())
-			}
-		}
-		return nil, env.Event, eventbus.Permanent(fmt.Errorf("run %s: plan is invalid: %s", runID, strings.Join(msgs, "; ")))
+		return nil, env.Event, eventbus.Permanent(fmt.Errorf("run %s: plan is invalid: %s", runID, plan.Errors(issues)))
 	}
 	return p, env.Event, nil
 }

@@ -107,7 +107,7 @@ func (s *Service) history(ctx context.Context, run string) (*runView, error) {
 	if err != nil {
 		return nil, err
 	}
-	return viewOf(hist, kr), nil
+	return viewOf(run, hist, kr), nil
 }
 
 // New makes the deployer.
@@ -215,7 +215,7 @@ waitLoop:
 		if err != nil {
 			return err
 		}
-		if !v.preflightPassed || v.deployFinished || v.rollbackStarted != nil || v.stopped != "" || v.failed {
+		if !v.PreflightPassed || v.DeployOver() {
 			return nil // not open yet, or already decided
 		}
 		if p == nil {
@@ -223,7 +223,7 @@ waitLoop:
 				return err
 			}
 		}
-		if v.deployStarted {
+		if v.DeployStarted() {
 			break
 		}
 		verdict, err := s.judge(ctx, ev, v, p, cr)
@@ -242,7 +242,7 @@ waitLoop:
 		}
 	}
 	start := time.Now()
-	if !v.deployStarted {
+	if !v.DeployStarted() {
 		st := eventbus.CausedBy(eventbus.New(run, &runbookv1.Event_DeployStarted{DeployStarted: &runbookv1.DeployStarted{Steps: int32(len(p.Deploy.Steps))}}), ev)
 		if _, err := s.bus.PublishOnce(ctx, st); err != nil && !errors.Is(err, eventbus.ErrAlreadyPublished) {
 			return err
@@ -255,12 +255,12 @@ waitLoop:
 	} else {
 		log.Info("resuming deploy after a restart")
 	}
-	if v.stopped != "" {
-		log.Warn("the run was stopped before its deploy started: no step runs", "event", v.stopped)
+	if v.Stopped != nil {
+		log.Warn("the run was stopped before its deploy started: no step runs", "event", v.Stopped.GetType())
 		return nil
 	}
-	if v.deployStartedBy != "" && v.deployStartedBy != ev.Id {
-		log.Info("the deploy of this run belongs to the handler of another event", "deploy_caused_by", v.deployStartedBy)
+	if by := v.DeployStart.GetCausationId(); by != "" && by != ev.Id {
+		log.Info("the deploy of this run belongs to the handler of another event", "deploy_caused_by", by)
 		return nil
 	}
 
@@ -498,14 +498,14 @@ func (s *Service) rollback(ctx context.Context, ev *runbookv1.Event, rr *runbook
 	}
 	// A run that never deployed anything has nothing to roll back: the
 	// rollback is recorded (it also stops the run) and runs no step.
-	deployed, err := s.bus.LastEvent(ctx, run, "deploy.started")
+	v, err := s.history(ctx, run)
 	if err != nil {
 		return err
 	}
 	rbSteps := p.RollbackPlan.RollbackSteps
 	verify := p.RollbackPlan.Verify // the tester re-runs them after rollback.done
 	reason := rr.GetReason()
-	if deployed == nil {
+	if !v.DeployStarted() {
 		rbSteps, verify = nil, nil
 		reason += " (nothing was deployed: no rollback step runs)"
 	} else if p.NothingUndoneOnFailure() {
@@ -518,11 +518,10 @@ func (s *Service) rollback(ctx context.Context, ev *runbookv1.Event, rr *runbook
 		if !errors.Is(err, eventbus.ErrAlreadyPublished) {
 			return err
 		}
-		first, lerr := s.bus.LastEvent(ctx, run, "rollback.started")
-		if lerr != nil {
-			return lerr
+		if v, err = s.history(ctx, run); err != nil {
+			return err
 		}
-		if first == nil || first.Event.CausationId != ev.Id {
+		if v.RollbackStart.GetCausationId() != ev.Id {
 			log.Info("rollback already under way for another request", "requested_by", rr.GetRequestedBy())
 			return nil
 		}
@@ -531,16 +530,15 @@ func (s *Service) rollback(ctx context.Context, ev *runbookv1.Event, rr *runbook
 	if err := s.stopDeploy(ctx, run); err != nil {
 		return err
 	}
-	v, err := s.history(ctx, run)
-	if err != nil {
+	if v, err = s.history(ctx, run); err != nil {
 		return err
 	}
-	if v.rollbackEnded {
+	if v.RollbackEnd != nil {
 		return nil
 	}
 	t0 := time.Now()
 	var done int32
-	if first, _ := s.bus.LastEvent(ctx, run, "rollback.started"); first != nil && first.Event.GetRollbackStarted().GetSteps() == 0 {
+	if rs := v.RollbackStart; rs != nil && rs.GetRollbackStarted().GetSteps() == 0 {
 		rbSteps = nil // the rollback was recorded as one of a run that never deployed
 	}
 	failure := s.runList(ctx, s.exec.ForPlan(p), run, cr, "rollback", "rollback", rbSteps, v, &done)

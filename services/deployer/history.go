@@ -2,9 +2,9 @@ package deployer
 
 import (
 	"fmt"
-	"time"
 
 	"github.com/kis-core/runbook/domain/gate"
+	"github.com/kis-core/runbook/domain/runstate"
 	"github.com/kis-core/runbook/domain/trust"
 	"github.com/kis-core/runbook/eventbus"
 	runbookv1 "github.com/kis-core/runbook/proto/runbook/v1"
@@ -16,85 +16,46 @@ type stepKey struct {
 	index int32
 }
 
-// runView is where a run stands, rebuilt from its own events: what the
-// deployer needs to continue after a crash without redoing finished work.
+// runView is where a run stands, rebuilt from its own events: the run's
+// fold (runstate: whether it was stopped before its deploy, whether the
+// deploy started — by which event's handler — or finished, whether a
+// rollback started or ended, run.failed, the gate's inputs) and, folded in
+// the same loop, what only the deployer needs to continue after a crash
+// without redoing finished work: its step attempts, the approvals as the
+// keyring judges them, the run's backup directory.
 type runView struct {
-	preflightPassed bool
+	*runstate.State
 	// backupDir is the run's own backup directory (backup.done), "" when
 	// the plan has none.
-	backupDir       string
-	approvalsNeeded []string
-	readyAt         time.Time       // when pre-flight passed
-	decisions       []gate.Decision // approvals and rejections, in stream order
-	requesterKey    string          // the key that signed change.requested
-	ids             map[string]bool // every event id of the run
-	// stopped is the event type (approval.rejected, run.cancelled,
-	// run.expired) that ended the run before its deploy started, if any:
-	// in stream order, the first of a stop and deploy.started wins.
-	stopped         string
-	deployStarted   bool
-	deployStartedBy string // causation id of deploy.started: the event whose handler deploys
-	deployFinished  bool
-	rollbackStarted *runbookv1.Event
-	rollbackEnded   bool
-	started         map[stepKey]int32 // attempts started
-	ended           map[stepKey]int32 // attempts that ended (succeeded or failed)
-	succeeded       map[stepKey]bool
-
-	// failed: run.failed, a failure nothing undid (no executable rollback
-	// step): the run is over, no step of it runs any more.
-	failed bool
+	backupDir string
+	decisions []gate.Decision // approvals and rejections, in stream order
+	// published are the ids of events this pass published (judge), on
+	// top of those folded (State.Seen).
+	published map[string]bool
+	started   map[stepKey]int32 // attempts started
+	ended     map[stepKey]int32 // attempts that ended (succeeded or failed)
+	succeeded map[stepKey]bool
 }
 
 // viewOf folds a run's history. With a keyring, approvals count only when
 // their signature verifies (the gate records the refused ones); a
-// rejection or a cancel stops the run whatever its signature, as every
-// reader's fold does: stopping is always safe, and audit verify names an
-// unsigned one.
-func viewOf(hist []eventbus.Envelope, kr *trust.Keyring) *runView {
-	v := &runView{ids: map[string]bool{}, started: map[stepKey]int32{}, ended: map[stepKey]int32{}, succeeded: map[stepKey]bool{}}
-	planSHA := ""
+// rejection or a cancel stops the run whatever its signature, as the
+// run's fold (runstate) has it: stopping is always safe, and audit verify
+// names an unsigned one.
+func viewOf(run string, hist []eventbus.Envelope, kr *trust.Keyring) *runView {
+	v := &runView{State: runstate.New(run), published: map[string]bool{},
+		started: map[stepKey]int32{}, ended: map[stepKey]int32{}, succeeded: map[stepKey]bool{}}
 	for _, e := range hist {
 		ev := e.Event
-		v.ids[ev.GetId()] = true
-		d, isDecision := gate.Verified(kr, ev, planSHA)
-		if isDecision {
+		if !v.ApplyAt(e.Seq, ev) {
+			continue // an event id already folded
+		}
+		if d, isDecision := gate.Verified(kr, ev, v.PlanSHA256); isDecision {
 			v.decisions = append(v.decisions, d)
 		}
 		switch p := ev.Payload.(type) {
-		case *runbookv1.Event_ChangeRequested:
-			if planSHA == "" {
-				planSHA = p.ChangeRequested.GetPlanSha256()
-				if s := ev.GetSignature(); s != nil {
-					v.requesterKey = s.GetKey()
-				}
-			}
-		case *runbookv1.Event_PreflightPassed:
-			if !v.preflightPassed && ev.GetTime() != nil {
-				v.readyAt = ev.GetTime().AsTime()
-			}
-			v.preflightPassed = true
 		case *runbookv1.Event_BackupDone:
 			v.backupDir = p.BackupDone.GetDir()
-		case *runbookv1.Event_PlanAssessed:
-			v.approvalsNeeded = p.PlanAssessed.GetApprovalsRequired()
-		case *runbookv1.Event_ApprovalRejected, *runbookv1.Event_RunCancelled, *runbookv1.Event_RunExpired:
-			if !v.deployStarted && v.stopped == "" {
-				v.stopped = ev.GetType()
-			}
-		case *runbookv1.Event_DeployStarted:
-			if !v.deployStarted {
-				v.deployStartedBy = ev.GetCausationId()
-			}
-			v.deployStarted = true
-		case *runbookv1.Event_DeployDone, *runbookv1.Event_DeployFailed:
-			v.deployFinished = true
-		case *runbookv1.Event_RollbackStarted:
-			v.rollbackStarted = ev
-		case *runbookv1.Event_RollbackDone, *runbookv1.Event_RollbackFailed:
-			v.rollbackEnded = true
-		case *runbookv1.Event_RunFailed:
-			v.failed = true
 		case *runbookv1.Event_DeployStepStarted:
 			v.stepStarted(p.DeployStepStarted)
 		case *runbookv1.Event_RollbackStepStarted:
@@ -111,6 +72,9 @@ func viewOf(hist []eventbus.Envelope, kr *trust.Keyring) *runView {
 	}
 	return v
 }
+
+// known reports whether the event with this id is in the run already.
+func (v *runView) known(id string) bool { return v.Seen(id) || v.published[id] }
 
 func (v *runView) stepStarted(s *runbookv1.StepEvent) {
 	k := stepKey{s.GetList(), s.GetIndex()}

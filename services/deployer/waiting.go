@@ -73,8 +73,8 @@ func (s *Service) wait(ctx context.Context, wake <-chan struct{}, next time.Time
 func (s *Service) judge(ctx context.Context, ev *runbookv1.Event, v *runView, p *plan.Plan, cr *runbookv1.Event) (gate.Verdict, error) {
 	run := ev.RunId
 	log := s.log.With("run_id", run)
-	g := gate.NewRun(p, []byte(cr.GetChangeRequested().GetPlanYaml()), cr.GetActor(), v.approvalsNeeded, v.readyAt)
-	g.RequesterKey = v.requesterKey
+	g := gate.NewRun(p, []byte(cr.GetChangeRequested().GetPlanYaml()), cr.GetActor(), v.ApprovalsRequired, v.ReadyAt)
+	g.RequesterKey = v.RequesterKey
 	verdict := g.Evaluate(v.decisions, s.o.Now())
 	for _, r := range verdict.Tally.Refused {
 		d := r.Decision
@@ -85,13 +85,13 @@ func (s *Service) judge(ctx context.Context, ev *runbookv1.Event, v *runView, p 
 		out := eventbus.CausedBy(eventbus.New(run, &runbookv1.Event_ApprovalRefused{ApprovalRefused: &runbookv1.Approval{
 			Role: d.Role, Approver: d.Person(), Comment: d.Comment, Reason: r.Reason, PlanSha256: d.PlanSHA256,
 		}}, "of", part), ev)
-		if v.ids[out.Id] {
+		if v.known(out.Id) {
 			continue
 		}
 		if _, err := s.bus.Publish(ctx, out); err != nil {
 			return verdict, err
 		}
-		v.ids[out.Id] = true
+		v.published[out.Id] = true
 		log.Warn("approval refused", "role", d.Role, "approver", d.Person(), "reason", r.Reason)
 	}
 	switch verdict.State {
@@ -110,13 +110,13 @@ func (s *Service) judge(ctx context.Context, ev *runbookv1.Event, v *runView, p 
 			w.Deadline = timestamppb.New(verdict.Deadline)
 		}
 		out := eventbus.CausedBy(eventbus.New(run, &runbookv1.Event_RunWaiting{RunWaiting: w}, verdict.WaitKey()), ev)
-		if v.ids[out.Id] {
+		if v.known(out.Id) {
 			break
 		}
 		if _, err := s.bus.Publish(ctx, out); err != nil {
 			return verdict, err
 		}
-		v.ids[out.Id] = true
+		v.published[out.Id] = true
 		log.Info("gate closed: waiting", "waiting_for", verdict.WaitingFor(), "reason", verdict.Reason)
 	}
 	return verdict, nil

@@ -21,7 +21,7 @@ import (
 func (s *Service) onChangeRequested(ctx context.Context, ev *runbookv1.Event, cr *runbookv1.ChangeRequested) error {
 	run := ev.RunId
 	// An invalid plan is the preflight's to reject: nothing to sample.
-	p, _ := plan.Parse(cr.GetPlanSource(), []byte(cr.GetPlanYaml()))
+	p, _ := plan.FromChangeRequest(cr)
 	if p == nil || len(p.Monitor.Sources) == 0 || p.Monitor.EffectiveBaseline() <= 0 {
 		return nil
 	}

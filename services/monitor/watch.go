@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/kis-core/runbook/domain/plan"
+	"github.com/kis-core/runbook/domain/runstate"
 	"github.com/kis-core/runbook/eventbus"
 	runbookv1 "github.com/kis-core/runbook/proto/runbook/v1"
 	"github.com/kis-core/runbook/services/monitor/rules"
@@ -98,52 +99,48 @@ func jitter(runID string, interval time.Duration, frac float64) time.Duration {
 	return time.Duration(h.Sum64() % uint64(span))
 }
 
-// history is what the run's events say about its window so far.
+// history is what the run's events say about its window so far: the run's
+// fold (runstate: monitor.started, deploy.done, the rollback asked for or
+// started, run.failed) and, from the same loop, the monitor's own tallies
+// of its threshold.violated.
 type history struct {
-	started         *runbookv1.Event
-	violations      int
-	max             map[string]float64
-	rollbackByUs    *runbookv1.Event
-	rollbackStarted *runbookv1.Event
-	deployDone      *runbookv1.Event
-	runFailed       *runbookv1.Event
-	shadowRollback  string
+	*runstate.State
+	violations     int
+	max            map[string]float64
+	shadowRollback string
 }
 
-func readHistory(evs []eventbus.Envelope) history {
-	h := history{max: map[string]float64{}}
+func readHistory(runID string, evs []eventbus.Envelope) history {
+	h := history{State: runstate.New(runID), max: map[string]float64{}}
 	for _, e := range evs {
-		switch p := eventbus.Payload(e.Event).(type) {
-		case *runbookv1.MonitorStarted:
-			if h.started == nil {
-				h.started = e.Event
-			}
-		case *runbookv1.ThresholdViolated:
-			h.violations++
-			if p.GetShadow() && p.GetGateFailed() && p.GetAutoRollback() && h.shadowRollback == "" {
-				h.shadowRollback = p.Metric
-			}
-			if math.IsNaN(p.Value) {
-				continue
-			}
-			if v, ok := h.max[p.Metric]; !ok || p.Value > v {
-				h.max[p.Metric] = p.Value
-			}
-		case *runbookv1.RollbackRequested:
-			if p.RequestedBy == RequestedBy {
-				h.rollbackByUs = e.Event
-			}
-		case *runbookv1.RollbackStarted:
-			h.rollbackStarted = e.Event
+		if !h.ApplyAt(e.Seq, e.Event) {
+			continue // an event id already folded
 		}
-		switch e.Event.GetType() {
-		case "deploy.done":
-			h.deployDone = e.Event
-		case "run.failed":
-			h.runFailed = e.Event
+		p := e.Event.GetThresholdViolated()
+		if p == nil {
+			continue
+		}
+		h.violations++
+		if p.GetShadow() && p.GetGateFailed() && p.GetAutoRollback() && h.shadowRollback == "" {
+			h.shadowRollback = p.Metric
+		}
+		if math.IsNaN(p.Value) {
+			continue
+		}
+		if v, ok := h.max[p.Metric]; !ok || p.Value > v {
+			h.max[p.Metric] = p.Value
 		}
 	}
 	return h
+}
+
+// deployDone is the run's deploy.done, nil while the deploy runs or when
+// it failed.
+func (h history) deployDone() *runbookv1.Event {
+	if h.DeployEnd.GetDeployDone() == nil {
+		return nil
+	}
+	return h.DeployEnd
 }
 
 // run watches the window to its end (or an early stop) and publishes
@@ -156,28 +153,25 @@ func (w *watch) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	h := readHistory(evs)
-	if h.deployDone != nil {
-		w.openedAt = eventTime(h.deployDone)
+	h := readHistory(w.runID, evs)
+	if done := h.deployDone(); done != nil {
+		w.openedAt = eventTime(done)
 	}
-	if w.judgeFrom == plan.StartDeployStarted && h.started != nil {
-		w.openedAt = eventTime(h.started)
+	if w.judgeFrom == plan.StartDeployStarted && h.MonitorStart != nil {
+		w.openedAt = eventTime(h.MonitorStart)
 	}
-	switch {
-	case h.rollbackByUs != nil:
+	switch ours := h.RollbackRequestBy(RequestedBy); {
+	case ours != nil:
 		w.rollback = true
 		w.violations = h.violations
-		return w.complete(ctx, "stopped early: rollback requested: "+h.rollbackByUs.GetRollbackRequested().GetReason())
-	case h.rollbackStarted != nil:
-		// Already rolling back (e.g. the deploy failed at once): the
-		// change is being undone, there is nothing left to watch.
+		return w.complete(ctx, "stopped early: rollback requested: "+ours.GetRollbackRequested().GetReason())
+	case w.stopReason(h.State) != "":
+		// Already rolling back (e.g. the deploy failed at once) or
+		// failed: there is nothing left to watch.
 		w.violations = h.violations
-		return w.complete(ctx, stoppedByRollback(h.rollbackStarted))
-	case h.runFailed != nil:
-		w.violations = h.violations
-		return w.complete(ctx, w.stoppedByRunFailed(h.runFailed))
+		return w.complete(ctx, w.stopReason(h.State))
 	}
-	started := h.started
+	started := h.MonitorStart
 	if started == nil {
 		if started, err = w.start(ctx); err != nil {
 			return err
@@ -190,7 +184,7 @@ func (w *watch) run(ctx context.Context) error {
 	for _, b := range started.GetMonitorStarted().GetBaseline() {
 		w.judge.Seen(b.Metric)
 	}
-	if h.started != nil {
+	if h.MonitorStart != nil {
 		// A redelivery: continue the same window, replaying its samples
 		// so the N-of-M windows and the statistics carry on.
 		if err := w.resume(ctx, h); err != nil {
@@ -313,22 +307,33 @@ func (w *watch) awaitDeploy(ctx context.Context) (opened time.Time, stop string,
 // stopped is why the window ends early, "" to go on: the change is being
 // undone (rollback.started, whoever asked) or the run failed with nothing
 // to undo (run.failed).
+//
+// It reads only those two events (it runs every round), folded as the run's
+// fold does, and asks the same rule as the window's start (stopReason).
 func (w *watch) stopped(ctx context.Context) (string, error) {
-	rs, err := w.s.bus.LastEvent(ctx, w.runID, "rollback.started")
-	if err != nil {
-		return "", err
+	st := runstate.New(w.runID)
+	for _, typ := range []string{"rollback.started", "run.failed"} {
+		env, err := w.s.bus.LastEvent(ctx, w.runID, typ)
+		if err != nil {
+			return "", err
+		}
+		if env != nil {
+			st.ApplyAt(env.Seq, env.Event)
+		}
 	}
-	if rs != nil {
-		return stoppedByRollback(rs.Event), nil
+	return w.stopReason(st), nil
+}
+
+// stopReason is why the window ends early by the run's fold, "" to go on:
+// its rollback started (whoever asked), or it failed with nothing to undo.
+func (w *watch) stopReason(st *runstate.State) string {
+	switch {
+	case st.RollbackUnderWay():
+		return stoppedByRollback(st.RollbackStart)
+	case st.RunFailed != nil:
+		return w.stoppedByRunFailed(st.RunFailed)
 	}
-	rf, err := w.s.bus.LastEvent(ctx, w.runID, "run.failed")
-	if err != nil {
-		return "", err
-	}
-	if rf != nil {
-		return w.stoppedByRunFailed(rf.Event), nil
-	}
-	return "", nil
+	return ""
 }
 
 // stoppedByRunFailed is the reason for a run.failed: the deploy failed and

@@ -132,7 +132,7 @@ func (s *Service) onChangeRequested(ctx context.Context, ev *runbookv1.Event, cr
 		}
 	}
 
-	p, issues := plan.Parse(cr.GetPlanSource(), []byte(cr.GetPlanYaml()))
+	p, issues := plan.FromChangeRequest(cr)
 	if serr, err := s.checkSignature(ev, cr); err != nil {
 		return err
 	} else if serr != nil {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/kis-core/runbook/domain/runstate"
 	"github.com/kis-core/runbook/eventbus"
 	runbookv1 "github.com/kis-core/runbook/proto/runbook/v1"
 	"github.com/kis-core/runbook/services/tester/httprun"
@@ -53,12 +54,16 @@ func stopOf(ev *runbookv1.Event) *stopError {
 	return nil
 }
 
-// stopIn is the first stop in a run's history, or nil.
-func stopIn(envs []eventbus.Envelope) *stopError {
-	for _, e := range envs {
-		if st := stopOf(e.Event); st != nil {
+// stopIn is the first stop in a run's fold, or nil: a rollback asked for
+// (in stream order), else started, by anyone but the tester.
+func stopIn(run *runstate.State) *stopError {
+	for _, r := range run.RollbackRequests {
+		if st := stopOf(r); st != nil {
 			return st
 		}
+	}
+	if rs := run.RollbackStart; rs != nil {
+		return stopOf(rs)
 	}
 	return nil
 }
@@ -159,9 +164,9 @@ func recorded(h history) verdict {
 		}
 		v.passed, v.failed = r.GetPassed(), r.GetFailed()
 	}
-	if h["test.load.failed"] != nil {
+	if h.byType["test.load.failed"] != nil {
 		v.failed++
-	} else if h["test.load.passed"] != nil {
+	} else if h.byType["test.load.passed"] != nil {
 		v.passed++
 	}
 	return v

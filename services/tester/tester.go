@@ -31,6 +31,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kis-core/runbook/domain/plan"
+	"github.com/kis-core/runbook/domain/runstate"
 	"github.com/kis-core/runbook/eventbus"
 	"github.com/kis-core/runbook/eventbus/runplan"
 	runbookv1 "github.com/kis-core/runbook/proto/runbook/v1"
@@ -119,43 +120,54 @@ func (s *Service) Run(ctx context.Context) error {
 // going away, so the tests stop.
 var errRollbackStarted = errors.New("rollback started")
 
-// history indexes a run's events by type (the last of each).
-type history map[string]*runbookv1.Event
+// history is the run's fold (runstate: the tests started or ended, the
+// rollback asked for or started, its verification) and, from the same
+// loop, the last event of each type: the suite results already recorded,
+// which a redelivery reuses instead of testing again.
+type history struct {
+	*runstate.State
+	byType map[string]*runbookv1.Event
+	// lastSeq is the stream sequence of the run's latest event.
+	lastSeq uint64
+}
 
 func (h history) first(types ...string) *runbookv1.Event {
 	for _, t := range types {
-		if ev := h[t]; ev != nil {
+		if ev := h.byType[t]; ev != nil {
 			return ev
 		}
 	}
 	return nil
 }
 
-func (s *Service) history(ctx context.Context, runID string) (history, []eventbus.Envelope, error) {
+func (s *Service) history(ctx context.Context, runID string) (history, error) {
 	envs, err := s.bus.RunHistory(ctx, runID)
 	if err != nil {
-		return nil, nil, err
+		return history{}, err
 	}
-	h := history{}
+	h := history{State: runstate.New(runID), byType: map[string]*runbookv1.Event{}}
 	for _, e := range envs {
-		h[e.Event.GetType()] = e.Event
+		h.lastSeq = max(h.lastSeq, e.Seq)
+		if h.ApplyAt(e.Seq, e.Event) {
+			h.byType[e.Event.GetType()] = e.Event
+		}
 	}
-	return h, envs, nil
+	return h, nil
 }
 
 func (s *Service) onDeployDone(ctx context.Context, ev *runbookv1.Event, _ *runbookv1.DeployFinished) error {
 	run := ev.GetRunId()
 	log := s.log.With("run_id", run, "event", ev.GetType())
-	h, envs, err := s.history(ctx, run)
+	h, err := s.history(ctx, run)
 	if err != nil {
 		return err
 	}
-	if done := h.first("test.passed", "test.failed"); done != nil {
-		log.Info("run already tested; nothing to do", "outcome", done.GetType())
+	if h.TestsEnded() {
+		log.Info("run already tested; nothing to do", "outcome", h.TestOutcome.GetType())
 		return nil
 	}
-	if st := stopIn(envs); st != nil {
-		if h["test.started"] != nil { // a redelivery: the tests had begun
+	if st := stopIn(h.State); st != nil {
+		if h.TestStart != nil { // a redelivery: the tests had begun
 			return s.finishStopped(ctx, ev, st, recorded(h), nil, 0, nil, log)
 		}
 		log.Info("rollback already under way; not testing a release that is going away", "by", st.by)
@@ -175,7 +187,7 @@ func (s *Service) onDeployDone(ctx context.Context, ev *runbookv1.Event, _ *runb
 		return s.finish(ctx, ev, t, verdict{pass: true, reason: "no tests in the plan"}, log)
 	}
 
-	if h["test.started"] == nil {
+	if h.TestStart == nil {
 		started := &runbookv1.TestStarted{SmokeTests: int32(len(steps)), LoadTest: t.Load != nil}
 		if err := s.publishOnce(ctx, eventbus.CausedBy(eventbus.New(run, &runbookv1.Event_TestStarted{TestStarted: started}), ev)); err != nil {
 			return err
@@ -184,7 +196,7 @@ func (s *Service) onDeployDone(ctx context.Context, ev *runbookv1.Event, _ *runb
 
 	// From here on a rollback of the run (asked for by the monitor, an
 	// operator, ...) stops the tests: tctx is cancelled with a *stopError.
-	tctx, stopWatch := s.watchRollback(ctx, run, envs[len(envs)-1].Seq+1, log)
+	tctx, stopWatch := s.watchRollback(ctx, run, h.lastSeq+1, log)
 	defer stopWatch()
 
 	var v verdict

@@ -35,15 +35,15 @@ func (s *Service) onRollbackDone(ctx context.Context, ev *runbookv1.Event, _ *ru
 	}
 	defer s.verifying.Delete(run)
 
-	h, _, err := s.history(ctx, run)
+	h, err := s.history(ctx, run)
 	if err != nil {
 		return err
 	}
-	if done := h.first("rollback.verified", "rollback.verify.failed"); done != nil {
+	if done := h.VerifyOutcome; done != nil {
 		log.Info("rollback already verified; nothing to do", "outcome", done.GetType())
 		return nil
 	}
-	names := h["rollback.started"].GetRollbackStarted().GetVerify()
+	names := h.RollbackVerify
 	if len(names) == 0 {
 		return nil // the plan re-runs no suite after a rollback
 	}

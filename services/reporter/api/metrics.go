@@ -146,7 +146,7 @@ func BuildMetrics(run *reporter.Run, samples []*runbookv1.MetricSample) *Metrics
 		ev := env.Event
 		switch pl := ev.Payload.(type) {
 		case *runbookv1.Event_ChangeRequested:
-			p, _ = plan.Parse(pl.ChangeRequested.GetPlanSource(), []byte(pl.ChangeRequested.GetPlanYaml()))
+			p, _ = plan.FromChangeRequest(pl.ChangeRequested)
 		case *runbookv1.Event_MonitorStarted:
 			m.Window.Start = ev.GetTime().AsTime()
 		case *runbookv1.Event_MonitorCompleted:

@@ -52,6 +52,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kis-core/runbook/domain/plan"
+	"github.com/kis-core/runbook/domain/runstate"
 	"github.com/kis-core/runbook/eventbus"
 	runbookv1 "github.com/kis-core/runbook/proto/runbook/v1"
 )
@@ -171,9 +172,12 @@ func (n *Notifier) lock(runID string) *sync.Mutex {
 // its outcome is recorded apart from the final report's.
 const startedSuffix = "#started"
 
-// runFacts is what the notifier reads of a run's history: the
-// destinations already notified (by key) and its change request.
+// runFacts is what the notifier reads of a run's history: its fold
+// (runstate: the change request, whether it was stopped before its
+// deploy) and, from the same loop, the destinations already notified (by
+// key).
 type runFacts struct {
+	*runstate.State
 	done map[string]bool
 	cr   *runbookv1.ChangeRequested
 }
@@ -184,10 +188,10 @@ func (n *Notifier) facts(ctx context.Context, ev *runbookv1.Event) (runFacts, []
 	if err != nil {
 		return runFacts{}, nil, err
 	}
-	f := runFacts{done: map[string]bool{}}
+	f := runFacts{State: runstate.New(runID), done: map[string]bool{}}
 	for _, env := range history {
-		if p := env.Event.GetChangeRequested(); p != nil && f.cr == nil {
-			f.cr = p
+		if !f.ApplyAt(env.Seq, env.Event) {
+			continue // an event id already folded
 		}
 		for _, p := range []*runbookv1.Notification{env.Event.GetNotificationSent(), env.Event.GetNotificationFailed()} {
 			if p != nil && p.GetDestination() != "" {
@@ -195,9 +199,10 @@ func (n *Notifier) facts(ctx context.Context, ev *runbookv1.Event) (runFacts, []
 			}
 		}
 	}
+	f.cr = f.Request.GetChangeRequested()
 	var fromPlan []plan.Notify
 	if f.cr != nil {
-		if p, issues := plan.Parse(or(f.cr.GetPlanSource(), "plan"), []byte(f.cr.GetPlanYaml())); p != nil {
+		if p, issues := plan.FromChangeRequest(f.cr); p != nil {
 			fromPlan = p.Report.Notify
 		} else {
 			n.log.Warn("the run's plan does not parse: notifying the server's destinations only", "run_id", runID, "event", ev.GetType(), "issues", len(issues))
@@ -216,6 +221,12 @@ func (n *Notifier) started(ctx context.Context, ev *runbookv1.Event, _ *runbookv
 	f, dests, err := n.facts(ctx, ev)
 	if err != nil {
 		return err
+	}
+	if f.Stopped != nil {
+		// A deploy.started that lost the race with a rejection or a
+		// cancel: the deployer runs no step, so nothing started.
+		n.log.Info("the run was stopped before its deploy started: no started notification", "run_id", runID, "stopped_by", f.Stopped.GetType())
+		return nil
 	}
 	at := n.o.Now()
 	if ev.GetTime() != nil {

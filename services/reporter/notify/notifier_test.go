@@ -569,6 +569,45 @@ report:
 	}
 }
 
+// A deploy.started that lost the race with a cancel (the deployer runs no
+// step: runstate's Stopped) tells no one that the deployment started; the
+// run's own deploy.started in another run still does.
+func TestNotifierSaysNothingStartedOfAStoppedRun(t *testing.T) {
+	t.Parallel()
+	ns := natstest.Server(t)
+	bus := natstest.Bus(t, ns, "test")
+	slack := startReceiver(t, always(200))
+	planYAML := `change_request: {id: CR-2025-003, title: "Order API v4", type: enhancement, priority: medium}
+requester: {name: Kim Operator, role: DevOps, contact: ops@example.com}
+report:
+  notify:
+    - slack: {webhook_env: SLACK_HOOK}
+      on: [started, final]
+`
+	startNotifier(t, ns, fastRetries(map[string]string{"SLACK_HOOK": slack.srv.URL}), prometheus.NewRegistry())
+	for _, run := range []string{"STOPPED", "GOES"} {
+		req := eventbus.New(run, &runbookv1.Event_ChangeRequested{ChangeRequested: &runbookv1.ChangeRequested{
+			PlanYaml: planYAML, PlanSource: "plan.yaml", ChangeId: "CR-2025-003", Title: "Order API v4"}})
+		publish(t, bus, req)
+		if run == "STOPPED" {
+			publish(t, bus, eventbus.New(run, &runbookv1.Event_RunCancelled{RunCancelled: &runbookv1.RunEnded{Reason: "cancelled by ops"}}))
+		}
+		publish(t, bus, eventbus.New(run, &runbookv1.Event_DeployStarted{DeployStarted: &runbookv1.DeployStarted{Steps: 1}}))
+	}
+	drained(t, bus, 2)
+	natstest.Eventually(t, 20*time.Second, "the started notification of GOES", func() bool { return len(slack.requests("")) >= 1 })
+	drained(t, bus, 2)
+	if n := len(slack.requests("")); n != 1 {
+		t.Fatalf("%d started notifications, want 1 (of GOES only)", n)
+	}
+	if body := string(slack.requests("")[0].body); !strings.Contains(body, "GOES") || strings.Contains(body, "STOPPED") {
+		t.Errorf("started message: %s", body)
+	}
+	if outs := outcomes(t, bus, "STOPPED"); len(outs) != 0 {
+		t.Errorf("outcomes recorded for the stopped run: %+v", outs)
+	}
+}
+
 // on: is validated: a moment that does not exist, and e-mail at the start.
 func TestNotifyOnValidation(t *testing.T) {
 	t.Parallel()

@@ -73,6 +73,10 @@ type testEntry struct {
 	time time.Time
 }
 
+// fold builds the report's detail; the run's status and the facts it
+// decides by — the change request, the deploy, the rollback asked for,
+// started and ended, its verification, run.failed, the tests started and
+// ended — are the run's runstate fold (state), folded in the same loop.
 type fold struct {
 	runID string
 	seen  map[string]bool
@@ -80,8 +84,6 @@ type fold struct {
 	pos   int
 	done  bool // the run is final: later events are not part of the report
 
-	requested  *runbookv1.ChangeRequested
-	operator   string
 	start      time.Time
 	haveStart  bool
 	end        time.Time
@@ -90,39 +92,23 @@ type fold struct {
 
 	preflightStart, preflightEnd time.Time
 	checks                       []*runbookv1.CheckResult
-	deployStart, deployEnd       time.Time
-	deployDone                   time.Time
-	rollbackStart, rollbackEnd   time.Time
-	rollbackStarted              *runbookv1.RollbackStarted
-	rollbackStartPos             int
-	rollbackRequest              *runbookv1.RollbackRequested
-	rollbackFailed               bool
-	// verify is the rollback's verification (rollback.verified or
-	// rollback.verify.failed), verifyOK whether it passed.
-	verify   *runbookv1.TestSuiteResult
-	verifyOK bool
+	rollbackStartPos             int // where rollback.started is among the issues
 
 	baseline map[string]float64
 	post     map[string]float64
 	// stats are monitor.completed's, by metric: over the judged samples.
 	stats map[string]*runbookv1.MetricStats
-	// runFailed is run.failed: a failure nothing undid.
-	runFailed *runbookv1.RunEnded
 	// todo is what the operator must do by hand: described steps the
 	// deployer reached (manual step events), in stream order.
 	todo []TodoItem
 
-	tests     []*testEntry
-	testIndex map[string]int
-	load      *runbookv1.LoadResult
-	loadOK    bool
-	testFail  string // test.failed's reason
-	testFailT time.Time
-	testFailP int
-	// testStarted is test.started (nil: the tests never began); testEnded
-	// is set by test.passed / test.failed.
-	testStarted *runbookv1.TestStarted
-	testEnded   bool
+	tests       []*testEntry
+	testIndex   map[string]int
+	load        *runbookv1.LoadResult
+	loadOK      bool
+	testFail    string // test.failed's reason
+	testFailT   time.Time
+	testFailP   int
 	loadStopped bool // the load test was stopped by the rollback: gates not judged
 
 	rejectedErrors int
@@ -172,12 +158,17 @@ func (f *fold) apply(ev *runbookv1.Event) {
 	if !f.haveStart {
 		f.start, f.haveStart = t, true
 	}
+	wasFinal := f.state.Status.Final()
+	f.state.Apply(ev)
+	if !wasFinal && f.state.Status.Final() {
+		f.end = t
+		f.finalEvent = ev
+		f.done = true
+	}
 
 	switch p := ev.Payload.(type) {
 	case *runbookv1.Event_ChangeRequested:
-		f.requested = p.ChangeRequested
 		f.start = t
-		f.operator = ev.GetActor()
 	case *runbookv1.Event_ChangeRejected:
 		for _, e := range p.ChangeRejected.GetErrors() {
 			f.rejectedErrors++
@@ -201,16 +192,11 @@ func (f *fold) apply(ev *runbookv1.Event) {
 		f.approval("REFUSED", a, t)
 		f.add(&draft{issue: Issue{Severity: SeverityWarning, Type: "APPROVAL",
 			Message: fmt.Sprintf("approval refused for %s as %s: %s", a.GetApprover(), a.GetRole(), a.GetReason())}}, t)
-	case *runbookv1.Event_DeployStarted:
-		f.deployStart = t
 	case *runbookv1.Event_DeployStepSucceeded:
 		f.stepSucceeded("deploy", p.DeployStepSucceeded, t)
 	case *runbookv1.Event_DeployStepFailed:
 		f.stepFailed("deploy", "DEPLOY", p.DeployStepFailed, t)
-	case *runbookv1.Event_DeployDone:
-		f.deployEnd, f.deployDone = t, t
 	case *runbookv1.Event_DeployFailed:
-		f.deployEnd = t
 		d := p.DeployFailed
 		msg := "deploy failed"
 		if d.GetFailedStep() != "" {
@@ -220,35 +206,21 @@ func (f *fold) apply(ev *runbookv1.Event) {
 			msg += ": " + d.GetError()
 		}
 		f.add(&draft{issue: Issue{Severity: SeverityCritical, Type: "DEPLOY", Message: msg}, runFailure: "deploy"}, t)
-	case *runbookv1.Event_RollbackRequested:
-		if f.rollbackRequest == nil {
-			f.rollbackRequest = p.RollbackRequested
-		}
 	case *runbookv1.Event_RollbackStarted:
-		if f.rollbackStarted == nil {
-			f.rollbackStarted = p.RollbackStarted
-			f.rollbackStart = t
+		if f.state.RollbackStart == ev {
 			f.rollbackStartPos = f.pos
 		}
 	case *runbookv1.Event_RollbackStepSucceeded:
 		f.stepSucceeded("rollback", p.RollbackStepSucceeded, t)
 	case *runbookv1.Event_RollbackStepFailed:
 		f.stepFailed("rollback", "ROLLBACK", p.RollbackStepFailed, t)
-	case *runbookv1.Event_RollbackDone:
-		f.rollbackEnd = t
 	case *runbookv1.Event_RunFailed:
-		if f.runFailed == nil {
-			f.runFailed = p.RunFailed
+		if f.state.RunFailed == ev {
 			f.add(&draft{issue: Issue{Severity: SeverityCritical, Type: "ROLLBACK", Message: p.RunFailed.GetReason()}}, t)
 		}
-	case *runbookv1.Event_RollbackVerified:
-		f.verify, f.verifyOK = p.RollbackVerified, true
 	case *runbookv1.Event_RollbackVerifyFailed:
-		f.verify, f.verifyOK = p.RollbackVerifyFailed, false
-		f.add(&draft{issue: Issue{Severity: SeverityCritical, Type: "ROLLBACK", Message: verifyFailedMessage(f.rollbackStarted.GetVerify(), p.RollbackVerifyFailed)}}, t)
+		f.add(&draft{issue: Issue{Severity: SeverityCritical, Type: "ROLLBACK", Message: verifyFailedMessage(f.state.RollbackVerify, p.RollbackVerifyFailed)}}, t)
 	case *runbookv1.Event_RollbackFailed:
-		f.rollbackEnd = t
-		f.rollbackFailed = true
 		msg := "rollback failed: production is in an unknown state"
 		if e := p.RollbackFailed.GetError(); e != "" {
 			msg += ": " + e
@@ -310,12 +282,7 @@ func (f *fold) apply(ev *runbookv1.Event) {
 		f.loadResult(p.TestLoadPassed, true, t)
 	case *runbookv1.Event_TestLoadFailed:
 		f.loadResult(p.TestLoadFailed, false, t)
-	case *runbookv1.Event_TestStarted:
-		f.testStarted = p.TestStarted
-	case *runbookv1.Event_TestPassed:
-		f.testEnded = true
 	case *runbookv1.Event_TestFailed:
-		f.testEnded = true
 		if p.TestFailed.GetStopped() != "" {
 			f.testsStopped(p.TestFailed, t)
 			break
@@ -329,14 +296,6 @@ func (f *fold) apply(ev *runbookv1.Event) {
 		f.add(&draft{issue: Issue{Severity: SeverityWarning, Type: "DEAD_LETTER",
 			Message: fmt.Sprintf("%s (stream sequence %d) dead-lettered by consumer %s after %d deliveries: %s",
 				d.GetOriginalSubject(), d.GetOriginalSequence(), d.GetConsumer(), d.GetDeliveries(), d.GetReason())}}, t)
-	}
-
-	wasFinal := f.state.Status.Final()
-	f.state.Apply(ev)
-	if !wasFinal && f.state.Status.Final() {
-		f.end = t
-		f.finalEvent = ev
-		f.done = true
 	}
 }
 
@@ -478,7 +437,7 @@ func (f *fold) testsStopped(o *runbookv1.TestOutcome, t time.Time) {
 		f.loadStopped = true
 		f.loadResult(l, false, t)
 		msg += "; the load test was stopped after " + FormatDuration(time.Duration(l.GetDurationMs())*time.Millisecond) + " (gates not judged)"
-	} else if f.testStarted.GetLoadTest() && f.load == nil {
+	} else if f.state.TestStart.GetTestStarted().GetLoadTest() && f.load == nil {
 		msg += "; the load test did not run"
 	}
 	f.add(&draft{issue: Issue{Severity: SeverityWarning, Type: "TEST", Message: msg}}, t)
@@ -519,11 +478,12 @@ func (f *fold) loadResult(l *runbookv1.LoadResult, passed bool, t time.Time) {
 func (f *fold) result() *Result {
 	st := f.state
 	final := st.Status.Final()
-	info := readPlan(f.requested.GetPlanSource(), f.requested.GetPlanYaml())
-	res := &Result{RunID: f.runID, Status: st.Status, Final: final, FinalEvent: f.finalEvent, TestsPending: f.testsPending()}
+	requested := st.Request.GetChangeRequested()
+	info := readPlan(requested)
+	res := &Result{RunID: f.runID, Status: st.Status, Final: final, FinalEvent: f.finalEvent, TestsPending: f.testsPending(), State: st}
 	r := &res.Report
 
-	operator := f.operator
+	operator := st.Request.GetActor()
 	if operator == "" {
 		operator = "system"
 	}
@@ -533,9 +493,9 @@ func (f *fold) result() *Result {
 		r.Deployment.Duration = FormatDuration(f.end.Sub(f.start))
 	}
 	r.Change = Change{
-		ID:        firstOf(info.id, f.requested.GetChangeId()),
-		Title:     firstOf(info.title, f.requested.GetTitle()),
-		Requester: firstOf(info.requester, f.requested.GetRequester()),
+		ID:        firstOf(info.id, requested.GetChangeId()),
+		Title:     firstOf(info.title, requested.GetTitle()),
+		Requester: firstOf(info.requester, requested.GetRequester()),
 		Type:      info.typ,
 		Priority:  info.priority,
 		Systems:   info.systems,
@@ -574,7 +534,7 @@ func (f *fold) result() *Result {
 	// The run ended during a rollback another service began while the tests
 	// ran, before the tester's outcome: say so, since their results are not
 	// part of the report.
-	if rs := f.rollbackStarted; final && f.testStarted != nil && !f.testEnded && rs != nil && rs.GetRequestedBy() != "tester" {
+	if rs := st.RollbackStart.GetRollbackStarted(); final && st.TestStart != nil && !st.TestsEnded() && rs != nil && rs.GetRequestedBy() != "tester" {
 		msg := "tests stopped: rollback started"
 		if rs.GetRequestedBy() != "" {
 			msg += " by " + rs.GetRequestedBy()
@@ -583,7 +543,7 @@ func (f *fold) result() *Result {
 			msg += ": " + rs.GetReason()
 		}
 		msg += "; the tests had not reported an outcome when the run ended"
-		f.drafts = append(f.drafts, &draft{pos: f.rollbackStartPos, issue: Issue{Severity: SeverityWarning, Type: "TEST", Message: msg, Time: isoTime(f.rollbackStart)}})
+		f.drafts = append(f.drafts, &draft{pos: f.rollbackStartPos, issue: Issue{Severity: SeverityWarning, Type: "TEST", Message: msg, Time: isoTime(evTime(st.RollbackStart))}})
 	}
 
 	r.Issues = f.issues()
@@ -617,25 +577,21 @@ func (f *fold) result() *Result {
 	}
 
 	r.Rollback = Rollback{Executed: st.Status == runstate.RolledBack || st.Status == runstate.RollbackFailed}
-	if f.rollbackStarted != nil {
-		reason, by := f.rollbackStarted.GetReason(), f.rollbackStarted.GetRequestedBy()
-		if f.rollbackRequest != nil {
-			reason = firstOf(reason, f.rollbackRequest.GetReason())
-			by = firstOf(by, f.rollbackRequest.GetRequestedBy())
-		}
+	if rs := st.RollbackStart; rs != nil {
+		reason := firstOf(rs.GetRollbackStarted().GetReason(), f.firstRollbackRequest().GetReason())
 		r.Rollback.Reason = nonEmpty(reason)
-		r.Rollback.RequestedBy = nonEmpty(by)
-		if !f.rollbackEnd.IsZero() {
-			r.Rollback.Duration = ptr(FormatDuration(f.rollbackEnd.Sub(f.rollbackStart)))
+		r.Rollback.RequestedBy = nonEmpty(st.RollbackRequestedBy())
+		if end := st.RollbackEnd; end != nil {
+			r.Rollback.Duration = ptr(FormatDuration(evTime(end).Sub(evTime(rs))))
 		}
 		r.Rollback.Verification = f.verification()
 	}
 	r.OperatorTodo = append([]TodoItem{}, f.todo...)
-	if f.runFailed != nil && final && st.Status == runstate.Failed && f.rollbackStarted == nil {
+	if st.RunFailed != nil && final && st.Status == runstate.Failed && !st.RollbackUnderWay() {
 		// A failure nothing undid: the rollback asked for, and the plan's
 		// described steps left to the operator.
 		r.Rollback.NothingUndone = true
-		if rr := f.rollbackRequest; rr != nil {
+		if rr := f.firstRollbackRequest(); rr != nil {
 			r.Rollback.Reason = nonEmpty(rr.GetReason())
 			r.Rollback.RequestedBy = nonEmpty(rr.GetRequestedBy())
 		}
@@ -653,20 +609,24 @@ func (f *fold) result() *Result {
 // verification is the rollback's verification for the report, nil when
 // rollback.started named no suites.
 func (f *fold) verification() *RollbackVerification {
-	names := f.rollbackStarted.GetVerify()
+	st := f.state
+	names := st.RollbackVerify
 	if len(names) == 0 {
 		return nil
 	}
 	v := &RollbackVerification{Suites: slices.Clone(names), Status: VerifyPending, Tests: []TestCase{}}
+	out := st.VerifyOutcome
+	result := out.GetRollbackVerified()
 	switch {
-	case f.verify != nil && f.verifyOK:
+	case result != nil:
 		v.Status = VerifyPass
-	case f.verify != nil:
+	case out != nil:
 		v.Status = VerifyFail
-	case f.rollbackFailed:
+		result = out.GetRollbackVerifyFailed()
+	case st.RollbackEnd.GetRollbackFailed() != nil:
 		v.Status = VerifyNotRun
 	}
-	for _, c := range f.verify.GetTests() {
+	for _, c := range result.GetTests() {
 		tc := testCase(c)
 		v.Tests = append(v.Tests, tc)
 		switch tc.Status {
@@ -697,7 +657,15 @@ func verifyFailedMessage(suites []string, r *runbookv1.TestSuiteResult) string {
 
 // testsPending: the run is final, its tests began and have no outcome.
 func (f *fold) testsPending() bool {
-	return f.done && f.testStarted != nil && !f.testEnded
+	return f.done && f.state.TestStart != nil && !f.state.TestsEnded()
+}
+
+// firstRollbackRequest is the run's first rollback.requested, nil when none.
+func (f *fold) firstRollbackRequest() *runbookv1.RollbackRequested {
+	if len(f.state.RollbackRequests) == 0 {
+		return nil
+	}
+	return f.state.RollbackRequests[0].GetRollbackRequested()
 }
 
 // lateTestEvent reports whether ev is the tester's, of a run that ended
@@ -859,11 +827,12 @@ func (f *fold) phases(final bool) []Phase {
 		}
 	}
 	addPhase("preflight", f.preflightStart, f.preflightEnd)
-	addPhase("deploy", f.deployStart, f.deployEnd)
-	if final {
-		addPhase("verify", f.deployDone, f.end)
+	st := f.state
+	addPhase("deploy", evTime(st.DeployStart), evTime(st.DeployEnd))
+	if final && st.DeployEnd.GetDeployDone() != nil {
+		addPhase("verify", evTime(st.DeployEnd), f.end)
 	}
-	addPhase("rollback", f.rollbackStart, f.rollbackEnd)
+	addPhase("rollback", evTime(st.RollbackStart), evTime(st.RollbackEnd))
 	if final && f.haveStart {
 		addPhase("total", f.start, f.end)
 	}

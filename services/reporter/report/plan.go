@@ -7,6 +7,7 @@ import (
 	"github.com/goccy/go-yaml"
 
 	"github.com/kis-core/runbook/domain/plan"
+	runbookv1 "github.com/kis-core/runbook/proto/runbook/v1"
 )
 
 // planInfo is what the report reads from the plan text of change.requested.
@@ -26,13 +27,15 @@ type planInfo struct {
 	described []string
 }
 
-// readPlan picks a few fields out of the plan text leniently: the report of
-// an INVALID run still names its change, and a replay years later does not
-// depend on how strict the plan schema has become since. Anything missing or
-// of the wrong shape is left empty. The limits are those of the plan as the
-// monitor read it (plan.Parse); of a plan that no longer parses, those of
-// its monitor.thresholds over the seed's.
-func readPlan(source, text string) planInfo {
+// readPlan picks a few fields out of the plan text of change.requested
+// leniently: the report of an INVALID run still names its change, and a
+// replay years later does not depend on how strict the plan schema has
+// become since. Anything missing or of the wrong shape is left empty. The
+// limits are those of the plan as the monitor read it (the one strict
+// reading, plan.FromChangeRequest); of a plan that no longer parses, those
+// of its monitor.thresholds over the seed's.
+func readPlan(cr *runbookv1.ChangeRequested) planInfo {
+	text := cr.GetPlanYaml()
 	info := planInfo{limits: limitsOf(plan.Monitor{})}
 	if text == "" {
 		return info
@@ -41,11 +44,11 @@ func readPlan(source, text string) planInfo {
 	if err := yaml.Unmarshal([]byte(text), &doc); err != nil {
 		return info
 	}
-	cr := mapOf(doc["change_request"])
-	info.id = str(cr["id"])
-	info.title = str(cr["title"])
-	info.typ = str(cr["type"])
-	info.priority = str(cr["priority"])
+	req := mapOf(doc["change_request"])
+	info.id = str(req["id"])
+	info.title = str(req["title"])
+	info.typ = str(req["type"])
+	info.priority = str(req["priority"])
 	info.requester = str(mapOf(doc["requester"])["name"])
 	for _, sys := range listOf(mapOf(doc["scope"])["systems_affected"]) {
 		if t := strings.TrimSpace(str(sys)); t != "" {
@@ -70,7 +73,7 @@ func readPlan(source, text string) planInfo {
 			}
 		}
 	}
-	if p, _ := plan.Parse(source, []byte(text)); p != nil {
+	if p, _ := plan.FromChangeRequest(cr); p != nil {
 		info.limits = limitsOf(p.Monitor)
 		return info
 	}

@@ -231,6 +231,8 @@ type Result struct {
 	Final bool
 	// FinalEvent is the event that made the run final (nil while in progress).
 	FinalEvent *runbookv1.Event
+	// State is the run's fold (runstate) over the events the report covers.
+	State *runstate.State
 	// TestsPending: the run ended while its tests ran (a rollback another
 	// service began) and the tester's outcome is not among the events
 	// yet. It usually follows within milliseconds (the tester stops at

@@ -66,32 +66,20 @@ func Retro(runID string, events []*runbookv1.Event) (*Retrospective, error) {
 	rep := &res.Report
 	r := &Retrospective{DeploymentID: runID, Status: string(res.Status), Final: res.Final}
 
-	var start, deployStart, end time.Time
-	var planText string
+	// The run's facts are its fold's (runstate), over the events the
+	// report covers: a deploy.started that lost the race with a stop
+	// deployed nothing.
+	st := res.State
+	var end time.Time
+	planText := st.Request.GetChangeRequested().GetPlanYaml()
 	checks := 0
-	preflightPassed := false
 	for _, ev := range events {
-		if ev.GetRunId() != runID {
-			continue
-		}
-		t := ev.GetTime().AsTime()
-		switch ev.GetType() {
-		case "change.requested":
-			if start.IsZero() {
-				start = t
-				planText = ev.GetChangeRequested().GetPlanYaml()
-			}
-		case "deploy.started":
-			if deployStart.IsZero() {
-				deployStart = t
-			}
-		case "preflight.passed":
-			preflightPassed = true
+		if ev.GetRunId() == runID && ev.GetType() == "preflight.passed" {
 			checks = len(ev.GetPreflightPassed().GetChecks())
 		}
 	}
-	if !start.IsZero() {
-		r.Date = start.UTC().Format(time.DateOnly)
+	if st.Request != nil {
+		r.Date = st.Request.GetTime().AsTime().UTC().Format(time.DateOnly)
 	}
 	if res.FinalEvent != nil {
 		end = res.FinalEvent.GetTime().AsTime()
@@ -116,7 +104,8 @@ func Retro(runID string, events []*runbookv1.Event) (*Retrospective, error) {
 	}
 
 	r.PlannedDurationText, r.PlannedDuration = estimatedDuration(planText)
-	if !deployStart.IsZero() {
+	if st.DeployStarted() && st.Stopped == nil {
+		deployStart := st.DeployStart.GetTime().AsTime()
 		r.Deployed = true
 		if !end.IsZero() && end.After(deployStart) {
 			r.ActualDuration = end.Sub(deployStart)
@@ -138,7 +127,7 @@ func Retro(runID string, events []*runbookv1.Event) (*Retrospective, error) {
 	r.Performance = coverage(rep.Tests.PerformanceTests)
 
 	// What went well.
-	if preflightPassed && checks > 0 {
+	if st.PreflightPassed && checks > 0 {
 		r.WentWell = append(r.WentWell, allPassed(checks, "pre-flight check"))
 	}
 	if deployPhase > 0 && slices.ContainsFunc(events, func(ev *runbookv1.Event) bool { return ev.GetType() == "deploy.done" && ev.GetRunId() == runID }) {

@@ -87,13 +87,12 @@ ended or started its deploy.`,
 	return c
 }
 
-// runFacts is a run as approve and reject see it.
+// runFacts is a run as approve and reject see it: its fold (runstate) and,
+// from the same loop, the decisions as this bus counts them.
 type runFacts struct {
 	gate      *gate.Run
 	decisions []gate.Decision
-	ids       map[string]bool
 	state     *runstate.State
-	started   bool // deploy.started
 }
 
 // loadRunFacts reads a run as the gate sees it. On an authenticated bus
@@ -104,54 +103,41 @@ func loadRunFacts(ctx context.Context, bus *eventbus.Bus, run string) (*runFacts
 	if err != nil {
 		return nil, err
 	}
-	f := &runFacts{ids: map[string]bool{}, state: runstate.New(run)}
-	var cr *runbookv1.Event
-	var required []string
-	assessed := false
-	var readyAt time.Time
+	f := &runFacts{state: runstate.New(run)}
 	for _, e := range hist {
 		ev := e.Event
-		f.ids[ev.GetId()] = true
-		f.state.Apply(ev)
+		if !f.state.ApplyAt(e.Seq, ev) {
+			continue // an event id already folded
+		}
 		if d, ok := gate.DecisionOf(ev); ok {
 			if bus.SignerKey() != "" && d.Key == "" {
 				d.Invalid = "unsigned"
 			}
 			f.decisions = append(f.decisions, d)
 		}
-		switch p := ev.Payload.(type) {
-		case *runbookv1.Event_ChangeRequested:
-			cr = ev
-		case *runbookv1.Event_PlanAssessed:
-			required, assessed = p.PlanAssessed.GetApprovalsRequired(), true
-		case *runbookv1.Event_PreflightPassed:
-			if readyAt.IsZero() && ev.GetTime() != nil {
-				readyAt = ev.GetTime().AsTime()
-			}
-		case *runbookv1.Event_DeployStarted:
-			f.started = true
-		}
 	}
+	st := f.state
+	cr := st.Request
 	if cr == nil {
 		return nil, &exitError{2, fmt.Errorf("no run %s (list runs with `runbook runs`)", run)}
 	}
 	// What the deployer refused (approval.refused "of" the decision's id)
 	// counts for nothing here either.
 	for i, d := range f.decisions {
-		if f.ids[eventbus.ID(run, "approval.refused", "of", strings.TrimPrefix(d.ID, run+"/"))] && f.decisions[i].Invalid == "" {
+		if st.Seen(eventbus.ID(run, "approval.refused", "of", strings.TrimPrefix(d.ID, run+"/"))) && f.decisions[i].Invalid == "" {
 			f.decisions[i].Invalid = "refused by the deployer"
 		}
 	}
-	text := []byte(cr.GetChangeRequested().GetPlanYaml())
-	p, _ := plan.Parse(cr.GetChangeRequested().GetPlanSource(), text)
+	p, _ := plan.FromChangeRequest(cr.GetChangeRequested())
 	if p == nil {
 		return nil, &exitError{exitTooLate, fmt.Errorf("run %s has an invalid plan: it will never deploy, there is nothing to decide", run)}
 	}
-	if !assessed {
+	required := st.ApprovalsRequired
+	if !st.Assessed {
 		// Pre-flight has not assessed the plan yet: the same assessment.
 		required = risk.Assess(p.RisksAndMitigations, p.Approval).ApprovalsRequired
 	}
-	f.gate = gate.NewRun(p, text, cr.GetActor(), required, readyAt)
+	f.gate = gate.NewRun(p, []byte(cr.GetChangeRequested().GetPlanYaml()), cr.GetActor(), required, st.ReadyAt)
 	return f, nil
 }
 
@@ -170,7 +156,7 @@ func decide(ctx context.Context, g *globals, run string, d gate.Decision) error 
 	switch {
 	case f.state.Status.Final():
 		return &exitError{exitTooLate, fmt.Errorf("run %s already ended %s: there is nothing to %s", run, f.state.Status, verb)}
-	case f.started:
+	case f.state.DeployStarted():
 		return &exitError{exitTooLate, fmt.Errorf("run %s already started its deploy: approvals are closed (to undo it, request a rollback)", run)}
 	}
 	if d.PlanSHA256 == "" {
@@ -204,7 +190,7 @@ func decide(ctx context.Context, g *globals, run string, d gate.Decision) error 
 		if err := bus.Sign(ev, f.gate.PlanSHA256, d.Role); err != nil {
 			return err
 		}
-		if !f.ids[ev.Id] { // the same refused decision is recorded once
+		if !f.state.Seen(ev.Id) { // the same refused decision is recorded once
 			if _, err := bus.Publish(ctx, ev); err != nil {
 				return fmt.Errorf("%s refused (%v), and recording the refusal failed: %w", verb, refusal, err)
 			}
@@ -212,7 +198,7 @@ func decide(ctx context.Context, g *globals, run string, d gate.Decision) error 
 		return &exitError{exitRefused, fmt.Errorf("refused: %v (recorded as approval.refused)", refusal)}
 	}
 	d.ID = eventbus.ID(run, string(d.Kind), parts...)
-	if f.ids[d.ID] {
+	if f.state.Seen(d.ID) {
 		fmt.Fprintf(g.out, "%s already %sd %s as %s: nothing new was published\n", d.Person(), verb, run, d.Role)
 		return nil
 	}

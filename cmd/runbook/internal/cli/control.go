@@ -71,22 +71,14 @@ func operatorStop(ctx context.Context, g *globals, run, as, reason string, cance
 		as = g.whoami()
 	}
 	st := runstate.New(run)
-	deployed := false
-	planSHA := ""
 	for _, e := range hist {
-		st.Apply(e.Event)
-		if cr := e.Event.GetChangeRequested(); cr != nil {
-			planSHA = cr.GetPlanSha256()
-		}
-		if e.Event.GetType() == "deploy.started" {
-			deployed = true
-		}
+		st.ApplyAt(e.Seq, e.Event)
 	}
 	if st.Status.Final() {
 		return &exitError{exitTooLate, fmt.Errorf("run %s already ended %s: nothing to stop", run, st.Status)}
 	}
 	var ev *runbookv1.Event
-	if cancel && !deployed {
+	if cancel && !st.DeployStarted() {
 		ev = eventbus.New(run, &runbookv1.Event_RunCancelled{RunCancelled: &runbookv1.RunEnded{
 			Reason: fmt.Sprintf("cancelled by %s: %s", as, reason)}})
 	} else {
@@ -99,7 +91,7 @@ func operatorStop(ctx context.Context, g *globals, run, as, reason string, cance
 			"operator", time.Now().UTC().Format("20060102T150405.000"))
 	}
 	ev.Actor = as
-	if err := bus.Sign(ev, planSHA, string(trust.Requester)); err != nil {
+	if err := bus.Sign(ev, st.PlanSHA256, string(trust.Requester)); err != nil {
 		return err
 	}
 	if ev.Type == "run.cancelled" {
