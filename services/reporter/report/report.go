@@ -26,11 +26,14 @@ type Report struct {
 	Deployment Deployment `json:"deployment"`
 	Change     Change     `json:"change"`    // addition
 	Approvals  []Approval `json:"approvals"` // addition: every decision, in stream order
-	Summary    Summary    `json:"summary"`
-	Metrics    Metrics    `json:"metrics"`
-	Tests      Tests      `json:"tests"`
-	Issues     []Issue    `json:"issues"`
-	Rollback   Rollback   `json:"rollback"`
+	// Steps are the deploy and rollback steps at their latest attempt
+	// (addition), manual ones MANUAL. Never null: [] when none ran.
+	Steps    []Step   `json:"steps"`
+	Summary  Summary  `json:"summary"`
+	Metrics  Metrics  `json:"metrics"`
+	Tests    Tests    `json:"tests"`
+	Issues   []Issue  `json:"issues"`
+	Rollback Rollback `json:"rollback"`
 	// OperatorTodo is what the operator must do by hand (addition): the
 	// described steps of the plan, which runbook shows and never runs.
 	// Never null: [] when empty.
@@ -245,6 +248,15 @@ type Result struct {
 	// Phases are the durations of the phases the run went through, in the
 	// order preflight, deploy, verify, rollback, total.
 	Phases []Phase
+	// Checks are the results of the run's latest pre-flight (nil: none):
+	// what the report's Database and Cache health and its pre-flight
+	// issues come from, for the dashboard to list.
+	Checks []*runbookv1.CheckResult
+	// Load is the load test's result (nil: none ran) and LoadTest its
+	// entry among the report's performance tests (status PASS, FAIL or
+	// STOPPED; details in each metric's unit).
+	Load     *runbookv1.LoadResult
+	LoadTest *TestCase
 }
 
 // Generate folds the events of run runID, in stream order, into its report.
