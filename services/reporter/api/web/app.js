@@ -222,7 +222,7 @@ function renderRun(r, metrics, open) {
         st.output_tail ? el("pre", {}, st.output_tail) : null) : "";
       // A described (manual) step was never executed: its note, not a duration.
       const ms = st.manual ? el("span", { class: "manual" }, st.note) : st.duration_ms;
-      return [st.phase + (st.list !== "steps" ? "/" + st.list : ""), `${st.index + 1}. ${st.name}`, badge(st.status), st.attempt, ms, out];
+      return [st.phase + (st.list && st.list !== "steps" && st.list !== st.phase ? "/" + st.list : ""), `${st.index + 1}. ${st.name}`, badge(st.status), st.attempt, ms, out];
     })),
     section("Metrics over the watch window", renderCharts(metrics)),
     section("Threshold violations", table("violations", ["Time", "Severity", "Metric", "Value", "Threshold", "Source", "Auto-rollback"], r.violations, v => [
