@@ -26,19 +26,19 @@ type Report struct {
 	Deployment Deployment `json:"deployment"`
 	Change     Change     `json:"change"`    // addition
 	Approvals  []Approval `json:"approvals"` // addition: every decision, in stream order
-	// Steps are the deploy and rollback steps at their latest attempt
-	// (addition), manual ones MANUAL. Never null: [] when none ran.
-	Steps    []Step   `json:"steps"`
-	Summary  Summary  `json:"summary"`
-	Metrics  Metrics  `json:"metrics"`
-	Tests    Tests    `json:"tests"`
-	Issues   []Issue  `json:"issues"`
-	Rollback Rollback `json:"rollback"`
+	Summary    Summary    `json:"summary"`
+	Metrics    Metrics    `json:"metrics"`
+	Tests      Tests      `json:"tests"`
+	Issues     []Issue    `json:"issues"`
+	Rollback   Rollback   `json:"rollback"`
 	// OperatorTodo is what the operator must do by hand (addition): the
 	// described steps of the plan, which runbook shows and never runs.
 	// Never null: [] when empty.
 	OperatorTodo    []TodoItem       `json:"operator_todo"`
 	Recommendations []Recommendation `json:"recommendations"`
+	// Steps are the deploy and rollback steps at their latest attempt
+	// (addition), manual ones MANUAL. Never null: [] when none ran.
+	Steps []Step `json:"steps"`
 }
 
 // TodoItem is one thing left to the operator (addition): a described
