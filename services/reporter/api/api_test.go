@@ -326,7 +326,7 @@ func TestRunViewReportAndSummary(t *testing.T) {
 		if len(types) != 16 || types[0] != "change.requested" || types[15] != "report.ready" || strings.Contains(strings.Join(types, " "), "deploy.step.output") {
 			t.Errorf("timeline %v", types)
 		}
-		if row := v.Timeline[10]; row.Type != "threshold.violated" || row.Text != "WARNING error_rate = 3% > 2%" || row.Phase != "TEST" || row.Seq != 12 {
+		if row := v.Timeline[10]; row.Type != "threshold.violated" || row.Text != "⚠ WARNING error_rate = 3% > threshold 2% (source http_probe)" || row.Phase != "MONITOR" || row.Seq != 12 {
 			t.Errorf("violation row %+v", row)
 		}
 		if len(v.Checks) != 1 || v.Checks[0].Status != "PASS" || v.Checks[0].Value != "HTTP 200" {

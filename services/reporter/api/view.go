@@ -1,18 +1,23 @@
 package api
 
 import (
-	"fmt"
 	"strings"
 	"time"
 
 	"github.com/kis-core/runbook/domain/plan"
+	"github.com/kis-core/runbook/domain/vocab"
 	"github.com/kis-core/runbook/eventbus"
 	runbookv1 "github.com/kis-core/runbook/proto/runbook/v1"
 	"github.com/kis-core/runbook/services/reporter"
+	"github.com/kis-core/runbook/services/reporter/report"
 )
 
-// View is GET /api/v1/runs/{id}: one run as the dashboard shows it, taken
-// apart from its events.
+// View is GET /api/v1/runs/{id}: one run as the dashboard shows it. What
+// the report says — steps, tests, checks, the load test, the QC metrics,
+// the rollback, the operator's to-do — comes from the report's own fold
+// (report.Generate) over the run's events, so the run page and the report
+// cannot disagree; the timeline words each event with the one vocabulary
+// (domain/vocab).
 type View struct {
 	reporter.RunSummary
 	State      StateView     `json:"state"`
@@ -25,6 +30,27 @@ type View struct {
 	Load       *LoadRow      `json:"load,omitempty"`
 	// QCSummary is the report's 12-line QC summary ("" until reported).
 	QCSummary string `json:"qc_summary"`
+	// Report is the run's report as the reporter builds it from the same
+	// events: its summary, metrics, issues, rollback and operator's to-do
+	// (nil only when it cannot be built; ReportError says why).
+	// ReportFinal is false while the run is in progress: a preview.
+	Report      *report.Report `json:"report,omitempty"`
+	ReportFinal bool           `json:"report_final"`
+	ReportError string         `json:"report_error,omitempty"`
+	// QCMetrics are the QC summary's measured values (the report's
+	// metrics.current), each in its metric's one unit.
+	QCMetrics []QCMetric `json:"qc_metrics"`
+	// NothingUndone says, when the report does, that the run failed and
+	// nothing was undone (plan.NothingUndone).
+	NothingUndone string `json:"nothing_undone,omitempty"`
+}
+
+// QCMetric is one value of the QC summary: the error rate or the p95.
+type QCMetric struct {
+	Metric string   `json:"metric"`
+	Value  *float64 `json:"value"`  // null: nothing measured it
+	Text   string   `json:"text"`   // plan.FormatMetric, or "Unknown"
+	Source string   `json:"source"` // report.SourceMonitor, SourceLoadTest, SourceSmoke
 }
 
 // StateView is what the status fold knows besides the status.
@@ -54,7 +80,7 @@ type TimelineRow struct {
 	Text string `json:"text"`
 }
 
-// CheckRow is one pre-flight check result.
+// CheckRow is one check result of the run's latest pre-flight.
 type CheckRow struct {
 	Name       string `json:"name"`
 	Kind       string `json:"kind"`
@@ -66,7 +92,8 @@ type CheckRow struct {
 	Blocking   bool   `json:"blocking"`
 }
 
-// StepRow is one deploy or rollback step, at its latest attempt.
+// StepRow is one deploy or rollback step, at its latest attempt: the
+// report's step (report.Step) with when it ran and its output's tail.
 type StepRow struct {
 	Phase      string    `json:"phase"` // deploy, rollback
 	List       string    `json:"list"`  // steps, health, finally
@@ -114,13 +141,17 @@ type Violation struct {
 	// one unit (plan.FormatMetric): error_rate 0.3 is "30%".
 	ValueText     string `json:"value_text"`
 	ThresholdText string `json:"threshold_text"`
+	// Below: a min gate's value fell below its threshold. Text is the
+	// violation's sentence (vocab.Violation), as CLI watch prints it.
+	Below bool   `json:"below,omitempty"`
+	Text  string `json:"text"`
 }
 
-// TestRow is one smoke, regression or performance test case.
+// TestRow is one smoke, regression or performance test of the report.
 type TestRow struct {
 	Name       string `json:"name"`
 	Type       string `json:"type"`
-	Status     string `json:"status"` // PASS, FAIL
+	Status     string `json:"status"` // PASS, FAIL, SKIP, STOPPED
 	DurationMS int64  `json:"duration_ms"`
 	Details    string `json:"details,omitempty"`
 	Error      string `json:"error,omitempty"`
@@ -128,7 +159,10 @@ type TestRow struct {
 
 // LoadRow is the load test's result.
 type LoadRow struct {
-	Passed        bool    `json:"passed"`
+	Passed bool `json:"passed"`
+	// Status is the load test's status in the report: PASS, FAIL, or
+	// STOPPED (the run's rollback stopped it; gates not judged).
+	Status        string  `json:"status"`
 	VUs           int32   `json:"vus"`
 	DurationMS    int64   `json:"duration_ms"`
 	Requests      int64   `json:"requests"`
@@ -139,7 +173,8 @@ type LoadRow struct {
 	GateP95MS     float64 `json:"gate_p95_ms"`
 	GateErrorRate float64 `json:"gate_error_rate"`
 	Reason        string  `json:"reason,omitempty"`
-	// Text is the result in one line, every metric in its one unit.
+	// Text is the result in one line, every metric in its one unit: the
+	// report's details of its performance test.
 	Text string `json:"text"`
 }
 
@@ -148,7 +183,7 @@ func BuildView(run *reporter.Run) *View {
 	v := &View{
 		RunSummary: run.RunSummary,
 		Timeline:   []TimelineRow{}, Checks: []CheckRow{}, Steps: []StepRow{},
-		Approvals: []ApprovalRow{}, Violations: []Violation{}, Tests: []TestRow{},
+		Approvals: []ApprovalRow{}, Violations: []Violation{}, Tests: []TestRow{}, QCMetrics: []QCMetric{},
 	}
 	if st := run.State; st != nil {
 		v.State = StateView{
@@ -160,19 +195,16 @@ func BuildView(run *reporter.Run) *View {
 	if run.Report != nil {
 		v.QCSummary = run.Report.GetQcSummary()
 	}
-	steps := map[string]int{} // phase/list/index → position in v.Steps
+	events := make([]*runbookv1.Event, 0, len(run.Events))
 	for _, env := range run.Events {
 		ev := env.Event
+		events = append(events, ev)
 		t := ev.GetTime().AsTime()
+		phase, text := vocab.Describe(ev)
 		v.Timeline = append(v.Timeline, TimelineRow{
-			Seq: env.Seq, Type: ev.GetType(), Time: t, Source: ev.GetSource(), Actor: ev.GetActor(),
-			Phase: phaseOf(ev.GetType()), Text: describe(ev),
+			Seq: env.Seq, Type: ev.GetType(), Time: t, Source: ev.GetSource(), Actor: ev.GetActor(), Phase: phase, Text: text,
 		})
 		switch p := ev.Payload.(type) {
-		case *runbookv1.Event_PreflightPassed:
-			v.Checks = appendChecks(v.Checks, p.PreflightPassed)
-		case *runbookv1.Event_PreflightFailed:
-			v.Checks = appendChecks(v.Checks, p.PreflightFailed)
 		case *runbookv1.Event_ApprovalGranted:
 			v.Approvals = append(v.Approvals, approval("GRANTED", p.ApprovalGranted, ev, t))
 		case *runbookv1.Event_ApprovalRejected:
@@ -181,79 +213,61 @@ func BuildView(run *reporter.Run) *View {
 			v.Approvals = append(v.Approvals, approval("REFUSED", p.ApprovalRefused, ev, t))
 		case *runbookv1.Event_ThresholdViolated:
 			v.Violations = append(v.Violations, violation(env))
-		case *runbookv1.Event_TestSmokePassed:
-			v.Tests = appendTests(v.Tests, p.TestSmokePassed)
-		case *runbookv1.Event_TestSmokeFailed:
-			v.Tests = appendTests(v.Tests, p.TestSmokeFailed)
-		case *runbookv1.Event_TestLoadPassed:
-			v.Load = loadRow(true, p.TestLoadPassed)
-		case *runbookv1.Event_TestLoadFailed:
-			v.Load = loadRow(false, p.TestLoadFailed)
-		}
-		if se, phase, status := stepEvent(ev); se != nil {
-			key := fmt.Sprintf("%s/%s/%d", phase, se.GetList(), se.GetIndex())
-			i, ok := steps[key]
-			if !ok {
-				i = len(v.Steps)
-				steps[key] = i
-				v.Steps = append(v.Steps, StepRow{Phase: phase, List: se.GetList(), Index: se.GetIndex()})
-			}
-			row := &v.Steps[i]
-			row.Name, row.Attempt, row.Status, row.Manual = se.GetName(), se.GetAttempt(), status, se.GetManual()
-			if se.GetManual() {
-				row.Note = plan.ManualNotExecuted
-				if status == "SUCCEEDED" {
-					row.Status = "MANUAL"
-				}
-			}
-			if se.GetKind() != "" {
-				row.Kind = se.GetKind()
-			}
-			if status == "RUNNING" {
-				row.Started, row.Ended, row.Error, row.OutputTail, row.DurationMS, row.ExitCode = t, time.Time{}, "", "", 0, 0
-			} else {
-				row.Ended, row.DurationMS, row.Error, row.ExitCode, row.OutputTail = t, se.GetDurationMs(), se.GetError(), se.GetExitCode(), se.GetOutputTail()
-			}
 		}
 	}
+	res, err := report.Generate(run.RunID, events)
+	if err != nil {
+		v.ReportError = err.Error()
+		return v
+	}
+	v.fromReport(res)
 	return v
 }
 
-// stepEvent returns the step of a deploy.step.* or rollback.step.* event,
-// its phase (deploy, rollback) and status.
-func stepEvent(ev *runbookv1.Event) (*runbookv1.StepEvent, string, string) {
-	switch p := ev.Payload.(type) {
-	case *runbookv1.Event_DeployStepStarted:
-		return p.DeployStepStarted, "deploy", "RUNNING"
-	case *runbookv1.Event_DeployStepSucceeded:
-		return p.DeployStepSucceeded, "deploy", "SUCCEEDED"
-	case *runbookv1.Event_DeployStepFailed:
-		return p.DeployStepFailed, "deploy", "FAILED"
-	case *runbookv1.Event_RollbackStepStarted:
-		return p.RollbackStepStarted, "rollback", "RUNNING"
-	case *runbookv1.Event_RollbackStepSucceeded:
-		return p.RollbackStepSucceeded, "rollback", "SUCCEEDED"
-	case *runbookv1.Event_RollbackStepFailed:
-		return p.RollbackStepFailed, "rollback", "FAILED"
+// fromReport fills what the report says: its steps, tests, checks, load
+// test, and the report itself.
+func (v *View) fromReport(res *report.Result) {
+	r := &res.Report
+	v.Report, v.ReportFinal = r, res.Final
+	cur := r.Metrics.Current
+	for _, m := range []QCMetric{
+		{Metric: report.MetricErrorRate, Value: cur.ErrorRate, Source: cur.ErrorRateSource},
+		{Metric: report.MetricP95, Value: cur.ResponseTimeP95, Source: cur.ResponseTimeP95Source},
+	} {
+		m.Text = report.Unknown
+		if m.Value != nil {
+			m.Text = plan.FormatMetric(m.Metric, *m.Value)
+		}
+		v.QCMetrics = append(v.QCMetrics, m)
 	}
-	return nil, "", ""
-}
-
-func appendChecks(rows []CheckRow, r *runbookv1.PreflightResult) []CheckRow {
-	for _, c := range r.GetChecks() {
-		rows = append(rows, CheckRow{
+	if r.Rollback.NothingUndone {
+		v.NothingUndone = plan.NothingUndone
+	}
+	for _, s := range r.Steps {
+		v.Steps = append(v.Steps, StepRow{
+			Phase: s.Phase, List: s.List, Index: s.Index, Name: s.Name, Kind: s.Kind, Attempt: s.Attempt, Status: s.Status,
+			Started: s.Started, Ended: s.Ended, DurationMS: s.DurationMS, Error: s.Error, ExitCode: s.ExitCode, OutputTail: s.OutputTail,
+			Manual: s.Manual, Note: s.Note,
+		})
+	}
+	for _, group := range [][]report.TestCase{r.Tests.SmokeTests, r.Tests.RegressionTests, r.Tests.PerformanceTests} {
+		for _, c := range group {
+			v.Tests = append(v.Tests, TestRow{Name: c.Name, Type: c.Type, Status: c.Status, DurationMS: c.DurationMS, Details: c.Details, Error: c.Error})
+		}
+	}
+	for _, c := range res.Checks {
+		v.Checks = append(v.Checks, CheckRow{
 			Name: c.GetName(), Kind: c.GetKind(), Status: strings.TrimPrefix(c.GetStatus().String(), "CHECK_STATUS_"),
 			Value: c.GetValue(), Threshold: c.GetThreshold(), DurationMS: c.GetDurationMs(), Message: c.GetMessage(), Blocking: c.GetBlocking(),
 		})
 	}
-	return rows
-}
-
-func appendTests(rows []TestRow, r *runbookv1.TestSuiteResult) []TestRow {
-	for _, c := range r.GetTests() {
-		rows = append(rows, TestRow{Name: c.GetName(), Type: c.GetType(), Status: c.GetStatus(), DurationMS: c.GetDurationMs(), Details: c.GetDetails(), Error: c.GetError()})
+	if l, lt := res.Load, res.LoadTest; l != nil && lt != nil {
+		v.Load = &LoadRow{
+			Passed: lt.Status == "PASS", Status: lt.Status, Text: lt.Details, VUs: l.GetVus(), DurationMS: l.GetDurationMs(), Requests: l.GetRequests(), Errors: l.GetErrors(),
+			ErrorRate: l.GetErrorRate(), P95MS: l.GetP95Ms(), RPS: l.GetRps(), GateP95MS: l.GetGateP95Ms(), GateErrorRate: l.GetGateErrorRate(),
+			Reason: l.GetReason(),
+		}
 	}
-	return rows
 }
 
 func approval(decision string, a *runbookv1.Approval, ev *runbookv1.Event, t time.Time) ApprovalRow {
@@ -270,162 +284,6 @@ func violation(env eventbus.Envelope) Violation {
 		RunID: env.Event.GetRunId(), Seq: env.Seq, Metric: tv.GetMetric(), Value: tv.GetValue(), Threshold: tv.GetThreshold(),
 		Severity: tv.GetSeverity(), Source: tv.GetSource(), AutoRollback: tv.GetAutoRollback(), Time: env.Event.GetTime().AsTime(),
 		ValueText: plan.FormatMetric(tv.GetMetric(), tv.GetValue()), ThresholdText: plan.FormatMetric(tv.GetMetric(), tv.GetThreshold()),
+		Below: tv.GetBelow(), Text: vocab.Violation(tv),
 	}
-}
-
-func loadRow(passed bool, l *runbookv1.LoadResult) *LoadRow {
-	return &LoadRow{
-		Passed: passed, VUs: l.GetVus(), DurationMS: l.GetDurationMs(), Requests: l.GetRequests(), Errors: l.GetErrors(),
-		ErrorRate: l.GetErrorRate(), P95MS: l.GetP95Ms(), RPS: l.GetRps(), GateP95MS: l.GetGateP95Ms(), GateErrorRate: l.GetGateErrorRate(),
-		Reason: l.GetReason(), Text: loadText(l),
-	}
-}
-
-// loadText is a load test's result in one line, in each metric's unit.
-func loadText(l *runbookv1.LoadResult) string {
-	er, p95 := plan.MetricErrorRate, plan.MetricP95
-	return fmt.Sprintf("%d VUs, %d requests, %d errors (error rate %s, gate %s), p95 %s (gate %s)",
-		l.GetVus(), l.GetRequests(), l.GetErrors(), plan.FormatMetric(er, l.GetErrorRate()), plan.FormatMetric(er, l.GetGateErrorRate()),
-		plan.FormatMetric(p95, l.GetP95Ms()), plan.FormatMetric(p95, l.GetGateP95Ms()))
-}
-
-// phaseOf is the runbook phase an event type belongs to.
-func phaseOf(typ string) string {
-	switch {
-	case strings.HasPrefix(typ, "change."), strings.HasPrefix(typ, "preflight."), strings.HasPrefix(typ, "backup."):
-		return "PRE-FLIGHT"
-	case strings.HasPrefix(typ, "plan."), strings.HasPrefix(typ, "approval."), strings.HasPrefix(typ, "run.waiting"):
-		return "PLAN"
-	case strings.HasPrefix(typ, "deploy."), strings.HasPrefix(typ, "rollback."), typ == "run.failed":
-		return "ACT"
-	case strings.HasPrefix(typ, "monitor."), strings.HasPrefix(typ, "threshold."), strings.HasPrefix(typ, "test."):
-		return "TEST"
-	}
-	return "REPORT"
-}
-
-// describe says in one line what an event means.
-func describe(ev *runbookv1.Event) string {
-	switch p := ev.Payload.(type) {
-	case *runbookv1.Event_ChangeRequested:
-		c := p.ChangeRequested
-		return strings.TrimSpace(fmt.Sprintf("%s %s, requested by %s", c.GetChangeId(), c.GetTitle(), c.GetRequester()))
-	case *runbookv1.Event_ChangeRejected:
-		return fmt.Sprintf("plan invalid: %d errors", len(p.ChangeRejected.GetErrors()))
-	case *runbookv1.Event_PreflightStarted:
-		return fmt.Sprintf("%d checks", p.PreflightStarted.GetChecks())
-	case *runbookv1.Event_PreflightPassed:
-		return fmt.Sprintf("%d checks passed", len(p.PreflightPassed.GetChecks()))
-	case *runbookv1.Event_PreflightFailed:
-		return p.PreflightFailed.GetReason()
-	case *runbookv1.Event_BackupDone:
-		return fmt.Sprintf("%d files saved in %s", len(p.BackupDone.GetFiles()), p.BackupDone.GetDir())
-	case *runbookv1.Event_PlanAssessed:
-		a := p.PlanAssessed
-		s := fmt.Sprintf("risk %s (max score %d)", a.GetLevel(), a.GetMaxScore())
-		if len(a.GetApprovalsRequired()) > 0 {
-			s += ", approvals: " + strings.Join(a.GetApprovalsRequired(), ", ")
-		}
-		return s
-	case *runbookv1.Event_ApprovalGranted:
-		return approvalText(p.ApprovalGranted, ev)
-	case *runbookv1.Event_ApprovalRejected:
-		return approvalText(p.ApprovalRejected, ev)
-	case *runbookv1.Event_ApprovalRefused:
-		return approvalText(p.ApprovalRefused, ev)
-	case *runbookv1.Event_RunWaiting:
-		return "waiting for " + strings.Join(p.RunWaiting.GetWaitingFor(), ", ")
-	case *runbookv1.Event_RunExpired:
-		return p.RunExpired.GetReason()
-	case *runbookv1.Event_RunCancelled:
-		return p.RunCancelled.GetReason()
-	case *runbookv1.Event_RunFailed:
-		return p.RunFailed.GetReason()
-	case *runbookv1.Event_DeployStarted:
-		return fmt.Sprintf("%d steps", p.DeployStarted.GetSteps())
-	case *runbookv1.Event_DeployDone:
-		return fmt.Sprintf("%d steps in %d ms", p.DeployDone.GetStepsSucceeded(), p.DeployDone.GetDurationMs())
-	case *runbookv1.Event_DeployFailed:
-		return p.DeployFailed.GetError()
-	case *runbookv1.Event_RollbackRequested:
-		return fmt.Sprintf("by %s: %s", p.RollbackRequested.GetRequestedBy(), p.RollbackRequested.GetReason())
-	case *runbookv1.Event_RollbackStarted:
-		return p.RollbackStarted.GetReason()
-	case *runbookv1.Event_RollbackDone:
-		return fmt.Sprintf("%d steps in %d ms", p.RollbackDone.GetStepsSucceeded(), p.RollbackDone.GetDurationMs())
-	case *runbookv1.Event_RollbackFailed:
-		return p.RollbackFailed.GetError()
-	case *runbookv1.Event_RollbackVerified:
-		return fmt.Sprintf("rollback verified: %d of %d tests passed", p.RollbackVerified.GetPassed(), len(p.RollbackVerified.GetTests()))
-	case *runbookv1.Event_RollbackVerifyFailed:
-		var failed []string
-		for _, c := range p.RollbackVerifyFailed.GetTests() {
-			if strings.EqualFold(c.GetStatus(), "FAIL") {
-				failed = append(failed, c.GetName())
-			}
-		}
-		return fmt.Sprintf("rollback verification FAILED, production state uncertain: %d of %d tests failed: %s",
-			len(failed), len(p.RollbackVerifyFailed.GetTests()), strings.Join(failed, ", "))
-	case *runbookv1.Event_MonitorStarted:
-		return fmt.Sprintf("window %s, every %s", p.MonitorStarted.GetWindow(), p.MonitorStarted.GetInterval())
-	case *runbookv1.Event_ThresholdViolated:
-		tv := p.ThresholdViolated
-		return fmt.Sprintf("%s %s = %s > %s", tv.GetSeverity(), tv.GetMetric(), plan.FormatMetric(tv.GetMetric(), tv.GetValue()), plan.FormatMetric(tv.GetMetric(), tv.GetThreshold()))
-	case *runbookv1.Event_MonitorCompleted:
-		m := p.MonitorCompleted
-		return fmt.Sprintf("%d samples, %d violations", m.GetSamples(), m.GetViolations())
-	case *runbookv1.Event_TestStarted:
-		return fmt.Sprintf("%d smoke tests, load test %t", p.TestStarted.GetSmokeTests(), p.TestStarted.GetLoadTest())
-	case *runbookv1.Event_TestSmokePassed:
-		return fmt.Sprintf("%d passed", p.TestSmokePassed.GetPassed())
-	case *runbookv1.Event_TestSmokeFailed:
-		return fmt.Sprintf("%d passed, %d failed", p.TestSmokeFailed.GetPassed(), p.TestSmokeFailed.GetFailed())
-	case *runbookv1.Event_TestLoadPassed:
-		return fmt.Sprintf("p95 %s, error rate %s", plan.FormatMetric(plan.MetricP95, p.TestLoadPassed.GetP95Ms()), plan.FormatMetric(plan.MetricErrorRate, p.TestLoadPassed.GetErrorRate()))
-	case *runbookv1.Event_TestLoadFailed:
-		return p.TestLoadFailed.GetReason()
-	case *runbookv1.Event_TestPassed:
-		return fmt.Sprintf("%d passed", p.TestPassed.GetPassed())
-	case *runbookv1.Event_TestFailed:
-		if st := p.TestFailed.GetStopped(); st != "" {
-			return "tests stopped: " + st
-		}
-		return p.TestFailed.GetReason()
-	case *runbookv1.Event_ReportReady:
-		return "final status " + p.ReportReady.GetStatus()
-	case *runbookv1.Event_NotificationSent:
-		return p.NotificationSent.GetChannel() + " " + p.NotificationSent.GetTarget()
-	case *runbookv1.Event_NotificationFailed:
-		return p.NotificationFailed.GetChannel() + ": " + p.NotificationFailed.GetError()
-	case *runbookv1.Event_EventDeadLettered:
-		return p.EventDeadLettered.GetConsumer() + ": " + p.EventDeadLettered.GetReason()
-	}
-	if se, _, status := stepEvent(ev); se != nil {
-		if se.GetManual() {
-			if status == "RUNNING" {
-				return fmt.Sprintf("%s[%d] %s: a described step", se.GetList(), se.GetIndex(), se.GetName())
-			}
-			return fmt.Sprintf("%s[%d] %s: %s (the operator's to-do)", se.GetList(), se.GetIndex(), se.GetName(), plan.ManualNotExecuted)
-		}
-		s := fmt.Sprintf("%s[%d] %s (attempt %d) %s", se.GetList(), se.GetIndex(), se.GetName(), se.GetAttempt(), strings.ToLower(status))
-		if se.GetError() != "" {
-			s += ": " + se.GetError()
-		}
-		return s
-	}
-	return ""
-}
-
-func approvalText(a *runbookv1.Approval, ev *runbookv1.Event) string {
-	who := a.GetApprover()
-	if who == "" {
-		who = ev.GetActor()
-	}
-	s := fmt.Sprintf("%s as %s", who, a.GetRole())
-	if a.GetReason() != "" {
-		s += ": " + a.GetReason()
-	} else if a.GetComment() != "" {
-		s += ": " + a.GetComment()
-	}
-	return s
 }

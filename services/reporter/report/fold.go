@@ -118,6 +118,10 @@ type fold struct {
 	lastSuccess map[stepKey]int  // position of the step's latest success
 	stepOK      map[stepKey]bool // outcome of the step's latest attempt
 	healthSteps map[stepKey]bool // the deploy's health steps
+	// steps are the deploy and rollback steps at their latest attempt
+	// (steps.go), stepRow their position by step.
+	steps   []Step
+	stepRow map[stepKey]int
 }
 
 func newFold(runID string) *fold {
@@ -166,6 +170,7 @@ func (f *fold) apply(ev *runbookv1.Event) {
 		f.done = true
 	}
 
+	f.recordStep(ev, t)
 	switch p := ev.Payload.(type) {
 	case *runbookv1.Event_ChangeRequested:
 		f.start = t
@@ -502,6 +507,12 @@ func (f *fold) result() *Result {
 	}
 
 	r.Approvals = append([]Approval{}, f.approvals...)
+	r.Steps = append([]Step{}, f.steps...)
+	res.Checks = f.checks
+	res.Load = f.load
+	if i, ok := f.testIndex[loadTestKey]; ok {
+		res.LoadTest = &f.tests[i].tc
+	}
 
 	// Tests, by type, in the order the run first reported them.
 	r.Tests = Tests{SmokeTests: []TestCase{}, RegressionTests: []TestCase{}, PerformanceTests: []TestCase{}}

@@ -36,6 +36,9 @@ type Report struct {
 	// Never null: [] when empty.
 	OperatorTodo    []TodoItem       `json:"operator_todo"`
 	Recommendations []Recommendation `json:"recommendations"`
+	// Steps are the deploy and rollback steps at their latest attempt
+	// (addition), manual ones MANUAL. Never null: [] when none ran.
+	Steps []Step `json:"steps"`
 }
 
 // TodoItem is one thing left to the operator (addition): a described
@@ -247,6 +250,15 @@ type Result struct {
 	// Phases are the durations of the phases the run went through, in the
 	// order preflight, deploy, verify, rollback, total.
 	Phases []Phase
+	// Checks are the results of the run's latest pre-flight (nil: none):
+	// what the report's Database and Cache health and its pre-flight
+	// issues come from, for the dashboard to list.
+	Checks []*runbookv1.CheckResult
+	// Load is the load test's result (nil: none ran) and LoadTest its
+	// entry among the report's performance tests (status PASS, FAIL or
+	// STOPPED; details in each metric's unit).
+	Load     *runbookv1.LoadResult
+	LoadTest *TestCase
 }
 
 // Generate folds the events of run runID, in stream order, into its report.

@@ -188,7 +188,7 @@ func TestDashboardInChromium(t *testing.T) {
 	alert := text(li)
 	t.Logf("alert on the page %s after its publication: %q", took, alert)
 	// error_rate 0.42 reads 42% (one unit per metric, as CLI watch and the report).
-	if !strings.Contains(alert, "error_rate = 42% > 1%") || !strings.Contains(alert, "CRITICAL") || !strings.Contains(alert, bad) {
+	if !strings.Contains(alert, "error_rate = 42% > threshold 1%") || !strings.Contains(alert, "CRITICAL") || !strings.Contains(alert, bad) {
 		t.Errorf("alert reads %q", alert)
 	}
 

@@ -55,6 +55,10 @@ the stream in order and neither stores an event twice.`,
 	return c
 }
 
+// replayTextColumn is where replay prints an event's text: after
+// "%6d  %s  %9s  %-10s %-18s " (sequence, time, offset, phase, actor).
+const replayTextColumn = 6 + 2 + 24 + 2 + 9 + 2 + 10 + 1 + 18 + 1
+
 func replayRun(cmd *cobra.Command, g *globals, run string) error {
 	ctx := cmd.Context()
 	bus, closeFn, err := g.connectRun(ctx, run)
@@ -74,7 +78,7 @@ func replayRun(cmd *cobra.Command, g *globals, run string) error {
 		if start.IsZero() {
 			start = t
 		}
-		phase, text := Describe(ev)
+		phase, text := describeAt(ev, replayTextColumn)
 		actor := ev.GetActor()
 		if actor == "" {
 			actor = ev.GetSource()

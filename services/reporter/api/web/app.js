@@ -207,12 +207,14 @@ function renderRun(r, metrics, open) {
         el("span", { class: "muted" }, fmtClock(t.time)),
         el("span", { class: "muted" }, t.phase),
         el("span", { class: "type" }, t.type),
-        el("span", {}, t.text))))),
+        el("span", { class: "text" }, t.text))))),
     section("Pre-flight checks", table("checks", ["Check", "Kind", "Status", "Value", "Threshold", "ms", "Message"], r.checks, c => [
       c.name + (c.blocking ? "" : " (non-blocking)"), c.kind, badge(c.status), c.value, c.threshold, c.duration_ms, c.message])),
     section("Approvals", table("approvals", ["Decision", "Role", "Approver", "Comment / reason", "Time"], r.approvals, a => [
       badge(a.decision), a.role, a.approver, a.reason || a.comment, fmtTime(a.time)])),
-    section("Steps", table("steps", ["Phase", "Step", "Status", "Attempt", "ms", "Output"], r.steps, st => {
+    section("Steps", table("steps", ["Phase", "Step", "Status", "Attempt", "ms", "Output"], r.steps, st => ({
+      "data-step-phase": st.phase, "data-step-list": st.list, "data-step-index": st.index, "data-step-name": st.name,
+      "data-step-status": st.status, "data-manual": st.manual }), st => {
       const key = `${st.phase}/${st.list}/${st.index}`;
       const out = st.output_tail || st.error ? el("details", { "data-key": key, open: open.has(key) },
         el("summary", {}, st.error ? "error and output" : "output"),
@@ -220,25 +222,79 @@ function renderRun(r, metrics, open) {
         st.output_tail ? el("pre", {}, st.output_tail) : null) : "";
       // A described (manual) step was never executed: its note, not a duration.
       const ms = st.manual ? el("span", { class: "manual" }, st.note) : st.duration_ms;
-      return [st.phase + (st.list !== "steps" ? "/" + st.list : ""), `${st.index + 1}. ${st.name}`, badge(st.status), st.attempt, ms, out];
+      return [st.phase + (st.list && st.list !== "steps" && st.list !== st.phase ? "/" + st.list : ""), `${st.index + 1}. ${st.name}`, badge(st.status), st.attempt, ms, out];
     })),
     section("Metrics over the watch window", renderCharts(metrics)),
     section("Threshold violations", table("violations", ["Time", "Severity", "Metric", "Value", "Threshold", "Source", "Auto-rollback"], r.violations, v => [
       fmtClock(v.time), badge(v.severity), v.metric, v.value_text, v.threshold_text, v.source, v.auto_rollback ? "yes" : ""])),
     section("Tests", [
-      table("tests", ["Test", "Type", "Status", "ms", "Details"], r.tests, t => [t.name, t.type, badge(t.status), t.duration_ms, t.error || t.details]),
-      r.load ? el("p", { id: "load" }, badge(r.load.passed ? "PASS" : "FAIL"),
+      table("tests", ["Test", "Type", "Status", "ms", "Details"], r.tests,
+        t => ({ "data-test-type": t.type, "data-test-name": t.name, "data-test-status": t.status }),
+        t => [t.name, t.type, badge(t.status), t.duration_ms, t.error || t.details]),
+      r.load ? el("p", { id: "load", "data-status": r.load.status }, badge(r.load.status),
         ` load test: ${r.load.text}`,
-        r.load.reason ? " — " + r.load.reason : "") : null]),
+        r.load.reason && r.load.status !== "STOPPED" ? " — " + r.load.reason : "") : null]),
+    renderReport(r),
     section("QC summary", r.qc_summary ? el("pre", { id: "qc-summary" }, r.qc_summary) : el("p", { class: "muted", id: "qc-summary-pending" }, "The QC summary comes with the report, when the run ends.")));
 }
 
 function section(title, body) { return el("div", { class: "card" }, el("h2", {}, title), body); }
 
-function table(id, heads, rows, cells) {
+// table lists rows, one cell per head; attrs (optional) gives each row's
+// attributes (data-* for the tests to read).
+function table(id, heads, rows, attrs, cells) {
+  if (!cells) { cells = attrs; attrs = () => ({}); }
   if (!rows || !rows.length) return el("p", { class: "muted", id: id + "-none" }, "none");
   return el("table", { id }, el("thead", {}, el("tr", {}, heads.map(h => el("th", {}, h)))),
-    el("tbody", {}, rows.map(row => el("tr", {}, cells(row).map(c => el("td", {}, c))))));
+    el("tbody", {}, rows.map(row => el("tr", attrs(row), cells(row).map(c => el("td", {}, c))))));
+}
+
+// renderReport shows what the run's report says besides its steps and
+// tests: the verdict, the QC metrics, the rollback (its verification, or
+// that nothing was undone), the operator's to-do and the issues. The read
+// API builds it with the reporter's own fold; while the run is in
+// progress it is a preview.
+function renderReport(r) {
+  const rep = r.report;
+  if (!rep) return section("Report", el("p", { class: "error", id: "report-error" }, "The report cannot be built: " + (r.report_error || "unknown error")));
+  const sum = rep.summary, cur = rep.metrics.current, rb = rep.rollback, tr = sum.test_results;
+  const field = (name, label, value, attrs) => [el("dt", {}, label), el("dd", Object.assign({ "data-field": name }, attrs || {}), value)];
+  const facts = el("dl", { class: "facts", id: "report-summary" },
+    field("status", "Status", badge(rep.deployment.status)),
+    field("overall_status", "Overall", sum.overall_status),
+    field("performance_status", "Performance", sum.performance_status + (sum.performance_reason ? " — " + sum.performance_reason : "")),
+    field("critical_issues", "Critical issues", String(sum.critical_issues)),
+    field("test_results", "Tests", `${tr.passed} passed, ${tr.failed} failed of ${tr.total}`),
+    field("api_health", "API", cur.api_health),
+    field("db_health", "Database", cur.db_health),
+    field("cache_health", "Cache", cur.cache_health),
+    r.qc_metrics.flatMap(m => field(m.metric, m.metric === "error_rate" ? "Error rate" : "P95 response time",
+      m.text + (m.source ? ` (from ${m.source})` : ""), { "data-metric": m.metric, "data-value": m.value === null ? "" : String(m.value) })));
+  const parts = [facts];
+  if (r.nothing_undone) parts.push(el("p", { class: "error", id: "nothing-undone" }, r.nothing_undone));
+  if (rb.executed || rb.reason || rb.nothing_undone) {
+    parts.push(el("h3", {}, "Rollback"), el("dl", { class: "facts", id: "report-rollback", "data-executed": rb.executed },
+      field("executed", "Executed", rb.executed ? "yes" : "no"),
+      rb.reason ? field("reason", "Reason", rb.reason) : null,
+      rb.requested_by ? field("requested_by", "Requested by", rb.requested_by) : null,
+      rb.duration ? field("duration", "Took", rb.duration) : null));
+    const v = rb.verification;
+    if (v) {
+      parts.push(el("p", { id: "rollback-verification", "data-status": v.status }, badge(v.status),
+        ` verification: re-ran ${v.suites.join(", ")} after the rollback: ${v.passed} passed, ${v.failed} failed`),
+      table("verify-tests", ["Test", "Status", "ms", "Details"], v.tests,
+        t => ({ "data-test-name": t.name, "data-test-status": t.status }),
+        t => [t.name, badge(t.status), t.duration_ms, t.error || t.details]));
+    }
+  }
+  if (rep.operator_todo.length) {
+    parts.push(el("h3", {}, "The operator's to-do"), el("ol", { id: "operator-todo" }, rep.operator_todo.map(d =>
+      el("li", { "data-step": d.step, "data-phase": d.phase }, el("strong", {}, d.step), ` (${d.phase}) — ${d.note}`))));
+  }
+  parts.push(el("h3", {}, "Issues"), table("issues", ["Severity", "Type", "Message"], rep.issues,
+    i => ({ "data-severity": i.severity, "data-type": i.type }), i => [badge(i.severity), i.type, i.message]));
+  return el("div", { class: "card", id: "report", "data-final": r.report_final },
+    el("h2", {}, r.report_final ? "Report" : "Report (preview: the run is in progress)"), parts);
 }
 
 // fmtMetric prints a value of metric in its one unit, as the server's
@@ -330,7 +386,7 @@ function chart(name, m) {
   });
   for (const v of viol) {
     g.append(svg("circle", { class: "violation", cx: x(Date.parse(v.time)), cy: y(Math.min(v.value, vmax)), r: 4, fill: "none", stroke: "#c62828", "stroke-width": 2 },
-      svg("title", {}, `${v.severity} ${v.value_text} ${below ? "<" : ">"} ${v.threshold_text}`)));
+      svg("title", {}, v.text)));
   }
   // Colours by class, never a style attribute: the Content-Security-Policy
   // allows no inline style.
@@ -347,8 +403,7 @@ function addAlert(a) {
     el("span", { class: "when" }, fmtClock(a.time)),
     badge(a.severity), " ",
     el("a", { href: "#/runs/" + a.run_id }, a.run_id), " ",
-    el("code", {}, a.metric), ` = ${a.value_text} > ${a.threshold_text}`,
-    a.auto_rollback ? " (rollback)" : "");
+    el("span", { class: "text" }, a.text));
   alerts.prepend(li);
   while (alerts.children.length > 100) alerts.lastElementChild.remove();
 }
