@@ -23,7 +23,7 @@ import (
 	"github.com/kis-core/runbook/domain/trust"
 	"github.com/kis-core/runbook/eventbus"
 	runbookv1 "github.com/kis-core/runbook/proto/runbook/v1"
-	"github.com/kis-core/runbook/services/preflight/backup"
+	"github.com/kis-core/runbook/eventbus/backup"
 	"github.com/kis-core/runbook/services/preflight/checks"
 )
 
