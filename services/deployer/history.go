@@ -20,8 +20,8 @@ type stepKey struct {
 // deployer needs to continue after a crash without redoing finished work.
 type runView struct {
 	preflightPassed bool
-	// backupDir is the run's own backup directory (backup.done), "" when
-	// the plan has none.
+	// backupDir is the run's own backup directory (its latest backup.done:
+	// pre-flight's, or a backup step's), "" when it has none yet.
 	backupDir       string
 	approvalsNeeded []string
 	readyAt         time.Time       // when pre-flight passed
@@ -33,7 +33,8 @@ type runView struct {
 	// in stream order, the first of a stop and deploy.started wins.
 	stopped         string
 	deployStarted   bool
-	deployStartedBy string // causation id of deploy.started: the event whose handler deploys
+	deployStartedBy string    // causation id of deploy.started: the event whose handler deploys
+	deployStartedAt time.Time // deploy.started's time: names a backup directory a backup step makes
 	deployFinished  bool
 	rollbackStarted *runbookv1.Event
 	rollbackEnded   bool
@@ -85,6 +86,9 @@ func viewOf(hist []eventbus.Envelope, kr *trust.Keyring) *runView {
 		case *runbookv1.Event_DeployStarted:
 			if !v.deployStarted {
 				v.deployStartedBy = ev.GetCausationId()
+				if ev.GetTime() != nil {
+					v.deployStartedAt = ev.GetTime().AsTime()
+				}
 			}
 			v.deployStarted = true
 		case *runbookv1.Event_DeployDone, *runbookv1.Event_DeployFailed:
