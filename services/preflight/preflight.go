@@ -22,8 +22,8 @@ import (
 	"github.com/kis-core/runbook/domain/risk"
 	"github.com/kis-core/runbook/domain/trust"
 	"github.com/kis-core/runbook/eventbus"
-	runbookv1 "github.com/kis-core/runbook/proto/runbook/v1"
 	"github.com/kis-core/runbook/eventbus/backup"
+	runbookv1 "github.com/kis-core/runbook/proto/runbook/v1"
 	"github.com/kis-core/runbook/services/preflight/checks"
 )
 
