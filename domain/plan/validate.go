@@ -567,7 +567,7 @@ func (c *checker) backup(path string, b *Backup) {
 			for j, f := range s.Files {
 				fp := joinIndex(joinKey(path, "files"), j)
 				if c.required(fp, f, "a file path") {
-					name(fp, BackupName(f), f, fmt.Sprintf("the copy of %q", f))
+					name(fp, BackupName(f), f, fmt.Sprintf("the copy of %q at %s", f, fp))
 				}
 			}
 		}
