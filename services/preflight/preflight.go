@@ -233,7 +233,9 @@ func (s *Service) runBackup(ctx context.Context, ev *runbookv1.Event, cr *runboo
 	if changeID == "" {
 		changeID = cr.GetChangeId()
 	}
-	res, berr := s.backup.Run(ctx, *p.Preflight.Backup, backup.Run{
+	spec := *p.Preflight.Backup
+	spec.Dir = p.BackupDir() // the run's one backup directory, whichever of the plan's backups sets it
+	res, berr := s.backup.Run(ctx, spec, backup.Run{
 		RunID: run, ChangeID: changeID, Operator: ev.GetActor(), Environment: s.o.Environment,
 		Secrets: s.planSecrets(p),
 	})
