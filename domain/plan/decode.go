@@ -410,7 +410,7 @@ func (d *decoder) decode(n ast.Node, v reflect.Value, path string) {
 			return
 		}
 		if _, ok := n.(*ast.SequenceNode); ok {
-			d.fail(n, path, "a step is a mapping with name, timeout, retries, idempotent and one of command, http, wait or restore (or, in rollback_steps, a text), got a list")
+			d.fail(n, path, "a step is a mapping with name, timeout, retries, idempotent and one of %s (or, in rollback_steps, a text: a described manual step), got a list", stepKindsText(false))
 			return
 		}
 	case stepSliceType:
@@ -421,7 +421,7 @@ func (d *decoder) decode(n ast.Node, v reflect.Value, path string) {
 				steps[i] = Step{Text: t}
 			}
 			v.Set(reflect.ValueOf(steps))
-			d.warnNode(n, path, "rollback steps are written as one text, read as %d described manual step(s) by their numbering (1. 2. ...): a rollback shows them to people and runs none of them; to have a step run, write rollback_steps as a list with command, http, wait or restore steps", len(steps))
+			d.warnNode(n, path, "rollback steps are written as one text, read as %d described manual step(s) by their numbering (1. 2. ...): a rollback shows them to people and runs none of them; to have a step run, write rollback_steps as a list of steps, each with one of %s", len(steps), stepKindsText(false))
 			return
 		}
 	}

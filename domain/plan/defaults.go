@@ -178,8 +178,60 @@ func (b BackupStep) Label(i int) string {
 }
 
 // EffectiveDir is where the run's backup directory is made, default
-// "backups" (relative to the preflight service's working directory).
+// "backups" (relative to the working directory of the service that makes
+// it). A plan's backups share one directory: see Plan.BackupDir.
 func (b Backup) EffectiveDir() string { return or(b.Dir, DefaultBackupDir) }
+
+// PlacedBackup is one of the plan's backups and where the plan writes it:
+// "preflight.backup" or a step's "deploy.steps[2].backup".
+type PlacedBackup struct {
+	Path   string
+	Backup *Backup
+}
+
+// Backups are the plan's backups in plan order: preflight.backup, then the
+// backup steps of deploy.steps, deploy.finally and
+// rollback_plan.rollback_steps. They all write into the run's one backup
+// directory.
+func (p *Plan) Backups() []PlacedBackup {
+	var out []PlacedBackup
+	if p.Preflight.Backup != nil {
+		out = append(out, PlacedBackup{"preflight.backup", p.Preflight.Backup})
+	}
+	for _, l := range []struct {
+		path  string
+		steps []Step
+	}{{"deploy.steps", p.Deploy.Steps}, {"deploy.finally", p.Deploy.Finally}, {rollbackStepsPath, p.RollbackPlan.RollbackSteps}} {
+		for i, s := range l.steps {
+			if s.Backup != nil {
+				out = append(out, PlacedBackup{joinKey(joinIndex(l.path, i), "backup"), s.Backup})
+			}
+		}
+	}
+	return out
+}
+
+// BackupDir is where the run's backup directory is made: the first dir
+// the plan's backups set (validate refuses two different ones), default
+// "backups".
+func (p *Plan) BackupDir() string {
+	for _, b := range p.Backups() {
+		if b.Backup.Dir != "" {
+			return b.Backup.Dir
+		}
+	}
+	return DefaultBackupDir
+}
+
+// StepPath is where the plan writes step index of the deployer's list
+// (a StepEvent's list: steps, finally, rollback), e.g. "deploy.steps[2]".
+func StepPath(list string, index int) string {
+	path := map[string]string{"steps": "deploy.steps", "finally": "deploy.finally", "rollback": rollbackStepsPath}[list]
+	if path == "" {
+		path = list
+	}
+	return joinIndex(path, index)
+}
 
 // CommandSteps reports whether a backup step is a command, which may write
 // any file into the backup directory.
@@ -220,8 +272,8 @@ func BackupName(path string) string {
 
 // --- steps ---
 
-// Kind is command, http, wait, restore, or manual for a text step ("" when
-// empty).
+// Kind is command, http, wait, restore, sql, backup, or manual for a text
+// step ("" when empty).
 func (s Step) Kind() string {
 	switch {
 	case s.Command != nil:
@@ -234,6 +286,8 @@ func (s Step) Kind() string {
 		return "restore"
 	case s.SQL != nil:
 		return "sql"
+	case s.Backup != nil:
+		return "backup"
 	case s.Text != "":
 		return "manual"
 	}
@@ -260,11 +314,25 @@ func (s Step) IsManual() bool { return s.Kind() == "manual" }
 
 // SafeToRerun reports whether the step may run again after a crash cut it
 // short: when the plan marks it idempotent, and always for a restore (a
-// verified copy renamed into place gives the same result twice).
-func (s Step) SafeToRerun() bool { return s.Idempotent || s.Restore != nil }
+// verified copy renamed into place gives the same result twice) and a
+// backup (it is taken aside and joins the run's backup with its metadata,
+// at once; one already taken is not taken again).
+func (s Step) SafeToRerun() bool { return s.Idempotent || s.Restore != nil || s.Backup != nil }
 
-// EffectiveTimeout is the step's timeout, default 5m.
-func (s Step) EffectiveTimeout() time.Duration { return s.Timeout.Or(DefaultStepTimeout) }
+// EffectiveTimeout is the step's timeout, default 5m; a backup step's
+// default is the sum of its backup steps' timeouts (each 30m by default).
+func (s Step) EffectiveTimeout() time.Duration {
+	if s.Backup != nil && !s.Timeout.IsSet() {
+		var sum time.Duration
+		for _, b := range s.Backup.Steps {
+			sum += b.EffectiveTimeout()
+		}
+		if sum > 0 {
+			return sum
+		}
+	}
+	return s.Timeout.Or(DefaultStepTimeout)
+}
 
 // Label names the step for logs and reports: its name, its text, or what it
 // does.
@@ -294,6 +362,12 @@ func (s Step) Label() string {
 		return fmt.Sprintf("sql (%d statements)", len(s.SQL.Statements))
 	case s.Restore != nil:
 		return "restore " + s.Restore.File + " to " + s.Restore.To
+	case s.Backup != nil:
+		names := make([]string, len(s.Backup.Steps))
+		for i, b := range s.Backup.Steps {
+			names[i] = b.Label(i)
+		}
+		return "backup: " + strings.Join(names, ", ")
 	}
 	return "step"
 }

@@ -239,7 +239,7 @@ func TestInvalid(t *testing.T) {
 		{"check_two_kinds", []wantIssue{{"preflight.checks[0]", 3, 7, "", []string{"sets http and tcp", "exactly one of"}}}},
 		{"step_no_kind", []wantIssue{{"deploy.steps[0]", 3, 7, "", []string{"exactly one of command, http, wait", "none is set"}}}},
 		{"step_two_kinds", []wantIssue{{"deploy.steps[0]", 3, 7, "", []string{"sets command and wait"}}}},
-		{"step_text_in_deploy", []wantIssue{{"deploy.steps[0]", 3, 7, "restart the service", []string{"must be a mapping with exactly one of command, http, wait or restore", "only in rollback_plan.rollback_steps"}}}},
+		{"step_text_in_deploy", []wantIssue{{"deploy.steps[0]", 3, 7, "restart the service", []string{"must be a mapping with exactly one of command, http, wait, restore, sql, backup;", "only in rollback_plan.rollback_steps"}}}},
 		{"finally_text", []wantIssue{{"deploy.finally[0]", 5, 7, "restore traffic", []string{"only in rollback_plan.rollback_steps"}}}},
 		{"argv_empty", []wantIssue{{"deploy.steps[0].command.argv", 4, 23, "", []string{"argv must list the program and its arguments", "without a shell"}}}},
 		{"argv_string", []wantIssue{{"deploy.steps[0].command.argv", 5, 15, "systemctl restart api", []string{"must be a list", `got the text "systemctl restart api"`}}}},
@@ -280,8 +280,8 @@ func TestInvalid(t *testing.T) {
 		{"retry_delay", []wantIssue{{"deploy.steps[0].retry_delay", 3, 48, "-1s", []string{"negative"}}}},
 		{"wait_no_duration", []wantIssue{{"deploy.steps[0].wait.duration", 3, 27, "", []string{"wait needs a duration"}}}},
 		// References: a restore names a file the run's backup makes.
-		{"restore_not_in_backup", []wantIssue{{"rollback_plan.rollback_steps[1].restore.file", 11, 23, "nginx.cof", []string{`"nginx.cof" is not in the backup`, `did you mean "nginx.conf"?`, "preflight.backup saves nginx.conf, production.json"}}}},
-		{"restore_no_backup", []wantIssue{{"rollback_plan.rollback_steps[0].restore.file", 5, 15, "model.bin", []string{"needs a backup to restore from", "the plan has no preflight.backup"}}}},
+		{"restore_not_in_backup", []wantIssue{{"rollback_plan.rollback_steps[1].restore.file", 11, 23, "nginx.cof", []string{`"nginx.cof" is not in the backup`, `did you mean "nginx.conf"?`, "the plan's backups save nginx.conf, production.json"}}}},
+		{"restore_no_backup", []wantIssue{{"rollback_plan.rollback_steps[0].restore.file", 5, 15, "model.bin", []string{"needs a backup to restore from", "the plan has none: add preflight.backup (or a backup step before the change)"}}}},
 		{"restore_fields", []wantIssue{
 			{"deploy.finally[0].restore.to", 9, 16, "", []string{"to (the path the file is restored to) is required"}},
 			{"deploy.finally[0].restore.file", 9, 23, "../.env", []string{"not a name in the backup directory", "without .."}},
@@ -470,7 +470,7 @@ rollback_plan:
   rollback_steps:
     - {restore: {file: db.sql, to: /tmp/db.sql}}
 `))
-	checkIssues(t, errorsOf(issues), []wantIssue{{"rollback_plan.rollback_steps[0].restore.file", 7, 24, "db.sql", []string{`"db.sql" is not in the backup: preflight.backup saves nginx.conf`}}})
+	checkIssues(t, errorsOf(issues), []wantIssue{{"rollback_plan.rollback_steps[0].restore.file", 7, 24, "db.sql", []string{`"db.sql" is not in the backup: the plan's backups save nginx.conf`}}})
 }
 
 // Only rollback_steps accepts one text for a list.

@@ -148,8 +148,9 @@ type EnvCheck struct {
 }
 
 // Command runs argv directly (never through a shell). A deploy, rollback or
-// finally step may give Shell instead: the plan author's own script, run as
-// /bin/sh -c <script>; run data still reaches it only as environment.
+// finally step and a backup step may give Shell instead: the plan author's
+// own script, run as /bin/sh -c <script>; run data still reaches it only as
+// environment. Pre-flight checks take argv only.
 type Command struct {
 	Argv  []string          `yaml:"argv"`
 	Shell string            `yaml:"shell"`
@@ -204,13 +205,20 @@ type FileCheck struct {
 	Path string `yaml:"path"`
 }
 
+// Backup is a backup of the run: preflight.backup (taken at the end of
+// pre-flight) or a deploy, finally or rollback step's backup (taken when
+// the step runs, e.g. after traffic is blocked, as the seed's
+// deployment-script.sh calls preflight-backup.sh). All of a run's backups go
+// into the run's one backup directory, under Dir (Plan.BackupDir).
 type Backup struct {
 	Dir   string       `yaml:"dir"`
 	Steps []BackupStep `yaml:"steps"`
 }
 
-// BackupStep is one backup step: a command (run with BACKUP_DIR in its
-// environment) or files copied into the backup directory by base name.
+// BackupStep is one backup step: a command (argv, or a shell script like
+// the seed's `pg_dump ... | gzip > "$BACKUP_DIR/database.sql.gz"`, run with
+// BACKUP_DIR in its environment) or files copied into the backup directory
+// by base name.
 type BackupStep struct {
 	Name    string   `yaml:"name"`
 	Timeout Duration `yaml:"timeout"` // default 30m
@@ -242,6 +250,9 @@ type Step struct {
 	Wait    *WaitStep    `yaml:"wait"`
 	Restore *RestoreStep `yaml:"restore"`
 	SQL     *SQLStep     `yaml:"sql"`
+	// Backup takes a backup now, into the run's backup directory (made
+	// now when pre-flight made none), with the shape of preflight.backup.
+	Backup *Backup `yaml:"backup"`
 
 	// RetryDelay is the pause before the first retry, doubled for each
 	// next one (default 1s, capped at 1m).
@@ -290,7 +301,7 @@ type WaitUntil struct {
 }
 
 // RestoreStep copies a file back from the run's own backup directory
-// (preflight.backup) without a shell: File is its name in the backup (a
+// (preflight.backup and backup steps) without a shell: File is its name in the backup (a
 // files step's base name, or a name a command step wrote), To where it goes.
 type RestoreStep struct {
 	File string `yaml:"file"`

@@ -23,7 +23,7 @@ var (
 	smokeTypes       = []string{"smoke", "regression", "performance"}
 	triggerOps       = []string{">", ">=", "<", "<="}
 	checkKinds       = []string{"http", "tcp", "env", "command", "postgres", "redis", "nats", "resources", "file"}
-	stepKinds        = []string{"command", "http", "wait", "restore", "sql"}
+	stepKinds        = []string{"command", "http", "wait", "restore", "sql", "backup"}
 	sourceKinds      = []string{"http_probe", "prometheus_scrape", "prometheus_query", "system", "alertmanager"}
 	notifyKinds      = []string{"slack", "webhook", "email"}
 	notifyOns        = []string{NotifyOnStarted, NotifyOnFinal}
@@ -46,8 +46,26 @@ var (
 type checker struct {
 	d      *decoder
 	issues []Issue
-	// backup is the plan's preflight.backup, which restore steps refer to.
-	backup *Backup
+	// backups are the plan's backups (Plan.Backups), which restore steps
+	// refer to.
+	backups []PlacedBackup
+	// backupNames: each name the plan's backups give a file in the run's
+	// one backup directory → what produces it.
+	backupNames map[string]string
+	// backupDir is the first dir a backup sets, and where ("" when none).
+	backupDir, backupDirPath string
+	// backupSteps are the paths of the steps whose one kind is backup.
+	backupSteps map[string]bool
+}
+
+// stepKindsText lists the kinds of a deploy, finally or rollback step for
+// messages; where a text (a described manual step) is a step too (textOK:
+// rollback_steps), it says so.
+func stepKindsText(textOK bool) string {
+	if textOK {
+		return quoteList(stepKinds) + " (or it is a text: a described manual step, shown to people and not executed)"
+	}
+	return quoteList(stepKinds)
 }
 
 // skip is true when path or an enclosing path already has a decode error:
@@ -131,6 +149,11 @@ func (c *checker) enumText(path, value, what string, allowed []string, allowedTe
 // oneOf checks that exactly one of the kind fields under path is written
 // and returns it ("" when none or several).
 func (c *checker) oneOf(path, what string, kinds []string) string {
+	return c.oneOfText(path, what, kinds, quoteList(kinds))
+}
+
+// oneOfText is oneOf with the kinds explained in kindsText.
+func (c *checker) oneOfText(path, what string, kinds []string, kindsText string) string {
 	if c.skip(path) {
 		return ""
 	}
@@ -145,7 +168,7 @@ func (c *checker) oneOf(path, what string, kinds []string) string {
 		return set[0]
 	case 0:
 		if !c.d.unknownIn[path] {
-			c.errorf(path, "%s needs exactly one of %s; none is set", what, quoteList(kinds))
+			c.errorf(path, "%s needs exactly one of %s; none is set", what, kindsText)
 		}
 	default:
 		c.errorf(path, "%s sets %s: exactly one of %s is allowed; split it into %d entries", what, strings.Join(set, " and "), quoteList(kinds), len(set))
@@ -263,7 +286,9 @@ func (c *checker) rfc3339(path, s string) (time.Time, bool) {
 }
 
 func (c *checker) plan(p *Plan) {
-	c.backup = p.Preflight.Backup
+	c.backups = p.Backups()
+	c.backupNames = map[string]string{}
+	c.backupSteps = map[string]bool{}
 	c.enum("change_request.type", p.ChangeRequest.Type, "a change type", changeTypes)
 	c.enum("change_request.priority", p.ChangeRequest.Priority, "a priority", priorities)
 	c.timeline(p.Timeline)
@@ -279,6 +304,13 @@ func (c *checker) plan(p *Plan) {
 	c.test(p.Test)
 	c.rollbackVerify(p.RollbackPlan.Verify, p.Test) // verify.go
 	c.report(p.Report)
+	// The backups last, in the order they run: a name or a dir that
+	// clashes is reported at the later one.
+	for _, b := range c.backups {
+		if b.Path == "preflight.backup" || c.backupSteps[parent(b.Path)] {
+			c.backup(b.Path, b.Backup)
+		}
+	}
 }
 
 func (c *checker) timeline(t Timeline) {
@@ -479,36 +511,44 @@ func (c *checker) preflight(p Preflight) {
 			c.required(joinKey(path, "file.path"), ch.File.Path, "path (the file that must exist)")
 		}
 	}
-	if b := p.Backup; b != nil {
-		c.backupSteps(b)
-	}
 }
 
 // BackupMetadataFile is the seed's metadata file in every backup directory.
 const BackupMetadataFile = "backup_metadata.json"
 
-// backupSteps checks the backup steps and that no two of them give a file
-// the same name in the backup directory.
-func (c *checker) backupSteps(b *Backup) {
-	names := map[string]string{} // name in the backup → what produces it
+// backup checks a backup (preflight.backup or a step's) at path: its
+// steps, that no two of the plan's backups give a file the same name in
+// the run's one backup directory, and that they set one dir.
+func (c *checker) backup(path string, b *Backup) {
+	if b.Dir != "" {
+		switch {
+		case c.backupDir == "":
+			c.backupDir, c.backupDirPath = b.Dir, joinKey(path, "dir")
+		case b.Dir != c.backupDir:
+			c.errorf(joinKey(path, "dir"), "%q is not the dir %s sets (%q): a run has one backup directory, which all its backups share; write the same dir here or leave it out", b.Dir, c.backupDirPath, c.backupDir)
+		}
+	}
+	if path != "preflight.backup" && len(b.Steps) == 0 && !c.skip(joinKey(path, "steps")) {
+		c.errorf(joinKey(path, "steps"), "a backup step needs steps: what to back up now, as in preflight.backup, e.g. steps: [{files: [/etc/nginx/nginx.conf]}, {name: database, command: {shell: 'pg_dump mydb | gzip > \"$BACKUP_DIR/database.sql.gz\"'}}]")
+	}
 	name := func(path, n, from, what string) {
 		switch {
 		case n == "" || n == "." || n == "..":
 			c.errorf(path, "%q names no file: a file in the backup directory needs a name", from)
 		case n == BackupMetadataFile:
 			c.errorf(path, "%q would be saved as %s, the backup's own metadata file: save it under another name with a command step", from, BackupMetadataFile)
-		case names[n] != "":
-			c.errorf(path, "%q would be saved as %s, which is already the name of %s: two files cannot share a name in the backup directory; save one of them under another name with a command step", from, n, names[n])
+		case c.backupNames[n] != "":
+			c.errorf(path, "%q would be saved as %s, which is already the name of %s: the run's backups share one directory, where two files cannot share a name; save one of them under another name with a command step", from, n, c.backupNames[n])
 		default:
-			names[n] = what
+			c.backupNames[n] = what
 		}
 	}
 	for i, s := range b.Steps {
-		path := joinIndex("preflight.backup.steps", i)
+		path := joinIndex(joinKey(path, "steps"), i)
 		c.duration(joinKey(path, "timeout"), s.Timeout, false)
 		switch c.oneOf(path, "a backup step", backupStepKinds) {
 		case "command":
-			c.command(joinKey(path, "command"), s.Command)
+			c.stepCommand(joinKey(path, "command"), s.Command)
 			if s.Stdout != "" {
 				sp := joinKey(path, "stdout")
 				if strings.ContainsRune(s.Stdout, '/') {
@@ -527,25 +567,30 @@ func (c *checker) backupSteps(b *Backup) {
 			for j, f := range s.Files {
 				fp := joinIndex(joinKey(path, "files"), j)
 				if c.required(fp, f, "a file path") {
-					name(fp, BackupName(f), f, fmt.Sprintf("the copy of %q", f))
+					name(fp, BackupName(f), f, fmt.Sprintf("the copy of %q at %s", f, fp))
 				}
 			}
 		}
 	}
 }
 
-// restore checks a restore step: its file must be one the plan's backup
-// produces (any name is possible when a backup step is a command).
+// restore checks a restore step: its file must be one the plan's backups
+// produce (any name is possible when a backup step is a command).
 func (c *checker) restore(path string, r *RestoreStep) {
 	fp := joinKey(path, "file")
 	if c.required(fp, r.File, "file (the file's name in the run's backup directory, e.g. nginx.conf)") {
+		var known []string
+		commands := false
+		for _, b := range c.backups {
+			known = append(known, b.Backup.KnownFiles()...)
+			commands = commands || b.Backup.CommandSteps()
+		}
 		switch {
 		case !validBackupName(r.File):
 			c.errorf(fp, "%q is not a name in the backup directory: write it relative to that directory, without .. (e.g. nginx.conf)", r.File)
-		case c.backup == nil:
-			c.errorf(fp, "restore of %q needs a backup to restore from, and the plan has no preflight.backup: add preflight.backup with a files step listing the file (e.g. files: [/etc/nginx/nginx.conf])", r.File)
-		case !c.backup.CommandSteps() && !slices.Contains(c.backup.KnownFiles(), r.File):
-			known := c.backup.KnownFiles()
+		case len(c.backups) == 0:
+			c.errorf(fp, "restore of %q needs a backup to restore from, and the plan has none: add preflight.backup (or a backup step before the change) with a files step listing the file (e.g. files: [/etc/nginx/nginx.conf])", r.File)
+		case !commands && !slices.Contains(known, r.File):
 			have := "no file"
 			if len(known) > 0 {
 				have = strings.Join(known, ", ")
@@ -557,7 +602,7 @@ func (c *checker) restore(path string, r *RestoreStep) {
 					break
 				}
 			}
-			c.errorf(fp, "%q is not in the backup%s: preflight.backup saves %s (files are saved by their base name)", r.File, hint, have)
+			c.errorf(fp, "%q is not in the backup%s: the plan's backups save %s (files are saved by their base name)", r.File, hint, have)
 		}
 	}
 	c.required(joinKey(path, "to"), r.To, "to (the path the file is restored to)")
@@ -581,7 +626,7 @@ func (c *checker) command(path string, cmd *Command) {
 		return
 	}
 	if cmd.Shell != "" {
-		c.errorf(joinKey(path, "shell"), "shell is allowed only in deploy, rollback and finally steps; here write the command as argv (it runs without a shell)")
+		c.errorf(joinKey(path, "shell"), "shell is allowed only in deploy, rollback and finally steps and backup steps; here write the command as argv (it runs without a shell)")
 		c.commandEnv(path, cmd)
 		return
 	}
@@ -635,7 +680,7 @@ func (c *checker) step(path string, s Step, textOK bool) {
 	}
 	if s.Text != "" {
 		if !textOK {
-			c.errorf(path, "a step here must be a mapping with exactly one of command, http, wait or restore; a text step (a described manual step) is allowed only in rollback_plan.rollback_steps")
+			c.errorf(path, "a step here must be a mapping with exactly one of %s; a text step (a described manual step) is allowed only in rollback_plan.rollback_steps", stepKindsText(false))
 		}
 		return
 	}
@@ -643,12 +688,12 @@ func (c *checker) step(path string, s Step, textOK bool) {
 	if s.Retries < 0 {
 		c.errorf(joinKey(path, "retries"), "retries must be 0 or more")
 	}
-	kinds := "a step"
+	what := "a step"
 	if textOK {
-		kinds = "a rollback step (or a text for a manual step)"
+		what = "a rollback step"
 	}
 	c.duration(joinKey(path, "retry_delay"), s.RetryDelay, false)
-	switch c.oneOf(path, kinds, stepKinds) {
+	switch c.oneOfText(path, what, stepKinds, stepKindsText(textOK)) {
 	case "command":
 		c.stepCommand(joinKey(path, "command"), s.Command)
 	case "sql":
@@ -664,6 +709,8 @@ func (c *checker) step(path string, s Step, textOK bool) {
 		c.headersEnv(joinKey(hp, "headers_env"), s.HTTP.HeadersEnv)
 	case "restore":
 		c.restore(joinKey(path, "restore"), s.Restore)
+	case "backup":
+		c.backupSteps[path] = true // checked with the plan's other backups (plan)
 	case "wait":
 		wp := joinKey(path, "wait.duration")
 		up := joinKey(path, "wait.until")
@@ -724,7 +771,7 @@ func (c *checker) waitUntil(path string, u *WaitUntil) {
 
 func (c *checker) deploy(d Deploy) {
 	if len(d.Steps) == 0 {
-		c.warnf("deploy.steps", "nothing executable: the plan has no deploy steps, so a run only checks, watches and reports; add deploy.steps (command, http or wait) to change anything")
+		c.warnf("deploy.steps", "nothing executable: the plan has no deploy steps, so a run only checks, watches and reports; add deploy.steps (%s) to change anything", stepKindsText(false))
 	}
 	for i, s := range d.Steps {
 		c.step(joinIndex("deploy.steps", i), s, false)

@@ -53,7 +53,7 @@ var publishes = map[Role][]string{
 	Deployer: {"deploy.started", "deploy.step.started", "deploy.step.succeeded", "deploy.step.failed", "deploy.step.output",
 		"deploy.done", "deploy.failed", "rollback.requested", "rollback.started", "rollback.step.started",
 		"rollback.step.succeeded", "rollback.step.failed", "rollback.done", "rollback.failed",
-		"run.waiting", "run.expired", "run.failed", "approval.refused", DeadLettered},
+		"run.waiting", "run.expired", "run.failed", "approval.refused", "backup.done", DeadLettered},
 	Monitor: {"monitor.started", "threshold.violated", "monitor.completed", "rollback.requested", DeadLettered},
 	Tester: {"test.started", "test.smoke.passed", "test.smoke.failed", "test.load.progress", "test.load.passed",
 		"test.load.failed", "test.passed", "test.failed", "rollback.requested", "rollback.verified", "rollback.verify.failed", DeadLettered},

@@ -23,6 +23,7 @@ import (
 	"github.com/kis-core/runbook/domain/plan"
 	"github.com/kis-core/runbook/domain/trust"
 	"github.com/kis-core/runbook/eventbus"
+	"github.com/kis-core/runbook/eventbus/backup"
 	"github.com/kis-core/runbook/eventbus/runplan"
 	runbookv1 "github.com/kis-core/runbook/proto/runbook/v1"
 	"github.com/kis-core/runbook/services/deployer/steps"
@@ -48,6 +49,11 @@ type Options struct {
 	// PollInterval is how often a run waiting at the gate is re-read
 	// (default 500ms); events of the run handled here wake it at once.
 	PollInterval time.Duration
+	// Environment is backup_metadata.json's environment when a backup step
+	// makes the run's backup directory: the seed's
+	// ${ENVIRONMENT:-production} (default: Env("ENVIRONMENT"), else
+	// "production"), as pre-flight's.
+	Environment string
 }
 
 // Service is the deployer.
@@ -132,6 +138,12 @@ func New(bus *eventbus.Bus, o Options, log *slog.Logger, m *eventbus.Metrics, re
 	}
 	if o.PollInterval <= 0 {
 		o.PollInterval = 500 * time.Millisecond
+	}
+	if o.Environment == "" {
+		o.Environment, _ = o.Env("ENVIRONMENT")
+	}
+	if o.Environment == "" {
+		o.Environment = backup.DefaultEnvironment
 	}
 	if reg == nil {
 		reg = prometheus.NewRegistry()
@@ -278,7 +290,7 @@ waitLoop:
 	}()
 
 	var done int32
-	ex := s.exec.ForPlan(p) // redacts every secret the plan names
+	ex := s.executor(p, cr, v) // redacts every secret the plan names
 	failure := s.runList(dctx, ex, run, cr, "deploy", "steps", p.Deploy.Steps, v, &done)
 	if failure == nil {
 		failure = s.runHealth(dctx, ex, run, p.Deploy.Health, v, &done)
@@ -318,6 +330,31 @@ waitLoop:
 			return err
 		}
 	}
+	return nil
+}
+
+// executor is s.exec for the steps of run v of plan p: it redacts every
+// secret the plan names, and its backup steps know the run (steps.RunInfo).
+func (s *Service) executor(p *plan.Plan, cr *runbookv1.Event, v *runView) *steps.Executor {
+	return s.exec.ForPlan(p).ForRun(steps.RunInfo{Operator: cr.GetActor(), Environment: s.o.Environment, DeployStarted: v.DeployStartedAt()})
+}
+
+// recordBackup publishes backup.done for a backup step that took its
+// backup (step index of list): the run's backup directory with every file
+// it now holds, so a later step and the rollback (this process's or
+// another's, after a crash) restore from it. It goes before the step's
+// success: a crash between the two re-runs the step, which finds its
+// backup taken and publishes the same event (the same id: deduplicated).
+func (s *Service) recordBackup(ctx context.Context, run, list string, index int, res *backup.Result) error {
+	bd := &runbookv1.BackupDone{Dir: res.Dir, Files: res.Metadata.Files, MetadataPath: res.MetadataPath}
+	for _, d := range res.Metadata.FileDetails {
+		bd.FileDetails = append(bd.FileDetails, &runbookv1.BackupFile{Name: d.Name, Size: d.Size, Sha256: d.SHA256})
+	}
+	if _, err := s.bus.Publish(ctx, eventbus.New(run, &runbookv1.Event_BackupDone{BackupDone: bd}, list, index)); err != nil {
+		return fmt.Errorf("record the backup (backup.done): %w", err)
+	}
+	s.log.Info("backup done", "run_id", run, "event", "backup.done", "list", list, "step_index", index, "dir", res.Dir,
+		"added", len(res.Added), "files", len(bd.Files), "already_taken", res.AlreadyTaken)
 	return nil
 }
 
@@ -381,6 +418,13 @@ func (s *Service) runList(ctx context.Context, ex *steps.Executor, run string, c
 			out := s.startOutput(ctx, run, list, i, attempt, ex.Secrets(st))
 			res := ex.RunOutput(ctx, st, env, out.write)
 			out.close() // its last output event goes before the outcome
+			if res.Err == nil && res.Backup != nil {
+				if err := s.recordBackup(context.WithoutCancel(ctx), run, list, i, res.Backup); err != nil {
+					res.Err = err
+				} else {
+					v.backupDir = res.Backup.Dir // the next steps' RUNBOOK_BACKUP_DIR
+				}
+			}
 			s.stepT.WithLabelValues(phase, st.Kind()).Observe(time.Since(t0).Seconds())
 			end := &runbookv1.StepEvent{Index: int32(i), Name: name, Kind: st.Kind(), Attempt: attempt, List: list,
 				DurationMs: time.Since(t0).Milliseconds(), ExitCode: int32(res.ExitCode), OutputTail: res.OutputTail, Manual: manual}
@@ -541,7 +585,7 @@ func (s *Service) rollback(ctx context.Context, ev *runbookv1.Event, rr *runbook
 	if rs := v.RollbackStart; rs != nil && rs.GetRollbackStarted().GetSteps() == 0 {
 		rbSteps = nil // the rollback was recorded as one of a run that never deployed
 	}
-	failure := s.runList(ctx, s.exec.ForPlan(p), run, cr, "rollback", "rollback", rbSteps, v, &done)
+	failure := s.runList(ctx, s.executor(p, cr, v), run, cr, "rollback", "rollback", rbSteps, v, &done)
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}

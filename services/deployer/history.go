@@ -2,6 +2,7 @@ package deployer
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/kis-core/runbook/domain/gate"
 	"github.com/kis-core/runbook/domain/runstate"
@@ -25,8 +26,8 @@ type stepKey struct {
 // keyring judges them, the run's backup directory.
 type runView struct {
 	*runstate.State
-	// backupDir is the run's own backup directory (backup.done), "" when
-	// the plan has none.
+	// backupDir is the run's own backup directory (its latest backup.done:
+	// pre-flight's, or a backup step's), "" when it has none yet.
 	backupDir string
 	decisions []gate.Decision // approvals and rejections, in stream order
 	// published are the ids of events this pass published (judge), on
@@ -114,4 +115,13 @@ func stepEvent(runID, phase, outcome string, s *runbookv1.StepEvent) *runbookv1.
 		panic(fmt.Sprintf("stepEvent: %s.%s", phase, outcome))
 	}
 	return eventbus.New(runID, payload, s.GetList(), s.GetIndex(), fmt.Sprintf("attempt-%d", s.GetAttempt()))
+}
+
+// DeployStartedAt is deploy.started's time (zero before it): it names a
+// backup directory a backup step makes when pre-flight made none.
+func (v *runView) DeployStartedAt() time.Time {
+	if v.DeployStart == nil || v.DeployStart.GetTime() == nil {
+		return time.Time{}
+	}
+	return v.DeployStart.GetTime().AsTime()
 }

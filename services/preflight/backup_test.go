@@ -221,3 +221,32 @@ func TestBackupNotRepeated(t *testing.T) {
 		t.Errorf("backup.done %d times", n)
 	}
 }
+
+// The run's backups share one directory: when only a backup step of the
+// deploy writes dir, pre-flight's backup is made under it too (where the
+// step will add to it). A pre-flight backup command may be a shell
+// pipeline (the seed's pg_dump | gzip).
+func TestBackupDirFromABackupStep(t *testing.T) {
+	t.Parallel()
+	h := start(t)
+	planYAML := fmt.Sprintf(`change_request: {id: CR-B, title: backup, type: maintenance, priority: low}
+preflight:
+  backup:
+    steps:
+      - {name: database, command: {shell: 'echo dump | gzip > "$BACKUP_DIR/database.sql.gz"'}}
+deploy:
+  steps:
+    - {command: {argv: ["true"]}}
+    - backup: {dir: %q, steps: [{files: [/etc/hostname]}]}
+`, h.root)
+	h.submit(t, "RB-DIR", planYAML)
+	evs := h.decided(t, "RB-DIR")
+	_, bd := find(evs, "backup.done")
+	if bd == nil {
+		t.Fatalf("no backup.done: %v", evs)
+	}
+	b := bd.GetBackupDone()
+	if filepath.Dir(b.GetDir()) != h.root || strings.Join(b.GetFiles(), ",") != "database.sql.gz" {
+		t.Errorf("backup.done = %+v, want the dir under %s", b, h.root)
+	}
+}

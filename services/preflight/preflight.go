@@ -22,8 +22,8 @@ import (
 	"github.com/kis-core/runbook/domain/risk"
 	"github.com/kis-core/runbook/domain/trust"
 	"github.com/kis-core/runbook/eventbus"
+	"github.com/kis-core/runbook/eventbus/backup"
 	runbookv1 "github.com/kis-core/runbook/proto/runbook/v1"
-	"github.com/kis-core/runbook/services/preflight/backup"
 	"github.com/kis-core/runbook/services/preflight/checks"
 )
 
@@ -233,7 +233,9 @@ func (s *Service) runBackup(ctx context.Context, ev *runbookv1.Event, cr *runboo
 	if changeID == "" {
 		changeID = cr.GetChangeId()
 	}
-	res, berr := s.backup.Run(ctx, *p.Preflight.Backup, backup.Run{
+	spec := *p.Preflight.Backup
+	spec.Dir = p.BackupDir() // the run's one backup directory, whichever of the plan's backups sets it
+	res, berr := s.backup.Run(ctx, spec, backup.Run{
 		RunID: run, ChangeID: changeID, Operator: ev.GetActor(), Environment: s.o.Environment,
 		Secrets: s.planSecrets(p),
 	})

@@ -83,20 +83,10 @@ func Describe(p *plan.Plan, a risk.Assessment) string {
 		w(1, "%d. %s [%s] %s · timeout %s · %s", i+1, c.Label(i), c.Kind(), checkText(c), dur(c.EffectiveTimeout()), blocking)
 	}
 	if bk := p.Preflight.Backup; bk != nil {
-		w(1, "backup to %s/<run id>-YYYYMMDD_HHMMSS (a new directory per run), with backup_metadata.json:", bk.EffectiveDir())
-		for i, s := range bk.Steps {
-			what := ""
-			switch s.Kind() {
-			case "command":
-				what = argv(s.Command)
-			case "files":
-				what = strings.Join(s.Files, ", ")
-			}
-			if s.Stdout != "" {
-				what += " > " + s.Stdout
-			}
-			w(2, "%d. %s [%s] %s · timeout %s", i+1, s.Label(i), s.Kind(), what, dur(s.EffectiveTimeout()))
-		}
+		w(1, "backup to %s/<run id>-YYYYMMDD_HHMMSS (a new directory per run), with backup_metadata.json:", p.BackupDir())
+		describeBackup(w, 2, bk)
+	} else if len(p.Backups()) > 0 {
+		w(1, "backup: none in pre-flight; the first backup step makes the run's backup directory %s/<run id>-YYYYMMDD_HHMMSS (the deploy's start)", p.BackupDir())
 	} else {
 		w(1, "backup: none")
 	}
@@ -107,7 +97,7 @@ func Describe(p *plan.Plan, a risk.Assessment) string {
 		w(1, "steps: none — nothing will be changed")
 	}
 	for i, s := range p.Deploy.Steps {
-		w(1, "%d. %s", i+1, stepText(s))
+		describeStep(w, 1, i, s)
 	}
 	if len(p.Deploy.Health) > 0 {
 		w(1, "health:")
@@ -120,7 +110,7 @@ func Describe(p *plan.Plan, a risk.Assessment) string {
 		w(1, "finally (always, after the steps):")
 	}
 	for i, s := range p.Deploy.Finally {
-		w(2, "%d. %s", i+1, stepText(s))
+		describeStep(w, 2, i, s)
 	}
 
 	w(0, "")
@@ -142,7 +132,7 @@ func Describe(p *plan.Plan, a risk.Assessment) string {
 		w(1, "steps:")
 	}
 	for i, s := range rp.RollbackSteps {
-		w(2, "%d. %s", i+1, stepText(s))
+		describeStep(w, 2, i, s)
 	}
 	if len(rp.Verify) > 0 {
 		steps, _ := t0.SuiteSteps(rp.Verify)
@@ -304,6 +294,33 @@ func checkText(c plan.Check) string {
 	return ""
 }
 
+// describeBackup lists a backup's steps (preflight.backup's or a backup
+// step's) at indent.
+func describeBackup(w writer, indent int, b *plan.Backup) {
+	for i, s := range b.Steps {
+		what := ""
+		switch s.Kind() {
+		case "command":
+			what = argv(s.Command)
+		case "files":
+			what = strings.Join(s.Files, ", ")
+		}
+		if s.Stdout != "" {
+			what += " > " + s.Stdout
+		}
+		w(indent, "%d. %s [%s] %s · timeout %s", i+1, s.Label(i), s.Kind(), what, dur(s.EffectiveTimeout()))
+	}
+}
+
+// describeStep writes step i of a list at indent; under a backup step,
+// what it backs up.
+func describeStep(w writer, indent, i int, s plan.Step) {
+	w(indent, "%d. %s", i+1, stepText(s))
+	if s.Backup != nil {
+		describeBackup(w, indent+1, s.Backup)
+	}
+}
+
 func stepText(s plan.Step) string {
 	if s.IsManual() {
 		return "[manual] " + s.Text + " (described, done by people)"
@@ -334,6 +351,8 @@ func stepText(s plan.Step) string {
 		what = fmt.Sprintf("%s in one transaction on $%s (rolled back on any error)", src, s.SQL.DSNEnv)
 	case "restore":
 		what = fmt.Sprintf("%s from the run's backup → %s", s.Restore.File, s.Restore.To)
+	case "backup":
+		what = "now, into the run's backup directory (pre-flight's, else made now); its files join backup_metadata.json once all are saved"
 	}
 	idem := "not idempotent"
 	if s.SafeToRerun() {

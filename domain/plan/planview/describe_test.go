@@ -160,3 +160,36 @@ func TestDescribeResponseExpectations(t *testing.T) {
 		`1. GET http://a.internal/health until 200, $.release = "new", build exists, version ~ /^2\./, no error, header Content-Type ~ /^application/json/, body contains "ok", ≤ 500 ms: 5 attempts every 2s after 0s (5s each)`,
 	)
 }
+
+// A backup step shows when it runs (its place in the deploy), that its
+// files join the run's backup, and each of its backup steps — a shell
+// pipeline as the plan's own script; without preflight.backup, pre-flight
+// says where the run's backup directory is made.
+func TestDescribeBackupStep(t *testing.T) {
+	t.Parallel()
+	p, issues := plan.Parse("x.yml", []byte(`deploy:
+  steps:
+    - name: "1. block traffic"
+      command: {argv: [cp, maintenance.conf, nginx.conf]}
+    - name: "3. backup"
+      backup:
+        dir: /backups
+        steps:
+          - name: database
+            command: {shell: 'pg_dump kis_db | gzip > "$BACKUP_DIR/database.sql.gz"'}
+          - files: [/etc/nginx/nginx.conf]
+rollback_plan:
+  rollback_steps:
+    - {restore: {file: nginx.conf, to: /etc/nginx/nginx.conf}}
+`))
+	if p == nil {
+		t.Fatal(issues)
+	}
+	d := Describe(p, risk.Assess(p.RisksAndMitigations, p.Approval))
+	contains(t, d,
+		"backup: none in pre-flight; the first backup step makes the run's backup directory /backups/<run id>-YYYYMMDD_HHMMSS (the deploy's start)",
+		"  2. 3. backup [backup] now, into the run's backup directory (pre-flight's, else made now); its files join backup_metadata.json once all are saved · timeout 1h · retries 0 · idempotent\n"+
+			`    1. database [command] /bin/sh -c "pg_dump kis_db | gzip > \"$BACKUP_DIR/database.sql.gz\"" (the plan's own script; run data only as RUNBOOK_* environment) · timeout 30m`+"\n"+
+			"    2. files backup step 2 [files] /etc/nginx/nginx.conf · timeout 30m\n",
+	)
+}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -14,19 +13,9 @@ import (
 	"strings"
 
 	"github.com/kis-core/runbook/domain/plan"
+	"github.com/kis-core/runbook/eventbus/backup"
 	"github.com/kis-core/runbook/eventbus/procio"
 )
-
-// backupMetadata is the part of backup_metadata.json (written by the
-// preflight service's backup) a restore needs: each file's sha256.
-type backupMetadata struct {
-	Files       []string `json:"files"`
-	FileDetails []struct {
-		Name   string `json:"name"`
-		Size   int64  `json:"size"`
-		SHA256 string `json:"sha256"`
-	} `json:"file_details"`
-}
 
 // restore copies r.File from the run's backup directory dir back to r.To,
 // without a shell. The copy is checked against the sha256 that
@@ -43,13 +32,11 @@ func restore(ctx context.Context, r *plan.RestoreStep, dir string) Result {
 	if r.File == "" || filepath.IsAbs(name) || name == ".." || strings.HasPrefix(name, "../") {
 		return Result{Err: fmt.Errorf("restore %q: not a name inside the backup directory", r.File)}
 	}
-	raw, err := os.ReadFile(filepath.Join(dir, plan.BackupMetadataFile))
+	// backup_metadata.json as package backup wrote it (pre-flight's backup
+	// and the backup steps'): each file's size and sha256.
+	md, err := backup.ReadMetadata(dir)
 	if err != nil {
-		return Result{Err: fmt.Errorf("restore %s: the backup %s is incomplete or gone: %w", name, dir, err)}
-	}
-	var md backupMetadata
-	if err := json.Unmarshal(raw, &md); err != nil {
-		return Result{Err: fmt.Errorf("restore %s: %s: %w", name, plan.BackupMetadataFile, err)}
+		return Result{Err: fmt.Errorf("restore %s: the backup %s is incomplete, gone or unreadable: %w", name, dir, err)}
 	}
 	wantSum, wantSize, found := "", int64(0), false
 	for _, d := range md.FileDetails {

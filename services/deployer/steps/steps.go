@@ -19,6 +19,7 @@ import (
 
 	"github.com/kis-core/runbook/domain/expect"
 	"github.com/kis-core/runbook/domain/plan"
+	"github.com/kis-core/runbook/eventbus/backup"
 	"github.com/kis-core/runbook/eventbus/procio"
 )
 
@@ -31,6 +32,9 @@ type Result struct {
 	ExitCode   int
 	OutputTail string
 	Err        error
+	// Backup, for a backup step that succeeded, is the run's backup as it
+	// now stands (its directory and metadata), for backup.done.
+	Backup *backup.Result
 }
 
 // Executor runs steps.
@@ -53,6 +57,11 @@ type Executor struct {
 	// (plan.SecretEnv), set by ForPlan: their values are redacted from
 	// every step and health check, whichever of them read the variable.
 	planEnv []string
+	// backupDir is where a backup step makes the run's backup directory
+	// when it has none (plan.BackupDir, set by ForPlan).
+	backupDir string
+	// runInfo is the run's, for backup steps (ForRun).
+	runInfo RunInfo
 }
 
 // ForPlan is x for the steps and health checks of plan p: the values of
@@ -62,6 +71,7 @@ type Executor struct {
 func (x *Executor) ForPlan(p *plan.Plan) *Executor {
 	y := *x
 	y.planEnv = p.SecretEnv()
+	y.backupDir = p.BackupDir()
 	return &y
 }
 
@@ -131,6 +141,13 @@ func (x *Executor) Secrets(s plan.Step) *Redactor {
 	if s.Command != nil {
 		sec = procio.CommandSecrets(sec, s.Command.Env, x.baseEnv())
 	}
+	if s.Backup != nil {
+		for _, b := range s.Backup.Steps {
+			if b.Command != nil {
+				sec = procio.CommandSecrets(sec, b.Command.Env, x.baseEnv())
+			}
+		}
+	}
 	return NewRedactor(sec)
 }
 
@@ -176,6 +193,8 @@ func (x *Executor) run(ctx context.Context, s plan.Step, runEnv map[string]strin
 		return restore(ctx, s.Restore, runEnv[BackupDirEnv])
 	case s.SQL != nil:
 		return x.sql(ctx, s.SQL)
+	case s.Backup != nil:
+		return x.backup(ctx, s, runEnv)
 	case s.Wait != nil && s.Wait.Until != nil:
 		return x.waitUntil(ctx, s.Wait.Until)
 	case s.Wait != nil:

@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/kis-core/runbook/domain/plan"
-	"github.com/kis-core/runbook/services/preflight/backup"
+	"github.com/kis-core/runbook/eventbus/backup"
 )
 
 var clock = time.Date(2025, 9, 23, 2, 0, 0, 0, time.UTC)

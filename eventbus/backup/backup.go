@@ -1,13 +1,18 @@
-// Package backup is the last part of pre-flight, the seed's
-// preflight-backup.sh: it makes a new directory for the run, runs the plan's
-// backup steps into it in order (commands with BACKUP_DIR in their
-// environment, files copied by base name) and writes backup_metadata.json
-// as the seed writes it, plus each file's size and sha256.
+// Package backup is the seed's preflight-backup.sh, for the two services
+// that take a run's backups: pre-flight (Runner.Run, the last part of
+// pre-flight) makes a new directory for the run, runs the plan's backup
+// steps into it in order (commands with BACKUP_DIR in their environment,
+// files copied by base name) and writes backup_metadata.json as the seed
+// writes it, plus each file's size and sha256. The deployer (Runner.Add, a
+// deploy, finally or rollback step of kind backup: the seed's
+// deployment-script.sh backs up after blocking traffic) adds to that same
+// directory, or makes it when pre-flight made none (add.go).
 //
-// Commands run from argv, never through a shell. A listed file that does not
-// exist is a warning (the seed's "FILE NOT FOUND"), not a failure; a command
-// that fails, a copy that fails or metadata that cannot be written fails the
-// backup, and with it the pre-flight.
+// Commands run through procio.Run, from argv or the plan's own shell
+// script, in their own process group, with secrets redacted. A listed file
+// that does not exist is a warning (the seed's "FILE NOT FOUND"), not a
+// failure; a command that fails, a copy that fails or metadata that cannot
+// be written fails the backup (the pre-flight, or the step).
 package backup
 
 import (
@@ -35,8 +40,12 @@ import (
 const (
 	// MetadataFile is written last into every backup directory.
 	MetadataFile = plan.BackupMetadataFile
-	// Type is backup_metadata.json's backup_type.
+	// Type is backup_metadata.json's backup_type of pre-flight's backup.
 	Type = "pre-flight"
+	// TypeDeploy and TypeRollback are the backup_type of a backup step of
+	// the deploy (steps, finally) and of the rollback.
+	TypeDeploy   = "deployment"
+	TypeRollback = "rollback"
 	// TimestampLayout is backup_metadata.json's timestamp (UTC): the seed's
 	// `date -u +%Y-%m-%dT%H:%M:%SZ`.
 	TimestampLayout = "2006-01-02T15:04:05Z"
@@ -51,16 +60,43 @@ const (
 
 // Metadata is backup_metadata.json. The first five keys are the seed's, in
 // its order; run_id, change_id and file_details (each file's size and
-// sha256) are runbook's additions, after them.
+// sha256) are runbook's additions, after them, and backups once a backup
+// step has added to the directory.
 type Metadata struct {
-	Timestamp   string       `json:"timestamp"`
-	Operator    string       `json:"operator"`
-	Environment string       `json:"environment"`
-	BackupType  string       `json:"backup_type"`
+	// Timestamp is when the metadata was last written: when the last
+	// backup into the directory completed.
+	Timestamp   string `json:"timestamp"`
+	Operator    string `json:"operator"`
+	Environment string `json:"environment"`
+	// BackupType is the type of the directory's first backup.
+	BackupType string `json:"backup_type"`
+	// Files are every file of the directory, in the order they came.
 	Files       []string     `json:"files"`
 	RunID       string       `json:"run_id"`
 	ChangeID    string       `json:"change_id"`
 	FileDetails []FileDetail `json:"file_details"`
+	// Backups are the backups taken into the directory, in order, once a
+	// backup step added to it (absent for pre-flight's alone).
+	Backups []Part `json:"backups,omitempty"`
+}
+
+// Part is one backup taken into a run's directory: pre-flight's, or a
+// backup step's (Step names it in the plan, e.g. "deploy.steps[2]").
+type Part struct {
+	BackupType string   `json:"backup_type"`
+	Step       string   `json:"step,omitempty"`
+	Timestamp  string   `json:"timestamp"`
+	Files      []string `json:"files"`
+}
+
+// taken reports whether the backup step at step is in the metadata.
+func (m *Metadata) taken(step string) bool {
+	for _, p := range m.Backups {
+		if p.Step == step {
+			return true
+		}
+	}
+	return false
 }
 
 // FileDetail is one file of the backup.
@@ -78,6 +114,12 @@ func (m Metadata) Marshal() ([]byte, error) {
 	}
 	if m.FileDetails == nil {
 		m.FileDetails = []FileDetail{}
+	}
+	m.Backups = slices.Clone(m.Backups)
+	for i := range m.Backups {
+		if m.Backups[i].Files == nil {
+			m.Backups[i].Files = []string{}
+		}
 	}
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)
@@ -131,10 +173,17 @@ type StepResult struct {
 
 // Result is a finished (or failed) backup.
 type Result struct {
-	Dir          string // absolute
+	Dir          string // absolute: the run's backup directory
 	MetadataPath string // absolute, "" until written
-	Metadata     Metadata
-	Steps        []StepResult
+	// Metadata is the directory's backup_metadata.json as written (for
+	// Add: every file of the directory, not only the step's).
+	Metadata Metadata
+	Steps    []StepResult
+	// Added are the files this backup added, in order.
+	Added []string
+	// AlreadyTaken: Add found the step's backup in the metadata (an
+	// earlier attempt took it) and ran nothing.
+	AlreadyTaken bool
 }
 
 // StepError is a failed backup step; Index is -1 for the metadata.
@@ -174,32 +223,67 @@ func (r *Runner) now() time.Time {
 	return time.Now()
 }
 
-// Run makes a new directory <b.Dir>/<run id>-YYYYMMDD_HHMMSS, runs b's steps
-// into it in order and writes backup_metadata.json. On error the result
-// holds what was done so far and the error is a *StepError naming the step
-// (or ctx's error when ctx ended).
-func (r *Runner) Run(ctx context.Context, b plan.Backup, run Run) (*Result, error) {
+func (run Run) withDefaults() Run {
 	if run.Operator == "" {
 		run.Operator = DefaultOperator
 	}
 	if run.Environment == "" {
 		run.Environment = DefaultEnvironment
 	}
+	return run
+}
+
+// Run makes a new directory <b.Dir>/<run id>-YYYYMMDD_HHMMSS, runs b's steps
+// into it in order and writes backup_metadata.json. On error the result
+// holds what was done so far and the error is a *StepError naming the step
+// (or ctx's error when ctx ended).
+func (r *Runner) Run(ctx context.Context, b plan.Backup, run Run) (*Result, error) {
+	run = run.withDefaults()
 	res := &Result{}
 	dir, err := r.makeDir(b.EffectiveDir(), run.RunID)
 	if err != nil {
 		return res, &StepError{Index: -1, Name: "directory", Err: err}
 	}
 	res.Dir = dir
+	order, err := r.steps(ctx, b, run, dir, dir, res)
+	if err != nil {
+		return res, err
+	}
+	md := Metadata{
+		Operator: run.Operator, Environment: run.Environment, BackupType: Type,
+		RunID: run.RunID, ChangeID: run.ChangeID,
+		Files: order,
+	}
+	details, err := details(dir, order)
+	if err != nil {
+		return res, err
+	}
+	md.FileDetails = details
+	md.Timestamp = r.now().UTC().Format(TimestampLayout)
+	res.Metadata, res.Added = md, order
+	path, err := writeMetadata(dir, md)
+	if err != nil {
+		return res, &StepError{Index: -1, Name: "metadata (" + MetadataFile + ")", Err: err}
+	}
+	res.MetadataPath = path
+	return res, nil
+}
+
+// steps runs b's steps in order into dir (the commands' BACKUP_DIR; their
+// RUNBOOK_BACKUP_DIR is runDir, the run's backup directory), appending
+// their results to res, and returns the names of the files they left in
+// dir in the order they came.
+func (r *Runner) steps(ctx context.Context, b plan.Backup, run Run, dir, runDir string, res *Result) ([]string, error) {
 	seen := map[string]bool{}
 	var order []string
 	for i, s := range b.Steps {
 		sr := StepResult{Index: i, Name: s.Label(i), Kind: s.Kind()}
 		t0 := time.Now()
 		sctx, cancel := context.WithTimeout(ctx, s.EffectiveTimeout())
+		var err error
 		switch {
 		case s.Command != nil:
-			err = r.command(sctx, dir, i, s, run, &sr)
+			err = r.command(sctx, dir, runDir, i, s, run, &sr)
 		case len(s.Files) > 0:
 			err = copyFiles(sctx, dir, s.Files, &sr)
 		default:
@@ -243,31 +327,25 @@ func (r *Runner) Run(ctx context.Context, b plan.Backup, run Run) (*Result, erro
 		res.Steps = append(res.Steps, sr)
 		if err != nil {
 			if ctx.Err() != nil {
-				return res, ctx.Err()
+				return order, ctx.Err()
 			}
-			return res, &StepError{Index: i, Name: sr.Name, Err: err}
+			return order, &StepError{Index: i, Name: sr.Name, Err: err}
 		}
 	}
-	md := Metadata{
-		Operator: run.Operator, Environment: run.Environment, BackupType: Type,
-		RunID: run.RunID, ChangeID: run.ChangeID,
-		Files: order,
-	}
-	for _, n := range order {
+	return order, nil
+}
+
+// details measures the named files of dir as they are on disk.
+func details(dir string, names []string) ([]FileDetail, error) {
+	var out []FileDetail
+	for _, n := range names {
 		fd, err := detail(dir, n)
 		if err != nil {
-			return res, &StepError{Index: -1, Name: "verification", Err: err}
+			return out, &StepError{Index: -1, Name: "verification", Err: err}
 		}
-		md.FileDetails = append(md.FileDetails, fd)
+		out = append(out, fd)
 	}
-	md.Timestamp = r.now().UTC().Format(TimestampLayout)
-	res.Metadata = md
-	path, err := writeMetadata(dir, md)
-	if err != nil {
-		return res, &StepError{Index: -1, Name: "metadata (" + MetadataFile + ")", Err: err}
-	}
-	res.MetadataPath = path
-	return res, nil
+	return out, nil
 }
 
 // makeDir creates the run's new directory under root. The name is unique
@@ -299,9 +377,10 @@ func (r *Runner) makeDir(root, runID string) (string, error) {
 	}
 }
 
-// command runs one command step with BACKUP_DIR set; its stdout goes to
-// Stdout (a file in the directory) when the plan says so.
-func (r *Runner) command(ctx context.Context, dir string, index int, s plan.BackupStep, run Run, sr *StepResult) error {
+// command runs one command step with BACKUP_DIR set to dir (where its
+// files go) and RUNBOOK_BACKUP_DIR to runDir (the run's backup directory);
+// its stdout goes to Stdout (a file in dir) when the plan says so.
+func (r *Runner) command(ctx context.Context, dir, runDir string, index int, s plan.BackupStep, run Run, sr *StepResult) error {
 	c := s.Command
 	base := r.BaseEnv
 	if base == nil {
@@ -314,7 +393,7 @@ func (r *Runner) command(ctx context.Context, dir string, index int, s plan.Back
 	// Run data last: the plan's env cannot override it.
 	env = append(env,
 		"BACKUP_DIR="+dir,
-		"RUNBOOK_BACKUP_DIR="+dir,
+		"RUNBOOK_BACKUP_DIR="+runDir,
 		"RUNBOOK_RUN_ID="+run.RunID,
 		"RUNBOOK_CHANGE_ID="+run.ChangeID,
 		"RUNBOOK_PHASE=backup",
@@ -498,11 +577,16 @@ func writeMetadata(dir string, md Metadata) (string, error) {
 		os.Remove(tmp.Name())
 		return "", err
 	}
+	syncDir(dir)
+	return path, nil
+}
+
+// syncDir makes the renames in dir durable (best effort).
+func syncDir(dir string) {
 	if d, err := os.Open(dir); err == nil {
 		_ = d.Sync()
 		d.Close()
 	}
-	return path, nil
 }
 
 // ReadMetadata reads dir's backup_metadata.json.

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/kis-core/runbook/domain/plan"
-	"github.com/kis-core/runbook/services/preflight/backup"
+	"github.com/kis-core/runbook/eventbus/backup"
 )
 
 // A secret of the plan (Run.Secrets) printed by a failing backup command,
