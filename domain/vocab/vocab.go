@@ -73,7 +73,14 @@ func describe(ev *runbookv1.Event) (phase, text string, ok bool) {
 		r := p.PreflightFailed
 		return PhasePreflight, fmt.Sprintf("✗ FAILED: %s (%s)", or(r.GetReason(), "no reason given"), checkLine(r)), true
 	case *runbookv1.Event_BackupDone:
-		return PhasePreflight, fmt.Sprintf("backup: %d file(s) in %s", len(p.BackupDone.GetFiles()), p.BackupDone.GetDir()), true
+		// A backup step's (its id names the step list): ACT, or ROLLBACK.
+		switch OutputList(ev) {
+		case "":
+			return PhasePreflight, fmt.Sprintf("backup: %d file(s) in %s", len(p.BackupDone.GetFiles()), p.BackupDone.GetDir()), true
+		case "rollback":
+			return PhaseRollback, fmt.Sprintf("backup step: the run's backup now holds %d file(s) in %s", len(p.BackupDone.GetFiles()), p.BackupDone.GetDir()), true
+		}
+		return PhaseAct, fmt.Sprintf("backup step: the run's backup now holds %d file(s) in %s", len(p.BackupDone.GetFiles()), p.BackupDone.GetDir()), true
 	case *runbookv1.Event_PlanAssessed:
 		a := p.PlanAssessed
 		appr := "none"

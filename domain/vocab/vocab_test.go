@@ -73,7 +73,10 @@ func TestEveryEventTypeIsWorded(t *testing.T) {
 		"preflight_failed": {{event(t, "preflight_failed", &runbookv1.PreflightResult{Reason: "api down", Checks: []*runbookv1.CheckResult{
 			{Status: runbookv1.CheckStatus_CHECK_STATUS_FAIL}}}),
 			PhasePreflight, "✗ FAILED: api down (0/1 check(s) passed)"}},
-		"backup_done": {{event(t, "backup_done", &runbookv1.BackupDone{Dir: "/b/R-1", Files: []string{"a", "b"}}), PhasePreflight, "backup: 2 file(s) in /b/R-1"}},
+		"backup_done": {
+			{event(t, "backup_done", &runbookv1.BackupDone{Dir: "/b/R-1", Files: []string{"a", "b"}}), PhasePreflight, "backup: 2 file(s) in /b/R-1"},
+			{event(t, "backup_done", &runbookv1.BackupDone{Dir: "/b/R-1", Files: []string{"a", "b", "c"}}, "steps", "2"), PhaseAct, "backup step: the run's backup now holds 3 file(s) in /b/R-1"},
+		},
 		"plan_assessed": {{event(t, "plan_assessed", &runbookv1.PlanAssessed{Level: "HIGH", MaxScore: 12, ApprovalsRequired: []string{"technical_approval"}, RequiresExecutiveApproval: true}),
 			PhasePlan, "risk HIGH (max score 12), approvals needed: technical_approval; executive approval required"}},
 		"approval_granted": {{event(t, "approval_granted", &runbookv1.Approval{Role: "technical_approval", Approver: "Tina", Comment: "reviewed"}),
