@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/kis-core/runbook/eventbus/natstest"
 	"github.com/kis-core/runbook/examples/estimator"
+	runbookv1 "github.com/kis-core/runbook/proto/runbook/v1"
 	"github.com/kis-core/runbook/services/reporter/pgstore/pgtest"
 )
 
@@ -166,7 +168,7 @@ rollback_plan:
     - {name: "block traffic", timeout: 20s, command: %[4]s}
     - name: "down-migration"
       sql: {dsn_env: GATEWAY_DB_URL, statements: ["ALTER TABLE estimate_meta DROP COLUMN IF EXISTS %[3]s"]}
-    - {name: "restore release %[10]s", timeout: 20s, command: %[6]s}
+    - {name: "restore release %[10]s from the run's backup", restore: {file: %[14]q, to: %[13]q}}
     - {name: "restore traffic", timeout: 20s, command: %[5]s}
     - name: "old release serves"
       wait:
@@ -179,6 +181,13 @@ deploy:
   steps:
     - {name: "1. block traffic", timeout: 20s, command: %[4]s}
     - {name: "1. drain (the seed's sleep 10)", wait: {duration: 3s}}
+    - name: "3. backup (the seed's preflight-backup.sh, after traffic is blocked)"
+      backup:
+        dir: %[12]q
+        steps:
+          - name: database
+            command: {shell: 'pg_dump "$GATEWAY_DB_URL" | gzip > "$BACKUP_DIR/database.sql.gz"'}
+          - files: [%[13]q]
     - name: "5. migration"
       sql: {dsn_env: GATEWAY_DB_URL, statements: ["ALTER TABLE estimate_meta ADD COLUMN %[3]s numeric"]}
     - {name: "4. deploy %[2]s", timeout: 20s, command: %[7]s}
@@ -213,7 +222,8 @@ test:
         - name: "estimates answer"
           request: {method: GET, url: "%[8]s/api/v1/estimates"}
           expect: {status: 200}
-`, id, version, column, block, restore, switchTo(old), switchTo(version), g.url, tg.url, old, hook))
+`, id, version, column, block, restore, switchTo(old), switchTo(version), g.url, tg.url, old, hook,
+		filepath.Join(g.dir, "backups"), filepath.Join(tg.stateDir, estimator.CurrentFile), estimator.CurrentFile))
 }
 
 func TestSeedProcedureBehindNginx(t *testing.T) {
@@ -326,6 +336,23 @@ func TestSeedProcedureBehindNginx(t *testing.T) {
 	}
 	if !hasColumn("discount") {
 		t.Error("the rollback undid the earlier good release's migration")
+	}
+	// Each run backed up after blocking traffic: the database dump and the
+	// release file, in the run's backup directory.
+	for _, run := range []string{good, bad} {
+		var bd *runbookv1.BackupDone
+		for _, e := range p.history(t, run) {
+			if e.GetBackupDone() != nil {
+				bd = e.GetBackupDone()
+			}
+		}
+		if bd == nil || !slices.Contains(bd.GetFiles(), "database.sql.gz") || !slices.Contains(bd.GetFiles(), estimator.CurrentFile) {
+			t.Errorf("run %s: backup %v, want database.sql.gz and %s", run, bd, estimator.CurrentFile)
+			continue
+		}
+		if st, err := os.Stat(filepath.Join(bd.GetDir(), "database.sql.gz")); err != nil || st.Size() < 100 {
+			t.Errorf("run %s: the database dump %v %v", run, st, err)
+		}
 	}
 	// The rollback was verified (the template's "테스트 실행"), not assumed.
 	if index(evs, "rollback.verified") < index(evs, "rollback.done") || index(evs, "rollback.done") < 0 {
