@@ -174,12 +174,9 @@ func runDir(root, runID string, since time.Time) (string, error) {
 	if runID == "" {
 		return "", errors.New("no run id")
 	}
-	abs, err := filepath.Abs(root)
+	abs, err := makeRoot(root)
 	if err != nil {
-		return "", fmt.Errorf("backup dir %s: %w", root, err)
-	}
-	if err := os.MkdirAll(abs, 0o750); err != nil {
-		return "", fmt.Errorf("create backup dir %s: %w", abs, err)
+		return "", err
 	}
 	dir := filepath.Join(abs, runID+"-"+since.UTC().Format(DirLayout))
 	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {

@@ -356,12 +356,9 @@ func (r *Runner) makeDir(root, runID string) (string, error) {
 	if runID == "" {
 		return "", errors.New("no run id")
 	}
-	abs, err := filepath.Abs(root)
+	abs, err := makeRoot(root)
 	if err != nil {
-		return "", fmt.Errorf("backup dir %s: %w", root, err)
-	}
-	if err := os.MkdirAll(abs, 0o750); err != nil {
-		return "", fmt.Errorf("create backup dir %s: %w", abs, err)
+		return "", err
 	}
 	base := filepath.Join(abs, runID+"-"+r.now().UTC().Format(DirLayout))
 	dir := base
@@ -600,4 +597,17 @@ func ReadMetadata(dir string) (*Metadata, error) {
 		return nil, fmt.Errorf("%s: %w", MetadataFile, err)
 	}
 	return &md, nil
+}
+
+// makeRoot makes the directory every run's backup directory goes under
+// (the plan's backup dir) and returns its absolute path.
+func makeRoot(root string) (string, error) {
+	abs, err := filepath.Abs(root)
+	if err != nil {
+		return "", fmt.Errorf("backup dir %s: %w", root, err)
+	}
+	if err := os.MkdirAll(abs, 0o750); err != nil {
+		return "", fmt.Errorf("create backup dir %s: %w", abs, err)
+	}
+	return abs, nil
 }

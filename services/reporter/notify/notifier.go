@@ -168,6 +168,14 @@ func (n *Notifier) lock(runID string) *sync.Mutex {
 	return &n.runLocks[h.Sum32()%uint32(len(n.runLocks))]
 }
 
+// lockRun holds the run's lock (one handler of a run at a time here) and
+// returns its release.
+func (n *Notifier) lockRun(runID string) (unlock func()) {
+	mu := n.lock(runID)
+	mu.Lock()
+	return mu.Unlock
+}
+
 // startedSuffix marks the key of a destination's started notification:
 // its outcome is recorded apart from the final report's.
 const startedSuffix = "#started"
@@ -182,11 +190,18 @@ type runFacts struct {
 	cr   *runbookv1.ChangeRequested
 }
 
-func (n *Notifier) facts(ctx context.Context, ev *runbookv1.Event) (runFacts, []plan.Notify, error) {
+// facts folds the run's history (runFacts), lists its destinations (the
+// plan's, then the server's) and gives ev's time: the messages' time, the
+// same on a redelivery.
+func (n *Notifier) facts(ctx context.Context, ev *runbookv1.Event) (runFacts, []plan.Notify, time.Time, error) {
 	runID := ev.GetRunId()
+	at := n.o.Now()
+	if ev.GetTime() != nil {
+		at = ev.GetTime().AsTime()
+	}
 	history, err := n.bus.RunHistory(ctx, runID)
 	if err != nil {
-		return runFacts{}, nil, err
+		return runFacts{}, nil, at, err
 	}
 	f := runFacts{State: runstate.New(runID), done: map[string]bool{}}
 	for _, env := range history {
@@ -208,17 +223,15 @@ func (n *Notifier) facts(ctx context.Context, ev *runbookv1.Event) (runFacts, []
 			n.log.Warn("the run's plan does not parse: notifying the server's destinations only", "run_id", runID, "event", ev.GetType(), "issues", len(issues))
 		}
 	}
-	return f, merge(fromPlan, n.o.Destinations), nil
+	return f, merge(fromPlan, n.o.Destinations), at, nil
 }
 
 // started tells the destinations that asked for it (on: [started]) that
 // the run's deploy started, once per run and destination.
 func (n *Notifier) started(ctx context.Context, ev *runbookv1.Event, _ *runbookv1.DeployStarted) error {
 	runID := ev.GetRunId()
-	mu := n.lock(runID)
-	mu.Lock()
-	defer mu.Unlock()
-	f, dests, err := n.facts(ctx, ev)
+	defer n.lockRun(runID)()
+	f, dests, at, err := n.facts(ctx, ev)
 	if err != nil {
 		return err
 	}
@@ -227,10 +240,6 @@ func (n *Notifier) started(ctx context.Context, ev *runbookv1.Event, _ *runbookv
 		// cancel: the deployer runs no step, so nothing started.
 		n.log.Info("the run was stopped before its deploy started: no started notification", "run_id", runID, "stopped_by", f.Stopped.GetType())
 		return nil
-	}
-	at := n.o.Now()
-	if ev.GetTime() != nil {
-		at = ev.GetTime().AsTime()
 	}
 	run := StartedRun(runID, f.cr.GetChangeId(), f.cr.GetTitle(), at)
 	errs := make([]error, len(dests))
@@ -255,19 +264,12 @@ func (n *Notifier) started(ctx context.Context, ev *runbookv1.Event, _ *runbookv
 // it returns nil once every outcome is stored.
 func (n *Notifier) handle(ctx context.Context, ev *runbookv1.Event, rr *runbookv1.ReportReady) error {
 	runID := ev.GetRunId()
-	mu := n.lock(runID)
-	mu.Lock()
-	defer mu.Unlock()
-
-	f, dests, err := n.facts(ctx, ev)
+	defer n.lockRun(runID)()
+	f, dests, at, err := n.facts(ctx, ev)
 	if err != nil {
 		return err
 	}
 	done := f.done
-	at := n.o.Now()
-	if ev.GetTime() != nil {
-		at = ev.GetTime().AsTime()
-	}
 	run, err := NewRun(runID, rr.GetStatus(), rr.GetReportJson(), rr.GetQcSummary(), at)
 	if err != nil {
 		n.log.Warn("report JSON does not decode: messages lack its duration, operator and issues", "run_id", runID, "err", err)
