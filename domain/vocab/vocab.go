@@ -185,10 +185,10 @@ func describe(ev *runbookv1.Event) (phase, text string, ok bool) {
 		return PhaseTest, fmt.Sprintf("started: %d smoke test(s) %s", p.TestStarted.GetSmokeTests(), load), true
 	case *runbookv1.Event_TestSmokePassed:
 		s := p.TestSmokePassed
-		return PhaseTest, fmt.Sprintf("✔ smoke tests %d/%d passed", s.GetPassed(), s.GetPassed()+s.GetFailed()), true
+		return PhaseTest, fmt.Sprintf("✔ smoke tests %d/%d passed%s", s.GetPassed(), s.GetPassed()+s.GetFailed(), byType(s)), true
 	case *runbookv1.Event_TestSmokeFailed:
 		s := p.TestSmokeFailed
-		return PhaseTest, fmt.Sprintf("✗ smoke tests %d/%d passed; failed: %s", s.GetPassed(), s.GetPassed()+s.GetFailed(), failedNames(s)), true
+		return PhaseTest, fmt.Sprintf("✗ smoke tests %d/%d passed%s; failed: %s", s.GetPassed(), s.GetPassed()+s.GetFailed(), byType(s), failedNames(s)), true
 	case *runbookv1.Event_TestLoadProgress:
 		l := p.TestLoadProgress
 		return PhaseTest, fmt.Sprintf("load: %ds, %d requests, %d errors, p95 %s", l.GetElapsedMs()/1000, l.GetRequests(), l.GetErrors(), plan.FormatMetric(plan.MetricP95, l.GetP95Ms())), true
@@ -269,6 +269,32 @@ func OutputList(ev *runbookv1.Event) string {
 	}
 	list, _, _ := strings.Cut(rest, "/")
 	return list
+}
+
+// byType splits a suite result's cases by type when they are not all
+// smoke tests — " (8 smoke, 1 performance)" — so the line agrees with the
+// QC summary, whose "Smoke Tests" counts the smoke-typed cases only.
+func byType(r *runbookv1.TestSuiteResult) string {
+	n := map[string]int{}
+	var order []string
+	for _, c := range r.GetTests() {
+		t := c.GetType()
+		if t == "" {
+			t = "smoke"
+		}
+		if n[t] == 0 {
+			order = append(order, t)
+		}
+		n[t]++
+	}
+	if len(order) < 2 {
+		return ""
+	}
+	parts := make([]string, len(order))
+	for i, t := range order {
+		parts[i] = fmt.Sprintf("%d %s", n[t], t)
+	}
+	return " (" + strings.Join(parts, ", ") + ")"
 }
 
 func rejected(r *runbookv1.ChangeRejected) string {

@@ -151,8 +151,13 @@ func TestEveryEventTypeIsWorded(t *testing.T) {
 				PhaseMonitor, "window ended: 0 sample(s), 0 violation(s) — deploy failed; the judged window never opened; 3 sample(s) during the deploy recorded, not judged"},
 		},
 
-		"test_started":      {{event(t, "test_started", &runbookv1.TestStarted{SmokeTests: 5, LoadTest: true}), PhaseTest, "started: 5 smoke test(s) and a load test"}},
-		"test_smoke_passed": {{event(t, "test_smoke_passed", &runbookv1.TestSuiteResult{Passed: 5}), PhaseTest, "✔ smoke tests 5/5 passed"}},
+		"test_started": {{event(t, "test_started", &runbookv1.TestStarted{SmokeTests: 5, LoadTest: true}), PhaseTest, "started: 5 smoke test(s) and a load test"}},
+		"test_smoke_passed": {
+			{event(t, "test_smoke_passed", &runbookv1.TestSuiteResult{Passed: 5}), PhaseTest, "✔ smoke tests 5/5 passed"},
+			{event(t, "test_smoke_passed", &runbookv1.TestSuiteResult{Passed: 3, Tests: []*runbookv1.TestCase{
+				{Name: "a", Type: "smoke", Status: "PASS"}, {Name: "b", Type: "smoke", Status: "PASS"}, {Name: "c", Type: "performance", Status: "PASS"}}}),
+				PhaseTest, "✔ smoke tests 3/3 passed (2 smoke, 1 performance)"},
+		},
 		"test_smoke_failed": {{event(t, "test_smoke_failed", suite), PhaseTest, "✗ smoke tests 1/2 passed; failed: Estimate (HTTP 500 (expected 201))"}},
 		"test_load_progress": {{event(t, "test_load_progress", &runbookv1.LoadProgress{ElapsedMs: 12500, Requests: 300, Errors: 2, P95Ms: 45.67}),
 			PhaseTest, "load: 12s, 300 requests, 2 errors, p95 45.7ms"}},
