@@ -308,6 +308,9 @@ func (s Step) EffectiveRetryDelay() time.Duration { return s.RetryDelay.Or(Defau
 // EffectiveInterval is the wait's polling interval, default 5s.
 func (u WaitUntil) EffectiveInterval() time.Duration { return u.Interval.Or(DefaultWaitUntilInterval) }
 
+// EffectiveSuccesses is how many checks in a row must pass (default 1).
+func (u WaitUntil) EffectiveSuccesses() int { return max(u.Successes, 1) }
+
 // IsManual reports a described manual step (a text in rollback_steps):
 // shown to people, never executed.
 func (s Step) IsManual() bool { return s.Kind() == "manual" }

@@ -55,3 +55,17 @@ func TestSQLIfExists(t *testing.T) {
 		t.Errorf("if_exists with statements: %v", issues)
 	}
 }
+
+// wait.until.successes: 1 to 100 checks in a row.
+func TestWaitUntilSuccesses(t *testing.T) {
+	t.Parallel()
+	const head = "change_request: {id: CR-W, title: wait}\ndeploy:\n  steps:\n"
+	p, issues := Parse("p.yaml", []byte(head+"    - wait: {until: {url: \"http://gw/health\", successes: 3}}\n"))
+	if p == nil || HasErrors(issues) || p.Deploy.Steps[0].Wait.Until.EffectiveSuccesses() != 3 || (WaitUntil{}).EffectiveSuccesses() != 1 {
+		t.Fatalf("successes: 3: %v", issues)
+	}
+	_, issues = Parse("p.yaml", []byte(head+"    - wait: {until: {url: \"http://gw/health\", successes: -1}}\n"))
+	if i, ok := issueAt(issues, "deploy.steps[0].wait.until.successes"); !ok || i.Line != 4 || !strings.Contains(i.Message, "in a row") {
+		t.Errorf("successes: -1: %v", issues)
+	}
+}

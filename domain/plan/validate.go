@@ -767,6 +767,9 @@ func (c *checker) waitUntil(path string, u *WaitUntil) {
 	c.responseExpect(path, u.ExpectStatus, u.Expect)
 	c.duration(joinKey(path, "interval"), u.Interval, false)
 	c.duration(joinKey(path, "timeout"), u.Timeout, false)
+	if u.Successes < 0 || u.Successes > 100 {
+		c.errorf(joinKey(path, "successes"), "successes is how many checks in a row must pass: 1 (the default) to 100, not %d", u.Successes)
+	}
 }
 
 func (c *checker) deploy(d Deploy) {

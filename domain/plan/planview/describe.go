@@ -337,7 +337,11 @@ func stepText(s plan.Step) string {
 			if u.Timeout.IsSet() {
 				limit = dur(u.Timeout.Duration)
 			}
-			return fmt.Sprintf("%s [wait] until GET %s → %s, every %s, at most %s", s.Label(), u.URL, expectText(u.Expectation()), dur(u.EffectiveInterval()), limit)
+			every := "every " + dur(u.EffectiveInterval())
+			if n := u.EffectiveSuccesses(); n > 1 {
+				every = fmt.Sprintf("%d checks in a row, %s", n, every)
+			}
+			return fmt.Sprintf("%s [wait] until GET %s → %s, %s, at most %s", s.Label(), u.URL, expectText(u.Expectation()), every, limit)
 		}
 		return fmt.Sprintf("%s [wait] %s", s.Label(), dur(s.Wait.Duration.Duration))
 	case "sql":

@@ -18,7 +18,16 @@ const maxJudgedBody = 1 << 20
 // observe sends req and reads its response as domain/expect judges it: the
 // status, headers, at most maxJudgedBody of the body, and the time from
 // sending to the last byte read.
+//
+// Every request goes on a new connection (closed after it): after a
+// gateway's reload (nginx -s reload) the old workers keep serving the
+// connections they hold, so an attempt on a kept-alive connection can pass
+// against the configuration being replaced while new clients already get
+// another — a rollback's wait passed in 4 ms on the old worker while new
+// connections still got the maintenance page. A new connection reaches
+// what a new client reaches.
 func (x *Executor) observe(req *http.Request) (expect.Observation, error) {
+	req.Close = true
 	t0 := time.Now()
 	resp, err := x.client().Do(req)
 	if err != nil {
@@ -29,6 +38,5 @@ func (x *Executor) observe(req *http.Request) (expect.Observation, error) {
 	if err != nil {
 		return expect.Observation{}, fmt.Errorf("reading the response (HTTP %d): %w", resp.StatusCode, err)
 	}
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16)) // lets the connection be reused
 	return expect.Observation{Status: resp.StatusCode, Duration: time.Since(t0), Body: body, Header: resp.Header}, nil
 }

@@ -3,6 +3,7 @@ package steps_test
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -101,5 +102,64 @@ func TestHTTPStepExpect(t *testing.T) {
 	res = x.Run(context.Background(), st, nil)
 	if res.Err != nil || !strings.Contains(res.OutputTail, `HTTP 200 {"release":"new"`) {
 		t.Errorf("new release: %q, %v", res.OutputTail, res.Err)
+	}
+}
+
+// After a gateway's reload the old workers keep the connections they
+// hold: a connection opened before the switch still answers the old
+// configuration while new clients get the new one. A wait must see what a
+// new client sees, so every attempt opens its own connection: here the
+// first connection (opened while "maintenance" was current) would answer
+// "ready" for ever, new ones answer "maintenance" until the switch.
+func TestWaitAttemptsUseNewConnections(t *testing.T) {
+	t.Parallel()
+	var conns, switchAt atomic.Int64
+	switchAt.Store(3) // the 3rd connection and later reach the new configuration
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := r.Context().Value(connKey{}).(int64)
+		if n == 1 || n >= switchAt.Load() {
+			w.Write([]byte(`{"state":"ready"}`)) // the kept-alive first connection, or after the switch
+			return
+		}
+		w.Write([]byte(`{"state":"maintenance"}`))
+	}))
+	srv.Config.ConnContext = func(ctx context.Context, _ net.Conn) context.Context {
+		return context.WithValue(ctx, connKey{}, conns.Add(1))
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	x := &steps.Executor{HTTP: &http.Client{}}
+	// A first request, as an earlier step would make, on a connection the
+	// client keeps.
+	first := x.Run(context.Background(), plan.Step{HTTP: &plan.HTTPStep{Method: "GET", URL: srv.URL}}, nil)
+	if first.Err != nil {
+		t.Fatal(first.Err)
+	}
+	until := &plan.WaitUntil{URL: srv.URL, Interval: plan.Duration{Duration: 10 * time.Millisecond},
+		Expect: plan.Expect{JSON: map[string]any{"state": "ready"}}}
+	res := x.Run(context.Background(), plan.Step{Wait: &plan.WaitStep{Until: until}}, nil)
+	if res.Err != nil || conns.Load() != 3 || !strings.Contains(res.OutputTail, "after 2 check(s)") {
+		t.Errorf("wait: %d connections, %q %v; want a new connection per check: the kept-alive one must not pass it", conns.Load(), res.OutputTail, res.Err)
+	}
+}
+
+type connKey struct{}
+
+// successes: N checks in a row must pass; a failure in between starts
+// the count again.
+func TestWaitUntilSuccessesInARow(t *testing.T) {
+	t.Parallel()
+	var n atomic.Int64
+	// ready, not ready, then ready for good: the first pass does not count.
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		if n.Add(1) == 2 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	until := &plan.WaitUntil{URL: srv.URL, Successes: 3, Interval: plan.Duration{Duration: 5 * time.Millisecond}}
+	res := (&steps.Executor{}).Run(context.Background(), plan.Step{Wait: &plan.WaitStep{Until: until}}, nil)
+	if res.Err != nil || n.Load() != 5 || !strings.Contains(res.OutputTail, "after 5 check(s)") {
+		t.Errorf("3 in a row: %d checks, %q %v", n.Load(), res.OutputTail, res.Err)
 	}
 }

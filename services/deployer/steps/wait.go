@@ -21,17 +21,26 @@ func (x *Executor) waitUntil(ctx context.Context, u *plan.WaitUntil) Result {
 	}
 	interval := u.EffectiveInterval()
 	want := u.Expectation()
+	need := u.EffectiveSuccesses()
 	t0 := time.Now()
 	var last string
+	passes := 0 // in a row
 	for n := 1; ; n++ {
 		obs, err := x.check(ctx, u.URL)
 		var r expect.Result
 		if err == nil {
 			r = expect.Evaluate(want, obs)
 		}
+		if err == nil && r.Pass {
+			passes++
+		} else {
+			passes = 0
+		}
 		switch {
-		case err == nil && r.Pass:
+		case passes >= need:
 			return Result{OutputTail: fmt.Sprintf("%s answered %s after %d check(s) in %s", u.URL, r.Details, n, time.Since(t0).Round(time.Millisecond))}
+		case passes > 0:
+			last = fmt.Sprintf("%d of %d checks in a row passed", passes, need)
 		case err != nil && ctx.Err() != nil && last != "":
 			// cut short by the deadline: the previous answer says more
 		case err != nil:

@@ -19,6 +19,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/kis-core/runbook/domain/vocab"
 	"github.com/kis-core/runbook/eventbus/natstest"
 	"github.com/kis-core/runbook/examples/estimator"
 	runbookv1 "github.com/kis-core/runbook/proto/runbook/v1"
@@ -67,7 +68,7 @@ func startGateway(t *testing.T, backend string) *gateway {
 	files := map[string]string{
 		"nginx.conf": fmt.Sprintf(`worker_processes 1;
 pid %[1]s/nginx.pid;
-error_log %[1]s/error.log warn;
+error_log %[1]s/error.log notice;
 events { worker_connections 256; }
 http {
   access_log off;
@@ -172,7 +173,7 @@ rollback_plan:
     - {name: "restore traffic", timeout: 20s, command: %[5]s}
     - name: "old release serves"
       wait:
-        until: {url: "%[8]s/api/v1/health", interval: 200ms, timeout: 15s, expect: {status: 200, json: {release: %[10]s}}}
+        until: {url: "%[8]s/api/v1/health", successes: 3, interval: 200ms, timeout: 15s, expect: {status: 200, json: {release: %[10]s}}}
 preflight:
   checks:
     - name: gateway
@@ -196,10 +197,11 @@ deploy:
   finally:
     - {name: "8. restore traffic", timeout: 20s, command: %[5]s}
     # nginx's old workers answer for a moment after a reload: wait until
-    # the gateway serves the new release (by content, not only status).
+    # the gateway serves the new release (by content, not only status, on
+    # a new connection each check, 3 checks in a row).
     - name: "traffic restored"
       wait:
-        until: {url: "%[8]s/api/v1/health", interval: 200ms, timeout: 15s, expect: {status: 200, json: {release: %[2]s}}}
+        until: {url: "%[8]s/api/v1/health", successes: 3, interval: 200ms, timeout: 15s, expect: {status: 200, json: {release: %[2]s}}}
 monitor:
   window: 5s
   interval: 1s
@@ -326,10 +328,12 @@ func TestSeedProcedureBehindNginx(t *testing.T) {
 	rr = p.report(t, bad, 90*time.Second)
 	evs = p.history(t, bad)
 	if rr.Status != "ROLLED_BACK" {
+		logSteps(t, evs)
 		t.Fatalf("bad release ended %s:\n%s\nevents: %v", rr.Status, rr.QcSummary, types(evs))
 	}
 	if body, code := g.get("/api/v1/health"); code != http.StatusOK || !strings.Contains(body, `"release":"v2.5.0"`) {
 		t.Errorf("after the rollback the gateway answers %d %s, want the old release v2.5.0", code, body)
+		logSteps(t, evs)
 	}
 	if hasColumn("surcharge") {
 		t.Error("the down-migration was not applied: column surcharge is still there")
@@ -365,5 +369,15 @@ func TestSeedProcedureBehindNginx(t *testing.T) {
 			defer hookMu.Unlock()
 			return strings.Join(told[run], ",") == "deploy.started,report "+status
 		})
+	}
+}
+
+// logSteps logs a run's steps as the operator sees them, with their times.
+func logSteps(t *testing.T, evs []*runbookv1.Event) {
+	t.Helper()
+	for _, e := range evs {
+		if ph, text := vocab.Describe(e); ph == vocab.PhaseRollback || ph == vocab.PhaseAct || ph == vocab.PhaseTest {
+			t.Logf("%s %s %s", e.GetTime().AsTime().Format("15:04:05.000"), ph, text)
+		}
 	}
 }
