@@ -293,12 +293,12 @@ type WaitStep struct {
 // ExpectStatus (default any 2xx) and meets every assertion of Expect, for
 // at most Timeout (default: the step's timeout).
 type WaitUntil struct {
-	URL          string   `yaml:"url"`
+	URL string `yaml:"url"`
 	// Successes is how many checks in a row must pass (default 1): after a
 	// gateway's reload a worker about to retire may still take a new
 	// connection for a moment, so one good answer does not yet mean every
 	// client gets it.
-	Successes int `yaml:"successes"`
+	Successes    int      `yaml:"successes"`
 	ExpectStatus int      `yaml:"expect_status"`
 	Expect       Expect   `yaml:"expect"`
 	Interval     Duration `yaml:"interval"`
