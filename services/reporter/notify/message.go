@@ -19,8 +19,22 @@ import (
 	"github.com/kis-core/runbook/services/reporter/report"
 )
 
-// Footer is the seed's Slack footer.
-const Footer = "KIS_CORE_V3 Deployment System"
+// Footer is the Slack footer of run r: the seed's "KIS_CORE_V3 Deployment
+// System" with the plan's systems (scope.systems_affected, as the QC
+// summary's header names them) in place of KIS_CORE_V3; "Deployment
+// System" when the plan names none.
+func Footer(r Run) string {
+	var names []string
+	for _, s := range r.Report.Change.Systems {
+		if s = strings.TrimSpace(s); s != "" {
+			names = append(names, s)
+		}
+	}
+	if len(names) == 0 {
+		return "Deployment System"
+	}
+	return strings.Join(names, ", ") + " Deployment System"
+}
 
 // Run is what the notifications of one run are made of: its report.ready
 // and the parts of the report the messages show.
@@ -161,7 +175,7 @@ type SlackField struct {
 func Slack(r Run) SlackPayload {
 	if r.Started {
 		return SlackPayload{Attachments: []SlackAttachment{{
-			Color: "good", Title: StartedText(r), Footer: Footer, TS: r.Time.Unix(),
+			Color: "good", Title: StartedText(r), Footer: Footer(r), TS: r.Time.Unix(),
 		}}}
 	}
 	return SlackPayload{Attachments: []SlackAttachment{{
@@ -172,7 +186,7 @@ func Slack(r Run) SlackPayload {
 			{Title: "Duration", Value: or(r.Report.Deployment.Duration, "Unknown"), Short: true},
 			{Title: "Operator", Value: or(r.Report.Deployment.Operator, "system"), Short: true},
 		},
-		Footer: Footer,
+		Footer: Footer(r),
 		TS:     r.Time.Unix(),
 	}}}
 }

@@ -27,7 +27,7 @@ func reportJSON(t testing.TB, runID, status, operator string, issues int) string
 	end := "2025-09-22T14:35:00.000Z"
 	r := report.Report{
 		Deployment: report.Deployment{ID: runID, StartTime: "2025-09-22T14:30:00.000Z", EndTime: &end, Duration: "5m 0s", Status: status, Operator: operator},
-		Change:     report.Change{ID: "CR-2025-001", Title: "Order API v2"},
+		Change:     report.Change{ID: "CR-2025-001", Title: "Order API v2", Systems: []string{"KIS_CORE_V3"}},
 	}
 	for range issues {
 		r.Issues = append(r.Issues, report.Issue{Severity: report.SeverityCritical, Type: "THRESHOLD", Message: "error_rate above threshold", Time: end})
@@ -249,4 +249,21 @@ func parseMail(t testing.TB, raw []byte) parsedMail {
 func decodeBase64(s string) (string, error) {
 	b, err := base64.StdEncoding.DecodeString(strings.NewReplacer("\r", "", "\n", "").Replace(s))
 	return string(b), err
+}
+
+// The footer names the plan's systems as the QC summary's header does.
+func TestSlackFooterNamesThePlansSystems(t *testing.T) {
+	t.Parallel()
+	r := mustRun(t, "R-F", "SUCCESS", "kim", 0)
+	if got := notify.Slack(r).Attachments[0].Footer; got != "KIS_CORE_V3 Deployment System" {
+		t.Errorf("footer %q", got)
+	}
+	r.Report.Change.Systems = []string{"Estimator Service", "ERP AI"}
+	if got := notify.Slack(r).Attachments[0].Footer; got != "Estimator Service, ERP AI Deployment System" {
+		t.Errorf("footer %q", got)
+	}
+	r.Report.Change.Systems = nil
+	if got := notify.Footer(r); got != "Deployment System" {
+		t.Errorf("footer without systems %q", got)
+	}
 }
