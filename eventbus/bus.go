@@ -176,7 +176,11 @@ func (e Envelope) Publisher() (string, error) { return Publisher(e.header, e.dat
 // LastEvent returns the newest event of type typ in run runID, or nil when
 // the run has none.
 func (b *Bus) LastEvent(ctx context.Context, runID, typ string) (*Envelope, error) {
-	raw, err := b.audit.GetLastMsgForSubject(ctx, Subject(runID, typ))
+	var raw *jetstream.RawStreamMsg
+	err := retryRead(ctx, func() (err error) {
+		raw, err = b.audit.GetLastMsgForSubject(ctx, Subject(runID, typ))
+		return err
+	})
 	if err != nil {
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			return nil, nil
@@ -208,18 +212,81 @@ func (b *Bus) RunHistory(ctx context.Context, runID string) ([]Envelope, error) 
 // Scan calls fn for every event on the audit stream matching filters, from
 // sequence startSeq (0: the beginning) up to the end of the stream as it was
 // when Scan started, in order.
+//
+// A read the cluster cannot serve for a moment (no responders while a
+// stream leader is elected, a timeout, JetStream temporarily unavailable)
+// is retried with backoff until ctx ends, from the sequence after the last
+// event fn was given: fn sees every event once, in order.
 func (b *Bus) Scan(ctx context.Context, filters []string, startSeq uint64, fn func(Envelope) error) error {
-	cons, err := b.ordered(ctx, filters, startSeq)
-	if err != nil {
-		return err
-	}
-	defer b.dropConsumer(cons)
-	return drain(ctx, cons, filters, func(msg jetstream.Msg, meta *jetstream.MsgMetadata) error {
-		if ev, derr := Decode(msg.Subject(), msg.Headers(), msg.Data(), meta.Timestamp); derr == nil {
-			return fn(envelope(ev, meta.Sequence.Stream, msg.Subject(), msg.Headers(), msg.Data()))
+	next := startSeq
+	var fnErr error
+	return retryRead(ctx, func() error {
+		cons, err := b.ordered(ctx, filters, next)
+		if err != nil {
+			return err
 		}
-		return nil
+		defer b.dropConsumer(cons)
+		return drain(ctx, cons, filters, func(msg jetstream.Msg, meta *jetstream.MsgMetadata) error {
+			next = meta.Sequence.Stream + 1
+			if ev, derr := Decode(msg.Subject(), msg.Headers(), msg.Data(), meta.Timestamp); derr == nil {
+				if fnErr = fn(envelope(ev, meta.Sequence.Stream, msg.Subject(), msg.Headers(), msg.Data())); fnErr != nil {
+					return permanentRead{fnErr}
+				}
+			}
+			return nil
+		})
 	})
+}
+
+// permanentRead carries a Scan callback's error through retryRead
+// unretried.
+type permanentRead struct{ err error }
+
+func (p permanentRead) Error() string { return p.err.Error() }
+func (p permanentRead) Unwrap() error { return p.err }
+
+// retryRead runs read until it succeeds, fails for good, or ctx ends,
+// retrying (50 ms, doubling, at most 1 s apart) the errors of a cluster
+// that cannot serve reads for a moment: a stream leader being elected, a
+// node restarting, a reconnecting client.
+func retryRead(ctx context.Context, read func() error) error {
+	wait := 50 * time.Millisecond
+	for {
+		err := read()
+		if err == nil {
+			return nil
+		}
+		var p permanentRead
+		if errors.As(err, &p) {
+			return p.err
+		}
+		if !transientRead(err) || ctx.Err() != nil {
+			return err
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("%w (retried until %w)", err, ctx.Err())
+		case <-t.C:
+		}
+		wait = min(2*wait, time.Second)
+	}
+}
+
+// transientRead reports an error a retry may cure.
+func transientRead(err error) bool {
+	var api *jetstream.APIError
+	switch {
+	case errors.Is(err, nats.ErrNoResponders), errors.Is(err, nats.ErrTimeout), errors.Is(err, context.DeadlineExceeded),
+		errors.Is(err, jetstream.ErrNoHeartbeat), errors.Is(err, nats.ErrConnectionReconnecting), errors.Is(err, nats.ErrDisconnected):
+		return true
+	case errors.As(err, &api):
+		// 503: JetStream (or the stream's cluster group) temporarily
+		// unavailable; 408: the request timed out on the server.
+		return api.Code == 503 || api.Code == 408
+	}
+	return false
 }
 
 // dropConsumer deletes a finished scan's ordered consumer at once instead
@@ -244,18 +311,21 @@ func (b *Bus) RunSamples(ctx context.Context, runID string) ([]*runbookv1.Metric
 	if err != nil {
 		return nil, fmt.Errorf("look up stream %s: %w", MetricsStream, err)
 	}
-	cons, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: filters, DeliverPolicy: jetstream.DeliverAllPolicy})
-	if err != nil {
-		return nil, fmt.Errorf("ordered consumer on %v: %w", filters, err)
-	}
-	defer b.dropConsumer(cons)
 	var out []*runbookv1.MetricSample
-	err = drain(ctx, cons, filters, func(msg jetstream.Msg, _ *jetstream.MsgMetadata) error {
-		s := &runbookv1.MetricSample{}
-		if proto.Unmarshal(msg.Data(), s) == nil {
-			out = append(out, s)
+	err = retryRead(ctx, func() error {
+		out = out[:0] // a retry reads them all again
+		cons, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: filters, DeliverPolicy: jetstream.DeliverAllPolicy})
+		if err != nil {
+			return fmt.Errorf("ordered consumer on %v: %w", filters, err)
 		}
-		return nil
+		defer b.dropConsumer(cons)
+		return drain(ctx, cons, filters, func(msg jetstream.Msg, _ *jetstream.MsgMetadata) error {
+			s := &runbookv1.MetricSample{}
+			if proto.Unmarshal(msg.Data(), s) == nil {
+				out = append(out, s)
+			}
+			return nil
+		})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("read samples of run %s: %w", runID, err)

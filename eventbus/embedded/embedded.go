@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -35,6 +36,19 @@ type Options struct {
 	InsecureNoAuth bool
 	// TLS, when set, makes the server require TLS from its clients.
 	TLS *tls.Config
+	// Cluster, when set, makes the server one node of a JetStream cluster
+	// (streams then take Replicas up to the number of nodes).
+	Cluster *Cluster
+}
+
+// Cluster is a node's part of a NATS cluster: its unique name, where it
+// listens for the other nodes' routes, and the routes to them.
+type Cluster struct {
+	Name       string   // the cluster's name, the same on every node
+	ServerName string   // this node's name, unique in the cluster
+	Host       string   // route listener (default Options.Host)
+	Port       int      // route listener port
+	Routes     []string // nats-route://host:port of the other nodes (or all: a node skips itself)
 }
 
 // Start runs a NATS server with JetStream and waits until it accepts clients.
@@ -91,6 +105,16 @@ func (o Options) serverOptions() (*server.Options, error) {
 		MaxPayload:         8 << 20,
 		JetStreamMaxMemory: 256 << 20,
 		Nkeys:              o.Users,
+	}
+	if c := o.Cluster; c != nil {
+		opts.ServerName = c.ServerName
+		opts.Cluster.Name = c.Name
+		opts.Cluster.Host = c.Host
+		if opts.Cluster.Host == "" {
+			opts.Cluster.Host = o.Host
+		}
+		opts.Cluster.Port = c.Port
+		opts.Routes = server.RoutesFromStr(strings.Join(c.Routes, ","))
 	}
 	if o.TLS != nil {
 		opts.TLSConfig = o.TLS

@@ -1,0 +1,165 @@
+package natstest
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/kis-core/runbook/eventbus/embedded"
+)
+
+// Cluster is n embedded JetStream servers on loopback routed into one
+// cluster, open to anonymous clients (like Server). Nodes keep their ports
+// and store dirs across Stop/Start, so clients given URLs() reconnect to a
+// restarted node and it catches its streams up from the others.
+type Cluster struct {
+	t     testing.TB
+	mu    sync.Mutex
+	nodes []*server.Server // nil while stopped
+	opts  []embedded.Options
+}
+
+// NewCluster starts an n-node cluster and waits until JetStream has a
+// meta leader.
+func NewCluster(t testing.TB, n int) *Cluster {
+	t.Helper()
+	clientPorts, routePorts := freePorts(t, n), freePorts(t, n)
+	routes := make([]string, n)
+	for i := range n {
+		routes[i] = fmt.Sprintf("nats-route://127.0.0.1:%d", routePorts[i])
+	}
+	c := &Cluster{t: t, nodes: make([]*server.Server, n), opts: make([]embedded.Options, n)}
+	for i := range n {
+		c.opts[i] = embedded.Options{
+			Port: clientPorts[i], StoreDir: t.TempDir(), NoSync: true, InsecureNoAuth: true,
+			Cluster: &embedded.Cluster{Name: "runbook-test", ServerName: fmt.Sprintf("n%d", i+1), Port: routePorts[i], Routes: routes},
+		}
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Go(func() { c.nodes[i], errs[i] = embedded.Start(c.opts[i]) })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			c.Shutdown()
+			t.Fatalf("start cluster node %d: %v", i+1, err)
+		}
+	}
+	t.Cleanup(c.Shutdown)
+	c.WaitReady(t)
+	return c
+}
+
+// URLs are the client URLs of every node, comma-separated (nats.Connect's
+// form): a client fails over between them.
+func (c *Cluster) URLs() string {
+	urls := make([]string, len(c.opts))
+	for i, o := range c.opts {
+		urls[i] = fmt.Sprintf("nats://127.0.0.1:%d", o.Port)
+	}
+	return strings.Join(urls, ",")
+}
+
+// Node is node i (nil while stopped).
+func (c *Cluster) Node(i int) *server.Server {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.nodes[i]
+}
+
+// Size is the number of nodes.
+func (c *Cluster) Size() int { return len(c.opts) }
+
+// Stop shuts node i down at once, as a crash would (its store stays).
+func (c *Cluster) Stop(i int) {
+	c.mu.Lock()
+	s := c.nodes[i]
+	c.nodes[i] = nil
+	c.mu.Unlock()
+	if s != nil {
+		s.Shutdown()
+		s.WaitForShutdown()
+	}
+}
+
+// Start restarts a stopped node i on its ports and store.
+func (c *Cluster) Start(t testing.TB, i int) {
+	t.Helper()
+	s, err := embedded.Start(c.opts[i])
+	if err != nil {
+		t.Fatalf("restart cluster node %d: %v", i+1, err)
+	}
+	c.mu.Lock()
+	c.nodes[i] = s
+	c.mu.Unlock()
+}
+
+// Shutdown stops every node.
+func (c *Cluster) Shutdown() {
+	for i := range c.nodes {
+		c.Stop(i)
+	}
+}
+
+// StreamLeader is the index of the node leading stream (-1 when none
+// knows a leader yet).
+func (c *Cluster) StreamLeader(stream string) int {
+	for i := range c.nodes {
+		s := c.Node(i)
+		if s == nil {
+			continue
+		}
+		if s.JetStreamIsStreamLeader(server.DEFAULT_GLOBAL_ACCOUNT, stream) {
+			return i
+		}
+	}
+	return -1
+}
+
+// WaitReady waits until a client reaches JetStream through the cluster
+// (a meta leader is elected).
+func (c *Cluster) WaitReady(t testing.TB) {
+	t.Helper()
+	nc, err := nats.Connect(c.URLs(), nats.MaxReconnects(-1))
+	if err != nil {
+		t.Fatalf("connect to the cluster: %v", err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	Eventually(t, 30*time.Second, "the cluster's JetStream meta leader", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_, err := js.AccountInfo(ctx)
+		return err == nil
+	})
+}
+
+func freePorts(t testing.TB, n int) []int {
+	t.Helper()
+	out := make([]int, n)
+	ls := make([]net.Listener, n)
+	for i := range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ls[i], out[i] = l, l.Addr().(*net.TCPAddr).Port
+	}
+	for _, l := range ls {
+		_ = l.Close()
+	}
+	return out
+}
