@@ -11,7 +11,7 @@ DEMO_NATS   ?= 127.0.0.1:14222
 DEMO_HTTP   ?= 127.0.0.1:19464
 DEMO_DIR    := .demo
 
-.PHONY: all build test test-short test-load kill-test proto proto-check lint fmt demo run bench bench-verdict bench-projection bench-load fuzz compose-check clean
+.PHONY: all build test test-short test-load chaos kill-test proto proto-check lint fmt demo run bench bench-verdict bench-projection bench-load fuzz compose-check clean
 
 all: build
 
@@ -28,6 +28,9 @@ test: ## every test, with the race detector; then, alone, the one that restarts 
 
 test-load: ## the open-model check (2,000 req/s for 10 s, a 1 s stall in p99): too heavy for -race on 2 cores, so run here without it
 	$(GO) test -count=1 -timeout 5m -run 'TestOpenModelRateAndStall' -v ./services/tester/httprun/
+
+chaos: ## the five services × 2 replicas on a 3-node NATS cluster, 30 runs while processes and nodes are killed (make test runs 6)
+	RUNBOOK_CHAOS_RUNS=30 $(GO) test -race -count=1 -timeout 30m -run TestClusterChaos -v ./cmd/runbook/internal/allinone/
 
 kill-test: ## the deployer process killed with SIGKILL 20 times during runs (make test does 5)
 	RUNBOOK_KILLS=20 $(GO) test -race -count=1 -timeout 10m -run TestDeployerKill9 -v ./cmd/runbook/internal/allinone/

@@ -25,6 +25,7 @@ func TestR3StreamsSurviveTheLeadersLoss(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
+	natstest.WaitReady(t, nc)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	bus, err := eventbus.NewBus(ctx, nc, eventbus.Options{Source: "test", Provision: true, Streams: eventbus.StreamOptions{Replicas: 3}})

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/kis-core/runbook/eventbus/auth"
 	"github.com/kis-core/runbook/eventbus/embedded"
 )
 
@@ -31,6 +32,65 @@ type Cluster struct {
 // meta leader.
 func NewCluster(t testing.TB, n int) *Cluster {
 	t.Helper()
+	return newCluster(t, n, nil)
+}
+
+// SecureCluster is an authenticated cluster and its identity store (admin
+// and the five services made, like SecureServer).
+type SecureCluster struct {
+	*Cluster
+	Store auth.Store
+}
+
+// NewSecureCluster starts an n-node cluster that accepts only the store's
+// identities.
+func NewSecureCluster(t testing.TB, n int) *SecureCluster {
+	t.Helper()
+	st := auth.Store{Dir: t.TempDir()}
+	if err := st.Ensure(auth.ServeIdentities()); err != nil {
+		t.Fatalf("identities: %v", err)
+	}
+	kr, err := st.Keyring()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &SecureCluster{Cluster: newCluster(t, n, auth.Users(kr)), Store: st}
+}
+
+// ConnAs connects to the cluster as identity name of the store.
+func (c *SecureCluster) ConnAs(t testing.TB, name string) *nats.Conn {
+	t.Helper()
+	id, err := auth.Open(c.Store.SeedPath(name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(c.URLs(), append(id.Options(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))...)
+	if err != nil {
+		t.Fatalf("connect as %s: %v", name, err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+// Reload makes every running node accept the store's keyring as it is now.
+func (c *SecureCluster) Reload(t testing.TB) {
+	t.Helper()
+	kr, err := c.Store.Keyring()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range c.opts {
+		c.opts[i].Users = auth.Users(kr)
+		if s := c.Node(i); s != nil {
+			if err := embedded.Reload(s, c.opts[i]); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
+func newCluster(t testing.TB, n int, users []*server.NkeyUser) *Cluster {
+	t.Helper()
 	clientPorts, routePorts := freePorts(t, n), freePorts(t, n)
 	routes := make([]string, n)
 	for i := range n {
@@ -39,7 +99,7 @@ func NewCluster(t testing.TB, n int) *Cluster {
 	c := &Cluster{t: t, nodes: make([]*server.Server, n), opts: make([]embedded.Options, n)}
 	for i := range n {
 		c.opts[i] = embedded.Options{
-			Port: clientPorts[i], StoreDir: t.TempDir(), NoSync: true, InsecureNoAuth: true,
+			Port: clientPorts[i], StoreDir: t.TempDir(), NoSync: true, InsecureNoAuth: users == nil, Users: users,
 			Cluster: &embedded.Cluster{Name: "runbook-test", ServerName: fmt.Sprintf("n%d", i+1), Port: routePorts[i], Routes: routes},
 		}
 	}
@@ -58,6 +118,39 @@ func NewCluster(t testing.TB, n int) *Cluster {
 	t.Cleanup(c.Shutdown)
 	c.WaitReady(t)
 	return c
+}
+
+// WaitReady waits until every running node sees a JetStream meta leader
+// and all its peers current: streams can then be placed on any 3 nodes.
+func (c *Cluster) WaitReady(t testing.TB) {
+	t.Helper()
+	Eventually(t, 30*time.Second, "every node of the cluster current in JetStream's meta group", func() bool {
+		running := 0
+		for i := range c.opts {
+			if c.Node(i) != nil {
+				running++
+			}
+		}
+		// The meta leader knows its peers: every running node current.
+		for i := range c.opts {
+			s := c.Node(i)
+			if s == nil {
+				continue
+			}
+			jsz, err := s.Jsz(nil)
+			if err != nil || jsz.Meta == nil || jsz.Meta.Leader != s.Name() {
+				continue
+			}
+			current := 1 // itself
+			for _, p := range jsz.Meta.Replicas {
+				if p.Current && !p.Offline {
+					current++
+				}
+			}
+			return current >= running
+		}
+		return false
+	})
 }
 
 // URLs are the client URLs of every node, comma-separated (nats.Connect's
@@ -95,13 +188,22 @@ func (c *Cluster) Stop(i int) {
 // Start restarts a stopped node i on its ports and store.
 func (c *Cluster) Start(t testing.TB, i int) {
 	t.Helper()
+	if err := c.Restart(i); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Restart is Start for goroutines other than the test's (a chaos loop):
+// it returns the error.
+func (c *Cluster) Restart(i int) error {
 	s, err := embedded.Start(c.opts[i])
 	if err != nil {
-		t.Fatalf("restart cluster node %d: %v", i+1, err)
+		return fmt.Errorf("restart cluster node %d: %w", i+1, err)
 	}
 	c.mu.Lock()
 	c.nodes[i] = s
 	c.mu.Unlock()
+	return nil
 }
 
 // Shutdown stops every node.
@@ -126,15 +228,10 @@ func (c *Cluster) StreamLeader(stream string) int {
 	return -1
 }
 
-// WaitReady waits until a client reaches JetStream through the cluster
-// (a meta leader is elected).
-func (c *Cluster) WaitReady(t testing.TB) {
+// WaitReady waits until nc reaches JetStream through the cluster (a meta
+// leader is elected).
+func WaitReady(t testing.TB, nc *nats.Conn) {
 	t.Helper()
-	nc, err := nats.Connect(c.URLs(), nats.MaxReconnects(-1))
-	if err != nil {
-		t.Fatalf("connect to the cluster: %v", err)
-	}
-	defer nc.Close()
 	js, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)
