@@ -81,8 +81,11 @@ type HTTPService interface {
 
 // Options of a service binary.
 type Options struct {
-	NATSURL        string
-	MetricsListen  string
+	NATSURL       string
+	MetricsListen string
+	// Instance names this process in every event's source
+	// ("<service>/<instance>"); "" is eventbus.DefaultInstance, host:pid.
+	Instance       string
 	Replicas       int
 	LogLevel       string
 	ShutdownAfter  time.Duration
@@ -107,17 +110,18 @@ func MainWithFlags(name string, flags func(*flag.FlagSet), build func(Deps) (Ser
 	if flags != nil {
 		flags(fs)
 	}
-	fs.StringVar(&o.NATSURL, "nats-url", envOr("RUNBOOK_NATS_URL", "nats://127.0.0.1:4222"), "NATS server or cluster (comma-separated URLs); env RUNBOOK_NATS_URL")
-	fs.StringVar(&o.MetricsListen, "metrics-listen", envOr("RUNBOOK_METRICS_LISTEN", "127.0.0.1:0"), "address of /metrics and /healthz; env RUNBOOK_METRICS_LISTEN")
+	fs.StringVar(&o.NATSURL, "nats-url", envOr(EnvNATSURL, "nats://127.0.0.1:4222"), "NATS server or cluster (comma-separated URLs); env "+EnvNATSURL)
+	fs.StringVar(&o.MetricsListen, "metrics-listen", envOr(EnvMetricsListen, "127.0.0.1:0"), "address of /metrics and /healthz; env "+EnvMetricsListen)
+	fs.StringVar(&o.Instance, "instance", os.Getenv(EnvInstance), "this replica's name in every event's source, "+name+"/<instance> (default <host>:<pid>: unique per process and per container); env "+EnvInstance)
 	fs.IntVar(&o.Replicas, "replicas", 1, "stream replicas when this service creates the streams (3 in a cluster)")
 	fs.StringVar(&o.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.DurationVar(&o.ShutdownAfter, "shutdown-timeout", 15*time.Second, "how long shutdown may take")
 	fs.DurationVar(&o.AckWait, "ack-wait", 0, "how long an un-acked message waits before redelivery to another instance (0: 30s)")
-	fs.StringVar(&o.Creds, "creds", os.Getenv("RUNBOOK_CREDS"), "this service's identity: its nkey seed file (runbook serve writes <data-dir>/identities/"+name+".nk); env RUNBOOK_CREDS")
-	fs.StringVar(&o.Keyring, "keyring", os.Getenv("RUNBOOK_KEYRING"), "the keyring of identities whose signed decisions are trusted (<data-dir>/identities/keyring.json); env RUNBOOK_KEYRING")
-	fs.StringVar(&o.TLS.CA, "tls-ca", os.Getenv("RUNBOOK_TLS_CA"), "CA certificate (PEM) that verifies the NATS server's TLS certificate; env RUNBOOK_TLS_CA")
-	fs.StringVar(&o.TLS.Cert, "tls-cert", os.Getenv("RUNBOOK_TLS_CERT"), "certificate (PEM) for --metrics-listen: serve it over HTTPS; env RUNBOOK_TLS_CERT")
-	fs.StringVar(&o.TLS.Key, "tls-key", os.Getenv("RUNBOOK_TLS_KEY"), "the key of --tls-cert; env RUNBOOK_TLS_KEY")
+	fs.StringVar(&o.Creds, "creds", os.Getenv(EnvCreds), "this service's identity: its nkey seed file (runbook serve writes <data-dir>/identities/"+name+".nk); env "+EnvCreds)
+	fs.StringVar(&o.Keyring, "keyring", os.Getenv(EnvKeyring), "the keyring of identities whose signed decisions are trusted (<data-dir>/identities/keyring.json); env "+EnvKeyring)
+	fs.StringVar(&o.TLS.CA, "tls-ca", os.Getenv(EnvTLSCA), "CA certificate (PEM) that verifies the NATS server's TLS certificate; env "+EnvTLSCA)
+	fs.StringVar(&o.TLS.Cert, "tls-cert", os.Getenv(EnvTLSCert), "certificate (PEM) for --metrics-listen: serve it over HTTPS; env "+EnvTLSCert)
+	fs.StringVar(&o.TLS.Key, "tls-key", os.Getenv(EnvTLSKey), "the key of --tls-cert; env "+EnvTLSKey)
 	fs.BoolVar(&o.InsecureNoAuth, "insecure-no-auth", false, "connect without credentials and trust unsigned decisions: for experiments only")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: %s [flags]\n\nRuns runbook's %s service against a NATS JetStream server.\n\n", name, name)
@@ -139,8 +143,8 @@ func MainWithFlags(name string, flags func(*flag.FlagSet), build func(Deps) (Ser
 }
 
 func run(ctx context.Context, name string, o Options, build func(Deps) (Service, error)) error {
-	log := NewLogger(o.LogLevel).With("service", name)
-	host, _ := os.Hostname()
+	source := eventbus.SourceOf(name, o.Instance)
+	log := NewLogger(o.LogLevel).With("service", name, "source", source)
 	var copts []nats.Option
 	var signer nkeys.KeyPair
 	var keyring *auth.KeyringFile
@@ -169,7 +173,7 @@ func run(ctx context.Context, name string, o Options, build func(Deps) (Service,
 		}
 		copts = append(copts, topts...)
 	}
-	nc, err := eventbus.Connect(o.NATSURL, "runbook-"+name, copts...)
+	nc, err := eventbus.Connect(o.NATSURL, "runbook-"+source, copts...)
 	if err != nil {
 		return err
 	}
@@ -178,7 +182,7 @@ func run(ctx context.Context, name string, o Options, build func(Deps) (Service,
 	defer cancel()
 	// With credentials the streams are the admin's to create (runbook serve,
 	// or runbook provision): a service only looks them up.
-	bus, err := eventbus.NewBus(bctx, nc, eventbus.Options{Source: name + "/" + host, Provision: o.InsecureNoAuth, Streams: eventbus.StreamOptions{Replicas: o.Replicas}, Signer: signer})
+	bus, err := eventbus.NewBus(bctx, nc, eventbus.Options{Source: source, Provision: o.InsecureNoAuth, Streams: eventbus.StreamOptions{Replicas: o.Replicas}, Signer: signer})
 	if err != nil {
 		return err
 	}

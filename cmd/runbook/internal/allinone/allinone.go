@@ -54,6 +54,10 @@ type Options struct {
 	NoSync bool
 	// Replicas of the streams when they are created (3 in a cluster).
 	Replicas int
+	// Instance names this process in the source of every event its
+	// services publish ("<service>/<instance>", eventbus.SourceOf); ""
+	// is eventbus.DefaultInstance, host:pid.
+	Instance string
 	// ReportsDir receives <run_id>-report.json for every report the
 	// reporter publishes (see reporter.Options.ReportsDir); "" writes none.
 	ReportsDir string
@@ -201,7 +205,6 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		s.shutdownNATS()
 		return nil, fmt.Errorf("provision streams as admin: %w", err)
 	}
-	host, _ := os.Hostname()
 	m := eventbus.NewMetrics(o.Registry)
 	buses := map[string]*eventbus.Bus{}
 	bus := func(name string) (*eventbus.Bus, error) {
@@ -226,7 +229,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		}
 		bctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 		defer cancel()
-		b, err := eventbus.NewBus(bctx, nc, eventbus.Options{Source: name + "/" + host, Signer: signer})
+		b, err := eventbus.NewBus(bctx, nc, eventbus.Options{Source: eventbus.SourceOf(name, o.Instance), Signer: signer})
 		if err == nil {
 			buses[identity] = b
 		}

@@ -9,6 +9,7 @@ import (
 	"github.com/kis-core/runbook/domain/trust"
 	"github.com/kis-core/runbook/eventbus"
 	"github.com/kis-core/runbook/eventbus/auth"
+	"github.com/kis-core/runbook/eventbus/svcmain"
 	"github.com/kis-core/runbook/services/reporter/pgstore"
 )
 
@@ -113,8 +114,8 @@ has caught up (events published since it last projected are reported missing).`,
 			return nil
 		},
 	}
-	verify.Flags().StringVar(&dbURL, "database-url", envOr("RUNBOOK_DATABASE_URL", ""), "PostgreSQL database of the reporter (env RUNBOOK_DATABASE_URL)")
-	verify.Flags().StringVar(&keyringPath, "keyring", envOr("RUNBOOK_KEYRING", ""), "the keyring of runbook serve (<data-dir>/identities/keyring.json) to re-check every signature (env RUNBOOK_KEYRING)")
+	verify.Flags().StringVar(&dbURL, "database-url", envOr(svcmain.EnvDatabaseURL, ""), "PostgreSQL database of the reporter (env "+svcmain.EnvDatabaseURL+")")
+	verify.Flags().StringVar(&keyringPath, "keyring", envOr(svcmain.EnvKeyring, ""), "the keyring of runbook serve (<data-dir>/identities/keyring.json) to re-check every signature (env "+svcmain.EnvKeyring+")")
 	c.AddCommand(verify)
 	return c
 }

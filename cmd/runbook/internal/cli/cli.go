@@ -23,6 +23,7 @@ import (
 	"github.com/kis-core/runbook/domain/trust"
 	"github.com/kis-core/runbook/eventbus"
 	"github.com/kis-core/runbook/eventbus/auth"
+	"github.com/kis-core/runbook/eventbus/svcmain"
 	runbookv1 "github.com/kis-core/runbook/proto/runbook/v1"
 )
 
@@ -75,9 +76,9 @@ Every decision is an event on the NATS JetStream stream RUNBOOK.
 	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.PersistentFlags().StringVar(&g.natsURL, "nats-url", envOr("RUNBOOK_NATS_URL", "nats://127.0.0.1:4222"), "NATS server of the runbook you talk to (env RUNBOOK_NATS_URL)")
-	root.PersistentFlags().StringVar(&g.tlsCA, "tls-ca", os.Getenv("RUNBOOK_TLS_CA"), "CA certificate (PEM) that verifies the NATS server's TLS certificate (env RUNBOOK_TLS_CA)")
-	root.PersistentFlags().StringVar(&g.creds, "creds", os.Getenv("RUNBOOK_CREDS"), "your identity: the nkey seed FILE that runbook identity create wrote (env RUNBOOK_CREDS); it authenticates you to NATS and signs your decisions")
+	root.PersistentFlags().StringVar(&g.natsURL, "nats-url", envOr(svcmain.EnvNATSURL, "nats://127.0.0.1:4222"), "NATS server of the runbook you talk to (env "+svcmain.EnvNATSURL+")")
+	root.PersistentFlags().StringVar(&g.tlsCA, "tls-ca", os.Getenv(svcmain.EnvTLSCA), "CA certificate (PEM) that verifies the NATS server's TLS certificate (env "+svcmain.EnvTLSCA+")")
+	root.PersistentFlags().StringVar(&g.creds, "creds", os.Getenv(svcmain.EnvCreds), "your identity: the nkey seed FILE that runbook identity create wrote (env "+svcmain.EnvCreds+"); it authenticates you to NATS and signs your decisions")
 	root.AddCommand(serveCmd(g), validateCmd(g), submitCmd(g), watchCmd(g), runsCmd(g), reportCmd(g), retroCmd(g), approveCmd(g), rejectCmd(g), rollbackCmd(g), cancelCmd(g), auditCmd(g), replayCmd(g), identityCmd(g), provisionCmd(g))
 	err := root.ExecuteContext(ctx)
 	if err == nil {
@@ -178,7 +179,7 @@ func (g *globals) whoami() string {
 }
 
 func whoami() string {
-	for _, k := range []string{"RUNBOOK_OPERATOR", "USER", "LOGNAME"} {
+	for _, k := range []string{svcmain.EnvOperator, "USER", "LOGNAME"} {
 		if v := os.Getenv(k); v != "" {
 			return v
 		}

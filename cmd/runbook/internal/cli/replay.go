@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kis-core/runbook/domain/runstate"
+	"github.com/kis-core/runbook/eventbus/svcmain"
 	"github.com/kis-core/runbook/services/reporter"
 	"github.com/kis-core/runbook/services/reporter/pgstore"
 )
@@ -50,7 +51,7 @@ the stream in order and neither stores an event twice.`,
 	}
 	c.Flags().StringVar(&run, "run", "", "print this run's timeline")
 	c.Flags().BoolVar(&rebuild, "rebuild", false, "drop the PostgreSQL projection and rebuild it from the stream")
-	c.Flags().StringVar(&dbURL, "database-url", envOr("RUNBOOK_DATABASE_URL", ""), "PostgreSQL database of the reporter, for --rebuild (env RUNBOOK_DATABASE_URL)")
+	c.Flags().StringVar(&dbURL, "database-url", envOr(svcmain.EnvDatabaseURL, ""), "PostgreSQL database of the reporter, for --rebuild (env "+svcmain.EnvDatabaseURL+")")
 	c.Flags().IntVar(&batch, "batch", 5000, "events stored per transaction while rebuilding")
 	return c
 }

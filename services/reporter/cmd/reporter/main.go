@@ -35,8 +35,8 @@ func main() {
 	var slackEnv, webhookURL, smtpEnv, emailTo string
 	var store *pgstore.Store
 	code := svcmain.MainWithFlags("reporter", func(fs *flag.FlagSet) {
-		fs.StringVar(&dbURL, "database-url", os.Getenv("RUNBOOK_DATABASE_URL"), "PostgreSQL for the read model and history (env RUNBOOK_DATABASE_URL); empty: in memory, rebuilt from the stream")
-		fs.StringVar(&reportsDir, "reports-dir", os.Getenv("RUNBOOK_REPORTS_DIR"), "also write each report as <dir>/<run>-report.json (env RUNBOOK_REPORTS_DIR); empty: no files")
+		fs.StringVar(&dbURL, "database-url", os.Getenv(svcmain.EnvDatabaseURL), "PostgreSQL for the read model and history (env "+svcmain.EnvDatabaseURL+"); empty: in memory, rebuilt from the stream")
+		fs.StringVar(&reportsDir, "reports-dir", os.Getenv(svcmain.EnvReportsDir), "also write each report as <dir>/<run>-report.json (env "+svcmain.EnvReportsDir+"); empty: no files")
 		fs.StringVar(&slackEnv, "notify-slack-env", "", "NAME of the env var holding a Slack webhook URL notified of every run (the plan's report.notify adds its own)")
 		fs.StringVar(&webhookURL, "notify-webhook", "", "URL receiving every run's report JSON (POST)")
 		fs.StringVar(&emailTo, "notify-email-to", "", "comma-separated recipients of the e-mail report (runs that failed, rolled back or had issues); needs --notify-smtp-env")

@@ -13,8 +13,8 @@ import (
 func main() {
 	var o tester.Options
 	flags := func(fs *flag.FlagSet) {
-		fs.StringVar(&o.SummaryDir, "load-summary-dir", os.Getenv("RUNBOOK_LOAD_SUMMARY_DIR"),
-			`where each load test's k6-shaped summary is written as <run>-k6-summary.json ("" for none; the test.load event carries it); env RUNBOOK_LOAD_SUMMARY_DIR`)
+		fs.StringVar(&o.SummaryDir, "load-summary-dir", os.Getenv(svcmain.EnvLoadSummaryDir),
+			`where each load test's k6-shaped summary is written as <run>-k6-summary.json ("" for none; the test.load event carries it); env `+svcmain.EnvLoadSummaryDir)
 	}
 	os.Exit(svcmain.MainWithFlags("tester", flags, func(d svcmain.Deps) (svcmain.Service, error) {
 		o.Consumer = d.Consumer()
