@@ -92,7 +92,7 @@ func Permissions(role trust.Role, publicKey string) *server.Permissions {
 		)
 	}
 	return &server.Permissions{
-		Publish: &server.SubjectPermission{Allow: allow, Deny: deny},
+		Publish:   &server.SubjectPermission{Allow: allow, Deny: deny},
 		Subscribe: &server.SubjectPermission{Allow: subscribe},
 	}
 }
