@@ -374,6 +374,27 @@ func (s *State) DeployOver() bool {
 	return s.DeployFinished() || s.RollbackUnderWay() || s.Stopped != nil || s.RunFailed != nil || s.Status.Final()
 }
 
+// DeployInterruptedReason is the error of the deploy.failed that ends a
+// deploy whose deployer stopped mid-way while the run went on without it:
+// "interrupted; " and what became of the run — rolled back, its rollback
+// failed or still under way, or how it ended.
+func (s *State) DeployInterruptedReason() string {
+	const p = "interrupted; "
+	switch {
+	case s.RollbackEnd.GetRollbackDone() != nil:
+		return p + "rolled back"
+	case s.RollbackEnd != nil:
+		return p + "the rollback failed"
+	case s.RollbackStart != nil:
+		return p + "rolling back"
+	case s.RunFailed != nil:
+		return p + "the run failed: " + s.RunFailed.GetRunFailed().GetReason()
+	case s.Status.Final():
+		return p + "the run ended " + string(s.Status) + ": " + s.FinalReason
+	}
+	return p + "the deploy did not resume"
+}
+
 // RollbackRequestedBy is who asked for the run's rollback: the requester
 // rollback.started names, else the first request's ("" when none).
 func (s *State) RollbackRequestedBy() string {
