@@ -1,6 +1,7 @@
 package runstate
 
 import (
+	"strings"
 	"testing"
 
 	runbookv1 "github.com/kis-core/runbook/proto/runbook/v1"
@@ -105,5 +106,38 @@ func TestExhaustedDeadLetterFailsTheRun(t *testing.T) {
 		exhausted("dl", "notifier", "report.ready", 9, 5)})
 	if s.Status != Failed || s.FinalReason != "pre-flight failed: db down" {
 		t.Fatalf("final run changed by a later dead letter: %s %q", s.Status, s.FinalReason)
+	}
+}
+
+// An interrupted deploy's deploy.failed says what became of its run.
+func TestDeployInterruptedReason(t *testing.T) {
+	t.Parallel()
+	ev := func(id, typ string, p any) *runbookv1.Event {
+		e := &runbookv1.Event{Id: id, RunId: "R", Type: typ}
+		switch p := p.(type) {
+		case *runbookv1.Event_RollbackStarted:
+			e.Payload = p
+		case *runbookv1.Event_RollbackDone:
+			e.Payload = p
+		case *runbookv1.Event_RollbackFailed:
+			e.Payload = p
+		}
+		return e
+	}
+	base := []*runbookv1.Event{changeRequested("cr"), deployStartedEv("ds")}
+	rs := ev("rs", "rollback.started", &runbookv1.Event_RollbackStarted{RollbackStarted: &runbookv1.RollbackStarted{Reason: "p95"}})
+	for _, c := range []struct {
+		more []*runbookv1.Event
+		want string
+	}{
+		{[]*runbookv1.Event{rs, ev("rd", "rollback.done", &runbookv1.Event_RollbackDone{RollbackDone: &runbookv1.DeployFinished{}})}, "interrupted; rolled back"},
+		{[]*runbookv1.Event{rs, ev("rf", "rollback.failed", &runbookv1.Event_RollbackFailed{RollbackFailed: &runbookv1.DeployFinished{}})}, "interrupted; the rollback failed"},
+		{[]*runbookv1.Event{rs}, "interrupted; rolling back"},
+		{[]*runbookv1.Event{exhausted("dl", "monitor", "deploy.started", 2, 5)}, "interrupted; the run ended FAILED: event.dead_lettered: deploy.started"},
+	} {
+		got := Fold("R", append(append([]*runbookv1.Event{}, base...), c.more...)).DeployInterruptedReason()
+		if !strings.HasPrefix(got, c.want) {
+			t.Errorf("got %q, want %q…", got, c.want)
+		}
 	}
 }
