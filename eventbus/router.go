@@ -91,13 +91,14 @@ func PublisherOf(ctx context.Context) (trust.Identity, bool) {
 	return id, ok
 }
 
-// checkPublisher verifies a message's publisher against the keyring.
-func (r *Router) checkPublisher(ctx context.Context, msg jetstream.Msg, ev *runbookv1.Event) (context.Context, error) {
+// checkPublisher verifies a message's publisher (from its header and
+// data as stored) against the keyring.
+func (r *Router) checkPublisher(ctx context.Context, header nats.Header, data []byte, ev *runbookv1.Event) (context.Context, error) {
 	kr, err := r.opts.Keyring.Keyring()
 	if err != nil {
 		return ctx, fmt.Errorf("read the keyring: %w", err) // retried: not the message's fault
 	}
-	pub, err := Publisher(msg.Headers(), msg.Data())
+	pub, err := Publisher(header, data)
 	switch {
 	case err != nil:
 		return ctx, Permanent(err)
@@ -213,16 +214,20 @@ func (r *Router) Run(ctx context.Context) error {
 		}
 		return fmt.Errorf("create consumer %s: %w", r.opts.Durable, err)
 	}
+	// Handlers run on their own context: shutdown first waits for them.
+	hctx, cancelHandlers := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelHandlers()
+	stopWatch, err := r.watchMaxDeliveries()
+	if err != nil {
+		return fmt.Errorf("consumer %s: %w", r.opts.Durable, err)
+	}
+	defer stopWatch(r.opts.DrainTimeout)
 	it, err := cons.Messages(jetstream.PullMaxMessages(r.opts.Concurrency))
 	if err != nil {
 		return fmt.Errorf("consume %s: %w", r.opts.Durable, err)
 	}
 	stopFetch := context.AfterFunc(ctx, it.Stop)
 	defer stopFetch()
-
-	// Handlers run on their own context: shutdown first waits for them.
-	hctx, cancelHandlers := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancelHandlers()
 	sem := make(chan struct{}, r.opts.Concurrency)
 	var wg sync.WaitGroup
 	r.log.Info("consumer started", "filters", r.FilterSubjects(), "concurrency", r.opts.Concurrency)
@@ -277,7 +282,7 @@ func (r *Router) handle(ctx context.Context, msg jetstream.Msg) {
 
 	hctx := ctx
 	if err == nil && r.opts.Keyring != nil {
-		hctx, err = r.checkPublisher(ctx, msg, ev)
+		hctx, err = r.checkPublisher(ctx, msg.Headers(), msg.Data(), ev)
 	}
 	if err == nil {
 		h := r.handlers[typ]
@@ -301,13 +306,21 @@ func (r *Router) handle(ctx context.Context, msg jetstream.Msg) {
 			log.Warn("ack failed; the event will be redelivered and handled idempotently", "err", aerr)
 		}
 		r.metrics.Handled.WithLabelValues(r.opts.Durable, typ, "ack").Inc()
+	case ctx.Err() != nil && int(meta.NumDelivered) >= r.opts.MaxDeliver:
+		// Shutting down during the last delivery: JetStream will not
+		// deliver it again (its MAX_DELIVERIES advisory would reach only
+		// the replicas still running): record it here.
+		r.deadLetter(msg, meta, typ, fmt.Errorf("the last delivery was interrupted by a shutdown: %w", err), true, log)
 	case ctx.Err() != nil:
 		// Shutting down: hand the message back at once.
 		_ = msg.Nak()
 		r.metrics.Handled.WithLabelValues(r.opts.Durable, typ, "shutdown").Inc()
 		log.Info("handler interrupted by shutdown; message handed back", "err", err)
-	case errors.Is(err, ErrDecode) || errors.As(err, &perm) || int(meta.NumDelivered) >= r.opts.MaxDeliver:
-		r.deadLetter(msg, meta, typ, err, log)
+	case errors.Is(err, ErrDecode) || errors.As(err, &perm):
+		r.deadLetter(msg, meta, typ, err, false, log)
+	case int(meta.NumDelivered) >= r.opts.MaxDeliver:
+		// An accepted event whose handler kept failing: the run needed it.
+		r.deadLetter(msg, meta, typ, err, true, log)
 	case errors.As(err, &retry):
 		_ = msg.NakWithDelay(retry.after)
 		r.metrics.Handled.WithLabelValues(r.opts.Durable, typ, "retry").Inc()
@@ -350,11 +363,14 @@ func (r *Router) call(ctx context.Context, msg jetstream.Msg, h Handler, ev *run
 	return h(ctx, ev)
 }
 
-func (r *Router) deadLetter(msg jetstream.Msg, meta *jetstream.MsgMetadata, typ string, cause error, log *slog.Logger) {
+// deadLetter records the message as event.dead_lettered (exhausted: an
+// accepted event whose deliveries ran out) and terminates it.
+func (r *Router) deadLetter(msg jetstream.Msg, meta *jetstream.MsgMetadata, typ string, cause error, exhausted bool, log *slog.Logger) {
 	dl := DeadLetter(r.opts.Durable, msg.Subject(), meta.Sequence.Stream, meta.NumDelivered, msg.Headers(), msg.Data(), cause)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if dl != nil {
+		dl.GetEventDeadLettered().Exhausted = exhausted
 		if _, err := r.bus.Publish(ctx, dl); err != nil {
 			// Not recorded: keep the message so it is not lost.
 			log.Error("dead-letter publish failed; message kept for redelivery", "err", err, "reason", cause)
@@ -365,7 +381,7 @@ func (r *Router) deadLetter(msg jetstream.Msg, meta *jetstream.MsgMetadata, typ 
 	_ = msg.Term()
 	r.metrics.DeadLettered.WithLabelValues(r.opts.Durable).Inc()
 	r.metrics.Handled.WithLabelValues(r.opts.Durable, typ, "dead_letter").Inc()
-	log.Error("event dead-lettered", "reason", cause)
+	log.Error("event dead-lettered", "reason", cause, "exhausted", exhausted)
 }
 
 // DeadLetter is the event.dead_lettered by which consumer refuses the

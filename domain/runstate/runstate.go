@@ -128,6 +128,11 @@ type State struct {
 	VerifyOutcome *runbookv1.Event
 	// RunFailed is run.failed: a failure nothing undid.
 	RunFailed *runbookv1.Event
+	// DeadLetter is the first event.dead_lettered of a message of the run
+	// a consumer accepted and gave up on when its deliveries ran out
+	// (DeadLettered.exhausted): the run needed it handled, so it failed
+	// (DeadLetterReason). A refused message's dead letter is never here.
+	DeadLetter *runbookv1.Event
 
 	seen map[string]bool
 	// live are the stream sequences of the events folded with ApplyAt
@@ -159,6 +164,19 @@ func (s *State) ApplyAt(seq uint64, ev *runbookv1.Event) bool {
 	}
 	s.seen[ev.GetId()] = true
 	if dl := ev.GetEventDeadLettered(); dl != nil {
+		if dl.GetExhausted() {
+			// A consumer gave up on an event of the run it had accepted:
+			// the event stays part of the run, and the run — if it exists:
+			// a dead letter makes no run — fails naming it, unless it
+			// already ended.
+			if s.Exists() {
+				if s.DeadLetter == nil {
+					s.DeadLetter = ev
+				}
+				s.finish(Failed, DeadLetterReason(dl))
+			}
+			return true
+		}
 		// A consumer refused a message of the run: it is no part of the
 		// run, and if the fold took it in (it decoded but was not
 		// accepted, e.g. an unsigned change request) it no longer makes
@@ -356,6 +374,27 @@ func (s *State) DeployOver() bool {
 	return s.DeployFinished() || s.RollbackUnderWay() || s.Stopped != nil || s.RunFailed != nil || s.Status.Final()
 }
 
+// DeployInterruptedReason is the error of the deploy.failed that ends a
+// deploy whose deployer stopped mid-way while the run went on without it:
+// "interrupted; " and what became of the run — rolled back, its rollback
+// failed or still under way, or how it ended.
+func (s *State) DeployInterruptedReason() string {
+	const p = "interrupted; "
+	switch {
+	case s.RollbackEnd.GetRollbackDone() != nil:
+		return p + "rolled back"
+	case s.RollbackEnd != nil:
+		return p + "the rollback failed"
+	case s.RollbackStart != nil:
+		return p + "rolling back"
+	case s.RunFailed != nil:
+		return p + "the run failed: " + s.RunFailed.GetRunFailed().GetReason()
+	case s.Status.Final():
+		return p + "the run ended " + string(s.Status) + ": " + s.FinalReason
+	}
+	return p + "the deploy did not resume"
+}
+
 // RollbackRequestedBy is who asked for the run's rollback: the requester
 // rollback.started names, else the first request's ("" when none).
 func (s *State) RollbackRequestedBy() string {
@@ -382,6 +421,18 @@ func (s *State) RollbackRequestBy(who string) *runbookv1.Event {
 // event was refused by its consumers (an unsigned change request) does
 // not: no listing shows it. The one rule every reader of runs goes by.
 func (s *State) Exists() bool { return s.unsequenced > 0 || len(s.live) > 0 }
+
+// DeadLetterReason is the final reason of a run failed by the dead letter
+// of an event it needed (DeadLettered.exhausted): which event, which
+// consumer gave up, after how many deliveries and why.
+func DeadLetterReason(d *runbookv1.DeadLettered) string {
+	what := "an event"
+	if parts := strings.SplitN(d.GetOriginalSubject(), ".", 3); len(parts) == 3 {
+		what = parts[2]
+	}
+	return fmt.Sprintf("event.dead_lettered: %s (stream sequence %d) was never handled: the %s consumer gave up after %d deliveries: %s",
+		what, d.GetOriginalSequence(), or(d.GetConsumer(), "unnamed"), d.GetDeliveries(), or(d.GetReason(), "no reason given"))
+}
 
 // VerifyFailedReason is the final reason of a run whose rollback's
 // verification failed (rollback.verify.failed): the tests that failed.

@@ -221,6 +221,9 @@ func describe(ev *runbookv1.Event) (phase, text string, ok bool) {
 		if d.GetOriginalSubject() != "" {
 			s += fmt.Sprintf(": %s (stream sequence %d)", d.GetOriginalSubject(), d.GetOriginalSequence())
 		}
+		if d.GetExhausted() {
+			s += " (deliveries exhausted: the run fails)"
+		}
 		return PhasePlumbing, s + ": " + d.GetReason(), true
 	}
 	return "", "", false

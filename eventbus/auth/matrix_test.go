@@ -31,7 +31,8 @@ import (
 // say what": only admin touches stream configuration or deletes a durable;
 // a service creates, consumes and acks only its own durable; everyone reads
 // a run's history and the streams' info; everyone subscribes to the live
-// alerts and its own inbox only.
+// alerts and its own inbox only, a service also to the MAX_DELIVERIES
+// advisories of its own durable.
 //
 // A refusal is the server's permissions violation (-ERR), which NATS sends
 // asynchronously: each connection's error handler hands it to the operation
@@ -671,6 +672,15 @@ func (m *matrix) ops() []op {
 						return fmt.Errorf("fetched %d messages from %s: %v", n, d, batch.Error())
 					}
 					return nil
+				},
+			},
+			op{
+				name:   "subscribe the MAX_DELIVERIES advisories of durable " + d,
+				expect: owner(d),
+				owns:   subTo(fixed(eventbus.MaxDeliveriesAdvisory(eventbus.AuditStream, d))),
+				do: func(ctx context.Context, a *actor) error {
+					adv := eventbus.MaxDeliveriesAdvisory(eventbus.AuditStream, d)
+					return m.probe(ctx, a, adv, adv)
 				},
 			},
 			op{

@@ -18,6 +18,11 @@ var readStreams = []string{"RUNBOOK", "RUNBOOK_METRICS"}
 // auditStream is the stream whose durable consumers the services own.
 const auditStream = "RUNBOOK"
 
+// maxDeliveriesAdvisory is eventbus.MaxDeliveriesAdvisoryPrefix (this
+// package cannot import eventbus): JetStream's word, per consumer, that a
+// message ran out of deliveries.
+const maxDeliveriesAdvisory = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES"
+
 // InboxPrefix is where an identity's replies arrive: _INBOX.<public key>.
 // Only that identity may subscribe there, so no one reads another's
 // replies (JetStream deliveries and acks travel as replies). The nats CLI
@@ -35,8 +40,9 @@ func InboxPrefix(publicKey string) string { return "_INBOX." + publicKey }
 //   - services create and consume their own durable consumers and ack only
 //     their messages; nobody but admin deletes a durable, and nobody but
 //     admin creates, updates, purges or deletes a stream;
-//   - subscribes only to its own inbox and to the live alerts
-//     (runbook.*.threshold.violated).
+//   - subscribes only to its own inbox, to the live alerts
+//     (runbook.*.threshold.violated) and, a service, to the MAX_DELIVERIES
+//     advisories of its own durables.
 func Permissions(role trust.Role, publicKey string) *server.Permissions {
 	if role == trust.Admin {
 		return &server.Permissions{
@@ -66,8 +72,12 @@ func Permissions(role trust.Role, publicKey string) *server.Permissions {
 		)
 	}
 	own := trust.Durables(role)
+	subscribe := []string{InboxPrefix(publicKey) + ".>", "runbook.*.threshold.violated"}
 	for _, d := range own {
 		allow = append(allow, "$JS.ACK."+auditStream+"."+d+".>")
+		// The server's word that the durable gave up on a message: the
+		// service records it as event.dead_lettered (eventbus.Router).
+		subscribe = append(subscribe, maxDeliveriesAdvisory+"."+auditStream+"."+d)
 	}
 	for _, d := range trust.AllDurables() {
 		// Nobody but admin deletes a durable, its own included.
@@ -82,11 +92,8 @@ func Permissions(role trust.Role, publicKey string) *server.Permissions {
 		)
 	}
 	return &server.Permissions{
-		Publish: &server.SubjectPermission{Allow: allow, Deny: deny},
-		Subscribe: &server.SubjectPermission{Allow: []string{
-			InboxPrefix(publicKey) + ".>",
-			"runbook.*.threshold.violated",
-		}},
+		Publish:   &server.SubjectPermission{Allow: allow, Deny: deny},
+		Subscribe: &server.SubjectPermission{Allow: subscribe},
 	}
 }
 

@@ -77,7 +77,10 @@ func (c Command) argv() []string {
 
 // Run runs c in its own process group until it exits or ctx ends; then the
 // whole group gets SIGTERM, and SIGKILL after KillGrace, so what a script
-// started in the background dies with it.
+// started in the background dies with it. If the service itself dies, the
+// command gets SIGKILL from the kernel (Linux's parent-death signal), and
+// with TrackPids in ctx a pid file lets the service's next start kill what
+// remains of its group (SweepPidFiles).
 func Run(ctx context.Context, c Command) Result {
 	argv := c.argv()
 	if len(argv) == 0 || argv[0] == "" {
@@ -102,13 +105,17 @@ func Run(ctx context.Context, c Command) Result {
 	// Output pipes held open by a child that outlived the group's kill
 	// (it left the group) stop being waited for after this.
 	cmd.WaitDelay = 2 * time.Second
+	unlock := dieWithParent(cmd) // held from Start to Wait: see dieWithParent
 	err := cmd.Start()
 	if err == nil {
+		pidFile := writePidFile(ctx, cmd.Process.Pid, c.Text())
 		if c.OnStart != nil {
 			c.OnStart(cmd.Process.Pid)
 		}
 		err = cmd.Wait()
+		removePidFile(pidFile)
 	}
+	unlock()
 	res := Result{Output: c.Secrets.Redact(tail.String())}
 	if err != nil {
 		var ee *exec.ExitError

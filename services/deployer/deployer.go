@@ -24,6 +24,7 @@ import (
 	"github.com/kis-core/runbook/domain/trust"
 	"github.com/kis-core/runbook/eventbus"
 	"github.com/kis-core/runbook/eventbus/backup"
+	"github.com/kis-core/runbook/eventbus/procio"
 	"github.com/kis-core/runbook/eventbus/runplan"
 	runbookv1 "github.com/kis-core/runbook/proto/runbook/v1"
 	"github.com/kis-core/runbook/services/deployer/steps"
@@ -44,6 +45,10 @@ type Options struct {
 	// StepFault, for tests only: called after each step that succeeded; an
 	// error it returns makes the handler fail there, as a crash would.
 	StepFault func(run, list string, index int) error
+	// StepStartFault, for tests only: called once a step's started event
+	// is stored, before the step runs; an error it returns makes the
+	// handler stop there, as if the process died mid-step.
+	StepStartFault func(run, list string, index int) error
 	// Now is the clock of the gate (default time.Now).
 	Now func() time.Time
 	// PollInterval is how often a run waiting at the gate is re-read
@@ -54,6 +59,11 @@ type Options struct {
 	// ${ENVIRONMENT:-production} (default: Env("ENVIRONMENT"), else
 	// "production"), as pre-flight's.
 	Environment string
+	// StateDir is where the deployer keeps a pid file per running step
+	// command (pids/), swept at start: what a killed deployer's steps left
+	// running is killed and the journal says so (default
+	// DefaultStateDir()).
+	StateDir string
 }
 
 // Service is the deployer.
@@ -76,6 +86,9 @@ type Service struct {
 	// stopping is closed when Run's context ends: waits give their
 	// message back at once instead of holding the shutdown.
 	stopping <-chan struct{}
+	// orphans are the step commands of dead deployers that the start-up
+	// sweep found (orphanKey): the journal names what became of them.
+	orphans map[string]procio.Orphan
 }
 
 type activeDeploy struct {
@@ -145,6 +158,9 @@ func New(bus *eventbus.Bus, o Options, log *slog.Logger, m *eventbus.Metrics, re
 	if o.Environment == "" {
 		o.Environment = backup.DefaultEnvironment
 	}
+	if o.StateDir == "" {
+		o.StateDir = DefaultStateDir()
+	}
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 	}
@@ -153,6 +169,7 @@ func New(bus *eventbus.Bus, o Options, log *slog.Logger, m *eventbus.Metrics, re
 		exec:    &steps.Executor{HTTP: &http.Client{}, Env: o.Env},
 		active:  map[string]*activeDeploy{},
 		holders: map[string]chan struct{}{},
+		orphans: map[string]procio.Orphan{},
 		steps: eventbus.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "runbook_steps_total", Help: "Deploy and rollback step attempts, by phase, kind and outcome.",
 		}, []string{"phase", "kind", "outcome"})),
@@ -172,6 +189,7 @@ func (s *Service) Run(ctx context.Context) error {
 	s.mu.Lock()
 	s.stopping = ctx.Done()
 	s.mu.Unlock()
+	s.sweep() // before any message: a resumed step's journal names what was swept
 	r := eventbus.NewRouter(s.bus, s.o.Consumer, s.log, s.m)
 	eventbus.On(r, "preflight.passed", func(ctx context.Context, ev *runbookv1.Event, _ *runbookv1.PreflightResult) error {
 		return s.deploy(ctx, ev)
@@ -227,6 +245,11 @@ waitLoop:
 		if err != nil {
 			return err
 		}
+		if v.DeployStarted() && !v.DeployFinished() && v.DeployOver() && ownsDeploy(v, ev) {
+			// This event's deploy was interrupted (its deployer stopped)
+			// and the run went on without it: end its journal.
+			return s.endInterrupted(ctx, ev, v)
+		}
 		if !v.PreflightPassed || v.DeployOver() {
 			return nil // not open yet, or already decided
 		}
@@ -271,8 +294,8 @@ waitLoop:
 		log.Warn("the run was stopped before its deploy started: no step runs", "event", v.Stopped.GetType())
 		return nil
 	}
-	if by := v.DeployStart.GetCausationId(); by != "" && by != ev.Id {
-		log.Info("the deploy of this run belongs to the handler of another event", "deploy_caused_by", by)
+	if !ownsDeploy(v, ev) {
+		log.Info("the deploy of this run belongs to the handler of another event", "deploy_caused_by", v.DeployStart.GetCausationId())
 		return nil
 	}
 
@@ -333,6 +356,13 @@ waitLoop:
 	return nil
 }
 
+// ownsDeploy reports whether ev's handler runs the run's deploy: its
+// deploy.started names ev as its cause (or names none).
+func ownsDeploy(v *runView, ev *runbookv1.Event) bool {
+	by := v.DeployStart.GetCausationId()
+	return by == "" || by == ev.Id
+}
+
 // executor is s.exec for the steps of run v of plan p: it redacts every
 // secret the plan names, and its backup steps know the run (steps.RunInfo).
 func (s *Service) executor(p *plan.Plan, cr *runbookv1.Event, v *runView) *steps.Executor {
@@ -382,13 +412,20 @@ func (s *Service) runList(ctx context.Context, ex *steps.Executor, run string, c
 			}
 			continue
 		}
+		if v.dangling(k) {
+			// Its deployer stopped mid-step: the attempt is recorded as
+			// interrupted before anything else happens to the step.
+			if _, err := s.closeInterrupted(ctx, run, k, v); err != nil {
+				return &stepFailure{name, err}
+			}
+		}
 		attempt := v.started[k]
-		if attempt > v.ended[k] && !st.SafeToRerun() {
+		if v.cutLast[k] && !st.SafeToRerun() {
 			return &stepFailure{name, fmt.Errorf("interrupted during step %d (%q): it started before a crash and never finished; it is not marked idempotent, so it is not re-run", i+1, name)}
 		}
 		// An attempt cut short by a crash is not a failure of the step: it
 		// does not use up the step's retries.
-		maxAttempts := int32(st.Retries) + 1 + (attempt - v.ended[k])
+		maxAttempts := int32(st.Retries) + 1 + v.cut[k]
 		for {
 			attempt++
 			if attempt > maxAttempts {
@@ -410,13 +447,21 @@ func (s *Service) runList(ctx context.Context, ex *steps.Executor, run string, c
 			if _, err := s.bus.Publish(ctx, stepEvent(run, phase, "started", se)); err != nil {
 				return &stepFailure{name, err}
 			}
+			if s.o.StepStartFault != nil {
+				if err := s.o.StepStartFault(run, list, i); err != nil {
+					return &stepFailure{name, &faultError{err}}
+				}
+			}
 			t0 := time.Now()
 			env := runEnv(run, cr, list, i, name, attempt)
 			if v.backupDir != "" {
 				env[steps.BackupDirEnv] = v.backupDir // the run's own backup, for restore steps and commands
 			}
 			out := s.startOutput(ctx, run, list, i, attempt, ex.Secrets(st))
-			res := ex.RunOutput(ctx, st, env, out.write)
+			// A pid file per command while it runs: if this deployer is
+			// killed, the next one's start kills what the step left.
+			sctx := procio.TrackPids(ctx, s.pidDir(), pidLabels(run, phase, list, int32(i), attempt, name))
+			res := ex.RunOutput(sctx, st, env, out.write)
 			out.close() // its last output event goes before the outcome
 			if res.Err == nil && res.Backup != nil {
 				if err := s.recordBackup(context.WithoutCancel(ctx), run, list, i, res.Backup); err != nil {
@@ -478,6 +523,11 @@ func (s *Service) runHealth(ctx context.Context, ex *steps.Executor, run string,
 		if v.succeeded[k] {
 			*done++
 			continue
+		}
+		if v.dangling(k) {
+			if _, err := s.closeInterrupted(ctx, run, k, v); err != nil {
+				return &stepFailure{name, err}
+			}
 		}
 		attempt := v.started[k] + 1 // health checks only read: always safe to re-run
 		se := &runbookv1.StepEvent{Index: int32(i), Name: name, Kind: "health", Attempt: attempt, List: "health"}

@@ -2,6 +2,7 @@ package deployer
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/kis-core/runbook/domain/gate"
@@ -36,6 +37,13 @@ type runView struct {
 	started   map[stepKey]int32 // attempts started
 	ended     map[stepKey]int32 // attempts that ended (succeeded or failed)
 	succeeded map[stepKey]bool
+	// lastStart is the started event of each step's latest attempt.
+	lastStart map[stepKey]*runbookv1.StepEvent
+	// cut counts the attempts of a step recorded as interrupted (their
+	// deployer stopped before their outcome: interruptedPrefix); cutLast
+	// says whether the latest attempt that ended was one.
+	cut     map[stepKey]int32
+	cutLast map[stepKey]bool
 }
 
 // viewOf folds a run's history. With a keyring, approvals count only when
@@ -45,7 +53,8 @@ type runView struct {
 // names an unsigned one.
 func viewOf(run string, hist []eventbus.Envelope, kr *trust.Keyring) *runView {
 	v := &runView{State: runstate.New(run), published: map[string]bool{},
-		started: map[stepKey]int32{}, ended: map[stepKey]int32{}, succeeded: map[stepKey]bool{}}
+		started: map[stepKey]int32{}, ended: map[stepKey]int32{}, succeeded: map[stepKey]bool{},
+		lastStart: map[stepKey]*runbookv1.StepEvent{}, cut: map[stepKey]int32{}, cutLast: map[stepKey]bool{}}
 	for _, e := range hist {
 		ev := e.Event
 		if !v.ApplyAt(e.Seq, ev) {
@@ -81,17 +90,36 @@ func (v *runView) stepStarted(s *runbookv1.StepEvent) {
 	k := stepKey{s.GetList(), s.GetIndex()}
 	if s.GetAttempt() > v.started[k] {
 		v.started[k] = s.GetAttempt()
+		v.lastStart[k] = s
 	}
 }
 
 func (v *runView) stepEnded(s *runbookv1.StepEvent, ok bool) {
 	k := stepKey{s.GetList(), s.GetIndex()}
-	if s.GetAttempt() > v.ended[k] {
+	cut := !ok && strings.HasPrefix(s.GetError(), interruptedPrefix)
+	if s.GetAttempt() >= v.ended[k] {
 		v.ended[k] = s.GetAttempt()
+		v.cutLast[k] = cut
+	}
+	if cut {
+		v.cut[k]++
 	}
 	if ok {
 		v.succeeded[k] = true
 	}
+}
+
+// dangling reports whether step k's latest attempt started and never
+// ended: the deployer running it stopped.
+func (v *runView) dangling(k stepKey) bool { return v.started[k] > v.ended[k] }
+
+// phaseOf is the phase of a step list: rollback's, or the deploy's
+// (steps, health, finally).
+func phaseOf(list string) string {
+	if list == "rollback" {
+		return "rollback"
+	}
+	return "deploy"
 }
 
 // stepEvent wraps a StepEvent in the payload of the given phase

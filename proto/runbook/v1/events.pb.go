@@ -3883,8 +3883,16 @@ type DeadLettered struct {
 	Deliveries          uint64                 `protobuf:"varint,5,opt,name=deliveries,proto3" json:"deliveries,omitempty"`
 	OriginalData        []byte                 `protobuf:"bytes,6,opt,name=original_data,json=originalData,proto3" json:"original_data,omitempty"`
 	OriginalContentType string                 `protobuf:"bytes,7,opt,name=original_content_type,json=originalContentType,proto3" json:"original_content_type,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// The consumer accepted the message (it decoded and, with a keyring,
+	// its publisher may publish its type) and gave up because its
+	// deliveries ran out: its handler kept failing, or never answered (its
+	// process died or hung at each delivery; JetStream's MAX_DELIVERIES
+	// advisory). The run needed it handled: the run fails (runstate). A
+	// refused message (garbage, a forged or unsigned event, a permanent
+	// error) is not exhausted and fails no run.
+	Exhausted     bool `protobuf:"varint,8,opt,name=exhausted,proto3" json:"exhausted,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *DeadLettered) Reset() {
@@ -3964,6 +3972,13 @@ func (x *DeadLettered) GetOriginalContentType() string {
 		return x.OriginalContentType
 	}
 	return ""
+}
+
+func (x *DeadLettered) GetExhausted() bool {
+	if x != nil {
+		return x.Exhausted
+	}
+	return false
 }
 
 var File_runbook_v1_events_proto protoreflect.FileDescriptor
@@ -4329,7 +4344,7 @@ const file_runbook_v1_events_proto_rawDesc = "" +
 	"\x06target\x18\x02 \x01(\tR\x06target\x12\x14\n" +
 	"\x05error\x18\x03 \x01(\tR\x05error\x12 \n" +
 	"\vdestination\x18\x04 \x01(\tR\vdestination\x12\x1a\n" +
-	"\battempts\x18\x05 \x01(\x05R\battempts\"\x93\x02\n" +
+	"\battempts\x18\x05 \x01(\x05R\battempts\"\xb1\x02\n" +
 	"\fDeadLettered\x12\x1a\n" +
 	"\bconsumer\x18\x01 \x01(\tR\bconsumer\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12)\n" +
@@ -4339,7 +4354,8 @@ const file_runbook_v1_events_proto_rawDesc = "" +
 	"deliveries\x18\x05 \x01(\x04R\n" +
 	"deliveries\x12#\n" +
 	"\roriginal_data\x18\x06 \x01(\fR\foriginalData\x122\n" +
-	"\x15original_content_type\x18\a \x01(\tR\x13originalContentType*p\n" +
+	"\x15original_content_type\x18\a \x01(\tR\x13originalContentType\x12\x1c\n" +
+	"\texhausted\x18\b \x01(\bR\texhausted*p\n" +
 	"\vCheckStatus\x12\x1c\n" +
 	"\x18CHECK_STATUS_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11CHECK_STATUS_PASS\x10\x01\x12\x15\n" +

@@ -261,6 +261,9 @@ func New(ctx context.Context, o Options) (*Server, error) {
 			s.services[name] = preflight.New(b, po, log, m, o.Registry)
 		case "deployer":
 			do := deployer.Options{Consumer: o.Deployer, StepFault: o.DeployerStepFault}
+			if o.DataDir != "" {
+				do.StateDir = filepath.Join(o.DataDir, "deployer") // its steps' pid files, swept at start
+			}
 			if s.keyring != nil {
 				do.Keyring = s.keyring
 			}

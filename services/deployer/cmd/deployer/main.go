@@ -2,6 +2,7 @@
 package main
 
 import (
+	"flag"
 	"os"
 
 	"github.com/kis-core/runbook/eventbus/svcmain"
@@ -9,15 +10,26 @@ import (
 )
 
 func main() {
-	os.Exit(svcmain.Main("deployer", func(d svcmain.Deps) (svcmain.Service, error) {
+	var stateDir string
+	os.Exit(svcmain.MainWithFlags("deployer", func(fs *flag.FlagSet) {
+		fs.StringVar(&stateDir, "state-dir", envOr("RUNBOOK_STATE_DIR", deployer.DefaultStateDir()),
+			"where the pid files of running step commands are kept, swept at start (what a killed deployer's steps left running is killed); env RUNBOOK_STATE_DIR")
+	}, func(d svcmain.Deps) (svcmain.Service, error) {
 		kf, err := d.RequireKeyring("deployer")
 		if err != nil {
 			return nil, err
 		}
-		o := deployer.Options{Consumer: d.Consumer()}
+		o := deployer.Options{Consumer: d.Consumer(), StateDir: stateDir}
 		if kf != nil {
 			o.Keyring = kf
 		}
 		return deployer.New(d.Bus, o, d.Log, d.Metrics, d.Registry), nil
 	}))
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
 }
