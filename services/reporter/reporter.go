@@ -12,6 +12,10 @@
 // stopped. Whenever the projector has caught up with the stream it reports
 // the final runs that have no report.ready (one that ended while the
 // reporter was down is reported then, too).
+//
+// A read model several reporter processes share (a Leaser: PostgreSQL) is
+// written by one of them at a time, the holder of its write lease; the
+// others stand by and take over from the stored position (Run, standBy).
 package reporter
 
 import (
@@ -188,26 +192,18 @@ func (s *Service) Run(ctx context.Context) error {
 // lead fails otherwise.
 func (s *Service) standBy(ctx context.Context, l Leaser) error {
 	log := s.log.With("instance", s.o.Instance)
-	wait := s.o.RetryMin
 	for {
-		lease, err := l.AcquireLease(ctx, s.o.Instance, s.o.LeaseTimeout, func(holder string) {
-			log.Info("standing by: another reporter holds the read model's write lease", "holder", holder)
+		var lease Lease
+		err := s.retry(ctx, "take the write lease", func() error {
+			var err error
+			lease, err = l.AcquireLease(ctx, s.o.Instance, s.o.LeaseTimeout, func(holder string) {
+				log.Info("standing by: another reporter holds the read model's write lease", "holder", holder)
+			})
+			return err
 		})
-		if ctx.Err() != nil {
-			return nil
-		}
 		if err != nil {
-			s.metrics.storeErrors.Inc()
-			log.Error("cannot take the read model's write lease; retrying", "retry_in", wait, "err", err)
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-time.After(wait):
-			}
-			wait = min(2*wait, s.o.RetryMax)
-			continue
+			return nil // ctx ended
 		}
-		wait = s.o.RetryMin
 		s.metrics.leaseAcquired.Inc()
 		s.metrics.leaseHeld.Set(1)
 		log.Info("holding the read model's write lease: projecting and reporting", "token", lease.Token())
@@ -238,7 +234,7 @@ func (s *Service) standBy(ctx context.Context, l Leaser) error {
 			if err == nil {
 				err = context.Cause(lctx)
 			}
-			log.Warn("lost the read model's write lease: another reporter projects; standing by", "err", err)
+			log.Warn("lost the read model's write lease; standing by", "err", err)
 			continue
 		}
 		return err
