@@ -17,8 +17,9 @@ import (
 )
 
 // leaseTimeout is the lease timeout of these tests: PostgreSQL ends a
-// frozen holder's session after it.
-const leaseTimeout = time.Second
+// frozen holder's session after it (a heartbeat every third of it keeps a
+// live one's, even on a busy test machine).
+const leaseTimeout = 2 * time.Second
 
 // runR is a stream of one run R: change.requested, n-2 lines of output,
 // change.rejected.
@@ -166,7 +167,7 @@ func TestLeaseOneHolderAtATime(t *testing.T) {
 	select {
 	case <-bch:
 		t.Fatal("B took the lease A holds")
-	case <-time.After(3 * leaseTimeout): // A's heartbeat keeps it past the timeout
+	case <-time.After(3 * leaseTimeout / 2): // A's heartbeat keeps it past the timeout
 	}
 	stream := runR(3)
 	must(t, ss[0].ApplyBatch(ctx, 0, stream[:1]))

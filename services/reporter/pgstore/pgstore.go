@@ -107,8 +107,19 @@ func Connect(ctx context.Context, url string) (*Store, error) {
 	return &Store{pool: pool, cache: map[string]*runFold{}, cachePos: -1}, nil
 }
 
-// Close closes the connection pool.
-func (s *Store) Close() { s.pool.Close() }
+// Close releases the write lease, if the store holds one, and closes the
+// connection pool.
+func (s *Store) Close() {
+	s.leaseMu.Lock()
+	l := s.lease
+	s.leaseMu.Unlock()
+	if l != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		l.Release(ctx)
+		cancel()
+	}
+	s.pool.Close()
+}
 
 // Pool is the store's connection pool (tests, audit).
 func (s *Store) Pool() *pgxpool.Pool { return s.pool }
