@@ -24,6 +24,10 @@ type metrics struct {
 	// streamLast and streamBehind: see CheckStream.
 	streamLast   prometheus.Gauge
 	streamBehind prometheus.Counter
+	// The write lease of a shared read model (Leaser).
+	leaseHeld     prometheus.Gauge
+	leaseAcquired prometheus.Counter
+	leaseLost     prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -73,6 +77,18 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		streamBehind: eventbus.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "runbook_projection_stream_behind_total",
 			Help: "Times the reporter stopped because the audit stream does not hold what its read model has projected (the stream was recreated or truncated).",
+		})),
+		leaseHeld: eventbus.Register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "runbook_reporter_lease_held",
+			Help: "1 while this reporter holds the write lease of the shared read model (it projects and reports), 0 while it stands by.",
+		})),
+		leaseAcquired: eventbus.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "runbook_reporter_lease_acquired_total",
+			Help: "Times this reporter took the write lease of the shared read model.",
+		})),
+		leaseLost: eventbus.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "runbook_reporter_lease_lost_total",
+			Help: "Times this reporter lost the write lease to another (its database connection ended, or another took over) and stood by.",
 		})),
 		waiting: eventbus.Register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "runbook_reports_waiting_for_tests",

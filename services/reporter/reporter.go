@@ -12,6 +12,10 @@
 // stopped. Whenever the projector has caught up with the stream it reports
 // the final runs that have no report.ready (one that ended while the
 // reporter was down is reported then, too).
+//
+// A read model several reporter processes share (a Leaser: PostgreSQL) is
+// written by one of them at a time, the holder of its write lease; the
+// others stand by and take over from the stored position (Run, standBy).
 package reporter
 
 import (
@@ -22,6 +26,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -63,6 +68,16 @@ type Options struct {
 	// only a look at the stream's state sees it. Default 5s; negative:
 	// only at the start of reading.
 	StreamCheck time.Duration
+	// Instance names this reporter in the write lease of a shared read
+	// model (logs, projection_state.lease_holder); default
+	// <host>/<pid>.
+	Instance string
+	// LeaseTimeout is, with a read model several reporters share (a
+	// Leaser: PostgreSQL), how long the holder of the write lease keeps it
+	// once it stops answering — frozen, or cut off from the database —
+	// before a standby takes over (one that exits or crashes is replaced
+	// at once); also the longest a batch may take. Default 10s.
+	LeaseTimeout time.Duration
 	// ReportsDir, when set, receives <run_id>-report.json (the exact
 	// report_json bytes of report.ready) each time the reporter publishes a
 	// report, written atomically (temp file + rename), like the seed's
@@ -88,6 +103,13 @@ func (o *Options) setDefaults() {
 	}
 	if o.StreamCheck == 0 {
 		o.StreamCheck = 5 * time.Second
+	}
+	if o.Instance == "" {
+		host, _ := os.Hostname()
+		o.Instance = fmt.Sprintf("%s/%d", host, os.Getpid())
+	}
+	if o.LeaseTimeout <= 0 {
+		o.LeaseTimeout = 10 * time.Second
 	}
 }
 
@@ -118,6 +140,10 @@ type Service struct {
 	// created, as its first look at the stream saw it.
 	streamMu sync.Mutex
 	created  time.Time
+
+	// leading: this process projects and reports (it holds the write
+	// lease of a shared model, or its model is its own).
+	leading atomic.Bool
 }
 
 // New makes the reporter. reg may be nil (metrics then go nowhere). The
@@ -138,12 +164,97 @@ func (s *Service) Model() ReadModel { return s.model }
 // first time (the read model then holds every event published before).
 func (s *Service) Ready() <-chan struct{} { return s.ready }
 
+// Leading reports whether this process projects and reports now: it holds
+// the write lease of a shared read model (Leaser), or its model is its own.
+func (s *Service) Leading() bool { return s.leading.Load() }
+
 // Run projects the stream into the read model and reports final runs until
 // ctx ends (then it returns nil). When the audit stream does not hold what
 // the read model has projected (it was recreated or truncated: see
 // ErrStreamBehind) it logs why at error level and returns the
 // *StreamBehindError, naming the stream's and the model's sequences.
+//
+// With a read model several reporters share (a Leaser) it does so only
+// while it holds the model's write lease; until then, and after losing it,
+// it stands by (see standBy).
 func (s *Service) Run(ctx context.Context) error {
+	if l, ok := s.model.(Leaser); ok {
+		return s.standBy(ctx, l)
+	}
+	s.leading.Store(true)
+	defer s.leading.Store(false)
+	return s.lead(ctx)
+}
+
+// standBy waits for the write lease, leads while it holds it (projecting
+// from the stored position), and stands by again when it loses it, until
+// ctx ends (it then releases the lease, so a standby takes over at once) or
+// lead fails otherwise.
+func (s *Service) standBy(ctx context.Context, l Leaser) error {
+	log := s.log.With("instance", s.o.Instance)
+	for {
+		var lease Lease
+		err := s.retry(ctx, "take the write lease", func() error {
+			var err error
+			lease, err = l.AcquireLease(ctx, s.o.Instance, s.o.LeaseTimeout, func(holder string) {
+				log.Info("standing by: another reporter holds the read model's write lease", "holder", holder)
+			})
+			return err
+		})
+		if err != nil {
+			return nil // ctx ended
+		}
+		s.metrics.leaseAcquired.Inc()
+		s.metrics.leaseHeld.Set(1)
+		log.Info("holding the read model's write lease: projecting and reporting", "token", lease.Token())
+		lctx, cancel := context.WithCancelCause(ctx)
+		go func() { // a lost lease ends the lead at once
+			select {
+			case <-lease.Done():
+				cancel(lease.Err())
+			case <-lctx.Done():
+			}
+		}()
+		s.leading.Store(true)
+		err = s.lead(lctx)
+		s.leading.Store(false)
+		lost := errors.Is(err, ErrLeaseLost) || errors.Is(context.Cause(lctx), ErrLeaseLost)
+		cancel(nil)
+		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		lease.Release(rctx)
+		rcancel()
+		s.metrics.leaseHeld.Set(0)
+		s.forget()
+		switch {
+		case ctx.Err() != nil:
+			log.Info("write lease released")
+			return nil
+		case lost:
+			s.metrics.leaseLost.Inc()
+			if err == nil {
+				err = context.Cause(lctx)
+			}
+			log.Warn("lost the read model's write lease; standing by", "err", err)
+			continue
+		}
+		return err
+	}
+}
+
+// forget drops what this process remembered of the runs it reported and
+// of those waiting for their tests: after a lease it no longer holds, the
+// leader's own memory is the one that counts.
+func (s *Service) forget() {
+	s.reportMu.Lock()
+	defer s.reportMu.Unlock()
+	clear(s.published)
+	clear(s.waiting)
+	s.metrics.waiting.Set(0)
+}
+
+// lead projects and reports: Run with a model of its own, or while this
+// process holds the write lease.
+func (s *Service) lead(ctx context.Context) error {
 	started := time.Now()
 	// pctx ends with ctx, or with the stream watch's *StreamBehindError as
 	// its cause.
@@ -359,8 +470,8 @@ func (s *Service) retry(ctx context.Context, what string, fn func() error) error
 	wait := s.o.RetryMin
 	for attempt := 1; ; attempt++ {
 		err := fn()
-		if errors.Is(err, ErrBehind) {
-			return err // not a failure to wait out: the caller reads again
+		if errors.Is(err, ErrBehind) || errors.Is(err, ErrLeaseLost) {
+			return err // not a failure to wait out: the caller reads again, or stands by
 		}
 		if err == nil {
 			if attempt > 1 {

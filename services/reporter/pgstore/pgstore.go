@@ -6,10 +6,14 @@
 // projection_state, skips what is at or below last_seq, COPYs the rest into
 // events, upserts the touched runs (their fold, summary and hash-chain
 // head) and moves last_seq, all in one transaction: a crash or a second
-// reporter never stores an event twice and never skips one. The folds of
+// writer never stores an event twice and never skips one. The folds of
 // recently touched runs are cached between batches while this store is the
 // only writer (last_seq is where it left it); otherwise they are reloaded
 // from the events table.
+//
+// Several reporters share one database through the write lease
+// (AcquireLease, lease.go): one projects, the others stand by, and a batch
+// commits only while its writer's lease is the current one.
 package pgstore
 
 import (
@@ -19,8 +23,10 @@ import (
 	"io/fs"
 	"reflect"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -49,6 +55,16 @@ type Store struct {
 	// cache holds the folds of runs as of position cachePos.
 	cache    map[string]*runFold
 	cachePos int64
+
+	// leaseMu guards lease and fence (see lease.go).
+	leaseMu sync.Mutex
+	lease   *lease
+	fence   fence
+
+	// Test hooks: beforeCommit runs inside ApplyBatch's transaction after
+	// its writes; heartbeatPaused stops the lease's heartbeat.
+	beforeCommit    func()
+	heartbeatPaused atomic.Bool
 }
 
 // maxCachedRuns bounds the fold cache: past it, the folds of final runs
@@ -91,8 +107,19 @@ func Connect(ctx context.Context, url string) (*Store, error) {
 	return &Store{pool: pool, cache: map[string]*runFold{}, cachePos: -1}, nil
 }
 
-// Close closes the connection pool.
-func (s *Store) Close() { s.pool.Close() }
+// Close releases the write lease, if the store holds one, and closes the
+// connection pool.
+func (s *Store) Close() {
+	s.leaseMu.Lock()
+	l := s.lease
+	s.leaseMu.Unlock()
+	if l != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		l.Release(ctx)
+		cancel()
+	}
+	s.pool.Close()
+}
 
 // Pool is the store's connection pool (tests, audit).
 func (s *Store) Pool() *pgxpool.Pool { return s.pool }
@@ -171,23 +198,42 @@ func (s *Store) Head(ctx context.Context) (uint64, string, error) {
 func (s *Store) ApplyBatch(ctx context.Context, expected uint64, envs []eventbus.Envelope) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	f := s.fenceState()
 	var newPos int64
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		var last int64
-		if err := tx.QueryRow(ctx, `SELECT last_seq FROM projection_state FOR UPDATE`).Scan(&last); err != nil {
+		var last, token int64
+		var err error
+		if f.token == 0 {
+			err = tx.QueryRow(ctx, `SELECT last_seq, lease_token FROM projection_state FOR UPDATE`).Scan(&last, &token)
+		} else {
+			// A writer frozen inside this transaction holds the row lock,
+			// and the takeover with it, for the lease timeout at most.
+			ms := strconv.FormatInt(f.timeout.Milliseconds(), 10)
+			err = tx.QueryRow(ctx, `SELECT last_seq, lease_token,
+				set_config('idle_in_transaction_session_timeout', $1, true), set_config('statement_timeout', $1, true)
+				FROM projection_state FOR UPDATE`, ms).Scan(&last, &token, nil, nil)
+		}
+		if err != nil {
 			return fmt.Errorf("lock the projection: %w", err)
+		}
+		if f.token != 0 && token != f.token {
+			return fmt.Errorf("%w: the projection's lease token is %d, this writer's %d (another reporter took over)", reporter.ErrLeaseLost, token, f.token)
 		}
 		if last < int64(expected) {
 			return fmt.Errorf("%w: the projection is at sequence %d, the reader at %d (reset, or commits lost)", reporter.ErrBehind, last, expected)
+		}
+		if s.cachePos != last {
+			// Another writer moved the projection (or a batch failed):
+			// the cached folds are of an older position. Cleared before
+			// anything else, so that even a batch this writer skips whole
+			// leaves the cache at last.
+			clear(s.cache)
 		}
 		newPos = last
 		i := sort.Search(len(envs), func(i int) bool { return int64(envs[i].Seq) > last })
 		envs := envs[i:]
 		if len(envs) == 0 {
 			return nil
-		}
-		if s.cachePos != last {
-			clear(s.cache) // another writer moved the projection (or a failed batch)
 		}
 		if err := s.loadFolds(ctx, tx, envs); err != nil {
 			return err
@@ -216,6 +262,9 @@ func (s *Store) ApplyBatch(ctx context.Context, expected uint64, envs []eventbus
 		batch.Queue(`UPDATE projection_state SET last_seq = $1`, newPos)
 		if err := tx.SendBatch(ctx, batch).Close(); err != nil {
 			return fmt.Errorf("store runs of the batch: %w", err)
+		}
+		if s.beforeCommit != nil {
+			s.beforeCommit()
 		}
 		return nil
 	})

@@ -3,7 +3,11 @@
 // report.ready once.
 //
 // --database-url (env RUNBOOK_DATABASE_URL) keeps the read model in
-// PostgreSQL (package pgstore) instead of memory.
+// PostgreSQL (package pgstore) instead of memory. Any number of reporters
+// may share one database: the holder of its write lease projects and
+// reports, the others stand by and serve the read API from it, and take
+// over when the holder stops, dies, or stops answering for
+// --lease-timeout (services/reporter/README.md, "Replicas").
 //
 // The read API, its live stream and the web dashboard (package api) are
 // served on --metrics-listen: http://<addr>/ next to /metrics.
@@ -32,10 +36,12 @@ import (
 
 func main() {
 	var dbURL, reportsDir string
+	var leaseTimeout time.Duration
 	var slackEnv, webhookURL, smtpEnv, emailTo string
 	var store *pgstore.Store
 	code := svcmain.MainWithFlags("reporter", func(fs *flag.FlagSet) {
 		fs.StringVar(&dbURL, "database-url", os.Getenv(svcmain.EnvDatabaseURL), "PostgreSQL for the read model and history (env "+svcmain.EnvDatabaseURL+"); empty: in memory, rebuilt from the stream")
+		fs.DurationVar(&leaseTimeout, "lease-timeout", 10*time.Second, "with --database-url: how long a reporter holding the read model's write lease keeps it once it stops answering (frozen, cut off from PostgreSQL) before a standby takes over")
 		fs.StringVar(&reportsDir, "reports-dir", os.Getenv(svcmain.EnvReportsDir), "also write each report as <dir>/<run>-report.json (env "+svcmain.EnvReportsDir+"); empty: no files")
 		fs.StringVar(&slackEnv, "notify-slack-env", "", "NAME of the env var holding a Slack webhook URL notified of every run (the plan's report.notify adds its own)")
 		fs.StringVar(&webhookURL, "notify-webhook", "", "URL receiving every run's report JSON (POST)")
@@ -46,7 +52,7 @@ func main() {
 		if err != nil {
 			return nil, err
 		}
-		o := reporter.Options{ReportsDir: reportsDir}
+		o := reporter.Options{ReportsDir: reportsDir, LeaseTimeout: leaseTimeout}
 		if dbURL != "" {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
