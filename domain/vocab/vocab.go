@@ -429,8 +429,9 @@ func monitorStarted(m *runbookv1.MonitorStarted) string {
 	return s
 }
 
-// monitorCompleted: what the window judged, when it opened, and the
-// samples of the deploy it recorded without judging.
+// monitorCompleted: what the window judged, when it opened, the samples
+// of the deploy it recorded without judging, and how much of the window
+// was watched (Observed).
 func monitorCompleted(m *runbookv1.MonitorCompleted) string {
 	s := fmt.Sprintf("window ended: %d sample(s), %d violation(s)%s", m.GetSamples(), m.GetViolations(), suffix(m.GetReason()))
 	switch {
@@ -441,6 +442,9 @@ func monitorCompleted(m *runbookv1.MonitorCompleted) string {
 	}
 	if n := m.GetDuringDeploySamples(); n > 0 {
 		s += fmt.Sprintf("; %d sample(s) during the deploy recorded, not judged", n)
+	}
+	if o := Observed(m); o != "" && (m.GetWindowOpened() != nil || m.GetDownMs() > 0) {
+		s += "; " + o
 	}
 	if m.GetRollbackRequested() {
 		s += "; rollback requested"

@@ -149,6 +149,12 @@ func TestEveryEventTypeIsWorded(t *testing.T) {
 				PhaseMonitor, "window ended: 20 sample(s), 1 violation(s); judged from " + clock + "; 12 sample(s) during the deploy recorded, not judged"},
 			{event(t, "monitor_completed", &runbookv1.MonitorCompleted{Reason: "deploy failed", DuringDeploySamples: 3}),
 				PhaseMonitor, "window ended: 0 sample(s), 0 violation(s) — deploy failed; the judged window never opened; 3 sample(s) during the deploy recorded, not judged"},
+			{event(t, "monitor_completed", &runbookv1.MonitorCompleted{Samples: 32, WindowOpened: ts, WindowMs: 8000, ObservedMs: 8000}),
+				PhaseMonitor, "window ended: 32 sample(s), 0 violation(s); judged from " + clock + "; observed 8 s of 8 s"},
+			{event(t, "monitor_completed", &runbookv1.MonitorCompleted{Samples: 32, WindowOpened: ts, WindowMs: 8000, ObservedMs: 8000, MissedTicks: 5, DownMs: 1250}),
+				PhaseMonitor, "window ended: 32 sample(s), 0 violation(s); judged from " + clock + "; observed 8 s of 8 s; the monitor was down 1.3 s (5 tick(s) missed): the window was extended by as much"},
+			{event(t, "monitor_completed", &runbookv1.MonitorCompleted{Samples: 2, Reason: NotWatched(9040), RollbackRequested: true, WindowOpened: ts, WindowMs: 3000, ObservedMs: 600, MissedTicks: 8, DownMs: 9040}),
+				PhaseMonitor, "window ended: 2 sample(s), 0 violation(s) — not watched: monitor down for 9 s; judged from " + clock + "; observed 0.6 s of 3 s; the monitor was down 9 s (8 tick(s) missed); rollback requested"},
 		},
 
 		"test_started": {{event(t, "test_started", &runbookv1.TestStarted{SmokeTests: 5, LoadTest: true}), PhaseTest, "started: 5 smoke test(s) and a load test"}},

@@ -19,6 +19,11 @@ type metrics struct {
 	// decisionSeconds: from a round's end to its breach and rollback
 	// events stored.
 	decisionSeconds prometheus.Histogram
+	// readRetries: history reads retried after a failure (retried).
+	readRetries prometheus.Counter
+	// missedTicks: window ticks nobody sampled because the monitor was
+	// down, found by the monitor that took the window over.
+	missedTicks prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -54,6 +59,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name:    "runbook_monitor_decision_seconds",
 			Help:    "Time from the end of a round to its threshold.violated / rollback.requested events stored.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+		})),
+		readRetries: eventbus.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "runbook_monitor_read_retries_total",
+			Help: "Reads of a run's history or samples that failed and were tried again (NATS restarting, a leader election).",
+		})),
+		missedTicks: eventbus.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "runbook_monitor_missed_ticks_total",
+			Help: "Watch-window ticks nobody sampled because the monitor was down, found when a monitor took the window over (the window is extended by them, or fails closed).",
 		})),
 	}
 }

@@ -68,6 +68,18 @@ type Options struct {
 	// fixed fraction of its interval in [0, Jitter), from its run id
 	// (default 0.2, at most 0.5; negative: none).
 	Jitter float64
+	// CatchUp is how far a window may run past its end, in windows, to
+	// make up the ticks it missed while its monitor was down (default 1:
+	// at most one extra window; negative: nothing is made up). A window
+	// that would need more was not watched: the monitor asks for a
+	// rollback (fail closed; the deployer ends the run FAILED when the
+	// plan has no executable rollback step).
+	CatchUp float64
+	// ReadRetry is how long a failed read of a run's history is retried,
+	// with backoff, before the handler gives up to the router's retries
+	// (default DefaultReadRetry); ReadTimeout bounds each attempt
+	// (default DefaultReadTimeout).
+	ReadRetry, ReadTimeout time.Duration
 }
 
 // DefaultConcurrency is how many windows (and baselines) one monitor
@@ -115,6 +127,18 @@ func New(bus *eventbus.Bus, o Options, log *slog.Logger, m *eventbus.Metrics, re
 	}
 	if o.Jitter == 0 {
 		o.Jitter = 0.2
+	}
+	switch {
+	case o.CatchUp == 0:
+		o.CatchUp = 1
+	case o.CatchUp < 0:
+		o.CatchUp = 0
+	}
+	if o.ReadRetry <= 0 {
+		o.ReadRetry = DefaultReadRetry
+	}
+	if o.ReadTimeout <= 0 {
+		o.ReadTimeout = DefaultReadTimeout
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -171,7 +195,9 @@ func (s *Service) Run(ctx context.Context) error {
 func (s *Service) onDeployStarted(ctx context.Context, ev *runbookv1.Event, _ *runbookv1.DeployStarted) error {
 	run := ev.RunId
 	log := s.log.With("run_id", run, "event", ev.Type)
-	done, err := s.bus.LastEvent(ctx, run, "monitor.completed")
+	done, err := retried(ctx, s, log, "read last monitor.completed", func(ctx context.Context) (*eventbus.Envelope, error) {
+		return s.bus.LastEvent(ctx, run, "monitor.completed")
+	})
 	if err != nil {
 		return err
 	}
@@ -179,12 +205,19 @@ func (s *Service) onDeployStarted(ctx context.Context, ev *runbookv1.Event, _ *r
 		log.Info("window already completed; nothing to do")
 		return nil
 	}
-	p, _, err := runplan.Load(ctx, s.bus, run)
+	// The plan, as runplan.Load reads it, with the read retried.
+	cr, err := retried(ctx, s, log, "read change.requested", func(ctx context.Context) (*eventbus.Envelope, error) {
+		return s.bus.LastEvent(ctx, run, "change.requested")
+	})
 	if err != nil {
-		if errors.Is(err, runplan.ErrNoRun) {
-			return eventbus.Permanent(err)
-		}
 		return fmt.Errorf("load plan: %w", err)
+	}
+	if cr == nil {
+		return eventbus.Permanent(fmt.Errorf("run %s: %w", run, runplan.ErrNoRun))
+	}
+	p, issues := plan.FromChangeRequest(cr.Event.GetChangeRequested())
+	if p == nil {
+		return eventbus.Permanent(fmt.Errorf("run %s: plan is invalid: %s", run, plan.Errors(issues)))
 	}
 	if len(p.Monitor.Sources) == 0 {
 		log.Info(ReasonNothingToWatch)

@@ -351,8 +351,10 @@ func TestRedeliveryContinuesTheSameWindow(t *testing.T) {
 	tg := newTarget(t)
 	ctx := context.Background()
 
-	// A window that started 10s ago (3s long) is over: complete at once,
-	// without a second monitor.started or a new baseline.
+	// A window that started 10s ago (3s long) is over and nobody watched
+	// it: it fails closed at once (the monitor was down 9s, more than the
+	// one window it may make up), without a second monitor.started or a
+	// new baseline.
 	run := "DEPLOY-20250922-143000-resume"
 	submitDeploying(t, bus, run, probePlan(tg.URL, ""))
 	old := eventbus.New(run, &runbookv1.Event_MonitorStarted{MonitorStarted: &runbookv1.MonitorStarted{Window: "3s", Interval: "300ms"}})
@@ -377,6 +379,13 @@ func TestRedeliveryContinuesTheSameWindow(t *testing.T) {
 	mc := ofType(h, "monitor.completed")
 	if len(mc) != 1 || mc[0].GetMonitorCompleted().Violations != 1 || mc[0].GetMonitorCompleted().Max[rules.MetricP95] != 2500 {
 		t.Fatalf("monitor.completed = %v; want one, with the violation from before the restart", mc)
+	}
+	if c := mc[0].GetMonitorCompleted(); !c.RollbackRequested || !strings.HasPrefix(c.Reason, "not watched: monitor down for ") ||
+		c.ObservedMs != 0 || c.WindowMs != 3000 || c.MissedTicks != 10 || c.DownMs < 8500 || c.DownMs > 10500 {
+		t.Errorf("monitor.completed = %v; want not watched: 0 of 3000 ms observed, 10 ticks missed, down about 9s, the rollback asked for", c)
+	}
+	if rr := ofType(h, "rollback.requested"); len(rr) != 1 || rr[0].GetRollbackRequested().GetReason() != mc[0].GetMonitorCompleted().Reason {
+		t.Errorf("rollback.requested = %v; want one: %s", rr, mc[0].GetMonitorCompleted().Reason)
 	}
 
 	// Called again once completed: nothing new.

@@ -16,6 +16,7 @@ import (
 
 	"github.com/kis-core/runbook/domain/plan"
 	"github.com/kis-core/runbook/domain/runstate"
+	"github.com/kis-core/runbook/domain/vocab"
 	"github.com/kis-core/runbook/eventbus"
 	runbookv1 "github.com/kis-core/runbook/proto/runbook/v1"
 	"github.com/kis-core/runbook/services/monitor/rules"
@@ -62,6 +63,14 @@ type watch struct {
 	// never judged); judgedRounds the judged rounds taken or replayed.
 	duringDeploy int
 	judgedRounds int
+	// What of the window was watched (monitor.completed's observed_ms,
+	// missed_ticks, down_ms): replayed is the ticks judged before a
+	// restart (resume), covered the ticks this process watched (from its
+	// first round to its last, a round that overran included), missed
+	// the ticks nobody sampled because the monitor was down, down how
+	// late that made the window (the window is extended by it).
+	replayed, covered, missed int
+	down                      time.Duration
 }
 
 func newWatch(s *Service, cause *runbookv1.Event, m plan.Monitor, log *slog.Logger) *watch {
@@ -149,7 +158,9 @@ func (h history) deployDone() *runbookv1.Event {
 // the window opens at deploy.done's time and is judged for its whole
 // length from there.
 func (w *watch) run(ctx context.Context) error {
-	evs, err := w.s.bus.RunHistory(ctx, w.runID)
+	evs, err := retried(ctx, w.s, w.log, "read the run's history", func(ctx context.Context) ([]eventbus.Envelope, error) {
+		return w.s.bus.RunHistory(ctx, w.runID)
+	})
 	if err != nil {
 		return err
 	}
@@ -159,6 +170,19 @@ func (w *watch) run(ctx context.Context) error {
 	}
 	if w.judgeFrom == plan.StartDeployStarted && h.MonitorStart != nil {
 		w.openedAt = eventTime(h.MonitorStart)
+	}
+	if h.MonitorStart != nil {
+		// A redelivery: continue the same window, replaying its samples
+		// so the N-of-M windows, the statistics and the ticks watched
+		// carry on (also when it only closes the window: it says how
+		// much of it was watched).
+		w.startedAt = eventTime(h.MonitorStart)
+		for _, b := range h.MonitorStart.GetMonitorStarted().GetBaseline() {
+			w.judge.Seen(b.Metric)
+		}
+		if err := w.resume(ctx, h); err != nil {
+			return err
+		}
 	}
 	switch ours := h.RollbackRequestBy(RequestedBy); {
 	case ours != nil:
@@ -171,25 +195,18 @@ func (w *watch) run(ctx context.Context) error {
 		w.violations = h.violations
 		return w.complete(ctx, w.stopReason(h.State))
 	}
-	started := h.MonitorStart
-	if started == nil {
-		if started, err = w.start(ctx); err != nil {
+	if h.MonitorStart == nil {
+		started, err := w.start(ctx)
+		if err != nil {
 			return err
 		}
+		w.startedAt = eventTime(started)
+		for _, b := range started.GetMonitorStarted().GetBaseline() {
+			w.judge.Seen(b.Metric)
+		}
 	}
-	w.startedAt = eventTime(started)
 	if w.judgeFrom == plan.StartDeployStarted {
 		w.openedAt = w.startedAt
-	}
-	for _, b := range started.GetMonitorStarted().GetBaseline() {
-		w.judge.Seen(b.Metric)
-	}
-	if h.MonitorStart != nil {
-		// A redelivery: continue the same window, replaying its samples
-		// so the N-of-M windows and the statistics carry on.
-		if err := w.resume(ctx, h); err != nil {
-			return err
-		}
 	}
 	if w.openedAt.IsZero() {
 		opened, stop, err := w.awaitDeploy(ctx)
@@ -213,11 +230,29 @@ func (w *watch) run(ctx context.Context) error {
 	// ones before it), so the window ends on time. The first round is
 	// taken even when the opening was noticed a little late (less than an
 	// interval): the window is judged for its whole length.
-	final := !time.Now().Before(end)
-	first := w.tickAt(w.openedAt, time.Now()) + 1
+	now := time.Now()
+	first := w.tickAt(w.openedAt, now) + 1
 	if w.judgedRounds == 0 {
 		first = max(first-1, 1)
 	}
+	// The ticks before the first one taken here that nobody judged were
+	// missed: the monitor was down (killed, or NATS unreachable) while
+	// they were due. A window with samples missing is not a passed
+	// window: it is extended by as much (its judged ticks, before and
+	// after, make up its whole length), or, when that would take it more
+	// than CatchUp windows past its end, it was not watched.
+	if missed := min(first-1, w.windowTicks()) - w.judgedRounds; missed > 0 {
+		w.missed = missed
+		w.down = time.Duration(missed)*w.interval + max(now.Sub(end), 0)
+		w.s.met.missedTicks.Add(float64(missed))
+		if w.down > w.maxCatchUp() {
+			return w.notWatched(ctx)
+		}
+		end = later(end, now).Add(time.Duration(missed) * w.interval)
+		w.log.Warn("the monitor was down during the window: watching the time it missed too", "missed_ticks", missed,
+			"down", w.down, "ends", end, "catch_up", w.maxCatchUp())
+	}
+	final := !now.Before(end)
 	for tick := first; !final; tick++ {
 		at := start.Add(time.Duration(tick) * w.interval)
 		if !at.Before(end) {
@@ -229,16 +264,14 @@ func (w *watch) run(ctx context.Context) error {
 			return ctx.Err()
 		case <-timer.C:
 		}
-		if stop, err := w.stopped(ctx); err != nil || stop != "" {
-			if err != nil {
-				return err
-			}
+		if stop := w.stopped(ctx); stop != "" {
 			return w.complete(ctx, stop)
 		}
 		stop, err := w.tick(ctx, tick)
 		if err != nil {
 			return err
 		}
+		w.covered = tick - first + 1
 		if stop != "" {
 			return w.complete(ctx, stop)
 		}
@@ -274,15 +307,17 @@ func (w *watch) awaitDeploy(ctx context.Context) (opened time.Time, stop string,
 	for {
 		// Looked for right before each round: a round taken once
 		// deploy.done is stored is not the deploy's.
-		done, err := w.s.bus.LastEvent(ctx, w.runID, "deploy.done")
+		done, err := retried(ctx, w.s, w.log, "read last deploy.done", func(ctx context.Context) (*eventbus.Envelope, error) {
+			return w.s.bus.LastEvent(ctx, w.runID, "deploy.done")
+		})
 		if err != nil {
 			return time.Time{}, "", err
 		}
 		if done != nil {
 			return eventTime(done.Event), "", nil
 		}
-		if stop, err := w.stopped(ctx); err != nil || stop != "" {
-			return time.Time{}, stop, err
+		if stop := w.stopped(ctx); stop != "" {
+			return time.Time{}, stop, nil
 		}
 		next := start.Add(time.Duration(tick) * w.interval)
 		if !time.Now().Before(next) {
@@ -309,19 +344,23 @@ func (w *watch) awaitDeploy(ctx context.Context) (opened time.Time, stop string,
 // to undo (run.failed).
 //
 // It reads only those two events (it runs every round), folded as the run's
-// fold does, and asks the same rule as the window's start (stopReason).
-func (w *watch) stopped(ctx context.Context) (string, error) {
+// fold does, and asks the same rule as the window's start (stopReason). A
+// read that fails (NATS restarting) stops nothing: the window goes on
+// watching, and the next round reads again.
+func (w *watch) stopped(ctx context.Context) string {
 	st := runstate.New(w.runID)
 	for _, typ := range []string{"rollback.started", "run.failed"} {
 		env, err := w.s.bus.LastEvent(ctx, w.runID, typ)
 		if err != nil {
-			return "", err
+			w.s.met.readRetries.Inc()
+			w.log.Warn("read failed; the window goes on and reads again next round", "read", "last "+typ, "err", err)
+			return ""
 		}
 		if env != nil {
 			st.ApplyAt(env.Seq, env.Event)
 		}
 	}
-	return w.stopReason(st), nil
+	return w.stopReason(st)
 }
 
 // stopReason is why the window ends early by the run's fold, "" to go on:
@@ -368,7 +407,9 @@ func (w *watch) resume(ctx context.Context, h history) error {
 	if h.shadowRollback != "" {
 		w.shadowRollback = h.shadowRollback + " (shadow)"
 	}
-	samples, err := w.s.bus.RunSamples(ctx, w.runID)
+	samples, err := retried(ctx, w.s, w.log, "read the run's samples", func(ctx context.Context) ([]*runbookv1.MetricSample, error) {
+		return w.s.bus.RunSamples(ctx, w.runID)
+	})
 	if err != nil {
 		return err
 	}
@@ -392,6 +433,7 @@ func (w *watch) resume(ctx context.Context, h history) error {
 		}
 		w.samples += len(ticks[n])
 		w.judgedRounds++
+		w.replayed++
 		w.judgeRound(n, readings(ticks[n]), true)
 	}
 	w.log.Info("continuing the window after a restart", "started", w.startedAt, "opened", w.openedAt, "violations", h.violations,
@@ -602,11 +644,82 @@ func (w *watch) complete(ctx context.Context, reason string) error {
 		Samples: int32(w.samples), Violations: int32(w.violations), RollbackRequested: w.rollback,
 		Reason: reason, Last: w.last, Max: w.max, Stats: st, ShadowRollback: w.shadowRollback,
 		DuringDeploySamples: int32(w.duringDeploy),
+		WindowMs:            w.window.Milliseconds(), MissedTicks: int32(w.missed), DownMs: w.down.Milliseconds(),
 	}
 	if !w.openedAt.IsZero() {
 		mc.WindowOpened = timestamppb.New(w.openedAt)
+		mc.ObservedMs = w.observed().Milliseconds()
 	}
 	return w.s.complete(ctx, w.cause, mc, w.log)
+}
+
+// windowTicks is how many judged rounds the window takes: ticks 1, 2, …
+// at start + n·interval before its end, and the last one at its end.
+func (w *watch) windowTicks() int {
+	span := w.window - w.offset
+	if span <= 0 {
+		return 1
+	}
+	return int((span-1)/w.interval) + 1
+}
+
+// observed is how much of the window was judged: its share of the
+// window's ticks judged before a restart and watched since.
+func (w *watch) observed() time.Duration {
+	n := w.windowTicks()
+	return w.window * time.Duration(min(w.replayed+w.covered, n)) / time.Duration(n)
+}
+
+// maxCatchUp is how far past its end a window may run to make up the
+// ticks its monitor missed (Options.CatchUp windows).
+func (w *watch) maxCatchUp() time.Duration {
+	return time.Duration(w.s.o.CatchUp * float64(w.window))
+}
+
+// enforces reports whether any of the window's gates may roll back (not
+// every one in shadow mode).
+func (w *watch) enforces() bool {
+	if !w.alertsShadow {
+		return true
+	}
+	for _, metric := range w.judge.Metrics() {
+		if g, _ := w.judge.Gate(metric); !g.Shadow {
+			return true
+		}
+	}
+	return false
+}
+
+// notWatched closes a window its monitor was down for longer than it may
+// make up: not a passed window. The monitor asks for a rollback (fail
+// closed: the deployer rolls back, or, when the plan has no executable
+// rollback step, ends the run FAILED), unless every gate is in shadow
+// mode: then it records what it would have done.
+func (w *watch) notWatched(ctx context.Context) error {
+	reason := vocab.NotWatched(w.down.Milliseconds())
+	w.log.Error("window not watched: the monitor was down longer than it may make up", "down", w.down,
+		"missed_ticks", w.missed, "catch_up", w.maxCatchUp(), "observed", w.observed())
+	if !w.enforces() {
+		w.shadowRollback = reason + " (shadow)"
+		return w.complete(ctx, reason)
+	}
+	rr := eventbus.CausedBy(eventbus.New(w.runID, &runbookv1.Event_RollbackRequested{RollbackRequested: &runbookv1.RollbackRequested{
+		Reason: reason, RequestedBy: RequestedBy, NoData: true,
+		Rule: fmt.Sprintf("a window its monitor missed ticks of is extended by at most %s", w.maxCatchUp()),
+	}}, RequestedBy), w.cause)
+	if _, err := w.s.bus.Publish(ctx, rr); err != nil {
+		return err
+	}
+	w.rollback = true
+	w.s.met.rollbacks.Inc()
+	return w.complete(ctx, reason)
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 // tickAt is the number of the last tick due at t, counted from base (the
@@ -626,10 +739,18 @@ func stoppedByRollback(rs *runbookv1.Event) string {
 // (baseline.go), or one round taken now when there are none (a round of
 // the deploy's: during_deploy unless the deploy is judged).
 func (w *watch) start(ctx context.Context) (*runbookv1.Event, error) {
-	baseline, span, err := w.s.preDeployBaseline(ctx, w.runID, w.cause.GetTime().AsTime())
+	type pre struct {
+		samples []*runbookv1.MetricSample
+		span    time.Duration
+	}
+	b, err := retried(ctx, w.s, w.log, "read the run's samples (baseline)", func(ctx context.Context) (pre, error) {
+		ss, span, err := w.s.preDeployBaseline(ctx, w.runID, w.cause.GetTime().AsTime())
+		return pre{ss, span}, err
+	})
 	if err != nil {
 		return nil, err
 	}
+	baseline, span := b.samples, b.span
 	how := "one round at deploy.started"
 	if len(baseline) > 0 {
 		how = span.Round(time.Millisecond).String()
@@ -651,7 +772,9 @@ func (w *watch) start(ctx context.Context) (*runbookv1.Event, error) {
 			return nil, err
 		}
 		// Another instance started this window first: use its start.
-		env, err := w.s.bus.LastEvent(ctx, w.runID, "monitor.started")
+		env, err := retried(ctx, w.s, w.log, "read last monitor.started", func(ctx context.Context) (*eventbus.Envelope, error) {
+			return w.s.bus.LastEvent(ctx, w.runID, "monitor.started")
+		})
 		if err != nil {
 			return nil, err
 		}

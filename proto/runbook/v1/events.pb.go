@@ -2767,8 +2767,24 @@ type MonitorCompleted struct {
 	WindowOpened *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=window_opened,json=windowOpened,proto3" json:"window_opened,omitempty"`
 	// Samples taken during the deploy: recorded, not judged.
 	DuringDeploySamples int32 `protobuf:"varint,10,opt,name=during_deploy_samples,json=duringDeploySamples,proto3" json:"during_deploy_samples,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// How much of the judged window was watched. window_ms is the plan's
+	// window; observed_ms the part of it judged (its ticks sampled, before
+	// and after any restart; less than window_ms when the window stopped
+	// early or was not watched). missed_ticks are the window's ticks nobody
+	// sampled because the monitor was down (found when a restarted monitor
+	// takes the window over); down_ms is how long that made the window late:
+	// the missed ticks, plus the time after the window's end before the
+	// monitor came back. A window with missed ticks is extended by down_ms
+	// and judged for its whole length, unless that is more than the monitor
+	// may make up: then it was not watched and the monitor asks for a
+	// rollback ("not watched: monitor down for N s"). Unset (0) in events
+	// older than these fields.
+	WindowMs      int64 `protobuf:"varint,11,opt,name=window_ms,json=windowMs,proto3" json:"window_ms,omitempty"`
+	ObservedMs    int64 `protobuf:"varint,12,opt,name=observed_ms,json=observedMs,proto3" json:"observed_ms,omitempty"`
+	MissedTicks   int32 `protobuf:"varint,13,opt,name=missed_ticks,json=missedTicks,proto3" json:"missed_ticks,omitempty"`
+	DownMs        int64 `protobuf:"varint,14,opt,name=down_ms,json=downMs,proto3" json:"down_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *MonitorCompleted) Reset() {
@@ -2867,6 +2883,34 @@ func (x *MonitorCompleted) GetWindowOpened() *timestamppb.Timestamp {
 func (x *MonitorCompleted) GetDuringDeploySamples() int32 {
 	if x != nil {
 		return x.DuringDeploySamples
+	}
+	return 0
+}
+
+func (x *MonitorCompleted) GetWindowMs() int64 {
+	if x != nil {
+		return x.WindowMs
+	}
+	return 0
+}
+
+func (x *MonitorCompleted) GetObservedMs() int64 {
+	if x != nil {
+		return x.ObservedMs
+	}
+	return 0
+}
+
+func (x *MonitorCompleted) GetMissedTicks() int32 {
+	if x != nil {
+		return x.MissedTicks
+	}
+	return 0
+}
+
+func (x *MonitorCompleted) GetDownMs() int64 {
+	if x != nil {
+		return x.DownMs
 	}
 	return 0
 }
@@ -4215,7 +4259,7 @@ const file_runbook_v1_events_proto_rawDesc = "" +
 	"\rwindow_needed\x18\v \x01(\x05R\fwindowNeeded\x12\x1f\n" +
 	"\vgate_failed\x18\f \x01(\bR\n" +
 	"gateFailed\x12\x14\n" +
-	"\x05below\x18\r \x01(\bR\x05below\"\xa9\x05\n" +
+	"\x05below\x18\r \x01(\bR\x05below\"\xa3\x06\n" +
 	"\x10MonitorCompleted\x12\x18\n" +
 	"\asamples\x18\x01 \x01(\x05R\asamples\x12\x1e\n" +
 	"\n" +
@@ -4229,7 +4273,12 @@ const file_runbook_v1_events_proto_rawDesc = "" +
 	"\x0fshadow_rollback\x18\b \x01(\tR\x0eshadowRollback\x12?\n" +
 	"\rwindow_opened\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\fwindowOpened\x122\n" +
 	"\x15during_deploy_samples\x18\n" +
-	" \x01(\x05R\x13duringDeploySamples\x1a7\n" +
+	" \x01(\x05R\x13duringDeploySamples\x12\x1b\n" +
+	"\twindow_ms\x18\v \x01(\x03R\bwindowMs\x12\x1f\n" +
+	"\vobserved_ms\x18\f \x01(\x03R\n" +
+	"observedMs\x12!\n" +
+	"\fmissed_ticks\x18\r \x01(\x05R\vmissedTicks\x12\x17\n" +
+	"\adown_ms\x18\x0e \x01(\x03R\x06downMs\x1a7\n" +
 	"\tLastEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\x1a6\n" +

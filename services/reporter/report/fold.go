@@ -9,6 +9,7 @@ import (
 
 	"github.com/kis-core/runbook/domain/plan"
 	"github.com/kis-core/runbook/domain/runstate"
+	"github.com/kis-core/runbook/domain/vocab"
 	runbookv1 "github.com/kis-core/runbook/proto/runbook/v1"
 )
 
@@ -98,6 +99,8 @@ type fold struct {
 	post     map[string]float64
 	// stats are monitor.completed's, by metric: over the judged samples.
 	stats map[string]*runbookv1.MetricStats
+	// monitoring is monitor.completed's account of the window watched.
+	monitoring *Monitoring
 	// todo is what the operator must do by hand: described steps the
 	// deployer reached (manual step events), in stream order.
 	todo []TodoItem
@@ -279,6 +282,7 @@ func (f *fold) apply(ev *runbookv1.Event) {
 				f.stats[k] = st
 			}
 		}
+		f.monitorWatched(p.MonitorCompleted, t)
 	case *runbookv1.Event_TestSmokePassed:
 		f.suite(p.TestSmokePassed, t)
 	case *runbookv1.Event_TestSmokeFailed:
@@ -302,6 +306,28 @@ func (f *fold) apply(ev *runbookv1.Event) {
 			Message: fmt.Sprintf("%s (stream sequence %d) dead-lettered by consumer %s after %d deliveries: %s",
 				d.GetOriginalSubject(), d.GetOriginalSequence(), d.GetConsumer(), d.GetDeliveries(), d.GetReason())}}, t)
 	}
+}
+
+// monitorWatched keeps how much of its window monitor.completed says was
+// watched; a window with ticks missed while the monitor was down is an
+// issue: CRITICAL unless the window was made up in full.
+func (f *fold) monitorWatched(m *runbookv1.MonitorCompleted, t time.Time) {
+	f.monitoring = nil
+	f.drafts = slices.DeleteFunc(f.drafts, func(d *draft) bool { return d.issue.Type == "MONITOR" })
+	observed := vocab.Observed(m)
+	if observed == "" || (m.GetWindowOpened() == nil && m.GetDownMs() == 0) {
+		return
+	}
+	f.monitoring = &Monitoring{WindowMS: m.GetWindowMs(), ObservedMS: m.GetObservedMs(), MissedTicks: int(m.GetMissedTicks()),
+		DownMS: m.GetDownMs(), Observed: observed, Reason: m.GetReason()}
+	if m.GetMissedTicks() == 0 && m.GetDownMs() == 0 {
+		return
+	}
+	sev := SeverityWarning
+	if m.GetObservedMs() < m.GetWindowMs() {
+		sev = SeverityCritical
+	}
+	f.add(&draft{issue: Issue{Severity: sev, Type: "MONITOR", Message: "watch window " + observed}}, t)
 }
 
 func (f *fold) add(d *draft, t time.Time) {
@@ -577,6 +603,7 @@ func (f *fold) result() *Result {
 		Comparison:     compare(f.baseline, f.post),
 		Current:        cur,
 	}
+	r.Monitoring = f.monitoring
 
 	perf, why := performanceStatus(cur.ResponseTimeP95, cur.ErrorRate, info.limits, f.load, f.loadOK || f.loadStopped)
 	r.Summary = Summary{

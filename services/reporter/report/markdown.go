@@ -67,6 +67,13 @@ func Markdown(r *Report, qcSummary string) string {
 		table(&b, []string{"Test", "Type", "Status", "Duration (ms)", "Details"}, rows)
 	}
 
+	if m := r.Monitoring; m != nil {
+		fmt.Fprintf(&b, "\n## Monitoring\n\nWatch window: %s.\n", m.Observed)
+		if m.Reason != "" {
+			fmt.Fprintf(&b, "\nThe window closed: %s.\n", m.Reason)
+		}
+	}
+
 	b.WriteString("\n## Issues\n\n")
 	if len(r.Issues) == 0 {
 		b.WriteString("None.\n")

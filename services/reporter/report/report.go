@@ -28,9 +28,13 @@ type Report struct {
 	Approvals  []Approval `json:"approvals"` // addition: every decision, in stream order
 	Summary    Summary    `json:"summary"`
 	Metrics    Metrics    `json:"metrics"`
-	Tests      Tests      `json:"tests"`
-	Issues     []Issue    `json:"issues"`
-	Rollback   Rollback   `json:"rollback"`
+	// Monitoring is how much of the watch window was watched (addition);
+	// absent when monitor.completed does not say (no window opened, or an
+	// event older than window_ms).
+	Monitoring *Monitoring `json:"monitoring,omitempty"`
+	Tests      Tests       `json:"tests"`
+	Issues     []Issue     `json:"issues"`
+	Rollback   Rollback    `json:"rollback"`
 	// OperatorTodo is what the operator must do by hand (addition): the
 	// described steps of the plan, which runbook shows and never runs.
 	// Never null: [] when empty.
@@ -114,6 +118,21 @@ type Metrics struct {
 	Current Current `json:"current"`
 }
 
+// Monitoring is what monitor.completed says of the watch window: its
+// length, the part of it judged, and the ticks missed while the monitor
+// was down and how late that made the window (the window is extended by
+// it, or was not watched: the monitor asked for a rollback).
+type Monitoring struct {
+	WindowMS    int64 `json:"window_ms"`
+	ObservedMS  int64 `json:"observed_ms"`
+	MissedTicks int   `json:"missed_ticks"`
+	DownMS      int64 `json:"down_ms"`
+	// Observed is the sentence: "observed 8 s of 8 s" (vocab.Observed).
+	Observed string `json:"observed"`
+	// Reason is monitor.completed's reason.
+	Reason string `json:"reason"`
+}
+
 // Comparison of one metric before and after the deploy.
 type Comparison struct {
 	Pre    float64 `json:"pre"`
@@ -171,7 +190,7 @@ const (
 // Issue is one entry of the report's issues.
 type Issue struct {
 	Severity  string   `json:"severity"`
-	Type      string   `json:"type"` // THRESHOLD, PLAN, PREFLIGHT, DEPLOY, ROLLBACK, TEST, APPROVAL, DEAD_LETTER (addition)
+	Type      string   `json:"type"` // THRESHOLD, PLAN, PREFLIGHT, DEPLOY, ROLLBACK, TEST, APPROVAL, DEAD_LETTER, MONITOR (addition)
 	Metric    string   `json:"metric,omitempty"`
 	Value     *float64 `json:"value,omitempty"`
 	Threshold *float64 `json:"threshold,omitempty"`
