@@ -45,6 +45,11 @@ type Options struct {
 	// StepFault, for tests only: called after each step that succeeded; an
 	// error it returns makes the handler fail there, as a crash would.
 	StepFault func(run, list string, index int) error
+	// DeployOutcomeWait is how long a rollback waits for the outcome of a
+	// deploy that another replica (or a dead deployer) started before it
+	// ends the deploy's journal itself (default 5s; a live replica stops
+	// its deploy within a second of rollback.started).
+	DeployOutcomeWait time.Duration
 	// StepStartFault, for tests only: called once a step's started event
 	// is stored, before the step runs; an error it returns makes the
 	// handler stop there, as if the process died mid-step.
@@ -160,6 +165,9 @@ func New(bus *eventbus.Bus, o Options, log *slog.Logger, m *eventbus.Metrics, re
 	}
 	if o.StateDir == "" {
 		o.StateDir = DefaultStateDir()
+	}
+	if o.DeployOutcomeWait <= 0 {
+		o.DeployOutcomeWait = 5 * time.Second
 	}
 	if reg == nil {
 		reg = prometheus.NewRegistry()
@@ -311,6 +319,9 @@ waitLoop:
 		cancel(nil)
 		close(a.done)
 	}()
+	// A rollback (or a run.failed) decided by another replica stops this
+	// deploy too: its running step's process group is killed at once.
+	go s.stopOnRollbackElsewhere(dctx, run, cancel, log)
 
 	var done int32
 	ex := s.executor(p, cr, v) // redacts every secret the plan names
@@ -624,7 +635,7 @@ func (s *Service) rollback(ctx context.Context, ev *runbookv1.Event, rr *runbook
 	if err := s.stopDeploy(ctx, run); err != nil {
 		return err
 	}
-	if v, err = s.history(ctx, run); err != nil {
+	if v, err = s.awaitDeployOutcome(ctx, ev, log); err != nil {
 		return err
 	}
 	if v.RollbackEnd != nil {
@@ -674,6 +685,59 @@ func (s *Service) stopDeploy(ctx context.Context, run string) error {
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
+	}
+}
+
+// stopOnRollbackElsewhere follows the run's rollback.started and
+// run.failed while its deploy runs here: another replica may have taken
+// the rollback request (the durable consumer gives each message to one
+// replica). Either event cancels the deploy (errRollbackRequested), which
+// kills the running step's process group; the deploy then records its
+// outcome, which that replica's rollback waits for (awaitDeployOutcome).
+// It ends with ctx (the deploy's own context).
+func (s *Service) stopOnRollbackElsewhere(ctx context.Context, run string, cancel context.CancelCauseFunc, log *slog.Logger) {
+	filters := []string{eventbus.Subject(run, "rollback.started"), eventbus.Subject(run, "run.failed")}
+	err := s.bus.Follow(ctx, filters, 0, func(e eventbus.Envelope) error {
+		log.Warn("the run's rollback was decided elsewhere: stopping its deploy here", "event", e.Event.GetType(), "source", e.Event.GetSource())
+		cancel(errRollbackRequested)
+		return eventbus.StopFollow()
+	})
+	if err != nil && ctx.Err() == nil {
+		log.Warn("watching for a rollback decided elsewhere failed: a rollback taken by another replica waits for this deploy's end", "err", err)
+	}
+}
+
+// awaitDeployOutcome waits until the run's deploy, if it started, has its
+// outcome (deploy.done or deploy.failed) in the stream, and returns the
+// run's journal then: a rollback's first step never runs while a deploy
+// step may still run here or in another replica (which stops it as soon
+// as it sees rollback.started: stopOnRollbackElsewhere). When no outcome
+// comes within Options.DeployOutcomeWait, no live deployer runs that
+// deploy (a live one stops within a second): its deployer died, and its
+// step's processes with it (the parent-death signal). The rollback then
+// ends the deploy's journal itself ("interrupted; rolling back"), as the
+// redelivered deploy would; the redelivery finds it ended.
+func (s *Service) awaitDeployOutcome(ctx context.Context, ev *runbookv1.Event, log *slog.Logger) (*runView, error) {
+	run := ev.RunId
+	t0 := time.Now()
+	for {
+		v, err := s.history(ctx, run)
+		if err != nil {
+			return nil, err
+		}
+		if !v.DeployStarted() || v.DeployFinished() {
+			return v, nil
+		}
+		if time.Since(t0) >= s.o.DeployOutcomeWait {
+			log.Warn("no deployer ended this deploy: ending its journal before the rollback's first step", "waited", time.Since(t0).Round(time.Millisecond).String())
+			if err := s.endInterrupted(ctx, ev, v); err != nil {
+				return nil, err
+			}
+			return s.history(ctx, run)
+		}
+		if !sleep(ctx, 50*time.Millisecond) {
+			return nil, ctx.Err()
+		}
 	}
 }
 

@@ -53,7 +53,7 @@ func startLogged(t *testing.T, log *slog.Logger) *harness {
 	s := natstest.Server(t)
 	bus := natstest.Bus(t, s, "test")
 	ctx, cancel := context.WithCancel(context.Background())
-	svc := deployer.New(natstest.Bus(t, s, "deployer"), deployer.Options{Consumer: eventbus.ConsumerOptions{Backoff: []time.Duration{20 * time.Millisecond}}}, log, nil, nil)
+	svc := deployer.New(natstest.Bus(t, s, "deployer"), deployer.Options{DeployOutcomeWait: 300 * time.Millisecond, Consumer: eventbus.ConsumerOptions{Backoff: []time.Duration{20 * time.Millisecond}}}, log, nil, nil)
 	done := make(chan error, 1)
 	go func() { done <- svc.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })

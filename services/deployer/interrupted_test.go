@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -53,9 +54,12 @@ func TestRedeliveredDeployAfterRollbackEndsItsJournal(t *testing.T) {
 	log := filepath.Join(t.TempDir(), "ran.log")
 	var crashed atomic.Bool
 	release := make(chan struct{})
+	var releaseOnce sync.Once
+	t.Cleanup(func() { releaseOnce.Do(func() { close(release) }) }) // never leave the redelivery blocked
 	var deliveries atomic.Int32
 	o := deployer.Options{
-		StateDir: t.TempDir(),
+		StateDir:          t.TempDir(),
+		DeployOutcomeWait: 300 * time.Millisecond,
 		Consumer: eventbus.ConsumerOptions{Backoff: []time.Duration{20 * time.Millisecond},
 			Fault: func(ev *runbookv1.Event) error {
 				// The redelivery of the deploy's message waits until the
@@ -87,21 +91,35 @@ func TestRedeliveredDeployAfterRollbackEndsItsJournal(t *testing.T) {
 	})
 	h.publish(t, rollbackRequested(run, "monitor"))
 	h.waitFor(t, run, "rollback.done")
-	if st := stepStatuses(t, bus, run); st["deploy/steps/1"] != "started" || h.count(t, run, "deploy.failed") != 0 {
-		t.Fatalf("before the redelivery: steps %v, %d deploy.failed; want step two RUNNING, no outcome", st, h.count(t, run, "deploy.failed"))
+	// No deployer ended the deploy (its message waits for redelivery): the
+	// rollback ended its journal itself before its first step — a rollback
+	// step never runs before the deploy's outcome is in the stream.
+	hist, _ := bus.RunHistory(context.Background(), run)
+	failedAt, firstRollbackStep := -1, -1
+	for i, e := range hist {
+		switch e.Event.GetType() {
+		case "deploy.failed":
+			failedAt = i
+		case "rollback.step.started":
+			if firstRollbackStep < 0 {
+				firstRollbackStep = i
+			}
+		}
 	}
-
-	close(release) // the deploy's message comes back
-	h.waitFor(t, run, "deploy.failed")
+	if failedAt < 0 || firstRollbackStep < failedAt {
+		t.Fatalf("deploy.failed at %d, first rollback step at %d: the deploy's outcome must come first", failedAt, firstRollbackStep)
+	}
 	f, _ := bus.LastEvent(context.Background(), run, "deploy.failed")
-	if d := f.Event.GetDeployFailed(); d.GetError() != "interrupted; rolled back" || d.GetFailedStep() != "two" || d.GetStepsSucceeded() != 1 {
-		t.Errorf("deploy.failed: %+v; want \"interrupted; rolled back\" at step two, 1 step done", d)
+	if d := f.Event.GetDeployFailed(); d.GetError() != "interrupted; rolling back" || d.GetFailedStep() != "two" || d.GetStepsSucceeded() != 1 {
+		t.Errorf("deploy.failed: %+v; want \"interrupted; rolling back\" at step two, 1 step done", d)
 	}
 	sf, _ := bus.LastEvent(context.Background(), run, "deploy.step.failed")
 	if se := sf.Event.GetDeployStepFailed(); se.GetIndex() != 1 || se.GetAttempt() != 1 || se.GetName() != "two" ||
 		!strings.HasPrefix(se.GetError(), "attempt interrupted: the deployer running it stopped") {
 		t.Errorf("deploy.step.failed: %+v; want attempt 1 of step two, interrupted", se)
 	}
+
+	releaseOnce.Do(func() { close(release) }) // the deploy's message comes back: its journal has ended
 	natstest.Eventually(t, 10*time.Second, "consumer caught up", func() bool {
 		c, err := bus.JetStream().Consumer(context.Background(), eventbus.AuditStream, deployer.Durable)
 		if err != nil {
@@ -121,7 +139,7 @@ func TestRedeliveredDeployAfterRollbackEndsItsJournal(t *testing.T) {
 	if got := strings.Join(h.ran(t), ","); got != "one,undo" {
 		t.Errorf("ran %s; want one,undo: the interrupted step is not re-run after the rollback", got)
 	}
-	hist, _ := bus.RunHistory(context.Background(), run)
+	hist, _ = bus.RunHistory(context.Background(), run)
 	evs := make([]*runbookv1.Event, 0, len(hist))
 	for _, e := range hist {
 		evs = append(evs, e.Event)
