@@ -99,7 +99,9 @@ func newCluster(t testing.TB, n int, users []*server.NkeyUser) *Cluster {
 	c := &Cluster{t: t, nodes: make([]*server.Server, n), opts: make([]embedded.Options, n)}
 	for i := range n {
 		c.opts[i] = embedded.Options{
-			Port: clientPorts[i], StoreDir: t.TempDir(), NoSync: true, InsecureNoAuth: users == nil, Users: users,
+			// Every write fsynced (runbook serve's default): a node stopped
+			// at any moment keeps what it acknowledged.
+			Port: clientPorts[i], StoreDir: t.TempDir(), InsecureNoAuth: users == nil, Users: users,
 			Cluster: &embedded.Cluster{Name: "runbook-test", ServerName: fmt.Sprintf("n%d", i+1), Port: routePorts[i], Routes: routes},
 		}
 	}
@@ -124,33 +126,49 @@ func newCluster(t testing.TB, n int, users []*server.NkeyUser) *Cluster {
 // and all its peers current: streams can then be placed on any 3 nodes.
 func (c *Cluster) WaitReady(t testing.TB) {
 	t.Helper()
-	Eventually(t, 30*time.Second, "every node of the cluster current in JetStream's meta group", func() bool {
-		running := 0
-		for i := range c.opts {
-			if c.Node(i) != nil {
-				running++
+	Eventually(t, 30*time.Second, "every node of the cluster current in JetStream's meta group", c.current)
+}
+
+// WaitCurrent is WaitReady for goroutines other than the test's: it
+// reports whether the cluster became current within d.
+func (c *Cluster) WaitCurrent(d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		if c.current() {
+			return true
+		}
+		time.Sleep(20 * time.Millisecond) // polling the servers' state, not synchronising with the test
+	}
+	return false
+}
+
+// current reports whether the meta leader sees every running node current.
+func (c *Cluster) current() bool {
+	running := 0
+	for i := range c.opts {
+		if c.Node(i) != nil {
+			running++
+		}
+	}
+	// The meta leader knows its peers: every running node current.
+	for i := range c.opts {
+		s := c.Node(i)
+		if s == nil {
+			continue
+		}
+		jsz, err := s.Jsz(nil)
+		if err != nil || jsz.Meta == nil || jsz.Meta.Leader != s.Name() {
+			continue
+		}
+		current := 1 // itself
+		for _, p := range jsz.Meta.Replicas {
+			if p.Current && !p.Offline {
+				current++
 			}
 		}
-		// The meta leader knows its peers: every running node current.
-		for i := range c.opts {
-			s := c.Node(i)
-			if s == nil {
-				continue
-			}
-			jsz, err := s.Jsz(nil)
-			if err != nil || jsz.Meta == nil || jsz.Meta.Leader != s.Name() {
-				continue
-			}
-			current := 1 // itself
-			for _, p := range jsz.Meta.Replicas {
-				if p.Current && !p.Offline {
-					current++
-				}
-			}
-			return current >= running
-		}
-		return false
-	})
+		return current >= running
+	}
+	return false
 }
 
 // URLs are the client URLs of every node, comma-separated (nats.Connect's
