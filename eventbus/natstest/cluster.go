@@ -46,15 +46,8 @@ type SecureCluster struct {
 // identities.
 func NewSecureCluster(t testing.TB, n int) *SecureCluster {
 	t.Helper()
-	st := auth.Store{Dir: t.TempDir()}
-	if err := st.Ensure(auth.ServeIdentities()); err != nil {
-		t.Fatalf("identities: %v", err)
-	}
-	kr, err := st.Keyring()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &SecureCluster{Cluster: newCluster(t, n, auth.Users(kr)), Store: st}
+	st, users := serveIdentities(t)
+	return &SecureCluster{Cluster: newCluster(t, n, users), Store: st}
 }
 
 // ConnAs connects to the cluster as identity name of the store.

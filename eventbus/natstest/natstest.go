@@ -35,9 +35,9 @@ type Secure struct {
 	opts  embedded.Options
 }
 
-// SecureServer starts an embedded JetStream server that accepts only the
-// keyring's identities, with an admin and the five services made.
-func SecureServer(t testing.TB) *Secure {
+// serveIdentities makes an identity store with admin and the five
+// services (as runbook serve does) and the server users of its keyring.
+func serveIdentities(t testing.TB) (auth.Store, []*server.NkeyUser) {
 	t.Helper()
 	st := auth.Store{Dir: t.TempDir()}
 	if err := st.Ensure(auth.ServeIdentities()); err != nil {
@@ -47,7 +47,15 @@ func SecureServer(t testing.TB) *Secure {
 	if err != nil {
 		t.Fatal(err)
 	}
-	o := embedded.Options{Port: -1, StoreDir: t.TempDir(), NoSync: true, Users: auth.Users(kr)}
+	return st, auth.Users(kr)
+}
+
+// SecureServer starts an embedded JetStream server that accepts only the
+// keyring's identities, with an admin and the five services made.
+func SecureServer(t testing.TB) *Secure {
+	t.Helper()
+	st, users := serveIdentities(t)
+	o := embedded.Options{Port: -1, StoreDir: t.TempDir(), NoSync: true, Users: users}
 	s, err := embedded.Start(o)
 	if err != nil {
 		t.Fatalf("start embedded NATS: %v", err)
