@@ -21,9 +21,10 @@ build: ## build runbook, the five service binaries and the demo target into bin/
 	@for s in $(SERVICES); do $(GO) build -o $(BIN)/$$s ./services/$$s/cmd/$$s || exit 1; done
 	$(GO) build -o $(BIN)/estimator ./examples/estimator/cmd/estimator
 
-test: ## every test, with the race detector; then, alone, the one that restarts the machine's PostgreSQL; then test-load
+test: ## every test, with the race detector; then, alone, the one that restarts the machine's PostgreSQL and the cluster chaos test; then test-load
 	$(GO) test -race -count=1 -timeout 15m $(PKGS)
 	RUNBOOK_PG_RESTART=1 $(GO) test -race -count=1 -timeout 5m -run TestReporterKilledAndPostgresRestarted ./cmd/runbook/internal/allinone/
+	RUNBOOK_CHAOS_RUNS=6 $(GO) test -race -count=1 -timeout 10m -run TestClusterChaos ./cmd/runbook/internal/allinone/
 	$(MAKE) test-load
 
 test-load: ## the open-model check (2,000 req/s for 10 s, a 1 s stall in p99): too heavy for -race on 2 cores, so run here without it

@@ -27,7 +27,7 @@ import (
 
 // TestClusterChaos: the five services × 2 replicas, each its own process,
 // on a 3-node NATS cluster with R3 streams and one PostgreSQL read model;
-// RUNBOOK_CHAOS_RUNS runs (default 6; `make chaos` runs 30), good and bad
+// RUNBOOK_CHAOS_RUNS runs (`make test` runs 6 alone, `make chaos` 30), good and bad
 // releases alternating, each on its own target, while every 1–2 s a
 // random service process is killed with SIGKILL and started again or a
 // NATS node is stopped and restarted. Afterwards: every run final with
@@ -38,9 +38,11 @@ func TestClusterChaos(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds five binaries and runs a cluster")
 	}
-	runs := 6
-	if v := os.Getenv("RUNBOOK_CHAOS_RUNS"); v != "" {
-		runs, _ = strconv.Atoi(v)
+	// Thirteen processes on two cores: run alone (make test and make chaos
+	// do), never beside other packages' timing-sensitive tests.
+	runs, err := strconv.Atoi(os.Getenv("RUNBOOK_CHAOS_RUNS"))
+	if err != nil || runs <= 0 {
+		t.Skip("SKIPPED here: runs alone — `make test` runs it with RUNBOOK_CHAOS_RUNS=6, `make chaos` with 30")
 	}
 	root := repoRoot(t)
 	bin := t.TempDir()
