@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/kis-core/runbook/domain/trust"
 	"github.com/kis-core/runbook/eventbus/auth"
 	"github.com/kis-core/runbook/eventbus/embedded"
 )
@@ -43,11 +44,22 @@ type SecureCluster struct {
 }
 
 // NewSecureCluster starts an n-node cluster that accepts only the store's
-// identities.
-func NewSecureCluster(t testing.TB, n int) *SecureCluster {
+// identities: serve's, and a requester for each name of requesters (made
+// before the nodes start: reloading a clustered server's users races in
+// nats-server's own route code, so tests add identities up front).
+func NewSecureCluster(t testing.TB, n int, requesters ...string) *SecureCluster {
 	t.Helper()
-	st, users := serveIdentities(t)
-	return &SecureCluster{Cluster: newCluster(t, n, users), Store: st}
+	st, _ := serveIdentities(t)
+	for _, name := range requesters {
+		if _, err := st.Create(name, trust.Requester, ""); err != nil {
+			t.Fatalf("identity %s: %v", name, err)
+		}
+	}
+	kr, err := st.Keyring()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &SecureCluster{Cluster: newCluster(t, n, auth.Users(kr)), Store: st}
 }
 
 // ConnAs connects to the cluster as identity name of the store.
@@ -63,23 +75,6 @@ func (c *SecureCluster) ConnAs(t testing.TB, name string) *nats.Conn {
 	}
 	t.Cleanup(nc.Close)
 	return nc
-}
-
-// Reload makes every running node accept the store's keyring as it is now.
-func (c *SecureCluster) Reload(t testing.TB) {
-	t.Helper()
-	kr, err := c.Store.Keyring()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range c.opts {
-		c.opts[i].Users = auth.Users(kr)
-		if s := c.Node(i); s != nil {
-			if err := embedded.Reload(s, c.opts[i]); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
 }
 
 func newCluster(t testing.TB, n int, users []*server.NkeyUser) *Cluster {

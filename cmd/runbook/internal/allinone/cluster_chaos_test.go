@@ -17,7 +17,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/kis-core/runbook/cmd/runbook/internal/cli"
-	"github.com/kis-core/runbook/domain/trust"
 	"github.com/kis-core/runbook/eventbus"
 	"github.com/kis-core/runbook/eventbus/auth"
 	"github.com/kis-core/runbook/eventbus/natstest"
@@ -57,7 +56,7 @@ func TestClusterChaos(t *testing.T) {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 
-	c := natstest.NewSecureCluster(t, 3)
+	c := natstest.NewSecureCluster(t, 3, "alice")
 	admin := c.ConnAs(t, "admin")
 	natstest.WaitReady(t, admin)
 	ctx := context.Background()
@@ -89,10 +88,6 @@ func TestClusterChaos(t *testing.T) {
 			}
 		}
 	})
-	if _, err := c.Store.Create("alice", trust.Requester, ""); err != nil {
-		t.Fatal(err)
-	}
-	c.Reload(t)
 	alice, err := auth.Open(c.Store.SeedPath("alice"))
 	if err != nil {
 		t.Fatal(err)
