@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -43,18 +42,7 @@ func TestClusterChaos(t *testing.T) {
 	if err != nil || runs <= 0 {
 		t.Skip("SKIPPED here: runs alone — `make test` runs it with RUNBOOK_CHAOS_RUNS=6, `make chaos` with 30")
 	}
-	root := repoRoot(t)
-	bin := t.TempDir()
-	services := []string{"preflight", "deployer", "monitor", "tester", "reporter"}
-	args := []string{"build", "-o", bin + string(filepath.Separator)}
-	for _, s := range services {
-		args = append(args, "./services/"+s+"/cmd/"+s)
-	}
-	build := exec.Command("go", args...)
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin, services := buildServices(t)
 
 	c := natstest.NewSecureCluster(t, 3, "alice")
 	admin := c.ConnAs(t, "admin")

@@ -93,25 +93,7 @@ func TestDashboardRunPageIsTheReport(t *testing.T) {
 	}
 	base := "http://" + p.srv.HTTPAddr()
 
-	actx, cancel := chromedp.NewExecAllocator(context.Background(),
-		chromedp.ExecPath(chrome),
-		chromedp.Flag("headless", true),
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.Flag("disable-quic", true),
-		chromedp.NoFirstRun,
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1400, 1100),
-	)
-	defer cancel()
-	ctx, cancel := chromedp.NewContext(actx, chromedp.WithLogf(t.Logf))
-	defer cancel()
-	if err := chromedp.Do(ctx); err != nil { // starts the browser (no deadline on this first call)
-		t.Fatalf("start %s: %v", chrome, err)
-	}
+	ctx := browser(t, chrome)
 
 	for _, c := range runs {
 		rr := p.report(t, c.run, 90*time.Second)

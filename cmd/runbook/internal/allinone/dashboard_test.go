@@ -34,6 +34,31 @@ func chromium(t *testing.T) string {
 	return ""
 }
 
+// browser starts a headless Chromium for the test (stopped at its end) and
+// returns its context.
+func browser(t *testing.T, chrome string) context.Context {
+	t.Helper()
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
+		chromedp.ExecPath(chrome),
+		chromedp.Flag("headless", true),
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.Flag("disable-quic", true),
+		chromedp.NoFirstRun,
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1400, 1100),
+	)
+	ctx, cancel := chromedp.NewContext(actx, chromedp.WithLogf(t.Logf))
+	t.Cleanup(func() { cancel(); cancelAlloc() })
+	if err := chromedp.Do(ctx); err != nil { // starts the browser (no deadline on this first call)
+		t.Fatalf("start %s: %v", chrome, err)
+	}
+	return ctx
+}
+
 // artifacts is where test artifacts go: $RUNBOOK_ARTIFACTS, else
 // <repo>/artifacts.
 func artifacts(t *testing.T) string {
@@ -63,25 +88,7 @@ func TestDashboardInChromium(t *testing.T) {
 	}
 	base := "http://" + p.srv.HTTPAddr()
 
-	actx, cancel := chromedp.NewExecAllocator(context.Background(),
-		chromedp.ExecPath(chrome),
-		chromedp.Flag("headless", true),
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.Flag("disable-quic", true),
-		chromedp.NoFirstRun,
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1400, 1100),
-	)
-	defer cancel()
-	ctx, cancel := chromedp.NewContext(actx, chromedp.WithLogf(t.Logf))
-	defer cancel()
-	if err := chromedp.Do(ctx); err != nil { // starts the browser (no deadline on this first call)
-		t.Fatalf("start %s: %v", chrome, err)
-	}
+	ctx := browser(t, chrome)
 
 	// do runs browser actions with a deadline of their own; get runs one
 	// that returns a value.

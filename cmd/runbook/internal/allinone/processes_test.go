@@ -28,17 +28,7 @@ func TestServicesAsSeparateProcesses(t *testing.T) {
 		t.Skip("builds five binaries")
 	}
 	root := repoRoot(t)
-	bin := t.TempDir()
-	services := []string{"preflight", "deployer", "monitor", "tester", "reporter"}
-	args := []string{"build", "-o", bin + string(filepath.Separator)}
-	for _, s := range services {
-		args = append(args, "./services/"+s+"/cmd/"+s)
-	}
-	build := exec.Command("go", args...)
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin, services := buildServices(t)
 
 	s := natstest.SecureServer(t)
 	admin := s.ConnAs(t, "admin")

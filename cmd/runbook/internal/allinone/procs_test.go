@@ -94,6 +94,24 @@ func (p *proc) restart() {
 	p.start()
 }
 
+// buildServices builds the five service binaries into one temp dir (one
+// go build) and returns it with the services' names.
+func buildServices(t testing.TB) (bin string, services []string) {
+	t.Helper()
+	bin = t.TempDir()
+	services = []string{"preflight", "deployer", "monitor", "tester", "reporter"}
+	args := []string{"build", "-o", bin + string(filepath.Separator)}
+	for _, s := range services {
+		args = append(args, "./services/"+s+"/cmd/"+s)
+	}
+	build := exec.Command("go", args...)
+	build.Dir = repoRoot(t)
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin, services
+}
+
 // buildService builds one service binary into a temp dir.
 func buildService(t testing.TB, name string) string {
 	t.Helper()
