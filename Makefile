@@ -4,6 +4,10 @@ GO    ?= go
 BIN   := bin
 # Every package of every workspace module.
 SERVICES := preflight deployer monitor tester reporter
+# The version every binary reports (--version, runbook_build_info).
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT  ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+LDFLAGS := -ldflags "-X github.com/kis-core/runbook/eventbus/buildinfo.Version=$(VERSION) -X github.com/kis-core/runbook/eventbus/buildinfo.Commit=$(COMMIT)"
 PKGS  := ./proto/... ./eventbus/... ./domain/... $(foreach s,$(SERVICES),./services/$(s)/...) ./cmd/runbook/... ./examples/...
 
 # Demo settings: the embedded NATS must not take 4222 (the machine's own NATS holds it).
@@ -17,9 +21,9 @@ all: build
 
 build: ## build runbook, the five service binaries and the demo target into bin/
 	@mkdir -p $(BIN)
-	$(GO) build -o $(BIN)/runbook ./cmd/runbook
-	@for s in $(SERVICES); do $(GO) build -o $(BIN)/$$s ./services/$$s/cmd/$$s || exit 1; done
-	$(GO) build -o $(BIN)/estimator ./examples/estimator/cmd/estimator
+	$(GO) build $(LDFLAGS) -o $(BIN)/runbook ./cmd/runbook
+	@for s in $(SERVICES); do $(GO) build $(LDFLAGS) -o $(BIN)/$$s ./services/$$s/cmd/$$s || exit 1; done
+	$(GO) build $(LDFLAGS) -o $(BIN)/estimator ./examples/estimator/cmd/estimator
 
 test: ## every test, with the race detector; then, alone, the one that restarts the machine's PostgreSQL and the cluster chaos test; then test-load
 	$(GO) test -race -count=1 -timeout 15m $(PKGS)
