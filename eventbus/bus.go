@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -27,7 +28,23 @@ type Bus struct {
 	audit  jetstream.Stream
 	source string
 	signer nkeys.KeyPair
+	msgSig *msgSigner // signer, expanded for signing every message
 	now    func() time.Time
+	// history, when set, serves RunHistory from memory (UseHistory).
+	history *HistoryCache
+	// lastPub is the highest stream sequence this bus has published: its
+	// history reads see at least that far.
+	lastPub atomic.Uint64
+}
+
+// published records that the stream holds seq, published by this bus.
+func (b *Bus) published(seq uint64) {
+	for {
+		cur := b.lastPub.Load()
+		if seq <= cur || b.lastPub.CompareAndSwap(cur, seq) {
+			return
+		}
+	}
 }
 
 // Options of a Bus.
@@ -61,7 +78,13 @@ func NewBus(ctx context.Context, nc *nats.Conn, o Options) (*Bus, error) {
 		}
 		return nil, fmt.Errorf("look up stream %s: %w", AuditStream, err)
 	}
-	return &Bus{nc: nc, js: js, audit: audit, source: o.Source, signer: o.Signer, now: time.Now}, nil
+	b := &Bus{nc: nc, js: js, audit: audit, source: o.Source, signer: o.Signer, now: time.Now}
+	if o.Signer != nil {
+		if b.msgSig, err = newMsgSigner(o.Signer); err != nil {
+			return nil, err
+		}
+	}
+	return b, nil
 }
 
 // JetStream exposes the underlying context for tools and tests.
@@ -91,10 +114,8 @@ func (b *Bus) message(ev *runbookv1.Event) (*nats.Msg, error) {
 	msg := nats.NewMsg(Subject(ev.RunId, ev.Type))
 	msg.Data = data
 	msg.Header.Set(HeaderContentType, ContentTypeProto)
-	if b.signer != nil {
-		if err := signMsg(b.signer, msg); err != nil {
-			return nil, err
-		}
+	if b.msgSig != nil {
+		b.msgSig.sign(msg)
 	}
 	return msg, nil
 }
@@ -111,6 +132,7 @@ func (b *Bus) Publish(ctx context.Context, ev *runbookv1.Event) (uint64, error) 
 	if err != nil {
 		return 0, fmt.Errorf("publish %s (%s): %w", msg.Subject, ev.Id, err)
 	}
+	b.published(ack.Sequence)
 	return ack.Sequence, nil
 }
 
@@ -130,6 +152,7 @@ func (b *Bus) PublishOnce(ctx context.Context, ev *runbookv1.Event) (uint64, err
 		}
 		return 0, fmt.Errorf("publish once %s (%s): %w", msg.Subject, ev.Id, err)
 	}
+	b.published(ack.Sequence)
 	if ack.Duplicate {
 		return ack.Sequence, fmt.Errorf("%s for run %s: %w", ev.Type, ev.RunId, ErrAlreadyPublished)
 	}
@@ -196,8 +219,16 @@ func (b *Bus) LastEvent(ctx context.Context, runID, typ string) (*Envelope, erro
 }
 
 // RunHistory returns every event of one run in stream order. Events that
-// cannot be decoded are skipped (the consumers dead-letter them).
+// cannot be decoded are skipped (the consumers dead-letter them). With a
+// HistoryCache (UseHistory) that holds the run, it is read from memory,
+// seeing the stream at least up to what the caller has seen (AtLeast) and
+// what this bus published.
 func (b *Bus) RunHistory(ctx context.Context, runID string) ([]Envelope, error) {
+	if b.history != nil {
+		if h, ok := b.history.read(ctx, runID, max(atLeast(ctx), b.lastPub.Load())); ok {
+			return h, nil
+		}
+	}
 	var out []Envelope
 	err := b.Scan(ctx, []string{RunSubjects(runID)}, 0, func(e Envelope) error {
 		out = append(out, e)

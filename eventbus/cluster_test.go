@@ -10,6 +10,7 @@ import (
 
 	"github.com/kis-core/runbook/eventbus"
 	"github.com/kis-core/runbook/eventbus/natstest"
+	runbookv1 "github.com/kis-core/runbook/proto/runbook/v1"
 )
 
 // On a 3-node cluster with R3 streams, the audit stream's leader is killed
@@ -39,22 +40,40 @@ func TestR3StreamsSurviveTheLeadersLoss(t *testing.T) {
 	if r := info.CachedInfo().Config.Replicas; r != 3 {
 		t.Fatalf("audit stream replicas %d, want 3", r)
 	}
-	publish := func(run string, i int) {
+	// A second process's bus reads histories from its in-memory cache,
+	// which must follow the stream through the leader's loss.
+	cnc, err := nats.Connect(c.URLs(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cnc.Close)
+	cbus, err := eventbus.NewBus(ctx, cnc, eventbus.Options{Source: "cached"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cache := startCache(t, cbus, eventbus.HistoryCacheOptions{MaxWait: 20 * time.Second})
+	var last uint64
+	publishEvent := func(ev *runbookv1.Event) {
 		t.Helper()
 		for {
 			pctx, pcancel := context.WithTimeout(ctx, 2*time.Second)
-			_, err := bus.Publish(pctx, deployDone(run, i))
+			seq, err := bus.Publish(pctx, ev)
 			pcancel()
 			if err == nil {
+				last = max(last, seq)
 				return
 			}
 			if ctx.Err() != nil {
-				t.Fatalf("publish %s/%d: %v", run, i, err)
+				t.Fatalf("publish %s: %v", ev.GetId(), err)
 			}
 		}
 	}
-	const runs, perRun = 5, 20
-	for i := range perRun / 2 {
+	publish := func(run string, i int) { t.Helper(); publishEvent(deployDone(run, i)) }
+	const runs, perRun = 5, 20 // perRun: change.requested and 19 more
+	for r := range runs {
+		publishEvent(changeRequested(fmt.Sprintf("R%d", r)))
+	}
+	for i := range perRun - 1 - (perRun-1)/2 {
 		for r := range runs {
 			publish(fmt.Sprintf("R%d", r), i)
 		}
@@ -65,7 +84,7 @@ func TestR3StreamsSurviveTheLeadersLoss(t *testing.T) {
 		return leader >= 0
 	})
 	c.Stop(leader)
-	for i := perRun / 2; i < perRun; i++ {
+	for i := perRun - 1 - (perRun-1)/2; i < perRun-1; i++ {
 		for r := range runs {
 			publish(fmt.Sprintf("R%d", r), i)
 		}
@@ -88,6 +107,16 @@ func TestR3StreamsSurviveTheLeadersLoss(t *testing.T) {
 		if len(seen) != perRun {
 			t.Errorf("run R%d: %d events, want %d", r, len(seen), perRun)
 		}
+		ch, err := cbus.RunHistory(eventbus.AtLeast(ctx, last), fmt.Sprintf("R%d", r))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ids(ch) != ids(h) {
+			t.Errorf("run R%d: the cache's history differs from the stream's\n%s\nwant\n%s", r, ids(ch), ids(h))
+		}
+	}
+	if hits, _ := cache.Stats(); hits != runs {
+		t.Errorf("%d of %d histories served from memory after the leader's loss", hits, runs)
 	}
 	// The killed node returns and catches up.
 	c.Start(t, leader)

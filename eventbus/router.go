@@ -280,9 +280,10 @@ func (r *Router) handle(ctx context.Context, msg jetstream.Msg) {
 	r.metrics.InFlight.WithLabelValues(r.opts.Durable).Inc()
 	defer r.metrics.InFlight.WithLabelValues(r.opts.Durable).Dec()
 
-	hctx := ctx
+	// The handler's history reads see at least the event it handles.
+	hctx := AtLeast(ctx, meta.Sequence.Stream)
 	if err == nil && r.opts.Keyring != nil {
-		hctx, err = r.checkPublisher(ctx, msg.Headers(), msg.Data(), ev)
+		hctx, err = r.checkPublisher(hctx, msg.Headers(), msg.Data(), ev)
 	}
 	if err == nil {
 		h := r.handlers[typ]

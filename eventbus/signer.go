@@ -1,9 +1,11 @@
 package eventbus
 
 import (
+	"crypto/ed25519"
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
@@ -27,19 +29,37 @@ const (
 // over the message with the Runbook-Signer key.
 var ErrBadPublisherSignature = errors.New("publisher signature does not verify")
 
-func signMsg(kp nkeys.KeyPair, msg *nats.Msg) error {
+// msgSigner signs every message a bus publishes. It keeps the expanded
+// Ed25519 key: an nkeys.KeyPair derives it from the seed on every Sign,
+// which cost more than the signature itself.
+type msgSigner struct {
+	pub  string
+	priv ed25519.PrivateKey
+}
+
+func newMsgSigner(kp nkeys.KeyPair) (*msgSigner, error) {
 	pub, err := kp.PublicKey()
 	if err != nil {
-		return fmt.Errorf("publisher key: %w", err)
+		return nil, fmt.Errorf("publisher key: %w", err)
 	}
-	sig, err := kp.Sign(msg.Data)
+	seed, err := kp.Seed()
 	if err != nil {
-		return fmt.Errorf("sign %s: %w", msg.Subject, err)
+		return nil, fmt.Errorf("publisher key %s: %w", pub, err)
 	}
-	msg.Header.Set(HeaderSigner, pub)
-	msg.Header.Set(HeaderSignature, base64.RawStdEncoding.EncodeToString(sig))
-	return nil
+	_, raw, err := nkeys.DecodeSeed(seed)
+	if err != nil {
+		return nil, fmt.Errorf("publisher key %s: %w", pub, err)
+	}
+	return &msgSigner{pub: pub, priv: ed25519.NewKeyFromSeed(raw)}, nil
 }
+
+func (s *msgSigner) sign(msg *nats.Msg) {
+	msg.Header.Set(HeaderSigner, s.pub)
+	msg.Header.Set(HeaderSignature, base64.RawStdEncoding.EncodeToString(ed25519.Sign(s.priv, msg.Data)))
+}
+
+// publicKeys are the signers' decoded keys (a handful of identities).
+var publicKeys sync.Map // string → nkeys.KeyPair
 
 // Publisher returns the public key that signed a stored message: "" when
 // it carries no publisher signature, an error when the signature does not
@@ -53,9 +73,14 @@ func Publisher(h nats.Header, data []byte) (string, error) {
 	if err != nil {
 		return pub, fmt.Errorf("%w: %s is not base64", ErrBadPublisherSignature, HeaderSignature)
 	}
-	kp, err := nkeys.FromPublicKey(pub)
-	if err != nil {
-		return pub, fmt.Errorf("%w: signer %q: %v", ErrBadPublisherSignature, pub, err)
+	var kp nkeys.KeyPair
+	if k, ok := publicKeys.Load(pub); ok {
+		kp = k.(nkeys.KeyPair)
+	} else {
+		if kp, err = nkeys.FromPublicKey(pub); err != nil {
+			return pub, fmt.Errorf("%w: signer %q: %v", ErrBadPublisherSignature, pub, err)
+		}
+		publicKeys.Store(pub, kp)
 	}
 	if err := kp.Verify(data, sig); err != nil {
 		return pub, fmt.Errorf("%w (signer %s)", ErrBadPublisherSignature, pub)

@@ -186,6 +186,10 @@ func run(ctx context.Context, name string, o Options, build func(Deps) (Service,
 	if err != nil {
 		return err
 	}
+	// The service's history reads come from memory (one follower of the
+	// audit stream) instead of a consumer per read.
+	stopHistory := eventbus.StartHistoryCache(ctx, bus, eventbus.HistoryCacheOptions{Log: log})
+	defer stopHistory()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	svc, err := build(Deps{Bus: bus, Log: log, Registry: reg, Metrics: eventbus.NewMetrics(reg), AckWait: o.AckWait, Keyring: keyring, Insecure: o.InsecureNoAuth, MetricsListen: o.MetricsListen})

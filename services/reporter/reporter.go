@@ -391,7 +391,9 @@ func (s *Service) project(ctx context.Context, started time.Time) error {
 			s.log.Info("read model caught up with the stream", "seq", b.LastSeq, "took", time.Since(started).Round(time.Millisecond))
 			close(s.ready)
 		})
-		s.reportPending(ctx)
+		// The reports are built from histories that hold at least what the
+		// read model has applied.
+		s.reportPending(eventbus.AtLeast(ctx, max(applied, b.LastSeq)))
 		return nil
 	})
 }

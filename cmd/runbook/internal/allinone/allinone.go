@@ -120,6 +120,7 @@ type Server struct {
 	httpAddr string
 	httpSrv  *http.Server
 	services map[string]svcmain.Service
+	buses    []*eventbus.Bus // the services' own, one per identity
 	store    *pgstore.Store
 	Reporter *reporter.Service
 }
@@ -232,6 +233,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		b, err := eventbus.NewBus(bctx, nc, eventbus.Options{Source: eventbus.SourceOf(name, o.Instance), Signer: signer})
 		if err == nil {
 			buses[identity] = b
+			s.buses = append(s.buses, b)
 		}
 		return b, err
 	}
@@ -399,6 +401,12 @@ func (s *Server) Run(ctx context.Context) error {
 	errs := make(chan error, len(s.services))
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	stopHistory := func() {}
+	if len(s.buses) > 0 {
+		// One in-memory history of the runs serves every service's
+		// history reads (one follower of the stream, not a consumer per read).
+		stopHistory = eventbus.StartHistoryCache(sctx, s.buses[0], eventbus.HistoryCacheOptions{Log: s.log}, s.buses[1:]...)
+	}
 	for name, svc := range s.services {
 		wg.Add(1)
 		go func() {
@@ -415,6 +423,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	s.log.Info("runbook serving", "nats", s.url, "http", s.httpAddr, "embedded", s.ns != nil, "auth", !s.o.InsecureNoAuth)
 	wg.Wait()
+	stopHistory()
 	close(errs)
 	var runErr error
 	for err := range errs {

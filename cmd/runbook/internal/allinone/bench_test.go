@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -106,8 +107,10 @@ func BenchmarkPipeline(b *testing.B) {
 				var events int
 				var firstStep []float64
 				lost := 0
+				var cpu time.Duration
 				b.ResetTimer()
 				for range b.N {
+					cpu0 := processCPU()
 					runs := make([]string, n)
 					var wg sync.WaitGroup
 					for i := range n {
@@ -118,8 +121,10 @@ func BenchmarkPipeline(b *testing.B) {
 					for _, r := range runs {
 						if rr := p.report(b, r, 120*time.Second); rr.Status != "SUCCESS" {
 							lost++
+							b.Logf("run %s ended %s: %s", r, rr.Status, strings.Join(types(p.history(b, r)), " "))
 						}
 					}
+					cpu += processCPU() - cpu0
 					b.StopTimer()
 					for _, r := range runs {
 						h := p.history(b, r)
@@ -148,9 +153,22 @@ func BenchmarkPipeline(b *testing.B) {
 				b.ReportMetric(float64(n*b.N)/secs, "runs/s")
 				b.ReportMetric(float64(events)/secs, "events/s")
 				b.ReportMetric(median(firstStep), "ms-to-first-step-under-load-p50")
+				b.ReportMetric(float64(cpu.Microseconds())/1000/float64(events), "cpu-ms/event")
 			})
 		}
 	}
+}
+
+// processCPU is the CPU time (user + system) this process has used: the
+// embedded NATS server, the five services and the benchmark's own clients.
+// CPU per event is the figure that holds on a shared machine, where
+// wall-clock throughput depends on what else runs.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // BenchmarkFirstStepLatency submits runs one after another (no queueing) and
