@@ -50,7 +50,7 @@ func startCache(t *testing.T, bus *eventbus.Bus, o eventbus.HistoryCacheOptions)
 func TestHistoryCacheServesWholeRuns(t *testing.T) {
 	t.Parallel()
 	s := natstest.Server(t)
-	pub := natstest.Bus(t, s, "writer")   // another process's bus
+	pub := natstest.Bus(t, s, "writer")    // another process's bus
 	cached := natstest.Bus(t, s, "reader") // this service's
 	plain := natstest.Bus(t, s, "plain")   // reads the stream
 	ctx := context.Background()
