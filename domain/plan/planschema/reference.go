@@ -315,7 +315,8 @@ monitor, test, report). Every field is listed below with its type, default,
 allowed values, what reads it, and an example.
 
 - ` + "`runbook init`" + ` writes a commented plan to start from;
-  ` + "`examples/plans/minimal.yaml`" + ` is a short one.
+  ` + "`examples/plans/minimal.yaml`" + ` is a short one. [plans.md](plans.md) is a
+  guide to what plans can do.
 - ` + "`runbook validate PLAN`" + ` checks a plan the way every service reads it: each
   error names its line, column and field, and what would be right. An unknown
   (misspelt) field is an error everywhere.
