@@ -15,7 +15,7 @@ DEMO_NATS   ?= 127.0.0.1:14222
 DEMO_HTTP   ?= 127.0.0.1:19464
 DEMO_DIR    := .demo
 
-.PHONY: all build test test-short test-load chaos kill-test proto proto-check lint fmt demo run bench bench-verdict bench-projection bench-load fuzz compose-check clean
+.PHONY: all build docs test test-short test-load chaos kill-test proto proto-check lint fmt demo run bench bench-verdict bench-projection bench-load fuzz compose-check clean
 
 all: build
 
@@ -24,6 +24,9 @@ build: ## build runbook, the five service binaries and the demo target into bin/
 	$(GO) build $(LDFLAGS) -o $(BIN)/runbook ./cmd/runbook
 	@for s in $(SERVICES); do $(GO) build $(LDFLAGS) -o $(BIN)/$$s ./services/$$s/cmd/$$s || exit 1; done
 	$(GO) build $(LDFLAGS) -o $(BIN)/estimator ./examples/estimator/cmd/estimator
+
+docs: ## regenerate docs/plan-reference.md and docs/plan.schema.json from the plan's types (domain/plan/types.go, fielddoc.go)
+	$(GO) run ./domain/plan/planschema/gen
 
 test: ## every test, with the race detector; then, alone, the one that restarts the machine's PostgreSQL and the cluster chaos test; then test-load
 	$(GO) test -race -count=1 -timeout 15m $(PKGS)

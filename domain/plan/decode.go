@@ -91,7 +91,7 @@ var (
 
 // approvalTimeoutPath is the reserved key of the approval section: the
 // approval timeout, not a role.
-const approvalTimeoutPath = "approval.timeout"
+const approvalTimeoutPath = "approval." + ApprovalTimeoutKey
 
 // rollbackStepsPath is the one place a single text is accepted for a list
 // of steps: the seed writes its rollback steps as one numbered text.
@@ -334,27 +334,6 @@ func (d *decoder) keyText(k ast.MapKeyNode) string {
 	return r.String()
 }
 
-type fieldInfo struct {
-	name  string
-	index int
-}
-
-func yamlFields(t reflect.Type) []fieldInfo {
-	var out []fieldInfo
-	for i := 0; i < t.NumField(); i++ {
-		f := t.Field(i)
-		if !f.IsExported() {
-			continue
-		}
-		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
-		if name == "-" || name == "" {
-			continue
-		}
-		out = append(out, fieldInfo{name: name, index: i})
-	}
-	return out
-}
-
 // decode fills v from n; path names n in issues.
 func (d *decoder) decode(n ast.Node, v reflect.Value, path string) {
 	d.depth++
@@ -524,12 +503,12 @@ func (d *decoder) decode(n ast.Node, v reflect.Value, path string) {
 
 func (d *decoder) decodeStruct(n ast.Node, v reflect.Value, path string) {
 	t := v.Type()
-	fields := yamlFields(t)
+	fields := YAMLFields(t)
 	es, ok := d.entries(n, path)
 	if !ok {
 		names := make([]string, len(fields))
 		for i, f := range fields {
-			names[i] = f.name
+			names[i] = f.Name
 		}
 		what := "the fields " + strings.Join(names, ", ")
 		if len(names) == 1 {
@@ -543,12 +522,12 @@ func (d *decoder) decodeStruct(n ast.Node, v reflect.Value, path string) {
 		kp := joinKey(path, key)
 		idx := -1
 		for _, f := range fields {
-			if f.name == key {
-				idx = f.index
+			if f.Name == key {
+				idx = f.Index
 				break
 			}
 		}
-		if idx < 0 && path == "" && strings.HasPrefix(key, "x-") {
+		if idx < 0 && path == "" && strings.HasPrefix(key, ExtensionPrefix) {
 			// Extension fields (as in Compose files): ignored, handy to hold
 			// anchors (x-defaults: &d {...}). Only at the top level.
 			continue
@@ -562,13 +541,13 @@ func (d *decoder) decodeStruct(n ast.Node, v reflect.Value, path string) {
 	}
 }
 
-func (d *decoder) unknownField(k ast.Node, key, path string, fields []fieldInfo) {
+func (d *decoder) unknownField(k ast.Node, key, path string, fields []YAMLField) {
 	names := make([]string, len(fields))
 	best, bestDist := "", 1<<30
 	for i, f := range fields {
-		names[i] = f.name
-		if dist := editDistance(strings.ToLower(key), f.name); dist < bestDist {
-			best, bestDist = f.name, dist
+		names[i] = f.Name
+		if dist := editDistance(strings.ToLower(key), f.Name); dist < bestDist {
+			best, bestDist = f.Name, dist
 		}
 	}
 	where := "at the top level"

@@ -17,7 +17,29 @@ type Duration struct {
 	Raw string
 }
 
-var wordDuration = regexp.MustCompile(`^\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|milliseconds?|s|secs?|seconds?|m|mins?|minutes?|h|hrs?|hours?|d|days?)\s*$`)
+// durationWords are the units of the seed's words ("2 hours"), lower case.
+const durationWords = `ms|milliseconds?|s|secs?|seconds?|m|mins?|minutes?|h|hrs?|hours?|d|days?`
+
+var wordDuration = regexp.MustCompile(`^\s*([0-9]+(?:\.[0-9]+)?)\s*(` + durationWords + `)\s*$`)
+
+// DurationPatterns are regular expressions, in the syntax Go's regexp and
+// ECMAScript share, that together match the texts ParseDuration accepts:
+// Go's form (case as Go writes it) and the seed's words (any case). The
+// JSON Schema's durations use them (TestDurationPatternsAgreeWithParseDuration).
+func DurationPatterns() []string {
+	var anyCase strings.Builder
+	for _, r := range durationWords {
+		if r >= 'a' && r <= 'z' {
+			anyCase.WriteString("[" + string(r) + strings.ToUpper(string(r)) + "]")
+			continue
+		}
+		anyCase.WriteRune(r)
+	}
+	return []string{
+		`^\s*[-+]?(0|(([0-9]+(\.[0-9]*)?|\.[0-9]+)(ns|us|µs|μs|ms|s|m|h))+)\s*$`,
+		`^\s*[0-9]+(\.[0-9]+)?\s*(` + anyCase.String() + `)\s*$`,
+	}
+}
 
 // ParseDuration parses a plan duration.
 func ParseDuration(s string) (time.Duration, error) {

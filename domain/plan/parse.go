@@ -61,7 +61,7 @@ func Parse(source string, data []byte) (*Plan, []Issue) {
 		}
 	}
 	if len(docs) == 0 {
-		return nil, []Issue{{Path: source, Message: "the plan is empty: write a YAML mapping with change_request, deploy, ... (see the seed's change_plan_template.yml)"}}
+		return nil, []Issue{{Path: source, Message: "the plan is empty: write a YAML mapping with change_request, deploy, ... (`runbook init` writes a commented plan to start from; every field is in docs/plan-reference.md)"}}
 	}
 	if len(docs) > 1 {
 		line, col := nodePos(docs[1].Body)

@@ -320,7 +320,7 @@ func TestInvalid(t *testing.T) {
 		{"syntax", []wantIssue{{src("syntax"), 3, 10, `"unterminated`, []string{"YAML syntax", "double-quoted"}}}},
 		{"duplicate_key", []wantIssue{{src("duplicate_key"), 3, 3, "id", []string{"YAML syntax", `"id" already defined`}}}},
 		{"two_docs", []wantIssue{{src("two_docs"), 3, 1, "", []string{"2 YAML documents", "exactly one"}}}},
-		{"empty", []wantIssue{{src("empty"), 0, 0, "", []string{"the plan is empty"}}}},
+		{"empty", []wantIssue{{src("empty"), 0, 0, "", []string{"the plan is empty", "runbook init", "docs/plan-reference.md"}}}},
 		{"top_list", []wantIssue{{src("top_list"), 1, 1, "", []string{"a plan must be a mapping", "got a list"}}}},
 	}
 	for _, tc := range cases {

@@ -144,3 +144,79 @@ func TestRenderPointsThePlanAtAnotherEstimator(t *testing.T) {
 		t.Error("Render accepted an address that breaks the YAML")
 	}
 }
+
+// The example plans name the schema on their first line, so that editors
+// with a YAML language server check them as they are typed.
+func TestExamplePlansNameTheSchema(t *testing.T) {
+	t.Parallel()
+	for _, name := range plans.All() {
+		src, err := plans.Source(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		first, _, _ := strings.Cut(string(src), "\n")
+		if first != plans.SchemaLine {
+			t.Errorf("%s: first line %q, want %q", name, first, plans.SchemaLine)
+		}
+	}
+}
+
+// minimal.yaml is valid as written, without a single warning: it is the
+// plan a newcomer starts from (runbook init).
+func TestMinimalPlanIsCleanAsWritten(t *testing.T) {
+	t.Parallel()
+	src, err := plans.Source(plans.Minimal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, issues := plan.Parse(plans.Minimal, src)
+	for _, is := range issues {
+		t.Errorf("%s: %s (warning %v)", plans.Minimal, is, is.Warning)
+	}
+	if p == nil {
+		t.Fatal("no plan")
+	}
+	if len(p.Preflight.Checks) != 1 || len(p.Deploy.Steps) != 1 || len(p.Deploy.Health) != 1 ||
+		!p.RollbackPlan.HasExecutableStep() || len(p.Monitor.Sources) != 1 || len(p.Test.Smoke) != 1 {
+		t.Errorf("minimal.yaml should have a health check, one deploy step, a health gate, an executable rollback step, a monitor source and a smoke test")
+	}
+}
+
+func TestInitPointsTheMinimalPlanAtTheService(t *testing.T) {
+	t.Parallel()
+	b, err := plans.Init("estimator", "https://10.0.0.7:9443/", "/api/v1/health")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	for _, gone := range []string{plans.InitName, plans.InitURL, plans.SchemaLine} {
+		if strings.Contains(s, gone) {
+			t.Errorf("Init left %q in the plan", gone)
+		}
+	}
+	p := parse(t, "init.yaml", b)
+	if got := p.Preflight.Checks[0].HTTP.URL; got != "https://10.0.0.7:9443/api/v1/health" {
+		t.Errorf("health check url = %s", got)
+	}
+	if got := p.Test.Smoke[0].Request.URL; got != "https://10.0.0.7:9443/api/v1/health" {
+		t.Errorf("smoke test url = %s", got)
+	}
+	if got := p.ChangeRequest.Title; got != "deploy estimator" {
+		t.Errorf("title = %q", got)
+	}
+	if !strings.Contains(s, "runbook schema > plan.schema.json") {
+		t.Error("the plan does not say how editors get the schema")
+	}
+	for _, bad := range []struct{ name, url, health, flag string }{
+		{"my service", plans.InitURL, "/health", "--name"},
+		{"x'y", plans.InitURL, "/health", "--name"},
+		{"svc", "ftp://host", "/health", "--url"},
+		{"svc", "127.0.0.1:8080", "/health", "--url"},
+		{"svc", `http://a"b`, "/health", "--url"},
+		{"svc", plans.InitURL, "health", "--health"},
+	} {
+		if _, err := plans.Init(bad.name, bad.url, bad.health); err == nil || !strings.Contains(err.Error(), bad.flag) {
+			t.Errorf("Init(%q, %q, %q) = %v, want an error naming %s", bad.name, bad.url, bad.health, err, bad.flag)
+		}
+	}
+}

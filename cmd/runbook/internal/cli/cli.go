@@ -57,7 +57,9 @@ rollback when a gate fails, and a report with the 12-line QC summary.
 Every decision is an event on the NATS JetStream stream RUNBOOK.
 
   runbook serve                    start NATS (embedded) and the five services
+  runbook init                     write a commented plan to start from (plan.yaml)
   runbook validate plan.yaml       check a plan and print it as it will run
+  runbook schema                   print the plan's JSON Schema (for editors)
   runbook submit plan.yaml --watch submit a plan and follow it live
   runbook runs                     list runs and their status
   runbook watch RUN                follow a run
@@ -79,7 +81,7 @@ Every decision is an event on the NATS JetStream stream RUNBOOK.
 	root.PersistentFlags().StringVar(&g.natsURL, "nats-url", envOr(svcmain.EnvNATSURL, "nats://127.0.0.1:4222"), "NATS server of the runbook you talk to (env "+svcmain.EnvNATSURL+")")
 	root.PersistentFlags().StringVar(&g.tlsCA, "tls-ca", os.Getenv(svcmain.EnvTLSCA), "CA certificate (PEM) that verifies the NATS server's TLS certificate (env "+svcmain.EnvTLSCA+")")
 	root.PersistentFlags().StringVar(&g.creds, "creds", os.Getenv(svcmain.EnvCreds), "your identity: the nkey seed FILE that runbook identity create wrote (env "+svcmain.EnvCreds+"); it authenticates you to NATS and signs your decisions")
-	root.AddCommand(serveCmd(g), validateCmd(g), submitCmd(g), watchCmd(g), runsCmd(g), reportCmd(g), retroCmd(g), approveCmd(g), rejectCmd(g), rollbackCmd(g), cancelCmd(g), auditCmd(g), replayCmd(g), identityCmd(g), provisionCmd(g))
+	root.AddCommand(serveCmd(g), initCmd(g), schemaCmd(g), validateCmd(g), submitCmd(g), watchCmd(g), runsCmd(g), reportCmd(g), retroCmd(g), approveCmd(g), rejectCmd(g), rollbackCmd(g), cancelCmd(g), auditCmd(g), replayCmd(g), identityCmd(g), provisionCmd(g))
 	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return 0
