@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -197,8 +198,14 @@ func envelope(ev *runbookv1.Event, seq uint64, subject string, h nats.Header, da
 func (e Envelope) Publisher() (string, error) { return Publisher(e.header, e.data) }
 
 // LastEvent returns the newest event of type typ in run runID, or nil when
-// the run has none.
+// the run has none. With a HistoryCache that holds the run, it is read from
+// memory, as RunHistory is.
 func (b *Bus) LastEvent(ctx context.Context, runID, typ string) (*Envelope, error) {
+	if b.history != nil {
+		if e, ok := b.history.last(ctx, runID, typ, max(atLeast(ctx), b.lastPub.Load())); ok {
+			return e, nil
+		}
+	}
 	var raw *jetstream.RawStreamMsg
 	err := retryRead(ctx, func() (err error) {
 		raw, err = b.audit.GetLastMsgForSubject(ctx, Subject(runID, typ))
@@ -409,7 +416,17 @@ func drain(ctx context.Context, cons jetstream.Consumer, filters []string, fn fu
 // Follow calls fn for every event matching filters from startSeq on (0: the
 // beginning), live, until ctx ends or fn returns an error (io.EOF from fn
 // ends Follow without error).
+//
+// With a HistoryCache that holds the run, following events of one run
+// (filters naming its subjects) is served from memory: no consumer on the
+// server per follower.
 func (b *Bus) Follow(ctx context.Context, filters []string, startSeq uint64, fn func(Envelope) error) error {
+	if run, types, ok := oneRunTypes(filters); ok && b.history != nil {
+		served, err := b.history.followRun(ctx, run, types, &startSeq, fn)
+		if served {
+			return err
+		}
+	}
 	cons, err := b.ordered(ctx, filters, startSeq)
 	if err != nil {
 		return err
@@ -462,6 +479,20 @@ func (b *Bus) ordered(ctx context.Context, filters []string, startSeq uint64) (j
 }
 
 var errStopFollow = errors.New("stop following")
+
+// oneRunTypes reports whether filters are concrete subjects of one run
+// (runbook.<run>.<type>, no wildcards), and their types.
+func oneRunTypes(filters []string) (run string, types map[string]bool, ok bool) {
+	types = map[string]bool{}
+	for _, f := range filters {
+		r, t, err := ParseSubject(f)
+		if err != nil || strings.ContainsAny(f, "*>") || (run != "" && r != run) {
+			return "", nil, false
+		}
+		run, types[t] = r, true
+	}
+	return run, types, run != ""
+}
 
 // StopFollow, returned by a Follow callback, ends Follow without error.
 func StopFollow() error { return errStopFollow }

@@ -44,6 +44,7 @@ type HistoryCache struct {
 	applied   uint64        // the last stream sequence applied
 	live      bool          // the follower is consuming
 	advanced  chan struct{} // closed (and replaced) whenever applied moves
+	down      chan struct{} // closed (and replaced) when live turns false
 	runs      map[string]*cachedRun
 	lru       *list.List // of *cachedRun, most recently used first
 	bytes     int
@@ -70,6 +71,9 @@ type cachedRun struct {
 	complete bool
 	bytes    int
 	elem     *list.Element
+	// changed is closed (and replaced) when an event is added or the run
+	// is evicted: what its followers wait on.
+	changed chan struct{}
 }
 
 // maxTombstones bounds the memory of which runs were evicted.
@@ -94,6 +98,7 @@ func NewHistoryCache(bus *Bus, o HistoryCacheOptions) *HistoryCache {
 	return &HistoryCache{
 		bus: bus, opts: o, log: log,
 		advanced: make(chan struct{}),
+		down:     make(chan struct{}),
 		runs:     map[string]*cachedRun{},
 		lru:      list.New(),
 		evicted:  map[string]struct{}{},
@@ -186,6 +191,10 @@ func (c *HistoryCache) follow(ctx context.Context) error {
 
 func (c *HistoryCache) setLive(live bool) {
 	c.mu.Lock()
+	if c.live && !live {
+		close(c.down)
+		c.down = make(chan struct{})
+	}
 	c.live = live
 	close(c.advanced)
 	c.advanced = make(chan struct{})
@@ -213,7 +222,7 @@ func (c *HistoryCache) apply(seq uint64, msg jetstream.Msg, ts time.Time) {
 	r := c.runs[run]
 	if r == nil {
 		_, gone := c.evicted[run]
-		r = &cachedRun{id: run, complete: typ == "change.requested" && !gone}
+		r = &cachedRun{id: run, complete: typ == "change.requested" && !gone, changed: make(chan struct{})}
 		r.elem = c.lru.PushFront(r)
 		c.runs[run] = r
 	} else {
@@ -223,6 +232,8 @@ func (c *HistoryCache) apply(seq uint64, msg jetstream.Msg, ts time.Time) {
 	r.events = append(r.events, envelope(ev, seq, subject, msg.Headers(), msg.Data()))
 	r.bytes += n
 	c.bytes += n
+	close(r.changed)
+	r.changed = make(chan struct{})
 	for c.bytes > c.opts.MaxBytes && c.lru.Len() > 1 {
 		c.evictLocked(c.lru.Back().Value.(*cachedRun).id)
 	}
@@ -234,6 +245,7 @@ func (c *HistoryCache) evictLocked(run string) {
 		c.lru.Remove(r.elem)
 		c.bytes -= r.bytes
 		delete(c.runs, run)
+		close(r.changed) // its followers go to the stream
 	}
 	if _, ok := c.evicted[run]; ok {
 		return
@@ -250,6 +262,33 @@ func (c *HistoryCache) evictLocked(run string) {
 // when it cannot serve it (not whole here, not live, or not caught up in
 // MaxWait): the caller reads the stream.
 func (c *HistoryCache) read(ctx context.Context, run string, target uint64) ([]Envelope, bool) {
+	out, ok := c.snapshot(ctx, run, target)
+	// Callers own what they get: the cached events stay as stored.
+	for i := range out {
+		out[i].Event = proto.Clone(out[i].Event).(*runbookv1.Event)
+	}
+	return out, ok
+}
+
+// last returns the newest event of type typ in run (nil when it has none),
+// as fresh as read, and false when the cache cannot serve it.
+func (c *HistoryCache) last(ctx context.Context, run, typ string, target uint64) (*Envelope, bool) {
+	h, ok := c.snapshot(ctx, run, target)
+	if !ok {
+		return nil, false
+	}
+	for i := len(h) - 1; i >= 0; i-- {
+		if h[i].Event.GetType() == typ {
+			e := h[i]
+			e.Event = proto.Clone(e.Event).(*runbookv1.Event)
+			return &e, true
+		}
+	}
+	return nil, true
+}
+
+// snapshot is read's lookup: the run's envelopes, sharing the cached events.
+func (c *HistoryCache) snapshot(ctx context.Context, run string, target uint64) ([]Envelope, bool) {
 	var timer *time.Timer
 	defer func() {
 		if timer != nil {
@@ -290,11 +329,46 @@ func (c *HistoryCache) read(ctx context.Context, run string, target uint64) ([]E
 	copy(out, r.events)
 	c.mu.Unlock()
 	c.hits.Add(1)
-	// Callers own what they get: the cached events stay as stored.
-	for i := range out {
-		out[i].Event = proto.Clone(out[i].Event).(*runbookv1.Event)
-	}
 	return out, true
+}
+
+// followRun calls fn for run's events of the given types from stream
+// sequence *next on, live, as Bus.Follow does, advancing *next past each
+// event given. It returns served=false when the cache cannot (or can no
+// longer) serve the run: the caller follows the stream from *next.
+func (c *HistoryCache) followRun(ctx context.Context, run string, types map[string]bool, next *uint64, fn func(Envelope) error) (served bool, err error) {
+	for {
+		c.mu.Lock()
+		r := c.runs[run]
+		if r == nil || !r.complete || !c.live {
+			c.mu.Unlock()
+			return false, nil
+		}
+		var batch []Envelope
+		for _, e := range r.events {
+			if e.Seq >= *next && types[e.Event.GetType()] {
+				batch = append(batch, e)
+			}
+		}
+		changed, down := r.changed, c.down
+		c.mu.Unlock()
+		for _, e := range batch {
+			e.Event = proto.Clone(e.Event).(*runbookv1.Event)
+			*next = e.Seq + 1
+			if err := fn(e); err != nil {
+				if errors.Is(err, errStopFollow) {
+					return true, nil
+				}
+				return true, err
+			}
+		}
+		select {
+		case <-changed:
+		case <-down:
+		case <-ctx.Done():
+			return true, ctx.Err()
+		}
+	}
 }
 
 type atLeastKey struct{}

@@ -84,6 +84,27 @@ func TestHistoryCacheServesWholeRuns(t *testing.T) {
 		t.Errorf("hits %d misses %d, want 1 and 1 (NEW whole in memory, OLD began before the cache)", hits, misses)
 	}
 
+	// LastEvent reads the same way.
+	for _, c := range []struct {
+		run, typ string
+		want     uint64
+	}{{"NEW", "deploy.done", last}, {"NEW", "rollback.started", 0}, {"OLD", "deploy.done", last - 1}} {
+		e, err := cached.LastEvent(eventbus.AtLeast(ctx, last), c.run, c.typ)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got uint64 // 0: none
+		if e != nil {
+			got = e.Seq
+		}
+		if got != c.want {
+			t.Errorf("last %s of %s: seq %d, want %d (0: none)", c.typ, c.run, got, c.want)
+		}
+	}
+	if hits, misses := c.Stats(); hits != 3 || misses != 2 {
+		t.Errorf("after LastEvent: hits %d misses %d, want 3 and 2", hits, misses)
+	}
+
 	got, _ := cached.RunHistory(ctx, "NEW")
 	got[0].Event.Source = "changed by a caller"
 	got[0].Event.GetChangeRequested().Title = "changed"
@@ -188,5 +209,71 @@ func TestHistoryCacheNotLiveReadsTheStream(t *testing.T) {
 	}
 	if hits, misses := c.Stats(); hits != 0 || misses != 1 {
 		t.Errorf("hits %d misses %d", hits, misses)
+	}
+}
+
+// Following one run's events is served from memory — no consumer on the
+// server per follower — and moves to the stream when the run is evicted,
+// missing nothing.
+func TestHistoryCacheFollowsARun(t *testing.T) {
+	t.Parallel()
+	s := natstest.Server(t)
+	pub := natstest.Bus(t, s, "writer")
+	cached := natstest.Bus(t, s, "reader")
+	startCache(t, cached, eventbus.HistoryCacheOptions{MaxBytes: 8 << 10})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	rollbackStarted := func(run string) *runbookv1.Event {
+		return eventbus.New(run, &runbookv1.Event_RollbackStarted{RollbackStarted: &runbookv1.RollbackStarted{}})
+	}
+	consumers := func() int {
+		st, err := cached.JetStream().Stream(ctx, eventbus.AuditStream)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.CachedInfo().State.Consumers
+	}
+	for _, evictFirst := range []bool{false, true} {
+		run := fmt.Sprintf("F%v", evictFirst)
+		if _, err := pub.Publish(ctx, changeRequested(run)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := pub.Publish(ctx, deployDone(run)); err != nil {
+			t.Fatal(err)
+		}
+		before := consumers()
+		got := make(chan string, 4)
+		done := make(chan error, 1)
+		go func() {
+			done <- cached.Follow(ctx, []string{eventbus.Subject(run, "rollback.started"), eventbus.Subject(run, "run.failed")}, 0, func(e eventbus.Envelope) error {
+				got <- e.Event.GetType()
+				return eventbus.StopFollow()
+			})
+		}()
+		if !evictFirst {
+			if n := consumers(); n != before {
+				t.Errorf("following %s made %d consumer(s) on the server", run, n-before)
+			}
+		} else {
+			for i := range 40 { // push the run out of 8 KiB
+				if _, err := pub.Publish(ctx, changeRequested(fmt.Sprintf("X%d", i))); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		if _, err := pub.Publish(ctx, rollbackStarted(run)); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case typ := <-got:
+			if typ != "rollback.started" {
+				t.Errorf("%s: followed %s", run, typ)
+			}
+		case <-ctx.Done():
+			t.Fatalf("%s: rollback.started never reached the follower", run)
+		}
+		if err := <-done; err != nil {
+			t.Errorf("%s: Follow: %v", run, err)
+		}
 	}
 }

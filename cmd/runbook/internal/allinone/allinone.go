@@ -346,7 +346,13 @@ func (s *Server) connect(identity, name string) (*nats.Conn, error) {
 		}
 		opts = id.Options()
 	}
-	if s.o.TLS.CA != "" {
+	switch {
+	case s.ns != nil:
+		// The embedded server is in this process: its services connect
+		// in-process (a pipe, no sockets, no TLS to a peer that is itself),
+		// authenticated as over TCP. Clients outside still use s.url.
+		opts = append(opts, nats.InProcessServer(s.ns))
+	case s.o.TLS.CA != "":
 		topts, err := auth.ClientOptions(s.o.TLS.CA)
 		if err != nil {
 			return nil, err
