@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/kis-core/runbook/domain/plan"
+	"github.com/kis-core/runbook/domain/plan/planview"
 	"github.com/kis-core/runbook/domain/risk"
 )
 
@@ -168,6 +169,18 @@ func TestRevertPlan(t *testing.T) {
 	// No window: it runs once approved; it takes the rollback's time.
 	if rp.Timeline.PlannedStart != "" || rp.Timeline.WindowEnd != "" || rp.Timeline.EstimatedDuration.Raw != "30 minutes" {
 		t.Errorf("timeline = %+v", rp.Timeline)
+	}
+
+	// validate says what it reverts, and that its own rollback is by hand.
+	view := planview.Describe(rp, ra)
+	for _, want := range []string{
+		"reverts run DEPLOY-20250923-020000 (CR-7): its rollback steps are this plan's deploy; restore steps and RUNBOOK_BACKUP_DIR read run DEPLOY-20250923-020000's backup",
+		"why: customers see wrong estimates",
+		plan.RevertManualStep,
+	} {
+		if !strings.Contains(view, want) {
+			t.Errorf("validate's view does not say %q:\n%s", want, view)
+		}
 	}
 
 	// Deterministic: the same inputs give the same plan (and plan sha256).
