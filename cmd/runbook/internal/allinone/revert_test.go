@@ -2,6 +2,7 @@ package allinone_test
 
 import (
 	"encoding/json"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -9,8 +10,22 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kis-core/runbook/cmd/runbook/internal/allinone"
+	"github.com/kis-core/runbook/eventbus/natstest"
 	"github.com/kis-core/runbook/services/reporter/report"
 )
+
+// getJSON GETs url into v; false unless it answered 200 with JSON.
+func getJSON(t *testing.T, url string, v any) bool {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Logf("GET %s: %v", url, err)
+		return false
+	}
+	defer resp.Body.Close()
+	return resp.StatusCode == http.StatusOK && json.NewDecoder(resp.Body).Decode(v) == nil
+}
 
 // revertablePlan changes one file, backed up by pre-flight; its rollback
 // restores it from the run's backup, and takes a backup of its own first.
@@ -40,7 +55,7 @@ deploy:
 // and both reports link to each other. A run that did not end SUCCESS, a
 // run already reverted and a revert itself are refused with the reason.
 func TestRevertAfterSuccess(t *testing.T) {
-	p := startPipeline(t, nil)
+	p := startPipeline(t, func(o *allinone.Options) { o.HTTPListen = "127.0.0.1:0" })
 	dir := t.TempDir()
 	target := filepath.Join(dir, "app.conf")
 	if err := os.WriteFile(target, []byte("v1\n"), 0o644); err != nil {
@@ -138,6 +153,14 @@ func TestRevertAfterSuccess(t *testing.T) {
 	if code, out, _ := p.runCLI(t, "report", orig, "--format", "markdown"); code != 0 || !strings.Contains(out, "**Reverted by** run "+rev) {
 		t.Errorf("markdown report of %s:\n%s", orig, out)
 	}
+	// The read API's run pages too.
+	natstest.Eventually(t, 10*time.Second, "reverted_by and reverts in the read API", func() bool {
+		var o, r struct {
+			Report report.Report `json:"report"`
+		}
+		return getJSON(t, "http://"+p.srv.HTTPAddr()+"/api/v1/runs/"+orig, &o) && getJSON(t, "http://"+p.srv.HTTPAddr()+"/api/v1/runs/"+rev, &r) &&
+			len(o.Report.RevertedBy) == 1 && o.Report.RevertedBy[0].Run == rev && r.Report.Reverts != nil && r.Report.Reverts.Run == orig
+	})
 
 	// Once is enough; and a revert is not reverted.
 	if code, _, stderr := p.runCLI(t, "revert", orig, "--reason", "again"); code != 6 || !strings.Contains(stderr, "run "+orig+" was already reverted by run "+rev+" (SUCCESS)") {
