@@ -25,6 +25,21 @@ type Plan struct {
 	Monitor   Monitor   `yaml:"monitor"`
 	Test      Test      `yaml:"test"`
 	Report    Report    `yaml:"report"`
+	// Reverts, in the plan of a revert run (`runbook revert`; revert.go),
+	// names the run it undoes: restore steps and RUNBOOK_BACKUP_DIR read
+	// that run's backup, and its deploy.steps may hold described (manual)
+	// steps, copied from that run's rollback_steps.
+	Reverts *Reverts `yaml:"reverts"`
+}
+
+// Reverts names the run a revert run undoes (see Revert).
+type Reverts struct {
+	// Run is the reverted run's id; it ended SUCCESS.
+	Run string `yaml:"run"`
+	// ChangeID is the reverted run's change id.
+	ChangeID string `yaml:"change_id"`
+	// Reason is why it is reverted (runbook revert --reason).
+	Reason string `yaml:"reason"`
 }
 
 type ChangeRequest struct {

@@ -56,6 +56,9 @@ type checker struct {
 	backupDir, backupDirPath string
 	// backupSteps are the paths of the steps whose one kind is backup.
 	backupSteps map[string]bool
+	// reverts is the run a revert plan undoes (Plan.Reverts), "" for
+	// another plan: its restore steps read that run's backup.
+	reverts string
 }
 
 // stepKindsText lists the kinds of a deploy, finally or rollback step for
@@ -289,6 +292,7 @@ func (c *checker) plan(p *Plan) {
 	c.backups = p.Backups()
 	c.backupNames = map[string]string{}
 	c.backupSteps = map[string]bool{}
+	c.revertsOf(p.Reverts)
 	c.enum("change_request.type", p.ChangeRequest.Type, "a change type", changeTypes)
 	c.enum("change_request.priority", p.ChangeRequest.Priority, "a priority", priorities)
 	c.timeline(p.Timeline)
@@ -588,6 +592,9 @@ func (c *checker) restore(path string, r *RestoreStep) {
 		switch {
 		case !validBackupName(r.File):
 			c.errorf(fp, "%q is not a name in the backup directory: write it relative to that directory, without .. (e.g. nginx.conf)", r.File)
+		case c.reverts != "":
+			// A revert restores from the reverted run's backup, which
+			// pre-flight and the step itself check when they run.
 		case len(c.backups) == 0:
 			c.errorf(fp, "restore of %q needs a backup to restore from, and the plan has none: add preflight.backup (or a backup step before the change) with a files step listing the file (e.g. files: [/etc/nginx/nginx.conf])", r.File)
 		case !commands && !slices.Contains(known, r.File):
@@ -777,7 +784,9 @@ func (c *checker) deploy(d Deploy) {
 		c.warnf("deploy.steps", "nothing executable: the plan has no deploy steps, so a run only checks, watches and reports; add deploy.steps (%s) to change anything", stepKindsText(false))
 	}
 	for i, s := range d.Steps {
-		c.step(joinIndex("deploy.steps", i), s, false)
+		// A revert's deploy steps are the reverted run's rollback steps:
+		// its described ones among them (revert.go).
+		c.step(joinIndex("deploy.steps", i), s, c.reverts != "")
 	}
 	for i, h := range d.Health {
 		path := joinIndex("deploy.health", i)

@@ -128,6 +128,10 @@ type State struct {
 	VerifyOutcome *runbookv1.Event
 	// RunFailed is run.failed: a failure nothing undid.
 	RunFailed *runbookv1.Event
+	// RevertRequests are the run's revert.requested, in stream order: the
+	// runs that revert it (`runbook revert`; RevertedBy). They come after
+	// the run ended SUCCESS and change nothing of its status.
+	RevertRequests []*runbookv1.Event
 	// DeadLetter is the first event.dead_lettered of a message of the run
 	// a consumer accepted and gave up on when its deliveries ran out
 	// (DeadLettered.exhausted): the run needed it handled, so it failed
@@ -348,6 +352,8 @@ func (s *State) facts(ev *runbookv1.Event) {
 		first(&s.VerifyOutcome)
 	case *runbookv1.Event_RunFailed:
 		first(&s.RunFailed)
+	case *runbookv1.Event_RevertRequested:
+		s.RevertRequests = append(s.RevertRequests, ev)
 	}
 }
 

@@ -49,7 +49,9 @@ const DeadLettered = "event.dead_lettered"
 // publishes is the table: the event types each role may publish. Admin
 // may publish every type; Viewer none.
 var publishes = map[Role][]string{
-	Preflight: {"preflight.started", "preflight.passed", "preflight.failed", "backup.done", "plan.assessed", "change.rejected", DeadLettered},
+	// revert.requested goes on the run a revert run undoes (its plan's
+	// reverts.run), once that run's pre-flight checked it.
+	Preflight: {"preflight.started", "preflight.passed", "preflight.failed", "backup.done", "plan.assessed", "change.rejected", "revert.requested", DeadLettered},
 	Deployer: {"deploy.started", "deploy.step.started", "deploy.step.succeeded", "deploy.step.failed", "deploy.step.output",
 		"deploy.done", "deploy.failed", "rollback.requested", "rollback.started", "rollback.step.started",
 		"rollback.step.succeeded", "rollback.step.failed", "rollback.done", "rollback.failed",

@@ -112,6 +112,10 @@ func describe(ev *runbookv1.Event) (phase, text string, ok bool) {
 	case *runbookv1.Event_RunFailed:
 		// A failure nothing undid: filed with the rollback that did not run.
 		return PhaseRollback, "✗✗ FAILED: " + p.RunFailed.GetReason(), true
+	case *runbookv1.Event_RevertRequested:
+		// On a run that ended SUCCESS: another run undoes it.
+		r := p.RevertRequested
+		return PhaseRollback, fmt.Sprintf("↩ to be reverted by run %s (%s), requested by %s%s", r.GetByRun(), or(r.GetChangeId(), "no change id"), or(r.GetRequestedBy(), "an unnamed requester"), suffix(r.GetReason())), true
 
 	// ---- act ----
 	case *runbookv1.Event_DeployStarted:

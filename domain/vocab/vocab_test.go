@@ -93,6 +93,11 @@ func TestEveryEventTypeIsWorded(t *testing.T) {
 		},
 		"run_expired":   {{event(t, "run_expired", &runbookv1.RunEnded{Reason: "approvals timed out"}), PhaseGate, "✗ EXPIRED: approvals timed out"}},
 		"run_cancelled": {{event(t, "run_cancelled", &runbookv1.RunEnded{Reason: "by kim"}), PhaseGate, "✗ CANCELLED: by kim"}},
+		"revert_requested": {
+			{event(t, "revert_requested", &runbookv1.RevertRequested{ByRun: "R-2", ChangeId: "REVERT-CR-1", Reason: "wrong estimates", RequestedBy: "oncall"}, "R-2"),
+				PhaseRollback, "↩ to be reverted by run R-2 (REVERT-CR-1), requested by oncall — wrong estimates"},
+			{event(t, "revert_requested", &runbookv1.RevertRequested{ByRun: "R-2"}, "R-2"), PhaseRollback, "↩ to be reverted by run R-2 (no change id), requested by an unnamed requester"},
+		},
 		"run_failed": {{event(t, "run_failed", &runbookv1.RunEnded{Reason: plan.NothingUndoneReason("deploy failed at x", []string{"트래픽 차단"})}),
 			PhaseRollback, "✗✗ FAILED: " + plan.NothingUndoneReason("deploy failed at x", []string{"트래픽 차단"})}},
 

@@ -323,6 +323,9 @@ waitLoop:
 	// deploy too: its running step's process group is killed at once.
 	go s.stopOnRollbackElsewhere(dctx, run, cancel, log)
 
+	if err := s.resolveReverted(ctx, p, v); err != nil {
+		return err
+	}
 	var done int32
 	ex := s.executor(p, cr, v) // redacts every secret the plan names
 	failure := s.runList(dctx, ex, run, cr, "deploy", "steps", p.Deploy.Steps, v, &done)
@@ -364,6 +367,27 @@ waitLoop:
 			return err
 		}
 	}
+	return nil
+}
+
+// resolveReverted gives the view of a revert run (plan.Reverts) the
+// backup it restores from: the reverted run's backup directory, from its
+// latest backup.done (pre-flight's or a backup step's: a run's backups
+// share one directory). Pre-flight checked that it holds every file the
+// restore steps name.
+func (s *Service) resolveReverted(ctx context.Context, p *plan.Plan, v *runView) error {
+	if p.Reverts == nil {
+		return nil
+	}
+	bd, err := s.bus.LastEvent(ctx, p.Reverts.Run, "backup.done")
+	if err != nil {
+		return fmt.Errorf("read the backup of the reverted run %s: %w", p.Reverts.Run, err)
+	}
+	v.reverts = true
+	if bd != nil {
+		v.revertedBackup = bd.Event.GetBackupDone().GetDir()
+	}
+	s.log.Info("revert: restore steps read the reverted run's backup", "run_id", v.RunID, "reverts", p.Reverts.Run, "dir", v.revertedBackup)
 	return nil
 }
 
@@ -465,8 +489,8 @@ func (s *Service) runList(ctx context.Context, ex *steps.Executor, run string, c
 			}
 			t0 := time.Now()
 			env := runEnv(run, cr, list, i, name, attempt)
-			if v.backupDir != "" {
-				env[steps.BackupDirEnv] = v.backupDir // the run's own backup, for restore steps and commands
+			if dir := v.stepBackupDir(st); dir != "" {
+				env[steps.BackupDirEnv] = dir // the run's backup (a revert's: the reverted run's), for restore steps and commands
 			}
 			out := s.startOutput(ctx, run, list, i, attempt, ex.Secrets(st))
 			// A pid file per command while it runs: if this deployer is

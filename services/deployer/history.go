@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/kis-core/runbook/domain/gate"
+	"github.com/kis-core/runbook/domain/plan"
 	"github.com/kis-core/runbook/domain/runstate"
 	"github.com/kis-core/runbook/domain/trust"
 	"github.com/kis-core/runbook/eventbus"
@@ -30,7 +31,12 @@ type runView struct {
 	// backupDir is the run's own backup directory (its latest backup.done:
 	// pre-flight's, or a backup step's), "" when it has none yet.
 	backupDir string
-	decisions []gate.Decision // approvals and rejections, in stream order
+	// reverts: the run is a revert (plan.Reverts); revertedBackup is the
+	// reverted run's backup directory then ("" when it has none), what
+	// its restore steps and commands read (stepBackupDir).
+	reverts        bool
+	revertedBackup string
+	decisions      []gate.Decision // approvals and rejections, in stream order
 	// published are the ids of events this pass published (judge), on
 	// top of those folded (State.Seen).
 	published map[string]bool
@@ -81,6 +87,18 @@ func viewOf(run string, hist []eventbus.Envelope, kr *trust.Keyring) *runView {
 		}
 	}
 	return v
+}
+
+// stepBackupDir is step st's RUNBOOK_BACKUP_DIR, the directory restore
+// steps read: the run's own backup directory; for a revert run, the
+// reverted run's — except for a backup step, whose backup goes into the
+// revert run's own directory (a revert never writes into the backup it
+// restores from).
+func (v *runView) stepBackupDir(st plan.Step) string {
+	if v.reverts && st.Backup == nil {
+		return v.revertedBackup
+	}
+	return v.backupDir
 }
 
 // known reports whether the event with this id is in the run already.

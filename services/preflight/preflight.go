@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 
 	"github.com/kis-core/runbook/domain/plan"
 	"github.com/kis-core/runbook/domain/risk"
+	"github.com/kis-core/runbook/domain/runstate"
 	"github.com/kis-core/runbook/domain/trust"
 	"github.com/kis-core/runbook/eventbus"
 	"github.com/kis-core/runbook/eventbus/backup"
@@ -156,7 +158,11 @@ func (s *Service) onChangeRequested(ctx context.Context, ev *runbookv1.Event, cr
 		return nil
 	}
 
-	started := eventbus.CausedBy(eventbus.New(run, &runbookv1.Event_PreflightStarted{PreflightStarted: &runbookv1.PreflightStarted{Checks: int32(len(p.Preflight.Checks))}}), ev)
+	nChecks := len(p.Preflight.Checks)
+	if p.Reverts != nil {
+		nChecks++ // revertCheck
+	}
+	started := eventbus.CausedBy(eventbus.New(run, &runbookv1.Event_PreflightStarted{PreflightStarted: &runbookv1.PreflightStarted{Checks: int32(nChecks)}}), ev)
 	if _, err := s.bus.Publish(ctx, started); err != nil {
 		return err
 	}
@@ -178,6 +184,20 @@ func (s *Service) onChangeRequested(ctx context.Context, ev *runbookv1.Event, cr
 			failed = append(failed, fmt.Sprintf("%s: %s", r.Name, r.Message))
 		}
 		log.Info("check", "step", r.Name, "kind", r.Kind, "status", r.Status.String(), "value", r.Value, "duration_ms", r.DurationMs)
+	}
+	// A revert run checks the run it reverts (its plan's reverts).
+	var reverts *runbookv1.Event
+	if p.Reverts != nil {
+		rc, out, err := s.revertCheck(ctx, ev, p)
+		if err != nil {
+			return err
+		}
+		results = append(results, rc)
+		if rc.Status == runbookv1.CheckStatus_CHECK_STATUS_FAIL {
+			failed = append(failed, fmt.Sprintf("%s: %s", rc.Name, rc.Message))
+		}
+		reverts = out
+		log.Info("check", "step", rc.Name, "kind", rc.Kind, "status", rc.Status.String(), "value", rc.Value)
 	}
 	res := &runbookv1.PreflightResult{Checks: results}
 	// The backup is the last part of pre-flight, only when the checks
@@ -202,12 +222,88 @@ func (s *Service) onChangeRequested(ctx context.Context, ev *runbookv1.Event, cr
 		out = eventbus.New(run, &runbookv1.Event_PreflightFailed{PreflightFailed: res})
 	} else {
 		out = eventbus.New(run, &runbookv1.Event_PreflightPassed{PreflightPassed: res})
+		if reverts != nil {
+			// The reverted run learns who reverts it before the revert
+			// can deploy (its report and `runbook revert` read it there).
+			if _, err := s.bus.Publish(ctx, reverts); err != nil {
+				return fmt.Errorf("record the revert on run %s: %w", p.Reverts.Run, err)
+			}
+		}
 	}
 	if _, err := s.bus.PublishOnce(ctx, eventbus.CausedBy(out, ev)); err != nil && !errors.Is(err, eventbus.ErrAlreadyPublished) {
 		return err
 	}
 	log.Info("pre-flight decided", "event", out.Type, "checks", len(results), "failed", len(failed))
 	return nil
+}
+
+// revertCheck is the check of a revert run (its plan's reverts.run, see
+// plan.Revert): the reverted run ended SUCCESS and no other revert of it
+// deployed or is under way (runstate.RevertRefusal: the sentences `runbook
+// revert` says too), and its backup holds every file the restore steps
+// restore (validate cannot know it). With the check passed, out is the
+// revert.requested to publish on the reverted run.
+func (s *Service) revertCheck(ctx context.Context, ev *runbookv1.Event, p *plan.Plan) (res *runbookv1.CheckResult, out *runbookv1.Event, err error) {
+	orig := p.Reverts.Run
+	t0 := time.Now()
+	res = &runbookv1.CheckResult{Name: "reverts run " + orig, Kind: "reverts", Blocking: true, Status: runbookv1.CheckStatus_CHECK_STATUS_FAIL}
+	defer func() { res.DurationMs = time.Since(t0).Milliseconds() }()
+	hist, err := s.bus.RunHistory(ctx, orig)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read the reverted run %s: %w", orig, err)
+	}
+	st := runstate.New(orig)
+	var backup *runbookv1.BackupDone
+	for _, e := range hist {
+		st.ApplyAt(e.Seq, e.Event)
+		if bd := e.Event.GetBackupDone(); bd != nil {
+			backup = bd // the run's one directory, with every file so far
+		}
+	}
+	var others []*runstate.State
+	for _, by := range st.RevertedBy() {
+		if by == ev.GetRunId() {
+			continue // this run's own, from an attempt cut short
+		}
+		oh, err := s.bus.RunHistory(ctx, by)
+		if err != nil {
+			return nil, nil, fmt.Errorf("read run %s, which reverts %s: %w", by, orig, err)
+		}
+		o := runstate.New(by)
+		for _, e := range oh {
+			o.ApplyAt(e.Seq, e.Event)
+		}
+		others = append(others, o)
+	}
+	if refusal := st.RevertRefusal(others); refusal != nil {
+		res.Message = refusal.Error()
+		return res, nil, nil
+	}
+	var missing []string
+	for _, step := range p.Deploy.Steps {
+		if r := step.Restore; r != nil && (backup == nil || !slices.Contains(backup.GetFiles(), r.File)) {
+			missing = append(missing, r.File)
+		}
+	}
+	switch {
+	case len(missing) > 0 && backup == nil:
+		res.Message = fmt.Sprintf("run %s has no backup (no backup.done): the restore of %s would have nothing to restore from", orig, strings.Join(missing, ", "))
+		return res, nil, nil
+	case len(missing) > 0:
+		res.Message = fmt.Sprintf("run %s's backup %s does not hold %s: it holds %s", orig, backup.GetDir(), strings.Join(missing, ", "), strings.Join(backup.GetFiles(), ", "))
+		return res, nil, nil
+	}
+	res.Status = runbookv1.CheckStatus_CHECK_STATUS_PASS
+	if backup != nil {
+		res.Value = fmt.Sprintf("%d file(s)", len(backup.GetFiles()))
+		res.Message = fmt.Sprintf("run %s ended SUCCESS; restore steps read its backup %s", orig, backup.GetDir())
+	} else {
+		res.Message = fmt.Sprintf("run %s ended SUCCESS; it has no backup (no restore step needs one)", orig)
+	}
+	out = eventbus.CausedBy(eventbus.New(orig, &runbookv1.Event_RevertRequested{RevertRequested: &runbookv1.RevertRequested{
+		ByRun: ev.GetRunId(), ChangeId: p.ChangeRequest.ID, Reason: p.Reverts.Reason, RequestedBy: ev.GetActor(),
+	}}, ev.GetRunId()), ev)
+	return res, out, nil
 }
 
 // runBackup backs the run up once: when backup.done is already in the run's

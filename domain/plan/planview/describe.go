@@ -50,6 +50,13 @@ func Describe(p *plan.Plan, a risk.Assessment) string {
 	if r := p.Requester; r.Name != "" || r.Contact != "" {
 		w(1, "requested by %s", strings.Join(nonEmpty(r.Name, paren(strings.Join(nonEmpty(r.Role, r.Contact), ", "))), " "))
 	}
+	if rv := p.Reverts; rv != nil {
+		w(1, "reverts run %s: its rollback steps are this plan's deploy; restore steps and RUNBOOK_BACKUP_DIR read run %s's backup (pre-flight checks it ended SUCCESS and holds every restored file)",
+			strings.Join(nonEmpty(rv.Run, paren(rv.ChangeID)), " "), rv.Run)
+		if rv.Reason != "" {
+			w(2, "why: %s", rv.Reason)
+		}
+	}
 	if t := p.Timeline; t.PlannedStart != "" || t.EstimatedDuration.IsSet() || t.PlannedCompletion != "" || t.WindowEnd != "" {
 		var parts []string
 		if t.PlannedStart != "" {

@@ -147,6 +147,7 @@ type Event struct {
 	//	*Event_NotificationSent
 	//	*Event_NotificationFailed
 	//	*Event_EventDeadLettered
+	//	*Event_RevertRequested
 	Payload       isEvent_Payload `protobuf_oneof:"payload"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -650,6 +651,15 @@ func (x *Event) GetEventDeadLettered() *DeadLettered {
 	return nil
 }
 
+func (x *Event) GetRevertRequested() *RevertRequested {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_RevertRequested); ok {
+			return x.RevertRequested
+		}
+	}
+	return nil
+}
+
 type isEvent_Payload interface {
 	isEvent_Payload()
 }
@@ -838,6 +848,12 @@ type Event_EventDeadLettered struct {
 	EventDeadLettered *DeadLettered `protobuf:"bytes,90,opt,name=event_dead_lettered,json=eventDeadLettered,proto3,oneof"`
 }
 
+type Event_RevertRequested struct {
+	// On the run being reverted, by pre-flight once a revert run of it
+	// (its plan's reverts.run) passed its checks: type revert.requested.
+	RevertRequested *RevertRequested `protobuf:"bytes,900,opt,name=revert_requested,json=revertRequested,proto3,oneof"`
+}
+
 func (*Event_ChangeRequested) isEvent_Payload() {}
 
 func (*Event_ChangeRejected) isEvent_Payload() {}
@@ -927,6 +943,8 @@ func (*Event_NotificationSent) isEvent_Payload() {}
 func (*Event_NotificationFailed) isEvent_Payload() {}
 
 func (*Event_EventDeadLettered) isEvent_Payload() {}
+
+func (*Event_RevertRequested) isEvent_Payload() {}
 
 // Signature is an actor's Ed25519 signature over what they decided (see
 // domain/trust.SigningBytes): the run (the envelope's run_id), the exact
@@ -1972,6 +1990,82 @@ func (x *RunEnded) GetReason() string {
 	return ""
 }
 
+// RevertRequested is published on a run that ended SUCCESS when another
+// run, by_run, is to undo it (`runbook revert`): by_run's plan runs this
+// run's rollback steps against this run's backup. Both reports link to
+// each other.
+type RevertRequested struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The revert run.
+	ByRun string `protobuf:"bytes,1,opt,name=by_run,json=byRun,proto3" json:"by_run,omitempty"`
+	// Its change id (REVERT-<this run's change id>).
+	ChangeId string `protobuf:"bytes,2,opt,name=change_id,json=changeId,proto3" json:"change_id,omitempty"`
+	// Why, as the operator gave it (`runbook revert --reason`).
+	Reason string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Who asked: the revert run's change.requested actor.
+	RequestedBy   string `protobuf:"bytes,4,opt,name=requested_by,json=requestedBy,proto3" json:"requested_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevertRequested) Reset() {
+	*x = RevertRequested{}
+	mi := &file_runbook_v1_events_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevertRequested) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevertRequested) ProtoMessage() {}
+
+func (x *RevertRequested) ProtoReflect() protoreflect.Message {
+	mi := &file_runbook_v1_events_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevertRequested.ProtoReflect.Descriptor instead.
+func (*RevertRequested) Descriptor() ([]byte, []int) {
+	return file_runbook_v1_events_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *RevertRequested) GetByRun() string {
+	if x != nil {
+		return x.ByRun
+	}
+	return ""
+}
+
+func (x *RevertRequested) GetChangeId() string {
+	if x != nil {
+		return x.ChangeId
+	}
+	return ""
+}
+
+func (x *RevertRequested) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *RevertRequested) GetRequestedBy() string {
+	if x != nil {
+		return x.RequestedBy
+	}
+	return ""
+}
+
 type DeployStarted struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Steps         int32                  `protobuf:"varint,1,opt,name=steps,proto3" json:"steps,omitempty"`
@@ -1981,7 +2075,7 @@ type DeployStarted struct {
 
 func (x *DeployStarted) Reset() {
 	*x = DeployStarted{}
-	mi := &file_runbook_v1_events_proto_msgTypes[15]
+	mi := &file_runbook_v1_events_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1993,7 +2087,7 @@ func (x *DeployStarted) String() string {
 func (*DeployStarted) ProtoMessage() {}
 
 func (x *DeployStarted) ProtoReflect() protoreflect.Message {
-	mi := &file_runbook_v1_events_proto_msgTypes[15]
+	mi := &file_runbook_v1_events_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2006,7 +2100,7 @@ func (x *DeployStarted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeployStarted.ProtoReflect.Descriptor instead.
 func (*DeployStarted) Descriptor() ([]byte, []int) {
-	return file_runbook_v1_events_proto_rawDescGZIP(), []int{15}
+	return file_runbook_v1_events_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *DeployStarted) GetSteps() int32 {
@@ -2036,7 +2130,7 @@ type StepEvent struct {
 
 func (x *StepEvent) Reset() {
 	*x = StepEvent{}
-	mi := &file_runbook_v1_events_proto_msgTypes[16]
+	mi := &file_runbook_v1_events_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2048,7 +2142,7 @@ func (x *StepEvent) String() string {
 func (*StepEvent) ProtoMessage() {}
 
 func (x *StepEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_runbook_v1_events_proto_msgTypes[16]
+	mi := &file_runbook_v1_events_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2061,7 +2155,7 @@ func (x *StepEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StepEvent.ProtoReflect.Descriptor instead.
 func (*StepEvent) Descriptor() ([]byte, []int) {
-	return file_runbook_v1_events_proto_rawDescGZIP(), []int{16}
+	return file_runbook_v1_events_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *StepEvent) GetIndex() int32 {
@@ -2145,7 +2239,7 @@ type StepOutput struct {
 
 func (x *StepOutput) Reset() {
 	*x = StepOutput{}
-	mi := &file_runbook_v1_events_proto_msgTypes[17]
+	mi := &file_runbook_v1_events_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2157,7 +2251,7 @@ func (x *StepOutput) String() string {
 func (*StepOutput) ProtoMessage() {}
 
 func (x *StepOutput) ProtoReflect() protoreflect.Message {
-	mi := &file_runbook_v1_events_proto_msgTypes[17]
+	mi := &file_runbook_v1_events_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2170,7 +2264,7 @@ func (x *StepOutput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StepOutput.ProtoReflect.Descriptor instead.
 func (*StepOutput) Descriptor() ([]byte, []int) {
-	return file_runbook_v1_events_proto_rawDescGZIP(), []int{17}
+	return file_runbook_v1_events_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *StepOutput) GetIndex() int32 {
@@ -2206,7 +2300,7 @@ type DeployFinished struct {
 
 func (x *DeployFinished) Reset() {
 	*x = DeployFinished{}
-	mi := &file_runbook_v1_events_proto_msgTypes[18]
+	mi := &file_runbook_v1_events_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2218,7 +2312,7 @@ func (x *DeployFinished) String() string {
 func (*DeployFinished) ProtoMessage() {}
 
 func (x *DeployFinished) ProtoReflect() protoreflect.Message {
-	mi := &file_runbook_v1_events_proto_msgTypes[18]
+	mi := &file_runbook_v1_events_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2231,7 +2325,7 @@ func (x *DeployFinished) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeployFinished.ProtoReflect.Descriptor instead.
 func (*DeployFinished) Descriptor() ([]byte, []int) {
-	return file_runbook_v1_events_proto_rawDescGZIP(), []int{18}
+	return file_runbook_v1_events_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *DeployFinished) GetStepsSucceeded() int32 {
@@ -2281,7 +2375,7 @@ type RollbackRequested struct {
 
 func (x *RollbackRequested) Reset() {
 	*x = RollbackRequested{}
-	mi := &file_runbook_v1_events_proto_msgTypes[19]
+	mi := &file_runbook_v1_events_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2293,7 +2387,7 @@ func (x *RollbackRequested) String() string {
 func (*RollbackRequested) ProtoMessage() {}
 
 func (x *RollbackRequested) ProtoReflect() protoreflect.Message {
-	mi := &file_runbook_v1_events_proto_msgTypes[19]
+	mi := &file_runbook_v1_events_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2306,7 +2400,7 @@ func (x *RollbackRequested) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackRequested.ProtoReflect.Descriptor instead.
 func (*RollbackRequested) Descriptor() ([]byte, []int) {
-	return file_runbook_v1_events_proto_rawDescGZIP(), []int{19}
+	return file_runbook_v1_events_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *RollbackRequested) GetReason() string {
@@ -2379,7 +2473,7 @@ type RollbackStarted struct {
 
 func (x *RollbackStarted) Reset() {
 	*x = RollbackStarted{}
-	mi := &file_runbook_v1_events_proto_msgTypes[20]
+	mi := &file_runbook_v1_events_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2391,7 +2485,7 @@ func (x *RollbackStarted) String() string {
 func (*RollbackStarted) ProtoMessage() {}
 
 func (x *RollbackStarted) ProtoReflect() protoreflect.Message {
-	mi := &file_runbook_v1_events_proto_msgTypes[20]
+	mi := &file_runbook_v1_events_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2404,7 +2498,7 @@ func (x *RollbackStarted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackStarted.ProtoReflect.Descriptor instead.
 func (*RollbackStarted) Descriptor() ([]byte, []int) {
-	return file_runbook_v1_events_proto_rawDescGZIP(), []int{20}
+	return file_runbook_v1_events_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *RollbackStarted) GetReason() string {
@@ -2451,7 +2545,7 @@ type MetricSample struct {
 
 func (x *MetricSample) Reset() {
 	*x = MetricSample{}
-	mi := &file_runbook_v1_events_proto_msgTypes[21]
+	mi := &file_runbook_v1_events_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2463,7 +2557,7 @@ func (x *MetricSample) String() string {
 func (*MetricSample) ProtoMessage() {}
 
 func (x *MetricSample) ProtoReflect() protoreflect.Message {
-	mi := &file_runbook_v1_events_proto_msgTypes[21]
+	mi := &file_runbook_v1_events_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2476,7 +2570,7 @@ func (x *MetricSample) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetricSample.ProtoReflect.Descriptor instead.
 func (*MetricSample) Descriptor() ([]byte, []int) {
-	return file_runbook_v1_events_proto_rawDescGZIP(), []int{21}
+	return file_runbook_v1_events_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *MetricSample) GetRunId() string {
@@ -2539,7 +2633,7 @@ type MonitorStarted struct {
 
 func (x *MonitorStarted) Reset() {
 	*x = MonitorStarted{}
-	mi := &file_runbook_v1_events_proto_msgTypes[22]
+	mi := &file_runbook_v1_events_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2551,7 +2645,7 @@ func (x *MonitorStarted) String() string {
 func (*MonitorStarted) ProtoMessage() {}
 
 func (x *MonitorStarted) ProtoReflect() protoreflect.Message {
-	mi := &file_runbook_v1_events_proto_msgTypes[22]
+	mi := &file_runbook_v1_events_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2564,7 +2658,7 @@ func (x *MonitorStarted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MonitorStarted.ProtoReflect.Descriptor instead.
 func (*MonitorStarted) Descriptor() ([]byte, []int) {
-	return file_runbook_v1_events_proto_rawDescGZIP(), []int{22}
+	return file_runbook_v1_events_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *MonitorStarted) GetWindow() string {
@@ -2628,7 +2722,7 @@ type ThresholdViolated struct {
 
 func (x *ThresholdViolated) Reset() {
 	*x = ThresholdViolated{}
-	mi := &file_runbook_v1_events_proto_msgTypes[23]
+	mi := &file_runbook_v1_events_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2640,7 +2734,7 @@ func (x *ThresholdViolated) String() string {
 func (*ThresholdViolated) ProtoMessage() {}
 
 func (x *ThresholdViolated) ProtoReflect() protoreflect.Message {
-	mi := &file_runbook_v1_events_proto_msgTypes[23]
+	mi := &file_runbook_v1_events_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2653,7 +2747,7 @@ func (x *ThresholdViolated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ThresholdViolated.ProtoReflect.Descriptor instead.
 func (*ThresholdViolated) Descriptor() ([]byte, []int) {
-	return file_runbook_v1_events_proto_rawDescGZIP(), []int{23}
+	return file_runbook_v1_events_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ThresholdViolated) GetMetric() string {
@@ -2789,7 +2883,7 @@ type MonitorCompleted struct {
 
 func (x *MonitorCompleted) Reset() {
 	*x = MonitorCompleted{}
-	mi := &file_runbook_v1_events_proto_msgTypes[24]
+	mi := &file_runbook_v1_events_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2801,7 +2895,7 @@ func (x *MonitorCompleted) String() string {
 func (*MonitorCompleted) ProtoMessage() {}
 
 func (x *MonitorCompleted) ProtoReflect() protoreflect.Message {
-	mi := &file_runbook_v1_events_proto_msgTypes[24]
+	mi := &file_runbook_v1_events_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2814,7 +2908,7 @@ func (x *MonitorCompleted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MonitorCompleted.ProtoReflect.Descriptor instead.
 func (*MonitorCompleted) Descriptor() ([]byte, []int) {
-	return file_runbook_v1_events_proto_rawDescGZIP(), []int{24}
+	return file_runbook_v1_events_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *MonitorCompleted) GetSamples() int32 {
@@ -2930,7 +3024,7 @@ type MetricStats struct {
 
 func (x *MetricStats) Reset() {
 	*x = MetricStats{}
-	mi := &file_runbook_v1_events_proto_msgTypes[25]
+	mi := &file_runbook_v1_events_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2942,7 +3036,7 @@ func (x *MetricStats) String() string {
 func (*MetricStats) ProtoMessage() {}
 
 func (x *MetricStats) ProtoReflect() protoreflect.Message {
-	mi := &file_runbook_v1_events_proto_msgTypes[25]
+	mi := &file_runbook_v1_events_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2955,7 +3049,7 @@ func (x *MetricStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetricStats.ProtoReflect.Descriptor instead.
 func (*MetricStats) Descriptor() ([]byte, []int) {
-	return file_runbook_v1_events_proto_rawDescGZIP(), []int{25}
+	return file_runbook_v1_events_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *MetricStats) GetMin() float64 {
@@ -3010,7 +3104,7 @@ type TestStarted struct {
 
 func (x *TestStarted) Reset() {
 	*x = TestStarted{}
-	mi := &file_runbook_v1_events_proto_msgTypes[26]
+	mi := &file_runbook_v1_events_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3022,7 +3116,7 @@ func (x *TestStarted) String() string {
 func (*TestStarted) ProtoMessage() {}
 
 func (x *TestStarted) ProtoReflect() protoreflect.Message {
-	mi := &file_runbook_v1_events_proto_msgTypes[26]
+	mi := &file_runbook_v1_events_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3035,7 +3129,7 @@ func (x *TestStarted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TestStarted.ProtoReflect.Descriptor instead.
 func (*TestStarted) Descriptor() ([]byte, []int) {
-	return file_runbook_v1_events_proto_rawDescGZIP(), []int{26}
+	return file_runbook_v1_events_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *TestStarted) GetSmokeTests() int32 {
@@ -3066,7 +3160,7 @@ type TestCase struct {
 
 func (x *TestCase) Reset() {
 	*x = TestCase{}
-	mi := &file_runbook_v1_events_proto_msgTypes[27]
+	mi := &file_runbook_v1_events_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3078,7 +3172,7 @@ func (x *TestCase) String() string {
 func (*TestCase) ProtoMessage() {}
 
 func (x *TestCase) ProtoReflect() protoreflect.Message {
-	mi := &file_runbook_v1_events_proto_msgTypes[27]
+	mi := &file_runbook_v1_events_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3091,7 +3185,7 @@ func (x *TestCase) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TestCase.ProtoReflect.Descriptor instead.
 func (*TestCase) Descriptor() ([]byte, []int) {
-	return file_runbook_v1_events_proto_rawDescGZIP(), []int{27}
+	return file_runbook_v1_events_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *TestCase) GetName() string {
@@ -3147,7 +3241,7 @@ type TestSuiteResult struct {
 
 func (x *TestSuiteResult) Reset() {
 	*x = TestSuiteResult{}
-	mi := &file_runbook_v1_events_proto_msgTypes[28]
+	mi := &file_runbook_v1_events_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3159,7 +3253,7 @@ func (x *TestSuiteResult) String() string {
 func (*TestSuiteResult) ProtoMessage() {}
 
 func (x *TestSuiteResult) ProtoReflect() protoreflect.Message {
-	mi := &file_runbook_v1_events_proto_msgTypes[28]
+	mi := &file_runbook_v1_events_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3172,7 +3266,7 @@ func (x *TestSuiteResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TestSuiteResult.ProtoReflect.Descriptor instead.
 func (*TestSuiteResult) Descriptor() ([]byte, []int) {
-	return file_runbook_v1_events_proto_rawDescGZIP(), []int{28}
+	return file_runbook_v1_events_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *TestSuiteResult) GetTests() []*TestCase {
@@ -3212,7 +3306,7 @@ type LoadProgress struct {
 
 func (x *LoadProgress) Reset() {
 	*x = LoadProgress{}
-	mi := &file_runbook_v1_events_proto_msgTypes[29]
+	mi := &file_runbook_v1_events_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3224,7 +3318,7 @@ func (x *LoadProgress) String() string {
 func (*LoadProgress) ProtoMessage() {}
 
 func (x *LoadProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_runbook_v1_events_proto_msgTypes[29]
+	mi := &file_runbook_v1_events_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3237,7 +3331,7 @@ func (x *LoadProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LoadProgress.ProtoReflect.Descriptor instead.
 func (*LoadProgress) Descriptor() ([]byte, []int) {
-	return file_runbook_v1_events_proto_rawDescGZIP(), []int{29}
+	return file_runbook_v1_events_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *LoadProgress) GetElapsedMs() int64 {
@@ -3338,7 +3432,7 @@ type LoadResult struct {
 
 func (x *LoadResult) Reset() {
 	*x = LoadResult{}
-	mi := &file_runbook_v1_events_proto_msgTypes[30]
+	mi := &file_runbook_v1_events_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3350,7 +3444,7 @@ func (x *LoadResult) String() string {
 func (*LoadResult) ProtoMessage() {}
 
 func (x *LoadResult) ProtoReflect() protoreflect.Message {
-	mi := &file_runbook_v1_events_proto_msgTypes[30]
+	mi := &file_runbook_v1_events_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3363,7 +3457,7 @@ func (x *LoadResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LoadResult.ProtoReflect.Descriptor instead.
 func (*LoadResult) Descriptor() ([]byte, []int) {
-	return file_runbook_v1_events_proto_rawDescGZIP(), []int{30}
+	return file_runbook_v1_events_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *LoadResult) GetVus() int32 {
@@ -3574,7 +3668,7 @@ type LatencyStats struct {
 
 func (x *LatencyStats) Reset() {
 	*x = LatencyStats{}
-	mi := &file_runbook_v1_events_proto_msgTypes[31]
+	mi := &file_runbook_v1_events_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3586,7 +3680,7 @@ func (x *LatencyStats) String() string {
 func (*LatencyStats) ProtoMessage() {}
 
 func (x *LatencyStats) ProtoReflect() protoreflect.Message {
-	mi := &file_runbook_v1_events_proto_msgTypes[31]
+	mi := &file_runbook_v1_events_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3599,7 +3693,7 @@ func (x *LatencyStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LatencyStats.ProtoReflect.Descriptor instead.
 func (*LatencyStats) Descriptor() ([]byte, []int) {
-	return file_runbook_v1_events_proto_rawDescGZIP(), []int{31}
+	return file_runbook_v1_events_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *LatencyStats) GetName() string {
@@ -3698,7 +3792,7 @@ type TestOutcome struct {
 
 func (x *TestOutcome) Reset() {
 	*x = TestOutcome{}
-	mi := &file_runbook_v1_events_proto_msgTypes[32]
+	mi := &file_runbook_v1_events_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3710,7 +3804,7 @@ func (x *TestOutcome) String() string {
 func (*TestOutcome) ProtoMessage() {}
 
 func (x *TestOutcome) ProtoReflect() protoreflect.Message {
-	mi := &file_runbook_v1_events_proto_msgTypes[32]
+	mi := &file_runbook_v1_events_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3723,7 +3817,7 @@ func (x *TestOutcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TestOutcome.ProtoReflect.Descriptor instead.
 func (*TestOutcome) Descriptor() ([]byte, []int) {
-	return file_runbook_v1_events_proto_rawDescGZIP(), []int{32}
+	return file_runbook_v1_events_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *TestOutcome) GetPassed() int32 {
@@ -3793,7 +3887,7 @@ type ReportReady struct {
 
 func (x *ReportReady) Reset() {
 	*x = ReportReady{}
-	mi := &file_runbook_v1_events_proto_msgTypes[33]
+	mi := &file_runbook_v1_events_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3805,7 +3899,7 @@ func (x *ReportReady) String() string {
 func (*ReportReady) ProtoMessage() {}
 
 func (x *ReportReady) ProtoReflect() protoreflect.Message {
-	mi := &file_runbook_v1_events_proto_msgTypes[33]
+	mi := &file_runbook_v1_events_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3818,7 +3912,7 @@ func (x *ReportReady) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportReady.ProtoReflect.Descriptor instead.
 func (*ReportReady) Descriptor() ([]byte, []int) {
-	return file_runbook_v1_events_proto_rawDescGZIP(), []int{33}
+	return file_runbook_v1_events_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ReportReady) GetStatus() string {
@@ -3855,7 +3949,7 @@ type Notification struct {
 
 func (x *Notification) Reset() {
 	*x = Notification{}
-	mi := &file_runbook_v1_events_proto_msgTypes[34]
+	mi := &file_runbook_v1_events_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3867,7 +3961,7 @@ func (x *Notification) String() string {
 func (*Notification) ProtoMessage() {}
 
 func (x *Notification) ProtoReflect() protoreflect.Message {
-	mi := &file_runbook_v1_events_proto_msgTypes[34]
+	mi := &file_runbook_v1_events_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3880,7 +3974,7 @@ func (x *Notification) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Notification.ProtoReflect.Descriptor instead.
 func (*Notification) Descriptor() ([]byte, []int) {
-	return file_runbook_v1_events_proto_rawDescGZIP(), []int{34}
+	return file_runbook_v1_events_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *Notification) GetChannel() string {
@@ -3941,7 +4035,7 @@ type DeadLettered struct {
 
 func (x *DeadLettered) Reset() {
 	*x = DeadLettered{}
-	mi := &file_runbook_v1_events_proto_msgTypes[35]
+	mi := &file_runbook_v1_events_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3953,7 +4047,7 @@ func (x *DeadLettered) String() string {
 func (*DeadLettered) ProtoMessage() {}
 
 func (x *DeadLettered) ProtoReflect() protoreflect.Message {
-	mi := &file_runbook_v1_events_proto_msgTypes[35]
+	mi := &file_runbook_v1_events_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3966,7 +4060,7 @@ func (x *DeadLettered) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeadLettered.ProtoReflect.Descriptor instead.
 func (*DeadLettered) Descriptor() ([]byte, []int) {
-	return file_runbook_v1_events_proto_rawDescGZIP(), []int{35}
+	return file_runbook_v1_events_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *DeadLettered) GetConsumer() string {
@@ -4030,7 +4124,7 @@ var File_runbook_v1_events_proto protoreflect.FileDescriptor
 const file_runbook_v1_events_proto_rawDesc = "" +
 	"\n" +
 	"\x17runbook/v1/events.proto\x12\n" +
-	"runbook.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xdf\x1a\n" +
+	"runbook.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xaa\x1b\n" +
 	"\x05Event\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x15\n" +
 	"\x06run_id\x18\x02 \x01(\tR\x05runId\x12\x12\n" +
@@ -4091,7 +4185,8 @@ const file_runbook_v1_events_proto_rawDesc = "" +
 	"\freport_ready\x18P \x01(\v2\x17.runbook.v1.ReportReadyH\x00R\vreportReady\x12G\n" +
 	"\x11notification_sent\x18Q \x01(\v2\x18.runbook.v1.NotificationH\x00R\x10notificationSent\x12K\n" +
 	"\x13notification_failed\x18R \x01(\v2\x18.runbook.v1.NotificationH\x00R\x12notificationFailed\x12J\n" +
-	"\x13event_dead_lettered\x18Z \x01(\v2\x18.runbook.v1.DeadLetteredH\x00R\x11eventDeadLetteredB\t\n" +
+	"\x13event_dead_lettered\x18Z \x01(\v2\x18.runbook.v1.DeadLetteredH\x00R\x11eventDeadLettered\x12I\n" +
+	"\x10revert_requested\x18\x84\a \x01(\v2\x1b.runbook.v1.RevertRequestedH\x00R\x0frevertRequestedB\t\n" +
 	"\apayload\"\xc6\x01\n" +
 	"\tSignature\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x1f\n" +
@@ -4186,7 +4281,12 @@ const file_runbook_v1_events_proto_rawDesc = "" +
 	"\x05until\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x05until\x126\n" +
 	"\bdeadline\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\bdeadline\"\"\n" +
 	"\bRunEnded\x12\x16\n" +
-	"\x06reason\x18\x01 \x01(\tR\x06reason\"%\n" +
+	"\x06reason\x18\x01 \x01(\tR\x06reason\"\x80\x01\n" +
+	"\x0fRevertRequested\x12\x15\n" +
+	"\x06by_run\x18\x01 \x01(\tR\x05byRun\x12\x1b\n" +
+	"\tchange_id\x18\x02 \x01(\tR\bchangeId\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12!\n" +
+	"\frequested_by\x18\x04 \x01(\tR\vrequestedBy\"%\n" +
 	"\rDeployStarted\x12\x14\n" +
 	"\x05steps\x18\x01 \x01(\x05R\x05steps\"\x84\x02\n" +
 	"\tStepEvent\x12\x14\n" +
@@ -4424,7 +4524,7 @@ func file_runbook_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_runbook_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_runbook_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
+var file_runbook_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
 var file_runbook_v1_events_proto_goTypes = []any{
 	(CheckStatus)(0),              // 0: runbook.v1.CheckStatus
 	(*Event)(nil),                 // 1: runbook.v1.Event
@@ -4442,36 +4542,37 @@ var file_runbook_v1_events_proto_goTypes = []any{
 	(*Approval)(nil),              // 13: runbook.v1.Approval
 	(*RunWaiting)(nil),            // 14: runbook.v1.RunWaiting
 	(*RunEnded)(nil),              // 15: runbook.v1.RunEnded
-	(*DeployStarted)(nil),         // 16: runbook.v1.DeployStarted
-	(*StepEvent)(nil),             // 17: runbook.v1.StepEvent
-	(*StepOutput)(nil),            // 18: runbook.v1.StepOutput
-	(*DeployFinished)(nil),        // 19: runbook.v1.DeployFinished
-	(*RollbackRequested)(nil),     // 20: runbook.v1.RollbackRequested
-	(*RollbackStarted)(nil),       // 21: runbook.v1.RollbackStarted
-	(*MetricSample)(nil),          // 22: runbook.v1.MetricSample
-	(*MonitorStarted)(nil),        // 23: runbook.v1.MonitorStarted
-	(*ThresholdViolated)(nil),     // 24: runbook.v1.ThresholdViolated
-	(*MonitorCompleted)(nil),      // 25: runbook.v1.MonitorCompleted
-	(*MetricStats)(nil),           // 26: runbook.v1.MetricStats
-	(*TestStarted)(nil),           // 27: runbook.v1.TestStarted
-	(*TestCase)(nil),              // 28: runbook.v1.TestCase
-	(*TestSuiteResult)(nil),       // 29: runbook.v1.TestSuiteResult
-	(*LoadProgress)(nil),          // 30: runbook.v1.LoadProgress
-	(*LoadResult)(nil),            // 31: runbook.v1.LoadResult
-	(*LatencyStats)(nil),          // 32: runbook.v1.LatencyStats
-	(*TestOutcome)(nil),           // 33: runbook.v1.TestOutcome
-	(*ReportReady)(nil),           // 34: runbook.v1.ReportReady
-	(*Notification)(nil),          // 35: runbook.v1.Notification
-	(*DeadLettered)(nil),          // 36: runbook.v1.DeadLettered
-	nil,                           // 37: runbook.v1.ChangeRequested.OptionsEntry
-	nil,                           // 38: runbook.v1.MonitorCompleted.LastEntry
-	nil,                           // 39: runbook.v1.MonitorCompleted.MaxEntry
-	nil,                           // 40: runbook.v1.MonitorCompleted.StatsEntry
-	nil,                           // 41: runbook.v1.LoadResult.ErrorsByKindEntry
-	(*timestamppb.Timestamp)(nil), // 42: google.protobuf.Timestamp
+	(*RevertRequested)(nil),       // 16: runbook.v1.RevertRequested
+	(*DeployStarted)(nil),         // 17: runbook.v1.DeployStarted
+	(*StepEvent)(nil),             // 18: runbook.v1.StepEvent
+	(*StepOutput)(nil),            // 19: runbook.v1.StepOutput
+	(*DeployFinished)(nil),        // 20: runbook.v1.DeployFinished
+	(*RollbackRequested)(nil),     // 21: runbook.v1.RollbackRequested
+	(*RollbackStarted)(nil),       // 22: runbook.v1.RollbackStarted
+	(*MetricSample)(nil),          // 23: runbook.v1.MetricSample
+	(*MonitorStarted)(nil),        // 24: runbook.v1.MonitorStarted
+	(*ThresholdViolated)(nil),     // 25: runbook.v1.ThresholdViolated
+	(*MonitorCompleted)(nil),      // 26: runbook.v1.MonitorCompleted
+	(*MetricStats)(nil),           // 27: runbook.v1.MetricStats
+	(*TestStarted)(nil),           // 28: runbook.v1.TestStarted
+	(*TestCase)(nil),              // 29: runbook.v1.TestCase
+	(*TestSuiteResult)(nil),       // 30: runbook.v1.TestSuiteResult
+	(*LoadProgress)(nil),          // 31: runbook.v1.LoadProgress
+	(*LoadResult)(nil),            // 32: runbook.v1.LoadResult
+	(*LatencyStats)(nil),          // 33: runbook.v1.LatencyStats
+	(*TestOutcome)(nil),           // 34: runbook.v1.TestOutcome
+	(*ReportReady)(nil),           // 35: runbook.v1.ReportReady
+	(*Notification)(nil),          // 36: runbook.v1.Notification
+	(*DeadLettered)(nil),          // 37: runbook.v1.DeadLettered
+	nil,                           // 38: runbook.v1.ChangeRequested.OptionsEntry
+	nil,                           // 39: runbook.v1.MonitorCompleted.LastEntry
+	nil,                           // 40: runbook.v1.MonitorCompleted.MaxEntry
+	nil,                           // 41: runbook.v1.MonitorCompleted.StatsEntry
+	nil,                           // 42: runbook.v1.LoadResult.ErrorsByKindEntry
+	(*timestamppb.Timestamp)(nil), // 43: google.protobuf.Timestamp
 }
 var file_runbook_v1_events_proto_depIdxs = []int32{
-	42, // 0: runbook.v1.Event.time:type_name -> google.protobuf.Timestamp
+	43, // 0: runbook.v1.Event.time:type_name -> google.protobuf.Timestamp
 	2,  // 1: runbook.v1.Event.signature:type_name -> runbook.v1.Signature
 	3,  // 2: runbook.v1.Event.change_requested:type_name -> runbook.v1.ChangeRequested
 	5,  // 3: runbook.v1.Event.change_rejected:type_name -> runbook.v1.ChangeRejected
@@ -4487,65 +4588,66 @@ var file_runbook_v1_events_proto_depIdxs = []int32{
 	15, // 13: runbook.v1.Event.run_expired:type_name -> runbook.v1.RunEnded
 	15, // 14: runbook.v1.Event.run_cancelled:type_name -> runbook.v1.RunEnded
 	15, // 15: runbook.v1.Event.run_failed:type_name -> runbook.v1.RunEnded
-	16, // 16: runbook.v1.Event.deploy_started:type_name -> runbook.v1.DeployStarted
-	17, // 17: runbook.v1.Event.deploy_step_started:type_name -> runbook.v1.StepEvent
-	17, // 18: runbook.v1.Event.deploy_step_succeeded:type_name -> runbook.v1.StepEvent
-	17, // 19: runbook.v1.Event.deploy_step_failed:type_name -> runbook.v1.StepEvent
-	18, // 20: runbook.v1.Event.deploy_step_output:type_name -> runbook.v1.StepOutput
-	19, // 21: runbook.v1.Event.deploy_done:type_name -> runbook.v1.DeployFinished
-	19, // 22: runbook.v1.Event.deploy_failed:type_name -> runbook.v1.DeployFinished
-	20, // 23: runbook.v1.Event.rollback_requested:type_name -> runbook.v1.RollbackRequested
-	21, // 24: runbook.v1.Event.rollback_started:type_name -> runbook.v1.RollbackStarted
-	17, // 25: runbook.v1.Event.rollback_step_started:type_name -> runbook.v1.StepEvent
-	17, // 26: runbook.v1.Event.rollback_step_succeeded:type_name -> runbook.v1.StepEvent
-	17, // 27: runbook.v1.Event.rollback_step_failed:type_name -> runbook.v1.StepEvent
-	19, // 28: runbook.v1.Event.rollback_done:type_name -> runbook.v1.DeployFinished
-	19, // 29: runbook.v1.Event.rollback_failed:type_name -> runbook.v1.DeployFinished
-	29, // 30: runbook.v1.Event.rollback_verified:type_name -> runbook.v1.TestSuiteResult
-	29, // 31: runbook.v1.Event.rollback_verify_failed:type_name -> runbook.v1.TestSuiteResult
-	23, // 32: runbook.v1.Event.monitor_started:type_name -> runbook.v1.MonitorStarted
-	24, // 33: runbook.v1.Event.threshold_violated:type_name -> runbook.v1.ThresholdViolated
-	25, // 34: runbook.v1.Event.monitor_completed:type_name -> runbook.v1.MonitorCompleted
-	27, // 35: runbook.v1.Event.test_started:type_name -> runbook.v1.TestStarted
-	29, // 36: runbook.v1.Event.test_smoke_passed:type_name -> runbook.v1.TestSuiteResult
-	29, // 37: runbook.v1.Event.test_smoke_failed:type_name -> runbook.v1.TestSuiteResult
-	30, // 38: runbook.v1.Event.test_load_progress:type_name -> runbook.v1.LoadProgress
-	31, // 39: runbook.v1.Event.test_load_passed:type_name -> runbook.v1.LoadResult
-	31, // 40: runbook.v1.Event.test_load_failed:type_name -> runbook.v1.LoadResult
-	33, // 41: runbook.v1.Event.test_passed:type_name -> runbook.v1.TestOutcome
-	33, // 42: runbook.v1.Event.test_failed:type_name -> runbook.v1.TestOutcome
-	34, // 43: runbook.v1.Event.report_ready:type_name -> runbook.v1.ReportReady
-	35, // 44: runbook.v1.Event.notification_sent:type_name -> runbook.v1.Notification
-	35, // 45: runbook.v1.Event.notification_failed:type_name -> runbook.v1.Notification
-	36, // 46: runbook.v1.Event.event_dead_lettered:type_name -> runbook.v1.DeadLettered
-	42, // 47: runbook.v1.Signature.time:type_name -> google.protobuf.Timestamp
-	37, // 48: runbook.v1.ChangeRequested.options:type_name -> runbook.v1.ChangeRequested.OptionsEntry
-	4,  // 49: runbook.v1.ChangeRejected.errors:type_name -> runbook.v1.PlanError
-	4,  // 50: runbook.v1.ChangeRejected.warnings:type_name -> runbook.v1.PlanError
-	0,  // 51: runbook.v1.CheckResult.status:type_name -> runbook.v1.CheckStatus
-	7,  // 52: runbook.v1.PreflightResult.checks:type_name -> runbook.v1.CheckResult
-	9,  // 53: runbook.v1.BackupDone.file_details:type_name -> runbook.v1.BackupFile
-	11, // 54: runbook.v1.PlanAssessed.risks:type_name -> runbook.v1.Risk
-	42, // 55: runbook.v1.RunWaiting.until:type_name -> google.protobuf.Timestamp
-	42, // 56: runbook.v1.RunWaiting.deadline:type_name -> google.protobuf.Timestamp
-	42, // 57: runbook.v1.MetricSample.time:type_name -> google.protobuf.Timestamp
-	22, // 58: runbook.v1.MonitorStarted.baseline:type_name -> runbook.v1.MetricSample
-	38, // 59: runbook.v1.MonitorCompleted.last:type_name -> runbook.v1.MonitorCompleted.LastEntry
-	39, // 60: runbook.v1.MonitorCompleted.max:type_name -> runbook.v1.MonitorCompleted.MaxEntry
-	40, // 61: runbook.v1.MonitorCompleted.stats:type_name -> runbook.v1.MonitorCompleted.StatsEntry
-	42, // 62: runbook.v1.MonitorCompleted.window_opened:type_name -> google.protobuf.Timestamp
-	28, // 63: runbook.v1.TestSuiteResult.tests:type_name -> runbook.v1.TestCase
-	32, // 64: runbook.v1.LoadResult.overall:type_name -> runbook.v1.LatencyStats
-	32, // 65: runbook.v1.LoadResult.by_request:type_name -> runbook.v1.LatencyStats
-	41, // 66: runbook.v1.LoadResult.errors_by_kind:type_name -> runbook.v1.LoadResult.ErrorsByKindEntry
-	29, // 67: runbook.v1.TestOutcome.smoke:type_name -> runbook.v1.TestSuiteResult
-	31, // 68: runbook.v1.TestOutcome.load:type_name -> runbook.v1.LoadResult
-	26, // 69: runbook.v1.MonitorCompleted.StatsEntry.value:type_name -> runbook.v1.MetricStats
-	70, // [70:70] is the sub-list for method output_type
-	70, // [70:70] is the sub-list for method input_type
-	70, // [70:70] is the sub-list for extension type_name
-	70, // [70:70] is the sub-list for extension extendee
-	0,  // [0:70] is the sub-list for field type_name
+	17, // 16: runbook.v1.Event.deploy_started:type_name -> runbook.v1.DeployStarted
+	18, // 17: runbook.v1.Event.deploy_step_started:type_name -> runbook.v1.StepEvent
+	18, // 18: runbook.v1.Event.deploy_step_succeeded:type_name -> runbook.v1.StepEvent
+	18, // 19: runbook.v1.Event.deploy_step_failed:type_name -> runbook.v1.StepEvent
+	19, // 20: runbook.v1.Event.deploy_step_output:type_name -> runbook.v1.StepOutput
+	20, // 21: runbook.v1.Event.deploy_done:type_name -> runbook.v1.DeployFinished
+	20, // 22: runbook.v1.Event.deploy_failed:type_name -> runbook.v1.DeployFinished
+	21, // 23: runbook.v1.Event.rollback_requested:type_name -> runbook.v1.RollbackRequested
+	22, // 24: runbook.v1.Event.rollback_started:type_name -> runbook.v1.RollbackStarted
+	18, // 25: runbook.v1.Event.rollback_step_started:type_name -> runbook.v1.StepEvent
+	18, // 26: runbook.v1.Event.rollback_step_succeeded:type_name -> runbook.v1.StepEvent
+	18, // 27: runbook.v1.Event.rollback_step_failed:type_name -> runbook.v1.StepEvent
+	20, // 28: runbook.v1.Event.rollback_done:type_name -> runbook.v1.DeployFinished
+	20, // 29: runbook.v1.Event.rollback_failed:type_name -> runbook.v1.DeployFinished
+	30, // 30: runbook.v1.Event.rollback_verified:type_name -> runbook.v1.TestSuiteResult
+	30, // 31: runbook.v1.Event.rollback_verify_failed:type_name -> runbook.v1.TestSuiteResult
+	24, // 32: runbook.v1.Event.monitor_started:type_name -> runbook.v1.MonitorStarted
+	25, // 33: runbook.v1.Event.threshold_violated:type_name -> runbook.v1.ThresholdViolated
+	26, // 34: runbook.v1.Event.monitor_completed:type_name -> runbook.v1.MonitorCompleted
+	28, // 35: runbook.v1.Event.test_started:type_name -> runbook.v1.TestStarted
+	30, // 36: runbook.v1.Event.test_smoke_passed:type_name -> runbook.v1.TestSuiteResult
+	30, // 37: runbook.v1.Event.test_smoke_failed:type_name -> runbook.v1.TestSuiteResult
+	31, // 38: runbook.v1.Event.test_load_progress:type_name -> runbook.v1.LoadProgress
+	32, // 39: runbook.v1.Event.test_load_passed:type_name -> runbook.v1.LoadResult
+	32, // 40: runbook.v1.Event.test_load_failed:type_name -> runbook.v1.LoadResult
+	34, // 41: runbook.v1.Event.test_passed:type_name -> runbook.v1.TestOutcome
+	34, // 42: runbook.v1.Event.test_failed:type_name -> runbook.v1.TestOutcome
+	35, // 43: runbook.v1.Event.report_ready:type_name -> runbook.v1.ReportReady
+	36, // 44: runbook.v1.Event.notification_sent:type_name -> runbook.v1.Notification
+	36, // 45: runbook.v1.Event.notification_failed:type_name -> runbook.v1.Notification
+	37, // 46: runbook.v1.Event.event_dead_lettered:type_name -> runbook.v1.DeadLettered
+	16, // 47: runbook.v1.Event.revert_requested:type_name -> runbook.v1.RevertRequested
+	43, // 48: runbook.v1.Signature.time:type_name -> google.protobuf.Timestamp
+	38, // 49: runbook.v1.ChangeRequested.options:type_name -> runbook.v1.ChangeRequested.OptionsEntry
+	4,  // 50: runbook.v1.ChangeRejected.errors:type_name -> runbook.v1.PlanError
+	4,  // 51: runbook.v1.ChangeRejected.warnings:type_name -> runbook.v1.PlanError
+	0,  // 52: runbook.v1.CheckResult.status:type_name -> runbook.v1.CheckStatus
+	7,  // 53: runbook.v1.PreflightResult.checks:type_name -> runbook.v1.CheckResult
+	9,  // 54: runbook.v1.BackupDone.file_details:type_name -> runbook.v1.BackupFile
+	11, // 55: runbook.v1.PlanAssessed.risks:type_name -> runbook.v1.Risk
+	43, // 56: runbook.v1.RunWaiting.until:type_name -> google.protobuf.Timestamp
+	43, // 57: runbook.v1.RunWaiting.deadline:type_name -> google.protobuf.Timestamp
+	43, // 58: runbook.v1.MetricSample.time:type_name -> google.protobuf.Timestamp
+	23, // 59: runbook.v1.MonitorStarted.baseline:type_name -> runbook.v1.MetricSample
+	39, // 60: runbook.v1.MonitorCompleted.last:type_name -> runbook.v1.MonitorCompleted.LastEntry
+	40, // 61: runbook.v1.MonitorCompleted.max:type_name -> runbook.v1.MonitorCompleted.MaxEntry
+	41, // 62: runbook.v1.MonitorCompleted.stats:type_name -> runbook.v1.MonitorCompleted.StatsEntry
+	43, // 63: runbook.v1.MonitorCompleted.window_opened:type_name -> google.protobuf.Timestamp
+	29, // 64: runbook.v1.TestSuiteResult.tests:type_name -> runbook.v1.TestCase
+	33, // 65: runbook.v1.LoadResult.overall:type_name -> runbook.v1.LatencyStats
+	33, // 66: runbook.v1.LoadResult.by_request:type_name -> runbook.v1.LatencyStats
+	42, // 67: runbook.v1.LoadResult.errors_by_kind:type_name -> runbook.v1.LoadResult.ErrorsByKindEntry
+	30, // 68: runbook.v1.TestOutcome.smoke:type_name -> runbook.v1.TestSuiteResult
+	32, // 69: runbook.v1.TestOutcome.load:type_name -> runbook.v1.LoadResult
+	27, // 70: runbook.v1.MonitorCompleted.StatsEntry.value:type_name -> runbook.v1.MetricStats
+	71, // [71:71] is the sub-list for method output_type
+	71, // [71:71] is the sub-list for method input_type
+	71, // [71:71] is the sub-list for extension type_name
+	71, // [71:71] is the sub-list for extension extendee
+	0,  // [0:71] is the sub-list for field type_name
 }
 
 func init() { file_runbook_v1_events_proto_init() }
@@ -4599,6 +4701,7 @@ func file_runbook_v1_events_proto_init() {
 		(*Event_NotificationSent)(nil),
 		(*Event_NotificationFailed)(nil),
 		(*Event_EventDeadLettered)(nil),
+		(*Event_RevertRequested)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -4606,7 +4709,7 @@ func file_runbook_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_runbook_v1_events_proto_rawDesc), len(file_runbook_v1_events_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   41,
+			NumMessages:   42,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

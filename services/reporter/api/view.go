@@ -220,6 +220,9 @@ func BuildView(run *reporter.Run) *View {
 		v.ReportError = err.Error()
 		return v
 	}
+	if run.State != nil {
+		res.Report.Link(run.State) // reverted_by: learned after the report
+	}
 	v.fromReport(res)
 	return v
 }

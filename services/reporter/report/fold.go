@@ -532,6 +532,10 @@ func (f *fold) result() *Result {
 		Systems:   info.systems,
 	}
 
+	r.Reverts = info.reverts
+	if r.Reverts != nil {
+		r.Reverts.RequestedBy = operator
+	}
 	r.Approvals = append([]Approval{}, f.approvals...)
 	r.Steps = append([]Step{}, f.steps...)
 	res.Checks = f.checks
@@ -944,4 +948,55 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// RevertLinks are the runs that revert the run of st (its revert.requested,
+// runstate.State.RevertRequests), each once, in stream order.
+func RevertLinks(st *runstate.State) []RunLink {
+	var out []RunLink
+	seen := map[string]bool{}
+	for _, e := range st.RevertRequests {
+		rr := e.GetRevertRequested()
+		if rr.GetByRun() == "" || seen[rr.GetByRun()] {
+			continue
+		}
+		seen[rr.GetByRun()] = true
+		out = append(out, RunLink{Run: rr.GetByRun(), ChangeID: rr.GetChangeId(), Reason: rr.GetReason(), RequestedBy: rr.GetRequestedBy()})
+	}
+	return out
+}
+
+// Link adds to a report (a published one: report.ready) the links the run
+// learned after it: the runs that revert it (RevertLinks of the run's
+// whole history, report.ready and after included).
+func (r *Report) Link(st *runstate.State) {
+	r.RevertedBy = RevertLinks(st)
+}
+
+// LinkLines are the report's links in words, one line each, for the QC
+// summary's readers (runbook report): "Reverts: run R (CR-1) — why" and
+// "Reverted by: run R2 (REVERT-CR-1), requested by oncall — why".
+func LinkLines(r *Report) []string {
+	var out []string
+	if l := r.Reverts; l != nil {
+		out = append(out, "Reverts: "+linkText(*l))
+	}
+	for _, l := range r.RevertedBy {
+		out = append(out, "Reverted by: "+linkText(l))
+	}
+	return out
+}
+
+func linkText(l RunLink) string {
+	s := "run " + l.Run
+	if l.ChangeID != "" {
+		s += " (" + l.ChangeID + ")"
+	}
+	if l.RequestedBy != "" {
+		s += ", requested by " + l.RequestedBy
+	}
+	if l.Reason != "" {
+		s += " — " + l.Reason
+	}
+	return s + " (runbook report " + l.Run + ")"
 }

@@ -35,6 +35,10 @@ func Markdown(r *Report, qcSummary string) string {
 		{"Performance", joinNonEmpty(" - ", r.Summary.PerformanceStatus, r.Summary.PerformanceReason)},
 		{"Critical issues", strconv.Itoa(r.Summary.CriticalIssues)},
 	})
+	for _, l := range LinkLines(r) {
+		k, v, _ := strings.Cut(l, ": ")
+		fmt.Fprintf(&b, "\n**%s** %s\n", k, v)
+	}
 
 	b.WriteString("\n## QC summary\n\n```\n")
 	b.WriteString(strings.TrimRight(qcSummary, "\n"))

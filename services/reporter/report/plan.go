@@ -25,6 +25,8 @@ type planInfo struct {
 	// described are the texts of the plan's described (manual) rollback
 	// steps, in order.
 	described []string
+	// reverts is the plan's reverts section (a revert run's), nil when none.
+	reverts *RunLink
 }
 
 // readPlan picks a few fields out of the plan text of change.requested
@@ -50,6 +52,9 @@ func readPlan(cr *runbookv1.ChangeRequested) planInfo {
 	info.typ = str(req["type"])
 	info.priority = str(req["priority"])
 	info.requester = str(mapOf(doc["requester"])["name"])
+	if rv := mapOf(doc["reverts"]); str(rv["run"]) != "" {
+		info.reverts = &RunLink{Run: str(rv["run"]), ChangeID: str(rv["change_id"]), Reason: str(rv["reason"])}
+	}
 	for _, sys := range listOf(mapOf(doc["scope"])["systems_affected"]) {
 		if t := strings.TrimSpace(str(sys)); t != "" {
 			info.systems = append(info.systems, t)

@@ -43,6 +43,23 @@ type Report struct {
 	// Steps are the deploy and rollback steps at their latest attempt
 	// (addition), manual ones MANUAL. Never null: [] when none ran.
 	Steps []Step `json:"steps"`
+	// Reverts is the run a revert run undoes (addition; `runbook revert`):
+	// its plan's reverts section.
+	Reverts *RunLink `json:"reverts,omitempty"`
+	// RevertedBy are the runs that revert this one (addition), from its
+	// revert.requested events. Those come after the run ended SUCCESS,
+	// so the published report (report.ready) never holds them: readers
+	// add them (Link), as `runbook report` and the read API do.
+	RevertedBy []RunLink `json:"reverted_by,omitempty"`
+}
+
+// RunLink names another run a report links to (addition): the run a
+// revert reverts, or a run that reverts this one.
+type RunLink struct {
+	Run         string `json:"run"`
+	ChangeID    string `json:"change_id,omitempty"`
+	Reason      string `json:"reason,omitempty"`
+	RequestedBy string `json:"requested_by,omitempty"`
 }
 
 // TodoItem is one thing left to the operator (addition): a described

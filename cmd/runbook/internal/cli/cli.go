@@ -71,7 +71,8 @@ Every decision is an event on the NATS JetStream stream RUNBOOK.
   runbook approve RUN --role R --as NAME   approve a run as one of its roles
   runbook reject RUN --role R --as NAME --reason TEXT   reject it
   runbook rollback RUN --reason TEXT   roll a run back (operator)
-  runbook cancel RUN               stop a run (cancelled before ACT, rolled back during)`,
+  runbook cancel RUN               stop a run (cancelled before ACT, rolled back during)
+  runbook revert RUN --reason TEXT   undo a run that ended SUCCESS (a new run of its rollback steps)`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
@@ -81,7 +82,7 @@ Every decision is an event on the NATS JetStream stream RUNBOOK.
 	root.PersistentFlags().StringVar(&g.natsURL, "nats-url", envOr(svcmain.EnvNATSURL, "nats://127.0.0.1:4222"), "NATS server of the runbook you talk to (env "+svcmain.EnvNATSURL+")")
 	root.PersistentFlags().StringVar(&g.tlsCA, "tls-ca", os.Getenv(svcmain.EnvTLSCA), "CA certificate (PEM) that verifies the NATS server's TLS certificate (env "+svcmain.EnvTLSCA+")")
 	root.PersistentFlags().StringVar(&g.creds, "creds", os.Getenv(svcmain.EnvCreds), "your identity: the nkey seed FILE that runbook identity create wrote (env "+svcmain.EnvCreds+"); it authenticates you to NATS and signs your decisions")
-	root.AddCommand(serveCmd(g), initCmd(g), schemaCmd(g), validateCmd(g), submitCmd(g), watchCmd(g), runsCmd(g), reportCmd(g), retroCmd(g), approveCmd(g), rejectCmd(g), rollbackCmd(g), cancelCmd(g), auditCmd(g), replayCmd(g), identityCmd(g), provisionCmd(g))
+	root.AddCommand(serveCmd(g), initCmd(g), schemaCmd(g), validateCmd(g), submitCmd(g), watchCmd(g), runsCmd(g), reportCmd(g), retroCmd(g), approveCmd(g), rejectCmd(g), rollbackCmd(g), cancelCmd(g), revertCmd(g), auditCmd(g), replayCmd(g), identityCmd(g), provisionCmd(g))
 	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return 0

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -327,7 +326,9 @@ func reportCmd(g *globals) *cobra.Command {
 --format summary (default) the 12-line QC summary, json the full report JSON
 (the same bytes as <reports-dir>/RUN-report.json), markdown a readable report
 with the QC summary and tables of tests, issues, approvals, rollback and
-recommendations. --json is --format json.`,
+recommendations. --json is --format json. The summary and the Markdown also
+link the runs it reverts or that revert it (runbook revert); the JSON is the
+report as published, which a later revert does not change.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if asJSON {
@@ -354,17 +355,21 @@ recommendations. --json is --format json.`,
 				return &exitError{4, fmt.Errorf("run %s has no report yet (follow it with `runbook watch %s`)", args[0], args[0])}
 			}
 			rr := e.Event.GetReportReady()
-			switch format {
-			case "json":
+			if format == "json" {
 				fmt.Fprintln(g.out, rr.GetReportJson())
-			case "markdown":
-				var r report.Report
-				if err := json.Unmarshal([]byte(rr.GetReportJson()), &r); err != nil {
-					return fmt.Errorf("read the report JSON of run %s: %w", args[0], err)
-				}
-				fmt.Fprint(g.out, report.Markdown(&r, rr.GetQcSummary()))
-			default:
-				fmt.Fprintln(g.out, rr.GetQcSummary())
+				return nil
+			}
+			r, err := linkedReport(cmd.Context(), bus, args[0], rr) // revert.go
+			if err != nil {
+				return err
+			}
+			if format == "markdown" {
+				fmt.Fprint(g.out, report.Markdown(r, rr.GetQcSummary()))
+				return nil
+			}
+			fmt.Fprintln(g.out, rr.GetQcSummary())
+			if links := report.LinkLines(r); len(links) > 0 {
+				fmt.Fprintf(g.out, "\n%s\n", strings.Join(links, "\n"))
 			}
 			return nil
 		},
