@@ -77,9 +77,13 @@ func Start(o Options) (*server.Server, error) {
 		s.ConfigureLogger()
 	}
 	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
+	ready := 10 * time.Second
+	if o.Cluster != nil {
+		ready = 30 * time.Second // a node also waits for its routes and JetStream's meta group
+	}
+	if !s.ReadyForConnections(ready) {
 		s.Shutdown()
-		return nil, fmt.Errorf("embedded NATS on %s:%d did not become ready in 10s (data dir %s)", o.Host, o.Port, o.StoreDir)
+		return nil, fmt.Errorf("embedded NATS on %s:%d did not become ready in %s (data dir %s)", o.Host, o.Port, ready, o.StoreDir)
 	}
 	return s, nil
 }
