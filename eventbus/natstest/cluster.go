@@ -77,7 +77,20 @@ func (c *SecureCluster) ConnAs(t testing.TB, name string) *nats.Conn {
 	return nc
 }
 
+// NewClusterWith starts an n-node cluster as NewCluster does, with each
+// node's options passed through tweak first (e.g. node 1 on the data
+// directory of a former single server).
+func NewClusterWith(t testing.TB, n int, tweak func(i int, o *embedded.Options)) *Cluster {
+	t.Helper()
+	return newClusterWith(t, n, nil, tweak)
+}
+
 func newCluster(t testing.TB, n int, users []*server.NkeyUser) *Cluster {
+	t.Helper()
+	return newClusterWith(t, n, users, nil)
+}
+
+func newClusterWith(t testing.TB, n int, users []*server.NkeyUser, tweak func(int, *embedded.Options)) *Cluster {
 	t.Helper()
 	clientPorts, routePorts := freePorts(t, n), freePorts(t, n)
 	routes := make([]string, n)
@@ -91,6 +104,9 @@ func newCluster(t testing.TB, n int, users []*server.NkeyUser) *Cluster {
 			// at any moment keeps what it acknowledged.
 			Port: clientPorts[i], StoreDir: t.TempDir(), InsecureNoAuth: users == nil, Users: users,
 			Cluster: &embedded.Cluster{Name: "runbook-test", ServerName: fmt.Sprintf("n%d", i+1), Port: routePorts[i], Routes: routes},
+		}
+		if tweak != nil {
+			tweak(i, &c.opts[i])
 		}
 	}
 	var wg sync.WaitGroup

@@ -346,18 +346,18 @@ func (s *Server) connect(identity, name string) (*nats.Conn, error) {
 		}
 		opts = id.Options()
 	}
-	switch {
-	case s.ns != nil:
-		// The embedded server is in this process: its services connect
-		// in-process (a pipe, no sockets, no TLS to a peer that is itself),
-		// authenticated as over TCP. Clients outside still use s.url.
-		opts = append(opts, nats.InProcessServer(s.ns))
-	case s.o.TLS.CA != "":
+	if s.o.TLS.CA != "" {
 		topts, err := auth.ClientOptions(s.o.TLS.CA)
 		if err != nil {
 			return nil, err
 		}
 		opts = append(opts, topts...)
+	}
+	if s.ns != nil {
+		// The embedded server is in this process: its services connect
+		// in-process (a pipe, no sockets), authenticated (and with TLS,
+		// encrypted) as over TCP. Clients outside still use s.url.
+		opts = append(opts, nats.InProcessServer(s.ns))
 	}
 	nc, err := eventbus.Connect(s.url, name, opts...)
 	if err != nil {
