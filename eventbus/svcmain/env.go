@@ -27,6 +27,8 @@ const (
 	EnvReportsDir     = "RUNBOOK_REPORTS_DIR"
 	EnvLoadSummaryDir = "RUNBOOK_LOAD_SUMMARY_DIR"
 	EnvOperator       = "RUNBOOK_OPERATOR"
+	EnvLogLevel       = "RUNBOOK_LOG_LEVEL"
+	EnvStateDir       = "RUNBOOK_STATE_DIR"
 )
 
 // The binaries: the five services (services/<name>/cmd/<name>, each
@@ -67,7 +69,9 @@ func Env() []EnvVar {
 		{EnvDatabaseURL, "--database-url", []string{Reporter, Runbook}},
 		{EnvReportsDir, "--reports-dir", []string{Reporter}},
 		{EnvLoadSummaryDir, "--load-summary-dir", []string{Tester}},
-		{EnvOperator, "", []string{Runbook}},
+		{EnvLogLevel, "--log-level", services(Runbook)},
+		{EnvStateDir, "--state-dir", []string{Deployer}},
+		{EnvOperator, "--as", []string{Runbook}},
 	}
 }
 
