@@ -90,6 +90,9 @@ func Conventions(root *cobra.Command, name string) {
 					return nil
 				}
 				msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+				if cmd.SuggestionsMinimumDistance <= 0 {
+					cmd.SuggestionsMinimumDistance = 2 // cobra's default
+				}
 				if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
 					msg += " (did you mean " + strings.Join(s, " or ") + "?)"
 				}
