@@ -1,9 +1,10 @@
 package svcmain
 
 import (
-	"slices"
 	"strings"
 	"testing"
+
+	"github.com/kis-core/runbook/eventbus/cliconv"
 )
 
 // Every variable Env says all five services read is the default of its
@@ -44,11 +45,17 @@ func TestEnvIsReadByEveryService(t *testing.T) {
 	}
 }
 
-func containsAll(have, want []string) bool {
-	for _, w := range want {
-		if !slices.Contains(have, w) {
-			return false
-		}
+// docs/cli.md's tables of the variables and of the flags every service
+// shares are these, generated (cliconv.CheckDoc).
+func TestDocs(t *testing.T) {
+	const doc = "../../docs/cli.md"
+	for _, v := range Env() {
+		t.Setenv(v.Name, "")
 	}
-	return true
+	if err := cliconv.CheckDoc(doc, "env", EnvTable()); err != nil {
+		t.Error(err)
+	}
+	if err := cliconv.CheckDoc(doc, "service-flags", cliconv.FlagTable(SharedFlags("<service>"))); err != nil {
+		t.Error(err)
+	}
 }

@@ -52,9 +52,9 @@ func command() (c *cobra.Command, closeStore func()) {
 	var slackEnv, webhookURL, smtpEnv, emailTo string
 	var store *pgstore.Store
 	c = svcmain.Command(svcmain.Reporter, func(fs *pflag.FlagSet) {
-		fs.StringVar(&dbURL, "database-url", os.Getenv(svcmain.EnvDatabaseURL), "PostgreSQL for the read model and history (env "+svcmain.EnvDatabaseURL+"); empty: in memory, rebuilt from the stream")
+		fs.StringVar(&dbURL, "database-url", os.Getenv(svcmain.EnvDatabaseURL), "PostgreSQL for the read model and history; empty: in memory, rebuilt from the stream; env "+svcmain.EnvDatabaseURL)
 		fs.DurationVar(&leaseTimeout, "lease-timeout", 10*time.Second, "with --database-url: how long a reporter holding the read model's write lease keeps it once it stops answering (frozen, cut off from PostgreSQL) before a standby takes over")
-		fs.StringVar(&reportsDir, "reports-dir", os.Getenv(svcmain.EnvReportsDir), "also write each report as <dir>/<run>-report.json (env "+svcmain.EnvReportsDir+"); empty: no files")
+		fs.StringVar(&reportsDir, "reports-dir", os.Getenv(svcmain.EnvReportsDir), "also write each report as <dir>/<run>-report.json; empty: no files; env "+svcmain.EnvReportsDir)
 		fs.StringVar(&slackEnv, "notify-slack-env", "", "NAME of the env var holding a Slack webhook URL notified of every run (the plan's report.notify adds its own)")
 		fs.StringVar(&webhookURL, "notify-webhook", "", "URL receiving every run's report JSON (POST)")
 		fs.StringVar(&emailTo, "notify-email-to", "", "comma-separated recipients of the e-mail report (runs that failed, rolled back or had issues); needs --notify-smtp-env")
