@@ -14,6 +14,7 @@ package runstate
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -44,6 +45,30 @@ const (
 	Cancelled      Status = "CANCELLED"
 	Invalid        Status = "INVALID"
 )
+
+// Statuses are every status, in the order above.
+var Statuses = []Status{
+	Submitted, Preflight, AwaitingApproval, WaitingWindow, Deploying, Verifying, RollingBack,
+	Success, RolledBack, RollbackFailed, Failed, Rejected, Expired, Cancelled, Invalid,
+}
+
+// ParseStatus reads a status name, in any case ("rolled_back").
+func ParseStatus(name string) (Status, error) {
+	s := Status(strings.ToUpper(strings.TrimSpace(name)))
+	if slices.Contains(Statuses, s) {
+		return s, nil
+	}
+	return "", fmt.Errorf("status %q: want one of %s", name, strings.Join(StatusNames(), ", "))
+}
+
+// StatusNames are Statuses as strings.
+func StatusNames() []string {
+	names := make([]string, len(Statuses))
+	for i, st := range Statuses {
+		names[i] = string(st)
+	}
+	return names
+}
 
 // Final reports whether s is one of the final statuses.
 func (s Status) Final() bool {

@@ -27,6 +27,8 @@ const (
 	EnvReportsDir     = "RUNBOOK_REPORTS_DIR"
 	EnvLoadSummaryDir = "RUNBOOK_LOAD_SUMMARY_DIR"
 	EnvOperator       = "RUNBOOK_OPERATOR"
+	EnvLogLevel       = "RUNBOOK_LOG_LEVEL"
+	EnvStateDir       = "RUNBOOK_STATE_DIR"
 )
 
 // The binaries: the five services (services/<name>/cmd/<name>, each
@@ -65,9 +67,11 @@ func Env() []EnvVar {
 		{EnvTLSCert, "--tls-cert", services(Runbook)},
 		{EnvTLSKey, "--tls-key", services(Runbook)},
 		{EnvDatabaseURL, "--database-url", []string{Reporter, Runbook}},
-		{EnvReportsDir, "--reports-dir", []string{Reporter}},
-		{EnvLoadSummaryDir, "--load-summary-dir", []string{Tester}},
-		{EnvOperator, "", []string{Runbook}},
+		{EnvReportsDir, "--reports-dir", []string{Reporter, Runbook}},
+		{EnvLoadSummaryDir, "--load-summary-dir", []string{Tester, Runbook}},
+		{EnvLogLevel, "--log-level", services(Runbook)},
+		{EnvStateDir, "--state-dir", []string{Deployer}},
+		{EnvOperator, "--as", []string{Runbook}},
 	}
 }
 

@@ -8,13 +8,14 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -23,9 +24,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/kis-core/runbook/eventbus"
 	"github.com/kis-core/runbook/eventbus/auth"
+	"github.com/kis-core/runbook/eventbus/cliconv"
 )
 
 // Deps are what every service is built from.
@@ -96,25 +100,46 @@ type Options struct {
 	TLS            auth.TLSFiles
 }
 
-// Main runs the service binary name; build makes the service from its deps.
-// It returns the process exit code.
-func Main(name string, build func(Deps) (Service, error)) int {
-	return MainWithFlags(name, nil, build)
+// Run runs a service binary's command (Command) on the process's arguments
+// until SIGINT or SIGTERM and returns the exit code (cliconv.Execute).
+func Run(c *cobra.Command) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return cliconv.Execute(ctx, c, os.Args[1:], os.Stdout, os.Stderr)
 }
 
-// MainWithFlags is Main for a service with flags of its own: flags adds
-// them to the flag set (they appear in --help); build runs after parsing.
-func MainWithFlags(name string, flags func(*flag.FlagSet), build func(Deps) (Service, error)) int {
+// Command is the command line of the service binary name: the flags every
+// service shares (the same names and environment variables as the runbook
+// command's: Env), the service's own (flags), --help and --version.
+func Command(name string, flags func(*pflag.FlagSet), build func(Deps) (Service, error)) *cobra.Command {
 	var o Options
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	c := &cobra.Command{
+		Use:   name + " [flags]",
+		Short: "Runs runbook's " + name + " service against a NATS JetStream server",
+		Long: "Runs runbook's " + name + ` service against a NATS JetStream server.
+
+Every flag that has an environment variable names it; the flag given on the
+command line wins. docs/cli.md lists the flags and variables of every binary.
+
+Exit codes: 0 stopped cleanly (or --help, --version), 1 the service failed,
+2 a usage error (unknown flag, bad value, an argument).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if _, err := ParseLogLevel(o.LogLevel); err != nil {
+				return cliconv.Usage(err)
+			}
+			return run(cmd.Context(), name, o, build)
+		},
+	}
+	fs := c.Flags()
 	if flags != nil {
 		flags(fs)
 	}
-	fs.StringVar(&o.NATSURL, "nats-url", envOr(EnvNATSURL, "nats://127.0.0.1:4222"), "NATS server or cluster (comma-separated URLs); env "+EnvNATSURL)
-	fs.StringVar(&o.MetricsListen, "metrics-listen", envOr(EnvMetricsListen, "127.0.0.1:0"), "address of /metrics and /healthz; env "+EnvMetricsListen)
+	fs.StringVar(&o.NATSURL, "nats-url", EnvOr(EnvNATSURL, "nats://127.0.0.1:4222"), "NATS server or cluster (comma-separated URLs); env "+EnvNATSURL)
+	fs.StringVar(&o.MetricsListen, "metrics-listen", EnvOr(EnvMetricsListen, "127.0.0.1:0"), "address of /metrics and /healthz; env "+EnvMetricsListen)
 	fs.StringVar(&o.Instance, "instance", os.Getenv(EnvInstance), "this replica's name in every event's source, "+name+"/<instance> (default <host>:<pid>: unique per process and per container); env "+EnvInstance)
 	fs.IntVar(&o.Replicas, "replicas", 1, "stream replicas when this service creates the streams (3 in a cluster)")
-	fs.StringVar(&o.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&o.LogLevel, "log-level", EnvOr(EnvLogLevel, "info"), "debug, info, warn or error; env "+EnvLogLevel)
 	fs.DurationVar(&o.ShutdownAfter, "shutdown-timeout", 15*time.Second, "how long shutdown may take")
 	fs.DurationVar(&o.AckWait, "ack-wait", 0, "how long an un-acked message waits before redelivery to another instance (0: 30s)")
 	fs.StringVar(&o.Creds, "creds", os.Getenv(EnvCreds), "this service's identity: its nkey seed file (runbook serve writes <data-dir>/identities/"+name+".nk); env "+EnvCreds)
@@ -123,28 +148,19 @@ func MainWithFlags(name string, flags func(*flag.FlagSet), build func(Deps) (Ser
 	fs.StringVar(&o.TLS.Cert, "tls-cert", os.Getenv(EnvTLSCert), "certificate (PEM) for --metrics-listen: serve it over HTTPS; env "+EnvTLSCert)
 	fs.StringVar(&o.TLS.Key, "tls-key", os.Getenv(EnvTLSKey), "the key of --tls-cert; env "+EnvTLSKey)
 	fs.BoolVar(&o.InsecureNoAuth, "insecure-no-auth", false, "connect without credentials and trust unsigned decisions: for experiments only")
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: %s [flags]\n\nRuns runbook's %s service against a NATS JetStream server.\n\n", name, name)
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(os.Args[1:]); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, name, o, build); err != nil {
-		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
-		return 1
-	}
-	return 0
+	cliconv.Conventions(c, name)
+	return c
 }
 
 func run(ctx context.Context, name string, o Options, build func(Deps) (Service, error)) error {
 	source := eventbus.SourceOf(name, o.Instance)
-	log := NewLogger(o.LogLevel).With("service", name, "source", source)
+	// The one place a service's logger is named: the services themselves
+	// add no "service" key (a JSON line with two is ambiguous).
+	log, err := NewLogger(os.Stderr, o.LogLevel)
+	if err != nil {
+		return err
+	}
+	log = log.With("service", name, "source", source)
 	var copts []nats.Option
 	var signer nkeys.KeyPair
 	var keyring *auth.KeyringFile
@@ -272,16 +288,41 @@ func ServeMetrics(addr string, tlsCfg *tls.Config, reg *prometheus.Registry, hea
 	return srv, l.Addr().String(), nil
 }
 
-// NewLogger is the JSON slog logger every runbook process uses.
-func NewLogger(level string) *slog.Logger {
-	var lv slog.Level
-	if err := lv.UnmarshalText([]byte(level)); err != nil {
-		lv = slog.LevelInfo
+// NewLogger is the JSON slog logger every runbook process uses, writing
+// to w at level (ParseLogLevel). A time.Duration is written as a string
+// ("1.5s"), not as slog's integer nanoseconds.
+func NewLogger(w io.Writer, level string) (*slog.Logger, error) {
+	lv, err := ParseLogLevel(level)
+	if err != nil {
+		return nil, err
 	}
-	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: lv}))
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: lv, ReplaceAttr: readableDuration})), nil
 }
 
-func envOr(key, def string) string {
+func readableDuration(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		a.Value = slog.StringValue(a.Value.Duration().String())
+	}
+	return a
+}
+
+// ParseLogLevel reads --log-level: debug, info, warn or error (any case).
+func ParseLogLevel(s string) (slog.Level, error) {
+	var lv slog.Level
+	switch strings.ToLower(s) {
+	case "debug", "info", "warn", "error":
+	default:
+		return lv, fmt.Errorf("--log-level %q: want debug, info, warn or error", s)
+	}
+	if err := lv.UnmarshalText([]byte(s)); err != nil {
+		return lv, fmt.Errorf("--log-level %q: %w", s, err)
+	}
+	return lv, nil
+}
+
+// EnvOr is the environment variable key, or def when it is unset or empty:
+// the default of a flag that an environment variable may set.
+func EnvOr(key, def string) string {
 	if v := os.Getenv(key); v != "" {
 		return v
 	}

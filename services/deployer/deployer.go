@@ -173,7 +173,7 @@ func New(bus *eventbus.Bus, o Options, log *slog.Logger, m *eventbus.Metrics, re
 		reg = prometheus.NewRegistry()
 	}
 	return &Service{
-		bus: bus, o: o, log: log.With("service", Durable), m: m,
+		bus: bus, o: o, log: log, m: m,
 		exec:    &steps.Executor{HTTP: &http.Client{}, Env: o.Env},
 		active:  map[string]*activeDeploy{},
 		holders: map[string]chan struct{}{},

@@ -82,7 +82,7 @@ func New(bus *eventbus.Bus, o Options, log *slog.Logger, m *eventbus.Metrics, re
 		reg = prometheus.NewRegistry()
 	}
 	return &Service{
-		bus: bus, o: o, log: log.With("service", Durable), m: m,
+		bus: bus, o: o, log: log, m: m,
 		runner: &checks.Runner{HTTP: &http.Client{}, Env: o.Env, DefaultTimeout: o.CheckTimeout},
 		backup: &backup.Runner{},
 		results: eventbus.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{

@@ -153,7 +153,7 @@ func New(bus *eventbus.Bus, o Options, log *slog.Logger, _ *eventbus.Metrics, re
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Service{bus: bus, o: o, log: log.With("service", "reporter"), metrics: newMetrics(reg), model: o.Model,
+	return &Service{bus: bus, o: o, log: log, metrics: newMetrics(reg), model: o.Model,
 		published: map[string]bool{}, waiting: map[string]time.Time{}, ready: make(chan struct{})}
 }
 

@@ -27,14 +27,6 @@ const (
 	maxDeadLimit       = 1000
 )
 
-// statuses are the values ?status= accepts.
-var statuses = []runstate.Status{
-	runstate.Submitted, runstate.Preflight, runstate.AwaitingApproval, runstate.WaitingWindow,
-	runstate.Deploying, runstate.Verifying, runstate.RollingBack,
-	runstate.Success, runstate.RolledBack, runstate.RollbackFailed, runstate.Failed,
-	runstate.Rejected, runstate.Expired, runstate.Cancelled, runstate.Invalid,
-}
-
 // badParam is a query or path parameter that cannot be used.
 type badParam struct{ apiError }
 
@@ -58,15 +50,9 @@ func parseRunFilter(q url.Values) (reporter.RunFilter, error) {
 		}
 	}
 	if v := q.Get("status"); v != "" {
-		s := runstate.Status(strings.ToUpper(v))
-		known := false
-		names := make([]string, len(statuses))
-		for i, st := range statuses {
-			names[i] = string(st)
-			known = known || st == s
-		}
-		if !known {
-			return f, bad("status", v, "one of "+strings.Join(names, ", "))
+		s, err := runstate.ParseStatus(v)
+		if err != nil {
+			return f, bad("status", v, "one of "+strings.Join(runstate.StatusNames(), ", "))
 		}
 		f.Status = s
 	}

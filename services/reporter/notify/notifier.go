@@ -146,7 +146,7 @@ func New(bus *eventbus.Bus, o Options, log *slog.Logger, m *eventbus.Metrics, re
 		reg = prometheus.NewRegistry()
 	}
 	return &Notifier{
-		bus: bus, o: o, log: log.With("service", "notifier"), em: m,
+		bus: bus, o: o, log: log.With("component", "notifier"), em: m,
 		total: eventbus.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "runbook_notifications_total",
 			Help: "Notifications by channel (slack, webhook, email) and outcome: sent, failed (every attempt failed), skipped (the destination's condition), duplicate (already recorded for the run).",

@@ -11,6 +11,7 @@ import (
 	"github.com/goccy/go-yaml"
 
 	"github.com/kis-core/runbook/domain/plan"
+	"github.com/kis-core/runbook/domain/runstate"
 	runbookv1 "github.com/kis-core/runbook/proto/runbook/v1"
 )
 
@@ -42,7 +43,7 @@ type Retrospective struct {
 	// real unavailability.
 	ActualDowntime time.Duration
 
-	// Test coverage by type: passed and total.
+	// Test pass rate by type: passed and total.
 	Smoke, Regression, Performance Coverage
 }
 
@@ -130,7 +131,10 @@ func Retro(runID string, events []*runbookv1.Event) (*Retrospective, error) {
 	if st.PreflightPassed && checks > 0 {
 		r.WentWell = append(r.WentWell, allPassed(checks, "pre-flight check"))
 	}
-	if deployPhase > 0 && slices.ContainsFunc(events, func(ev *runbookv1.Event) bool { return ev.GetType() == "deploy.done" && ev.GetRunId() == runID }) {
+	// The deploy went well only when the release it shipped stayed: a
+	// deploy that completed and was then rolled back (or whose run failed)
+	// is the reason for the retrospective, not a success of it.
+	if deployPhase > 0 && st.DeployFinished() && st.Status == runstate.Success {
 		r.WentWell = append(r.WentWell, "deploy completed in "+FormatDuration(deployPhase))
 	}
 	if r.Smoke.Total > 0 && r.Smoke.Passed == r.Smoke.Total {
@@ -144,18 +148,18 @@ func Retro(runID string, events []*runbookv1.Event) (*Retrospective, error) {
 			r.WentWell = append(r.WentWell, "performance test passed: "+joinNonEmpty(" — ", tc.Name, tc.Details))
 		}
 	}
-	if res.Status == "SUCCESS" && !slices.ContainsFunc(rep.Issues, func(i Issue) bool { return i.Type == "THRESHOLD" }) {
+	if st.Status == runstate.Success && !slices.ContainsFunc(rep.Issues, func(i Issue) bool { return i.Type == "THRESHOLD" }) {
 		r.WentWell = append(r.WentWell, "no threshold violated during the watch window")
 	}
-	if res.Status == "ROLLED_BACK" && rep.Rollback.Duration != nil {
+	if st.Status == runstate.RolledBack && rep.Rollback.Duration != nil {
 		r.WentWell = append(r.WentWell, "rollback completed in "+*rep.Rollback.Duration)
 	}
-	if res.Status == "SUCCESS" {
+	if st.Status == runstate.Success {
 		r.WentWell = append(r.WentWell, "run ended SUCCESS")
 	}
 
 	// What went wrong.
-	if res.Final && res.Status != "SUCCESS" {
+	if res.Final && st.Status != runstate.Success {
 		r.WentWrong = append(r.WentWrong, "run ended "+string(res.Status)+": "+rep.Summary.OverallStatus)
 	}
 	for _, is := range rep.Issues {
@@ -214,10 +218,107 @@ func coverage(tests []TestCase) Coverage {
 	return c
 }
 
-// YAML prints the retrospective in the layout of the seed's template.
-// Every string is double-quoted with YAML-compatible escapes, so any text
-// from a plan or an event stays one scalar.
+// RetroDoc is the retrospective as the seed's template lays it out, as
+// data: `runbook retro -o json` prints it, and YAML prints the same values
+// with the template's comments. One difference from the template:
+// test_coverage is test_pass_rate, since it is the share of the run's tests
+// that passed, not how much of the code they cover.
+type RetroDoc struct {
+	Retrospective       RetroHeader       `json:"retrospective"`
+	WhatWentWell        []string          `json:"what_went_well"`
+	WhatWentWrong       []string          `json:"what_went_wrong"`
+	ActionItems         []RetroActionItem `json:"action_items"`
+	LessonsLearned      []string          `json:"lessons_learned"`
+	ProcessImprovements []string          `json:"process_improvements"`
+	MetricsAnalysis     RetroMetrics      `json:"metrics_analysis"`
+	NextDeploymentFocus []string          `json:"next_deployment_focus"`
+}
+
+// RetroHeader is the template's retrospective: block.
+type RetroHeader struct {
+	DeploymentID string   `json:"deployment_id"`
+	Date         string   `json:"date"`
+	Participants []string `json:"participants"`
+}
+
+// RetroActionItem is one action item; assignee and due date are left for
+// the meeting.
+type RetroActionItem struct {
+	ID          string `json:"id"`
+	Description string `json:"description"`
+	Assignee    string `json:"assignee"`
+	DueDate     string `json:"due_date"`
+	Priority    string `json:"priority"`
+}
+
+// RetroMetrics is the template's metrics_analysis.
+type RetroMetrics struct {
+	DeploymentDuration RetroMeasure  `json:"deployment_duration"`
+	Downtime           RetroMeasure  `json:"downtime"`
+	TestPassRate       RetroPassRate `json:"test_pass_rate"`
+}
+
+// RetroMeasure is a planned and an actual value and their variance, as text.
+type RetroMeasure struct {
+	Planned  string `json:"planned"`
+	Actual   string `json:"actual"`
+	Variance string `json:"variance"`
+}
+
+// RetroPassRate is passed/total of the run's tests of each type ("n/a":
+// none in the plan).
+type RetroPassRate struct {
+	SmokeTests       string `json:"smoke_tests"`
+	RegressionTests  string `json:"regression_tests"`
+	PerformanceTests string `json:"performance_tests"`
+}
+
+// Doc is the retrospective as the template's document.
+func (r *Retrospective) Doc() RetroDoc {
+	orEmpty := func(s []string) []string {
+		if s == nil {
+			return []string{}
+		}
+		return s
+	}
+	d := RetroDoc{
+		Retrospective:       RetroHeader{DeploymentID: r.DeploymentID, Date: r.Date, Participants: orEmpty(slices.Clone(r.Participants))},
+		WhatWentWell:        orEmpty(slices.Clone(r.WentWell)),
+		WhatWentWrong:       orEmpty(slices.Clone(r.WentWrong)),
+		ActionItems:         []RetroActionItem{},
+		LessonsLearned:      []string{},
+		ProcessImprovements: []string{},
+		NextDeploymentFocus: []string{},
+	}
+	for _, a := range r.ActionItems {
+		d.ActionItems = append(d.ActionItems, RetroActionItem{ID: a.ID, Description: a.Description, Priority: a.Priority})
+	}
+	planned := r.PlannedDurationText
+	if planned == "" {
+		planned = "not in the plan"
+	}
+	actual, downtime := "not deployed", "not deployed"
+	if r.Deployed {
+		actual, downtime = FormatDuration(r.ActualDuration), FormatDuration(r.ActualDowntime)
+	}
+	variance := "n/a"
+	if r.Deployed && r.PlannedDuration > 0 {
+		variance = Variance(r.PlannedDuration, r.ActualDuration)
+	}
+	d.MetricsAnalysis = RetroMetrics{
+		DeploymentDuration: RetroMeasure{Planned: planned, Actual: actual, Variance: variance},
+		Downtime:           RetroMeasure{Planned: "not in the plan", Actual: downtime, Variance: "n/a"},
+		TestPassRate:       RetroPassRate{SmokeTests: r.Smoke.Percent(), RegressionTests: r.Regression.Percent(), PerformanceTests: r.Performance.Percent()},
+	}
+	return d
+}
+
+// YAML prints the retrospective (Doc) in the layout of the seed's
+// template, with its comments. Every string is double-quoted with
+// YAML-compatible escapes, so any text from a plan or an event stays one
+// scalar.
 func (r *Retrospective) YAML() string {
+	d := r.Doc()
 	var b strings.Builder
 	q := strconv.Quote
 	list := func(key string, items []string, emptyComment string) {
@@ -234,74 +335,61 @@ func (r *Retrospective) YAML() string {
 			fmt.Fprintf(&b, "  - %s\n", q(it))
 		}
 	}
+	measure := func(key string, m RetroMeasure) {
+		fmt.Fprintf(&b, "  %s:\n    planned: %s\n    actual: %s\n    variance: %s\n", key, q(m.Planned), q(m.Actual), q(m.Variance))
+	}
 
 	b.WriteString("# deployment-retrospective-template.yml, prefilled by `runbook retro` from the run's events.\n")
 	if !r.Final {
 		b.WriteString("# The run is not over yet (" + oneLine(r.Status) + "): this is a preview.\n")
 	}
 	b.WriteString("retrospective:\n")
-	fmt.Fprintf(&b, "  deployment_id: %s\n", q(r.DeploymentID))
-	fmt.Fprintf(&b, "  date: %s\n", q(r.Date))
-	if len(r.Participants) == 0 {
+	fmt.Fprintf(&b, "  deployment_id: %s\n", q(d.Retrospective.DeploymentID))
+	fmt.Fprintf(&b, "  date: %s\n", q(d.Retrospective.Date))
+	if len(d.Retrospective.Participants) == 0 {
 		b.WriteString("  participants: []\n")
 	} else {
 		b.WriteString("  participants:\n")
-		for _, p := range r.Participants {
+		for _, p := range d.Retrospective.Participants {
 			fmt.Fprintf(&b, "    - %s\n", q(p))
 		}
 	}
 	b.WriteString("\n")
-	list("what_went_well", r.WentWell, "")
+	list("what_went_well", d.WhatWentWell, "")
 	b.WriteString("\n")
-	list("what_went_wrong", r.WentWrong, "")
+	list("what_went_wrong", d.WhatWentWrong, "")
 	b.WriteString("\n")
-	if len(r.ActionItems) == 0 {
+	if len(d.ActionItems) == 0 {
 		b.WriteString("action_items: []\n")
 	} else {
 		b.WriteString("# From the report's recommendations: assign them and set due dates.\naction_items:\n")
-		for _, a := range r.ActionItems {
-			fmt.Fprintf(&b, "  - id: %s\n    description: %s\n    assignee: \"\"\n    due_date: \"\"\n    priority: %s\n", q(a.ID), q(a.Description), q(a.Priority))
+		for _, a := range d.ActionItems {
+			fmt.Fprintf(&b, "  - id: %s\n    description: %s\n    assignee: %s\n    due_date: %s\n    priority: %s\n", q(a.ID), q(a.Description), q(a.Assignee), q(a.DueDate), q(a.Priority))
 		}
 	}
 	b.WriteString("\n")
-	list("lessons_learned", nil, "to fill in at the retrospective meeting")
+	list("lessons_learned", d.LessonsLearned, "to fill in at the retrospective meeting")
 	b.WriteString("\n")
-	list("process_improvements", nil, "to fill in at the retrospective meeting")
+	list("process_improvements", d.ProcessImprovements, "to fill in at the retrospective meeting")
 	b.WriteString("\n")
 
+	m := d.MetricsAnalysis
 	b.WriteString("metrics_analysis:\n")
 	b.WriteString("  # planned: the plan's timeline.estimated_duration; actual: deploy.started to the end of the run\n")
 	b.WriteString("  # (deploy, verification watch, rollback).\n")
-	b.WriteString("  deployment_duration:\n")
-	planned := r.PlannedDurationText
-	if planned == "" {
-		planned = "not in the plan"
-	}
-	actual := "not deployed"
-	if r.Deployed {
-		actual = FormatDuration(r.ActualDuration)
-	}
-	variance := "n/a"
-	if r.Deployed && r.PlannedDuration > 0 {
-		variance = Variance(r.PlannedDuration, r.ActualDuration)
-	}
-	fmt.Fprintf(&b, "    planned: %s\n    actual: %s\n    variance: %s\n", q(planned), q(actual), q(variance))
+	measure("deployment_duration", m.DeploymentDuration)
 	b.WriteString("\n")
 	b.WriteString("  # The plan states no planned downtime. actual: the deploy phase (deploy.started to\n")
 	b.WriteString("  # deploy.done/failed) plus the rollback phase; an upper bound, not measured unavailability.\n")
-	b.WriteString("  downtime:\n")
-	actual = "not deployed"
-	if r.Deployed {
-		actual = FormatDuration(r.ActualDowntime)
-	}
-	fmt.Fprintf(&b, "    planned: %s\n    actual: %s\n    variance: %s\n", q("not in the plan"), q(actual), q("n/a"))
+	measure("downtime", m.Downtime)
 	b.WriteString("\n")
-	b.WriteString("  # passed / total of the run's tests of each type (\"n/a\": none in the plan).\n")
-	b.WriteString("  test_coverage:\n")
+	b.WriteString("  # The template's test_coverage: the share of the run's tests of each type that passed\n")
+	b.WriteString("  # (\"n/a\": none in the plan), not code coverage.\n")
+	b.WriteString("  test_pass_rate:\n")
 	fmt.Fprintf(&b, "    smoke_tests: %s\n    regression_tests: %s\n    performance_tests: %s\n",
-		q(r.Smoke.Percent()), q(r.Regression.Percent()), q(r.Performance.Percent()))
+		q(m.TestPassRate.SmokeTests), q(m.TestPassRate.RegressionTests), q(m.TestPassRate.PerformanceTests))
 	b.WriteString("\n")
-	list("next_deployment_focus", nil, "to fill in at the retrospective meeting")
+	list("next_deployment_focus", d.NextDeploymentFocus, "to fill in at the retrospective meeting")
 	return b.String()
 }
 

@@ -1,8 +1,10 @@
 package report
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -37,7 +39,7 @@ type retroDoc struct {
 	MetricsAnalysis     struct {
 		DeploymentDuration map[string]string `yaml:"deployment_duration"`
 		Downtime           map[string]string `yaml:"downtime"`
-		TestCoverage       map[string]string `yaml:"test_coverage"`
+		TestPassRate       map[string]string `yaml:"test_pass_rate"`
 	} `yaml:"metrics_analysis"`
 }
 
@@ -104,9 +106,9 @@ func TestRetroContent(t *testing.T) {
 	if got := doc.MetricsAnalysis.Downtime["actual"]; got != "51.000s" { // deploy +10s → +61s
 		t.Errorf("downtime actual %q", got)
 	}
-	tc := doc.MetricsAnalysis.TestCoverage
+	tc := doc.MetricsAnalysis.TestPassRate
 	if tc["smoke_tests"] != "100%" || tc["regression_tests"] != "100%" || tc["performance_tests"] != "100%" {
-		t.Errorf("test_coverage %v", tc)
+		t.Errorf("test_pass_rate %v", tc)
 	}
 	if !strings.Contains(strings.Join(doc.WentWell, "\n"), "all 2 smoke tests passed") {
 		t.Errorf("what_went_well %v", doc.WentWell)
@@ -131,6 +133,13 @@ func TestRetroContent(t *testing.T) {
 	}
 	if !strings.Contains(strings.Join(doc.WentWell, "\n"), "rollback completed in 1m 30.000s") {
 		t.Errorf("what_went_well %v", doc.WentWell)
+	}
+	// The release was rolled back: its deploy did not go well, though it
+	// completed (it is the reason for the retrospective).
+	for _, w := range doc.WentWell {
+		if strings.Contains(w, "deploy completed") || strings.Contains(w, "SUCCESS") {
+			t.Errorf("a rolled-back run lists %q under what_went_well", w)
+		}
 	}
 	if len(doc.ActionItems) == 0 || doc.ActionItems[0].ID != "AI-001" || doc.ActionItems[0].Priority != "MEDIUM" {
 		t.Errorf("action_items %+v", doc.ActionItems)
@@ -171,6 +180,40 @@ func TestVariance(t *testing.T) {
 	} {
 		if got := Variance(c.planned, c.actual); got != c.want {
 			t.Errorf("Variance(%v, %v) = %q, want %q", c.planned, c.actual, got, c.want)
+		}
+	}
+}
+
+// YAML (the template with comments) and Doc (what retro -o json prints)
+// are one document: the YAML parses to Doc's values, key for key.
+func TestRetroYAMLIsDoc(t *testing.T) {
+	t.Parallel()
+	for name, h := range map[string]*history{
+		"success":          withTimeline(successRun(), "20 minutes"),
+		"rolled_back":      rolledBackRun(),
+		"preflight_failed": preflightFailedRun(),
+	} {
+		r, err := Retro(runID, h.events)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fromYAML, err := yaml.YAMLToJSON([]byte(r.YAML()))
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		fromDoc, err := json.Marshal(r.Doc())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var a, b any
+		if err := json.Unmarshal(fromYAML, &a); err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(fromDoc, &b); err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(a, b) {
+			t.Errorf("%s: the YAML and Doc differ:\nyaml %s\ndoc  %s", name, fromYAML, fromDoc)
 		}
 	}
 }

@@ -2,9 +2,13 @@ package allinone_test
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -16,7 +20,8 @@ import (
 
 // Every service binary honours --ack-wait: the durable consumer it creates
 // (the reporter's notifier included) has the given AckWait, not the
-// router's default.
+// router's default. The same processes show the binaries' --version and
+// their JSON logs: one "service" key a line (the binary's name).
 func TestEveryServiceHonoursAckWait(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds five binaries")
@@ -31,6 +36,12 @@ func TestEveryServiceHonoursAckWait(t *testing.T) {
 	}
 	if err := eventbus.EnsureStreams(ctx, js, eventbus.StreamOptions{}); err != nil {
 		t.Fatal(err)
+	}
+	for _, name := range services {
+		out, err := exec.Command(filepath.Join(bin, name), "--version").CombinedOutput()
+		if err != nil || !strings.HasPrefix(string(out), name+" ") || !strings.Contains(string(out), "(commit ") || !strings.Contains(string(out), runtime.Version()) {
+			t.Errorf("%s --version: %v %q", name, err, out)
+		}
 	}
 	const ackWait = 47 * time.Second
 	for _, name := range services {
@@ -66,4 +77,59 @@ func TestEveryServiceHonoursAckWait(t *testing.T) {
 			t.Errorf("consumer %s has AckWait %s, want --ack-wait %s", durable, got, ackWait)
 		}
 	}
+	for _, name := range services {
+		natstest.Eventually(t, 10*time.Second, name+" logged its start", func() bool {
+			b, _ := os.ReadFile(filepath.Join(bin, name+".log"))
+			return strings.Contains(string(b), `"msg":"started"`)
+		})
+		b, _ := os.ReadFile(filepath.Join(bin, name+".log"))
+		for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+			keys, err := topLevelKeys(line)
+			if err != nil {
+				t.Errorf("%s: a log line that is not a JSON object (%v): %s", name, err, line)
+				continue
+			}
+			if dup := duplicates(keys); len(dup) > 0 {
+				t.Errorf("%s: duplicate keys %v in %s", name, dup, line)
+			}
+			var rec struct{ Service string }
+			if err := json.Unmarshal([]byte(line), &rec); err != nil || rec.Service != name {
+				t.Errorf("%s: log line with service %q: %s", name, rec.Service, line)
+			}
+		}
+	}
+}
+
+// topLevelKeys are the keys of a JSON object in order, repeats included
+// (encoding/json keeps the last of two equal keys silently).
+func topLevelKeys(line string) ([]string, error) {
+	dec := json.NewDecoder(strings.NewReader(line))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return nil, fmt.Errorf("not an object: %v", err)
+	}
+	var keys []string
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, err
+		}
+		keys = append(keys, tok.(string))
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return nil, err
+		}
+	}
+	return keys, nil
+}
+
+func duplicates(keys []string) []string {
+	seen := map[string]bool{}
+	var dup []string
+	for _, k := range keys {
+		if seen[k] {
+			dup = append(dup, k)
+		}
+		seen[k] = true
+	}
+	return dup
 }

@@ -287,7 +287,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 			s.Reporter = reporter.New(b, ro, log, m, o.Registry)
 			s.services[name] = s.Reporter
 			if !slices.Contains(o.Without, "notifier") {
-				s.services["notifier"] = notify.New(b, o.Notify, o.Log, m, o.Registry)
+				s.services["notifier"] = notify.New(b, o.Notify, log, m, o.Registry)
 			}
 		}
 	}

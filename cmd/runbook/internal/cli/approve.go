@@ -16,14 +16,8 @@ import (
 	runbookv1 "github.com/kis-core/runbook/proto/runbook/v1"
 )
 
-// Exit codes of approve and reject.
-const (
-	exitRefused = 5 // separation of duties: refused and recorded as approval.refused
-	exitTooLate = 6 // the run ended or its deploy started: no decision taken
-)
-
 func approveCmd(g *globals) *cobra.Command {
-	var role, as, comment, sha string
+	var role, comment, sha string
 	c := &cobra.Command{
 		Use:   "approve RUN --role ROLE --as NAME [--comment TEXT]",
 		Short: "Approve a run as one of the roles it requires",
@@ -41,17 +35,17 @@ approval.refused and exits 5. Approving again as the same person and role
 changes nothing. Exit 6: the run already ended or started its deploy.`,
 		Example: `  runbook approve DEPLOY-20250922-143000 --role technical_approval --as "Lead Architect" --comment "reviewed the migration"
   runbook approve RUN --role security_approval --as "Security Officer" --plan-sha256 $(sha256sum plan.yaml | cut -d' ' -f1)`,
-		Args: cobra.ExactArgs(1),
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: g.completeRunID,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if as == "" {
-				as = g.whoami()
-			}
+			as := g.whoami()
 			return decide(cmd.Context(), g, args[0], gate.Decision{Kind: gate.Grant, Role: role, Approver: as, Actor: as, Comment: comment, PlanSHA256: sha})
 		},
 	}
 	f := c.Flags()
 	f.StringVar(&role, "role", "", "the role you approve as (one the run requires, e.g. technical_approval)")
-	f.StringVar(&as, "as", "", "your identity's name, as the plan names the role's approver (default: from --creds); the key that signs must be this identity's")
+	g.asFlag(c, "your name, as the plan names the role's approver; the key that signs must be this identity's")
+	_ = c.RegisterFlagCompletionFunc("role", g.completeRunRole)
 	f.StringVar(&comment, "comment", "", "a comment kept with the approval")
 	f.StringVar(&sha, "plan-sha256", "", "approve only if the run's plan is exactly this one (sha256 of the file you reviewed)")
 	_ = c.MarkFlagRequired("role")
@@ -59,7 +53,7 @@ changes nothing. Exit 6: the run already ended or started its deploy.`,
 }
 
 func rejectCmd(g *globals) *cobra.Command {
-	var role, as, reason, sha string
+	var role, reason, sha string
 	c := &cobra.Command{
 		Use:   "reject RUN --role ROLE --as NAME --reason TEXT",
 		Short: "Reject a run: it ends REJECTED and never deploys",
@@ -68,18 +62,18 @@ for REASON. The run ends REJECTED (unless its deploy already started) and
 its report says who and why. The role and the person are checked as for
 approve (exit 5, recorded as approval.refused); exit 6 when the run already
 ended or started its deploy.`,
-		Example: `  runbook reject DEPLOY-20250922-143000 --role business_approval --as "Bob" --reason "not during the sale"`,
-		Args:    cobra.ExactArgs(1),
+		Example:           `  runbook reject DEPLOY-20250922-143000 --role business_approval --as "Bob" --reason "not during the sale"`,
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: g.completeRunID,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if as == "" {
-				as = g.whoami()
-			}
+			as := g.whoami()
 			return decide(cmd.Context(), g, args[0], gate.Decision{Kind: gate.Reject, Role: role, Approver: as, Actor: as, Reason: reason, PlanSHA256: sha})
 		},
 	}
 	f := c.Flags()
 	f.StringVar(&role, "role", "", "the role you decide as (one the run requires)")
-	f.StringVar(&as, "as", "", "your identity's name, as the plan names the role's approver (default: from --creds); the key that signs must be this identity's")
+	g.asFlag(c, "your name, as the plan names the role's approver; the key that signs must be this identity's")
+	_ = c.RegisterFlagCompletionFunc("role", g.completeRunRole)
 	f.StringVar(&reason, "reason", "", "why the change is rejected (kept in the report)")
 	f.StringVar(&sha, "plan-sha256", "", "reject only if the run's plan is exactly this one")
 	_ = c.MarkFlagRequired("role")
@@ -119,7 +113,7 @@ func loadRunFacts(ctx context.Context, bus *eventbus.Bus, run string) (*runFacts
 	st := f.state
 	cr := st.Request
 	if cr == nil {
-		return nil, &exitError{2, fmt.Errorf("no run %s (list runs with `runbook runs`)", run)}
+		return nil, &exitError{exitUsage, fmt.Errorf("no run %s (list runs with `runbook runs`)", run)}
 	}
 	// What the deployer refused (approval.refused "of" the decision's id)
 	// counts for nothing here either.
@@ -220,7 +214,7 @@ func decide(ctx context.Context, g *globals, run string, d gate.Decision) error 
 	case v.State == gate.WaitingApproval:
 		fmt.Fprintf(g.out, "still waiting for approval by %s\n", strings.Join(v.Missing, ", "))
 	case v.State == gate.WaitingWindow:
-		fmt.Fprintf(g.out, "every required approval is in; the deploy waits for the change window until %s\n", v.Until.Local().Format(time.DateTime))
+		fmt.Fprintf(g.out, "every required approval is in; the deploy waits for the change window until %s\n", g.clock(v.Until, isoSeconds))
 	case v.State == gate.Open && f.gate.ReadyAt.IsZero():
 		fmt.Fprintln(g.out, "every required approval is in; the deploy starts once pre-flight passes")
 	case v.State == gate.Open:

@@ -3,6 +3,7 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"os"
 
 	"github.com/spf13/cobra"
 
@@ -53,17 +54,17 @@ has caught up (events published since it last projected are reported missing).`,
 			if keyringPath != "" {
 				kr, err := auth.LoadKeyring(keyringPath)
 				if err != nil {
-					return &exitError{2, err}
+					return &exitError{exitUsage, err}
 				}
 				auditor = trust.NewAuditor(kr)
 			}
 			if dbURL == "" && auditor == nil {
-				return &exitError{2, errors.New("audit verify needs --database-url (env RUNBOOK_DATABASE_URL), --keyring (env RUNBOOK_KEYRING), or both")}
+				return &exitError{exitUsage, errors.New("audit verify needs --database-url (env RUNBOOK_DATABASE_URL), --keyring (env RUNBOOK_KEYRING), or both")}
 			}
 			ctx := cmd.Context()
 			bus, closeBus, err := g.connect(ctx)
 			if err != nil {
-				return &exitError{2, err}
+				return &exitError{exitUsage, err}
 			}
 			defer closeBus()
 			var trustProblems []string
@@ -83,14 +84,14 @@ has caught up (events published since it last projected are reported missing).`,
 			if dbURL != "" {
 				store, err := pgstore.Connect(ctx, dbURL)
 				if err != nil {
-					return &exitError{2, err}
+					return &exitError{exitUsage, err}
 				}
 				defer store.Close()
 				if ms, st, err = store.Verify(ctx, scan); err != nil {
-					return &exitError{2, err}
+					return &exitError{exitUsage, err}
 				}
 			} else if err := scan(func(eventbus.Envelope) error { st.Events++; return nil }); err != nil {
-				return &exitError{2, err}
+				return &exitError{exitUsage, err}
 			}
 			for _, m := range ms {
 				fmt.Fprintln(g.out, m.String())
@@ -99,7 +100,7 @@ has caught up (events published since it last projected are reported missing).`,
 				fmt.Fprintln(g.out, p)
 			}
 			if n := len(ms) + len(trustProblems); n > 0 {
-				return &exitError{1, fmt.Errorf("audit: %d mismatches between the stream and the database, %d problems with who said what", len(ms), len(trustProblems))}
+				return &exitError{exitError1, fmt.Errorf("audit: %d mismatches between the stream and the database, %d problems with who said what", len(ms), len(trustProblems))}
 			}
 			if auditor != nil {
 				fmt.Fprintf(g.out, "signatures ok: every event signed by an identity allowed to publish it, every decision signed by its actor over its run and plan (keyring %s)\n", keyringPath)
@@ -114,8 +115,8 @@ has caught up (events published since it last projected are reported missing).`,
 			return nil
 		},
 	}
-	verify.Flags().StringVar(&dbURL, "database-url", envOr(svcmain.EnvDatabaseURL, ""), "PostgreSQL database of the reporter (env "+svcmain.EnvDatabaseURL+")")
-	verify.Flags().StringVar(&keyringPath, "keyring", envOr(svcmain.EnvKeyring, ""), "the keyring of runbook serve (<data-dir>/identities/keyring.json) to re-check every signature (env "+svcmain.EnvKeyring+")")
+	verify.Flags().StringVar(&dbURL, "database-url", os.Getenv(svcmain.EnvDatabaseURL), "PostgreSQL database of the reporter; env "+svcmain.EnvDatabaseURL)
+	verify.Flags().StringVar(&keyringPath, "keyring", os.Getenv(svcmain.EnvKeyring), "the keyring of runbook serve (<data-dir>/identities/keyring.json) to re-check every signature; env "+svcmain.EnvKeyring)
 	c.AddCommand(verify)
 	return c
 }

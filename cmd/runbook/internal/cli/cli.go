@@ -23,6 +23,7 @@ import (
 	"github.com/kis-core/runbook/domain/trust"
 	"github.com/kis-core/runbook/eventbus"
 	"github.com/kis-core/runbook/eventbus/auth"
+	"github.com/kis-core/runbook/eventbus/cliconv"
 	"github.com/kis-core/runbook/eventbus/svcmain"
 	runbookv1 "github.com/kis-core/runbook/proto/runbook/v1"
 )
@@ -35,17 +36,82 @@ type exitError struct {
 
 func (e *exitError) Error() string { return e.err.Error() }
 
+// Exit codes of the runbook command (docs/cli.md lists them; exitCodes is
+// the list it is checked against).
+const (
+	exitOK       = 0
+	exitError1   = 1   // an error: bad plan, unreachable NATS
+	exitUsage    = 2   // cliconv.ExitUsage: a usage error, or an unknown run
+	exitNotOK    = 3   // the watched run ended other than SUCCESS
+	exitNoReport = 4   // no report yet, or the run is not over
+	exitRefused  = 5   // separation of duties: refused and recorded as approval.refused
+	exitTooLate  = 6   // the run ended or its deploy started: no decision taken
+	exitStopped  = 130 // interrupted while watching (the run goes on)
+)
+
+// exitCodes say what each exit code means, for docs/cli.md.
+var exitCodes = []struct {
+	Code    int
+	Meaning string
+}{
+	{exitOK, "success"},
+	{exitError1, "error: an invalid plan, unreachable NATS, a failed audit (one line on stderr)"},
+	{exitUsage, "usage error (unknown command or flag, a flag's bad value, a missing or extra argument, a required flag not given) or an unknown run"},
+	{exitNotOK, "the watched run ended other than SUCCESS"},
+	{exitNoReport, "no report yet / the run is not over"},
+	{exitRefused, "approval or rejection refused (separation of duties; recorded as approval.refused)"},
+	{exitTooLate, "too late: the run ended, or its deploy started, so there is nothing to approve, reject, roll back or cancel"},
+	{exitStopped, "interrupted while watching (the run goes on)"},
+}
+
 type globals struct {
 	natsURL string
 	creds   string
 	tlsCA   string
-	out     io.Writer
-	errOut  io.Writer
+	// local is --local: times in the local zone instead of UTC.
+	local bool
+	// as is --as (env RUNBOOK_OPERATOR) of the commands that act.
+	as     string
+	in     io.Reader
+	out    io.Writer
+	errOut io.Writer
 }
 
 // Execute runs the command line args and returns the exit code.
 func Execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	g := &globals{out: stdout, errOut: stderr}
+	return ExecuteIO(ctx, args, os.Stdin, stdout, stderr)
+}
+
+// ExecuteIO is Execute with stdin (validate - and submit - read a plan
+// from it).
+func ExecuteIO(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	g := &globals{in: stdin, out: stdout, errOut: stderr}
+	root := newRoot(g)
+	root.SetArgs(args)
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	cmd, err := root.ExecuteContextC(ctx)
+	if err == nil {
+		return 0
+	}
+	var ee *exitError
+	switch {
+	case errors.As(err, &ee):
+		if ee.err != nil && ee.err.Error() != "" {
+			fmt.Fprintln(stderr, "runbook:", ee.err)
+		}
+		return ee.code
+	case cliconv.IsUsage(err):
+		fmt.Fprintf(stderr, "runbook: %v (see %s --help)\n", err, cmd.CommandPath())
+		return exitUsage
+	}
+	fmt.Fprintln(stderr, "runbook:", err)
+	return exitError1
+}
+
+// newRoot is the runbook command tree.
+func newRoot(g *globals) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "runbook",
 		Short: "Run production changes PRE-FLIGHT → PLAN → ACT → TEST → REPORT, audited and rolled back on their own",
@@ -58,51 +124,40 @@ Every decision is an event on the NATS JetStream stream RUNBOOK.
 
   runbook serve                    start NATS (embedded) and the five services
   runbook init                     write a commented plan to start from (plan.yaml)
-  runbook validate plan.yaml       check a plan and print it as it will run
+  runbook validate plan.yaml       check a plan and print it as it will run (- reads stdin)
   runbook schema                   print the plan's JSON Schema (for editors)
   runbook submit plan.yaml --watch submit a plan and follow it live
-  runbook runs                     list runs and their status
+  runbook runs [--status S] [--since 24h] [--limit N]   list runs and their status
   runbook watch RUN                follow a run
   runbook report RUN --format markdown   print a run's report (summary, json or markdown)
   runbook retro RUN                print the run's retrospective, prefilled (YAML)
   runbook audit verify --database-url URL   reconcile the stream with PostgreSQL
-  runbook replay --run RUN         print a run's full timeline from the stream
+  runbook replay RUN               print a run's full timeline from the stream
   runbook replay --rebuild --database-url URL   rebuild the PostgreSQL projection
   runbook approve RUN --role R --as NAME   approve a run as one of its roles
   runbook reject RUN --role R --as NAME --reason TEXT   reject it
   runbook rollback RUN --reason TEXT   roll a run back (operator)
   runbook cancel RUN               stop a run (cancelled before ACT, rolled back during)
-  runbook revert RUN --reason TEXT   undo a run that ended SUCCESS (a new run of its rollback steps)`,
-		SilenceUsage:  true,
-		SilenceErrors: true,
+  runbook revert RUN --reason TEXT   undo a run that ended SUCCESS (a new run of its rollback steps)
+  runbook version                  this binary's version, commit and Go version
+
+Read commands (runs, report, replay, validate, retro, version) take
+-o table|json|yaml. Times are UTC (ISO 8601) unless --local. Exit codes:
+0 success, 1 error, 2 usage error or unknown run, 3 the watched run did not
+end SUCCESS, 4 no report yet, 5 refused, 6 too late (docs/cli.md).`,
 	}
-	root.SetArgs(args)
-	root.SetOut(stdout)
-	root.SetErr(stderr)
-	root.PersistentFlags().StringVar(&g.natsURL, "nats-url", envOr(svcmain.EnvNATSURL, "nats://127.0.0.1:4222"), "NATS server of the runbook you talk to (env "+svcmain.EnvNATSURL+")")
-	root.PersistentFlags().StringVar(&g.tlsCA, "tls-ca", os.Getenv(svcmain.EnvTLSCA), "CA certificate (PEM) that verifies the NATS server's TLS certificate (env "+svcmain.EnvTLSCA+")")
-	root.PersistentFlags().StringVar(&g.creds, "creds", os.Getenv(svcmain.EnvCreds), "your identity: the nkey seed FILE that runbook identity create wrote (env "+svcmain.EnvCreds+"); it authenticates you to NATS and signs your decisions")
-	root.AddCommand(serveCmd(g), initCmd(g), schemaCmd(g), validateCmd(g), submitCmd(g), watchCmd(g), runsCmd(g), reportCmd(g), retroCmd(g), approveCmd(g), rejectCmd(g), rollbackCmd(g), cancelCmd(g), revertCmd(g), auditCmd(g), replayCmd(g), identityCmd(g), provisionCmd(g))
-	err := root.ExecuteContext(ctx)
-	if err == nil {
-		return 0
-	}
-	var ee *exitError
-	if errors.As(err, &ee) {
-		if ee.err != nil && ee.err.Error() != "" {
-			fmt.Fprintln(stderr, "runbook:", ee.err)
-		}
-		return ee.code
-	}
-	fmt.Fprintln(stderr, "runbook:", err)
-	return 1
+	root.PersistentFlags().StringVar(&g.natsURL, "nats-url", svcmain.EnvOr(svcmain.EnvNATSURL, "nats://127.0.0.1:4222"), "NATS server of the runbook you talk to; env "+svcmain.EnvNATSURL)
+	root.PersistentFlags().StringVar(&g.tlsCA, "tls-ca", os.Getenv(svcmain.EnvTLSCA), "CA certificate (PEM) that verifies the NATS server's TLS certificate; env "+svcmain.EnvTLSCA)
+	root.PersistentFlags().StringVar(&g.creds, "creds", os.Getenv(svcmain.EnvCreds), "your identity: the nkey seed FILE that runbook identity create wrote; it authenticates you to NATS and signs your decisions; env "+svcmain.EnvCreds)
+	root.PersistentFlags().BoolVar(&g.local, "local", false, "print times in the local time zone (with its offset) instead of UTC")
+	root.AddCommand(serveCmd(g), initCmd(g), schemaCmd(g), validateCmd(g), submitCmd(g), watchCmd(g), runsCmd(g), reportCmd(g), retroCmd(g), approveCmd(g), rejectCmd(g), rollbackCmd(g), cancelCmd(g), revertCmd(g), auditCmd(g), replayCmd(g), identityCmd(g), provisionCmd(g), versionCmd(g))
+	cliconv.Conventions(root, svcmain.Runbook)
+	return root
 }
 
-func envOr(k, def string) string {
-	if v := os.Getenv(k); v != "" {
-		return v
-	}
-	return def
+// asFlag adds --as to a command that acts for a person.
+func (g *globals) asFlag(c *cobra.Command, what string) {
+	c.Flags().StringVar(&g.as, "as", os.Getenv(svcmain.EnvOperator), what+" (default: the name of your --creds identity, else $USER); env "+svcmain.EnvOperator)
 }
 
 // identity is --creds loaded (nil without).
@@ -112,7 +167,7 @@ func (g *globals) identity() (*auth.Identity, error) {
 	}
 	id, err := auth.Open(g.creds)
 	if err != nil {
-		return nil, &exitError{2, err}
+		return nil, &exitError{exitUsage, err}
 	}
 	return id, nil
 }
@@ -130,7 +185,7 @@ func (g *globals) dial() (*nats.Conn, error) {
 	if g.tlsCA != "" {
 		topts, err := auth.ClientOptions(g.tlsCA)
 		if err != nil {
-			return nil, &exitError{2, err}
+			return nil, &exitError{exitUsage, err}
 		}
 		opts = append(opts, topts...)
 	}
@@ -172,17 +227,17 @@ func (g *globals) connect(ctx context.Context) (*eventbus.Bus, func(), error) {
 	return bus, nc.Close, nil
 }
 
-// whoami names the operator: the identity's name (the creds file is
-// <name>.nk as `runbook identity create` writes it), else the login.
+// whoami names the operator: --as (env RUNBOOK_OPERATOR), else the
+// identity's name (the creds file is <name>.nk as `runbook identity
+// create` writes it), else the login.
 func (g *globals) whoami() string {
+	if g.as != "" {
+		return g.as
+	}
 	if g.creds != "" {
 		return strings.TrimSuffix(filepath.Base(g.creds), filepath.Ext(g.creds))
 	}
-	return whoami()
-}
-
-func whoami() string {
-	for _, k := range []string{svcmain.EnvOperator, "USER", "LOGNAME"} {
+	for _, k := range []string{"USER", "LOGNAME"} {
 		if v := os.Getenv(k); v != "" {
 			return v
 		}
@@ -190,15 +245,38 @@ func whoami() string {
 	return "system"
 }
 
-// loadPlan reads and validates a plan file; it prints every issue.
-func loadPlan(path string, w io.Writer) (*plan.Plan, []byte, []plan.Issue, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, nil, nil, &exitError{2, fmt.Errorf("cannot read plan: %w", err)}
+// stdinName names a plan read from stdin (PLAN "-") in messages.
+const stdinName = "<stdin>"
+
+// readPlan reads the plan file path, or stdin for "-"; name is what
+// messages call it.
+func (g *globals) readPlan(path string) (name string, data []byte, err error) {
+	if path == "-" {
+		data, err = io.ReadAll(g.in)
+		if err != nil {
+			return stdinName, nil, &exitError{exitUsage, fmt.Errorf("cannot read the plan from stdin: %w", err)}
+		}
+		return stdinName, data, nil
 	}
-	p, issues := plan.Parse(path, data)
-	for _, i := range issues {
-		fmt.Fprintln(w, issueLine(path, i))
+	data, err = os.ReadFile(path)
+	if err != nil {
+		return path, nil, &exitError{exitUsage, fmt.Errorf("cannot read plan: %w", err)}
+	}
+	return path, data, nil
+}
+
+// loadPlan reads and validates a plan (path, or "-" for stdin); it prints
+// every issue to w (nil: none printed).
+func (g *globals) loadPlan(path string, w io.Writer) (name string, p *plan.Plan, data []byte, issues []plan.Issue, err error) {
+	name, data, err = g.readPlan(path)
+	if err != nil {
+		return name, nil, nil, nil, err
+	}
+	p, issues = plan.Parse(name, data)
+	if w != nil {
+		for _, i := range issues {
+			fmt.Fprintln(w, issueLine(name, i))
+		}
 	}
 	if p == nil {
 		n := 0
@@ -207,9 +285,9 @@ func loadPlan(path string, w io.Writer) (*plan.Plan, []byte, []plan.Issue, error
 				n++
 			}
 		}
-		return nil, data, issues, &exitError{1, fmt.Errorf("%s is invalid: %d error(s) above; a plan with errors is never submitted", path, n)}
+		return name, nil, data, issues, &exitError{exitError1, fmt.Errorf("%s is invalid: %d error(s) above; a plan with errors is never submitted", name, n)}
 	}
-	return p, data, issues, nil
+	return name, p, data, issues, nil
 }
 
 // issueLine is one issue as compilers write them:
@@ -283,5 +361,5 @@ func statusExit(status string) error {
 	if status == "SUCCESS" {
 		return nil
 	}
-	return &exitError{code: 3, err: fmt.Errorf("run ended %s", strings.ToLower(status))}
+	return &exitError{code: exitNotOK, err: fmt.Errorf("run ended %s", strings.ToLower(status))}
 }

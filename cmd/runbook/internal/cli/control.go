@@ -15,7 +15,7 @@ import (
 )
 
 func rollbackCmd(g *globals) *cobra.Command {
-	var reason, as string
+	var reason string
 	c := &cobra.Command{
 		Use:   "rollback RUN --reason TEXT",
 		Short: "Ask for the rollback of a run (by an operator)",
@@ -24,20 +24,21 @@ the reason given. The deployer stops a deploy step that is running, then runs
 the plan's rollback steps — once per run, whoever asked first. A run that
 never deployed anything is stopped and its rollback runs no step (it says so).
 Exit 6 when the run has already ended.`,
-		Example: `  runbook rollback DEPLOY-20250922-143000 --reason "customers report wrong estimates"`,
-		Args:    cobra.ExactArgs(1),
+		Example:           `  runbook rollback DEPLOY-20250922-143000 --reason "customers report wrong estimates"`,
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: g.completeRunID,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return operatorStop(cmd.Context(), g, args[0], as, reason, false)
+			return operatorStop(cmd.Context(), g, args[0], reason, false)
 		},
 	}
 	c.Flags().StringVar(&reason, "reason", "", "why (kept in the audit log and the report)")
-	c.Flags().StringVar(&as, "as", "", "your name (default: your identity's, from --creds)")
+	g.asFlag(c, "your name")
 	_ = c.MarkFlagRequired("reason")
 	return c
 }
 
 func cancelCmd(g *globals) *cobra.Command {
-	var reason, as string
+	var reason string
 	c := &cobra.Command{
 		Use:   "cancel RUN [--reason TEXT]",
 		Short: "Stop a run: cancelled before ACT, rolled back during ACT",
@@ -45,19 +46,20 @@ func cancelCmd(g *globals) *cobra.Command {
 (run.cancelled) and nothing is changed. Once the deploy started, cancelling
 means rolling back: rollback.requested is published for the operator (see
 runbook rollback). Exit 6 when the run has already ended.`,
-		Args: cobra.ExactArgs(1),
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: g.completeRunID,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return operatorStop(cmd.Context(), g, args[0], as, reason, true)
+			return operatorStop(cmd.Context(), g, args[0], reason, true)
 		},
 	}
 	c.Flags().StringVar(&reason, "reason", "cancelled by an operator", "why")
-	c.Flags().StringVar(&as, "as", "", "your name (default: your identity's, from --creds)")
+	g.asFlag(c, "your name")
 	return c
 }
 
 // operatorStop publishes run.cancelled (cancel before ACT) or
 // rollback.requested (rollback, or cancel once the deploy started).
-func operatorStop(ctx context.Context, g *globals, run, as, reason string, cancel bool) error {
+func operatorStop(ctx context.Context, g *globals, run, reason string, cancel bool) error {
 	bus, closeFn, err := g.connectRun(ctx, run)
 	if err != nil {
 		return err
@@ -67,9 +69,7 @@ func operatorStop(ctx context.Context, g *globals, run, as, reason string, cance
 	if err != nil {
 		return err
 	}
-	if as == "" {
-		as = g.whoami()
-	}
+	as := g.whoami()
 	st := runstate.New(run)
 	for _, e := range hist {
 		st.ApplyAt(e.Seq, e.Event)

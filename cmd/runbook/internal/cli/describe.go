@@ -15,11 +15,11 @@ const watchTextColumn = 21
 // one vocabulary the dashboard uses too), laid out for `runbook watch`: the
 // lines after the first indented under the text column.
 func Describe(ev *runbookv1.Event) (phase, text string) {
-	return describeAt(ev, watchTextColumn)
+	phase, text = vocab.Describe(ev)
+	return phase, indentLines(text, watchTextColumn)
 }
 
-// describeAt is Describe with the continuation lines indented to column.
-func describeAt(ev *runbookv1.Event, column int) (phase, text string) {
-	phase, text = vocab.Describe(ev)
-	return phase, strings.ReplaceAll(text, "\n", "\n"+strings.Repeat(" ", column))
+// indentLines indents the lines of text after the first to column.
+func indentLines(text string, column int) string {
+	return strings.ReplaceAll(text, "\n", "\n"+strings.Repeat(" ", column))
 }

@@ -1,50 +1,62 @@
-package cli_test
+package cli
 
 import (
-	"bytes"
-	"context"
+	"io"
 	"slices"
 	"strings"
 	"testing"
 
-	"github.com/kis-core/runbook/cmd/runbook/internal/cli"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
 	"github.com/kis-core/runbook/eventbus/svcmain"
 )
 
+// eachFlag calls fn for every flag of every command of the tree, with the
+// command's path.
+func eachFlag(c *cobra.Command, fn func(path string, f *pflag.Flag)) {
+	c.LocalFlags().VisitAll(func(f *pflag.Flag) { fn(c.CommandPath(), f) })
+	for _, sub := range c.Commands() {
+		eachFlag(sub, fn)
+	}
+}
+
 // Every variable svcmain.Env says the runbook command reads for a flag is
-// that flag's default in one of its commands (serve, audit verify, replay:
-// between them every such flag), as --help shows it.
+// that flag's default wherever the flag is, once the variable is set, and
+// the flag's help names it.
 func TestEnvIsReadByRunbook(t *testing.T) {
 	want := map[string]string{} // flag -> value
+	names := map[string]string{}
 	for _, v := range svcmain.Env() {
 		if v.Flag == "" || !slices.Contains(v.Binaries, svcmain.Runbook) {
 			continue
 		}
 		val := "from-env-" + strings.ToLower(v.Name)
 		t.Setenv(v.Name, val)
-		want[v.Flag] = val
+		want[strings.TrimPrefix(v.Flag, "--")] = val
+		names[strings.TrimPrefix(v.Flag, "--")] = v.Name
 	}
-	if len(want) < 8 {
+	if len(want) < 10 {
 		t.Fatalf("only %d variables read by runbook: %v", len(want), want)
 	}
-	var help strings.Builder
-	for _, args := range [][]string{{"serve", "--help"}, {"audit", "verify", "--help"}, {"replay", "--help"}} {
-		var out, errOut bytes.Buffer
-		if code := cli.Execute(context.Background(), args, &out, &errOut); code != 0 {
-			t.Fatalf("runbook %s: exit %d: %s", strings.Join(args, " "), code, errOut.String())
+	root := newRoot(&globals{in: strings.NewReader(""), out: io.Discard, errOut: io.Discard})
+	found := map[string]int{}
+	eachFlag(root, func(path string, f *pflag.Flag) {
+		val, ok := want[f.Name]
+		if !ok {
+			return
 		}
-		help.WriteString(out.String())
-	}
-	for flag, val := range want {
-		found := false
-		for _, line := range strings.Split(help.String(), "\n") {
-			if strings.Contains(line, flag+" ") && strings.Contains(line, `(default "`+val+`")`) {
-				found = true
-				break
-			}
+		found[f.Name]++
+		if f.DefValue != val {
+			t.Errorf("%s --%s: default %q, want %q from %s", path, f.Name, f.DefValue, val, names[f.Name])
 		}
-		if !found {
-			t.Errorf("%s: no command shows default %q, the value of its environment variable\n%s", flag, val, help.String())
+		if !strings.Contains(f.Usage, "env "+names[f.Name]) {
+			t.Errorf("%s --%s: its help does not name %s: %q", path, f.Name, names[f.Name], f.Usage)
+		}
+	})
+	for flag := range want {
+		if found[flag] == 0 {
+			t.Errorf("--%s (env %s): no runbook command has it", flag, names[flag])
 		}
 	}
 }

@@ -3,8 +3,6 @@ package cli
 import (
 	"fmt"
 	"path/filepath"
-	"text/tabwriter"
-	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
@@ -53,7 +51,7 @@ keyring keeps only its sha256).`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			r, err := trust.ParseRole(role)
 			if err != nil {
-				return &exitError{2, err}
+				return &exitError{exitUsage, err}
 			}
 			made, err := auth.Store{Dir: dir}.Create(args[0], r, out)
 			if err != nil {
@@ -67,6 +65,7 @@ keyring keeps only its sha256).`,
 	create.Flags().StringVar(&role, "role", "", "requester, approver, viewer or admin (or a service's role)")
 	create.Flags().StringVar(&out, "out", "", "where to write the seed (default <identity-dir>/NAME.nk)")
 	_ = create.MarkFlagRequired("role")
+	_ = create.RegisterFlagCompletionFunc("role", completeIdentityRole)
 
 	list := &cobra.Command{
 		Use:   "list",
@@ -77,16 +76,12 @@ keyring keeps only its sha256).`,
 			if err != nil {
 				return err
 			}
-			tw := tabwriter.NewWriter(g.out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tROLE\tPUBLIC KEY\tCREATED\tREVOKED")
+			var t table
+			t.row("NAME", "ROLE", "PUBLIC KEY", "CREATED", "REVOKED")
 			for _, id := range kr.Identities {
-				revoked := "-"
-				if !id.Revoked.IsZero() {
-					revoked = id.Revoked.UTC().Format(time.RFC3339)
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", id.Name, id.Role, id.PublicKey, id.Created.UTC().Format(time.RFC3339), revoked)
+				t.row(id.Name, string(id.Role), id.PublicKey, g.clock(id.Created, isoSeconds), g.clock(id.Revoked, isoSeconds))
 			}
-			return tw.Flush()
+			return t.write(g.out)
 		},
 	}
 	revoke := &cobra.Command{

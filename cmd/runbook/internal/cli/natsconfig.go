@@ -37,7 +37,7 @@ which nats-server would read as "no authorization").`,
 			store := auth.Store{Dir: *dir}
 			kr, err := auth.LoadKeyring(store.KeyringPath())
 			if errors.Is(err, os.ErrNotExist) {
-				return &exitError{2, fmt.Errorf("no keyring at %s: make the identities first (runbook identity create NAME --role ROLE --identity-dir %s), or give --identity-dir", store.KeyringPath(), *dir)}
+				return &exitError{exitUsage, fmt.Errorf("no keyring at %s: make the identities first (runbook identity create NAME --role ROLE --identity-dir %s), or give --identity-dir", store.KeyringPath(), *dir)}
 			}
 			if err != nil {
 				return err

@@ -4,8 +4,6 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"log/slog"
 	"net"
@@ -15,12 +13,13 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/spf13/cobra"
+
+	"github.com/kis-core/runbook/eventbus/cliconv"
 	"github.com/kis-core/runbook/examples/estimator"
 )
 
-const usage = `Usage: estimator [flags]
-
-A small HTTP service standing in for KIS_CORE_V3's estimator:
+const long = `A small HTTP service standing in for KIS_CORE_V3's estimator:
 
   GET  /api/v1/health      200 {"status":"ok","release":...}
   GET  /api/v1/estimates   200 list of estimates
@@ -41,35 +40,33 @@ binary writes, when missing:
 So a deploy is a copy:
 
   cp .demo/estimator/releases/v2.4.1-bad.json .demo/estimator/current-release.json
-  cp .demo/estimator/releases/v2.4.0.json     .demo/estimator/current-release.json   # rollback
+  cp .demo/estimator/releases/v2.4.0.json     .demo/estimator/current-release.json   # rollback`
 
-Flags:
-`
-
-func main() { os.Exit(run()) }
-
-func run() int {
-	fs := flag.NewFlagSet("estimator", flag.ContinueOnError)
-	listen := fs.String("listen", "127.0.0.1:18080", "address to serve on")
-	stateDir := fs.String("state-dir", ".demo/estimator", "folder of current-release.json and releases/")
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), usage)
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(os.Args[1:]); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("service", "estimator")
+func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := serve(ctx, *listen, *stateDir, log); err != nil {
-		fmt.Fprintf(os.Stderr, "estimator: %v\n", err)
-		return 1
+	code := cliconv.Execute(ctx, command(), os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// command is the estimator's command line, with runbook's conventions
+// (--version, usage errors exit 2).
+func command() *cobra.Command {
+	var listen, stateDir string
+	c := &cobra.Command{
+		Use:   "estimator [flags]",
+		Short: "The demo stand-in for KIS_CORE_V3's estimator",
+		Long:  long,
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("service", "estimator")
+			return serve(cmd.Context(), listen, stateDir, log)
+		},
 	}
-	return 0
+	c.Flags().StringVar(&listen, "listen", "127.0.0.1:18080", "address to serve on")
+	c.Flags().StringVar(&stateDir, "state-dir", ".demo/estimator", "folder of current-release.json and releases/")
+	cliconv.Conventions(c, "estimator")
+	return c
 }
 
 func serve(ctx context.Context, listen, stateDir string, log *slog.Logger) error {

@@ -2,18 +2,22 @@
 package main
 
 import (
-	"flag"
 	"os"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/kis-core/runbook/eventbus/svcmain"
 	"github.com/kis-core/runbook/services/deployer"
 )
 
-func main() {
+func main() { os.Exit(svcmain.Run(command())) }
+
+func command() *cobra.Command {
 	var stateDir string
-	os.Exit(svcmain.MainWithFlags("deployer", func(fs *flag.FlagSet) {
-		fs.StringVar(&stateDir, "state-dir", envOr("RUNBOOK_STATE_DIR", deployer.DefaultStateDir()),
-			"where the pid files of running step commands are kept, swept at start (what a killed deployer's steps left running is killed); env RUNBOOK_STATE_DIR")
+	return svcmain.Command(svcmain.Deployer, func(fs *pflag.FlagSet) {
+		fs.StringVar(&stateDir, "state-dir", svcmain.EnvOr(svcmain.EnvStateDir, deployer.DefaultStateDir()),
+			"where the pid files of running step commands are kept, swept at start (what a killed deployer's steps left running is killed); env "+svcmain.EnvStateDir)
 	}, func(d svcmain.Deps) (svcmain.Service, error) {
 		kf, err := d.RequireKeyring("deployer")
 		if err != nil {
@@ -24,12 +28,5 @@ func main() {
 			o.Keyring = kf
 		}
 		return deployer.New(d.Bus, o, d.Log, d.Metrics, d.Registry), nil
-	}))
-}
-
-func envOr(name, def string) string {
-	if v := os.Getenv(name); v != "" {
-		return v
-	}
-	return def
+	})
 }

@@ -20,12 +20,14 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"net/http"
 	"os"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/kis-core/runbook/eventbus/svcmain"
 	"github.com/kis-core/runbook/services/reporter"
@@ -35,14 +37,24 @@ import (
 )
 
 func main() {
+	c, closeStore := command()
+	code := svcmain.Run(c)
+	// svcmain returns after the consumers and NATS drained: the pool closes last.
+	closeStore()
+	os.Exit(code)
+}
+
+// command is the reporter's command line; closeStore closes the
+// PostgreSQL pool it opened, if any, once the command returned.
+func command() (c *cobra.Command, closeStore func()) {
 	var dbURL, reportsDir string
 	var leaseTimeout time.Duration
 	var slackEnv, webhookURL, smtpEnv, emailTo string
 	var store *pgstore.Store
-	code := svcmain.MainWithFlags("reporter", func(fs *flag.FlagSet) {
-		fs.StringVar(&dbURL, "database-url", os.Getenv(svcmain.EnvDatabaseURL), "PostgreSQL for the read model and history (env "+svcmain.EnvDatabaseURL+"); empty: in memory, rebuilt from the stream")
+	c = svcmain.Command(svcmain.Reporter, func(fs *pflag.FlagSet) {
+		fs.StringVar(&dbURL, "database-url", os.Getenv(svcmain.EnvDatabaseURL), "PostgreSQL for the read model and history; empty: in memory, rebuilt from the stream; env "+svcmain.EnvDatabaseURL)
 		fs.DurationVar(&leaseTimeout, "lease-timeout", 10*time.Second, "with --database-url: how long a reporter holding the read model's write lease keeps it once it stops answering (frozen, cut off from PostgreSQL) before a standby takes over")
-		fs.StringVar(&reportsDir, "reports-dir", os.Getenv(svcmain.EnvReportsDir), "also write each report as <dir>/<run>-report.json (env "+svcmain.EnvReportsDir+"); empty: no files")
+		fs.StringVar(&reportsDir, "reports-dir", os.Getenv(svcmain.EnvReportsDir), "also write each report as <dir>/<run>-report.json; empty: no files; env "+svcmain.EnvReportsDir)
 		fs.StringVar(&slackEnv, "notify-slack-env", "", "NAME of the env var holding a Slack webhook URL notified of every run (the plan's report.notify adds its own)")
 		fs.StringVar(&webhookURL, "notify-webhook", "", "URL receiving every run's report JSON (POST)")
 		fs.StringVar(&emailTo, "notify-email-to", "", "comma-separated recipients of the e-mail report (runs that failed, rolled back or had issues); needs --notify-smtp-env")
@@ -76,11 +88,11 @@ func main() {
 		a := api.New(ao)
 		return httpServices{services: services{rep, n, a}, h: a.Handler()}, nil
 	})
-	// svcmain returns after the consumers and NATS drained: the pool closes last.
-	if store != nil {
-		store.Close()
+	return c, func() {
+		if store != nil {
+			store.Close()
+		}
 	}
-	os.Exit(code)
 }
 
 // services runs several services until ctx ends; the first to fail stops
