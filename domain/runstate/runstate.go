@@ -45,6 +45,15 @@ const (
 	Invalid        Status = "INVALID"
 )
 
+// Statuses are every status, in the order a run passes through them, then
+// the final ones.
+func Statuses() []Status {
+	return []Status{
+		Submitted, Preflight, AwaitingApproval, WaitingWindow, Deploying, Verifying, RollingBack,
+		Success, RolledBack, RollbackFailed, Failed, Rejected, Expired, Cancelled, Invalid,
+	}
+}
+
 // Final reports whether s is one of the final statuses.
 func (s Status) Final() bool {
 	switch s {

@@ -153,7 +153,12 @@ func New(bus *eventbus.Bus, o Options, log *slog.Logger, _ *eventbus.Metrics, re
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Service{bus: bus, o: o, log: log.With("service", "reporter"), metrics: newMetrics(reg), model: o.Model,
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	log = log.With("service", "reporter")
+	eventbus.Register(reg, newRunsCollector(o.Model, log, time.Now))
+	return &Service{bus: bus, o: o, log: log, metrics: newMetrics(reg), model: o.Model,
 		published: map[string]bool{}, waiting: map[string]time.Time{}, ready: make(chan struct{})}
 }
 

@@ -28,12 +28,7 @@ const (
 )
 
 // statuses are the values ?status= accepts.
-var statuses = []runstate.Status{
-	runstate.Submitted, runstate.Preflight, runstate.AwaitingApproval, runstate.WaitingWindow,
-	runstate.Deploying, runstate.Verifying, runstate.RollingBack,
-	runstate.Success, runstate.RolledBack, runstate.RollbackFailed, runstate.Failed,
-	runstate.Rejected, runstate.Expired, runstate.Cancelled, runstate.Invalid,
-}
+var statuses = runstate.Statuses()
 
 // badParam is a query or path parameter that cannot be used.
 type badParam struct{ apiError }
