@@ -26,6 +26,7 @@ const (
 	EnvDatabaseURL    = "RUNBOOK_DATABASE_URL"
 	EnvReportsDir     = "RUNBOOK_REPORTS_DIR"
 	EnvLoadSummaryDir = "RUNBOOK_LOAD_SUMMARY_DIR"
+	EnvStateDir       = "RUNBOOK_STATE_DIR"
 	EnvOperator       = "RUNBOOK_OPERATOR"
 )
 
@@ -67,6 +68,7 @@ func Env() []EnvVar {
 		{EnvDatabaseURL, "--database-url", []string{Reporter, Runbook}},
 		{EnvReportsDir, "--reports-dir", []string{Reporter}},
 		{EnvLoadSummaryDir, "--load-summary-dir", []string{Tester}},
+		{EnvStateDir, "--state-dir", []string{Deployer}},
 		{EnvOperator, "", []string{Runbook}},
 	}
 }

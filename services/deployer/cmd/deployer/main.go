@@ -12,8 +12,8 @@ import (
 func main() {
 	var stateDir string
 	os.Exit(svcmain.MainWithFlags("deployer", func(fs *flag.FlagSet) {
-		fs.StringVar(&stateDir, "state-dir", envOr("RUNBOOK_STATE_DIR", deployer.DefaultStateDir()),
-			"where the pid files of running step commands are kept, swept at start (what a killed deployer's steps left running is killed); env RUNBOOK_STATE_DIR")
+		fs.StringVar(&stateDir, "state-dir", envOr(svcmain.EnvStateDir, deployer.DefaultStateDir()),
+			"where the pid files of running step commands are kept, swept at start (what a killed deployer's steps left running is killed); env "+svcmain.EnvStateDir)
 	}, func(d svcmain.Deps) (svcmain.Service, error) {
 		kf, err := d.RequireKeyring("deployer")
 		if err != nil {
