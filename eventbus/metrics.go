@@ -121,6 +121,9 @@ func NewConsumerLag() *ConsumerLag {
 // Track reports durable's backlog from cons until Untrack; a failed info
 // request is logged on log and counted.
 func (l *ConsumerLag) Track(durable string, cons jetstream.Consumer, log *slog.Logger) {
+	if l == nil {
+		return // Metrics built without NewMetrics
+	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -134,6 +137,9 @@ func (l *ConsumerLag) Track(durable string, cons jetstream.Consumer, log *slog.L
 // stopped); another router of the same durable in this process that
 // tracked it since keeps it.
 func (l *ConsumerLag) Untrack(durable string, cons jetstream.Consumer) {
+	if l == nil {
+		return
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if c, ok := l.consumers[durable]; ok && c.cons == cons {
