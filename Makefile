@@ -61,11 +61,14 @@ lint: ## gofmt, go vet and buf lint
 fmt:
 	gofmt -w $$(git ls-files '*.go')
 
-compose-check: ## check deploy/compose (docker-compose config, promtool; no engine needed) and that every variable it sets is read
+compose-check: ## check deploy/ (docker-compose config, promtool, amtool, systemd-analyze; no engine needed) and that every variable it sets is read
 	docker-compose -f deploy/compose/compose.yaml config -q
 	docker-compose -f deploy/compose/compose.yaml -f deploy/compose/compose.cluster.yaml config -q
 	promtool check config deploy/compose/prometheus.yml
-	$(GO) test -count=1 -run 'TestComposeEnvIsRead|TestUnreadEnvNamesTheVariable|TestClusterShape' ./cmd/runbook/internal/deploycheck/
+	promtool check rules deploy/prometheus/rules.yml
+	promtool test rules deploy/prometheus/rules_test.yml
+	amtool check-config deploy/compose/alertmanager.yml
+	$(GO) test -count=1 -run 'TestComposeEnvIsRead|TestUnreadEnvNamesTheVariable|TestClusterShape|TestRulesAndDashboardUseRegisteredMetrics|TestDashboardQueriesAreValidPromQL|TestDockerfileBuildsWithTheClassicBuilder|TestSystemdUnits' ./cmd/runbook/internal/deploycheck/
 
 run: build ## runbook serve on the embedded default (NATS on $(DEMO_NATS))
 	$(BIN)/runbook serve --nats-listen $(DEMO_NATS) --http-listen $(DEMO_HTTP) --data-dir .runbook/data

@@ -214,6 +214,10 @@ func (r *Router) Run(ctx context.Context) error {
 		}
 		return fmt.Errorf("create consumer %s: %w", r.opts.Durable, err)
 	}
+	r.metrics.Lag.Track(r.opts.Durable, cons, r.log)
+	defer r.metrics.Lag.Untrack(r.opts.Durable, cons)
+	// Present at 0 from the start: an alert on increase() sees the first one.
+	r.metrics.DeadLettered.WithLabelValues(r.opts.Durable)
 	// Handlers run on their own context: shutdown first waits for them.
 	hctx, cancelHandlers := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelHandlers()

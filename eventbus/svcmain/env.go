@@ -26,9 +26,9 @@ const (
 	EnvDatabaseURL    = "RUNBOOK_DATABASE_URL"
 	EnvReportsDir     = "RUNBOOK_REPORTS_DIR"
 	EnvLoadSummaryDir = "RUNBOOK_LOAD_SUMMARY_DIR"
+	EnvStateDir       = "RUNBOOK_STATE_DIR"
 	EnvOperator       = "RUNBOOK_OPERATOR"
 	EnvLogLevel       = "RUNBOOK_LOG_LEVEL"
-	EnvStateDir       = "RUNBOOK_STATE_DIR"
 )
 
 // The binaries: the five services (services/<name>/cmd/<name>, each

@@ -22,7 +22,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -206,8 +205,7 @@ func run(ctx context.Context, name string, o Options, build func(Deps) (Service,
 	// audit stream) instead of a consumer per read.
 	stopHistory := eventbus.StartHistoryCache(ctx, bus, eventbus.HistoryCacheOptions{Log: log})
 	defer stopHistory()
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg := eventbus.NewRegistry() // Go, process, runbook_build_info
 	svc, err := build(Deps{Bus: bus, Log: log, Registry: reg, Metrics: eventbus.NewMetrics(reg), AckWait: o.AckWait, Keyring: keyring, Insecure: o.InsecureNoAuth, MetricsListen: o.MetricsListen})
 	if err != nil {
 		return err

@@ -1,8 +1,14 @@
 package reporter
 
 import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/kis-core/runbook/domain/runstate"
 	"github.com/kis-core/runbook/eventbus"
 	"github.com/kis-core/runbook/services/reporter/report"
 )
@@ -34,7 +40,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 	}
-	return &metrics{
+	m := &metrics{
 		runs: eventbus.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "runbook_runs_total",
 			Help: "Runs that reached a final status (counted when their report is published), by status.",
@@ -95,6 +101,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Final runs whose report waits for the tester's outcome (the run ended while its tests ran).",
 		})),
 	}
+	// Every final status present at 0 from the start: an alert on
+	// increase(runbook_runs_total{status="ROLLBACK_FAILED"}) sees the first.
+	for _, st := range runstate.Statuses {
+		if st.Final() {
+			m.runs.WithLabelValues(string(st))
+		}
+	}
+	return m
 }
 
 func (m *metrics) observe(res *report.Result) {
@@ -103,4 +117,116 @@ func (m *metrics) observe(res *report.Result) {
 	for _, p := range res.Phases {
 		m.phases.WithLabelValues(p.Name).Observe(p.Duration.Seconds())
 	}
+}
+
+// runsCollector reports the runs not yet final from the read model at
+// every scrape, so the gauges are what the model holds (the same as
+// `runbook runs`), never a count kept beside it:
+//
+//	runbook_runs_active{status}                  runs not yet final, by status (every non-final status, 0 included)
+//	runbook_runs_waiting_seconds{status}         AWAITING_APPROVAL, WAITING_WINDOW: how long the run waiting longest has waited since its pre-flight passed (0: none waits)
+//	runbook_runs_window_overdue_seconds          how long past its change window's opening a WAITING_WINDOW run still waits (0: none): the deployer is not starting it
+//	runbook_runs_gauge_errors_total              scrapes whose read of the model failed (the gauges are then left out)
+type runsCollector struct {
+	model                    ReadModel
+	log                      *slog.Logger
+	now                      func() time.Time
+	active, waiting, overdue *prometheus.Desc
+	errors                   prometheus.Counter
+}
+
+// scrapeTimeout bounds the read of the model for one scrape.
+const scrapeTimeout = 5 * time.Second
+
+func newRunsCollector(model ReadModel, log *slog.Logger, now func() time.Time) *runsCollector {
+	return &runsCollector{
+		model: model, log: log, now: now,
+		active: prometheus.NewDesc("runbook_runs_active",
+			"Runs not yet final, by status, read from the reporter's read model at scrape time; AWAITING_APPROVAL and WAITING_WINDOW are the runs held at the gate.",
+			[]string{"status"}, nil),
+		waiting: prometheus.NewDesc("runbook_runs_waiting_seconds",
+			"How long the run waiting longest in this status (AWAITING_APPROVAL, WAITING_WINDOW) has waited since its pre-flight passed; 0 when none waits.",
+			[]string{"status"}, nil),
+		overdue: prometheus.NewDesc("runbook_runs_window_overdue_seconds",
+			"How long past its change window's opening a WAITING_WINDOW run still waits (the longest); 0 when none. Above a poll interval the deployer is not starting it.",
+			nil, nil),
+		errors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "runbook_runs_gauge_errors_total",
+			Help: "Scrapes whose read of the reporter's read model failed (runbook_runs_active and the waiting gauges are left out of that scrape).",
+		}),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *runsCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.active
+	ch <- c.waiting
+	ch <- c.overdue
+	c.errors.Describe(ch)
+}
+
+// Collect implements prometheus.Collector.
+func (c *runsCollector) Collect(ch chan<- prometheus.Metric) {
+	defer c.errors.Collect(ch)
+	ctx, cancel := context.WithTimeout(context.Background(), scrapeTimeout)
+	defer cancel()
+	g, err := c.read(ctx)
+	if err != nil {
+		c.errors.Inc()
+		c.log.Warn("runs gauges: reading the read model failed; left out of this scrape", "err", err)
+		return
+	}
+	for _, st := range runstate.Statuses {
+		if !st.Final() {
+			ch <- prometheus.MustNewConstMetric(c.active, prometheus.GaugeValue, float64(g.active[st]), string(st))
+		}
+	}
+	for _, st := range []runstate.Status{runstate.AwaitingApproval, runstate.WaitingWindow} {
+		ch <- prometheus.MustNewConstMetric(c.waiting, prometheus.GaugeValue, g.waiting[st].Seconds(), string(st))
+	}
+	ch <- prometheus.MustNewConstMetric(c.overdue, prometheus.GaugeValue, g.overdue.Seconds())
+}
+
+type runsGauges struct {
+	active  map[runstate.Status]int
+	waiting map[runstate.Status]time.Duration
+	overdue time.Duration
+}
+
+// read counts the model's runs by non-final status and folds the waiting
+// ones (few) for when their wait began and their window opens.
+func (c *runsCollector) read(ctx context.Context) (runsGauges, error) {
+	g := runsGauges{active: map[runstate.Status]int{}, waiting: map[runstate.Status]time.Duration{}}
+	now := c.now()
+	for _, st := range runstate.Statuses {
+		if st.Final() {
+			continue
+		}
+		runs, err := c.model.Runs(ctx, RunFilter{Status: st})
+		if err != nil {
+			return g, fmt.Errorf("list %s runs: %w", st, err)
+		}
+		g.active[st] = len(runs)
+		if st != runstate.AwaitingApproval && st != runstate.WaitingWindow {
+			continue
+		}
+		for _, sum := range runs {
+			r, err := c.model.Run(ctx, sum.RunID)
+			if err != nil {
+				return g, fmt.Errorf("read waiting run %s: %w", sum.RunID, err)
+			}
+			if r == nil || r.State.Status != st {
+				continue // moved on since the listing
+			}
+			since := r.State.ReadyAt
+			if since.IsZero() {
+				since = sum.Started
+			}
+			g.waiting[st] = max(g.waiting[st], now.Sub(since))
+			if st == runstate.WaitingWindow && !r.State.WaitingUntil.IsZero() {
+				g.overdue = max(g.overdue, now.Sub(r.State.WaitingUntil))
+			}
+		}
+	}
+	return g, nil
 }

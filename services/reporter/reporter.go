@@ -153,6 +153,10 @@ func New(bus *eventbus.Bus, o Options, log *slog.Logger, _ *eventbus.Metrics, re
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	eventbus.Register(reg, newRunsCollector(o.Model, log, time.Now))
 	return &Service{bus: bus, o: o, log: log, metrics: newMetrics(reg), model: o.Model,
 		published: map[string]bool{}, waiting: map[string]time.Time{}, ready: make(chan struct{})}
 }

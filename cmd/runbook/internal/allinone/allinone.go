@@ -21,7 +21,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/kis-core/runbook/eventbus"
 	"github.com/kis-core/runbook/eventbus/auth"
@@ -131,8 +130,9 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
 	if o.Registry == nil {
-		o.Registry = prometheus.NewRegistry()
-		o.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		o.Registry = eventbus.NewRegistry() // Go, process, runbook_build_info
+	} else {
+		eventbus.RegisterBuildInfo(o.Registry)
 	}
 	if o.ShutdownTimeout == 0 {
 		o.ShutdownTimeout = 15 * time.Second

@@ -2,9 +2,11 @@ package allinone_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -14,6 +16,7 @@ import (
 	"github.com/kis-core/runbook/domain/trust"
 	"github.com/kis-core/runbook/eventbus"
 	"github.com/kis-core/runbook/eventbus/auth"
+	"github.com/kis-core/runbook/eventbus/metricstest"
 	"github.com/kis-core/runbook/eventbus/natstest"
 )
 
@@ -38,8 +41,11 @@ func TestServicesAsSeparateProcesses(t *testing.T) {
 		t.Fatal(err)
 	}
 	var procs []*exec.Cmd
+	metrics := map[string]string{} // service -> its /metrics
 	for _, name := range services {
-		cmd := exec.Command(filepath.Join(bin, name), "--nats-url", s.ClientURL(), "--metrics-listen", "127.0.0.1:0",
+		addr := freeAddr(t)
+		metrics[name] = "http://" + addr + "/metrics"
+		cmd := exec.Command(filepath.Join(bin, name), "--nats-url", s.ClientURL(), "--metrics-listen", addr,
 			"--creds", s.Store.SeedPath(name), "--keyring", s.Store.KeyringPath())
 		cmd.Dir = root
 		logf, _ := os.Create(filepath.Join(bin, name+".log"))
@@ -79,6 +85,34 @@ func TestServicesAsSeparateProcesses(t *testing.T) {
 		t.Fatalf("ended %s: %v", rr.Status, types(p.history(t, run)))
 	}
 	noDuplicateIDs(t, p.history(t, run))
+
+	// Each binary's /metrics says which build it is and how far behind its
+	// durable consumer is (the reporter: the notifier's, and the runs).
+	for _, name := range services {
+		got := metricstest.Scrape(t, metrics[name])
+		if f := got.Family("runbook_build_info"); len(f) != 1 || !strings.Contains(fmt.Sprint(f), `goversion="go`) {
+			t.Errorf("%s: runbook_build_info = %v, want one series of value 1 naming the build", name, f)
+		} else {
+			for _, v := range f {
+				if v != 1 {
+					t.Errorf("%s: runbook_build_info = %v", name, f)
+				}
+			}
+		}
+		consumer := name
+		if name == "reporter" {
+			consumer = "notifier"
+			if v, ok := got.Value("runbook_runs_active", "status", "DEPLOYING"); !ok || v != 0 {
+				t.Errorf("reporter: runbook_runs_active{status=DEPLOYING} = %v, %v; want 0 once the run ended", v, ok)
+			}
+		}
+		// 0 once it has been given every event (the notifier may not yet
+		// have report.ready).
+		natstest.Eventually(t, 10*time.Second, name+": runbook_consumer_pending_messages{consumer="+consumer+"} 0", func() bool {
+			v, ok := metricstest.Scrape(t, metrics[name]).Value("runbook_consumer_pending_messages", "consumer", consumer)
+			return ok && v == 0
+		})
+	}
 
 	for i, cmd := range procs {
 		_ = cmd.Process.Signal(syscall.SIGTERM)

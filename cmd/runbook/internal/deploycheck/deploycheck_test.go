@@ -194,3 +194,41 @@ func TestClusterShape(t *testing.T) {
 		}
 	}
 }
+
+// deploy/Dockerfile builds with the classic builder (no BuildKit-only
+// syntax), copies every go.work module's go.mod and go.sum before its
+// cached `go mod download`, and the build context's exclusions are in the
+// root .dockerignore, which both builders read (a Dockerfile-specific
+// ignore file is BuildKit's only): the identities' seeds never reach the
+// builder.
+func TestDockerfileBuildsWithTheClassicBuilder(t *testing.T) {
+	root := repoRoot(t)
+	read := func(name string) []byte {
+		b, err := os.ReadFile(filepath.Join(root, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	mods := deploycheck.WorkspaceModules(read("go.work"))
+	if !slices.Contains(mods, "cmd/runbook") || !slices.Contains(mods, "services/deployer") {
+		t.Fatalf("go.work modules: %v", mods)
+	}
+	for _, p := range deploycheck.ClassicBuilderProblems(read(deploycheck.Dockerfile), mods) {
+		t.Errorf("%s: %s", deploycheck.Dockerfile, p)
+	}
+	ignore := strings.Fields(string(read(".dockerignore")))
+	for _, secret := range []string{"deploy/compose/identities", "deploy/compose/auth.conf", ".git"} {
+		if !slices.Contains(ignore, secret) {
+			t.Errorf(".dockerignore does not exclude %s", secret)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(root, deploycheck.Dockerfile+".dockerignore")); err == nil {
+		t.Errorf("%s.dockerignore exists: BuildKit would read it instead of .dockerignore, the classic builder would not; keep the exclusions in .dockerignore only", deploycheck.Dockerfile)
+	}
+	// The check itself finds what it is for.
+	bad := []byte("# syntax=docker/dockerfile:1\nFROM golang\nCOPY go.work ./\nRUN go mod download\nRUN --mount=type=cache,target=/x go build\n")
+	if got := deploycheck.ClassicBuilderProblems(bad, []string{"domain"}); len(got) != 4 {
+		t.Errorf("problems of a BuildKit Dockerfile: %q; want the directive, the mount and domain's go.mod and go.sum", got)
+	}
+}
