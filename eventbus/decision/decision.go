@@ -274,6 +274,28 @@ func (f *Facts) decide(r Request) (*Outcome, error) {
 	return o, nil
 }
 
+// Next says, after an approval, what the run waits for now ("" for any
+// other decision): the same lines for the CLI and the dashboard.
+func (o *Outcome) Next(f *Facts) string {
+	if o.Event.GetType() != string(gate.Grant) {
+		return ""
+	}
+	v := o.After
+	switch {
+	case v.State == gate.WaitingApproval:
+		return "still waiting for approval by " + strings.Join(v.Missing, ", ")
+	case v.State == gate.WaitingWindow:
+		return "every required approval is in; the deploy waits for the change window until " + v.Until.UTC().Format(gate.TimeFormat)
+	case v.State == gate.Open && f.Gate.ReadyAt.IsZero():
+		return "every required approval is in; the deploy starts once pre-flight passes"
+	case v.State == gate.Open:
+		return "every required approval is in: the deploy starts now"
+	case v.State == gate.Expired:
+		return "but the run has expired: " + v.Reason
+	}
+	return ""
+}
+
 // stop builds run.cancelled (cancel before ACT) or rollback.requested
 // (rollback, or cancel once the deploy started).
 func (f *Facts) stop(r Request) (*Outcome, error) {

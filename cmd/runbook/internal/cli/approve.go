@@ -4,12 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/kis-core/runbook/domain/gate"
 	"github.com/kis-core/runbook/eventbus/decision"
 )
 
@@ -116,21 +113,8 @@ func decide(ctx context.Context, g *globals, run string, r decision.Request) err
 		return &exitError{exitRefused, o.Refused}
 	}
 	fmt.Fprintln(g.out, o.Text)
-	if o.Repeat || r.Action != decision.Approve {
-		return nil
-	}
-	v := o.After
-	switch {
-	case v.State == gate.WaitingApproval:
-		fmt.Fprintf(g.out, "still waiting for approval by %s\n", strings.Join(v.Missing, ", "))
-	case v.State == gate.WaitingWindow:
-		fmt.Fprintf(g.out, "every required approval is in; the deploy waits for the change window until %s\n", v.Until.Local().Format(time.DateTime))
-	case v.State == gate.Open && f.Gate.ReadyAt.IsZero():
-		fmt.Fprintln(g.out, "every required approval is in; the deploy starts once pre-flight passes")
-	case v.State == gate.Open:
-		fmt.Fprintln(g.out, "every required approval is in: the deploy starts now")
-	case v.State == gate.Expired:
-		fmt.Fprintf(g.out, "but the run has expired: %s\n", v.Reason)
+	if next := o.Next(f); next != "" && o.Event != nil {
+		fmt.Fprintln(g.out, next)
 	}
 	return nil
 }
