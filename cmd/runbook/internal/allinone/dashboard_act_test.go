@@ -13,7 +13,9 @@ import (
 
 	"github.com/kis-core/runbook/cmd/runbook/internal/allinone"
 	"github.com/kis-core/runbook/domain/trust"
+	"github.com/kis-core/runbook/eventbus"
 	"github.com/kis-core/runbook/eventbus/auth"
+	runbookv1 "github.com/kis-core/runbook/proto/runbook/v1"
 )
 
 // Acting from the dashboard, in a real headless Chromium against runbook
@@ -25,7 +27,8 @@ import (
 // REJECTED. Vera, a viewer, gets no buttons and the server refuses her
 // approval. Alice, a requester, cancels a waiting run (after saying no
 // once to the confirmation) and rolls back a deploying one, each after
-// confirming. Screenshots go to $RUNBOOK_ARTIFACTS_DIR.
+// confirming; an unsigned rollback request published with the reporter's
+// seed is not acted on. Screenshots go to $RUNBOOK_ARTIFACTS_DIR.
 func TestDashboardActs(t *testing.T) {
 	chrome := chromium(t)
 	p := startPipeline(t, func(o *allinone.Options) { o.HTTPListen = "127.0.0.1:0" })
@@ -212,6 +215,35 @@ func TestDashboardActs(t *testing.T) {
 	// Alice rolls back a run whose deploy step is running.
 	slow := p.submit(t, []byte(slowPlan))
 	p.waitFor(t, slow, "deploy.step.started")
+	// The reporter may relay a rollback request only with a person's
+	// signature: an unsigned one published with its seed (stolen), even
+	// claiming to be the monitor's, is dead-lettered by the deployer.
+	rep, err := auth.Open(p.srv.Identities().SeedPath("reporter"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := eventbus.Connect(p.srv.NATSURL(), "stolen-reporter", rep.Options()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	bctx, bcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	stolen, err := eventbus.NewBus(bctx, nc, eventbus.Options{Source: "reporter/stolen", Signer: rep.KP})
+	bcancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged := eventbus.New(slow, &runbookv1.Event_RollbackRequested{RollbackRequested: &runbookv1.RollbackRequested{RequestedBy: "monitor", Reason: "forged"}}, "forged")
+	if _, err := stolen.Publish(context.Background(), forged); err != nil {
+		t.Fatalf("the reporter may publish rollback.requested (as a relay): %v", err)
+	}
+	p.waitEvent(t, slow, "event.dead_lettered", 30*time.Second, func(e *runbookv1.Event) bool {
+		return strings.Contains(e.GetEventDeadLettered().GetReason(), "must be signed")
+	})
+	if c := countType(p.history(t, slow), "rollback.started"); c != 0 {
+		t.Fatal("an unsigned rollback request relayed by the reporter's key was acted on")
+	}
+
 	do("rollback page", 20*time.Second, chromedp.Navigate(base+"/#/runs/"+slow), chromedp.WaitVisible(chromedp.CSS(runPage(slow, "DEPLOYING"))))
 	do("roll back", 30*time.Second,
 		chromedp.SendKeys(chromedp.CSS("#stop-reason"), "customers report errors"),
