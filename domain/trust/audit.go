@@ -50,9 +50,9 @@ func (a *Auditor) Check(ev *runbookv1.Event, publisher string, publisherErr erro
 			role = id.Role
 		}
 	}
-	// A person's decision carries their signature (a service's
-	// approval.refused or rollback.requested does not).
-	if ev.GetSignature() != nil || (IsDecision(ev.GetType()) && role != "" && !role.Service()) {
+	// A person's decision carries their signature, whoever published it
+	// (a service's own approval.refused or rollback.requested does not).
+	if ev.GetSignature() != nil || (role != "" && MustBeSigned(role, ev.GetType())) {
 		approvalRole := ""
 		if a := approvalOf(ev); a != nil {
 			approvalRole = a.GetRole()

@@ -65,6 +65,30 @@ var publishes = map[Role][]string{
 	Viewer:    nil,
 }
 
+// relays are the people's decisions a service may publish on a person's
+// behalf, only ever with that person's signature: the reporter's read API
+// publishes the decisions made on the dashboard, signed in the browser by
+// the person's own key (docs/security.md, "Acting from the dashboard").
+// Such an event must carry a valid signature (MustBeSigned): the deployer
+// and audit verify check it as they check the person's own.
+var relays = map[Role][]string{
+	Reporter: {"approval.granted", "approval.rejected", "approval.refused", "run.cancelled", "rollback.requested"},
+}
+
+// Relays lists the decisions role publishes on a person's behalf.
+func Relays(r Role) []string { return slices.Clone(relays[r]) }
+
+// MustBeSigned reports whether an event of type typ published by role r
+// must carry a person's valid decision signature: a decision a person
+// published, or one a service relays for a person (a service's own
+// rollback.requested or approval.refused is not signed).
+func MustBeSigned(r Role, typ string) bool {
+	if !IsDecision(typ) {
+		return false
+	}
+	return !r.Service() || slices.Contains(relays[r], typ)
+}
+
 // Decisions are the event types people sign: the publisher is a person and
 // the event carries a Signature.
 var Decisions = []string{"change.requested", "run.cancelled", "rollback.requested", "approval.granted", "approval.rejected", "approval.refused"}
@@ -100,13 +124,14 @@ func roleNames() []string {
 	return out
 }
 
-// Publishes lists the event types role may publish (nil for admin, who may
-// publish any: see MayPublish).
-func Publishes(r Role) []string { return slices.Clone(publishes[r]) }
+// Publishes lists the event types role may publish, the decisions it
+// relays included (nil for admin, who may publish any: see MayPublish).
+func Publishes(r Role) []string { return append(slices.Clone(publishes[r]), relays[r]...) }
 
-// MayPublish reports whether role r may publish events of type typ.
+// MayPublish reports whether role r may publish events of type typ (a
+// relayed decision only with its person's signature: MustBeSigned).
 func MayPublish(r Role, typ string) bool {
-	return r == Admin || slices.Contains(publishes[r], typ)
+	return r == Admin || slices.Contains(publishes[r], typ) || slices.Contains(relays[r], typ)
 }
 
 // Durables are the durable consumers each service role consumes. Their

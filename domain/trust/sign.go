@@ -43,13 +43,9 @@ func Sign(kp nkeys.KeyPair, ev *runbookv1.Event, planSHA, role string, t time.Ti
 	if err != nil {
 		return fmt.Errorf("sign %s: %w", ev.GetType(), err)
 	}
-	nonce := make([]byte, 16)
-	if _, err := rand.Read(nonce); err != nil {
-		return fmt.Errorf("sign %s: nonce: %w", ev.GetType(), err)
-	}
-	s := &runbookv1.Signature{
-		Key: pub, PlanSha256: strings.ToLower(planSHA), Decision: ev.GetType(), Role: role,
-		Time: timestamppb.New(t.UTC()), Nonce: hex.EncodeToString(nonce),
+	s, err := NewSignature(pub, ev, planSHA, role, t)
+	if err != nil {
+		return err
 	}
 	sig, err := kp.Sign(SigningBytes(ev.GetRunId(), s))
 	if err != nil {
@@ -60,6 +56,21 @@ func Sign(kp nkeys.KeyPair, ev *runbookv1.Event, planSHA, role string, t time.Ti
 	return nil
 }
 
+// NewSignature is the signature key pub would put on ev — a decision of
+// role over the plan with sha256 planSHA, at t, with a fresh nonce —
+// without its Sig: what a signer elsewhere (the dashboard's page, which
+// holds the key) signs, as SigningBytes(ev's run id, the result).
+func NewSignature(pub string, ev *runbookv1.Event, planSHA, role string, t time.Time) (*runbookv1.Signature, error) {
+	nonce := make([]byte, 16)
+	if _, err := rand.Read(nonce); err != nil {
+		return nil, fmt.Errorf("sign %s: nonce: %w", ev.GetType(), err)
+	}
+	return &runbookv1.Signature{
+		Key: pub, PlanSha256: strings.ToLower(planSHA), Decision: ev.GetType(), Role: role,
+		Time: timestamppb.New(t.UTC()), Nonce: hex.EncodeToString(nonce),
+	}, nil
+}
+
 // Signed is a verified decision: who signed it.
 type Signed struct {
 	Identity Identity
@@ -68,7 +79,8 @@ type Signed struct {
 }
 
 // Verify checks a decision's signature: present; made by a key in the
-// keyring, not revoked when it signed, whose role may make this decision;
+// keyring, not revoked when it signed, of a person (not a service) whose
+// role may make this decision;
 // over this event's run and type, and over plan planSHA. role, when not
 // empty, is the approval role the event claims and must be the one signed.
 // The error says which of these failed; the nonce's uniqueness is the
@@ -99,6 +111,9 @@ func Verify(kr *Keyring, ev *runbookv1.Event, planSHA, role string) (Signed, err
 		return Signed{}, fmt.Errorf("signed by %s as %s, but the event claims role %s", id.Name, s.GetRole(), role)
 	case !id.Active(signedAt):
 		return Signed{}, fmt.Errorf("signed by %s, whose key was revoked at %s", id.Name, id.Revoked.UTC().Format(time.RFC3339))
+	case id.Role.Service():
+		// A service relays people's decisions; it never makes one.
+		return Signed{}, fmt.Errorf("signed by %s, a %s service: a decision is signed by the person who makes it", id.Name, id.Role)
 	case !MayPublish(id.Role, ev.GetType()):
 		return Signed{}, fmt.Errorf("signed by %s, a %s: a %s may not make %s decisions", id.Name, id.Role, id.Role, ev.GetType())
 	}

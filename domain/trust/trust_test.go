@@ -1,6 +1,7 @@
 package trust
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -30,11 +31,13 @@ func TestVerify(t *testing.T) {
 	rita, ritaPub := key(t)
 	old, oldPub := key(t)
 	stranger, _ := key(t)
+	rep, repPub := key(t)
 	now := time.Date(2026, 12, 6, 2, 0, 0, 0, time.UTC)
 	kr := &Keyring{Identities: []Identity{
 		{Name: "tina", Role: Approver, PublicKey: tinaPub},
 		{Name: "rita", Role: Requester, PublicKey: ritaPub},
 		{Name: "old", Role: Approver, PublicKey: oldPub, Revoked: now.Add(-time.Hour)},
+		{Name: "reporter", Role: Reporter, PublicKey: repPub},
 	}}
 	const plan = "aa11"
 	signed := func(kp nkeys.KeyPair, ev *runbookv1.Event, planSHA, role string) *runbookv1.Event {
@@ -70,6 +73,8 @@ func TestVerify(t *testing.T) {
 		{"unknown key", signed(stranger, approval("R1"), plan, "technical_approval"), "unknown key"},
 		{"revoked", signed(old, approval("R1"), plan, "technical_approval"), "revoked"},
 		{"requester may not approve", signed(rita, approval("R1"), plan, "technical_approval"), "may not make approval.granted"},
+		// The reporter relays people's approvals: its own key signs none.
+		{"a service's key", signed(rep, approval("R1"), plan, "technical_approval"), "signed by the person who makes it"},
 		{"reused for another decision", func() *runbookv1.Event {
 			ev := signed(tina, approval("R1"), plan, "technical_approval")
 			ev.Type = "approval.rejected"
@@ -108,6 +113,27 @@ func TestRolesTable(t *testing.T) {
 			t.Errorf("MayPublish(%s, %s) = %v, want %v", c.role, c.typ, got, c.may)
 		}
 	}
+	// The reporter relays people's decisions (the dashboard's), which must
+	// then carry the person's signature; a service's own do not.
+	for _, c := range []struct {
+		role   Role
+		typ    string
+		signed bool
+	}{
+		{Reporter, "approval.granted", true}, {Reporter, "run.cancelled", true}, {Reporter, "rollback.requested", true},
+		{Reporter, "report.ready", false}, {Monitor, "rollback.requested", false}, {Deployer, "approval.refused", false},
+		{Requester, "rollback.requested", true}, {Approver, "approval.rejected", true}, {Admin, "approval.granted", true},
+	} {
+		if !MayPublish(c.role, c.typ) {
+			t.Errorf("MayPublish(%s, %s) = false", c.role, c.typ)
+		}
+		if got := MustBeSigned(c.role, c.typ); got != c.signed {
+			t.Errorf("MustBeSigned(%s, %s) = %v, want %v", c.role, c.typ, got, c.signed)
+		}
+	}
+	if !slices.Contains(Publishes(Reporter), "approval.granted") || slices.Contains(Publishes(Monitor), "approval.granted") {
+		t.Errorf("Publishes(reporter) %v, Publishes(monitor) %v", Publishes(Reporter), Publishes(Monitor))
+	}
 	if _, err := ParseRole("root"); err == nil || !strings.Contains(err.Error(), "requester") {
 		t.Errorf("ParseRole(root): %v", err)
 	}
@@ -137,10 +163,12 @@ func TestAuditor(t *testing.T) {
 	rita, ritaPub := key(t)
 	tina, tinaPub := key(t)
 	_, depPub := key(t)
+	_, repPub := key(t)
 	kr := &Keyring{Identities: []Identity{
 		{Name: "rita", Role: Requester, PublicKey: ritaPub},
 		{Name: "tina", Role: Approver, PublicKey: tinaPub},
 		{Name: "deployer", Role: Deployer, PublicKey: depPub},
+		{Name: "reporter", Role: Reporter, PublicKey: repPub},
 	}}
 	now := time.Date(2026, 12, 6, 2, 0, 0, 0, time.UTC)
 	cr := &runbookv1.Event{Id: "R/cr", RunId: "R", Type: "change.requested", Payload: &runbookv1.Event_ChangeRequested{ChangeRequested: &runbookv1.ChangeRequested{PlanSha256: "aa11"}}}
@@ -159,6 +187,16 @@ func TestAuditor(t *testing.T) {
 	if p := a.Check(ok, tinaPub, nil); len(p) != 0 {
 		t.Fatalf("faithful approval: %v", p)
 	}
+	// A decision made on the dashboard: signed by tina, published by the
+	// reporter.
+	relayed := &runbookv1.Event{Id: "R/relayed", RunId: "R", Type: "approval.rejected", Payload: &runbookv1.Event_ApprovalRejected{ApprovalRejected: &runbookv1.Approval{Role: "technical_approval"}}}
+	if err := Sign(tina, relayed, "aa11", "technical_approval", now); err != nil {
+		t.Fatal(err)
+	}
+	if p := a.Check(relayed, repPub, nil); len(p) != 0 {
+		t.Fatalf("relayed rejection: %v", p)
+	}
+	unsignedRelay := &runbookv1.Event{Id: "R/cancel", RunId: "R", Type: "run.cancelled", Payload: &runbookv1.Event_RunCancelled{RunCancelled: &runbookv1.RunEnded{}}}
 	altered := approval("R")
 	altered.Id = "R/altered"
 	if err := Sign(tina, altered, "aa11", "technical_approval", now); err != nil {
@@ -179,6 +217,7 @@ func TestAuditor(t *testing.T) {
 		{"no publisher", forgedReport, "", "no publisher signature"},
 		{"wrong publisher", forgedReport, ritaPub, "may not publish report.ready"},
 		{"unknown publisher", forgedReport, "UNKNOWN", "not in the keyring"},
+		{"relayed unsigned", unsignedRelay, repPub, "not signed"},
 	} {
 		p := a.Check(c.ev, c.publisher, nil)
 		if len(p) == 0 || !strings.Contains(strings.Join(p, "; "), c.want) {

@@ -617,9 +617,10 @@ func (s *Service) rollback(ctx context.Context, ev *runbookv1.Event, rr *runbook
 	}
 	if kr, err := s.keyring(); err != nil {
 		return err
-	} else if pub, known := eventbus.PublisherOf(ctx); kr != nil && (ev.GetSignature() != nil || rr.GetRequestedBy() == "operator" || (known && !pub.Role.Service())) {
-		// A person's request (whatever requested_by says) is a decision:
-		// it must be signed.
+	} else if pub, known := eventbus.PublisherOf(ctx); kr != nil && (ev.GetSignature() != nil || rr.GetRequestedBy() == "operator" || (known && trust.MustBeSigned(pub.Role, ev.GetType()))) {
+		// A person's request (whatever requested_by says), or one the
+		// reporter relays from the dashboard, is a decision: it must be
+		// signed.
 		if _, err := trust.Verify(kr, ev, cr.GetChangeRequested().GetPlanSha256(), ""); err != nil {
 			log.Warn("rollback request refused", "err", err)
 			return eventbus.Permanent(fmt.Errorf("rollback request refused: %w", err))

@@ -10,9 +10,13 @@
 //	GET /api/v1/stream                Server-Sent Events: alert, run, event
 //	GET /                             the dashboard (embedded assets, works offline)
 //	GET /login?token=                 checks a viewer token, sets the runbook_token cookie, redirects to /
+//	GET /api/v1/me                    the token's identity, its role and the actions it may take
+//	POST /api/v1/runs/{id}/decisions/prepare   what to sign for approve, reject, cancel, rollback
+//	POST /api/v1/runs/{id}/decisions           a decision signed in the browser: verified, then published
 //
 // It reads the reporter's read model (in memory or PostgreSQL) and the bus;
-// it never writes. The live stream has one follower of the audit stream per
+// the only thing it writes is a person's decision, signed by that person's
+// key in their browser and verified here against the keyring (act.go). The live stream has one follower of the audit stream per
 // process (Run), fanned out to every SSE client.
 //
 // # Who may read
@@ -56,6 +60,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/kis-core/runbook/domain/trust"
 	"github.com/kis-core/runbook/eventbus"
 	"github.com/kis-core/runbook/services/reporter"
 )
@@ -108,6 +113,13 @@ type Options struct {
 	// (and compare in constant time). nil: no token is known, every token is
 	// refused — with RequireToken, nothing is served.
 	Authorize func(token string) (identity string, ok bool)
+	// Keyring holds the identities whose decisions the dashboard relays
+	// (act.go): the token's identity signs in the browser, and the
+	// signature is verified against it. nil (--insecure-no-auth): the
+	// dashboard only reads.
+	Keyring interface {
+		Keyring() (*trust.Keyring, error)
+	}
 }
 
 func (o *Options) setDefaults() {
@@ -156,9 +168,12 @@ func (a *API) Handler() http.Handler {
 	mux.HandleFunc("GET /api/v1/runs/{id}/summary", a.getSummary)
 	mux.HandleFunc("GET /api/v1/runs/{id}/metrics", a.getMetrics)
 	mux.HandleFunc("GET /api/v1/dead-letters", a.listDeadLetters)
+	mux.HandleFunc("GET /api/v1/me", a.me)
+	mux.HandleFunc("POST /api/v1/runs/{id}/decisions/prepare", a.prepare)
+	mux.HandleFunc("POST /api/v1/runs/{id}/decisions", a.act)
 	mux.HandleFunc("GET /api/v1/stream", a.hub.serve)
 	mux.HandleFunc("GET /api/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, apiError{Error: "no such endpoint: " + r.Method + " " + r.URL.Path + " (see GET /api/v1/runs, /api/v1/runs/{id}[/events|/report|/summary|/metrics], /api/v1/dead-letters, /api/v1/stream)"})
+		writeError(w, http.StatusNotFound, apiError{Error: "no such endpoint: " + r.Method + " " + r.URL.Path + " (see GET /api/v1/runs, /api/v1/runs/{id}[/events|/report|/summary|/metrics], /api/v1/dead-letters, /api/v1/stream, /api/v1/me, POST /api/v1/runs/{id}/decisions[/prepare])"})
 	})
 	sub, _ := fs.Sub(webFS, "web")
 	files := http.FileServerFS(sub)

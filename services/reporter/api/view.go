@@ -1,10 +1,12 @@
 package api
 
 import (
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/kis-core/runbook/domain/plan"
+	"github.com/kis-core/runbook/domain/runstate"
 	"github.com/kis-core/runbook/domain/vocab"
 	"github.com/kis-core/runbook/eventbus"
 	runbookv1 "github.com/kis-core/runbook/proto/runbook/v1"
@@ -20,7 +22,10 @@ import (
 // (domain/vocab).
 type View struct {
 	reporter.RunSummary
-	State      StateView     `json:"state"`
+	State StateView `json:"state"`
+	// PhaseBar is the five phases, each with where the run stands in it:
+	// the phase a run stopped in is "stopped" (PhaseBarFor).
+	PhaseBar   []PhaseCell   `json:"phase_bar"`
 	Timeline   []TimelineRow `json:"timeline"`
 	Checks     []CheckRow    `json:"checks"`
 	Steps      []StepRow     `json:"steps"`
@@ -65,6 +70,83 @@ type StateView struct {
 	MonitorCompleted  bool      `json:"monitor_completed"`
 	TestsPassed       bool      `json:"tests_passed"`
 	TestsFailed       bool      `json:"tests_failed"`
+	// ApprovalsRequired are the roles that must approve (plan.assessed);
+	// DeployStarted: approvals are closed, a cancel is a rollback.
+	ApprovalsRequired []string `json:"approvals_required,omitempty"`
+	DeployStarted     bool     `json:"deploy_started"`
+}
+
+// Phases are the runbook's five phases, as the phase bar shows them.
+var Phases = []string{"PRE-FLIGHT", "PLAN", "ACT", "TEST", "REPORT"}
+
+// PhaseCell is one phase of the bar.
+type PhaseCell struct {
+	Phase string `json:"phase"`
+	// State: done, current, pending; for a run that ended other than
+	// SUCCESS, stopped (the phase it ended in) and skipped (the phases
+	// it never reached; REPORT still comes).
+	State string `json:"state"`
+}
+
+// barPhase files a vocabulary phase (vocab.Describe) under the bar's
+// five; -1: it moves the run to no phase (a rollback, plumbing).
+func barPhase(p string) int {
+	switch p {
+	case vocab.PhaseSubmit, vocab.PhasePreflight:
+		return 0
+	case vocab.PhasePlan, vocab.PhaseGate:
+		return 1
+	case vocab.PhaseAct:
+		return 2
+	case vocab.PhaseMonitor, vocab.PhaseTest:
+		return 3
+	case vocab.PhaseReport:
+		return 4
+	}
+	return -1
+}
+
+// PhaseBarFor is where a run stands in the five phases. In progress: the
+// phases before its status's phase are done, that one current. SUCCESS:
+// every phase done. Any other end: the furthest phase its events reached
+// (a cancel or an expiry moves it nowhere) is where it stopped, the later
+// ones were skipped, and REPORT is done once reported.
+func PhaseBarFor(status runstate.Status, reported bool, timeline []TimelineRow) []PhaseCell {
+	bar := make([]PhaseCell, len(Phases))
+	cur := slices.Index(Phases, status.Phase())
+	reached := 0
+	for _, t := range timeline {
+		if t.Type == "run.cancelled" || t.Type == "run.expired" {
+			continue
+		}
+		if i := barPhase(t.Phase); i > reached && i < 4 {
+			reached = i
+		}
+	}
+	for i, p := range Phases {
+		state := "pending"
+		switch {
+		case !status.Final():
+			if i < cur {
+				state = "done"
+			} else if i == cur {
+				state = "current"
+			}
+		case i == 4:
+			state = "current"
+			if reported {
+				state = "done"
+			}
+		case status == runstate.Success || i < reached:
+			state = "done"
+		case i == reached:
+			state = "stopped"
+		default:
+			state = "skipped"
+		}
+		bar[i] = PhaseCell{Phase: p, State: state}
+	}
+	return bar
 }
 
 // TimelineRow is one event of the run.
@@ -190,6 +272,7 @@ func BuildView(run *reporter.Run) *View {
 			FinalReason: st.FinalReason, RollbackRequested: st.RollbackRequested, RollbackReason: st.RollbackReason,
 			WaitingFor: st.WaitingFor, WaitingUntil: st.WaitingUntil, WaitingDeadline: st.WaitingDeadline,
 			DeployDone: st.DeployDone, MonitorCompleted: st.MonitorCompleted, TestsPassed: st.TestsPassed, TestsFailed: st.TestsFailed,
+			ApprovalsRequired: st.ApprovalsRequired, DeployStarted: st.DeployStarted(),
 		}
 	}
 	if run.Report != nil {
@@ -215,6 +298,7 @@ func BuildView(run *reporter.Run) *View {
 			v.Violations = append(v.Violations, violation(env))
 		}
 	}
+	v.PhaseBar = PhaseBarFor(run.Status, run.Reported, v.Timeline)
 	res, err := report.Generate(run.RunID, events)
 	if err != nil {
 		v.ReportError = err.Error()

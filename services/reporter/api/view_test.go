@@ -188,3 +188,46 @@ func TestViewOfARunInProgress(t *testing.T) {
 		t.Errorf("tests %+v load %+v", v.Tests, v.Load)
 	}
 }
+
+// The phase bar shows where a run stopped: a pre-flight failure stops in
+// PRE-FLIGHT, a rejection in PLAN, a failed deploy rolled back in ACT, a
+// release rolled back during its tests in TEST (the rollback moves it
+// nowhere), a cancel while waiting for approval in PLAN; the phases after
+// it are skipped and REPORT is done once reported. A run in progress has
+// its current phase; a SUCCESS every phase done.
+func TestPhaseBarShowsWhereARunStopped(t *testing.T) {
+	t.Parallel()
+	row := func(typ, phase string) api.TimelineRow { return api.TimelineRow{Type: typ, Phase: phase} }
+	submit, pre := row("change.requested", "SUBMIT"), row("preflight.started", "PRE-FLIGHT")
+	plan, gate := row("plan.assessed", "PLAN"), row("approval.granted", "GATE")
+	act, mon := row("deploy.started", "ACT"), row("monitor.started", "MONITOR")
+	rb, rep := row("rollback.done", "ROLLBACK"), row("report.ready", "REPORT")
+	for _, c := range []struct {
+		name     string
+		status   runstate.Status
+		reported bool
+		rows     []api.TimelineRow
+		want     string
+	}{
+		{"preflight failed", runstate.Failed, true, []api.TimelineRow{submit, pre, rep}, "stopped skipped skipped skipped done"},
+		{"rejected", runstate.Rejected, true, []api.TimelineRow{submit, pre, plan, row("approval.rejected", "GATE"), rep}, "done stopped skipped skipped done"},
+		{"deploy failed", runstate.RolledBack, false, []api.TimelineRow{submit, pre, plan, gate, act, rb}, "done done stopped skipped current"},
+		{"rolled back in TEST", runstate.RolledBack, true, []api.TimelineRow{submit, pre, plan, act, mon, rb, rep}, "done done done stopped done"},
+		{"cancelled waiting", runstate.Cancelled, true, []api.TimelineRow{submit, pre, plan, row("run.cancelled", "GATE"), rep}, "done stopped skipped skipped done"},
+		{"cancelled in pre-flight", runstate.Cancelled, false, []api.TimelineRow{submit, pre, row("run.cancelled", "GATE")}, "stopped skipped skipped skipped current"},
+		{"waiting", runstate.AwaitingApproval, false, []api.TimelineRow{submit, pre, plan}, "done current pending pending pending"},
+		{"success", runstate.Success, true, []api.TimelineRow{submit, pre, plan, act, mon, rep}, "done done done done done"},
+	} {
+		bar := api.PhaseBarFor(c.status, c.reported, c.rows)
+		var got []string
+		for i, p := range bar {
+			if p.Phase != api.Phases[i] {
+				t.Errorf("%s: phase %d is %s", c.name, i, p.Phase)
+			}
+			got = append(got, p.State)
+		}
+		if strings.Join(got, " ") != c.want {
+			t.Errorf("%s: %s, want %s", c.name, strings.Join(got, " "), c.want)
+		}
+	}
+}

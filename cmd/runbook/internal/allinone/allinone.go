@@ -311,8 +311,9 @@ func New(ctx context.Context, o Options) (*Server, error) {
 			ao := api.Options{Model: s.Reporter.Model(), Bus: b, Log: o.Log.With("component", "api"),
 				ListenAddr: o.HTTPListen, RequireToken: !api.IsLoopback(o.HTTPListen), AllowedHosts: o.HTTPAllowedHosts, AllowedHostsFlag: "--http-allowed-host"}
 			if s.keyring != nil {
-				// Bearer tokens of the keyring's identities (viewers and up).
-				ao.Authorize = s.keyring.Authorize
+				// Bearer tokens of the keyring's identities (viewers and up),
+				// and the keys their dashboard decisions are verified with.
+				ao.Authorize, ao.Keyring = s.keyring.Authorize, s.keyring
 			}
 			a := api.New(ao)
 			s.services["api"] = a

@@ -2,18 +2,12 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/kis-core/runbook/domain/gate"
-	"github.com/kis-core/runbook/domain/plan"
-	"github.com/kis-core/runbook/domain/risk"
-	"github.com/kis-core/runbook/domain/runstate"
-	"github.com/kis-core/runbook/eventbus"
-	runbookv1 "github.com/kis-core/runbook/proto/runbook/v1"
+	"github.com/kis-core/runbook/eventbus/decision"
 )
 
 func approveCmd(g *globals) *cobra.Command {
@@ -39,7 +33,7 @@ changes nothing. Exit 6: the run already ended or started its deploy.`,
 		ValidArgsFunction: g.completeRunID,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			as := g.whoami()
-			return decide(cmd.Context(), g, args[0], gate.Decision{Kind: gate.Grant, Role: role, Approver: as, Actor: as, Comment: comment, PlanSHA256: sha})
+			return decide(cmd.Context(), g, args[0], decision.Request{Action: decision.Approve, Role: role, As: as, Comment: comment, PlanSHA256: sha})
 		},
 	}
 	f := c.Flags()
@@ -67,7 +61,7 @@ ended or started its deploy.`,
 		ValidArgsFunction: g.completeRunID,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			as := g.whoami()
-			return decide(cmd.Context(), g, args[0], gate.Decision{Kind: gate.Reject, Role: role, Approver: as, Actor: as, Reason: reason, PlanSHA256: sha})
+			return decide(cmd.Context(), g, args[0], decision.Request{Action: decision.Reject, Role: role, As: as, Reason: reason, PlanSHA256: sha})
 		},
 	}
 	f := c.Flags()
@@ -81,146 +75,53 @@ ended or started its deploy.`,
 	return c
 }
 
-// runFacts is a run as approve and reject see it: its fold (runstate) and,
-// from the same loop, the decisions as this bus counts them.
-type runFacts struct {
-	gate      *gate.Run
-	decisions []gate.Decision
-	state     *runstate.State
-}
-
-// loadRunFacts reads a run as the gate sees it. On an authenticated bus
-// (the bus has a signer) unsigned decisions count for nothing, as at the
-// deployer; the deployer alone checks signatures against the keyring.
-func loadRunFacts(ctx context.Context, bus *eventbus.Bus, run string) (*runFacts, error) {
-	hist, err := bus.RunHistory(ctx, run)
-	if err != nil {
-		return nil, err
-	}
-	f := &runFacts{state: runstate.New(run)}
-	for _, e := range hist {
-		ev := e.Event
-		if !f.state.ApplyAt(e.Seq, ev) {
-			continue // an event id already folded
-		}
-		if d, ok := gate.DecisionOf(ev); ok {
-			if bus.SignerKey() != "" && d.Key == "" {
-				d.Invalid = "unsigned"
-			}
-			f.decisions = append(f.decisions, d)
-		}
-	}
-	st := f.state
-	cr := st.Request
-	if cr == nil {
-		return nil, &exitError{exitUsage, fmt.Errorf("no run %s (list runs with `runbook runs`)", run)}
-	}
-	// What the deployer refused (approval.refused "of" the decision's id)
-	// counts for nothing here either.
-	for i, d := range f.decisions {
-		if st.Seen(eventbus.ID(run, "approval.refused", "of", strings.TrimPrefix(d.ID, run+"/"))) && f.decisions[i].Invalid == "" {
-			f.decisions[i].Invalid = "refused by the deployer"
-		}
-	}
-	p, _ := plan.FromChangeRequest(cr.GetChangeRequested())
-	if p == nil {
-		return nil, &exitError{exitTooLate, fmt.Errorf("run %s has an invalid plan: it will never deploy, there is nothing to decide", run)}
-	}
-	required := st.ApprovalsRequired
-	if !st.Assessed {
-		// Pre-flight has not assessed the plan yet: the same assessment.
-		required = risk.Assess(p.RisksAndMitigations, p.Approval).ApprovalsRequired
-	}
-	f.gate = gate.NewRun(p, []byte(cr.GetChangeRequested().GetPlanYaml()), cr.GetActor(), required, st.ReadyAt)
-	return f, nil
-}
-
-// decide checks and publishes one approval or rejection.
-func decide(ctx context.Context, g *globals, run string, d gate.Decision) error {
+// decide checks and publishes one approval or rejection (package
+// decision: the same checks and events as the dashboard's).
+func decide(ctx context.Context, g *globals, run string, r decision.Request) error {
 	bus, closeFn, err := g.connectRun(ctx, run)
 	if err != nil {
 		return err
 	}
 	defer closeFn()
-	f, err := loadRunFacts(ctx, bus, run)
+	f, err := decision.Load(ctx, bus, run, nil)
 	if err != nil {
-		return err
+		return decisionError(err)
 	}
-	verb := map[gate.Kind]string{gate.Grant: "approve", gate.Reject: "reject"}[d.Kind]
-	switch {
-	case f.state.Status.Final():
-		return &exitError{exitTooLate, fmt.Errorf("run %s already ended %s: there is nothing to %s", run, f.state.Status, verb)}
-	case f.state.DeployStarted():
-		return &exitError{exitTooLate, fmt.Errorf("run %s already started its deploy: approvals are closed (to undo it, request a rollback)", run)}
+	r.Key = bus.SignerKey()
+	o, err := f.Decide(r)
+	if err != nil {
+		return decisionError(err)
 	}
-	if d.PlanSHA256 == "" {
-		d.PlanSHA256 = f.gate.PlanSHA256
-	}
-	d.Time = time.Now()
-	d.Key = bus.SignerKey()
-	parts := []any{gate.RoleKey(d.Role), gate.NameKey(d.Person())}
-	if d.Key != "" {
-		// One decision per signing key: another key naming the same person
-		// is another decision (and refused).
-		parts = append(parts, d.Key)
-	}
-	var payload any
-	a := &runbookv1.Approval{Role: d.Role, Approver: d.Approver, Comment: d.Comment, Reason: d.Reason, PlanSha256: d.PlanSHA256}
-	var refusal error
-	if d.Kind == gate.Grant {
-		payload = &runbookv1.Event_ApprovalGranted{ApprovalGranted: a}
-		refusal = f.gate.Check(f.gate.Tally(f.decisions).Accepted, d)
-	} else {
-		payload = &runbookv1.Event_ApprovalRejected{ApprovalRejected: a}
-		refusal = f.gate.CheckReject(d)
-	}
-	if refusal != nil {
-		a.Reason = refusal.Error()
-		if d.Kind == gate.Reject {
-			a.Comment = "rejection: " + d.Reason
-		}
-		ev := eventbus.New(run, &runbookv1.Event_ApprovalRefused{ApprovalRefused: a}, append([]any{verb}, parts...)...)
-		ev.Actor = d.Approver
-		if err := bus.Sign(ev, f.gate.PlanSHA256, d.Role); err != nil {
+	if o.Event != nil {
+		if err := bus.Sign(o.Event, o.SignPlan, o.SignRole); err != nil {
 			return err
 		}
-		if !f.state.Seen(ev.Id) { // the same refused decision is recorded once
-			if _, err := bus.Publish(ctx, ev); err != nil {
-				return fmt.Errorf("%s refused (%v), and recording the refusal failed: %w", verb, refusal, err)
+		if _, err := bus.Publish(ctx, o.Event); err != nil {
+			if o.Refused != nil {
+				return fmt.Errorf("%s refused (%v), and recording the refusal failed: %w", r.Action, o.Refused.Err, err)
 			}
+			return err
 		}
-		return &exitError{exitRefused, fmt.Errorf("refused: %v (recorded as approval.refused)", refusal)}
 	}
-	d.ID = eventbus.ID(run, string(d.Kind), parts...)
-	if f.state.Seen(d.ID) {
-		fmt.Fprintf(g.out, "%s already %sd %s as %s: nothing new was published\n", d.Person(), verb, run, d.Role)
-		return nil
+	if o.Refused != nil {
+		return &exitError{exitRefused, o.Refused}
 	}
-	ev := eventbus.New(run, payload, parts...)
-	ev.Actor = d.Approver
-	if err := bus.Sign(ev, d.PlanSHA256, d.Role); err != nil {
-		return err
-	}
-	if _, err := bus.Publish(ctx, ev); err != nil {
-		return err
-	}
-	if d.Kind == gate.Reject {
-		fmt.Fprintf(g.out, "%s rejected %s as %s: the run ends REJECTED and will not deploy\n", d.Person(), run, d.Role)
-		return nil
-	}
-	fmt.Fprintf(g.out, "%s approved %s as %s (plan sha256 %s)\n", d.Person(), run, d.Role, d.PlanSHA256)
-	v := f.gate.Evaluate(append(f.decisions, d), d.Time)
-	switch {
-	case v.State == gate.WaitingApproval:
-		fmt.Fprintf(g.out, "still waiting for approval by %s\n", strings.Join(v.Missing, ", "))
-	case v.State == gate.WaitingWindow:
-		fmt.Fprintf(g.out, "every required approval is in; the deploy waits for the change window until %s\n", g.clock(v.Until, isoSeconds))
-	case v.State == gate.Open && f.gate.ReadyAt.IsZero():
-		fmt.Fprintln(g.out, "every required approval is in; the deploy starts once pre-flight passes")
-	case v.State == gate.Open:
-		fmt.Fprintln(g.out, "every required approval is in: the deploy starts now")
-	case v.State == gate.Expired:
-		fmt.Fprintf(g.out, "but the run has expired: %s\n", v.Reason)
+	fmt.Fprintln(g.out, o.Text)
+	if next := o.Next(f); next != "" && o.Event != nil {
+		fmt.Fprintln(g.out, next)
 	}
 	return nil
+}
+
+// decisionError gives a decision's error its exit code: 2 for an unknown
+// run, 6 when it is too late.
+func decisionError(err error) error {
+	var late *decision.TooLate
+	switch {
+	case errors.Is(err, decision.ErrNoRun):
+		return &exitError{2, err}
+	case errors.As(err, &late):
+		return &exitError{exitTooLate, err}
+	}
+	return err
 }

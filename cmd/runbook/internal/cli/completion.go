@@ -8,6 +8,7 @@ import (
 
 	"github.com/kis-core/runbook/domain/runstate"
 	"github.com/kis-core/runbook/domain/trust"
+	"github.com/kis-core/runbook/eventbus/decision"
 )
 
 // Dynamic shell completion (runbook completion bash|zsh|fish|powershell):
@@ -59,11 +60,11 @@ func (g *globals) completeRunRole(cmd *cobra.Command, args []string, _ string) (
 		return nil, cobra.ShellCompDirectiveNoFileComp
 	}
 	defer closeFn()
-	f, err := loadRunFacts(ctx, bus, args[0])
-	if err != nil {
+	f, err := decision.Load(ctx, bus, args[0], nil)
+	if err != nil || f.Gate == nil {
 		return nil, cobra.ShellCompDirectiveNoFileComp
 	}
-	return f.gate.Required, cobra.ShellCompDirectiveNoFileComp | cobra.ShellCompDirectiveKeepOrder
+	return f.Gate.Required, cobra.ShellCompDirectiveNoFileComp | cobra.ShellCompDirectiveKeepOrder
 }
 
 // completeStatus completes runs --status.

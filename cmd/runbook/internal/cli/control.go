@@ -4,14 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/kis-core/runbook/domain/runstate"
-	"github.com/kis-core/runbook/domain/trust"
 	"github.com/kis-core/runbook/eventbus"
-	runbookv1 "github.com/kis-core/runbook/proto/runbook/v1"
+	"github.com/kis-core/runbook/eventbus/decision"
 )
 
 func rollbackCmd(g *globals) *cobra.Command {
@@ -58,54 +55,42 @@ runbook rollback). Exit 6 when the run has already ended.`,
 }
 
 // operatorStop publishes run.cancelled (cancel before ACT) or
-// rollback.requested (rollback, or cancel once the deploy started).
+// rollback.requested (rollback, or cancel once the deploy started), as
+// package decision builds them.
 func operatorStop(ctx context.Context, g *globals, run, reason string, cancel bool) error {
 	bus, closeFn, err := g.connectRun(ctx, run)
 	if err != nil {
 		return err
 	}
 	defer closeFn()
-	hist, err := bus.RunHistory(ctx, run)
+	f, err := decision.Load(ctx, bus, run, nil)
 	if err != nil {
-		return err
+		return decisionError(err)
 	}
 	as := g.whoami()
-	st := runstate.New(run)
-	for _, e := range hist {
-		st.ApplyAt(e.Seq, e.Event)
+	action := decision.Rollback
+	if cancel {
+		action = decision.Cancel
 	}
-	if st.Status.Final() {
-		return &exitError{exitTooLate, fmt.Errorf("run %s already ended %s: nothing to stop", run, st.Status)}
+	o, err := f.Decide(decision.Request{Action: action, As: as, Reason: reason, Key: bus.SignerKey()})
+	if err != nil {
+		return decisionError(err)
 	}
-	var ev *runbookv1.Event
-	if cancel && !st.DeployStarted() {
-		ev = eventbus.New(run, &runbookv1.Event_RunCancelled{RunCancelled: &runbookv1.RunEnded{
-			Reason: fmt.Sprintf("cancelled by %s: %s", as, reason)}})
-	} else {
-		verb := "rollback requested"
-		if cancel {
-			verb = "cancelled during ACT"
-		}
-		ev = eventbus.New(run, &runbookv1.Event_RollbackRequested{RollbackRequested: &runbookv1.RollbackRequested{
-			RequestedBy: "operator", Reason: fmt.Sprintf("%s by %s: %s", verb, as, reason)}},
-			"operator", time.Now().UTC().Format("20060102T150405.000"))
-	}
-	ev.Actor = as
-	if err := bus.Sign(ev, st.PlanSHA256, string(trust.Requester)); err != nil {
+	if err := bus.Sign(o.Event, o.SignPlan, o.SignRole); err != nil {
 		return err
 	}
-	if ev.Type == "run.cancelled" {
-		_, err = bus.PublishOnce(ctx, ev)
+	if o.Once {
+		_, err = bus.PublishOnce(ctx, o.Event)
 		if errors.Is(err, eventbus.ErrAlreadyPublished) {
 			err = nil
 		}
 	} else {
-		_, err = bus.Publish(ctx, ev)
+		_, err = bus.Publish(ctx, o.Event)
 	}
 	if err != nil {
 		return err
 	}
-	_, text := Describe(ev)
+	_, text := Describe(o.Event)
 	fmt.Fprintf(g.out, "%s: %s\n", run, text)
 	return nil
 }

@@ -3,11 +3,31 @@
 // from /api/v1/stream (Server-Sent Events: alert, run, event).
 "use strict";
 
-const PHASES = ["PRE-FLIGHT", "PLAN", "ACT", "TEST", "REPORT"];
 const view = document.getElementById("view");
 const alerts = document.getElementById("alerts");
 const live = document.getElementById("live");
-const state = { route: null, runs: new Map(), pending: new Map(), statusFilter: "", nextOffset: null, runID: null };
+const state = {
+  route: null, runs: new Map(), pending: new Map(), statusFilter: "", changeFilter: "", nextOffset: null, runID: null,
+  // Times read in UTC (ISO 8601, as the CLI prints them) unless the
+  // operator chose local time (kept in this browser).
+  local: localStorage.getItem("runbook.time") === "local",
+  me: null,   // GET /api/v1/me: who the token names and what they may do
+  key: null,  // {pub, sign}: the identity's key, loaded by the operator, in memory only
+  form: {},   // what was typed into the Act card, kept across live re-renders
+  actResult: null, // the Act card's answer paragraph (of state.actResult.dataset.run)
+  keyRow: null,    // the Act card's key loader
+};
+
+// kept makes an input keep its value across the live re-renders.
+function kept(input) {
+  if (state.form[input.id] !== undefined) {
+    input.value = state.form[input.id];
+    if (input.value === "" && input.options) input.selectedIndex = 0; // an option no longer offered
+  }
+  input.addEventListener("input", () => { state.form[input.id] = input.value; });
+  input.addEventListener("change", () => { state.form[input.id] = input.value; });
+  return input;
+}
 
 // el builds an element: el("td", {class: "x", "data-a": 1}, child, "text", ...).
 function el(tag, attrs, ...kids) {
@@ -17,7 +37,7 @@ function el(tag, attrs, ...kids) {
     if (k === "class") e.className = v;
     else e.setAttribute(k, v === true ? "" : String(v));
   }
-  for (const k of kids.flat()) {
+  for (const k of kids.flat(Infinity)) {
     if (k === undefined || k === null || k === false) continue;
     e.append(k instanceof Node ? k : document.createTextNode(String(k)));
   }
@@ -26,15 +46,42 @@ function el(tag, attrs, ...kids) {
 
 function badge(status) { return el("span", { class: "badge", "data-status": status }, status || "?"); }
 
+const pad = (n, w = 2) => String(n).padStart(w, "0");
+
+// fmtTime is an ISO 8601 time: UTC ("2026-01-02T15:04:05Z") by default,
+// or local with its offset ("2026-01-02T16:04:05+01:00").
 function fmtTime(t) {
   if (!t) return "";
   const d = new Date(t);
-  return isNaN(d) ? "" : d.toLocaleString();
+  if (isNaN(d)) return "";
+  if (!state.local) return d.toISOString().replace(/\.\d{3}Z$/, "Z");
+  const off = -d.getTimezoneOffset(), sign = off < 0 ? "-" : "+";
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}` +
+    `${sign}${pad(Math.floor(Math.abs(off) / 60))}:${pad(Math.abs(off) % 60)}`;
 }
+// fmtClock is the time of day with milliseconds, "15:04:05.123Z" in UTC.
 function fmtClock(t) {
   const d = new Date(t);
-  return isNaN(d) ? "" : d.toLocaleTimeString([], { hour12: false }) + "." + String(d.getMilliseconds()).padStart(3, "0");
+  if (isNaN(d)) return "";
+  if (!state.local) return d.toISOString().slice(11, 23) + "Z";
+  return `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}.${pad(d.getMilliseconds(), 3)}`;
 }
+
+const tzButton = document.getElementById("tz");
+function showTZ() {
+  tzButton.textContent = state.local ? "local time" : "UTC";
+  tzButton.dataset.tz = state.local ? "local" : "utc";
+  tzButton.title = "times are shown in " + (state.local ? "this browser's local time" : "UTC") + "; click for " + (state.local ? "UTC" : "local time");
+}
+tzButton.addEventListener("click", () => {
+  state.local = !state.local;
+  localStorage.setItem("runbook.time", state.local ? "local" : "utc");
+  showTZ();
+  if (state.route === "runs") renderRuns(); // at once, from what the page holds
+  else route();
+});
+showTZ();
+
 function fmtDuration(ms) {
   if (!(ms >= 0)) return "";
   const s = Math.floor(ms / 1000), h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60);
@@ -73,6 +120,7 @@ window.addEventListener("hashchange", route);
 async function showRuns(append) {
   const q = new URLSearchParams({ limit: "50" });
   if (state.statusFilter) q.set("status", state.statusFilter);
+  if (state.changeFilter) q.set("change_id", state.changeFilter);
   if (append && state.nextOffset != null) q.set("offset", String(state.nextOffset));
   let page;
   try { page = await getJSON("/api/v1/runs?" + q); }
@@ -89,35 +137,41 @@ async function showRuns(append) {
   }
 }
 
+const STATUSES = ["SUBMITTED", "PREFLIGHT", "AWAITING_APPROVAL", "WAITING_WINDOW", "DEPLOYING", "VERIFYING", "ROLLING_BACK",
+  "SUCCESS", "ROLLED_BACK", "ROLLBACK_FAILED", "FAILED", "REJECTED", "EXPIRED", "CANCELLED", "INVALID"];
+const FINAL = ["SUCCESS", "ROLLED_BACK", "ROLLBACK_FAILED", "FAILED", "REJECTED", "EXPIRED", "CANCELLED", "INVALID"];
+
 function renderRuns() {
-  const filter = el("select", { id: "status-filter" },
+  const filter = el("select", { id: "status-filter", "aria-label": "status" },
     el("option", { value: "" }, "every status"),
-    ["SUBMITTED", "PREFLIGHT", "AWAITING_APPROVAL", "WAITING_WINDOW", "DEPLOYING", "VERIFYING", "ROLLING_BACK",
-      "SUCCESS", "ROLLED_BACK", "ROLLBACK_FAILED", "FAILED", "REJECTED", "EXPIRED", "CANCELLED", "INVALID"]
-      .map(s => el("option", { value: s, selected: s === state.statusFilter }, s)));
+    STATUSES.map(s => el("option", { value: s, selected: s === state.statusFilter }, s)));
   filter.addEventListener("change", () => { state.statusFilter = filter.value; showRuns(); });
+  // The change id filter: exact, as the API's change_id= (e.g. CR-2025-001).
+  const change = el("input", { id: "change-filter", type: "search", placeholder: "change id, e.g. CR-2025-001", value: state.changeFilter, "aria-label": "change id" });
+  change.addEventListener("change", () => { state.changeFilter = change.value.trim(); showRuns(); });
   const rows = [...state.runs.values()].sort((a, b) => (b.started || "").localeCompare(a.started || "") || a.run_id.localeCompare(b.run_id));
   const body = el("tbody", {}, rows.map(runRow));
   const more = state.nextOffset != null ? el("button", { id: "more" }, "more") : null;
   if (more) more.addEventListener("click", () => showRuns(true));
+  const filtered = state.statusFilter || state.changeFilter;
   view.replaceChildren(...[
-    el("div", { class: "toolbar" }, el("h2", {}, "Runs"), filter, el("span", { class: "muted" }, `${rows.length} shown`)),
+    el("div", { class: "toolbar" }, el("h2", {}, "Runs"), filter, change, el("span", { class: "muted", id: "runs-count" }, `${rows.length} shown`)),
     el("table", { id: "runs" },
-      el("thead", {}, el("tr", {}, ["Status", "Phase", "Change", "Title", "Started", "Duration", "Run"].map(h => el("th", {}, h)))),
+      el("thead", {}, el("tr", {}, ["Run", "Status", "Phase", "Change", "Title", "Started", "Duration"].map(h => el("th", {}, h)))),
       body),
-    rows.length ? null : el("p", { class: "muted", id: "no-runs" }, "No runs yet: submit a plan with `runbook submit`."),
+    rows.length ? null : el("p", { class: "muted", id: "no-runs" }, filtered ? "No run matches the filters." : "No runs yet: submit a plan with `runbook submit`."),
     more].filter(Boolean));
 }
 
 function runRow(r) {
-  return el("tr", { "data-run-id": r.run_id, "data-status": r.status },
+  return el("tr", { "data-run-id": r.run_id, "data-status": r.status, "data-change-id": r.change_id },
+    el("td", { class: "run-id" }, el("a", { href: "#/runs/" + r.run_id }, r.run_id)),
     el("td", { class: "status" }, badge(r.status)),
     el("td", { class: "phase" }, r.phase),
-    el("td", {}, el("a", { href: "#/runs/" + r.run_id }, r.change_id || "(none)")),
+    el("td", {}, r.change_id || "(none)"),
     el("td", {}, r.title),
-    el("td", {}, fmtTime(r.started)),
-    el("td", { class: "duration", "data-started": r.started, "data-ended": r.ended || "" }, runDuration(r)),
-    el("td", { class: "muted" }, el("a", { href: "#/runs/" + r.run_id }, r.run_id)));
+    el("td", { class: "time" }, fmtTime(r.started)),
+    el("td", { class: "duration", "data-started": r.started, "data-ended": r.ended || "" }, runDuration(r)));
 }
 
 // A run changed status: update its row, or fetch the list when it is new.
@@ -126,13 +180,13 @@ function onRunChange(c) {
   if (state.route !== "runs") return;
   const r = state.runs.get(c.run_id);
   if (!r) {
-    if (!state.statusFilter || c.status === state.statusFilter) state.pending.set(c.run_id, state.pending.get(c.run_id) || 0);
+    if ((!state.statusFilter || c.status === state.statusFilter) && !state.changeFilter) state.pending.set(c.run_id, state.pending.get(c.run_id) || 0);
     clearTimeout(listRefresh);
     listRefresh = setTimeout(() => showRuns(), 200);
     return;
   }
   r.status = c.status; r.phase = c.phase;
-  if (["SUCCESS", "ROLLED_BACK", "ROLLBACK_FAILED", "FAILED", "REJECTED", "EXPIRED", "CANCELLED", "INVALID"].includes(c.status)) r.ended = c.time;
+  if (FINAL.includes(c.status)) r.ended = c.time;
   const tr = document.querySelector(`#runs tr[data-run-id="${CSS.escape(c.run_id)}"]`);
   if (tr) tr.replaceWith(runRow(r));
   if (state.statusFilter && c.status !== state.statusFilter) {
@@ -180,28 +234,33 @@ async function showRun(id, quiet) {
 }
 
 function renderRun(r, metrics, open) {
-  const cur = PHASES.indexOf(r.phase);
-  const phases = el("div", { class: "phases", id: "phases" }, PHASES.map((p, i) =>
-    el("span", { class: i < cur ? "done" : i === cur ? "current" : "", "data-phase": p }, p)));
+  // The phase bar (the read API's PhaseBarFor): where the run stands, or
+  // where it stopped.
+  const words = { done: "done", current: "in progress", pending: "not yet", stopped: "stopped here", skipped: "never reached" };
+  const phases = el("div", { class: "phases", id: "phases" }, (r.phase_bar || []).map(p =>
+    el("span", { class: p.state, "data-phase": p.phase, "data-state": p.state, title: `${p.phase}: ${words[p.state] || p.state}` },
+      p.phase, p.state === "stopped" ? " ✗" : "")));
   const s = r.state || {};
   const facts = el("dl", { class: "facts" },
-    el("dt", {}, "Run"), el("dd", {}, r.run_id),
+    el("dt", {}, "Run"), el("dd", { id: "run-id" }, r.run_id),
     el("dt", {}, "Change"), el("dd", {}, `${r.change_id || ""} ${r.title || ""}`),
     el("dt", {}, "Requester"), el("dd", {}, r.requester || ""),
     el("dt", {}, "Risk"), el("dd", {}, r.risk_level || "not assessed"),
-    el("dt", {}, "Started"), el("dd", {}, fmtTime(r.started)),
-    el("dt", {}, "Ended"), el("dd", {}, r.ended ? fmtTime(r.ended) + " (" + runDuration(r) + ")" : "in progress"),
-    s.waiting_for ? [el("dt", {}, "Waiting for"), el("dd", {}, s.waiting_for.join(", "))] : null,
+    el("dt", {}, "Started"), el("dd", { class: "time" }, fmtTime(r.started)),
+    el("dt", {}, "Ended"), el("dd", { class: "time" }, r.ended ? fmtTime(r.ended) + " (" + runDuration(r) + ")" : "in progress"),
+    s.waiting_for ? [el("dt", {}, "Waiting for"), el("dd", { id: "waiting-for" }, s.waiting_for.join(", "))] : null,
     s.rollback_reason ? [el("dt", {}, "Rollback"), el("dd", {}, s.rollback_reason)] : null,
     s.final_reason ? [el("dt", {}, "Outcome"), el("dd", { id: "final-reason" }, s.final_reason)] : null);
 
   return el("div", { id: "run", "data-run-id": r.run_id, "data-status": r.status },
     el("div", { class: "card" },
-      el("div", { class: "toolbar" }, el("a", { href: "#/" }, "← runs"), el("h2", { class: "flush" }, r.title || r.run_id), badge(r.status)),
+      el("div", { class: "toolbar" }, el("a", { href: "#/" }, "← runs"), el("h2", { class: "flush" }, r.run_id), badge(r.status),
+        el("span", { class: "muted" }, r.title || "")),
       phases, facts,
       el("p", {}, el("a", { href: `/api/v1/runs/${r.run_id}/report` }, "report JSON"), " · ",
         el("a", { href: `/api/v1/runs/${r.run_id}/events` }, "events"), " · ",
         el("a", { href: `/api/v1/runs/${r.run_id}/summary` }, "QC summary"))),
+    renderActions(r),
     section("Timeline", el("ol", { id: "timeline" }, r.timeline.map(t =>
       el("li", { "data-type": t.type, "data-seq": t.seq },
         el("span", { class: "muted" }, fmtClock(t.time)),
@@ -225,8 +284,9 @@ function renderRun(r, metrics, open) {
       return [st.phase + (st.list && st.list !== "steps" && st.list !== st.phase ? "/" + st.list : ""), `${st.index + 1}. ${st.name}`, badge(st.status), st.attempt, ms, out];
     })),
     section("Metrics over the watch window", renderCharts(metrics)),
-    section("Threshold violations", table("violations", ["Time", "Severity", "Metric", "Value", "Threshold", "Source", "Auto-rollback"], r.violations, v => [
-      fmtClock(v.time), badge(v.severity), v.metric, v.value_text, v.threshold_text, v.source, v.auto_rollback ? "yes" : ""])),
+    section("Alerts", table("violations", ["Time", "Severity", "Metric", "Value", "Threshold", "Auto-rollback", "Alert"], r.violations,
+      v => ({ "data-seq": v.seq, "data-metric": v.metric, "data-source": v.source }), v => [
+      fmtTime(v.time), badge(v.severity), v.metric, v.value_text, v.threshold_text, v.auto_rollback ? "yes" : "", v.text]), "every threshold violation of the run, oldest first"),
     section("Tests", [
       table("tests", ["Test", "Type", "Status", "ms", "Details"], r.tests,
         t => ({ "data-test-type": t.type, "data-test-name": t.name, "data-test-status": t.status }),
@@ -238,7 +298,9 @@ function renderRun(r, metrics, open) {
     section("QC summary", r.qc_summary ? el("pre", { id: "qc-summary" }, r.qc_summary) : el("p", { class: "muted", id: "qc-summary-pending" }, "The QC summary comes with the report, when the run ends.")));
 }
 
-function section(title, body) { return el("div", { class: "card" }, el("h2", {}, title), body); }
+function section(title, body, note) {
+  return el("div", { class: "card" }, el("h2", {}, title), note ? el("p", { class: "muted" }, note) : null, body);
+}
 
 // table lists rows, one cell per head; attrs (optional) gives each row's
 // attributes (data-* for the tests to read).
@@ -315,6 +377,221 @@ function fmtNum(v) {
   return String(Number(a >= 100 ? v.toFixed(0) : a >= 1 ? v.toFixed(1) : v.toPrecision(2)));
 }
 
+// ---- acting on a run ----
+//
+// Approve, reject, cancel and roll back as the signed-in identity (the
+// token of /login). The read API builds the decision exactly as the CLI
+// does and answers its signing bytes; this page signs them with the
+// identity's own Ed25519 key (its nkey seed file, loaded once and kept in
+// this page's memory only: never sent, never stored) and posts the
+// signature, which the server, the deployer and audit verify check
+// against the keyring. docs/security.md, "Acting from the dashboard".
+
+const B32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+function base32Decode(s) {
+  const out = [];
+  let bits = 0, acc = 0;
+  for (const c of s) {
+    const v = B32.indexOf(c);
+    if (v < 0) throw new Error("not base32: " + c);
+    acc = (acc << 5) | v; bits += 5;
+    if (bits >= 8) { bits -= 8; out.push((acc >> bits) & 0xff); }
+  }
+  return new Uint8Array(out);
+}
+function base32Encode(b) {
+  let out = "", bits = 0, acc = 0;
+  for (const x of b) {
+    acc = (acc << 8) | x; bits += 8;
+    while (bits >= 5) { bits -= 5; out += B32[(acc >> bits) & 31]; }
+  }
+  if (bits > 0) out += B32[(acc << (5 - bits)) & 31];
+  return out;
+}
+// crc16 is nkeys' checksum (CRC-16/XMODEM), stored little-endian.
+function crc16(b) {
+  let crc = 0;
+  for (const x of b) {
+    crc ^= x << 8;
+    for (let i = 0; i < 8; i++) crc = crc & 0x8000 ? ((crc << 1) ^ 0x1021) & 0xffff : (crc << 1) & 0xffff;
+  }
+  return crc;
+}
+const PREFIX_SEED = 18 << 3, PREFIX_USER = 20 << 3;
+const b64 = bytes => btoa(String.fromCharCode(...bytes));
+const unb64 = s => Uint8Array.from(atob(s), c => c.charCodeAt(0));
+const unb64url = s => unb64(s.replace(/-/g, "+").replace(/_/g, "/") + "===".slice((s.length + 3) % 4));
+
+// loadKey reads a user nkey seed ("SU…", as runbook identity create
+// writes it) and returns {pub, sign}: its public nkey ("U…") and a signer
+// holding a non-extractable WebCrypto Ed25519 key.
+async function loadKey(text) {
+  const m = String(text).match(/SU[A-Z2-7]{56}/);
+  if (!m) throw new Error("no user nkey seed (SU…) in what was given: load the .nk file `runbook identity create` wrote for you");
+  const raw = base32Decode(m[0]);
+  const body = raw.slice(0, 34), sum = raw[34] | (raw[35] << 8);
+  if (raw.length < 36 || crc16(body) !== sum) throw new Error("the seed's checksum is wrong: it was mistyped or cut");
+  if ((raw[0] & 248) !== PREFIX_SEED || (((raw[0] & 7) << 5) | ((raw[1] & 248) >> 3)) !== PREFIX_USER) throw new Error("not a user seed (SU…)");
+  const pkcs8 = new Uint8Array([0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20, ...raw.slice(2, 34)]);
+  // Imported once extractable to learn the public key, then again
+  // non-extractable for signing; only the latter is kept.
+  const probe = await crypto.subtle.importKey("pkcs8", pkcs8, { name: "Ed25519" }, true, ["sign"]);
+  const jwk = await crypto.subtle.exportKey("jwk", probe);
+  const pubRaw = new Uint8Array([PREFIX_USER, ...unb64url(jwk.x)]);
+  const c = crc16(pubRaw);
+  const pub = base32Encode(new Uint8Array([...pubRaw, c & 0xff, c >> 8]));
+  const key = await crypto.subtle.importKey("pkcs8", pkcs8, { name: "Ed25519" }, false, ["sign"]);
+  pkcs8.fill(0); raw.fill(0);
+  return { pub, sign: async bytes => new Uint8Array(await crypto.subtle.sign({ name: "Ed25519" }, key, bytes)) };
+}
+
+async function postJSON(path, body) {
+  const res = await fetch(path, { method: "POST", headers: { "Content-Type": "application/json", Accept: "application/json" }, body: JSON.stringify(body) });
+  let out = {};
+  try { out = await res.json(); } catch (_) { /* not JSON */ }
+  return { ok: res.ok, status: res.status, body: out };
+}
+
+// act prepares a decision, signs it with the loaded key and posts it; it
+// answers {ok, text}: the server's sentence (the CLI's).
+async function act(runID, req) {
+  if (!state.key) return { ok: false, text: "Load your key first (your identity's .nk file): decisions are signed with it in this browser." };
+  const prep = await postJSON(`/api/v1/runs/${runID}/decisions/prepare`, req);
+  if (!prep.ok) return { ok: false, text: prep.body.error || `${prep.status}` };
+  const p = prep.body;
+  if (p.key !== state.key.pub) return { ok: false, text: `the loaded key ${state.key.pub.slice(0, 12)}… is not ${p.identity}'s (${p.key.slice(0, 12)}…): load ${p.identity}'s own key` };
+  const sig = await state.key.sign(unb64(p.signing_bytes));
+  const res = await postJSON(`/api/v1/runs/${runID}/decisions`, Object.assign({}, req,
+    { decision: p.decision, time: p.time, nonce: p.nonce, signature: b64(sig) }));
+  return { ok: res.ok, text: res.ok ? res.body.text : (res.body.error || `${res.status}`), refused: !!p.refusal };
+}
+
+async function loadMe() {
+  try { state.me = await getJSON("/api/v1/me"); } catch (e) { state.me = { actions: [], why: e.message }; }
+}
+
+// confirmDialog asks before a cancel or a rollback; resolves true on yes.
+function confirmDialog(question, yes) {
+  return new Promise(resolve => {
+    const yesB = el("button", { id: "confirm-yes", class: "danger" }, yes);
+    const noB = el("button", { id: "confirm-no" }, "Keep the run going");
+    const d = el("dialog", { id: "confirm" }, el("p", {}, question), el("div", { class: "toolbar" }, yesB, noB));
+    const done = v => { d.close(); d.remove(); resolve(v); };
+    yesB.addEventListener("click", () => done(true));
+    noB.addEventListener("click", () => done(false));
+    d.addEventListener("cancel", () => done(false));
+    document.body.append(d);
+    d.showModal();
+  });
+}
+
+// showAct writes an answer (res: {ok, text, pending}) of action into the
+// Act card.
+function showAct(res, action) {
+  const p = state.actResult;
+  if (!p) return;
+  p.textContent = res.text;
+  p.dataset.outcome = res.pending ? "pending" : res.ok ? "ok" : "refused";
+  p.dataset.action = action || "";
+  p.className = res.pending ? "muted" : res.ok ? "ok" : "error";
+}
+
+// keyLoader is the one "load your key" row of the page: loadKey on the
+// chosen file, checked against the signed-in identity's public key.
+function keyLoader(me, show) {
+  // show: showAct
+  if (state.keyRow) return state.keyRow;
+  const keyState = el("span", { id: "key-state", "data-loaded": "no" }, "no key loaded");
+  const file = el("input", { id: "key-file", type: "file", accept: ".nk,.seed,text/plain" });
+  file.addEventListener("change", async () => {
+    const f = file.files[0];
+    file.value = "";
+    if (!f) return;
+    try {
+      const k = await loadKey(await f.text());
+      if (me.public_key && k.pub !== me.public_key) throw new Error(`this key (${k.pub.slice(0, 12)}…) is not ${me.identity}'s (${me.public_key.slice(0, 12)}…)`);
+      state.key = k;
+      keyState.textContent = `key ${k.pub.slice(0, 12)}… loaded (in this page only)`;
+      keyState.dataset.loaded = "yes";
+      show({ ok: true, text: `${me.identity}'s key is loaded: decisions are signed with it here.` }, "key");
+    } catch (e) { show({ ok: false, text: "Cannot load the key: " + e.message }, "key"); }
+  });
+  state.keyRow = el("div", { class: "toolbar" }, el("label", {}, "Your key (.nk) ", file), keyState);
+  return state.keyRow;
+}
+
+function renderActions(r) {
+  const me = state.me || { actions: [] };
+  const final = FINAL.includes(r.status), s = r.state || {};
+  // The answer paragraph and the key loader are the same nodes across the
+  // live re-renders: a file being chosen or an answer being written is not
+  // lost when the run's page refreshes.
+  if (!state.actResult || state.actResult.dataset.run !== r.run_id) {
+    state.actResult = el("p", { id: "act-result", "aria-live": "polite", "data-run": r.run_id });
+  }
+  const result = state.actResult, show = showAct;
+  const busy = async (btn, action, fn) => {
+    btn.disabled = true;
+    show({ pending: true, text: `${action}: signing with your key…` }, action);
+    try { show(await fn(), action); } catch (e) { show({ ok: false, text: e.message }, action); } finally { btn.disabled = false; }
+    refreshRunSoon(r.run_id, r.last_seq + 1);
+  };
+  const who = me.identity
+    ? el("p", { id: "whoami", "data-identity": me.identity, "data-role": me.role || "" }, "Signed in as ", el("strong", {}, me.identity), me.role ? ` (${me.role})` : "",
+      me.why ? el("span", { class: "muted" }, " — " + me.why) : "")
+    : el("p", { id: "whoami", class: "muted" }, me.why || "Sign in (/login) with your token to act on runs.");
+  if (!me.actions.length) return section("Act", who);
+  if (final) return section("Act", [who, el("p", { class: "muted", id: "act-closed" }, `The run ended ${r.status}: there is nothing to decide.`), result]);
+
+  const rows = [keyLoader(me, showAct)];
+  const can = a => me.actions.includes(a);
+  const roleSelect = (id, roles) => kept(el("select", { id, "aria-label": "role" }, roles.map(x => el("option", { value: x }, x))));
+  if (!s.deploy_started && (can("approve") || can("reject"))) {
+    const waiting = (s.waiting_for || []).filter(x => x !== "change_window");
+    const required = s.approvals_required || [];
+    if (can("approve") && waiting.length) {
+      const role = roleSelect("approve-role", waiting);
+      const comment = kept(el("input", { id: "approve-comment", placeholder: "comment (optional)" }));
+      const b = el("button", { id: "approve", class: "primary" }, "Approve");
+      b.addEventListener("click", () => busy(b, "approve", () => act(r.run_id, { action: "approve", role: role.value, comment: comment.value })));
+      rows.push(el("div", { class: "toolbar" }, b, "as", role, comment));
+    }
+    if (can("reject") && required.length) {
+      const role = roleSelect("reject-role", required);
+      const reason = kept(el("input", { id: "reject-reason", placeholder: "why (required)" }));
+      const b = el("button", { id: "reject", class: "danger" }, "Reject");
+      b.addEventListener("click", () => busy(b, "reject", () => act(r.run_id, { action: "reject", role: role.value, reason: reason.value })));
+      rows.push(el("div", { class: "toolbar" }, b, "as", role, reason));
+    }
+  }
+  if (can("cancel") || can("rollback")) {
+    const reason = kept(el("input", { id: "stop-reason", placeholder: "why (required for a rollback)" }));
+    const parts = [];
+    if (can("cancel")) {
+      const b = el("button", { id: "cancel", class: "danger" }, "Cancel…");
+      b.addEventListener("click", async () => {
+        const q = s.deploy_started
+          ? `Cancel ${r.run_id}? Its deploy started: cancelling means rolling it back (the plan's rollback steps run).`
+          : `Cancel ${r.run_id}? It ends CANCELLED before its deploy; nothing is changed.`;
+        if (await confirmDialog(q, "Yes, cancel the run")) busy(b, "cancel", () => act(r.run_id, { action: "cancel", reason: reason.value }));
+        else show({ ok: true, text: "Not cancelled." }, "cancel");
+      });
+      parts.push(b);
+    }
+    if (can("rollback")) {
+      const b = el("button", { id: "rollback", class: "danger" }, "Roll back…");
+      b.addEventListener("click", async () => {
+        const q = `Roll back ${r.run_id}? The deployer stops a running step and runs the plan's rollback steps, once.`;
+        if (await confirmDialog(q, "Yes, roll it back")) busy(b, "rollback", () => act(r.run_id, { action: "rollback", reason: reason.value }));
+        else show({ ok: true, text: "Not rolled back." }, "rollback");
+      });
+      parts.push(b);
+    }
+    rows.push(el("div", { class: "toolbar" }, parts, reason));
+  }
+  return section("Act", [who, rows, result]);
+}
+
 // ---- charts (inline SVG) ----
 
 const SVGNS = "http://www.w3.org/2000/svg";
@@ -350,13 +627,22 @@ function chart(name, m) {
   if (m.deploy) t0 = Math.min(t0, Date.parse(m.deploy.start));
   if (!(t1 > t0)) t1 = t0 + 1000;
   const vals = [...series.flatMap(s => s.points.map(p => p.v)), ...viol.map(v => v.value)];
-  let vmax = Math.max(0, ...vals, thr ?? 0);
-  if (lim !== undefined && lim <= vmax * 1.5) vmax = Math.max(vmax, lim);
-  vmax = vmax > 0 ? vmax * 1.08 : 1;
+  // Scaled to the data, with headroom: a 5 ms latency is not drawn flat
+  // against a 3 s rollback limit. A limit near the data (up to twice its
+  // maximum) is brought into view; one far above is an edge marker at the
+  // top, labelled with its value.
+  const dataMax = Math.max(0, ...vals);
+  const lines = [
+    { v: thr, color: "#c62828", label: below ? "minimum" : "threshold", cls: "threshold" },
+    { v: lim, color: "#b26a00", label: gate && !gate.rollback ? "critical" : gate?.shadow ? "would roll back" : "rollback", cls: "rollback-limit" },
+  ].filter(l => typeof l.v === "number" && isFinite(l.v));
+  let vmax = dataMax;
+  for (const l of lines) if (dataMax === 0 || l.v <= dataMax * 2) vmax = Math.max(vmax, l.v);
+  vmax = vmax > 0 ? vmax * 1.15 : 1;
   const x = t => L + (t - t0) / (t1 - t0) * (W - L - R);
   const y = v => T + (1 - v / vmax) * (H - T - B);
-  const g = svg("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": name });
-  g.append(svg("rect", { x: L, y: T, width: W - L - R, height: H - T - B, fill: "#fafbfc", stroke: "#d8dce3" }));
+  const g = svg("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": name, "data-vmax": vmax });
+  g.append(svg("rect", { class: "plot", x: L, y: T, width: W - L - R, height: H - T - B, fill: "#fafbfc", stroke: "#d8dce3" }));
   if (m.deploy) {
     // The deploy (deploy.started → deploy.done): its samples are recorded,
     // not judged, unless the plan judges from deploy.started.
@@ -364,21 +650,38 @@ function chart(name, m) {
     const what = m.deploy.judged ? "deploy (judged: monitor.start deploy_started)" : "deploy: samples recorded, not judged";
     g.append(svg("rect", { class: "deploy-span", x: d0, y: T, width: Math.max(d1 - d0, 1), height: H - T - B, fill: "#e3e7ee", "fill-opacity": 0.8 },
       svg("title", {}, what)));
-    g.append(svg("text", { x: d0 + 2, y: T + 9, "font-size": 9, fill: "#6b7280" }, m.deploy.judged ? "deploy (judged)" : "deploy"));
+    g.append(svg("text", { x: d0 + 2, y: H - B - 3, "font-size": 9, fill: "#6b7280" }, m.deploy.judged ? "deploy (judged)" : "deploy"));
   }
   for (const f of [0, 0.5, 1]) {
     const v = vmax * f;
-    g.append(svg("text", { x: L - 4, y: y(v) + 3, "text-anchor": "end", "font-size": 9, fill: "#6b7280" }, fmtMetric(name, Number(v.toPrecision(3)), m.units)));
+    g.append(svg("text", { class: "tick", x: L - 4, y: y(v) + 3, "text-anchor": "end", "font-size": 9, fill: "#6b7280" }, fmtMetric(name, Number(v.toPrecision(3)), m.units)));
   }
   g.append(svg("text", { x: L, y: H - 6, "font-size": 9, fill: "#6b7280" }, fmtClock(t0).slice(0, 8)));
   g.append(svg("text", { x: W - R, y: H - 6, "font-size": 9, fill: "#6b7280", "text-anchor": "end" }, fmtClock(t1).slice(0, 8)));
-  const hline = (v, color, label, cls) => {
-    if (v === undefined || v > vmax) return;
-    g.append(svg("line", { class: cls, x1: L, x2: W - R, y1: y(v), y2: y(v), stroke: color, "stroke-dasharray": "5 3", "stroke-width": 1.5 }));
-    g.append(svg("text", { x: W - R - 2, y: y(v) - 3, "text-anchor": "end", "font-size": 9, fill: color }, `${label} ${fmtMetric(name, v, m.units)}`));
-  };
-  hline(thr, "#c62828", below ? "minimum" : "threshold", "threshold");
-  hline(lim, "#b26a00", gate && !gate.rollback ? "critical" : gate?.shadow ? "would roll back" : "rollback", "rollback-limit");
+  // Lines in range; edge markers above it. Their labels, right-aligned,
+  // are spread apart vertically so none overlaps another.
+  const labels = [];
+  for (const l of lines) {
+    const text = `${l.label} ${fmtMetric(name, l.v, m.units)}`;
+    if (l.v <= vmax) {
+      g.append(svg("line", { class: l.cls, x1: L, x2: W - R, y1: y(l.v), y2: y(l.v), stroke: l.color, "stroke-dasharray": "5 3", "stroke-width": 1.5 }));
+      labels.push({ want: y(l.v) - 3, text, color: l.color, cls: l.cls, edge: false });
+    } else {
+      g.append(svg("path", { class: l.cls + " edge-marker", d: `M${W - R - 6},${T + 7} l6,-6 l6,6 z`, fill: l.color, transform: "translate(-6,0)" },
+        svg("title", {}, `${text}: above the chart (the data peaks at ${fmtMetric(name, dataMax, m.units)})`)));
+      labels.push({ want: T + 9, text: text + " ↑", color: l.color, cls: l.cls, edge: true });
+    }
+  }
+  labels.sort((a, b) => a.want - b.want);
+  const gap = 11, top = T + 9, bottom = H - B - 2;
+  labels.forEach((lb, i) => { lb.y = Math.max(lb.want, top, i ? labels[i - 1].y + gap : top); });
+  for (let i = labels.length - 1; i >= 0; i--) { // pushed past the bottom: back up
+    const limit = i === labels.length - 1 ? bottom : labels[i + 1].y - gap;
+    if (labels[i].y > limit) labels[i].y = limit;
+  }
+  for (const lb of labels) {
+    g.append(svg("text", { class: "limit-label " + lb.cls + (lb.edge ? " edge" : ""), x: W - R - (lb.edge ? 16 : 2), y: lb.y, "text-anchor": "end", "font-size": 9, fill: lb.color }, lb.text));
+  }
   series.forEach((s, i) => {
     const pts = s.points.map(p => `${x(Date.parse(p.t)).toFixed(1)},${y(p.v).toFixed(1)}`).join(" ");
     g.append(svg("polyline", { class: "series", "data-source": s.source, points: pts, fill: "none", stroke: COLORS[i % COLORS.length], "stroke-width": 1.6 }));
@@ -429,4 +732,4 @@ function connect() {
 }
 
 connect();
-route();
+loadMe().then(route);

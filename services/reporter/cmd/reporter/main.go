@@ -83,7 +83,8 @@ func command() (c *cobra.Command, closeStore func()) {
 		ao := api.Options{Model: rep.Model(), Bus: d.Bus, Log: d.Log.With("component", "api"),
 			ListenAddr: d.MetricsListen, RequireToken: !api.IsLoopback(d.MetricsListen)}
 		if d.Keyring != nil {
-			ao.Authorize = d.Keyring.Authorize
+			// Tokens, and the keys the dashboard's decisions are verified with.
+			ao.Authorize, ao.Keyring = d.Keyring.Authorize, d.Keyring
 		}
 		a := api.New(ao)
 		return httpServices{services: services{rep, n, a}, h: a.Handler()}, nil
