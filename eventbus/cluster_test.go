@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/kis-core/runbook/eventbus"
 	"github.com/kis-core/runbook/eventbus/natstest"
@@ -135,4 +136,131 @@ func TestR3StreamsSurviveTheLeadersLoss(t *testing.T) {
 		}
 		return len(si.CachedInfo().Cluster.Replicas) == 2 && si.CachedInfo().State.Msgs == runs*perRun
 	})
+}
+
+// From R1 to R3, as docs/operations.md says: on a cluster whose streams
+// are R1 (one node holds each), `runbook provision --replicas 3`
+// (EnsureStreams) updates them in place, and then the node that held the
+// only copy can be lost: every event is still there, and a durable
+// consumer made before the move goes on where it was. (A single server's
+// data directory is not turned into a cluster node in place — nats-server
+// treats its streams as orphans —: that move is a stream backup and
+// restore, TestStreamBackupAndRestore in deploycheck.)
+func TestMoveFromR1ToR3(t *testing.T) {
+	t.Parallel()
+	c := natstest.NewCluster(t, 3)
+	nc, err := nats.Connect(c.URLs(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	natstest.WaitReady(t, nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	bus, err := eventbus.NewBus(ctx, nc, eventbus.Options{Source: "before", Provision: true, Streams: eventbus.StreamOptions{Replicas: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	js := bus.JetStream()
+	const events = 30
+	for i := range events {
+		if _, err := bus.Publish(ctx, deployDone("R1", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cons, err := js.CreateOrUpdateConsumer(ctx, eventbus.AuditStream, jetstream.ConsumerConfig{Durable: "moved", AckPolicy: jetstream.AckExplicitPolicy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	take := func(cons jetstream.Consumer, n int) {
+		t.Helper()
+		batch, err := cons.Fetch(n, jetstream.FetchMaxWait(10*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := 0
+		for m := range batch.Messages() {
+			got++
+			if err := m.DoubleAck(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got != n {
+			t.Fatalf("fetched %d of %d (%v)", got, n, batch.Error())
+		}
+	}
+	take(cons, 10)
+	holder := c.StreamLeader(eventbus.AuditStream)
+	if holder < 0 {
+		t.Fatal("no node holds the R1 audit stream")
+	}
+
+	if err := eventbus.EnsureStreams(ctx, js, eventbus.StreamOptions{Replicas: 3}); err != nil {
+		t.Fatalf("provision --replicas 3: %v", err)
+	}
+	natstest.Eventually(t, 60*time.Second, "three current replicas of both streams", func() bool {
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		for _, name := range []string{eventbus.AuditStream, eventbus.MetricsStream} {
+			st, err := js.Stream(ctx, name)
+			if err != nil {
+				return false
+			}
+			in := st.CachedInfo()
+			if in.Config.Replicas != 3 || in.Cluster == nil || len(in.Cluster.Replicas) != 2 {
+				return false
+			}
+			for _, p := range in.Cluster.Replicas {
+				if !p.Current {
+					return false
+				}
+			}
+		}
+		return true
+	})
+	natstest.Eventually(t, 60*time.Second, "the consumer on three nodes", func() bool {
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		in, err := cons.Info(ctx)
+		if err != nil || in.Cluster == nil || len(in.Cluster.Replicas) != 2 {
+			return false
+		}
+		for _, p := range in.Cluster.Replicas {
+			if !p.Current {
+				return false
+			}
+		}
+		return true
+	})
+	// The node that held the only copy goes; everything is still there.
+	c.Stop(holder)
+	natstest.Eventually(t, 60*time.Second, fmt.Sprintf("every event readable without n%d", holder+1), func() bool {
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		h, err := bus.RunHistory(ctx, "R1")
+		return err == nil && len(h) == events
+	})
+	var state string
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("the consumer, last seen: %s", state)
+		}
+	})
+	natstest.Eventually(t, 60*time.Second, fmt.Sprintf("the durable consumer without n%d", holder+1), func() bool {
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		cons, err = js.Consumer(ctx, eventbus.AuditStream, "moved")
+		if err != nil {
+			state = err.Error()
+			return false
+		}
+		in, err := cons.Info(ctx)
+		if err != nil {
+			state = err.Error()
+			return false
+		}
+		state = fmt.Sprintf("pending %d, ack floor %d, delivered %d, cluster %+v", in.NumPending, in.AckFloor.Stream, in.Delivered.Stream, in.Cluster)
+		return in.NumPending == events-10
+	})
+	take(cons, events-10)
 }

@@ -46,16 +46,19 @@ const (
 	Invalid        Status = "INVALID"
 )
 
-// Statuses are every status, in the order above.
-var Statuses = []Status{
-	Submitted, Preflight, AwaitingApproval, WaitingWindow, Deploying, Verifying, RollingBack,
-	Success, RolledBack, RollbackFailed, Failed, Rejected, Expired, Cancelled, Invalid,
+// Statuses are every status, in the order a run passes through them, then
+// the final ones (a new slice: callers may keep or change it).
+func Statuses() []Status {
+	return []Status{
+		Submitted, Preflight, AwaitingApproval, WaitingWindow, Deploying, Verifying, RollingBack,
+		Success, RolledBack, RollbackFailed, Failed, Rejected, Expired, Cancelled, Invalid,
+	}
 }
 
 // ParseStatus reads a status name, in any case ("rolled_back").
 func ParseStatus(name string) (Status, error) {
 	s := Status(strings.ToUpper(strings.TrimSpace(name)))
-	if slices.Contains(Statuses, s) {
+	if slices.Contains(Statuses(), s) {
 		return s, nil
 	}
 	return "", fmt.Errorf("status %q: want one of %s", name, strings.Join(StatusNames(), ", "))
@@ -63,8 +66,9 @@ func ParseStatus(name string) (Status, error) {
 
 // StatusNames are Statuses as strings.
 func StatusNames() []string {
-	names := make([]string, len(Statuses))
-	for i, st := range Statuses {
+	all := Statuses()
+	names := make([]string, len(all))
+	for i, st := range all {
 		names[i] = string(st)
 	}
 	return names

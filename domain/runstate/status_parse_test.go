@@ -15,7 +15,7 @@ func TestParseStatus(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), `status "done": want one of SUBMITTED,`) || !strings.Contains(err.Error(), "INVALID") {
 		t.Errorf("ParseStatus(done): %v", err)
 	}
-	for _, s := range Statuses {
+	for _, s := range Statuses() {
 		if s.Phase() == "" {
 			t.Errorf("%s has no phase", s)
 		}

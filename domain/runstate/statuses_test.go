@@ -7,21 +7,21 @@ import "testing"
 // runbook_runs_active — take the list from here).
 func TestStatusesListsEachOnceInOrder(t *testing.T) {
 	seen := map[Status]bool{}
-	all := Statuses
+	all := Statuses()
 	for i, st := range all {
 		if seen[st] {
 			t.Errorf("%s listed twice", st)
 		}
 		seen[st] = true
 		if want := i >= 7; st.Final() != want {
-			t.Errorf("Statuses[%d] = %s: Final() = %v, want %v", i, st, st.Final(), want)
+			t.Errorf("Statuses()[%d] = %s: Final() = %v, want %v", i, st, st.Final(), want)
 		}
 	}
 	if len(all) != 15 {
 		t.Errorf("%d statuses, want 15", len(all))
 	}
 	all[0] = "CHANGED"
-	if Statuses[0] != Submitted {
-		t.Errorf("Statuses shares its slice with callers")
+	if Statuses()[0] != Submitted {
+		t.Errorf("Statuses() shares its slice with callers")
 	}
 }

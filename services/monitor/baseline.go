@@ -7,6 +7,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/kis-core/runbook/domain/plan"
+	"github.com/kis-core/runbook/eventbus"
 	runbookv1 "github.com/kis-core/runbook/proto/runbook/v1"
 )
 
@@ -32,9 +33,15 @@ func (s *Service) onChangeRequested(ctx context.Context, ev *runbookv1.Event, cr
 	w := newWatch(s, ev, p.Monitor, log)
 	rounds := 0
 	for now := time.Now(); now.Before(end); now = time.Now() {
-		if d, err := s.bus.LastEvent(ctx, run, "deploy.started"); err != nil {
+		// A read the bus cannot serve for a moment (a NATS restart, a
+		// leader election) is retried, never taken for "not deployed yet".
+		d, err := retried(ctx, s, log, "read deploy.started", func(ctx context.Context) (*eventbus.Envelope, error) {
+			return s.bus.LastEvent(ctx, run, "deploy.started")
+		})
+		if err != nil {
 			return err
-		} else if d != nil {
+		}
+		if d != nil {
 			break
 		}
 		if _, _, err := w.round(ctx, false); err != nil {

@@ -66,7 +66,7 @@ func TestRunsGaugesFollowTheReadModel(t *testing.T) {
 	natstest.Eventually(t, 15*time.Second, "2 runs awaiting approval", func() bool { return active(runstate.AwaitingApproval) == 2 })
 	got := metricstest.Scrape(t, url)
 	want := map[runstate.Status]float64{runstate.Submitted: 1, runstate.AwaitingApproval: 2, runstate.WaitingWindow: 1}
-	for _, st := range runstate.Statuses {
+	for _, st := range runstate.Statuses() {
 		v, ok := got.Value("runbook_runs_active", "status", string(st))
 		switch {
 		case st.Final() && ok:

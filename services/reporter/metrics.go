@@ -103,7 +103,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	// Every final status present at 0 from the start: an alert on
 	// increase(runbook_runs_total{status="ROLLBACK_FAILED"}) sees the first.
-	for _, st := range runstate.Statuses {
+	for _, st := range runstate.Statuses() {
 		if st.Final() {
 			m.runs.WithLabelValues(string(st))
 		}
@@ -176,7 +176,7 @@ func (c *runsCollector) Collect(ch chan<- prometheus.Metric) {
 		c.log.Warn("runs gauges: reading the read model failed; left out of this scrape", "err", err)
 		return
 	}
-	for _, st := range runstate.Statuses {
+	for _, st := range runstate.Statuses() {
 		if !st.Final() {
 			ch <- prometheus.MustNewConstMetric(c.active, prometheus.GaugeValue, float64(g.active[st]), string(st))
 		}
@@ -198,7 +198,7 @@ type runsGauges struct {
 func (c *runsCollector) read(ctx context.Context) (runsGauges, error) {
 	g := runsGauges{active: map[runstate.Status]int{}, waiting: map[runstate.Status]time.Duration{}}
 	now := c.now()
-	for _, st := range runstate.Statuses {
+	for _, st := range runstate.Statuses() {
 		if st.Final() {
 			continue
 		}

@@ -656,12 +656,22 @@ func (s *Service) finish(ctx context.Context, cause *runbookv1.Event, t plan.Tes
 	} else {
 		ev = eventbus.New(run, &runbookv1.Event_TestFailed{TestFailed: out})
 	}
+	// One outcome per run, whichever replica's comes first: both types
+	// share a message id, so the stream drops a second one (a replica that
+	// took over a redelivered deploy.done while the first still ran).
+	ev.Id = eventbus.ID(run, TestOutcomeID)
 	if err := s.publishOnce(ctx, eventbus.CausedBy(ev, cause)); err != nil {
 		return err
 	}
 	log.Info("test phase finished", "outcome", ev.GetType(), "passed", v.passed, "failed", v.failed, "reason", v.reason)
 	return nil
 }
+
+// The message ids of the outcomes a run has one of, whatever their type.
+const (
+	TestOutcomeID         = "test.outcome"
+	VerificationOutcomeID = "rollback.verification"
+)
 
 // publishOnce publishes an event that exists at most once per run; finding
 // it already there (a redelivery) is success.

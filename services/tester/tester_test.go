@@ -326,7 +326,7 @@ test:
 		if o := out.GetTestPassed(); o.GetPassed() != 3 || o.GetFailed() != 0 || o.GetRollbackRequested() || o.GetReason() != "3 of 3 tests passed" {
 			t.Errorf("outcome %v", o)
 		}
-		if out.GetId() != "pass/test.passed" || out.GetCausationId() != find(evs, "deploy.done").GetId() {
+		if out.GetId() != "pass/"+tester.TestOutcomeID || out.GetCausationId() != find(evs, "deploy.done").GetId() {
 			t.Errorf("outcome id %q causation %q", out.GetId(), out.GetCausationId())
 		}
 		noSecret(t, evs)

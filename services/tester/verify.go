@@ -76,6 +76,7 @@ func (s *Service) onRollbackDone(ctx context.Context, ev *runbookv1.Event, _ *ru
 	} else {
 		out = eventbus.New(run, &runbookv1.Event_RollbackVerifyFailed{RollbackVerifyFailed: suite})
 	}
+	out.Id = eventbus.ID(run, VerificationOutcomeID) // one verdict per run (see TestOutcomeID)
 	if err := s.publishOnce(ctx, eventbus.CausedBy(out, ev)); err != nil {
 		return fmt.Errorf("publish the verification of run %s: %w", run, err)
 	}

@@ -6,6 +6,7 @@ import (
 
 	"github.com/kis-core/runbook/eventbus"
 	runbookv1 "github.com/kis-core/runbook/proto/runbook/v1"
+	"github.com/kis-core/runbook/services/tester"
 )
 
 // verifyPlan re-runs critical_paths after a rollback; {{STEP}} is its
@@ -67,7 +68,7 @@ func TestRollbackVerification(t *testing.T) {
 		if strings.Join(got, " ") != "Version:PASS Uses Version:PASS" || r.GetPassed() != 2 || r.GetFailed() != 0 {
 			t.Fatalf("verification %v passed %d failed %d", got, r.GetPassed(), r.GetFailed())
 		}
-		if out.GetId() != "vpass/rollback.verified" || out.GetCausationId() != find(evs, "rollback.done").GetId() {
+		if out.GetId() != "vpass/"+tester.VerificationOutcomeID || out.GetCausationId() != find(evs, "rollback.done").GetId() {
 			t.Errorf("outcome id %q causation %q", out.GetId(), out.GetCausationId())
 		}
 		if h.tg.count("/vpass/health") != 1 || h.tg.count("/vpass/v/2.0.0/health") != 1 {
@@ -108,7 +109,7 @@ func TestRollbackVerification(t *testing.T) {
 		if c := r.GetTests()[1]; c.GetName() != "Uses Version" || c.GetStatus() != "FAIL" || !strings.Contains(c.GetError(), "HTTP 500") {
 			t.Errorf("failing case %v", c)
 		}
-		if out.GetId() != "vfail/rollback.verify.failed" {
+		if out.GetId() != "vfail/"+tester.VerificationOutcomeID {
 			t.Errorf("outcome id %q", out.GetId())
 		}
 		if find(evs, "rollback.requested") != nil {

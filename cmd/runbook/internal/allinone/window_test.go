@@ -48,7 +48,7 @@ func TestChangeWindow(t *testing.T) {
 		if len(w.GetWaitingFor()) != 1 || w.GetWaitingFor()[0] != "change_window" || !w.GetUntil().AsTime().Equal(start) || w.GetDeadline() != nil {
 			t.Fatalf("run.waiting %v", w)
 		}
-		if code, out, _ := p.runCLI(t, "runs"); code != 0 || !strings.Contains(out, "WAITING_WINDOW") || !strings.Contains(out, "window until "+start.Local().Format(time.DateTime)) {
+		if code, out, _ := p.runCLI(t, "runs"); code != 0 || !strings.Contains(out, "WAITING_WINDOW") || !strings.Contains(out, "window until "+start.UTC().Format(time.RFC3339)) {
 			t.Errorf("runs: exit %d\n%s", code, out)
 		}
 		if rr := p.report(t, run, 30*time.Second); rr.Status != "SUCCESS" {
