@@ -2,4 +2,7 @@ module github.com/kis-core/runbook/domain
 
 go 1.26
 
-require github.com/goccy/go-yaml v1.19.2 // indirect
+require (
+	github.com/goccy/go-yaml v1.19.2 // indirect
+	github.com/theory/jsonpath v0.12.3
+)
