@@ -3,6 +3,7 @@ package checks
 import (
 	"context"
 	"net"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -124,8 +125,11 @@ func TestRedisRealServer(t *testing.T) {
 func TestRedisNoAuth(t *testing.T) {
 	t.Parallel()
 	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		requireService(t, "redis-server (Debian's redis-server package)", "127.0.0.1:1")
+	switch {
+	case err != nil && os.Getenv("CI") == "true":
+		t.Fatalf("redis-server is not on PATH (%v) and CI=true: install Debian's redis-server", err)
+	case err != nil:
+		t.Skipf("!!!!! SKIPPED: redis-server is not on PATH (%v): NOAUTH is NOT tested here (this would fail with CI=true) !!!!!", err)
 	}
 	addr := closedPort(t)
 	_, port, _ := net.SplitHostPort(addr)
