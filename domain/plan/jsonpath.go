@@ -61,10 +61,11 @@ func ParseJSONPath(text string) (*JSONPath, error) {
 			}
 			return nil, fmt.Errorf("JSONPath %q does not parse: %w", text, err)
 		}
-		if n := descendants(text); n > MaxJSONPathDescendants {
+		n := descendants(text)
+		if n > MaxJSONPathDescendants {
 			return nil, fmt.Errorf("JSONPath %q has %d descendant segments (..): at most %d, each multiplies the values a deeply nested response yields", text, n, MaxJSONPathDescendants)
 		}
-		return &JSONPath{text: text, query: q, descendants: descendants(text)}, nil
+		return &JSONPath{text: text, query: q, descendants: n}, nil
 	}
 	segs, err := shortPathSegments(text)
 	if err != nil {
