@@ -11,7 +11,9 @@ import (
 )
 
 // Capture takes one value from a response: a JSON path of the body or a
-// header. A path that is not there, or holds null, is an error naming it.
+// header. A path that selects nothing, or null, or several values, is an
+// error naming it (the values' locations, never the values: a capture is
+// secret by default).
 func Capture(c plan.Capture, o Observation) (any, error) {
 	if c.Header != "" {
 		v := o.Header.Get(c.Header)
@@ -24,10 +26,18 @@ func Capture(c plan.Capture, o Observation) (any, error) {
 	if err != nil {
 		return nil, fmt.Errorf("JSON path %s: the response body is not JSON: %w", c.JSON, err)
 	}
-	v, ok := Lookup(doc, c.JSON)
-	if !ok {
-		return nil, fmt.Errorf("JSON path %s is missing from the response", c.JSON)
+	got, err := selectPath(doc, c.JSON)
+	if err != nil {
+		return nil, fmt.Errorf("JSON path %s: %w", c.JSON, err)
 	}
+	switch len(got.values) {
+	case 0:
+		return nil, fmt.Errorf("JSON path %s is missing from the response", c.JSON)
+	case 1:
+	default:
+		return nil, fmt.Errorf("JSON path %s selects %d values (%s): a capture takes one, narrow the path (an index [0], or a filter that matches one)", c.JSON, len(got.values), Show(got.where))
+	}
+	v := got.values[0]
 	if v == nil {
 		return nil, fmt.Errorf("JSON path %s is null in the response", c.JSON)
 	}

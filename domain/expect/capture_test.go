@@ -10,7 +10,7 @@ import (
 	"github.com/kis-core/runbook/domain/plan"
 )
 
-func TestLookupJSONPathRoot(t *testing.T) {
+func TestSelectJSONPathRoot(t *testing.T) {
 	t.Parallel()
 	doc := mustJSON(t, `{"token":"t1","data":{"items":[{"id":"x"}]}}`)
 	for _, c := range []struct {
@@ -23,19 +23,19 @@ func TestLookupJSONPathRoot(t *testing.T) {
 		{"$.missing", nil, false},
 		{"token", "t1", true},
 	} {
-		got, ok := Lookup(doc, c.path)
-		if ok != c.ok || (ok && !Equal(c.want, got)) {
-			t.Errorf("Lookup(%q) = %v, %v; want %v, %v", c.path, got, ok, c.want, c.ok)
+		got, err := selectPath(doc, c.path)
+		if ok := len(got.values) == 1; err != nil || ok != c.ok || (ok && !Equal(c.want, got.values[0])) {
+			t.Errorf("selectPath(%q) = %v, %v; want %v, %v", c.path, got.values, err, c.want, c.ok)
 		}
 	}
-	if got, ok := Lookup(doc, "$"); !ok || !reflect.DeepEqual(got, doc) {
-		t.Errorf("Lookup($) = %v, %v; want the document", got, ok)
+	if got, err := selectPath(doc, "$"); err != nil || len(got.values) != 1 || !reflect.DeepEqual(got.values[0], doc) {
+		t.Errorf("selectPath($) = %v, %v; want the document", got.values, err)
 	}
 }
 
 func TestCapture(t *testing.T) {
 	t.Parallel()
-	obs := Observation{Status: 200, Body: []byte(`{"token":"abc","n":7,"user":{"email":"a@b"},"nil":null}`),
+	obs := Observation{Status: 200, Body: []byte(`{"token":"abc","n":7,"user":{"email":"a@b"},"nil":null,"items":[{"sku":"A","id":"i1"},{"sku":"B","id":"i2"}]}`),
 		Header: http.Header{"X-Request-Id": {"req-1"}}}
 	for _, c := range []struct {
 		name    string
@@ -50,6 +50,10 @@ func TestCapture(t *testing.T) {
 		{"missing path", plan.Capture{JSON: "data.token"}, nil, "JSON path data.token is missing from the response"},
 		{"null", plan.Capture{JSON: "nil"}, nil, "JSON path nil is null"},
 		{"missing header", plan.Capture{Header: "X-Trace"}, nil, "header X-Trace is missing"},
+		{"recursive descent finds one nested key", plan.Capture{JSON: "$..email"}, "a@b", ""},
+		{"a filter that matches one", plan.Capture{JSON: "$.items[?@.sku=='B'].id"}, "i2", ""},
+		{"several values", plan.Capture{JSON: "$.items[*].id"}, nil, `JSON path $.items[*].id selects 2 values (["$['items'][0]['id']","$['items'][1]['id']"]): a capture takes one`},
+		{"a filter that matches none", plan.Capture{JSON: "$.items[?@.sku=='C'].id"}, nil, "is missing from the response"},
 	} {
 		got, err := Capture(c.capture, obs)
 		if c.err != "" {
@@ -177,5 +181,44 @@ func TestEvaluateAssertions(t *testing.T) {
 	}
 	if r := Evaluate(plan.Expect{JSONMatch: map[string]string{"a": "x"}}, Observation{Status: 200, Body: []byte("<html>")}); r.Pass || !strings.Contains(r.Error(), "not JSON") {
 		t.Errorf("json_match on HTML: %+v", r)
+	}
+}
+
+// A path that selects several values: json and json_match hold when every
+// value meets them (an error names the first that does not, where it is
+// and how many fail), "*" when there is at least one, json_absent when
+// there is none.
+func TestEvaluateSeveralValues(t *testing.T) {
+	t.Parallel()
+	obs := Observation{Status: 200, Body: []byte(`{"items":[{"sku":"A","status":"ok","n":1},{"sku":"B","status":"ok","n":2},{"sku":"C","status":"failed","n":3}],"meta":{"deep":{"error":null}}}`)}
+	for _, c := range []struct {
+		name    string
+		expect  plan.Expect
+		details string
+		errs    []string // empty: passes
+	}{
+		{"every value equals", plan.Expect{JSON: map[string]any{"$.items[?@.n<3].status": "ok"}}, `$.items[?@.n<3].status=["ok","ok"]`, nil},
+		{"one value differs", plan.Expect{JSON: map[string]any{"$.items[*].status": "ok"}}, "",
+			[]string{`field $.items[*].status is "failed" at $['items'][2]['status'] (expected "ok"; 1 of 3 values)`}},
+		{"exists: at least one", plan.Expect{JSON: map[string]any{"$..sku": "*"}}, `$..sku=["A","B","C"]`, nil},
+		{"a filter that selects one", plan.Expect{JSON: map[string]any{"$.items[?(@.sku=='B')].n": 2}}, "$.items[?(@.sku=='B')].n=2", nil},
+		{"a filter that selects none", plan.Expect{JSON: map[string]any{"$.items[?(@.sku=='Z')].n": "*"}}, "",
+			[]string{"field $.items[?(@.sku=='Z')].n is missing"}},
+		{"every value matches", plan.Expect{JSONMatch: map[string]string{"$.items[*].sku": "^[A-Z]$"}}, `$.items[*].sku=["A","B","C"]`, nil},
+		{"two values do not match", plan.Expect{JSONMatch: map[string]string{"$.items[*].sku": "^[AX]$"}}, "",
+			[]string{`field $.items[*].sku is B at $['items'][1]['sku'] (does not match ^[AX]$; 2 of 3 values)`}},
+		{"absent at any depth", plan.Expect{JSONAbsent: []string{"$..message"}}, "", nil},
+		{"present at depth", plan.Expect{JSONAbsent: []string{"$..error"}}, "",
+			[]string{"field $..error is present (expected absent): null"}},
+		{"a path that does not parse", plan.Expect{JSON: map[string]any{"$.items[": "*"}}, "",
+			[]string{`json $.items[: JSONPath "$.items[" does not parse: jsonpath: unexpected eof at position 9`}},
+	} {
+		r := Evaluate(c.expect, obs)
+		if r.Pass != (len(c.errs) == 0) || !reflect.DeepEqual(r.Errors, c.errs) && len(c.errs) > 0 {
+			t.Errorf("%s: pass=%v errors=%q, want %q", c.name, r.Pass, r.Errors, c.errs)
+		}
+		if want := "HTTP 200, Response time: 0ms"; c.details != "" && r.Details != want+", "+c.details {
+			t.Errorf("%s: details %q, want %q", c.name, r.Details, want+", "+c.details)
+		}
 	}
 }

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"regexp"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -136,8 +135,8 @@ func checkHeaders(e plan.Expect, h http.Header) (details, errs []string) {
 	return details, errs
 }
 
-// checkMatches checks json_match: each path's value, as text, against its
-// regular expression.
+// checkMatches checks json_match: the text of each value a path selects
+// against its regular expression.
 func checkMatches(want map[string]string, doc any) (details, errs []string) {
 	for _, p := range sortedKeys(want) {
 		re, err := regexp.Compile(want[p])
@@ -145,24 +144,33 @@ func checkMatches(want map[string]string, doc any) (details, errs []string) {
 			errs = append(errs, fmt.Sprintf("json_match %s: %v", p, err))
 			continue
 		}
-		got, ok := Lookup(doc, p)
+		got, err := selectPath(doc, p)
+		if err != nil {
+			errs = append(errs, fmt.Sprintf("json_match %s: %v", p, err))
+			continue
+		}
+		first, failing := got.firstFailing(func(v any) bool { return re.MatchString(Text(v)) })
 		switch {
-		case !ok:
+		case len(got.values) == 0:
 			errs = append(errs, fmt.Sprintf("field %s is missing", p))
-		case !re.MatchString(Text(got)):
-			errs = append(errs, fmt.Sprintf("field %s is %s (does not match %s)", p, Show(got), re))
+		case failing > 0:
+			errs = append(errs, fmt.Sprintf("field %s is %s%s (does not match %s%s)", p, Show(got.values[first]), got.at(first), re, got.of(failing)))
 		default:
-			details = append(details, fmt.Sprintf("%s=%s", p, Show(got)))
+			details = append(details, fmt.Sprintf("%s=%s", p, got.show()))
 		}
 	}
 	return details, errs
 }
 
-// checkAbsent checks json_absent: none of the paths may exist.
+// checkAbsent checks json_absent: none of the paths may select a value.
 func checkAbsent(paths []string, doc any) (errs []string) {
 	for _, p := range paths {
-		if got, ok := Lookup(doc, p); ok {
-			errs = append(errs, fmt.Sprintf("field %s is present (expected absent): %s", p, Show(got)))
+		got, err := selectPath(doc, p)
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Sprintf("json_absent %s: %v", p, err))
+		case len(got.values) > 0:
+			errs = append(errs, fmt.Sprintf("field %s is present (expected absent): %s", p, got.show()))
 		}
 	}
 	return errs
@@ -192,25 +200,24 @@ func sortedKeys[V any](m map[string]V) []string {
 }
 
 // checkFields checks each expected field in path order, so the details and
-// errors read the same on every run.
+// errors read the same on every run: every value a path selects must equal
+// the expected one ("*": the path selects at least one value).
 func checkFields(want map[string]any, doc any) (details, errs []string) {
-	paths := make([]string, 0, len(want))
-	for p := range want {
-		paths = append(paths, p)
-	}
-	sort.Strings(paths)
-	for _, p := range paths {
+	for _, p := range sortedKeys(want) {
 		w := want[p]
-		got, ok := Lookup(doc, p)
+		got, err := selectPath(doc, p)
+		if err != nil {
+			errs = append(errs, fmt.Sprintf("json %s: %v", p, err))
+			continue
+		}
+		first, failing := got.firstFailing(func(v any) bool { return w == Exists || Equal(w, v) })
 		switch {
-		case !ok:
+		case len(got.values) == 0:
 			errs = append(errs, fmt.Sprintf("field %s is missing", p))
-		case w == Exists:
-			details = append(details, fmt.Sprintf("%s=%s", p, Show(got)))
-		case !Equal(w, got):
-			errs = append(errs, fmt.Sprintf("field %s is %s (expected %s)", p, ShowValue(got), ShowValue(w)))
+		case failing > 0:
+			errs = append(errs, fmt.Sprintf("field %s is %s%s (expected %s%s)", p, ShowValue(got.values[first]), got.at(first), ShowValue(w), got.of(failing)))
 		default:
-			details = append(details, fmt.Sprintf("%s=%s", p, Show(got)))
+			details = append(details, fmt.Sprintf("%s=%s", p, got.show()))
 		}
 	}
 	return details, errs

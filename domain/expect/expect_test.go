@@ -2,6 +2,7 @@ package expect
 
 import (
 	"encoding/json"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -18,9 +19,12 @@ func mustJSON(t *testing.T, s string) any {
 	return v
 }
 
-func TestLookup(t *testing.T) {
+// The short form of a path keeps its meaning under the RFC 9535 library:
+// dotted keys, indexes as a segment or in brackets, a top-level key that
+// holds dots found when written whole.
+func TestSelectShortForm(t *testing.T) {
 	t.Parallel()
-	doc := `{"a":{"b":{"c":1}},"items":[{"id":"x"},{"id":"y"}],"dotted.key":true,"nil":null,"s":"str"}`
+	doc := `{"a":{"b":{"c":1}},"items":[{"id":"x"},{"id":"y"}],"dotted.key":true,"nil":null,"s":"str","m":{"0":"zero"}}`
 	tests := []struct {
 		path string
 		want any
@@ -30,23 +34,66 @@ func TestLookup(t *testing.T) {
 		{"items.1.id", "y", true},
 		{"items[0].id", "x", true},
 		{"items.2.id", nil, false},
-		{"items.-1.id", nil, false},
 		{"items.x", nil, false},
 		{"dotted.key", true, true},
 		{"nil", nil, true},
 		{"a.missing", nil, false},
 		{"s.deeper", nil, false},
-		{"", nil, true}, // the document itself; checked below
+		{"m.0", "zero", true}, // a number segment on an object is a key
+		{"m[0]", "zero", true},
+		{"items.99999999999999999999", nil, false},
 	}
 	root := mustJSON(t, doc)
 	for _, tt := range tests {
-		got, ok := Lookup(root, tt.path)
-		if ok != tt.ok {
-			t.Errorf("Lookup(%q) ok = %v, want %v", tt.path, ok, tt.ok)
+		got, err := selectPath(root, tt.path)
+		if err != nil {
+			t.Errorf("selectPath(%q): %v", tt.path, err)
 			continue
 		}
-		if tt.path != "" && ok && !Equal(tt.want, got) {
-			t.Errorf("Lookup(%q) = %#v, want %#v", tt.path, got, tt.want)
+		if ok := len(got.values) == 1; ok != tt.ok || len(got.values) > 1 {
+			t.Errorf("selectPath(%q) = %v, want one value: %v", tt.path, got.values, tt.ok)
+			continue
+		}
+		if tt.ok && !Equal(tt.want, got.values[0]) {
+			t.Errorf("selectPath(%q) = %#v, want %#v", tt.path, got.values[0], tt.want)
+		}
+	}
+	if _, err := selectPath(root, "items.-1.id"); err != nil {
+		t.Errorf("items.-1.id: %v (a key named -1)", err)
+	}
+	if _, err := selectPath(root, "$.items.0"); err == nil || !strings.Contains(err.Error(), "does not parse") {
+		t.Errorf("$.items.0 is not RFC 9535: %v", err)
+	}
+}
+
+// RFC 9535 paths: recursive descent finds nested keys, filters filter,
+// and every value is located by its normalized path.
+func TestSelectJSONPath(t *testing.T) {
+	t.Parallel()
+	doc := mustJSON(t, `{"x":0,"a":[{"b":1,"c":"one"},{"b":2,"c":"two"}],"n":{"m":{"x":5,"deep":[{"x":6}]}}}`)
+	for _, tt := range []struct {
+		path  string
+		want  []any
+		where []string
+	}{
+		{"$..x", []any{0, 5, 6}, []string{"$['x']", "$['n']['m']['x']", "$['n']['m']['deep'][0]['x']"}},
+		{"$.n..x", []any{5, 6}, []string{"$['n']['m']['x']", "$['n']['m']['deep'][0]['x']"}},
+		{"$.a[?(@.b==1)].c", []any{"one"}, []string{"$['a'][0]['c']"}},
+		{"$.a[?@.b>1].c", []any{"two"}, []string{"$['a'][1]['c']"}},
+		{"$.a[?@.b==3].c", nil, nil},
+		{"$.a[*].b", []any{1, 2}, []string{"$['a'][0]['b']", "$['a'][1]['b']"}},
+		{"$.a[-1].c", []any{"two"}, []string{"$['a'][1]['c']"}},
+	} {
+		got, err := selectPath(doc, tt.path)
+		if err != nil {
+			t.Errorf("%s: %v", tt.path, err)
+			continue
+		}
+		if !Equal(tt.want, got.values) && !(len(tt.want) == 0 && len(got.values) == 0) {
+			t.Errorf("%s = %v, want %v", tt.path, got.values, tt.want)
+		}
+		if !reflect.DeepEqual(got.where, tt.where) {
+			t.Errorf("%s at %q, want %q", tt.path, got.where, tt.where)
 		}
 	}
 }

@@ -8,53 +8,86 @@ package expect
 
 import (
 	"encoding/json"
+	"fmt"
 	"math/big"
-	"strconv"
 	"strings"
 
 	"github.com/kis-core/runbook/domain/plan"
 )
 
-// Lookup finds path in a decoded JSON document. A path is dotted
-// ("data.estimate.id"); a segment that is an integer indexes an array
-// ("items.0.code"), and "items[0].code" is accepted too. A top-level key that
-// itself contains dots is found when written whole ("a.b" → doc["a.b"]).
-// It reports whether the field exists (a JSON null exists).
+// selected is what a JSON path selects in a response: the values, each
+// with its RFC 9535 normalized path ($['items'][2]['status']), in document
+// order.
+type selected struct {
+	values []any
+	where  []string
+}
+
+// selectPath evaluates path (either form plan.ParseJSONPath reads) on doc,
+// a body DecodeJSON decoded. A path that does not parse is an error
+// (validation refuses it before a run).
 //
-// A leading "$." (or a path of just "$", the whole document) is accepted and
-// ignored, so JSONPath-style "$.data.token" reads like "data.token". The
-// grammar is plan.JSONPathSegments, which validation checks: a path outside
-// it finds nothing.
-func Lookup(doc any, path string) (any, bool) {
-	if m, ok := doc.(map[string]any); ok && path != "" && path != "$" {
-		if v, ok := m[strings.TrimPrefix(path, "$.")]; ok {
-			return v, true
-		}
-	}
-	segs, err := plan.JSONPathSegments(path)
+// What the expectations make of the values (plan.Expect documents it):
+// none is a missing field; json and json_match hold when every value
+// selected meets them, json_absent when none is selected; a capture takes
+// exactly one value (Capture).
+func selectPath(doc any, path string) (selected, error) {
+	p, err := plan.ParseJSONPath(path)
 	if err != nil {
-		return nil, false
+		return selected{}, err
 	}
-	cur := doc
-	for _, seg := range segs {
-		switch node := cur.(type) {
-		case map[string]any:
-			v, ok := node[seg]
-			if !ok {
-				return nil, false
+	nodes, err := p.Select(doc)
+	if err != nil {
+		return selected{}, err
+	}
+	var s selected
+	for _, n := range nodes {
+		s.values = append(s.values, n.Node)
+		s.where = append(s.where, n.Path.String())
+	}
+	return s, nil
+}
+
+// show renders the values selected for details and errors: the value
+// when there is one, else a JSON list of them.
+func (s selected) show() string {
+	if len(s.values) == 1 {
+		return Show(s.values[0])
+	}
+	return Show(s.values)
+}
+
+// firstFailing returns the index of the first value for which ok is false
+// and how many fail (-1, 0 when every value is ok).
+func (s selected) firstFailing(ok func(v any) bool) (first, failing int) {
+	first = -1
+	for i, v := range s.values {
+		if !ok(v) {
+			if first < 0 {
+				first = i
 			}
-			cur = v
-		case []any:
-			i, err := strconv.Atoi(seg)
-			if err != nil || i < 0 || i >= len(node) {
-				return nil, false
-			}
-			cur = node[i]
-		default:
-			return nil, false
+			failing++
 		}
 	}
-	return cur, true
+	return first, failing
+}
+
+// at names where the i-th value is, when the path selected several
+// (" at $['items'][2]['status']"); nothing when it selected one.
+func (s selected) at(i int) string {
+	if len(s.values) == 1 {
+		return ""
+	}
+	return " at " + s.where[i]
+}
+
+// of counts the values that fail among several ("; 2 of 3 values"):
+// nothing when the path selected one.
+func (s selected) of(failing int) string {
+	if len(s.values) == 1 {
+		return ""
+	}
+	return fmt.Sprintf("; %d of %d values", failing, len(s.values))
 }
 
 // DecodeJSON decodes a response body keeping numbers exact (json.Number).

@@ -55,47 +55,115 @@ deploy:
 	}
 }
 
-func TestJSONPathSegments(t *testing.T) {
+// Both forms of a JSON path parse to an RFC 9535 query: the short form to
+// the query of the same keys and indexes, the $ form by the library, whose
+// error (with the position) is what validation reports.
+func TestParseJSONPath(t *testing.T) {
 	t.Parallel()
 	for _, c := range []struct {
-		path string
-		want []string
-		err  string
+		path  string
+		query string // the RFC 9535 query
+		err   string
 	}{
-		{"$", nil, ""},
-		{"", nil, ""},
-		{"release", []string{"release"}, ""},
-		{"$.release", []string{"release"}, ""},
-		{"data.items[0].id", []string{"data", "items", "0", "id"}, ""},
-		{"items.0.id", []string{"items", "0", "id"}, ""},
-		{"$[1][2]", []string{"1", "2"}, ""},
-		{"$.a b.c-d", []string{"a b", "c-d"}, ""},
-		{"$..release", nil, "recursive descent"},
-		{"a..b", nil, "an empty key"},
-		{".a", nil, "an empty key"},
-		{"a.", nil, "an empty key"},
-		{"$.", nil, "nothing after $."},
-		{"a.[0]", nil, "an empty key"},
-		{"items[0", nil, "[ without a closing ]"},
-		{"items]0", nil, "] without an opening ["},
-		{"items[x]", nil, "brackets take an array index"},
-		{"items['a']", nil, "brackets take an array index"},
-		{"items[?(@.a)]", nil, "brackets take an array index"},
-		{"items[*]", nil, "wildcards"},
-		{"items.*", nil, "wildcards"},
-		{"items[0]id", nil, "write . before a key"},
+		{"$", "$", ""},
+		{"release", `$["release"]`, ""},
+		{"$.release", `$["release"]`, ""},
+		{"data.items[0].id", `$["data"]["items"][0,"0"]["id"]`, ""},
+		{"items.0.id", `$["items"][0,"0"]["id"]`, ""},
+		{"[0].id", `$[0,"0"]["id"]`, ""},
+		{"$[1][2]", "$[1][2]", ""},
+		{"a b.c-d", `$["a b"]["c-d"]`, ""},
+		{`it's."q"`, `$["it's"]["\"q\""]`, ""},
+		{"$..release", `$..["release"]`, ""},
+		{"$.items[?(@.sku=='A')].price", `$["items"][?(@["sku"] == "A")]["price"]`, ""},
+		{"$.items[*]", `$["items"][*]`, ""},
+		{"$['a b']", `$["a b"]`, ""},
+		{"", "", "a JSON path is required"},
+		{" ", "", "a JSON path is required"},
+		{"$.items.0.id", "", `JSONPath "$.items.0.id" does not parse: jsonpath: invalid number literal at position 9`},
+		{"$.a b", "", "unexpected blank space at position 4; write the short form without $ (a b)"},
+		{"$.items[?@.a==]", "", `JSONPath "$.items[?@.a==]" does not parse`},
+		{"$..", "", "unexpected eof at position 4"},
+		{"a..b", "", "an empty key"},
+		{".a", "", "an empty key"},
+		{"a.", "", "an empty key"},
+		{"a.[0]", "", "an empty key"},
+		{"items[0", "", "[ without a closing ]"},
+		{"items]0", "", "] without an opening ["},
+		{"items[x]", "", "brackets in a short path take an array index"},
+		{"items['a']", "", "for quoted keys or filters write JSONPath from $"},
+		{"items[?(@.a)]", "", "brackets in a short path take an array index"},
+		{"items[*]", "", "[*] selects every element: that is JSONPath"},
+		{"items.*", "", "* selects every key: that is JSONPath"},
+		{"items[0]id", "", "write . before a key"},
+		{"$..a..b", `$..["a"]..["b"]`, ""},
+		{"$..a[?@..b]", `$..["a"][?@..["b"]]`, ""},
+		{"$..a..b..c", "", `JSONPath "$..a..b..c" has 3 descendant segments (..): at most 2`},
+		{"$..a[?@..b && @..c]", "", "has 3 descendant segments"},
+		{`$['..']..a[?@.b=='..' || @.c=="x\"..\\.."]`, `$[".."]..["a"][?@["b"] == ".." || @["c"] == "x\"..\\.."]`, ""},
 	} {
-		got, err := JSONPathSegments(c.path)
+		p, err := ParseJSONPath(c.path)
 		switch {
 		case c.err == "" && err != nil:
 			t.Errorf("%q: %v", c.path, err)
 		case c.err != "" && (err == nil || !strings.Contains(err.Error(), c.err)):
 			t.Errorf("%q: error %v, want one saying %q", c.path, err, c.err)
-		case c.err == "" && !reflect.DeepEqual(got, c.want):
-			t.Errorf("%q: %q, want %q", c.path, got, c.want)
+		case c.err == "" && p.Query() != c.query:
+			t.Errorf("%q: query %s, want %s", c.path, p.Query(), c.query)
+		case c.err == "" && p.String() != c.path:
+			t.Errorf("%q: String() = %q", c.path, p.String())
 		}
 	}
-	if err := CheckJSONPath(" "); err == nil || !strings.Contains(err.Error(), "a JSON path is required") {
-		t.Errorf("blank path: %v", err)
+}
+
+// A path with .. searches a document nested at most MaxJSONDepth levels;
+// one without reads any.
+func TestJSONPathDepth(t *testing.T) {
+	t.Parallel()
+	nest := func(levels int) any {
+		var v any = "leaf"
+		for range levels {
+			v = []any{v}
+		}
+		return v
+	}
+	deep, shallow := nest(MaxJSONDepth+1), nest(MaxJSONDepth)
+	desc, _ := ParseJSONPath("$..*")
+	if n, err := desc.Select(shallow); err != nil || len(n) != MaxJSONDepth {
+		t.Errorf("$..* on %d levels: %d values, %v; want %d", MaxJSONDepth, len(n), err, MaxJSONDepth)
+	}
+	if _, err := desc.Select(deep); err == nil || !strings.Contains(err.Error(), "nests deeper than 100 levels") {
+		t.Errorf("$..* on %d levels: %v; want the depth refused", MaxJSONDepth+1, err)
+	}
+	idx, _ := ParseJSONPath("$[0][0]")
+	if n, err := idx.Select(deep); err != nil || len(n) != 1 {
+		t.Errorf("$[0][0] on %d levels: %v, %v; want one value", MaxJSONDepth+1, n, err)
+	}
+}
+
+// validate accepts what the library parses, in expectations and captures
+// alike, and reports what it cannot parse where the path is written.
+func TestValidateJSONPaths(t *testing.T) {
+	t.Parallel()
+	_, issues := testIssues(t, `test:
+  smoke:
+    - name: x
+      request: {url: "http://h/"}
+      expect:
+        json: {"$..id": "*", "$.items[?@.sku=='A'].n": 1, "data.items[0].id": x}
+        json_match: {"$.items[*].sku": "^[A-Z]$"}
+        json_absent: ["$..error"]
+      capture: {token: "$..token", first: {json: "$.items[0].id", secret: false}}
+    - name: y
+      request: {url: "http://h/${token}"}
+      expect: {json_absent: ["$.items[?@.n>]"]}
+`)
+	if len(issues) != 1 {
+		t.Fatalf("issues %v; want only the one of test.smoke[1]", issues)
+	}
+	is := issues[0]
+	if is.Path != "test.smoke[1].expect.json_absent[0]" || is.Line != 13 ||
+		!strings.Contains(is.Message, `JSONPath "$.items[?@.n>]" does not parse: jsonpath: `) || !strings.Contains(is.Message, "at position 14") {
+		t.Errorf("issue %+v; want the unparseable path with its line and position", is)
 	}
 }

@@ -295,10 +295,10 @@ func TestInvalid(t *testing.T) {
 		// Health checks, wait.until and http steps take the smoke tests'
 		// expect block, checked by the same rules.
 		{"health_expect", []wantIssue{
-			{"deploy.steps[0].http.expect.json.$..release", 5, 25, "", []string{`"$..release" is not a JSON path`, "recursive descent (..) is not supported"}},
-			{"deploy.steps[0].http.expect.body_contians", 5, 45, "body_contians", []string{`unknown field "body_contians" in deploy.steps[0].http.expect`, `did you mean "body_contains"?`, "allowed fields are status, max_ms, json, json_match, json_absent, headers, headers_match, body_contains"}},
+			{"deploy.steps[0].http.expect.json.$.items.0.id", 5, 25, "", []string{`JSONPath "$.items.0.id" does not parse: jsonpath: invalid number literal at position 9`, "write the short form without $ (items.0.id)"}},
+			{"deploy.steps[0].http.expect.body_contians", 5, 47, "body_contians", []string{`unknown field "body_contians" in deploy.steps[0].http.expect`, `did you mean "body_contains"?`, "allowed fields are status, max_ms, json, json_match, json_absent, headers, headers_match, body_contains"}},
 			{"deploy.steps[1].wait.until.expect.status", 11, 21, "200", []string{"expect_status and expect.status both give the status", "write it once"}},
-			{"deploy.steps[1].wait.until.expect.json_match.items[x]", 12, 26, "", []string{`"items[x]" is not a JSON path`, "brackets take an array index"}},
+			{"deploy.steps[1].wait.until.expect.json_match.items[x]", 12, 26, "", []string{`"items[x]" is not a JSON path`, "brackets in a short path take an array index", "for quoted keys or filters write JSONPath from $"}},
 			{"deploy.health[0].expect.json_absent[0]", 17, 23, "data.", []string{`"data." is not a JSON path`, "an empty key"}},
 			{"deploy.health[0].expect.json_absent[1]", 17, 32, "", []string{"a JSON path is required"}},
 			{"deploy.health[0].expect.headers_match.Content-Type", 18, 39, "[a", []string{"is not a regular expression"}},

@@ -169,9 +169,12 @@ func jsonStrings(path string, v any, fn func(path, text string)) {
 const CaptureHeaderPrefix = "header:"
 
 // Capture is where one captured value comes from. It is written as a text
-// — a dotted JSON path of the response body ("token", "data.items[0].id",
-// "$.token") or "header:Name" — or as a mapping {json: path} / {header:
-// Name}, which may add secret: false to let the value be shown in events.
+// — a JSON path of the response body ("token", "data.items[0].id",
+// "$.token", "$.items[?@.sku=='A'].id"; see ParseJSONPath) or
+// "header:Name" — or as a mapping {json: path} / {header: Name}, which may
+// add secret: false to let the value be shown in events. The path must
+// select exactly one value that is not null: none, null or several fail
+// the step.
 // Captured values are secret by default: replaced by [name] wherever a
 // test's details or error would show them.
 type Capture struct {

@@ -156,11 +156,11 @@ func TestSmokeSuitesInvalid(t *testing.T) {
 		{"bad JSON path in a smoke expect", `test:
   smoke:
     - {name: x, request: {url: "http://h/"}, expect: {json: {"items[*].id": "*"}}}
-`, "test.smoke[0].expect.json.items[*].id", "wildcards ([*]) are not supported"},
+`, "test.smoke[0].expect.json.items[*].id", "[*] selects every element: that is JSONPath, start the path with $ ($.items[*].id)"},
 		{"bad capture path", `test:
   smoke:
-    - {name: x, request: {url: "http://h/"}, capture: {token: "$..token"}}
-`, "test.smoke[0].capture.token", `"$..token" is not a JSON path`},
+    - {name: x, request: {url: "http://h/"}, capture: {token: "$..token["}}
+`, "test.smoke[0].capture.token", `JSONPath "$..token[" does not parse: jsonpath: unexpected eof at position 10`},
 		{"unknown suite field", `test:
   suites:
     - {name: s, stepz: []}

@@ -443,13 +443,23 @@ type Request struct {
 // Expect is what a response must show: a smoke test's, a health check's,
 // a wait.until's or an http step's (domain/expect evaluates it). Every
 // assertion is checked and every unmet one reported.
+//
+// A JSON path is the short form ("data.items[0].id") or an RFC 9535
+// JSONPath from $ ("$..id", "$.items[?@.sku=='A'].price"); see
+// ParseJSONPath. A path selects zero, one or several values: none is a
+// missing field; json and json_match hold when every value selected meets
+// them (a path that selects one value, as every short-form path does,
+// compares that value); json_absent holds when none is selected.
 type Expect struct {
-	Status int            `yaml:"status"` // default: any 2xx
-	MaxMS  int            `yaml:"max_ms"` // latency bound, request sent to last byte read
-	JSON   map[string]any `yaml:"json"`   // dotted path → expected value ("*" : must exist)
-	// JSONMatch: dotted path → regular expression the value's text must match.
+	Status int `yaml:"status"` // default: any 2xx
+	MaxMS  int `yaml:"max_ms"` // latency bound, request sent to last byte read
+	// JSON: path → expected value, that every value selected equals ("*":
+	// the path selects at least one value).
+	JSON map[string]any `yaml:"json"`
+	// JSONMatch: path → regular expression the text of every value
+	// selected must match.
 	JSONMatch map[string]string `yaml:"json_match"`
-	// JSONAbsent: dotted paths that must not exist.
+	// JSONAbsent: paths that must select nothing.
 	JSONAbsent []string `yaml:"json_absent"`
 	// Headers: header → exact value ("*": must be present).
 	Headers map[string]string `yaml:"headers"`

@@ -3,6 +3,8 @@ package monitor
 import (
 	"net/http"
 
+	"github.com/prometheus/common/model"
+
 	"github.com/kis-core/runbook/services/monitor/source"
 )
 
@@ -35,7 +37,7 @@ func (s *Service) receiveAlerts(w http.ResponseWriter, r *http.Request) {
 	n := s.o.Sources.Alerts.Receive(msg)
 	firing := 0
 	for _, a := range msg.Alerts {
-		if a.Status == "firing" {
+		if a.Status == string(model.AlertFiring) {
 			firing++
 		}
 	}

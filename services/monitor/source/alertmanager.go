@@ -13,33 +13,23 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/alertmanager/template"
+	"github.com/prometheus/common/model"
+
 	"github.com/kis-core/runbook/domain/plan"
 )
 
 // WebhookMessage is Alertmanager's webhook payload, version 4
-// (https://prometheus.io/docs/alerting/latest/configuration/#webhook_config).
+// (https://prometheus.io/docs/alerting/latest/configuration/#webhook_config):
+// the shape of Alertmanager's notify/webhook.Message, around the data types
+// Alertmanager marshals it from (template.Data, template.Alert). The
+// notify/webhook package itself is not imported: it brings every notifier's
+// dependencies (54 modules) for three fields.
 type WebhookMessage struct {
-	Version           string            `json:"version"`
-	GroupKey          string            `json:"groupKey"`
-	TruncatedAlerts   int               `json:"truncatedAlerts"`
-	Status            string            `json:"status"`
-	Receiver          string            `json:"receiver"`
-	GroupLabels       map[string]string `json:"groupLabels"`
-	CommonLabels      map[string]string `json:"commonLabels"`
-	CommonAnnotations map[string]string `json:"commonAnnotations"`
-	ExternalURL       string            `json:"externalURL"`
-	Alerts            []WebhookAlert    `json:"alerts"`
-}
-
-// WebhookAlert is one alert of a WebhookMessage.
-type WebhookAlert struct {
-	Status       string            `json:"status"` // firing or resolved
-	Labels       map[string]string `json:"labels"`
-	Annotations  map[string]string `json:"annotations"`
-	StartsAt     time.Time         `json:"startsAt"`
-	EndsAt       time.Time         `json:"endsAt"`
-	GeneratorURL string            `json:"generatorURL"`
-	Fingerprint  string            `json:"fingerprint"`
+	*template.Data
+	Version         string `json:"version"`
+	GroupKey        string `json:"groupKey"`
+	TruncatedAlerts uint64 `json:"truncatedAlerts"`
 }
 
 // ParseWebhook reads an Alertmanager webhook body. Version 4 is the one
@@ -53,11 +43,14 @@ func ParseWebhook(body []byte) (WebhookMessage, error) {
 	if m.Version != "4" {
 		return WebhookMessage{}, fmt.Errorf("webhook message version %q: want \"4\"", m.Version)
 	}
+	if m.Data == nil {
+		m.Data = &template.Data{}
+	}
 	for i, a := range m.Alerts {
 		if len(a.Labels) == 0 {
 			return WebhookMessage{}, fmt.Errorf("alerts[%d] has no labels", i)
 		}
-		if a.Status != "firing" && a.Status != "resolved" {
+		if a.Status != string(model.AlertFiring) && a.Status != string(model.AlertResolved) {
 			return WebhookMessage{}, fmt.Errorf("alerts[%d] status %q: want firing or resolved", i, a.Status)
 		}
 	}

@@ -121,3 +121,40 @@ func TestAlertMetric(t *testing.T) {
 		}
 	}
 }
+
+// A message without data (no alerts field at all) is a message of no
+// alerts, not a crash on the embedded template.Data.
+func TestParseWebhookNoData(t *testing.T) {
+	t.Parallel()
+	m, err := ParseWebhook([]byte(`{"version":"4","groupKey":"{}"}`))
+	if err != nil || m.Data == nil || len(m.Alerts) != 0 || m.GroupKey != "{}" {
+		t.Fatalf("webhook = %+v, %v; want no alerts", m, err)
+	}
+	if n := NewAlerts(nil).Receive(m); n != 0 {
+		t.Errorf("received %d", n)
+	}
+}
+
+// FuzzParseWebhook: whatever is posted to the receiver, parsing does not
+// panic, and what it accepts can be received (every alert has labels and
+// a known status).
+func FuzzParseWebhook(f *testing.F) {
+	f.Add([]byte(webhookFiring))
+	f.Add([]byte(`{"version":"4"}`))
+	f.Add([]byte(`{"version":"4","alerts":null}`))
+	f.Add([]byte(`{"version":"4","alerts":[{"status":"resolved","labels":{"a":"b"},"endsAt":"2026-01-01T00:00:00Z"}]}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		m, err := ParseWebhook(body)
+		if err != nil {
+			return
+		}
+		for i, a := range m.Alerts {
+			if len(a.Labels) == 0 || (a.Status != "firing" && a.Status != "resolved") {
+				t.Fatalf("alerts[%d] accepted: %+v", i, a)
+			}
+		}
+		if n := NewAlerts(nil).Receive(m); n != len(m.Alerts) {
+			t.Fatalf("received %d of %d", n, len(m.Alerts))
+		}
+	})
+}

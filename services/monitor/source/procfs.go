@@ -160,3 +160,12 @@ func ParsePidFile(b []byte) (int, error) {
 	}
 	return pid, nil
 }
+
+// abbrev bounds what an error quotes of a file or an answer.
+func abbrev(b []byte) string {
+	const n = 64
+	if len(b) > n {
+		return string(b[:n]) + "…"
+	}
+	return string(b)
+}

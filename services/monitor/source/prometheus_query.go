@@ -2,15 +2,17 @@ package source
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
 	"net/http"
-	"net/url"
 	"slices"
-	"strings"
 	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/api"
+	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
 
 	"github.com/kis-core/runbook/domain/plan"
 )
@@ -19,15 +21,13 @@ import (
 const maxQueryBody = 8 << 20
 
 // PrometheusQuery runs the plan's PromQL instant queries against a
-// Prometheus server's HTTP API each round, one metric per query.
+// Prometheus server's HTTP API each round, one metric per query, with
+// client_golang's API client (api/prometheus/v1).
 type PrometheusQuery struct {
-	api     string // <url>/api/v1/query
+	api     promv1.API
 	name    string
 	queries map[string]string
 	metrics []string // sorted names of queries
-	header  string
-	auth    string // the header's value; never logged or evented
-	client  *http.Client
 	timeout time.Duration
 }
 
@@ -40,25 +40,34 @@ func NewPrometheusQuery(p plan.PrometheusQuery, c Config) (*PrometheusQuery, err
 	if err != nil {
 		return nil, fmt.Errorf("prometheus_query: %w", err)
 	}
+	name := KindPrometheusQuery + " " + displayURL(u)
 	if len(p.Queries) == 0 {
-		return nil, fmt.Errorf("prometheus_query %s: no queries", displayURL(u))
+		return nil, fmt.Errorf("%s: no queries", name)
 	}
-	api := *u
-	api.Path = strings.TrimSuffix(api.Path, "/") + "/api/v1/query"
-	api.RawQuery, api.Fragment = "", ""
-	q := &PrometheusQuery{
-		api: api.String(), name: KindPrometheusQuery + " " + displayURL(u),
-		queries: p.Queries, metrics: slices.Sorted(maps.Keys(p.Queries)),
-		client: c.Client, timeout: c.Timeout,
+	t := &queryTransport{base: c.Client.Transport}
+	if t.base == nil {
+		t.base = http.DefaultTransport
 	}
 	if p.AuthEnv != "" {
 		v, ok := c.Getenv(p.AuthEnv)
 		if !ok || v == "" {
-			return nil, fmt.Errorf("%s: auth_env %s is not set (it holds the %s header's value)", q.name, p.AuthEnv, p.EffectiveAuthHeader())
+			return nil, fmt.Errorf("%s: auth_env %s is not set (it holds the %s header's value)", name, p.AuthEnv, p.EffectiveAuthHeader())
 		}
-		q.header, q.auth = p.EffectiveAuthHeader(), v
+		t.header, t.auth = p.EffectiveAuthHeader(), v
 	}
-	return q, nil
+	addr := *u
+	addr.RawQuery, addr.Fragment = "", ""
+	client := *c.Client
+	client.Transport = t
+	cl, err := api.NewClient(api.Config{Address: addr.String(), Client: &client})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return &PrometheusQuery{
+		api: promv1.NewAPI(cl), name: name,
+		queries: p.Queries, metrics: slices.Sorted(maps.Keys(p.Queries)),
+		timeout: c.Timeout,
+	}, nil
 }
 
 func (q *PrometheusQuery) Kind() string { return KindPrometheusQuery }
@@ -75,7 +84,7 @@ func (q *PrometheusQuery) Collect(ctx context.Context) ([]Sample, error) {
 	var wg sync.WaitGroup
 	for i, m := range q.metrics {
 		wg.Go(func() {
-			v, err := q.one(ctx, q.queries[m])
+			v, err := q.Query(ctx, q.queries[m])
 			results[i] = result{v, err}
 		})
 	}
@@ -95,35 +104,63 @@ func (q *PrometheusQuery) Collect(ctx context.Context) ([]Sample, error) {
 	return out, missing(q.name, miss)
 }
 
-// one runs one instant query.
-func (q *PrometheusQuery) one(ctx context.Context, promql string) (PromQLValue, error) {
+// Query runs one instant query now and reduces its result (PromQLValueOf).
+// An error the API answers is "query failed: <errorType>: <error>"; an
+// answer that is not the API's JSON is "not a Prometheus API response: …".
+func (q *PrometheusQuery) Query(ctx context.Context, promql string) (PromQLValue, error) {
 	ctx, cancel := context.WithTimeout(ctx, q.timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, q.api+"?"+url.Values{"query": {promql}}.Encode(), nil)
+	v, _, _, err := q.api.Query(ctx, promql, time.Time{})
 	if err != nil {
-		return PromQLValue{}, err
-	}
-	req.Header.Set("Accept", "application/json")
-	req.Header.Set("User-Agent", "runbook-monitor")
-	if q.header != "" {
-		req.Header.Set(q.header, q.auth)
-	}
-	resp, err := q.client.Do(req)
-	if err != nil {
-		// The URL in a client error is the API's plus the query: no secret.
-		return PromQLValue{}, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxQueryBody))
-	if err != nil {
-		return PromQLValue{}, fmt.Errorf("read answer: %w", err)
-	}
-	v, perr := ParsePromQLResult(body)
-	if resp.StatusCode != http.StatusOK {
-		if perr != nil && strings.HasPrefix(perr.Error(), "query failed") {
-			return PromQLValue{}, fmt.Errorf("status %s: %w", resp.Status, perr)
+		var apiErr *promv1.Error
+		switch {
+		case errors.As(err, &apiErr) && apiErr.Type == promv1.ErrBadResponse:
+			return PromQLValue{}, fmt.Errorf("not a Prometheus API response: %s", apiErr.Msg)
+		case errors.As(err, &apiErr):
+			return PromQLValue{}, fmt.Errorf("query failed: %w", err)
 		}
-		return PromQLValue{}, fmt.Errorf("status %s", resp.Status)
+		// A transport error: its URL is the API's, without the query (sent
+		// in the body) or credentials (net/http redacts them).
+		return PromQLValue{}, err
 	}
-	return v, perr
+	return PromQLValueOf(v)
 }
+
+// queryTransport adds the User-Agent and the auth header to each request
+// and bounds the answer (the API client reads it whole).
+type queryTransport struct {
+	base   http.RoundTripper
+	header string
+	auth   string // the header's value; never logged or evented
+}
+
+func (t *queryTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("User-Agent", "runbook-monitor")
+	if t.header != "" {
+		r.Header.Set(t.header, t.auth)
+	}
+	resp, err := t.base.RoundTrip(r)
+	if err != nil {
+		return nil, err
+	}
+	resp.Body = &limitedBody{r: io.LimitReader(resp.Body, maxQueryBody+1), c: resp.Body}
+	return resp, nil
+}
+
+// limitedBody fails a read past maxQueryBody.
+type limitedBody struct {
+	r io.Reader
+	c io.Closer
+	n int64
+}
+
+func (b *limitedBody) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if b.n += int64(n); b.n > maxQueryBody {
+		return n, fmt.Errorf("the answer is larger than %d MiB", maxQueryBody>>20)
+	}
+	return n, err
+}
+
+func (b *limitedBody) Close() error { return b.c.Close() }

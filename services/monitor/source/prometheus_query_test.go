@@ -28,7 +28,7 @@ func TestPrometheusQueryCollect(t *testing.T) {
 			http.NotFound(w, r)
 			return
 		}
-		switch q := r.URL.Query().Get("query"); q {
+		switch q := r.FormValue("query"); q { // POST form, as the API client sends it
 		case "good":
 			fmt.Fprint(w, `{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,"42.5"]}]}}`)
 		case "empty":

@@ -1,11 +1,11 @@
 package source
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
-	"strconv"
+
+	"github.com/prometheus/common/model"
 )
 
 // ErrNoData is a PromQL result with nothing to measure: an empty vector, or
@@ -21,106 +21,50 @@ type PromQLValue struct {
 	Series int
 }
 
-// promResponse is the envelope of Prometheus' HTTP API
-// (https://prometheus.io/docs/prometheus/latest/querying/api/).
-type promResponse struct {
-	Status    string          `json:"status"`
-	Data      json.RawMessage `json:"data"`
-	ErrorType string          `json:"errorType"`
-	Error     string          `json:"error"`
-}
-
-type promData struct {
-	ResultType string          `json:"resultType"`
-	Result     json.RawMessage `json:"result"`
-}
-
-type promSample struct {
-	Metric map[string]string `json:"metric"`
-	Value  json.RawMessage   `json:"value"`
-}
-
-// ParsePromQLResult reads the JSON of GET /api/v1/query. A vector takes its
-// highest element (the monitor's metrics are worse when higher), a scalar
-// its value. An empty vector or a NaN value is ErrNoData; an error status,
-// a matrix or string result, or JSON that is not the API's is an error
-// naming what was wrong. ±Inf is a value (histogram_quantile's answer when
-// the quantile is in the +Inf bucket: very slow).
-func ParsePromQLResult(body []byte) (PromQLValue, error) {
-	var r promResponse
-	if err := json.Unmarshal(body, &r); err != nil {
-		return PromQLValue{}, fmt.Errorf("not a Prometheus API response: %w", err)
-	}
-	if r.Status != "success" {
-		if r.Status == "error" {
-			return PromQLValue{}, fmt.Errorf("query failed: %s: %s", r.ErrorType, r.Error)
-		}
-		return PromQLValue{}, fmt.Errorf("not a Prometheus API response: status %q", r.Status)
-	}
-	var d promData
-	if err := json.Unmarshal(r.Data, &d); err != nil {
-		return PromQLValue{}, fmt.Errorf("not a Prometheus API response: data: %w", err)
-	}
-	switch d.ResultType {
-	case "scalar":
-		v, err := parsePromPair(d.Result)
-		if err != nil {
-			return PromQLValue{}, fmt.Errorf("scalar: %w", err)
-		}
-		if math.IsNaN(v) {
+// PromQLValueOf is the value an instant query's result (as client_golang's
+// API client decodes it) gives a metric. A vector takes its highest
+// element (the monitor's metrics are worse when higher), a scalar its
+// value. An empty vector or a NaN value is ErrNoData; a matrix or string
+// result is an error saying to write an instant query. ±Inf is a value
+// (histogram_quantile's answer when the quantile is in the +Inf bucket:
+// very slow).
+func PromQLValueOf(v model.Value) (PromQLValue, error) {
+	switch r := v.(type) {
+	case *model.Scalar:
+		if r == nil || math.IsNaN(float64(r.Value)) {
 			return PromQLValue{}, fmt.Errorf("scalar is NaN: %w", ErrNoData)
 		}
-		return PromQLValue{Value: v}, nil
-	case "vector":
-		var ss []promSample
-		if err := json.Unmarshal(d.Result, &ss); err != nil {
-			return PromQLValue{}, fmt.Errorf("vector: %w", err)
-		}
-		if len(ss) == 0 {
+		return PromQLValue{Value: float64(r.Value)}, nil
+	case model.Vector:
+		if len(r) == 0 {
 			return PromQLValue{}, fmt.Errorf("empty vector: %w", ErrNoData)
 		}
-		best := PromQLValue{Value: math.NaN(), Series: len(ss)}
-		for i, s := range ss {
-			v, err := parsePromPair(s.Value)
-			if err != nil {
-				return PromQLValue{}, fmt.Errorf("vector element %d: %w", i, err)
+		best := PromQLValue{Value: math.NaN(), Series: len(r)}
+		for _, s := range r {
+			if s == nil {
+				continue
 			}
-			if !math.IsNaN(v) && (math.IsNaN(best.Value) || v > best.Value) {
-				best.Value, best.Labels = v, s.Metric
+			if v := float64(s.Value); !math.IsNaN(v) && (math.IsNaN(best.Value) || v > best.Value) {
+				best.Value, best.Labels = v, labelsOf(s.Metric)
 			}
 		}
 		if math.IsNaN(best.Value) {
 			return PromQLValue{}, fmt.Errorf("every element of the vector is NaN: %w", ErrNoData)
 		}
 		return best, nil
-	case "":
-		return PromQLValue{}, errors.New("not a Prometheus API response: no resultType")
+	case nil:
+		return PromQLValue{}, errors.New("not a Prometheus API response: no result")
 	}
-	return PromQLValue{}, fmt.Errorf("result type %q: the query must give an instant vector or a scalar (use an instant query, e.g. with rate(...[1m]) rather than a range)", d.ResultType)
+	return PromQLValue{}, fmt.Errorf("result type %q: the query must give an instant vector or a scalar (use an instant query, e.g. with rate(...[1m]) rather than a range)", v.Type())
 }
 
-// parsePromPair reads [<unix time>, "<value>"].
-func parsePromPair(raw json.RawMessage) (float64, error) {
-	var pair []json.RawMessage
-	if err := json.Unmarshal(raw, &pair); err != nil || len(pair) != 2 {
-		return 0, fmt.Errorf("value %s is not [time, \"value\"]", abbrev(raw))
+func labelsOf(m model.Metric) map[string]string {
+	if m == nil {
+		return nil
 	}
-	var s string
-	if err := json.Unmarshal(pair[1], &s); err != nil {
-		return 0, fmt.Errorf("value %s is not a quoted number", abbrev(pair[1]))
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		out[string(k)] = string(v)
 	}
-	v, err := strconv.ParseFloat(s, 64)
-	if err != nil {
-		return 0, fmt.Errorf("value %q is not a number", abbrev([]byte(s)))
-	}
-	return v, nil
-}
-
-// abbrev bounds what an error quotes of a response.
-func abbrev(b []byte) string {
-	const n = 64
-	if len(b) > n {
-		return string(b[:n]) + "…"
-	}
-	return string(b)
+	return out
 }

@@ -1,7 +1,7 @@
 package checks
 
 import (
-	"bufio"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -11,6 +11,10 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
+
+	goredis "github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
 
 	"github.com/kis-core/runbook/domain/plan"
 )
@@ -18,7 +22,6 @@ import (
 const (
 	redisFailed     = "Redis: CONNECTION FAILED"
 	redisAuthFailed = "Redis: AUTH FAILED"
-	maxRedisReply   = 1 << 20
 )
 
 // redisTarget is where and how to reach a Redis server.
@@ -30,10 +33,10 @@ type redisTarget struct {
 	tls      bool // rediss://
 }
 
-// redis is the seed's `redis-cli ping`, spoken in RESP over TCP (or TLS for
+// redis is the seed's `redis-cli ping`, with go-redis (over TLS for
 // rediss://): AUTH when there is a password, SELECT when the URL names a
 // database, PING, then INFO server for the version (best effort). A server
-// that wants a password (-NOAUTH) or refuses one (-WRONGPASS, or -ERR when it
+// that wants a password (NOAUTH) or refuses one (WRONGPASS, or ERR when it
 // has none) fails with the server's own words; the password never appears.
 func (r *Runner) redis(ctx context.Context, c *plan.RedisCheck, j *job) error {
 	j.res.Threshold = "+PONG"
@@ -41,71 +44,60 @@ func (r *Runner) redis(ctx context.Context, c *plan.RedisCheck, j *job) error {
 	if err != nil {
 		return err
 	}
-	var conn net.Conn
+	// The command that failed on connect (go-redis returns its error
+	// without the wrapping OnConnect gives it).
+	var failed atomic.Value
+	opt := &goredis.Options{
+		Addr: t.addr,
+		// AUTH and SELECT are sent here rather than by go-redis (which
+		// authenticates in HELLO, where a server without a password
+		// accepts any): AUTH <password> to a server that has none is an
+		// error worth failing on — the plan believes it is protected.
+		OnConnect: func(ctx context.Context, cn *goredis.Conn) error {
+			if t.password != "" {
+				cmd := cn.Auth(ctx, t.password)
+				if t.user != "" {
+					cmd = cn.AuthACL(ctx, t.user, t.password)
+				}
+				if err := cmd.Err(); err != nil {
+					failed.Store("AUTH")
+					return err
+				}
+			}
+			if t.db != 0 {
+				if err := cn.Select(ctx, t.db).Err(); err != nil {
+					failed.Store(fmt.Sprintf("SELECT %d", t.db))
+					return err
+				}
+			}
+			return nil
+		},
+		// RESP2 and nothing else on connect (no CLIENT SETINFO or
+		// MAINT_NOTIFICATIONS an ACL user may not be allowed).
+		Protocol: 2, DisableIdentity: true,
+		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
+		// One try, bounded by the check's context.
+		MaxRetries: -1, DialerRetries: 1, ContextTimeoutEnabled: true, PoolSize: 1,
+	}
 	if t.tls {
 		host, _, _ := net.SplitHostPort(t.addr)
-		d := tls.Dialer{Config: &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}}
-		conn, err = d.DialContext(ctx, "tcp", t.addr)
-	} else {
-		var d net.Dialer
-		conn, err = d.DialContext(ctx, "tcp", t.addr)
+		opt.TLSConfig = &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
 	}
-	if err != nil {
-		return fail(redisFailed, "%s: %s", t.addr, netCause(ctx, err))
-	}
-	defer conn.Close()
-	if dl, ok := ctx.Deadline(); ok {
-		_ = conn.SetDeadline(dl)
-	}
-	stop := context.AfterFunc(ctx, func() { _ = conn.Close() })
-	defer stop()
-	br := bufio.NewReader(conn)
-	call := func(args ...string) (kind byte, text string, err error) {
-		if _, err := conn.Write(respCommand(args...)); err != nil {
-			return 0, "", err
-		}
-		return readRESP(br)
-	}
+	client := goredis.NewClient(opt)
+	defer client.Close()
 
-	if t.password != "" {
-		args := []string{"AUTH", t.password}
-		if t.user != "" {
-			args = []string{"AUTH", t.user, t.password}
-		}
-		kind, text, err := call(args...)
-		switch {
-		case err != nil:
-			return fail(redisFailed, "%s: AUTH: %s", t.addr, netCause(ctx, err))
-		case kind == '-' && strings.HasPrefix(text, "ERR AUTH") && strings.Contains(text, "without any password configured"):
-			return fail(redisAuthFailed, "%s: a password was given but the server has none (%s)", t.addr, text)
-		case kind == '-':
-			return fail(redisAuthFailed, "%s: the server refused the password (%s)", t.addr, text)
-		}
+	pong, err := client.Ping(ctx).Result()
+	if err != nil {
+		step, _ := failed.Load().(string)
+		return redisError(ctx, t, cmp.Or(step, "PING"), err)
 	}
-	if t.db != 0 {
-		kind, text, err := call("SELECT", strconv.Itoa(t.db))
-		switch {
-		case err != nil:
-			return fail(redisFailed, "%s: SELECT %d: %s", t.addr, t.db, netCause(ctx, err))
-		case kind == '-':
-			return fail(redisFailed, "%s: SELECT %d: %s", t.addr, t.db, text)
-		}
-	}
-	kind, text, err := call("PING")
-	switch {
-	case err != nil:
-		return fail(redisFailed, "%s: PING: %s", t.addr, netCause(ctx, err))
-	case kind == '-' && strings.HasPrefix(text, "NOAUTH"):
-		return fail(redisAuthFailed, "%s: the server wants a password (%s): set password_env, or give the password in a redis:// URL", t.addr, text)
-	case kind == '-' && strings.HasPrefix(text, "WRONGPASS"):
-		return fail(redisAuthFailed, "%s: %s", t.addr, text)
-	case kind != '+' || text != "PONG":
-		j.res.Value = string(kind) + text
-		return fail(redisFailed, "%s answered %q to PING", t.addr, string(kind)+text)
+	if pong != "PONG" {
+		j.res.Value = pong
+		return fail(redisFailed, "%s answered %q to PING", t.addr, pong)
 	}
 	j.res.Value = "PONG"
-	if kind, info, err := call("INFO", "server"); err == nil && kind == '$' {
-		if v := infoField(info, "redis_version"); v != "" {
+	if info, err := client.InfoMap(ctx, "server").Result(); err == nil {
+		if v := info["Server"]["redis_version"]; v != "" {
 			j.res.Value += ", Redis " + v
 		}
 	}
@@ -115,6 +107,26 @@ func (r *Runner) redis(ctx context.Context, c *plan.RedisCheck, j *job) error {
 	}
 	j.res.Message = "Redis: CONNECTED (" + where + ")"
 	return nil
+}
+
+// redisError words a failed check: a refused or missing password is AUTH
+// FAILED with the server's words, anything else CONNECTION FAILED naming
+// the command that failed (step).
+func redisError(ctx context.Context, t redisTarget, step string, err error) error {
+	var rerr goredis.Error
+	if !errors.As(err, &rerr) {
+		return fail(redisFailed, "%s: %s: %s", t.addr, step, netCause(ctx, err))
+	}
+	text := rerr.Error()
+	switch {
+	case step == "AUTH" && strings.HasPrefix(text, "ERR AUTH") && strings.Contains(text, "without any password configured"):
+		return fail(redisAuthFailed, "%s: a password was given but the server has none (%s)", t.addr, text)
+	case step == "AUTH" || strings.HasPrefix(text, "WRONGPASS"):
+		return fail(redisAuthFailed, "%s: the server refused the password (%s)", t.addr, text)
+	case strings.HasPrefix(text, "NOAUTH"):
+		return fail(redisAuthFailed, "%s: the server wants a password (%s): set password_env, or give the password in a redis:// URL", t.addr, text)
+	}
+	return fail(redisFailed, "%s: %s: %s", t.addr, step, text)
 }
 
 // redisTarget reads the address (and the password and database of a
@@ -178,58 +190,6 @@ func (r *Runner) redisTarget(c *plan.RedisCheck, j *job) (redisTarget, error) {
 		j.secret(p)
 	}
 	return t, nil
-}
-
-// respCommand encodes a command as a RESP array of bulk strings, so that
-// a password with spaces or quotes is sent as it is.
-func respCommand(args ...string) []byte {
-	b := fmt.Appendf(nil, "*%d\r\n", len(args))
-	for _, a := range args {
-		b = fmt.Appendf(b, "$%d\r\n%s\r\n", len(a), a)
-	}
-	return b
-}
-
-// readRESP reads one simple reply: +status, -error, :integer or $bulk
-// (whose text is returned; a nil bulk is kind '$' with no text).
-func readRESP(br *bufio.Reader) (kind byte, text string, err error) {
-	line, err := br.ReadString('\n')
-	if err != nil {
-		return 0, "", err
-	}
-	line = strings.TrimRight(line, "\r\n")
-	if line == "" {
-		return 0, "", errors.New("empty reply")
-	}
-	kind, text = line[0], line[1:]
-	switch kind {
-	case '+', '-', ':':
-		return kind, text, nil
-	case '$':
-		n, err := strconv.Atoi(text)
-		if err != nil || n > maxRedisReply {
-			return 0, "", fmt.Errorf("bad bulk reply %q", clip(line, 40))
-		}
-		if n < 0 {
-			return kind, "", nil
-		}
-		buf := make([]byte, n+2)
-		if _, err := io.ReadFull(br, buf); err != nil {
-			return 0, "", err
-		}
-		return kind, string(buf[:n]), nil
-	}
-	return 0, "", fmt.Errorf("not a Redis reply: %q", clip(line, 40))
-}
-
-// infoField finds "name:value" in an INFO reply.
-func infoField(info, name string) string {
-	for _, l := range strings.Split(info, "\n") {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(l), name+":"); ok {
-			return v
-		}
-	}
-	return ""
 }
 
 // netCause is a network error without Go's wrapping noise (the address is

@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +17,7 @@ import (
 	"time"
 
 	"github.com/kis-core/runbook/cmd/runbook/internal/allinone"
+	"github.com/kis-core/runbook/domain/plan"
 	"github.com/kis-core/runbook/eventbus/natstest"
 	runbookv1 "github.com/kis-core/runbook/proto/runbook/v1"
 	"github.com/kis-core/runbook/services/monitor"
@@ -115,15 +115,14 @@ scrape_configs:
 		"--web.listen-address="+addr, "--log.level=warn")
 }
 
-// promQuery runs an instant query on a real Prometheus.
+// promQuery runs an instant query on a real Prometheus, as the
+// prometheus_query source does.
 func promQuery(base, q string) (source.PromQLValue, error) {
-	resp, err := http.Get(base + "/api/v1/query?" + url.Values{"query": {q}}.Encode())
+	src, err := source.NewPrometheusQuery(plan.PrometheusQuery{URL: base, Queries: map[string]string{"q": q}}, source.Config{})
 	if err != nil {
 		return source.PromQLValue{}, err
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return source.ParsePromQLResult(b)
+	return src.Query(context.Background(), q)
 }
 
 // traffic sends the estimator a steady trickle of API requests (the
