@@ -232,21 +232,31 @@ func (a *API) actFail(w http.ResponseWriter, r *http.Request, err error) {
 	a.fail(w, r, err)
 }
 
-// prepare answers what to sign for a decision.
-func (a *API) prepare(w http.ResponseWriter, r *http.Request) {
-	run := r.PathValue("id")
+// actInput is what prepare and act both read: the run (from the path), who
+// acts (the request's token) and what they ask; false when it was refused
+// (the answer is written).
+func (a *API) actInput(w http.ResponseWriter, r *http.Request) (run string, id trust.Identity, kr *trust.Keyring, req actRequest, ok bool) {
+	run = r.PathValue("id")
 	if err := eventbus.ValidateRunID(run); err != nil {
 		a.actFail(w, r, &actError{http.StatusBadRequest, err.Error()})
-		return
+		return "", id, nil, req, false
 	}
 	id, kr, err := a.actor(r)
 	if err != nil {
 		a.actFail(w, r, err)
-		return
+		return "", id, nil, req, false
 	}
-	req, err := readAct(w, r)
-	if err != nil {
+	if req, err = readAct(w, r); err != nil {
 		a.actFail(w, r, err)
+		return "", id, nil, req, false
+	}
+	return run, id, kr, req, true
+}
+
+// prepare answers what to sign for a decision.
+func (a *API) prepare(w http.ResponseWriter, r *http.Request) {
+	run, id, kr, req, ok := a.actInput(w, r)
+	if !ok {
 		return
 	}
 	o, _, err := a.outcome(r, run, id, kr, req, time.Now().UTC().Truncate(time.Millisecond))
@@ -282,19 +292,8 @@ func (a *API) prepare(w http.ResponseWriter, r *http.Request) {
 
 // act checks a signed decision and publishes it.
 func (a *API) act(w http.ResponseWriter, r *http.Request) {
-	run := r.PathValue("id")
-	if err := eventbus.ValidateRunID(run); err != nil {
-		a.actFail(w, r, &actError{http.StatusBadRequest, err.Error()})
-		return
-	}
-	id, kr, err := a.actor(r)
-	if err != nil {
-		a.actFail(w, r, err)
-		return
-	}
-	req, err := readAct(w, r)
-	if err != nil {
-		a.actFail(w, r, err)
+	run, id, kr, req, ok := a.actInput(w, r)
+	if !ok {
 		return
 	}
 	sig, err := base64.StdEncoding.DecodeString(req.Signature)

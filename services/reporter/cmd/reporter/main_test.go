@@ -3,19 +3,11 @@ package main
 import (
 	"testing"
 
-	"github.com/kis-core/runbook/eventbus/cliconv"
-	"github.com/kis-core/runbook/eventbus/svcmain"
+	"github.com/kis-core/runbook/eventbus/svcmain/svcmaintest"
+	"github.com/spf13/cobra"
 )
 
-// docs/cli.md's table of the reporter's own flags is generated from them
-// (cliconv.CheckDoc): defaults as without any RUNBOOK_ variable.
+// docs/cli.md's table of the reporter's own flags is generated from them.
 func TestFlagsDoc(t *testing.T) {
-	for _, v := range svcmain.Env() {
-		t.Setenv(v.Name, "")
-	}
-	t.Setenv("TMPDIR", "/tmp")
-	c, _ := command()
-	if err := cliconv.CheckDoc("../../../../docs/cli.md", "flags-reporter", cliconv.FlagTable(svcmain.OwnFlags(c))); err != nil {
-		t.Error(err)
-	}
+	svcmaintest.CheckFlagsDoc(t, "../../../../docs/cli.md", "reporter", func() *cobra.Command { c, _ := command(); return c })
 }
