@@ -345,25 +345,27 @@ func waitingLine(w *runbookv1.RunWaiting) string {
 	}
 	var s string
 	if f[0] == "change_window" {
-		s = "⏸ waiting for the change window until " + localTime(w.GetUntil())
+		s = "⏸ waiting for the change window until " + utcTime(w.GetUntil())
 	} else {
 		s = "⏸ waiting for approval by " + strings.Join(f, ", ")
 		if w.GetUntil() != nil {
-			s += "; the window opens at " + localTime(w.GetUntil())
+			s += "; the window opens at " + utcTime(w.GetUntil())
 		}
 	}
 	if w.GetDeadline() != nil {
-		s += "; expires at " + localTime(w.GetDeadline())
+		s += "; expires at " + utcTime(w.GetDeadline())
 	}
 	return s
 }
 
-func localTime(t *timestamppb.Timestamp) string {
-	return t.AsTime().Local().Format("2006-01-02 15:04:05 MST")
+// Times in sentences are UTC, ISO 8601, as the CLI and the dashboard print
+// them by default (a sentence is the same text wherever it is shown).
+func utcTime(t *timestamppb.Timestamp) string {
+	return t.AsTime().UTC().Format(time.RFC3339)
 }
 
-func localClock(t *timestamppb.Timestamp) string {
-	return t.AsTime().Local().Format("15:04:05.000 MST")
+func utcClock(t *timestamppb.Timestamp) string {
+	return t.AsTime().UTC().Format("15:04:05.000Z")
 }
 
 // stepLine is one deploy or rollback step event: its mark (→ started,
@@ -440,7 +442,7 @@ func monitorCompleted(m *runbookv1.MonitorCompleted) string {
 	s := fmt.Sprintf("window ended: %d sample(s), %d violation(s)%s", m.GetSamples(), m.GetViolations(), suffix(m.GetReason()))
 	switch {
 	case m.GetWindowOpened() != nil:
-		s += "; judged from " + localClock(m.GetWindowOpened())
+		s += "; judged from " + utcClock(m.GetWindowOpened())
 	case m.GetSamples() == 0:
 		s += "; the judged window never opened"
 	}

@@ -45,8 +45,8 @@ func event(t *testing.T, field string, msg proto.Message, idParts ...string) *ru
 func TestEveryEventTypeIsWorded(t *testing.T) {
 	t.Parallel()
 	at := time.Date(2025, 9, 23, 2, 0, 0, 0, time.UTC)
-	local := at.Local().Format("2006-01-02 15:04:05 MST")
-	clock := at.Local().Format("15:04:05.000 MST")
+	local := at.UTC().Format(time.RFC3339)
+	clock := at.UTC().Format("15:04:05.000Z")
 	ts := timestamppb.New(at)
 	step := &runbookv1.StepEvent{List: "steps", Index: 1, Name: "migrate", Kind: "command", Attempt: 2, DurationMs: 40, Error: "exit status 1", ExitCode: 1}
 	manual := &runbookv1.StepEvent{List: "rollback", Index: 0, Name: "트래픽 차단", Kind: "manual", Attempt: 1, Manual: true}

@@ -15,7 +15,7 @@ import (
 // What `runbook watch` prints for the gate's events.
 func TestDescribeGate(t *testing.T) {
 	at := time.Date(2025, 9, 23, 2, 0, 0, 0, time.UTC)
-	local := at.Local().Format("2006-01-02 15:04:05 MST")
+	local := at.Format(time.RFC3339) // sentences say UTC
 	cases := []struct {
 		payload any
 		want    string
