@@ -55,11 +55,11 @@ type Options struct {
 	// batch the model refused (database down): doubling from RetryMin
 	// (default 200ms) up to RetryMax (default 10s), for as long as it takes.
 	RetryMin, RetryMax time.Duration
-	// TestsGrace is how long a run that ended while its tests ran (a
-	// rollback another service began) waits for the tester's outcome
-	// before it is reported without it (default 10s; the tester stops at
-	// rollback.started and reports what it measured within milliseconds).
-	// Negative: no wait.
+	// TestsGrace is how long a run that ended while its tests or its watch
+	// window ran (a rollback another service began) waits for the tester's
+	// outcome and the monitor's monitor.completed before it is reported
+	// without them (default 10s; both stop at the rollback and report
+	// what they measured within milliseconds). Negative: no wait.
 	TestsGrace time.Duration
 	// StreamCheck is how often the projector compares the audit stream
 	// with the read model's position while it reads (CheckStream; it also
@@ -580,19 +580,25 @@ func (s *Service) report(ctx context.Context, runID string) error {
 		s.log.Info("run not final in stream order yet; report deferred", "run_id", runID, "status", res.Status)
 		return nil
 	}
-	if res.TestsPending && s.o.TestsGrace > 0 {
+	if (res.TestsPending || res.MonitorPending) && s.o.TestsGrace > 0 {
+		what := "the tester's outcome"
+		if !res.TestsPending {
+			what = "the monitor's monitor.completed"
+		} else if res.MonitorPending {
+			what = "the tester's outcome and the monitor's monitor.completed"
+		}
 		since, ok := s.waiting[runID]
 		if !ok {
 			since = time.Now()
 			s.waiting[runID] = since
 			s.metrics.waiting.Set(float64(len(s.waiting)))
-			s.log.Info("run ended while its tests ran; waiting for the tester's outcome before reporting",
-				"run_id", runID, "status", res.Status, "up_to", s.o.TestsGrace)
+			s.log.Info("run ended while its tests or watch window ran; waiting before reporting",
+				"run_id", runID, "status", res.Status, "for", what, "up_to", s.o.TestsGrace.String())
 		}
 		if time.Since(since) < s.o.TestsGrace {
 			return nil
 		}
-		s.log.Warn("no test outcome from the tester in time; reporting without it", "run_id", runID, "waited", s.o.TestsGrace)
+		s.log.Warn("not in time; reporting without it", "run_id", runID, "missing", what, "waited", s.o.TestsGrace.String())
 	}
 	delete(s.waiting, runID)
 	s.metrics.waiting.Set(float64(len(s.waiting)))

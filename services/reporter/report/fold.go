@@ -511,7 +511,7 @@ func (f *fold) result() *Result {
 	final := st.Status.Final()
 	requested := st.Request.GetChangeRequested()
 	info := readPlan(requested)
-	res := &Result{RunID: f.runID, Status: st.Status, Final: final, FinalEvent: f.finalEvent, TestsPending: f.testsPending(), State: st}
+	res := &Result{RunID: f.runID, Status: st.Status, Final: final, FinalEvent: f.finalEvent, TestsPending: f.testsPending(), MonitorPending: f.monitorPending(), State: st}
 	r := &res.Report
 
 	operator := st.Request.GetActor()
@@ -700,6 +700,19 @@ func verifyFailedMessage(suites []string, r *runbookv1.TestSuiteResult) string {
 // testsPending: the run is final, its tests began and have no outcome.
 func (f *fold) testsPending() bool {
 	return f.done && f.state.TestStart != nil && !f.state.TestsEnded()
+}
+
+// monitorPending: the run is over, its window started and its
+// monitor.completed is not in yet.
+func (f *fold) monitorPending() bool {
+	return f.done && f.state.MonitorStart != nil && !f.state.MonitorCompleted
+}
+
+// lateMonitorEvent reports whether ev is the monitor.completed of a run
+// that ended while its window was open: how much of the window was
+// watched still belongs in the report.
+func (f *fold) lateMonitorEvent(ev *runbookv1.Event) bool {
+	return f.monitorPending() && ev.GetMonitorCompleted() != nil
 }
 
 // firstRollbackRequest is the run's first rollback.requested, nil when none.

@@ -278,7 +278,13 @@ type Result struct {
 	// rollback.started and publishes what it measured); a reporter waits
 	// a little for it before it reports.
 	TestsPending bool
-	Report       Report
+	// MonitorPending: the run ended while its watch window was open (a
+	// rollback the monitor itself asked for, just before its
+	// monitor.completed, or another's) and monitor.completed — how much of
+	// the window was observed — is not among the events yet. A reporter
+	// waits a little for it too.
+	MonitorPending bool
+	Report         Report
 	// JSON is the report, indented with two spaces, keys in the seed's order.
 	JSON []byte
 	// QCSummary is generate12LineQCSummary()'s text, without a final newline.
@@ -301,15 +307,16 @@ type Result struct {
 // Events of other runs, and repeated event ids, are ignored. The report
 // covers the events up to the one that made the run final, and after it
 // the tester's events until its outcome if the run ended while the tests
-// ran — never anything at or after a report.ready, so the report of a run
-// re-derived from the stream is the one published.
+// ran, and the monitor's monitor.completed if it ended while its window
+// was open — never anything at or after a report.ready, so the report of a
+// run re-derived from the stream is the one published.
 func Generate(runID string, events []*runbookv1.Event) (*Result, error) {
 	f := newFold(runID)
 	for _, ev := range events {
 		if ev.GetReportReady() != nil && ev.GetRunId() == runID {
 			break
 		}
-		if f.done && !f.lateTestEvent(ev) {
+		if f.done && !f.lateTestEvent(ev) && !f.lateMonitorEvent(ev) {
 			continue
 		}
 		f.apply(ev)

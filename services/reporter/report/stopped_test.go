@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/types/known/timestamppb"
+
 	runbookv1 "github.com/kis-core/runbook/proto/runbook/v1"
 )
 
@@ -165,4 +167,31 @@ func TestTestsStoppedByRollback(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestMonitorCompletedAfterTheEnd: the monitor asks for the rollback of a
+// window it was down for, and its monitor.completed (how much it watched)
+// lands after the event that ended the run: the run is final but its
+// monitoring pending (a reporter waits), and once it is in, the report
+// says how much of the window was observed.
+func TestMonitorCompletedAfterTheEnd(t *testing.T) {
+	t.Parallel()
+	const reason = "not watched: monitor down for 6.9 s"
+	h := deployed()
+	h.at(62*time.Second, "rollback.requested", &runbookv1.Event_RollbackRequested{RollbackRequested: &runbookv1.RollbackRequested{Reason: reason, RequestedBy: "monitor"}})
+	h.at(62*time.Second+100*time.Millisecond, "run.failed", &runbookv1.Event_RunFailed{RunFailed: &runbookv1.RunEnded{Reason: "no rollback steps: nothing was undone"}})
+	res := generate(t, h)
+	eq(t, "final", res.Final, true)
+	eq(t, "monitor pending", res.MonitorPending, true)
+	if res.Report.Monitoring != nil {
+		t.Errorf("monitoring %+v before monitor.completed", res.Report.Monitoring)
+	}
+	h.at(62*time.Second+200*time.Millisecond, "monitor.completed", &runbookv1.Event_MonitorCompleted{MonitorCompleted: &runbookv1.MonitorCompleted{
+		RollbackRequested: true, Reason: reason, WindowMs: 3000, ObservedMs: 500, MissedTicks: 11, DownMs: 6900, WindowOpened: timestamppb.New(t0.Add(61 * time.Second))}})
+	res = generate(t, h)
+	eq(t, "monitor pending", res.MonitorPending, false)
+	if m := res.Report.Monitoring; m == nil || !strings.HasPrefix(m.Observed, "observed ") {
+		t.Errorf("monitoring %+v after monitor.completed; want what was observed", m)
+	}
+	eq(t, "status", res.Report.Deployment.Status, "FAILED")
 }

@@ -120,7 +120,7 @@ func TestMonitorKilledMidWindowBadReleaseNoTests(t *testing.T) {
 			t.Fatal(err)
 		}
 		if m := r.Monitoring; m == nil || !strings.HasPrefix(m.Observed, "observed ") || !strings.Contains(m.Observed, " of 3 s; the monitor was down ") {
-			t.Errorf("%s: report monitoring %+v; want observed N s of 3 s", run, r.Monitoring)
+			t.Errorf("%s: report monitoring %+v; want observed N s of 3 s\nevents: %v", run, r.Monitoring, types(evs))
 		}
 		if !strings.Contains(rr.QcSummary, "\nOverall: FAIL - ") || !strings.Contains(rr.QcSummary, "not watched: monitor down for ") {
 			t.Errorf("%s: QC summary:\n%s", run, rr.QcSummary)
