@@ -121,7 +121,8 @@ type Service struct {
 	metrics *metrics
 	model   ReadModel
 
-	// reportMu makes report building one at a time: a run is reported once.
+	// reportMu guards published and waiting (reports are built side by
+	// side, each run by one goroutine of reportPending at a time).
 	reportMu sync.Mutex
 	// published are runs this process reported whose report.ready the
 	// model has not applied yet: not reported again meanwhile.
@@ -531,6 +532,11 @@ func (s *Service) reportPending(ctx context.Context) {
 		s.log.Error("cannot list unreported runs", "err", err)
 		return
 	}
+	// Runs are independent: their reports are built and published side by
+	// side (each waits for its publish to be stored, and for its file's
+	// fsync), a bounded number at a time; each run appears once here.
+	sem := make(chan struct{}, reportWorkers)
+	var wg sync.WaitGroup
 	for _, runID := range pending {
 		s.reportMu.Lock()
 		skip := s.published[runID]
@@ -538,26 +544,37 @@ func (s *Service) reportPending(ctx context.Context) {
 		if skip {
 			continue
 		}
-		err := s.report(ctx, runID)
-		switch {
-		case errors.Is(err, errBuild):
-			s.log.Error("cannot build the report of a final run", "run_id", runID, "err", err)
-			s.reportMu.Lock()
-			s.published[runID] = true // will not build on retry either
-			s.reportMu.Unlock()
-		case err != nil && ctx.Err() == nil:
-			// Tried again the next time the projector catches up.
-			s.log.Error("cannot publish the report of a final run", "run_id", runID, "err", err)
-		}
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			err := s.report(ctx, runID)
+			switch {
+			case errors.Is(err, errBuild):
+				s.log.Error("cannot build the report of a final run", "run_id", runID, "err", err)
+				s.markPublished(runID) // will not build on retry either
+			case err != nil && ctx.Err() == nil:
+				// Tried again the next time the projector catches up.
+				s.log.Error("cannot publish the report of a final run", "run_id", runID, "err", err)
+			}
+		})
 	}
+	wg.Wait()
+}
+
+// reportWorkers bounds the reports built and published at once.
+const reportWorkers = 16
+
+// markPublished records that run's report is out (or will never be).
+func (s *Service) markPublished(runID string) {
+	s.reportMu.Lock()
+	s.published[runID] = true
+	s.reportMu.Unlock()
 }
 
 // report builds the report of a final run from its history as the stream
 // holds it (stream order: the same bytes on every replay) and publishes
 // report.ready once.
 func (s *Service) report(ctx context.Context, runID string) error {
-	s.reportMu.Lock()
-	defer s.reportMu.Unlock()
 	history, err := s.bus.RunHistory(ctx, runID)
 	if err != nil {
 		return err
@@ -565,7 +582,7 @@ func (s *Service) report(ctx context.Context, runID string) error {
 	events := make([]*runbookv1.Event, 0, len(history))
 	for _, env := range history {
 		if env.Event.GetReportReady() != nil {
-			s.published[runID] = true // by another instance; the projector will apply it
+			s.markPublished(runID) // by another instance; the projector will apply it
 			return nil
 		}
 		events = append(events, env.Event)
@@ -587,11 +604,15 @@ func (s *Service) report(ctx context.Context, runID string) error {
 		} else if res.MonitorPending {
 			what = "the tester's outcome and the monitor's monitor.completed"
 		}
+		s.reportMu.Lock()
 		since, ok := s.waiting[runID]
 		if !ok {
 			since = time.Now()
 			s.waiting[runID] = since
 			s.metrics.waiting.Set(float64(len(s.waiting)))
+		}
+		s.reportMu.Unlock()
+		if !ok {
 			s.log.Info("run ended while its tests or watch window ran; waiting before reporting",
 				"run_id", runID, "status", res.Status, "for", what, "up_to", s.o.TestsGrace.String())
 		}
@@ -600,8 +621,10 @@ func (s *Service) report(ctx context.Context, runID string) error {
 		}
 		s.log.Warn("not in time; reporting without it", "run_id", runID, "missing", what, "waited", s.o.TestsGrace.String())
 	}
+	s.reportMu.Lock()
 	delete(s.waiting, runID)
 	s.metrics.waiting.Set(float64(len(s.waiting)))
+	s.reportMu.Unlock()
 
 	ev := eventbus.CausedBy(eventbus.New(runID, &runbookv1.Event_ReportReady{ReportReady: &runbookv1.ReportReady{
 		Status:     string(res.Status),
@@ -611,13 +634,13 @@ func (s *Service) report(ctx context.Context, runID string) error {
 	seq, err := s.bus.PublishOnce(ctx, ev)
 	if errors.Is(err, eventbus.ErrAlreadyPublished) {
 		s.log.Info("report already published", "run_id", runID, "event", "report.ready")
-		s.published[runID] = true
+		s.markPublished(runID)
 		return nil
 	}
 	if err != nil {
 		return fmt.Errorf("publish the report of run %s: %w", runID, err)
 	}
-	s.published[runID] = true
+	s.markPublished(runID)
 	s.metrics.observe(res)
 	if err := s.writeReportFile(runID, res.JSON); err != nil {
 		// The report is published (the stream is the record); a missing
