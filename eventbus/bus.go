@@ -129,11 +129,10 @@ func (b *Bus) Publish(ctx context.Context, ev *runbookv1.Event) (uint64, error) 
 	if err != nil {
 		return 0, err
 	}
-	ack, err := b.js.PublishMsg(ctx, msg, jetstream.WithMsgID(ev.Id))
+	ack, err := b.publish(ctx, msg, jetstream.WithMsgID(ev.Id))
 	if err != nil {
 		return 0, fmt.Errorf("publish %s (%s): %w", msg.Subject, ev.Id, err)
 	}
-	b.published(ack.Sequence)
 	return ack.Sequence, nil
 }
 
@@ -145,7 +144,7 @@ func (b *Bus) PublishOnce(ctx context.Context, ev *runbookv1.Event) (uint64, err
 	if err != nil {
 		return 0, err
 	}
-	ack, err := b.js.PublishMsg(ctx, msg, jetstream.WithMsgID(ev.Id), jetstream.WithExpectLastSequencePerSubject(0))
+	ack, err := b.publish(ctx, msg, jetstream.WithMsgID(ev.Id), jetstream.WithExpectLastSequencePerSubject(0))
 	if err != nil {
 		var apiErr *jetstream.APIError
 		if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
@@ -153,11 +152,41 @@ func (b *Bus) PublishOnce(ctx context.Context, ev *runbookv1.Event) (uint64, err
 		}
 		return 0, fmt.Errorf("publish once %s (%s): %w", msg.Subject, ev.Id, err)
 	}
-	b.published(ack.Sequence)
 	if ack.Duplicate {
 		return ack.Sequence, fmt.Errorf("%s for run %s: %w", ev.Type, ev.RunId, ErrAlreadyPublished)
 	}
 	return ack.Sequence, nil
+}
+
+// jsErrCodeDuplicateInProcess is nats-server's "duplicate message id is in
+// process" (a clustered stream, since 2.11): another publish with the same
+// Nats-Msg-Id is being stored right now.
+const jsErrCodeDuplicateInProcess = 10158
+
+func inProcess(err error) bool {
+	var api *jetstream.APIError
+	return errors.As(err, &api) && api.ErrorCode == jsErrCodeDuplicateInProcess
+}
+
+// publish stores msg. A clustered stream answers a publish whose message
+// id another publish is still storing with "in process": it is asked again
+// once that one is decided (then the answer is a duplicate, a wrong last
+// sequence, or ours stored).
+func (b *Bus) publish(ctx context.Context, msg *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
+	ack, err := b.js.PublishMsg(ctx, msg, opts...)
+	for wait := 5 * time.Millisecond; inProcess(err) && ctx.Err() == nil && wait < 2*time.Second; wait *= 2 {
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+		case <-t.C:
+		}
+		t.Stop()
+		ack, err = b.js.PublishMsg(ctx, msg, opts...)
+	}
+	if err == nil {
+		b.published(ack.Sequence)
+	}
+	return ack, err
 }
 
 // PublishSample stores a metric sample on RUNBOOK_METRICS.

@@ -2,7 +2,9 @@ package eventbus_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -263,4 +265,47 @@ func TestMoveFromR1ToR3(t *testing.T) {
 		return in.NumPending == events-10
 	})
 	take(cons, events-10)
+}
+
+// Many processes submitting the same run id at once on a clustered stream
+// (the CLI's run ids are per second): exactly one stores it, every other
+// learns it is already published — none gets the cluster's "duplicate
+// message id is in process" answer as an error.
+func TestPublishOnceRaceOnACluster(t *testing.T) {
+	t.Parallel()
+	c := natstest.NewCluster(t, 3)
+	nc, err := nats.Connect(c.URLs(), nats.MaxReconnects(-1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	natstest.WaitReady(t, nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	bus, err := eventbus.NewBus(ctx, nc, eventbus.Options{Source: "test", Provision: true, Streams: eventbus.StreamOptions{Replicas: 3}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for round := range 5 {
+		run := fmt.Sprintf("RACE%d", round)
+		const n = 20
+		errs := make([]error, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() { _, errs[i] = bus.PublishOnce(ctx, changeRequested(run)) })
+		}
+		wg.Wait()
+		stored := 0
+		for _, err := range errs {
+			switch {
+			case err == nil:
+				stored++
+			case !errors.Is(err, eventbus.ErrAlreadyPublished):
+				t.Errorf("%s: %v", run, err)
+			}
+		}
+		if stored != 1 {
+			t.Errorf("%s stored by %d publishers, want 1", run, stored)
+		}
+	}
 }
