@@ -341,6 +341,11 @@ func retryRead(ctx context.Context, read func() error) error {
 	}
 }
 
+// Transient reports whether err is one a retry may cure: a cluster that
+// cannot answer for a moment (a leader being elected, a node restarting, a
+// reconnecting client, a timeout).
+func Transient(err error) bool { return transientRead(err) }
+
 // transientRead reports an error a retry may cure.
 func transientRead(err error) bool {
 	var api *jetstream.APIError

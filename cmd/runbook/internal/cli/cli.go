@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/kis-core/runbook/domain/plan"
 	"github.com/kis-core/runbook/domain/trust"
@@ -346,7 +347,7 @@ func Submit(ctx context.Context, bus *eventbus.Bus, source string, data []byte, 
 		if err := bus.Sign(ev, plan.Hash(data), string(trust.Requester)); err != nil {
 			return "", err
 		}
-		_, err := bus.PublishOnce(ctx, ev)
+		err := publishRequest(ctx, bus, ev)
 		if err == nil {
 			return run, nil
 		}
@@ -355,6 +356,38 @@ func Submit(ctx context.Context, bus *eventbus.Bus, source string, data []byte, 
 		}
 	}
 	return "", errors.New("could not find a free run id after 20 attempts")
+}
+
+// publishRequest publishes change.requested once. A publish the cluster
+// could not answer (a node restarting, a leader being elected) is sent
+// again, the same bytes, for up to 30 s; when the stream then says the run
+// id is taken, it may be by the attempt that got no answer: if the stored
+// change.requested is this one (same time and signature), it is ours.
+func publishRequest(ctx context.Context, bus *eventbus.Bus, ev *runbookv1.Event) error {
+	deadline := time.Now().Add(30 * time.Second)
+	unanswered := false
+	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
+		_, err := bus.PublishOnce(ctx, ev)
+		switch {
+		case err == nil:
+			return nil
+		case errors.Is(err, eventbus.ErrAlreadyPublished) && unanswered:
+			if stored, lerr := bus.LastEvent(ctx, ev.GetRunId(), "change.requested"); lerr == nil && stored != nil &&
+				proto.Equal(stored.Event.GetTime(), ev.GetTime()) && proto.Equal(stored.Event.GetSignature(), ev.GetSignature()) {
+				return nil
+			}
+			return err
+		case !eventbus.Transient(err) || time.Now().After(deadline) || ctx.Err() != nil:
+			return err
+		}
+		unanswered = true
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+		case <-t.C:
+		}
+		t.Stop()
+	}
 }
 
 func statusExit(status string) error {
