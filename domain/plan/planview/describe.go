@@ -130,7 +130,7 @@ func Describe(p *plan.Plan, a risk.Assessment) string {
 		if t.IsText() {
 			w(2, "- %s (text: shown to people, not watched)", t)
 		} else {
-			w(2, "- %s (watched by the monitor)", t)
+			w(2, "- %s (shown to people: the monitor judges monitor.thresholds and monitor.gates)", t)
 		}
 	}
 	if len(rp.RollbackSteps) == 0 {

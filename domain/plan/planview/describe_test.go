@@ -76,7 +76,7 @@ func TestDescribeFullPlan(t *testing.T) {
 		"3. warm up [wait] 30s",
 		"5 attempts every 2s after 0s (5s each)",
 		"finally (always, after the steps):",
-		"- error_rate > 0.01 (watched by the monitor)",
+		"- error_rate > 0.01 (shown to people: the monitor judges monitor.thresholds and monitor.gates)",
 		"window 10m, sample every 15s, baseline: up to 45s of samples before the deploy starts (default)",
 		"api_response_time_p95  max 1800 ms (critical 3600 ms = 1800 × 2 → rollback), fails on 1 sample, no data: fail after 3",
 		"error_rate             max 0.02 (2%) (no critical bound: every breach a WARNING, no rollback)",
