@@ -108,6 +108,9 @@ func BenchmarkPipeline(b *testing.B) {
 				var firstStep []float64
 				lost := 0
 				var cpu time.Duration
+				// hops: the time between consecutive events of a run, by
+				// the pair of types — where a run's time goes under load.
+				hops := map[string][]float64{}
 				b.ResetTimer()
 				for range b.N {
 					cpu0 := processCPU()
@@ -142,6 +145,10 @@ func BenchmarkPipeline(b *testing.B) {
 							}
 						}
 						firstStep = append(firstStep, float64(step.Sub(req).Microseconds())/1000)
+						for i := 1; i < len(h); i++ {
+							hop := h[i-1].Type + " → " + h[i].Type
+							hops[hop] = append(hops[hop], float64(h[i].Time.AsTime().Sub(h[i-1].Time.AsTime()).Microseconds())/1000)
+						}
 					}
 					b.StartTimer()
 				}
@@ -154,9 +161,37 @@ func BenchmarkPipeline(b *testing.B) {
 				b.ReportMetric(float64(events)/secs, "events/s")
 				b.ReportMetric(median(firstStep), "ms-to-first-step-under-load-p50")
 				b.ReportMetric(float64(cpu.Microseconds())/1000/float64(events), "cpu-ms/event")
+				logHops(b, hops)
 			})
 		}
 	}
+}
+
+// logHops logs, slowest first, the median time between consecutive events
+// of a run by the pair of their types (hops seen in at least a tenth of
+// the runs).
+func logHops(b *testing.B, hops map[string][]float64) {
+	b.Helper()
+	most := 0
+	for _, xs := range hops {
+		most = max(most, len(xs))
+	}
+	type hop struct {
+		name   string
+		p50, n float64
+	}
+	var out []hop
+	for name, xs := range hops {
+		if len(xs)*10 >= most {
+			out = append(out, hop{name, median(xs), float64(len(xs))})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].p50 > out[j].p50 })
+	var sb strings.Builder
+	for _, h := range out {
+		fmt.Fprintf(&sb, "\n  %8.1f ms  %s (%d runs)", h.p50, h.name, int(h.n))
+	}
+	b.Logf("time between consecutive events of a run, p50:%s", sb.String())
 }
 
 // processCPU is the CPU time (user + system) this process has used: the
