@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/kis-core/runbook/eventbus"
@@ -24,12 +23,7 @@ import (
 func TestR3StreamsSurviveTheLeadersLoss(t *testing.T) {
 	t.Parallel()
 	c := natstest.NewCluster(t, 3)
-	nc, err := nats.Connect(c.URLs(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	natstest.WaitReady(t, nc)
+	nc := c.Conn(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	bus, err := eventbus.NewBus(ctx, nc, eventbus.Options{Source: "test", Provision: true, Streams: eventbus.StreamOptions{Replicas: 3}})
@@ -45,12 +39,7 @@ func TestR3StreamsSurviveTheLeadersLoss(t *testing.T) {
 	}
 	// A second process's bus reads histories from its in-memory cache,
 	// which must follow the stream through the leader's loss.
-	cnc, err := nats.Connect(c.URLs(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cnc.Close)
-	cbus, err := eventbus.NewBus(ctx, cnc, eventbus.Options{Source: "cached"})
+	cbus, err := eventbus.NewBus(ctx, c.Conn(t), eventbus.Options{Source: "cached"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,12 +140,7 @@ func TestR3StreamsSurviveTheLeadersLoss(t *testing.T) {
 func TestMoveFromR1ToR3(t *testing.T) {
 	t.Parallel()
 	c := natstest.NewCluster(t, 3)
-	nc, err := nats.Connect(c.URLs(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	natstest.WaitReady(t, nc)
+	nc := c.Conn(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	bus, err := eventbus.NewBus(ctx, nc, eventbus.Options{Source: "before", Provision: true, Streams: eventbus.StreamOptions{Replicas: 1}})
@@ -274,12 +258,7 @@ func TestMoveFromR1ToR3(t *testing.T) {
 func TestPublishOnceRaceOnACluster(t *testing.T) {
 	t.Parallel()
 	c := natstest.NewCluster(t, 3)
-	nc, err := nats.Connect(c.URLs(), nats.MaxReconnects(-1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	natstest.WaitReady(t, nc)
+	nc := c.Conn(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	bus, err := eventbus.NewBus(ctx, nc, eventbus.Options{Source: "test", Provision: true, Streams: eventbus.StreamOptions{Replicas: 3}})

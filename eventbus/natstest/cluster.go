@@ -69,9 +69,23 @@ func (c *SecureCluster) ConnAs(t testing.TB, name string) *nats.Conn {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nc, err := nats.Connect(c.URLs(), append(id.Options(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))...)
+	return c.connect(t, name, id.Options()...)
+}
+
+// Conn connects to an open cluster (any node, reconnecting to the others
+// for as long as the test runs) once JetStream answers there.
+func (c *Cluster) Conn(t testing.TB) *nats.Conn {
+	t.Helper()
+	nc := c.connect(t, "test")
+	WaitReady(t, nc)
+	return nc
+}
+
+func (c *Cluster) connect(t testing.TB, who string, opts ...nats.Option) *nats.Conn {
+	t.Helper()
+	nc, err := nats.Connect(c.URLs(), append(opts, nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))...)
 	if err != nil {
-		t.Fatalf("connect as %s: %v", name, err)
+		t.Fatalf("connect as %s: %v", who, err)
 	}
 	t.Cleanup(nc.Close)
 	return nc
