@@ -107,42 +107,17 @@ func firstStepMS(b *testing.B, p *pipeline, run string) float64 {
 	return float64(step.Sub(req).Microseconds()) / 1000
 }
 
-// startClusterPipeline starts a 3-node authenticated cluster with R3
-// streams and two processes of each service, and returns a pipeline
-// submitting as a requester, with the CPU time of this process (the NATS
-// nodes, the client) and of the service processes.
+// startClusterPipeline starts the cluster (startCluster, the read model in
+// memory) and returns its pipeline with the CPU time of this process (the
+// NATS nodes, the client) and of the service processes.
 func startClusterPipeline(b *testing.B) (*pipeline, func() time.Duration) {
 	b.Helper()
-	bin, services := buildServices(b)
-	c := natstest.NewSecureCluster(b, 3, "alice")
-	admin := c.ConnAs(b, "admin")
-	natstest.WaitReady(b, admin)
+	rig := startCluster(b, "")
 	ctx := context.Background()
-	js, _ := jetstream.New(admin)
-	if err := eventbus.EnsureStreams(ctx, js, eventbus.StreamOptions{Replicas: 3}); err != nil {
-		b.Fatal(err)
-	}
-	var procs []*proc
-	for _, name := range services {
-		for r := 1; r <= 2; r++ {
-			procs = append(procs, startProc(b, filepath.Join(bin, name), filepath.Join(bin, fmt.Sprintf("%s-%d.log", name, r)),
-				"--nats-url", c.URLs(), "--metrics-listen", "127.0.0.1:0", "--instance", fmt.Sprintf("r%d", r),
-				"--creds", c.Store.SeedPath(name), "--keyring", c.Store.KeyringPath()))
-		}
-	}
-	alice, err := auth.Open(c.Store.SeedPath("alice"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	bus, err := eventbus.NewBus(ctx, c.ConnAs(b, "alice"), eventbus.Options{Source: "cli/alice", Signer: alice.KP})
-	if err != nil {
-		b.Fatal(err)
-	}
-	p := &pipeline{bus: bus}
 	// Every service's consumer is up before the clock starts.
 	durables := map[string]bool{"preflight": true, "deployer": true, "monitor": true, "tester": true, "notifier": true}
 	natstest.Eventually(b, 60*time.Second, "the services' consumers", func() bool {
-		st, err := js.Stream(ctx, eventbus.AuditStream)
+		st, err := rig.js.Stream(ctx, eventbus.AuditStream)
 		if err != nil {
 			return false
 		}
@@ -157,7 +132,7 @@ func startClusterPipeline(b *testing.B) (*pipeline, func() time.Duration) {
 	})
 	cpu := func() time.Duration {
 		total := processCPU()
-		for _, pr := range procs {
+		for _, pr := range rig.procs {
 			pr.mu.Lock()
 			if pr.cmd != nil && pr.cmd.Process != nil {
 				total += pidCPU(pr.cmd.Process.Pid)
@@ -166,7 +141,63 @@ func startClusterPipeline(b *testing.B) (*pipeline, func() time.Duration) {
 		}
 		return total
 	}
-	return p, cpu
+	return rig.p, cpu
+}
+
+// clusterRig is deploy/compose's cluster shape in a test: three
+// authenticated NATS nodes with R3 streams, the five services as separate
+// processes, two of each, and a pipeline submitting as requester alice.
+type clusterRig struct {
+	c     *natstest.SecureCluster
+	js    jetstream.JetStream // as admin
+	procs []*proc
+	p     *pipeline
+}
+
+// startCluster starts a clusterRig; with dbURL the reporters project into
+// PostgreSQL, else in memory. A failing test logs every process's tail.
+func startCluster(t testing.TB, dbURL string) *clusterRig {
+	t.Helper()
+	bin, services := buildServices(t)
+	c := natstest.NewSecureCluster(t, 3, "alice")
+	admin := c.ConnAs(t, "admin")
+	natstest.WaitReady(t, admin)
+	ctx := context.Background()
+	js, _ := jetstream.New(admin)
+	if err := eventbus.EnsureStreams(ctx, js, eventbus.StreamOptions{Replicas: 3}); err != nil {
+		t.Fatal(err)
+	}
+	var procs []*proc
+	for _, name := range services {
+		for r := 1; r <= 2; r++ {
+			a := []string{"--nats-url", c.URLs(), "--metrics-listen", "127.0.0.1:0",
+				"--creds", c.Store.SeedPath(name), "--keyring", c.Store.KeyringPath()}
+			if name == "reporter" && dbURL != "" {
+				a = append(a, "--database-url", dbURL)
+			}
+			procs = append(procs, startProc(t, filepath.Join(bin, name), filepath.Join(bin, fmt.Sprintf("%s-%d.log", name, r)), a...))
+		}
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, p := range procs {
+				b, _ := os.ReadFile(p.log.Name())
+				if len(b) > 20000 {
+					b = b[len(b)-20000:]
+				}
+				t.Logf("%s (tail):\n%s", filepath.Base(p.log.Name()), b)
+			}
+		}
+	})
+	alice, err := auth.Open(c.Store.SeedPath("alice"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bus, err := eventbus.NewBus(ctx, c.ConnAs(t, "alice"), eventbus.Options{Source: "cli/alice", Signer: alice.KP})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &clusterRig{c: c, js: js, procs: procs, p: &pipeline{bus: bus}}
 }
 
 // pidCPU is the user + system CPU time of a running process (from

@@ -13,11 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/kis-core/runbook/cmd/runbook/internal/cli"
-	"github.com/kis-core/runbook/eventbus"
-	"github.com/kis-core/runbook/eventbus/auth"
 	"github.com/kis-core/runbook/eventbus/natstest"
 	runbookv1 "github.com/kis-core/runbook/proto/runbook/v1"
 	"github.com/kis-core/runbook/services/reporter/pgstore/pgtest"
@@ -42,49 +38,10 @@ func TestClusterChaos(t *testing.T) {
 	if err != nil || runs <= 0 {
 		t.Skip("SKIPPED here: runs alone — `make test` runs it with RUNBOOK_CHAOS_RUNS=6, `make chaos` with 30")
 	}
-	bin, services := buildServices(t)
-
-	c := natstest.NewSecureCluster(t, 3, "alice")
-	admin := c.ConnAs(t, "admin")
-	natstest.WaitReady(t, admin)
-	ctx := context.Background()
-	js, _ := jetstream.New(admin)
-	if err := eventbus.EnsureStreams(ctx, js, eventbus.StreamOptions{Replicas: 3}); err != nil {
-		t.Fatal(err)
-	}
 	dbURL := pgtest.URL(t)
-
-	var procs []*proc
-	for _, name := range services {
-		for r := 1; r <= 2; r++ {
-			a := []string{"--nats-url", c.URLs(), "--metrics-listen", "127.0.0.1:0",
-				"--creds", c.Store.SeedPath(name), "--keyring", c.Store.KeyringPath()}
-			if name == "reporter" {
-				a = append(a, "--database-url", dbURL)
-			}
-			procs = append(procs, startProc(t, filepath.Join(bin, name), filepath.Join(bin, fmt.Sprintf("%s-%d.log", name, r)), a...))
-		}
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			for _, p := range procs {
-				b, _ := os.ReadFile(p.log.Name())
-				if len(b) > 20000 {
-					b = b[len(b)-20000:]
-				}
-				t.Logf("%s (tail):\n%s", filepath.Base(p.log.Name()), b)
-			}
-		}
-	})
-	alice, err := auth.Open(c.Store.SeedPath("alice"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	bus, err := eventbus.NewBus(ctx, c.ConnAs(t, "alice"), eventbus.Options{Source: "cli/alice", Signer: alice.KP})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &pipeline{bus: bus}
+	rig := startCluster(t, dbURL)
+	c, procs, p := rig.c, rig.procs, rig.p
+	bus, ctx := p.bus, context.Background()
 
 	// The chaos: a SIGKILLed service process, or a stopped NATS node, every
 	// 1–2 s until the runs are done.
