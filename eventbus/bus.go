@@ -327,7 +327,7 @@ func retryRead(ctx context.Context, read func() error) error {
 		if errors.As(err, &p) {
 			return p.err
 		}
-		if !transientRead(err) || ctx.Err() != nil {
+		if !Transient(err) || ctx.Err() != nil {
 			return err
 		}
 		t := time.NewTimer(wait)
@@ -344,10 +344,7 @@ func retryRead(ctx context.Context, read func() error) error {
 // Transient reports whether err is one a retry may cure: a cluster that
 // cannot answer for a moment (a leader being elected, a node restarting, a
 // reconnecting client, a timeout).
-func Transient(err error) bool { return transientRead(err) }
-
-// transientRead reports an error a retry may cure.
-func transientRead(err error) bool {
+func Transient(err error) bool {
 	var api *jetstream.APIError
 	switch {
 	case errors.Is(err, nats.ErrNoResponders), errors.Is(err, nats.ErrTimeout), errors.Is(err, context.DeadlineExceeded),
