@@ -76,7 +76,9 @@ type ConsumerOptions struct {
 	// message before its handler sees it: a valid Runbook-Signer signature
 	// by an active identity whose role may publish the event's type
 	// (trust.MayPublish). Anything else is dead-lettered with the reason.
-	// The handler finds the publisher with PublisherOf(ctx).
+	// The handler finds the publisher with PublisherOf(ctx). A keyring
+	// that also has RecentKeyring (auth.KeyringFile) is read through it,
+	// and through Keyring again before a key it does not know is refused.
 	Keyring interface {
 		Keyring() (*trust.Keyring, error)
 	}
@@ -94,7 +96,16 @@ func PublisherOf(ctx context.Context) (trust.Identity, bool) {
 // checkPublisher verifies a message's publisher (from its header and
 // data as stored) against the keyring.
 func (r *Router) checkPublisher(ctx context.Context, header nats.Header, data []byte, ev *runbookv1.Event) (context.Context, error) {
-	kr, err := r.opts.Keyring.Keyring()
+	recent, cached := r.opts.Keyring.(interface {
+		RecentKeyring() (*trust.Keyring, error)
+	})
+	var kr *trust.Keyring
+	var err error
+	if cached {
+		kr, err = recent.RecentKeyring()
+	} else {
+		kr, err = r.opts.Keyring.Keyring()
+	}
 	if err != nil {
 		return ctx, fmt.Errorf("read the keyring: %w", err) // retried: not the message's fault
 	}
@@ -106,6 +117,13 @@ func (r *Router) checkPublisher(ctx context.Context, header nats.Header, data []
 		return ctx, Permanent(fmt.Errorf("%s has no publisher signature (%s): not published by a runbook identity", ev.Type, HeaderSigner))
 	}
 	id, ok := kr.ByKey(pub)
+	if !ok && cached {
+		// An identity created since the keyring was last read?
+		if kr, err = r.opts.Keyring.Keyring(); err != nil {
+			return ctx, fmt.Errorf("read the keyring: %w", err)
+		}
+		id, ok = kr.ByKey(pub)
+	}
 	switch {
 	case !ok:
 		return ctx, Permanent(fmt.Errorf("%s published by unknown key %s", ev.Type, pub))

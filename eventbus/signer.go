@@ -53,6 +53,12 @@ func newMsgSigner(kp nkeys.KeyPair) (*msgSigner, error) {
 	return &msgSigner{pub: pub, priv: ed25519.NewKeyFromSeed(raw)}, nil
 }
 
+// PublicKey and Sign make the expanded key a trust.KeySigner.
+func (s *msgSigner) PublicKey() (string, error) { return s.pub, nil }
+
+// Sign signs data with the expanded key.
+func (s *msgSigner) Sign(data []byte) ([]byte, error) { return ed25519.Sign(s.priv, data), nil }
+
 func (s *msgSigner) sign(msg *nats.Msg) {
 	msg.Header.Set(HeaderSigner, s.pub)
 	msg.Header.Set(HeaderSignature, base64.RawStdEncoding.EncodeToString(ed25519.Sign(s.priv, msg.Data)))
@@ -101,7 +107,7 @@ func (b *Bus) Sign(ev *runbookv1.Event, planSHA, role string) error {
 	if ev.Time == nil {
 		ev.Time = timestamppb.New(b.now())
 	}
-	return trust.Sign(b.signer, ev, planSHA, role, ev.Time.AsTime())
+	return trust.Sign(b.msgSig, ev, planSHA, role, ev.Time.AsTime())
 }
 
 // SignerKey is the public key of the bus identity ("" without one).

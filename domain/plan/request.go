@@ -21,13 +21,25 @@ import (
 // parsing is pure: the result is memoised (bounded) by the text's hash.
 // The returned plan is shared with other readers: treat it as read-only.
 func FromChangeRequest(cr *runbookv1.ChangeRequested) (*Plan, []Issue) {
-	key := sha256.Sum256([]byte(cr.GetPlanSource() + "\x00" + cr.GetPlanYaml()))
-	if r, ok := parsed.get(key); ok {
+	key := TextKey(cr)
+	if r, ok := parsed.Get(key); ok {
 		return r.plan, r.issues
 	}
 	p, issues := Parse(cr.GetPlanSource(), []byte(cr.GetPlanYaml()))
-	parsed.put(key, parseResult{p, issues})
+	parsed.Put(key, parseResult{p, issues})
 	return p, issues
+}
+
+// TextKey identifies the plan text a change.requested carries (its
+// source's name and its YAML): the key of what is read from it once.
+func TextKey(cr *runbookv1.ChangeRequested) [32]byte {
+	h := sha256.New()
+	h.Write([]byte(cr.GetPlanSource()))
+	h.Write([]byte{0})
+	h.Write([]byte(cr.GetPlanYaml()))
+	var k [32]byte
+	h.Sum(k[:0])
+	return k
 }
 
 type parseResult struct {
@@ -36,24 +48,32 @@ type parseResult struct {
 }
 
 // parsed memoises FromChangeRequest: the plans of the runs in flight.
-var parsed = &memo{max: 256, m: map[[32]byte]parseResult{}}
+var parsed = NewMemo[parseResult](256)
 
-// memo is a bounded map: when full, an arbitrary half is dropped (a plan
-// dropped is parsed again on its next read).
-type memo struct {
+// Memo is a bounded map from a plan text (TextKey) to what was read from
+// it: when full, an arbitrary half is dropped (a reading dropped is done
+// again on its next use). Values are shared: treat them as read-only.
+type Memo[V any] struct {
 	mu  sync.Mutex
 	max int
-	m   map[[32]byte]parseResult
+	m   map[[32]byte]V
 }
 
-func (c *memo) get(k [32]byte) (parseResult, bool) {
+// NewMemo makes a Memo holding at most max readings.
+func NewMemo[V any](max int) *Memo[V] {
+	return &Memo[V]{max: max, m: map[[32]byte]V{}}
+}
+
+// Get returns the reading stored under k.
+func (c *Memo[V]) Get(k [32]byte) (V, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	r, ok := c.m[k]
 	return r, ok
 }
 
-func (c *memo) put(k [32]byte, r parseResult) {
+// Put stores the reading of k.
+func (c *Memo[V]) Put(k [32]byte, r V) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.m) >= c.max {

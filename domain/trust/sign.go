@@ -38,7 +38,7 @@ func SigningBytes(runID string, s *runbookv1.Signature) []byte {
 
 // Sign puts kp's signature on ev: a decision of role over the plan with
 // sha256 planSHA, at t. ev's run id and type must be set.
-func Sign(kp nkeys.KeyPair, ev *runbookv1.Event, planSHA, role string, t time.Time) error {
+func Sign(kp KeySigner, ev *runbookv1.Event, planSHA, role string, t time.Time) error {
 	pub, err := kp.PublicKey()
 	if err != nil {
 		return fmt.Errorf("sign %s: %w", ev.GetType(), err)
@@ -54,6 +54,13 @@ func Sign(kp nkeys.KeyPair, ev *runbookv1.Event, planSHA, role string, t time.Ti
 	s.Sig = sig
 	ev.Signature = s
 	return nil
+}
+
+// KeySigner is what Sign needs of a key: an nkeys.KeyPair, or a signer
+// that keeps the key expanded (signing often).
+type KeySigner interface {
+	PublicKey() (string, error)
+	Sign(data []byte) ([]byte, error)
 }
 
 // NewSignature is the signature key pub would put on ev — a decision of

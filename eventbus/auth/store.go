@@ -299,12 +299,16 @@ func (i *Identity) Options() []nats.Option {
 // KeyringFile is a keyring read from a file and read again whenever the
 // file changes (`runbook identity create` or `revoke` while services run).
 type KeyringFile struct {
-	path string
-	mu   sync.Mutex
-	mod  time.Time
-	size int64
-	kr   *trust.Keyring
+	path    string
+	mu      sync.Mutex
+	mod     time.Time
+	size    int64
+	kr      *trust.Keyring
+	checked time.Time
 }
+
+// KeyringRecheck is how old RecentKeyring's look at the file may be.
+const KeyringRecheck = 200 * time.Millisecond
 
 // NewKeyringFile reads path on first use.
 func NewKeyringFile(path string) *KeyringFile { return &KeyringFile{path: path} }
@@ -313,21 +317,35 @@ func NewKeyringFile(path string) *KeyringFile { return &KeyringFile{path: path} 
 func (k *KeyringFile) Path() string { return k.path }
 
 // Keyring is the keyring as the file holds it now.
-func (k *KeyringFile) Keyring() (*trust.Keyring, error) {
+func (k *KeyringFile) Keyring() (*trust.Keyring, error) { return k.keyring(0) }
+
+// RecentKeyring is the keyring as the file held it at most KeyringRecheck
+// ago: what a consumer checks every message's publisher against without
+// looking at the file each time (a key it does not know is looked up
+// again with Keyring; a revoked identity's connection is closed by the
+// server).
+func (k *KeyringFile) RecentKeyring() (*trust.Keyring, error) { return k.keyring(KeyringRecheck) }
+
+func (k *KeyringFile) keyring(maxAge time.Duration) (*trust.Keyring, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	t := time.Now()
+	if k.kr != nil && t.Sub(k.checked) < maxAge {
+		return k.kr, nil
+	}
 	st, err := os.Stat(k.path)
 	if err != nil {
 		return nil, fmt.Errorf("keyring: %w", err)
 	}
-	k.mu.Lock()
-	defer k.mu.Unlock()
 	if k.kr != nil && st.ModTime().Equal(k.mod) && st.Size() == k.size {
+		k.checked = t
 		return k.kr, nil
 	}
 	kr, err := LoadKeyring(k.path)
 	if err != nil {
 		return nil, err
 	}
-	k.kr, k.mod, k.size = kr, st.ModTime(), st.Size()
+	k.kr, k.mod, k.size, k.checked = kr, st.ModTime(), st.Size(), t
 	return kr, nil
 }
 

@@ -108,12 +108,12 @@ func Run(ctx context.Context, c Command) Result {
 	unlock := dieWithParent(cmd) // held from Start to Wait: see dieWithParent
 	err := cmd.Start()
 	if err == nil {
-		pidFile := writePidFile(ctx, cmd.Process.Pid, c.Text())
+		ended := trackPid(ctx, cmd.Process.Pid, c.Text())
 		if c.OnStart != nil {
 			c.OnStart(cmd.Process.Pid)
 		}
 		err = cmd.Wait()
-		removePidFile(pidFile)
+		ended()
 	}
 	unlock()
 	res := Result{Output: c.Secrets.Redact(tail.String())}

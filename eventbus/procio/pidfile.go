@@ -25,10 +25,11 @@ type tracker struct {
 	labels map[string]string
 }
 
-// TrackPids makes Run keep, for each command run with the returned
-// context, a pid file in dir while the command runs, with labels (what the
+// TrackPids makes Run record, for each command run with the returned
+// context, its process group in this process's pid journal in dir while
+// the command runs, with labels (what the
 // command is for: the run, the step, the attempt), so SweepPidFiles can
-// name it. Writing the file is best effort: a command runs without it.
+// name it. Recording is best effort: a command runs without it.
 func TrackPids(ctx context.Context, dir string, labels map[string]string) context.Context {
 	if dir == "" {
 		return ctx
@@ -66,47 +67,133 @@ func selfStart() uint64 {
 	return self.start
 }
 
-// writePidFile records the command whose group is pgid when ctx asks for
-// it (TrackPids); it returns the file's path ("" when none).
-func writePidFile(ctx context.Context, pgid int, command string) string {
+// The pid files of one service process are one journal in dir,
+// <owner pid>-<owner start>.pids, opened once and appended to: a line when
+// a command starts (its PidRecord) and one when it ends. Creating,
+// renaming and removing a file per command cost more than the command's
+// own start on a busy host's file system; two appends to an open file do
+// not. A journal is compacted (rewritten with the commands still running)
+// when it outgrows journalCompactAt.
+
+// journalCompactAt is the size past which a journal is rewritten.
+var journalCompactAt int64 = 1 << 20
+
+// journalLine is one line of a journal: a command started (the record) or
+// ended (Ended, its group, with the group leader's Start: a pid reused
+// between the wait and this line is not taken for the one that ended).
+type journalLine struct {
+	PidRecord
+	Ended int `json:"ended,omitempty"`
+}
+
+// journal is this process's journal in one dir.
+type journal struct {
+	mu   sync.Mutex
+	dir  string
+	path string
+	f    *os.File
+	size int64
+	live map[int]PidRecord
+}
+
+// journals are this process's journals by dir.
+var journals sync.Map // string → *journal
+
+func journalFor(dir string) *journal {
+	if j, ok := journals.Load(dir); ok {
+		return j.(*journal)
+	}
+	j, _ := journals.LoadOrStore(dir, &journal{
+		dir:  dir,
+		path: filepath.Join(dir, fmt.Sprintf("%d-%d.pids", os.Getpid(), selfStart())),
+		live: map[int]PidRecord{},
+	})
+	return j.(*journal)
+}
+
+// append writes one line (opening the journal on first use).
+func (j *journal) append(l journalLine) error {
+	b, err := json.Marshal(l)
+	if err != nil {
+		return err
+	}
+	b = append(b, '\n')
+	if j.f == nil {
+		if err := os.MkdirAll(j.dir, 0o700); err != nil {
+			return err
+		}
+		if j.f, err = os.OpenFile(j.path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600); err != nil {
+			return err
+		}
+		st, err := j.f.Stat()
+		if err != nil {
+			return err
+		}
+		j.size = st.Size()
+	}
+	n, err := j.f.Write(b)
+	j.size += int64(n)
+	return err
+}
+
+// compact rewrites the journal with the commands still running.
+func (j *journal) compact() error {
+	var buf []byte
+	for _, rec := range j.live {
+		b, err := json.Marshal(journalLine{PidRecord: rec})
+		if err != nil {
+			return err
+		}
+		buf = append(append(buf, b...), '\n')
+	}
+	tmp := j.path + ".tmp"
+	if err := os.WriteFile(tmp, buf, 0o600); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, j.path); err != nil {
+		_ = os.Remove(tmp)
+		return err
+	}
+	_ = j.f.Close()
+	j.f = nil // reopened by the next append
+	return nil
+}
+
+// trackPid records the command whose group is pgid when ctx asks for it
+// (TrackPids); the returned func records its end.
+func trackPid(ctx context.Context, pgid int, command string) (ended func()) {
 	tr, ok := ctx.Value(trackKey{}).(tracker)
 	if !ok {
-		return ""
+		return func() {}
 	}
 	start, _ := procStart(pgid)
 	rec := PidRecord{Pgid: pgid, Start: start, Owner: os.Getpid(), OwnerStart: selfStart(), Command: command, Labels: tr.labels}
-	b, err := json.Marshal(rec)
-	if err != nil {
-		return ""
+	j := journalFor(tr.dir)
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.append(journalLine{PidRecord: rec}) != nil {
+		return func() {} // best effort: the command runs without it
 	}
-	if err := os.MkdirAll(tr.dir, 0o700); err != nil {
-		return ""
-	}
-	path := filepath.Join(tr.dir, fmt.Sprintf("%d-%d.json", rec.Owner, pgid))
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return ""
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		_ = os.Remove(tmp)
-		return ""
-	}
-	return path
-}
-
-func removePidFile(path string) {
-	if path != "" {
-		_ = os.Remove(path)
+	j.live[pgid] = rec
+	return func() {
+		j.mu.Lock()
+		defer j.mu.Unlock()
+		if j.live[pgid].Start == start {
+			delete(j.live, pgid)
+		}
+		if j.append(journalLine{Ended: pgid, PidRecord: PidRecord{Start: start}}) == nil && j.size > journalCompactAt {
+			_ = j.compact()
+		}
 	}
 }
 
 // SweepPidFiles goes through the pid files in dir left by service
 // processes that are gone (a live one's — another replica's on this host —
-// are left alone): the process group each names is killed with SIGKILL if
-// anything of it still runs — its leader with the start time recorded, or,
-// the leader gone, members started after it — and the file is removed.
-// It returns what it found, killed or already ended. A missing dir is no
-// error.
+// are left alone): the process group of each command still recorded as
+// running is killed with SIGKILL if anything of it still runs — its leader
+// with the start time recorded, or, the leader gone, members started after
+// it — and the file is removed. It returns what it found, killed or
+// already ended. A missing dir is no error.
 func SweepPidFiles(dir string) ([]Orphan, error) {
 	entries, err := os.ReadDir(dir)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -118,40 +205,148 @@ func SweepPidFiles(dir string) ([]Orphan, error) {
 	var out []Orphan
 	var errs []error
 	for _, e := range entries {
-		if e.IsDir() || !strings.HasSuffix(e.Name(), ".json") {
-			continue
-		}
 		path := filepath.Join(dir, e.Name())
-		b, err := os.ReadFile(path)
-		if err != nil {
-			errs = append(errs, err)
+		var recs []PidRecord
+		switch {
+		case e.IsDir():
 			continue
-		}
-		var rec PidRecord
-		if err := json.Unmarshal(b, &rec); err != nil || rec.Pgid <= 1 {
-			_ = os.Remove(path) // not ours to act on
-			continue
-		}
-		if alive(rec.Owner, rec.OwnerStart) {
-			continue // its service still runs
-		}
-		members, err := groupMembers(rec.Pgid, rec.Start)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("process group %d: %w", rec.Pgid, err))
-			continue // cannot tell whose it is: leave the file
-		}
-		o := Orphan{PidRecord: rec}
-		if len(members) > 0 {
-			if err := killGroup(rec.Pgid); err != nil {
-				errs = append(errs, fmt.Errorf("kill process group %d: %w", rec.Pgid, err))
+		case strings.HasSuffix(e.Name(), ".pids"):
+			var owner int
+			var ownerStart uint64
+			if _, err := fmt.Sscanf(e.Name(), "%d-%d.pids", &owner, &ownerStart); err != nil {
+				continue // not ours
+			}
+			if alive(owner, ownerStart) {
+				continue // its service still runs
+			}
+			if recs, err = readJournal(path); err != nil {
+				errs = append(errs, err)
 				continue
 			}
-			o.Killed = true
+		case strings.HasSuffix(e.Name(), ".json"):
+			// One command's file, as deployers before the journals kept them.
+			rec, ok, err := readPidFile(path)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			if ok && alive(rec.Owner, rec.OwnerStart) {
+				continue
+			}
+			if ok {
+				recs = []PidRecord{rec}
+			}
+		default:
+			continue
 		}
-		_ = os.Remove(path)
-		out = append(out, o)
+		failed := false
+		for _, rec := range recs {
+			members, err := groupMembers(rec.Pgid, rec.Start)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("process group %d: %w", rec.Pgid, err))
+				failed = true // cannot tell whose it is: keep the file
+				continue
+			}
+			o := Orphan{PidRecord: rec}
+			if len(members) > 0 {
+				if err := killGroup(rec.Pgid); err != nil {
+					errs = append(errs, fmt.Errorf("kill process group %d: %w", rec.Pgid, err))
+					failed = true
+					continue
+				}
+				o.Killed = true
+			}
+			out = append(out, o)
+		}
+		if !failed {
+			_ = os.Remove(path)
+		}
 	}
 	return out, errors.Join(errs...)
+}
+
+// Recorded are the commands the pid files in dir record as running, of
+// live services and gone ones alike.
+func Recorded(dir string) ([]PidRecord, error) {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read pid files: %w", err)
+	}
+	var out []PidRecord
+	for _, e := range entries {
+		path := filepath.Join(dir, e.Name())
+		switch {
+		case strings.HasSuffix(e.Name(), ".pids"):
+			recs, err := readJournal(path)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, recs...)
+		case strings.HasSuffix(e.Name(), ".json"):
+			rec, ok, err := readPidFile(path)
+			if err != nil {
+				return nil, err
+			}
+			if ok {
+				out = append(out, rec)
+			}
+		}
+	}
+	return out, nil
+}
+
+// readJournal returns the commands a journal records as started and not
+// ended, in the order they started. A line cut short by its service's
+// death is skipped.
+func readJournal(path string) ([]PidRecord, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("sweep pid files: %w", err)
+	}
+	var order []int
+	live := map[int]PidRecord{}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		var l journalLine
+		if strings.TrimSpace(line) == "" || json.Unmarshal([]byte(line), &l) != nil {
+			continue
+		}
+		switch {
+		case l.Ended > 0:
+			if live[l.Ended].Start == l.Start {
+				delete(live, l.Ended)
+			}
+		case l.Pgid > 1:
+			if _, ok := live[l.Pgid]; !ok {
+				order = append(order, l.Pgid)
+			}
+			live[l.Pgid] = l.PidRecord
+		}
+	}
+	var out []PidRecord
+	for _, pgid := range order {
+		if rec, ok := live[pgid]; ok {
+			out = append(out, rec)
+			delete(live, pgid)
+		}
+	}
+	return out, nil
+}
+
+// readPidFile reads one command's pid file (the format before journals);
+// ok is false for one that is not ours to act on (removed by the caller).
+func readPidFile(path string) (PidRecord, bool, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return PidRecord{}, false, fmt.Errorf("sweep pid files: %w", err)
+	}
+	var rec PidRecord
+	if err := json.Unmarshal(b, &rec); err != nil || rec.Pgid <= 1 {
+		return PidRecord{}, false, nil
+	}
+	return rec, true, nil
 }
 
 // alive reports whether pid runs with the start time recorded (unknown,

@@ -64,8 +64,8 @@ type Options struct {
 	// ${ENVIRONMENT:-production} (default: Env("ENVIRONMENT"), else
 	// "production"), as pre-flight's.
 	Environment string
-	// StateDir is where the deployer keeps a pid file per running step
-	// command (pids/), swept at start: what a killed deployer's steps left
+	// StateDir is where the deployer records its running step commands
+	// (pids/, a journal per deployer process), swept at start: what a killed deployer's steps left
 	// running is killed and the journal says so (default
 	// DefaultStateDir()).
 	StateDir string
@@ -493,7 +493,7 @@ func (s *Service) runList(ctx context.Context, ex *steps.Executor, run string, c
 				env[steps.BackupDirEnv] = dir // the run's backup (a revert's: the reverted run's), for restore steps and commands
 			}
 			out := s.startOutput(ctx, run, list, i, attempt, ex.Secrets(st))
-			// A pid file per command while it runs: if this deployer is
+			// The command is recorded while it runs: if this deployer is
 			// killed, the next one's start kills what the step left.
 			sctx := procio.TrackPids(ctx, s.pidDir(), pidLabels(run, phase, list, int32(i), attempt, name))
 			res := ex.RunOutput(sctx, st, env, out.write)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/kis-core/runbook/eventbus/natstest"
+	"github.com/kis-core/runbook/eventbus/procio"
 )
 
 // alive reports whether pid is a live process (not gone, not a zombie).
@@ -135,7 +136,7 @@ func TestKilledDeployerLeavesNoOrphans(t *testing.T) {
 	if d, _ := bus.LastEvent(context.Background(), "ORPH1", "deploy.failed"); d == nil || !strings.Contains(d.Event.GetDeployFailed().GetError(), "not marked idempotent") {
 		t.Fatalf("deploy.failed: %+v", d)
 	}
-	if m, _ := filepath.Glob(filepath.Join(dir, "state", "pids", "*.json")); len(m) != 0 {
-		t.Errorf("pid files left: %v", m)
+	if recs, err := procio.Recorded(filepath.Join(dir, "state", "pids")); err != nil || len(recs) != 0 {
+		t.Errorf("commands still recorded as running: %+v, %v", recs, err)
 	}
 }

@@ -529,7 +529,7 @@ func (f *fold) result() *Result {
 		Requester: firstOf(info.requester, requested.GetRequester()),
 		Type:      info.typ,
 		Priority:  info.priority,
-		Systems:   info.systems,
+		Systems:   slices.Clone(info.systems),
 	}
 
 	r.Reverts = info.reverts

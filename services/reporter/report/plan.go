@@ -36,7 +36,23 @@ type planInfo struct {
 // limits are those of the plan as the monitor read it (the one strict
 // reading, plan.FromChangeRequest); of a plan that no longer parses, those
 // of its monitor.thresholds over the seed's.
+//
+// Reading is pure and every report of a run reads its plan: the reading
+// is memoised by the text (plan.TextKey); callers treat it as read-only.
 func readPlan(cr *runbookv1.ChangeRequested) planInfo {
+	key := plan.TextKey(cr)
+	if info, ok := planInfos.Get(key); ok {
+		return info
+	}
+	info := readPlanText(cr)
+	planInfos.Put(key, info)
+	return info
+}
+
+// planInfos memoises readPlan: the plans of the runs being reported.
+var planInfos = plan.NewMemo[planInfo](256)
+
+func readPlanText(cr *runbookv1.ChangeRequested) planInfo {
 	text := cr.GetPlanYaml()
 	info := planInfo{limits: limitsOf(plan.Monitor{})}
 	if text == "" {

@@ -199,11 +199,14 @@ func logHops(b *testing.B, hops map[string][]float64) {
 // CPU per event is the figure that holds on a shared machine, where
 // wall-clock throughput depends on what else runs.
 func processCPU() time.Duration {
-	var ru syscall.Rusage
+	var ru, ch syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
 		return 0
 	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	if err := syscall.Getrusage(syscall.RUSAGE_CHILDREN, &ch); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano() + ch.Utime.Nano() + ch.Stime.Nano())
 }
 
 // BenchmarkFirstStepLatency submits runs one after another (no queueing) and

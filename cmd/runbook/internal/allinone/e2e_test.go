@@ -148,6 +148,10 @@ func startPipeline(t testing.TB, tweak func(*allinone.Options)) *pipeline {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The test's reads (report waits, histories) come from one follower
+	// of the stream, as a service's do, not from a consumer per poll.
+	stopHistory := eventbus.StartHistoryCache(ctx, bus, eventbus.HistoryCacheOptions{})
+	t.Cleanup(stopHistory)
 	return &pipeline{srv: srv, bus: bus, stop: stop}
 }
 
