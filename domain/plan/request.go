@@ -3,8 +3,8 @@ package plan
 import (
 	"crypto/sha256"
 	"strings"
-	"sync"
 
+	"github.com/kis-core/runbook/domain/memo"
 	runbookv1 "github.com/kis-core/runbook/proto/runbook/v1"
 )
 
@@ -31,7 +31,8 @@ func FromChangeRequest(cr *runbookv1.ChangeRequested) (*Plan, []Issue) {
 }
 
 // TextKey identifies the plan text a change.requested carries (its
-// source's name and its YAML): the key of what is read from it once.
+// source's name and its YAML): the key under which what is read from it
+// is memoised.
 func TextKey(cr *runbookv1.ChangeRequested) [32]byte {
 	h := sha256.New()
 	h.Write([]byte(cr.GetPlanSource()))
@@ -48,45 +49,7 @@ type parseResult struct {
 }
 
 // parsed memoises FromChangeRequest: the plans of the runs in flight.
-var parsed = NewMemo[parseResult](256)
-
-// Memo is a bounded map from a plan text (TextKey) to what was read from
-// it: when full, an arbitrary half is dropped (a reading dropped is done
-// again on its next use). Values are shared: treat them as read-only.
-type Memo[V any] struct {
-	mu  sync.Mutex
-	max int
-	m   map[[32]byte]V
-}
-
-// NewMemo makes a Memo holding at most max readings.
-func NewMemo[V any](max int) *Memo[V] {
-	return &Memo[V]{max: max, m: map[[32]byte]V{}}
-}
-
-// Get returns the reading stored under k.
-func (c *Memo[V]) Get(k [32]byte) (V, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	r, ok := c.m[k]
-	return r, ok
-}
-
-// Put stores the reading of k.
-func (c *Memo[V]) Put(k [32]byte, r V) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.m) >= c.max {
-		n := 0
-		for old := range c.m {
-			delete(c.m, old)
-			if n++; n >= c.max/2 {
-				break
-			}
-		}
-	}
-	c.m[k] = r
-}
+var parsed = memo.New[[32]byte, parseResult](256)
 
 // Errors joins the errors among issues (warnings left out) with "; ".
 func Errors(issues []Issue) string {

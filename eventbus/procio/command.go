@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -101,7 +103,10 @@ func Run(ctx context.Context, c Command) Result {
 	if c.Stderr != nil {
 		stderr = io.MultiWriter(stderr, c.Stderr)
 	}
-	cmd.Stdout, cmd.Stderr = stdout, stderr
+	cmd.Stdout, cmd.Stderr = pooledCopy{stdout}, pooledCopy{stderr}
+	if null, err := devNull(); err == nil {
+		cmd.Stdin = null // else exec opens /dev/null itself
+	}
 	// Output pipes held open by a child that outlived the group's kill
 	// (it left the group) stop being waited for after this.
 	cmd.WaitDelay = 2 * time.Second
@@ -171,3 +176,27 @@ func CommandSecrets(secrets map[string]string, env map[string]string, baseEnv []
 	}
 	return secrets
 }
+
+// devNull is /dev/null opened once, every command's stdin (exec opens it
+// for each command otherwise).
+var devNull = sync.OnceValues(func() (*os.File, error) { return os.Open(os.DevNull) })
+
+// copyBufs are the buffers a command's output is copied through: exec
+// allocates 32 KiB per output pipe and command otherwise.
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+// pooledCopy is an output writer whose ReadFrom (what exec's copy from the
+// pipe calls) uses a pooled buffer. It is comparable when w is, so the
+// same writer for stdout and stderr still shares one pipe.
+type pooledCopy struct{ w io.Writer }
+
+func (p pooledCopy) Write(b []byte) (int, error) { return p.w.Write(b) }
+
+func (p pooledCopy) ReadFrom(r io.Reader) (int64, error) {
+	buf := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(buf)
+	return io.CopyBuffer(writerOnly{p.w}, r, *buf)
+}
+
+// writerOnly hides a writer's ReadFrom from io.CopyBuffer.
+type writerOnly struct{ io.Writer }

@@ -6,6 +6,7 @@ import (
 
 	"github.com/goccy/go-yaml"
 
+	"github.com/kis-core/runbook/domain/memo"
 	"github.com/kis-core/runbook/domain/plan"
 	runbookv1 "github.com/kis-core/runbook/proto/runbook/v1"
 )
@@ -50,7 +51,7 @@ func readPlan(cr *runbookv1.ChangeRequested) planInfo {
 }
 
 // planInfos memoises readPlan: the plans of the runs being reported.
-var planInfos = plan.NewMemo[planInfo](256)
+var planInfos = memo.New[[32]byte, planInfo](256)
 
 func readPlanText(cr *runbookv1.ChangeRequested) planInfo {
 	text := cr.GetPlanYaml()

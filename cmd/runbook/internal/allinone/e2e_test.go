@@ -148,10 +148,6 @@ func startPipeline(t testing.TB, tweak func(*allinone.Options)) *pipeline {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The test's reads (report waits, histories) come from one follower
-	// of the stream, as a service's do, not from a consumer per poll.
-	stopHistory := eventbus.StartHistoryCache(ctx, bus, eventbus.HistoryCacheOptions{})
-	t.Cleanup(stopHistory)
 	return &pipeline{srv: srv, bus: bus, stop: stop}
 }
 
@@ -161,6 +157,14 @@ func (p *pipeline) submit(t testing.TB, data []byte) string {
 	if pl == nil {
 		t.Fatalf("plan invalid: %v", issues)
 	}
+	return p.submitParsed(t, data, pl)
+}
+
+// submitParsed submits a plan already parsed (the benchmarks submit one
+// plan many times: what is measured is the pipeline, not the CLI's YAML
+// parser).
+func (p *pipeline) submitParsed(t testing.TB, data []byte, pl *plan.Plan) string {
+	t.Helper()
 	run, err := cli.Submit(context.Background(), p.bus, "test.yaml", data, pl, "e2e")
 	if err != nil {
 		t.Fatal(err)
