@@ -61,9 +61,14 @@ func (s *msgSigner) PublicKey() (string, error) { return s.pub, nil }
 // Sign signs data with the expanded key.
 func (s *msgSigner) Sign(data []byte) ([]byte, error) { return ed25519.Sign(s.priv, data), nil }
 
+// sign puts the publisher headers on msg. What it signs counts as
+// verified in this process: a consumer of the same process (runbook serve)
+// does not verify its own signature again.
 func (s *msgSigner) sign(msg *nats.Msg) {
+	sig := ed25519.Sign(s.priv, msg.Data)
 	msg.Header.Set(HeaderSigner, s.pub)
-	msg.Header.Set(HeaderSignature, base64.RawStdEncoding.EncodeToString(ed25519.Sign(s.priv, msg.Data)))
+	msg.Header.Set(HeaderSignature, base64.RawStdEncoding.EncodeToString(sig))
+	verified.Put(verifiedKey(s.pub, sig, msg.Data), struct{}{})
 }
 
 // publicKeys are the signers' decoded keys (a handful of identities).
@@ -90,12 +95,7 @@ func Publisher(h nats.Header, data []byte) (string, error) {
 		}
 		publicKeys.Store(pub, kp)
 	}
-	sum := sha256.New()
-	sum.Write([]byte(pub))
-	sum.Write(sig)
-	sum.Write(data)
-	var key [32]byte
-	sum.Sum(key[:0])
+	key := verifiedKey(pub, sig, data)
 	if _, ok := verified.Get(key); ok {
 		return pub, nil
 	}
@@ -106,11 +106,23 @@ func Publisher(h nats.Header, data []byte) (string, error) {
 	return pub, nil
 }
 
-// verified holds the SHA-256 of (key, signature, bytes) of the signatures
-// this process has verified: a message delivered to several consumers of
-// one process (runbook serve) is verified once. (A public nkey and an
-// Ed25519 signature have fixed lengths: the three need no separators.)
-var verified = memo.New[[32]byte, struct{}](8192)
+// verified holds the signatures this process has verified or made
+// (verifiedKey): a message delivered to several consumers of one process
+// (runbook serve), or published by it, is verified once or not at all.
+var verified = memo.New[[32]byte, struct{}](16384)
+
+// verifiedKey is the SHA-256 of a signature with its key and the bytes it
+// is over: a hit needs all three. (A public nkey and an Ed25519 signature
+// have fixed lengths: they need no separators.)
+func verifiedKey(pub string, sig, data []byte) [32]byte {
+	h := sha256.New()
+	h.Write([]byte(pub))
+	h.Write(sig)
+	h.Write(data)
+	var key [32]byte
+	h.Sum(key[:0])
+	return key
+}
 
 // Sign puts the bus identity's decision signature on ev (see trust.Sign):
 // a person's decision over the run's plan planSHA, as role. Without an

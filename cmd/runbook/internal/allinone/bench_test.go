@@ -3,7 +3,9 @@ package allinone_test
 import (
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
+	"runtime/pprof"
 	"sort"
 	"strings"
 	"sync"
@@ -121,6 +123,7 @@ func BenchmarkPipeline(b *testing.B) {
 				b.ResetTimer()
 				for range b.N {
 					reported := watchReports(b, p)
+					stopProfile := profileTimed(b)
 					cpu0 := processCPU()
 					runs := make([]string, n)
 					var wg sync.WaitGroup
@@ -132,6 +135,7 @@ func BenchmarkPipeline(b *testing.B) {
 					reported.wait(b, runs, 120*time.Second)
 					cpu += processCPU() - cpu0
 					b.StopTimer()
+					stopProfile()
 					reported.stop()
 					for _, r := range runs {
 						if rr := p.report(b, r, 120*time.Second); rr.Status != "SUCCESS" {
@@ -176,6 +180,37 @@ func BenchmarkPipeline(b *testing.B) {
 		}
 	}
 }
+
+// profileTimed, with RUNBOOK_BENCH_CPUPROFILE=file, profiles the CPU of
+// the timed part only (go test's -cpuprofile also takes in the start and
+// the checks after each iteration); iterations after the first append
+// numbered files (file.2, ...).
+func profileTimed(b *testing.B) (stop func()) {
+	b.Helper()
+	path := os.Getenv("RUNBOOK_BENCH_CPUPROFILE")
+	if path == "" {
+		return func() {}
+	}
+	profiled++
+	if profiled > 1 {
+		path = fmt.Sprintf("%s.%d", path, profiled)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		b.Fatal(err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			b.Error(err)
+		}
+	}
+}
+
+var profiled int
 
 // reportWatch sees each report.ready as it is published, through a plain
 // subscription: waiting for the runs costs the server next to nothing (a
