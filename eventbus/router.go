@@ -357,21 +357,29 @@ func (r *Router) handle(ctx context.Context, msg jetstream.Msg) {
 }
 
 // call runs h, sending InProgress heartbeats while it works so long phases
-// keep their message.
+// keep their message. The heartbeat is a timer, not a goroutine: most
+// handlers end before the first one is due.
 func (r *Router) call(ctx context.Context, msg jetstream.Msg, h Handler, ev *runbookv1.Event) (err error) {
-	stop := make(chan struct{})
-	defer close(stop)
-	go func() {
-		t := time.NewTicker(r.opts.AckWait / 3)
-		defer t.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-t.C:
-				_ = msg.InProgress()
-			}
+	every := r.opts.AckWait / 3
+	var mu sync.Mutex
+	stopped := false
+	var beat *time.Timer
+	mu.Lock() // beat is set before its first beat reads it
+	beat = time.AfterFunc(every, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if stopped {
+			return
 		}
+		_ = msg.InProgress()
+		beat.Reset(every)
+	})
+	mu.Unlock()
+	defer func() {
+		mu.Lock()
+		stopped = true
+		beat.Stop()
+		mu.Unlock()
 	}()
 	defer func() {
 		if p := recover(); p != nil {
