@@ -284,8 +284,10 @@ func logHops(b *testing.B, hops map[string][]float64) {
 	b.Logf("time between consecutive events of a run, p50:%s", sb.String())
 }
 
-// processCPU is the CPU time (user + system) this process has used: the
-// embedded NATS server, the five services and the benchmark's own clients.
+// processCPU is the CPU time (user + system) this process has used — the
+// embedded NATS server, the five services and the benchmark's own clients —
+// and its children that ended: the step commands (`true` costs 1.2–2 ms of
+// CPU per start on the project's VM, a third of a run's CPU).
 // CPU per event is the figure that holds on a shared machine, where
 // wall-clock throughput depends on what else runs.
 func processCPU() time.Duration {

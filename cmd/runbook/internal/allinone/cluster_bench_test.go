@@ -200,8 +200,9 @@ func startCluster(t testing.TB, dbURL string) *clusterRig {
 	return &clusterRig{c: c, js: js, procs: procs, p: &pipeline{bus: bus}}
 }
 
-// pidCPU is the user + system CPU time of a running process (from
-// /proc/<pid>/stat, in clock ticks of 1/100 s); 0 when it cannot be read.
+// pidCPU is the user + system CPU time of a running process and of its
+// children that ended (its step commands; from /proc/<pid>/stat, in clock
+// ticks of 1/100 s); 0 when it cannot be read.
 func pidCPU(pid int) time.Duration {
 	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
@@ -214,10 +215,13 @@ func pidCPU(pid int) time.Duration {
 		return 0
 	}
 	f := strings.Fields(s[i+1:])
-	if len(f) < 13 {
+	if len(f) < 15 {
 		return 0
 	}
-	ut, _ := strconv.ParseInt(f[11], 10, 64) // utime: field 14
-	st, _ := strconv.ParseInt(f[12], 10, 64) // stime: field 15
-	return time.Duration(ut+st) * 10 * time.Millisecond
+	var ticks int64
+	for _, i := range []int{11, 12, 13, 14} { // utime, stime, cutime, cstime: fields 14-17
+		n, _ := strconv.ParseInt(f[i], 10, 64)
+		ticks += n
+	}
+	return time.Duration(ticks) * 10 * time.Millisecond
 }
