@@ -316,9 +316,14 @@ func (r *Router) handle(ctx context.Context, msg jetstream.Msg) {
 		}
 	}
 	r.metrics.Duration.WithLabelValues(r.opts.Durable, typ).Observe(time.Since(start).Seconds())
-	log := r.log.With("subject", msg.Subject(), "seq", meta.Sequence.Stream, "delivery", meta.NumDelivered)
-	if ev != nil {
-		log = log.With("run_id", ev.RunId, "event", ev.Type, "id", ev.Id)
+	// The message's logger, made only when something is logged (most
+	// messages are acked in silence).
+	logger := func() *slog.Logger {
+		log := r.log.With("subject", msg.Subject(), "seq", meta.Sequence.Stream, "delivery", meta.NumDelivered)
+		if ev != nil {
+			log = log.With("run_id", ev.RunId, "event", ev.Type, "id", ev.Id)
+		}
+		return log
 	}
 
 	var retry *retryError
@@ -326,33 +331,33 @@ func (r *Router) handle(ctx context.Context, msg jetstream.Msg) {
 	switch {
 	case err == nil:
 		if aerr := msg.Ack(); aerr != nil {
-			log.Warn("ack failed; the event will be redelivered and handled idempotently", "err", aerr)
+			logger().Warn("ack failed; the event will be redelivered and handled idempotently", "err", aerr)
 		}
 		r.metrics.Handled.WithLabelValues(r.opts.Durable, typ, "ack").Inc()
 	case ctx.Err() != nil && int(meta.NumDelivered) >= r.opts.MaxDeliver:
 		// Shutting down during the last delivery: JetStream will not
 		// deliver it again (its MAX_DELIVERIES advisory would reach only
 		// the replicas still running): record it here.
-		r.deadLetter(msg, meta, typ, fmt.Errorf("the last delivery was interrupted by a shutdown: %w", err), true, log)
+		r.deadLetter(msg, meta, typ, fmt.Errorf("the last delivery was interrupted by a shutdown: %w", err), true, logger())
 	case ctx.Err() != nil:
 		// Shutting down: hand the message back at once.
 		_ = msg.Nak()
 		r.metrics.Handled.WithLabelValues(r.opts.Durable, typ, "shutdown").Inc()
-		log.Info("handler interrupted by shutdown; message handed back", "err", err)
+		logger().Info("handler interrupted by shutdown; message handed back", "err", err)
 	case errors.Is(err, ErrDecode) || errors.As(err, &perm):
-		r.deadLetter(msg, meta, typ, err, false, log)
+		r.deadLetter(msg, meta, typ, err, false, logger())
 	case int(meta.NumDelivered) >= r.opts.MaxDeliver:
 		// An accepted event whose handler kept failing: the run needed it.
-		r.deadLetter(msg, meta, typ, err, true, log)
+		r.deadLetter(msg, meta, typ, err, true, logger())
 	case errors.As(err, &retry):
 		_ = msg.NakWithDelay(retry.after)
 		r.metrics.Handled.WithLabelValues(r.opts.Durable, typ, "retry").Inc()
-		log.Warn("handler asked for a retry", "after", retry.after, "err", err)
+		logger().Warn("handler asked for a retry", "after", retry.after, "err", err)
 	default:
 		d := r.opts.Backoff[min(int(meta.NumDelivered)-1, len(r.opts.Backoff)-1)]
 		_ = msg.NakWithDelay(d)
 		r.metrics.Handled.WithLabelValues(r.opts.Durable, typ, "retry").Inc()
-		log.Warn("handler failed; will retry", "after", d, "err", err)
+		logger().Warn("handler failed; will retry", "after", d, "err", err)
 	}
 }
 
