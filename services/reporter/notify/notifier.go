@@ -215,21 +215,57 @@ func (n *Notifier) facts(ctx context.Context, ev *runbookv1.Event) (runFacts, []
 		}
 	}
 	f.cr = f.Request.GetChangeRequested()
+	dests, parsed := n.destinations(f.cr)
+	if !parsed {
+		n.log.Warn("the run's plan does not parse: notifying the server's destinations only", "run_id", runID, "event", ev.GetType())
+	}
+	return f, dests, at, nil
+}
+
+// destinations are the run's plan's destinations and the server's;
+// parsed is false when the run has a plan that does not parse (the
+// server's only).
+func (n *Notifier) destinations(cr *runbookv1.ChangeRequested) (dests []plan.Notify, parsed bool) {
 	var fromPlan []plan.Notify
-	if f.cr != nil {
-		if p, issues := plan.FromChangeRequest(f.cr); p != nil {
+	parsed = true
+	if cr != nil {
+		if p, _ := plan.FromChangeRequest(cr); p != nil {
 			fromPlan = p.Report.Notify
 		} else {
-			n.log.Warn("the run's plan does not parse: notifying the server's destinations only", "run_id", runID, "event", ev.GetType(), "issues", len(issues))
+			parsed = false
 		}
 	}
-	return f, merge(fromPlan, n.o.Destinations), at, nil
+	return merge(fromPlan, n.o.Destinations), parsed
+}
+
+// noneWants reports whether no destination of the run — the plan's and
+// the server's — is notified on `on`: then the run's history need not be
+// read (most runs name none).
+func (n *Notifier) noneWants(ctx context.Context, runID, on string) (bool, error) {
+	cr, err := n.bus.LastEvent(ctx, runID, "change.requested")
+	if err != nil {
+		return false, err
+	}
+	var req *runbookv1.ChangeRequested
+	if cr != nil {
+		req = cr.Event.GetChangeRequested()
+	}
+	dests, _ := n.destinations(req)
+	for _, d := range dests {
+		if d.Notifies(on) && (on != plan.NotifyOnStarted || d.Email == nil) {
+			return false, nil
+		}
+	}
+	return true, nil
 }
 
 // started tells the destinations that asked for it (on: [started]) that
 // the run's deploy started, once per run and destination.
 func (n *Notifier) started(ctx context.Context, ev *runbookv1.Event, _ *runbookv1.DeployStarted) error {
 	runID := ev.GetRunId()
+	if none, err := n.noneWants(ctx, runID, plan.NotifyOnStarted); none || err != nil {
+		return err
+	}
 	defer n.lockRun(runID)()
 	f, dests, at, err := n.facts(ctx, ev)
 	if err != nil {
@@ -264,6 +300,9 @@ func (n *Notifier) started(ctx context.Context, ev *runbookv1.Event, _ *runbookv
 // it returns nil once every outcome is stored.
 func (n *Notifier) handle(ctx context.Context, ev *runbookv1.Event, rr *runbookv1.ReportReady) error {
 	runID := ev.GetRunId()
+	if none, err := n.noneWants(ctx, runID, plan.NotifyOnFinal); none || err != nil {
+		return err
+	}
 	defer n.lockRun(runID)()
 	f, dests, at, err := n.facts(ctx, ev)
 	if err != nil {
