@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/kis-core/runbook/domain/runstate"
+	"github.com/kis-core/runbook/domain/trust"
 	"github.com/kis-core/runbook/eventbus"
 	"github.com/kis-core/runbook/eventbus/auth"
 	"github.com/kis-core/runbook/eventbus/natstest"
@@ -258,5 +260,61 @@ func TestShutdownInLastDeliveryDeadLetters(t *testing.T) {
 	}
 	if st := foldRun(t, bus, "SD1"); st.Status != runstate.Failed {
 		t.Fatalf("SD1: %s; want FAILED", st.Status)
+	}
+}
+
+// staleKeyring is a real keyring file whose RecentKeyring stays the
+// keyring as it was when the test began: what a consumer holds for up to
+// auth.KeyringRecheck after an identity is created.
+type staleKeyring struct {
+	*auth.KeyringFile
+	then *trust.Keyring
+}
+
+func (k staleKeyring) RecentKeyring() (*trust.Keyring, error) { return k.then, nil }
+
+// A consumer that reads the keyring through its recent copy still accepts
+// an identity created since: it looks at the file again before refusing a
+// key it does not know.
+func TestRouterAcceptsAnIdentityCreatedSinceItsKeyringCopy(t *testing.T) {
+	t.Parallel()
+	s := natstest.SecureServer(t)
+	secureBus(t, s, "admin")
+	kf := auth.NewKeyringFile(s.Store.KeyringPath())
+	then, err := kf.Keyring()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Store.Create("deployer-b", trust.Deployer, ""); err != nil {
+		t.Fatal(err)
+	}
+	s.Reload(t)
+	late := secureBus(t, s, "deployer-b")
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var handled sync.Map
+	r := eventbus.NewRouter(late, eventbus.ConsumerOptions{
+		Durable: "deployer", Backoff: []time.Duration{10 * time.Millisecond}, Keyring: staleKeyring{kf, then},
+	}, nil, nil)
+	eventbus.On(r, "deploy.started", func(ctx context.Context, ev *runbookv1.Event, _ *runbookv1.DeployStarted) error {
+		handled.Store(ev.RunId, true)
+		return nil
+	})
+	errc := make(chan error, 1)
+	go func() { errc <- r.Run(ctx) }()
+	if _, err := late.Publish(ctx, deployStarted("LATE")); err != nil {
+		t.Fatal(err)
+	}
+	natstest.Eventually(t, 10*time.Second, "the new identity's event handled", func() bool {
+		_, ok := handled.Load("LATE")
+		return ok
+	})
+	if d := deadLetters(t, late, "LATE"); len(d) != 0 {
+		t.Fatalf("the new identity's event was dead-lettered: %+v", d)
+	}
+	cancel()
+	if err := <-errc; err != nil {
+		t.Fatal(err)
 	}
 }
