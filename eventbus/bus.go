@@ -21,6 +21,10 @@ import (
 // event of that type: the stream refused the second one.
 var ErrAlreadyPublished = errors.New("already published for this run")
 
+// ErrNotLatest is returned by PublishAfter when the run has an event of
+// that type newer than the one the caller decided on.
+var ErrNotLatest = errors.New("another event of this type was stored since")
+
 // Bus is one service's handle on the event log: publishing, reading a run's
 // history, and building its consumer. It is safe for concurrent use.
 type Bus struct {
@@ -146,8 +150,7 @@ func (b *Bus) PublishOnce(ctx context.Context, ev *runbookv1.Event) (uint64, err
 	}
 	ack, err := b.publish(ctx, msg, jetstream.WithMsgID(ev.Id), jetstream.WithExpectLastSequencePerSubject(0))
 	if err != nil {
-		var apiErr *jetstream.APIError
-		if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
+		if wrongLast(err) {
 			return 0, fmt.Errorf("%s for run %s: %w", ev.Type, ev.RunId, ErrAlreadyPublished)
 		}
 		return 0, fmt.Errorf("publish once %s (%s): %w", msg.Subject, ev.Id, err)
@@ -156,6 +159,42 @@ func (b *Bus) PublishOnce(ctx context.Context, ev *runbookv1.Event) (uint64, err
 		return ack.Sequence, fmt.Errorf("%s for run %s: %w", ev.Type, ev.RunId, ErrAlreadyPublished)
 	}
 	return ack.Sequence, nil
+}
+
+// PublishAfter stores ev only if the run's latest event of ev's type is
+// the one at stream sequence last (0: none): a check made on the run's
+// history, then acted on, cannot be overtaken by another process acting
+// on the same history (optimistic concurrency: the stream compares and
+// stores in one step). Otherwise it returns ErrNotLatest: read again and
+// decide again. An ev already stored (same id, the latest of its type:
+// an attempt cut short) is not an error.
+func (b *Bus) PublishAfter(ctx context.Context, ev *runbookv1.Event, last uint64) (uint64, error) {
+	msg, err := b.message(ev)
+	if err != nil {
+		return 0, err
+	}
+	ack, err := b.publish(ctx, msg, jetstream.WithMsgID(ev.Id), jetstream.WithExpectLastSequencePerSubject(last))
+	if err != nil {
+		if !wrongLast(err) {
+			return 0, fmt.Errorf("publish %s (%s) after sequence %d: %w", msg.Subject, ev.Id, last, err)
+		}
+		// The stream compares before it deduplicates: the newer event
+		// may be this one, stored by an attempt cut short.
+		latest, lerr := b.LastEvent(ctx, ev.RunId, ev.Type)
+		if lerr != nil {
+			return 0, fmt.Errorf("%s for run %s after sequence %d: %w (and reading the latest: %v)", ev.Type, ev.RunId, last, ErrNotLatest, lerr)
+		}
+		if latest != nil && latest.Event.GetId() == ev.Id {
+			return latest.Seq, nil
+		}
+		return 0, fmt.Errorf("%s for run %s after sequence %d: %w", ev.Type, ev.RunId, last, ErrNotLatest)
+	}
+	return ack.Sequence, nil
+}
+
+func wrongLast(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }
 
 // jsErrCodeDuplicateInProcess is nats-server's "duplicate message id is in

@@ -81,6 +81,38 @@ func TestPublishDedupAndOnce(t *testing.T) {
 	}
 }
 
+// PublishAfter stores an event only over the latest of its type the caller
+// saw: two processes deciding on the same history cannot both act; a
+// redelivery of the one stored is a duplicate, not a conflict.
+func TestPublishAfterTheLatestOnly(t *testing.T) {
+	t.Parallel()
+	bus := natstest.Bus(t, natstest.Server(t), "test")
+	ctx := context.Background()
+	mk := func(by string) *runbookv1.Event {
+		return eventbus.New("R3", &runbookv1.Event_RevertRequested{RevertRequested: &runbookv1.RevertRequested{ByRun: by}}, by)
+	}
+	s1, err := bus.PublishAfter(ctx, mk("A"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// B decided on the history before A's event: refused.
+	if _, err := bus.PublishAfter(ctx, mk("B"), 0); !errors.Is(err, eventbus.ErrNotLatest) {
+		t.Fatalf("B over a stale history: %v, want ErrNotLatest", err)
+	}
+	// A again (its handler redelivered), still deciding on the old history.
+	if again, err := bus.PublishAfter(ctx, mk("A"), 0); err != nil || again != s1 {
+		t.Fatalf("A redelivered: seq %d, %v; want the duplicate of %d", again, err, s1)
+	}
+	// B having read A's event: stored.
+	if _, err := bus.PublishAfter(ctx, mk("B"), s1); err != nil {
+		t.Fatalf("B over the latest: %v", err)
+	}
+	hist, err := bus.RunHistory(ctx, "R3")
+	if err != nil || len(hist) != 2 {
+		t.Fatalf("history: %d events (%v), want A and B once each", len(hist), err)
+	}
+}
+
 func TestStreamsHaveAuditSettings(t *testing.T) {
 	t.Parallel()
 	bus := natstest.Bus(t, natstest.Server(t), "test")

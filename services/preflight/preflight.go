@@ -187,8 +187,9 @@ func (s *Service) onChangeRequested(ctx context.Context, ev *runbookv1.Event, cr
 	}
 	// A revert run checks the run it reverts (its plan's reverts).
 	var reverts *runbookv1.Event
+	var revertsAfter uint64
 	if p.Reverts != nil {
-		rc, out, err := s.revertCheck(ctx, ev, p)
+		rc, out, after, err := s.revertCheck(ctx, ev, p)
 		if err != nil {
 			return err
 		}
@@ -196,7 +197,7 @@ func (s *Service) onChangeRequested(ctx context.Context, ev *runbookv1.Event, cr
 		if rc.Status == runbookv1.CheckStatus_CHECK_STATUS_FAIL {
 			failed = append(failed, fmt.Sprintf("%s: %s", rc.Name, rc.Message))
 		}
-		reverts = out
+		reverts, revertsAfter = out, after
 		log.Info("check", "step", rc.Name, "kind", rc.Kind, "status", rc.Status.String(), "value", rc.Value)
 	}
 	res := &runbookv1.PreflightResult{Checks: results}
@@ -225,7 +226,12 @@ func (s *Service) onChangeRequested(ctx context.Context, ev *runbookv1.Event, cr
 		if reverts != nil {
 			// The reverted run learns who reverts it before the revert
 			// can deploy (its report and `runbook revert` read it there).
-			if _, err := s.bus.Publish(ctx, reverts); err != nil {
+			// Only over the revert.requested the check saw: two reverts
+			// of one run checked at once cannot both pass; the one that
+			// comes second is checked again and refused.
+			if _, err := s.bus.PublishAfter(ctx, reverts, revertsAfter); errors.Is(err, eventbus.ErrNotLatest) {
+				return eventbus.Retry(fmt.Errorf("another revert of run %s was requested while this one was checked: checking again", p.Reverts.Run), 200*time.Millisecond)
+			} else if err != nil {
 				return fmt.Errorf("record the revert on run %s: %w", p.Reverts.Run, err)
 			}
 		}
@@ -242,20 +248,24 @@ func (s *Service) onChangeRequested(ctx context.Context, ev *runbookv1.Event, cr
 // deployed or is under way (runstate.RevertRefusal: the sentences `runbook
 // revert` says too), and its backup holds every file the restore steps
 // restore (validate cannot know it). With the check passed, out is the
-// revert.requested to publish on the reverted run.
-func (s *Service) revertCheck(ctx context.Context, ev *runbookv1.Event, p *plan.Plan) (res *runbookv1.CheckResult, out *runbookv1.Event, err error) {
+// revert.requested to publish on the reverted run, after (the stream
+// sequence of) the latest one the check saw.
+func (s *Service) revertCheck(ctx context.Context, ev *runbookv1.Event, p *plan.Plan) (res *runbookv1.CheckResult, out *runbookv1.Event, after uint64, err error) {
 	orig := p.Reverts.Run
 	t0 := time.Now()
 	res = &runbookv1.CheckResult{Name: "reverts run " + orig, Kind: "reverts", Blocking: true, Status: runbookv1.CheckStatus_CHECK_STATUS_FAIL}
 	defer func() { res.DurationMs = time.Since(t0).Milliseconds() }()
 	hist, err := s.bus.RunHistory(ctx, orig)
 	if err != nil {
-		return nil, nil, fmt.Errorf("read the reverted run %s: %w", orig, err)
+		return nil, nil, 0, fmt.Errorf("read the reverted run %s: %w", orig, err)
 	}
 	st := runstate.New(orig)
 	var backup *runbookv1.BackupDone
 	for _, e := range hist {
 		st.ApplyAt(e.Seq, e.Event)
+		if e.Event.GetRevertRequested() != nil {
+			after = e.Seq
+		}
 		if bd := e.Event.GetBackupDone(); bd != nil {
 			backup = bd // the run's one directory, with every file so far
 		}
@@ -267,7 +277,7 @@ func (s *Service) revertCheck(ctx context.Context, ev *runbookv1.Event, p *plan.
 		}
 		oh, err := s.bus.RunHistory(ctx, by)
 		if err != nil {
-			return nil, nil, fmt.Errorf("read run %s, which reverts %s: %w", by, orig, err)
+			return nil, nil, 0, fmt.Errorf("read run %s, which reverts %s: %w", by, orig, err)
 		}
 		o := runstate.New(by)
 		for _, e := range oh {
@@ -277,7 +287,7 @@ func (s *Service) revertCheck(ctx context.Context, ev *runbookv1.Event, p *plan.
 	}
 	if refusal := st.RevertRefusal(others); refusal != nil {
 		res.Message = refusal.Error()
-		return res, nil, nil
+		return res, nil, 0, nil
 	}
 	var missing []string
 	for _, step := range p.Deploy.Steps {
@@ -288,10 +298,10 @@ func (s *Service) revertCheck(ctx context.Context, ev *runbookv1.Event, p *plan.
 	switch {
 	case len(missing) > 0 && backup == nil:
 		res.Message = fmt.Sprintf("run %s has no backup (no backup.done): the restore of %s would have nothing to restore from", orig, strings.Join(missing, ", "))
-		return res, nil, nil
+		return res, nil, 0, nil
 	case len(missing) > 0:
 		res.Message = fmt.Sprintf("run %s's backup %s does not hold %s: it holds %s", orig, backup.GetDir(), strings.Join(missing, ", "), strings.Join(backup.GetFiles(), ", "))
-		return res, nil, nil
+		return res, nil, 0, nil
 	}
 	res.Status = runbookv1.CheckStatus_CHECK_STATUS_PASS
 	if backup != nil {
@@ -303,7 +313,7 @@ func (s *Service) revertCheck(ctx context.Context, ev *runbookv1.Event, p *plan.
 	out = eventbus.CausedBy(eventbus.New(orig, &runbookv1.Event_RevertRequested{RevertRequested: &runbookv1.RevertRequested{
 		ByRun: ev.GetRunId(), ChangeId: p.ChangeRequest.ID, Reason: p.Reverts.Reason, RequestedBy: ev.GetActor(),
 	}}, ev.GetRunId()), ev)
-	return res, out, nil
+	return res, out, after, nil
 }
 
 // runBackup backs the run up once: when backup.done is already in the run's

@@ -532,9 +532,10 @@ func (f *fold) result() *Result {
 		Systems:   slices.Clone(info.systems),
 	}
 
-	r.Reverts = info.reverts
-	if r.Reverts != nil {
-		r.Reverts.RequestedBy = operator
+	if info.reverts != nil { // info is shared (memoised): the report gets its own copy
+		rv := *info.reverts
+		rv.RequestedBy = operator
+		r.Reverts = &rv
 	}
 	r.Approvals = append([]Approval{}, f.approvals...)
 	r.Steps = append([]Step{}, f.steps...)

@@ -7,10 +7,12 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/kis-core/runbook/cmd/runbook/internal/allinone"
+	"github.com/kis-core/runbook/domain/plan"
 	"github.com/kis-core/runbook/eventbus/natstest"
 	"github.com/kis-core/runbook/services/reporter/report"
 )
@@ -168,5 +170,78 @@ func TestRevertAfterSuccess(t *testing.T) {
 	}
 	if code, _, stderr := p.runCLI(t, "revert", rev, "--reason", "undo the undo"); code != 1 || !strings.Contains(stderr, "it is itself the revert of run "+orig) {
 		t.Errorf("revert of a revert: exit %d %s", code, stderr)
+	}
+}
+
+// Reverts of one run submitted at the same moment (past the CLI's check,
+// which each passes alone): pre-flight lets exactly one of them deploy —
+// the revert.requested it records on the reverted run is stored only over
+// the one its check saw — and refuses the others, naming the one that won.
+func TestConcurrentRevertsOnlyOneDeploys(t *testing.T) {
+	p := startPipeline(t, nil)
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "app.conf"), []byte("v1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	orig := p.submit(t, []byte(revertablePlan(dir)))
+	if rr := p.report(t, orig, 30*time.Second); rr.Status != "SUCCESS" {
+		t.Fatalf("the change ended %s:\n%s", rr.Status, rr.QcSummary)
+	}
+	var origPlan string
+	for _, e := range p.history(t, orig) {
+		if c := e.GetChangeRequested(); c != nil {
+			origPlan = c.GetPlanYaml()
+		}
+	}
+	data, err := plan.Revert([]byte(origPlan), plan.RevertOf{Run: orig, Reason: "customers see v2", Requester: "admin"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 4
+	revs := make([]string, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { revs[i] = p.submit(t, data) })
+	}
+	wg.Wait()
+	var won []string
+	for _, rev := range revs {
+		rr := p.report(t, rev, 60*time.Second)
+		h := p.history(t, rev)
+		if rr.Status == "SUCCESS" {
+			won = append(won, rev)
+			continue
+		}
+		if countType(h, "deploy.started") != 0 {
+			t.Errorf("revert %s ended %s after its deploy started: %v", rev, rr.Status, types(h))
+		}
+	}
+	if len(won) != 1 {
+		t.Fatalf("%d of %d concurrent reverts deployed (%v); want exactly one", len(won), n, won)
+	}
+	for _, rev := range revs {
+		if rev == won[0] {
+			continue
+		}
+		var reason string
+		for _, e := range p.history(t, rev) {
+			if f := e.GetPreflightFailed(); f != nil {
+				reason = f.GetReason()
+			}
+		}
+		if !strings.Contains(reason, "run "+orig+" is already being reverted by run "+won[0]) && !strings.Contains(reason, "run "+orig+" was already reverted by run "+won[0]) {
+			t.Errorf("revert %s: pre-flight said %q; want it to name %s", rev, reason, won[0])
+		}
+	}
+	st := 0
+	for _, e := range p.history(t, orig) {
+		if r := e.GetRevertRequested(); r != nil && r.GetByRun() != won[0] {
+			t.Errorf("run %s records a revert by %s, which did not pass pre-flight", orig, r.GetByRun())
+		} else if r != nil {
+			st++
+		}
+	}
+	if st != 1 {
+		t.Errorf("run %s records the winning revert %d times", orig, st)
 	}
 }
