@@ -103,7 +103,7 @@ func Run(ctx context.Context, c Command) Result {
 	if c.Stderr != nil {
 		stderr = io.MultiWriter(stderr, c.Stderr)
 	}
-	cmd.Stdout, cmd.Stderr = pooledCopy{stdout}, pooledCopy{stderr}
+	cmd.Stdout, cmd.Stderr = pooled(stdout), pooled(stderr)
 	if null, err := devNull(); err == nil {
 		cmd.Stdin = null // else exec opens /dev/null itself
 	}
@@ -196,6 +196,15 @@ func (p pooledCopy) ReadFrom(r io.Reader) (int64, error) {
 	buf := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(buf)
 	return io.CopyBuffer(writerOnly{p.w}, r, *buf)
+}
+
+// pooled wraps w in a pooledCopy, except a file: exec hands a file to the
+// command as it is (no pipe, no copy).
+func pooled(w io.Writer) io.Writer {
+	if _, ok := w.(*os.File); ok {
+		return w
+	}
+	return pooledCopy{w}
 }
 
 // writerOnly hides a writer's ReadFrom from io.CopyBuffer.

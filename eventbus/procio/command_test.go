@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -102,5 +103,29 @@ func TestRunStreams(t *testing.T) {
 		StdoutTo: &file, Stdout: &so, Stderr: &se})
 	if res.Err != nil || res.Output != "note" || file.String() != "dump" || so.String() != "dump" || se.String() != "note" {
 		t.Fatalf("result %+v, file %q, stdout %q, stderr %q", res, file.String(), so.String(), se.String())
+	}
+}
+
+// A command's output to a file is handed to it as it is (no pipe, no
+// copy); other writers are copied through the pooled buffers.
+func TestOutputWritersPooledExceptFiles(t *testing.T) {
+	f, err := os.CreateTemp(t.TempDir(), "out")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if w := pooled(f); w != io.Writer(f) {
+		t.Fatalf("a file became %T: exec would pipe and copy it", w)
+	}
+	var buf strings.Builder
+	if _, ok := pooled(&buf).(pooledCopy); !ok {
+		t.Fatalf("a buffer is not copied through the pool")
+	}
+	r := Run(context.Background(), Command{Argv: []string{"sh", "-c", "echo to-file"}, StdoutTo: f})
+	if r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	if b, _ := os.ReadFile(f.Name()); string(b) != "to-file\n" {
+		t.Fatalf("file holds %q", b)
 	}
 }
