@@ -531,18 +531,28 @@ func TestStreamAlertsAndRunChanges(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	hubDone := make(chan error, 1)
-	go func() { hubDone <- f.api.Run(ctx) }()
-	// Events before the stream started are not replayed.
+	// Events before the stream started are not replayed — except the
+	// latest alerts, which a client gets first when it connects (the
+	// dashboard's live alerts are not empty on load).
 	old := &history{run: "run-old", start: time.Now()}
 	old.add(requested("CR-OLD", "old"))
 	if _, err := f.bus.Publish(ctx, old.evs[0]); err != nil {
 		t.Fatal(err)
 	}
+	before, err := f.bus.Publish(ctx, eventbus.New("run-before", &runbookv1.Event_ThresholdViolated{ThresholdViolated: &runbookv1.ThresholdViolated{
+		Metric: "error_rate", Value: 0.2, Threshold: 0.01, Severity: "CRITICAL"}}, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { hubDone <- f.api.Run(ctx) }()
 	<-f.api.Ready()
 	// The client's own context: only the server's shutdown may end its stream.
 	cctx, ccancel := context.WithCancel(context.Background())
 	defer ccancel()
 	events, closed := subscribe(t, cctx, f.srv.URL)
+	if e := next(t, events, "alert", 2*time.Second); e.id != jsonNum(before) || !strings.Contains(e.data, `"run_id":"run-before"`) {
+		t.Errorf("first message %s %s; want the alert from before the stream started (seq %d)", e.id, e.data, before)
+	}
 	next(t, events, "heartbeat", 2*time.Second)
 
 	// A threshold violation reaches the client as it happens.

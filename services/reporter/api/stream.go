@@ -18,6 +18,15 @@ import (
 // that trail a final status (report.ready, notifications) need no re-read.
 const keepFinal = 1024
 
+// keepAlerts is how many of the latest alerts a client gets when it
+// connects (the dashboard's live alerts are not empty on load), and
+// alertLookback how far back in the stream the hub looks for them when it
+// starts.
+const (
+	keepAlerts    = 50
+	alertLookback = 50_000
+)
+
 // RunChange is the data of an SSE `event: run`: a run's status changed
 // (a new run appears with SUBMITTED).
 type RunChange struct {
@@ -49,6 +58,7 @@ type hub struct {
 	mu      sync.Mutex
 	clients map[*client]struct{}
 	closed  bool
+	alerts  [][]byte // the latest keepAlerts alert messages, oldest first
 
 	// Only the follower goroutine touches these.
 	folds      map[string]*runstate.State
@@ -80,6 +90,7 @@ func (h *hub) run(ctx context.Context) error {
 			last, err := h.o.Bus.LastSeq(ctx)
 			if err == nil {
 				next = last + 1
+				h.recentAlerts(ctx, last)
 				close(h.ready)
 			} else {
 				if ctx.Err() != nil {
@@ -115,6 +126,37 @@ func sleep(ctx context.Context, d time.Duration) bool {
 		return false
 	case <-t.C:
 		return true
+	}
+}
+
+// recentAlerts keeps the latest alerts stored up to last (among the
+// stream's last alertLookback events), for the clients to come. Without
+// them the page shows only what happens from now on: said in the log.
+func (h *hub) recentAlerts(ctx context.Context, last uint64) {
+	start := uint64(1)
+	if last > alertLookback {
+		start = last - alertLookback + 1
+	}
+	err := h.o.Bus.Scan(ctx, []string{eventbus.TypeSubjects("threshold.violated")}, start, func(env eventbus.Envelope) error {
+		if env.Seq <= last {
+			h.keepAlert(h.message("alert", env.Seq, violation(env)))
+		}
+		return nil
+	})
+	if err != nil && ctx.Err() == nil {
+		h.log.Warn("live stream: the latest alerts could not be read; clients get the new ones only", "err", err)
+	}
+}
+
+func (h *hub) keepAlert(msg []byte) {
+	if msg == nil {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.alerts = append(h.alerts, msg)
+	if len(h.alerts) > keepAlerts {
+		h.alerts = h.alerts[len(h.alerts)-keepAlerts:]
 	}
 }
 
@@ -169,12 +211,13 @@ func (h *hub) fold(ctx context.Context, runID string, seq uint64) *runstate.Stat
 // broadcast sends one message to every client. A client whose buffer is
 // full is dropped (its stream ends; EventSource reconnects), never waited for.
 func (h *hub) broadcast(event string, seq uint64, data any) {
-	b, err := json.Marshal(data)
-	if err != nil {
-		h.log.Error("live stream: encode", "event", event, "err", err)
+	msg := h.message(event, seq, data)
+	if msg == nil {
 		return
 	}
-	msg := fmt.Appendf(nil, "id: %d\nevent: %s\ndata: %s\n\n", seq, event, b)
+	if event == "alert" {
+		h.keepAlert(msg)
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for c := range h.clients {
@@ -188,6 +231,17 @@ func (h *hub) broadcast(event string, seq uint64, data any) {
 	}
 }
 
+// message is one SSE message (nil when data does not encode).
+func (h *hub) message(event string, seq uint64, data any) []byte {
+	b, err := json.Marshal(data)
+	if err != nil {
+		h.log.Error("live stream: encode", "event", event, "err", err)
+		return nil
+	}
+	return fmt.Appendf(nil, "id: %d\nevent: %s\ndata: %s\n\n", seq, event, b)
+}
+
+// add registers a client, its buffer holding the latest alerts first.
 func (h *hub) add() *client {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -195,6 +249,13 @@ func (h *hub) add() *client {
 		return nil
 	}
 	c := &client{ch: make(chan []byte, h.o.ClientBuffer)}
+	recent := h.alerts
+	if n := cap(c.ch) / 2; len(recent) > n {
+		recent = recent[len(recent)-n:] // room left for what happens next
+	}
+	for _, msg := range recent {
+		c.ch <- msg
+	}
 	h.clients[c] = struct{}{}
 	return c
 }

@@ -251,6 +251,10 @@ func TestDashboardInChromium(t *testing.T) {
 		t.Errorf("steps table: %q", steps)
 	}
 
+	// The live alerts feed is not empty on load: it lists the latest
+	// alerts, the bad run's among them (they came before the page).
+	do("the bad run's earlier alerts in the feed on load", 5*time.Second, chromedp.WaitVisible(chromedp.CSS(`#alerts li[data-run-id="`+bad+`"]`)))
+
 	// A threshold violation published now shows in the live alerts feed
 	// within a second.
 	ev := eventbus.New(bad, &runbookv1.Event_ThresholdViolated{ThresholdViolated: &runbookv1.ThresholdViolated{

@@ -700,7 +700,10 @@ function chart(name, m) {
 
 // ---- live alerts and the stream ----
 
+// addAlert shows one alert, newest on top. A client gets the latest
+// alerts again each time it (re)connects: one already shown is skipped.
 function addAlert(a) {
+  if (alerts.querySelector(`li[data-seq="${a.seq}"]`)) return;
   document.getElementById("alerts-empty")?.remove();
   const li = el("li", { "data-run-id": a.run_id, "data-metric": a.metric, "data-seq": a.seq },
     el("span", { class: "when" }, fmtClock(a.time)),
