@@ -2,6 +2,7 @@ package source
 
 import (
 	"context"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -77,13 +78,34 @@ func TestHTTPProbe(t *testing.T) {
 		t.Errorf("slow target: %v; want error rate 1 (timeouts) and p95 ≥ the 200ms timeout", got)
 	}
 
-	srv.Close()
-	got = samples(t, src)
+	// Down: every connection turned away at once. (Not srv.Close(): its
+	// port may be handed to another test's listener meanwhile, and a
+	// listener that never answers makes timeouts, which do have a latency.)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			_ = c.(*net.TCPConn).SetLinger(0) // close with a reset, as a stopped target refuses
+			_ = c.Close()
+		}
+	}()
+	down, err := New(plan.Source{HTTPProbe: &plan.HTTPProbe{URL: "http://" + ln.Addr().String() + "/health", Method: "head", Requests: 4}}, Config{Timeout: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got = samples(t, down)
 	if got[rules.MetricErrorRate] != 1 {
 		t.Errorf("target down: %v; want error rate 1 (fail closed)", got)
 	}
 	if _, has := got[rules.MetricP95]; has {
-		t.Errorf("target down: p95 %v; want none (refused requests have no latency)", got[rules.MetricP95])
+		t.Errorf("target down: p95 %v; want none (requests turned away at once have no latency)", got[rules.MetricP95])
 	}
 }
 
