@@ -150,16 +150,7 @@ func BenchmarkPipeline(b *testing.B) {
 						if c := countType(h, "report.ready"); c != 1 {
 							b.Errorf("run %s: %d reports", r, c)
 						}
-						var req, step time.Time
-						for _, e := range h {
-							if e.Type == "change.requested" {
-								req = e.Time.AsTime()
-							}
-							if e.Type == "deploy.step.started" && step.IsZero() {
-								step = e.Time.AsTime()
-							}
-						}
-						firstStep = append(firstStep, float64(step.Sub(req).Microseconds())/1000)
+						firstStep = append(firstStep, firstStepOf(h))
 						for i := 1; i < len(h); i++ {
 							hop := h[i-1].Type + " → " + h[i].Type
 							hops[hop] = append(hops[hop], float64(h[i].Time.AsTime().Sub(h[i-1].Time.AsTime()).Microseconds())/1000)
@@ -328,16 +319,7 @@ func BenchmarkFirstStepLatency(b *testing.B) {
 				for range runs {
 					run := p.submit(b, data)
 					p.report(b, run, 30*time.Second)
-					var req, step time.Time
-					for _, e := range p.history(b, run) {
-						if e.Type == "change.requested" {
-							req = e.Time.AsTime()
-						}
-						if e.Type == "deploy.step.started" && step.IsZero() {
-							step = e.Time.AsTime()
-						}
-					}
-					lat = append(lat, float64(step.Sub(req).Microseconds())/1000)
+					lat = append(lat, firstStepMS(b, p, run))
 				}
 			}
 			b.ReportMetric(median(lat), "ms-to-first-step-p50")

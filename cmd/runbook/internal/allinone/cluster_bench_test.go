@@ -17,6 +17,7 @@ import (
 	"github.com/kis-core/runbook/eventbus"
 	"github.com/kis-core/runbook/eventbus/auth"
 	"github.com/kis-core/runbook/eventbus/natstest"
+	runbookv1 "github.com/kis-core/runbook/proto/runbook/v1"
 )
 
 // BenchmarkClusterVsAllInOne runs the same runs, in the same process run,
@@ -95,8 +96,14 @@ func BenchmarkClusterVsAllInOne(b *testing.B) {
 // from the events' own times.
 func firstStepMS(b *testing.B, p *pipeline, run string) float64 {
 	b.Helper()
+	return firstStepOf(p.history(b, run))
+}
+
+// firstStepOf is change.requested → the first deploy.step.started of a
+// run's events, in ms.
+func firstStepOf(evs []*runbookv1.Event) float64 {
 	var req, step time.Time
-	for _, e := range p.history(b, run) {
+	for _, e := range evs {
 		if e.Type == "change.requested" {
 			req = e.Time.AsTime()
 		}
