@@ -12,8 +12,8 @@ import (
 	"sync"
 )
 
-// A pid file per running command lets a service that was killed find, at
-// its next start, what its commands left running: Linux's parent-death
+// Recording each running command (a pid journal) lets a service that was
+// killed find, at its next start, what its commands left running: Linux's parent-death
 // signal (dieWithParent) kills each command itself when the service dies,
 // but not what the command started in its process group (`sleep` in
 // `sh -c 'work; sleep 60'`), and not at all on other systems.
@@ -27,9 +27,9 @@ type tracker struct {
 
 // TrackPids makes Run record, for each command run with the returned
 // context, its process group in this process's pid journal in dir while
-// the command runs, with labels (what the
-// command is for: the run, the step, the attempt), so SweepPidFiles can
-// name it. Recording is best effort: a command runs without it.
+// the command runs, with labels (what the command is for: the run, the
+// step, the attempt), so SweepPidFiles can name it. Recording is best
+// effort: a command runs without it.
 func TrackPids(ctx context.Context, dir string, labels map[string]string) context.Context {
 	if dir == "" {
 		return ctx
@@ -195,52 +195,22 @@ func trackPid(ctx context.Context, pgid int, command string) (ended func()) {
 // it — and the file is removed. It returns what it found, killed or
 // already ended. A missing dir is no error.
 func SweepPidFiles(dir string) ([]Orphan, error) {
-	entries, err := os.ReadDir(dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
+	files, err := readPidDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("sweep pid files: %w", err)
 	}
 	var out []Orphan
 	var errs []error
-	for _, e := range entries {
-		path := filepath.Join(dir, e.Name())
-		var recs []PidRecord
-		switch {
-		case e.IsDir():
-			continue
-		case strings.HasSuffix(e.Name(), ".pids"):
-			var owner int
-			var ownerStart uint64
-			if _, err := fmt.Sscanf(e.Name(), "%d-%d.pids", &owner, &ownerStart); err != nil {
-				continue // not ours
-			}
-			if alive(owner, ownerStart) {
-				continue // its service still runs
-			}
-			if recs, err = readJournal(path); err != nil {
-				errs = append(errs, err)
-				continue
-			}
-		case strings.HasSuffix(e.Name(), ".json"):
-			// One command's file, as deployers before the journals kept them.
-			rec, ok, err := readPidFile(path)
-			if err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			if ok && alive(rec.Owner, rec.OwnerStart) {
-				continue
-			}
-			if ok {
-				recs = []PidRecord{rec}
-			}
-		default:
+	for _, pf := range files {
+		if pf.owned && alive(pf.owner, pf.ownerStart) {
+			continue // its service still runs
+		}
+		if pf.err != nil {
+			errs = append(errs, fmt.Errorf("sweep pid files: %w", pf.err))
 			continue
 		}
 		failed := false
-		for _, rec := range recs {
+		for _, rec := range pf.recs {
 			members, err := groupMembers(rec.Pgid, rec.Start)
 			if err != nil {
 				errs = append(errs, fmt.Errorf("process group %d: %w", rec.Pgid, err))
@@ -259,7 +229,7 @@ func SweepPidFiles(dir string) ([]Orphan, error) {
 			out = append(out, o)
 		}
 		if !failed {
-			_ = os.Remove(path)
+			_ = os.Remove(pf.path)
 		}
 	}
 	return out, errors.Join(errs...)
@@ -268,32 +238,64 @@ func SweepPidFiles(dir string) ([]Orphan, error) {
 // Recorded are the commands the pid files in dir record as running, of
 // live services and gone ones alike.
 func Recorded(dir string) ([]PidRecord, error) {
+	files, err := readPidDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("read pid files: %w", err)
+	}
+	var out []PidRecord
+	for _, pf := range files {
+		if pf.err != nil {
+			return nil, pf.err
+		}
+		out = append(out, pf.recs...)
+	}
+	return out, nil
+}
+
+// pidFile is one file of a pid directory: a service process's journal, or
+// one command's file as deployers before the journals kept them.
+type pidFile struct {
+	path string
+	// owned: the file names its service process (owner, ownerStart);
+	// a file that does not (not ours to act on) records nothing.
+	owned      bool
+	owner      int
+	ownerStart uint64
+	recs       []PidRecord // the commands recorded as running
+	err        error       // the file could not be read
+}
+
+// readPidDir reads the pid files of dir (none when it does not exist).
+func readPidDir(dir string) ([]pidFile, error) {
 	entries, err := os.ReadDir(dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read pid files: %w", err)
+		return nil, err
 	}
-	var out []PidRecord
+	var out []pidFile
 	for _, e := range entries {
-		path := filepath.Join(dir, e.Name())
+		pf := pidFile{path: filepath.Join(dir, e.Name())}
 		switch {
+		case e.IsDir():
+			continue
 		case strings.HasSuffix(e.Name(), ".pids"):
-			recs, err := readJournal(path)
-			if err != nil {
-				return nil, err
+			if _, err := fmt.Sscanf(e.Name(), "%d-%d.pids", &pf.owner, &pf.ownerStart); err != nil {
+				continue // not ours
 			}
-			out = append(out, recs...)
+			pf.owned = true
+			pf.recs, pf.err = readJournal(pf.path)
 		case strings.HasSuffix(e.Name(), ".json"):
-			rec, ok, err := readPidFile(path)
-			if err != nil {
-				return nil, err
+			var rec PidRecord
+			rec, pf.owned, pf.err = readPidFile(pf.path)
+			if pf.owned {
+				pf.owner, pf.ownerStart, pf.recs = rec.Owner, rec.OwnerStart, []PidRecord{rec}
 			}
-			if ok {
-				out = append(out, rec)
-			}
+		default:
+			continue
 		}
+		out = append(out, pf)
 	}
 	return out, nil
 }
@@ -304,7 +306,7 @@ func Recorded(dir string) ([]PidRecord, error) {
 func readJournal(path string) ([]PidRecord, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("sweep pid files: %w", err)
+		return nil, err
 	}
 	var order []int
 	live := map[int]PidRecord{}
@@ -340,7 +342,7 @@ func readJournal(path string) ([]PidRecord, error) {
 func readPidFile(path string) (PidRecord, bool, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return PidRecord{}, false, fmt.Errorf("sweep pid files: %w", err)
+		return PidRecord{}, false, err
 	}
 	var rec PidRecord
 	if err := json.Unmarshal(b, &rec); err != nil || rec.Pgid <= 1 {
